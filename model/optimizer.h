@@ -1,0 +1,55 @@
+// Optimizers over the flat parameter buffer with torch.optim semantics.
+//
+// One Optimizer belongs to one learner thread (not thread-safe). It owns its
+// state (momentum buffers, Adam moments, step count) sized to the model.
+#ifndef DELTASERVE_MODEL_OPTIMIZER_H_
+#define DELTASERVE_MODEL_OPTIMIZER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "model/spec.h"
+
+namespace deltaserve::model {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // INVALID_ARGUMENT if ValidateOptimizerConfig(config) fails or
+  // parameter_count is 0.
+  static absl::StatusOr<std::unique_ptr<Optimizer>> Create(
+      const OptimizerConfig& config, size_t parameter_count);
+
+  // One step. If clip_norm > 0 and ‖grad‖₂ > clip_norm, first scales grad in
+  // place by clip_norm / ‖grad‖₂ (torch.nn.utils.clip_grad_norm_, without its
+  // 1e-6 guard term). Then updates params as the torch.optim class of the
+  // same kind would. Returns ‖grad‖₂ before clipping. INVALID_ARGUMENT if the
+  // spans' sizes differ from parameter_count().
+  absl::StatusOr<double> Step(absl::Span<float> params, absl::Span<float> grad);
+
+  const OptimizerConfig& config() const { return config_; }
+  size_t parameter_count() const { return parameter_count_; }
+  int64_t step_count() const { return step_count_; }
+
+ protected:
+  Optimizer(const OptimizerConfig& config, size_t parameter_count)
+      : config_(config), parameter_count_(parameter_count) {}
+
+  // Applies the update for step number `step` (1-based) to params using grad
+  // (already clipped). Sizes are checked by Step.
+  virtual void Update(absl::Span<float> params, absl::Span<const float> grad,
+                      int64_t step) = 0;
+
+ private:
+  OptimizerConfig config_;
+  size_t parameter_count_;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace deltaserve::model
+
+#endif  // DELTASERVE_MODEL_OPTIMIZER_H_

@@ -1,0 +1,81 @@
+// Plain C++ mirrors of the wire contract's ModelSpec pieces. model/ depends on
+// Eigen and Abseil only; server/ converts protobuf messages to these types.
+#ifndef DELTASERVE_MODEL_SPEC_H_
+#define DELTASERVE_MODEL_SPEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "Eigen/Core"
+#include "absl/status/status.h"
+
+namespace deltaserve::model {
+
+// Row-major float32 matrix; rows are samples (same as the wire's Matrix).
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<Matrix>;
+using ConstMatrixMap = Eigen::Map<const Matrix>;
+
+enum class Activation { kIdentity, kTanh, kRelu, kSigmoid };
+
+struct LayerSpec {
+  int units = 0;
+  Activation activation = Activation::kIdentity;
+};
+
+// The network: input_dim → layers[0].units → ... → layers.back().units.
+struct MlpSpec {
+  int input_dim = 0;
+  std::vector<LayerSpec> layers;
+  uint64_t seed = 0;
+};
+
+// torch.optim semantics for the same hyper-parameters. Fields are used as
+// given: the defaults of the wire contract (0 → 0.01 etc.) are filled in by
+// whoever converts from protobuf.
+struct OptimizerConfig {
+  enum class Kind { kSgd, kMomentum, kAdam, kAdamW };
+  Kind kind = Kind::kSgd;
+  float learning_rate = 0.01f;
+  float momentum = 0.0f;  // kMomentum only.
+  bool nesterov = false;  // kMomentum only.
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float epsilon = 1e-8f;
+  float weight_decay = 0.0f;  // L2 for kSgd/kMomentum/kAdam; decoupled for kAdamW.
+  float clip_norm = 0.0f;     // Global L2 norm clip before the step; 0 = none.
+};
+
+struct SurrogateConfig {
+  enum class Mode { kAnchored, kCurrent };
+  enum class Reduction { kSum, kMean };
+  Mode mode = Mode::kAnchored;
+  float delta_scale = 1.0f;  // ε
+  Reduction reduction = Reduction::kSum;
+};
+
+enum class Objective { kMinimize, kMaximize };
+
+// INVALID_ARGUMENT unless input_dim > 0, at least one layer, every layer has
+// units > 0 and a known activation, and the parameter count fits in int32.
+absl::Status ValidateMlpSpec(const MlpSpec& spec);
+
+// INVALID_ARGUMENT for non-finite or out-of-range hyper-parameters
+// (learning_rate <= 0, betas outside [0, 1), epsilon <= 0, negative
+// momentum/weight_decay/clip_norm, nesterov without momentum).
+absl::Status ValidateOptimizerConfig(const OptimizerConfig& config);
+
+// INVALID_ARGUMENT unless delta_scale is finite and > 0.
+absl::Status ValidateSurrogateConfig(const SurrogateConfig& config);
+
+// Number of float32 parameters: Σ units·(fan_in + 1). Spec must be valid.
+size_t ParameterCount(const MlpSpec& spec);
+
+// "tanh", "relu", ... for messages.
+const char* ActivationName(Activation activation);
+
+}  // namespace deltaserve::model
+
+#endif  // DELTASERVE_MODEL_SPEC_H_
