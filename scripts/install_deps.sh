@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git clang-format
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev
   python3-grpcio python3-grpc-tools python3-protobuf python3-numpy
