@@ -1,0 +1,194 @@
+// TrainerClient: the C++ client of the deltaserve.v1.Trainer service.
+//
+// Matrices go in and come out as model::Matrix (row-major float32, rows are
+// samples); every result is an absl::Status / absl::StatusOr whose code and
+// message are exactly the gRPC status the server returned (FromGrpcStatus).
+// Every unary call carries a deadline (ClientOptions::timeout). The client
+// does not validate shapes: the server does, and answers INVALID_ARGUMENT.
+//
+// Thread-safety: all methods are const and may be called concurrently from
+// any number of threads; a TrainerClient is typically shared through a
+// std::shared_ptr (Replica takes one).
+#ifndef DELTASERVE_CLIENT_TRAINER_CLIENT_H_
+#define DELTASERVE_CLIENT_TRAINER_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "deltaserve/v1/trainer.grpc.pb.h"
+#include "deltaserve/v1/trainer.pb.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
+#include "model/spec.h"
+
+namespace deltaserve::client {
+
+// Largest message sent or received by channels from CreateChannel; matches
+// the server's default (ServerConfig.max_message_bytes = 0 → 64 MiB).
+inline constexpr int kDefaultMaxMessageBytes = 64 << 20;
+
+struct ClientOptions {
+  // Deadline of every unary call (GetModelInfo, Forward, SubmitDelta,
+  // GetParameters), measured from the moment the call starts. Must be finite.
+  absl::Duration timeout = absl::Seconds(10);
+  // Deadline of a WatchParameters stream. Infinite by default: a watch lives
+  // until cancelled. Set a finite value to bound a watch's lifetime (the
+  // stream then ends with DEADLINE_EXCEEDED).
+  absl::Duration watch_timeout = absl::InfiniteDuration();
+  // Used by CreateChannel / TrainerClient::Connect for both directions.
+  int max_message_bytes = kDefaultMaxMessageBytes;
+};
+
+// The single place where a gRPC status becomes an absl::Status: same
+// canonical code (numeric values agree), same message.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// An insecure channel to `target` ("127.0.0.1:50051", "dns:///host:port",
+// "unix:/path/to/socket") with send/receive limits of max_message_bytes and
+// HTTP/2 keepalive pings so a watch notices a dead peer. Never blocks;
+// connection errors surface on the first call as UNAVAILABLE.
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
+                                             int max_message_bytes = kDefaultMaxMessageBytes);
+
+// y = f(X; Θ) and the model version Θ belongs to.
+struct ForwardResult {
+  model::Matrix outputs;  // [batch × output_dim]
+  uint64_t version = 0;
+};
+
+// One SubmitDelta: δ = ∂loss/∂y for the rows of `inputs`.
+struct DeltaSubmission {
+  model::Matrix inputs;                        // X  [batch × input_dim]
+  std::optional<model::Matrix> acted_outputs;  // ỹ  [batch × output_dim]; nullopt → ỹ = y
+  model::Matrix deltas;                        // δ  [batch × output_dim]
+  uint64_t version = 0;                        // version that produced ỹ (ForwardResult)
+  model::Objective objective = model::Objective::kMinimize;  // kMaximize: δ = ∂reward/∂y
+};
+
+// The server's answer to a SubmitDelta (see SubmitDeltaResponse).
+struct SubmitDeltaResult {
+  uint64_t version = 0;         // model version once the δ was applied
+  double surrogate_loss = 0.0;  // l_s at the server's y
+  uint64_t staleness = 0;       // server version − submission version on arrival
+  bool stepped = false;         // this submission completed an optimizer step
+};
+
+// A flat parameter buffer (layout as in ModelSpec) and its version.
+struct Parameters {
+  std::string model;  // the resolved model name (never "")
+  uint64_t version = 0;
+  std::vector<float> parameters;
+};
+
+// A WatchParameters stream running on its own thread (TrainerClient::Watch).
+// Destroying the handle cancels the stream and joins the thread; never destroy
+// it from inside its own on_update callback.
+class WatchHandle {
+ public:
+  ~WatchHandle();
+  WatchHandle(const WatchHandle&) = delete;
+  WatchHandle& operator=(const WatchHandle&) = delete;
+
+  // Asks the stream to end (ClientContext::TryCancel). Non-blocking,
+  // idempotent, callable from any thread including the callback's.
+  void Cancel();
+
+  // Blocks until the stream has ended and the callback will not run again;
+  // returns how it ended: CANCELLED after Cancel(), otherwise the server's
+  // status (OK if the server closed the stream, UNAVAILABLE if it went away).
+  // Must not be called from the callback.
+  absl::Status Wait() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Like Wait but gives up after `timeout`; nullopt if still running.
+  std::optional<absl::Status> WaitWithTimeout(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class TrainerClient;
+  WatchHandle() = default;
+
+  grpc::ClientContext context_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::optional<absl::Status> final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+class TrainerClient {
+ public:
+  // Uses `stub` for every call (tests inject fakes). `stub` must not be null.
+  explicit TrainerClient(std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub,
+                         ClientOptions options = {});
+
+  // A client over CreateChannel(target, options.max_message_bytes).
+  // INVALID_ARGUMENT if target is empty, options.timeout is not finite and
+  // positive, or max_message_bytes <= 0. Does not contact the server.
+  static absl::StatusOr<std::unique_ptr<TrainerClient>> Connect(const std::string& target,
+                                                                ClientOptions options = {});
+
+  const ClientOptions& options() const { return options_; }
+
+  // In every call below, `model` "" means the server's default model, and the
+  // returned status is the server's (NOT_FOUND for unknown models,
+  // INVALID_ARGUMENT for bad shapes, DEADLINE_EXCEEDED after the timeout,
+  // UNAVAILABLE when the server cannot be reached, ...).
+
+  // The model's spec (defaults filled in), version, parameter and output
+  // counts, as the wire message.
+  absl::StatusOr<deltaserve::v1::ModelInfo> GetModelInfo(const std::string& model = "") const;
+
+  // y = f(X; Θ) at the server's latest version. inputs: [batch × input_dim].
+  absl::StatusOr<ForwardResult> Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                        const std::string& model = "") const;
+
+  // Sends δ; returns once the server has accumulated it (and stepped, if this
+  // submission completed a step). ABORTED if `submission.version` is too
+  // stale (refetch and retry), RESOURCE_EXHAUSTED if the queue is full.
+  absl::StatusOr<SubmitDeltaResult> SubmitDelta(const DeltaSubmission& submission,
+                                                const std::string& model = "") const;
+
+  // The current parameters and their version.
+  absl::StatusOr<Parameters> GetParameters(const std::string& model = "") const;
+
+  // Blocking watch: calls on_update with the current parameters, then with
+  // each newer version as the server publishes it (a slow callback makes the
+  // server skip to the newest). Runs on the calling thread. Returns when
+  // on_update returns false (→ OK; the stream is cancelled), when the server
+  // ends the stream (its status), or when the deadline (watch_timeout)
+  // passes (DEADLINE_EXCEEDED).
+  absl::Status WatchParameters(const std::string& model,
+                               const std::function<bool(Parameters)>& on_update) const;
+
+  // Same, with a caller-owned context: another thread may end the watch with
+  // context->TryCancel() (→ CANCELLED). The context must be fresh (unused);
+  // its deadline is set here from watch_timeout unless already set.
+  absl::Status WatchParameters(grpc::ClientContext* context, const std::string& model,
+                               const std::function<bool(Parameters)>& on_update) const;
+
+  // Non-blocking watch: starts the stream on a new thread owned by the
+  // returned handle and delivers every update to on_update on that thread
+  // (calls never overlap). Never fails today; StatusOr for future checks.
+  // The client must outlive the handle.
+  absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
+      const std::string& model, std::function<void(Parameters)> on_update) const;
+
+ private:
+  // A context whose deadline is now + timeout (skipped if infinite).
+  static void SetDeadline(grpc::ClientContext& context, absl::Duration timeout);
+
+  std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub_;
+  ClientOptions options_;
+};
+
+}  // namespace deltaserve::client
+
+#endif  // DELTASERVE_CLIENT_TRAINER_CLIENT_H_
