@@ -35,9 +35,11 @@ class Mlp {
 
    private:
     friend class Mlp;
-    std::vector<Matrix> activations_;  // A_1 .. A_L
-    Matrix grad_a_;                    // ∂l/∂A_l, reused per layer
-    Matrix grad_z_;                    // ∂l/∂Z_l
+    std::vector<Matrix> activations_;  // A_1 .. A_L of the last Forward
+    // Backward's scratch, grown to n·(widest layer) and then reused, so a
+    // steady batch size allocates nothing: ∂l/∂Z_l, then ∂l/∂A_{l-1}.
+    std::vector<float> grad_a_;
+    std::vector<float> grad_z_;
   };
 
   // INVALID_ARGUMENT if ValidateMlpSpec(spec) fails.
@@ -58,8 +60,8 @@ class Mlp {
   // parameter_count(), X must be [n × input_dim()] with n ≥ 1, else
   // INVALID_ARGUMENT. Does not check finiteness. Thread-safe for distinct
   // workspaces (const, no shared mutable state).
-  absl::Status Forward(absl::Span<const float> params,
-                       const Eigen::Ref<const Matrix>& X, Workspace& ws) const;
+  absl::Status Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                       Workspace& ws) const;
 
   // Convenience: Forward with a temporary workspace, returning a copy of Y.
   absl::StatusOr<Matrix> Forward(absl::Span<const float> params,
@@ -68,11 +70,12 @@ class Mlp {
   // Backpropagates dY = ∂l/∂Y [n × output_dim()] through the batch of the last
   // Forward(params, X, ws) (same params and X) and ADDS ∂l/∂Θ into grad (flat,
   // parameter layout) so gradients accumulate across calls. If dX is not null
-  // it receives ∂l/∂X [n × input_dim()]. INVALID_ARGUMENT on shape mismatch.
-  absl::Status Backward(absl::Span<const float> params,
-                        const Eigen::Ref<const Matrix>& X, Workspace& ws,
-                        const Eigen::Ref<const Matrix>& dY,
-                        absl::Span<float> grad, Matrix* dX = nullptr) const;
+  // it receives ∂l/∂X [n × input_dim()]. INVALID_ARGUMENT on shape mismatch;
+  // FAILED_PRECONDITION if ws holds no Forward of an n-row batch. Allocates
+  // only when the batch grows (and when *dX must be resized).
+  absl::Status Backward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                        Workspace& ws, const Eigen::Ref<const Matrix>& dY, absl::Span<float> grad,
+                        Matrix* dX = nullptr) const;
 
  private:
   struct LayerOffsets {
@@ -83,9 +86,7 @@ class Mlp {
   };
 
   Mlp(MlpSpec spec, std::vector<LayerOffsets> offsets, size_t parameter_count)
-      : spec_(std::move(spec)),
-        offsets_(std::move(offsets)),
-        parameter_count_(parameter_count) {}
+      : spec_(std::move(spec)), offsets_(std::move(offsets)), parameter_count_(parameter_count) {}
 
   MlpSpec spec_;
   std::vector<LayerOffsets> offsets_;

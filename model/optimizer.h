@@ -21,14 +21,16 @@ class Optimizer {
 
   // INVALID_ARGUMENT if ValidateOptimizerConfig(config) fails or
   // parameter_count is 0.
-  static absl::StatusOr<std::unique_ptr<Optimizer>> Create(
-      const OptimizerConfig& config, size_t parameter_count);
+  static absl::StatusOr<std::unique_ptr<Optimizer>> Create(const OptimizerConfig& config,
+                                                           size_t parameter_count);
 
-  // One step. If clip_norm > 0 and ‖grad‖₂ > clip_norm, first scales grad in
-  // place by clip_norm / ‖grad‖₂ (torch.nn.utils.clip_grad_norm_, without its
-  // 1e-6 guard term). Then updates params as the torch.optim class of the
-  // same kind would. Returns ‖grad‖₂ before clipping. INVALID_ARGUMENT if the
-  // spans' sizes differ from parameter_count().
+  // One step. If clip_norm > 0, first scales grad in place by
+  // min(1, clip_norm / (‖grad‖₂ + 1e-6)) exactly as
+  // torch.nn.utils.clip_grad_norm_ does. Then updates params as the
+  // torch.optim class of the same kind would (SGD, SGD with momentum and
+  // dampening 0, Adam, AdamW; amsgrad off). Returns ‖grad‖₂ before clipping.
+  // INVALID_ARGUMENT, with params, grad and state untouched, if the spans'
+  // sizes differ from parameter_count() or ‖grad‖₂ is not finite.
   absl::StatusOr<double> Step(absl::Span<float> params, absl::Span<float> grad);
 
   const OptimizerConfig& config() const { return config_; }
@@ -41,8 +43,7 @@ class Optimizer {
 
   // Applies the update for step number `step` (1-based) to params using grad
   // (already clipped). Sizes are checked by Step.
-  virtual void Update(absl::Span<float> params, absl::Span<const float> grad,
-                      int64_t step) = 0;
+  virtual void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step) = 0;
 
  private:
   OptimizerConfig config_;

@@ -7,10 +7,10 @@
 #include "absl/status/statusor.h"
 
 // Returns `expr` from the enclosing function if it is not OK.
-#define RETURN_IF_ERROR(expr)                         \
-  do {                                                \
-    const ::absl::Status _ds_status = (expr);         \
-    if (!_ds_status.ok()) return _ds_status;          \
+#define RETURN_IF_ERROR(expr)                 \
+  do {                                        \
+    const ::absl::Status _ds_status = (expr); \
+    if (!_ds_status.ok()) return _ds_status;  \
   } while (false)
 
 #define DS_STATUS_CONCAT_INNER_(a, b) a##b
@@ -21,8 +21,8 @@
 #define ASSIGN_OR_RETURN(lhs, rexpr) \
   DS_ASSIGN_OR_RETURN_IMPL_(DS_STATUS_CONCAT_(_ds_statusor_, __LINE__), lhs, rexpr)
 
-#define DS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                              \
+#define DS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)    \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

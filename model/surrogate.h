@@ -21,12 +21,10 @@ namespace deltaserve::model {
 // Returns l_s and writes ∂l_s/∂y into *grad_y (resized to y's shape).
 // y and delta must have the same shape; `acted` (ỹ) must too, or have 0 rows,
 // which means ỹ = y. INVALID_ARGUMENT on a shape mismatch.
-absl::StatusOr<double> Surrogate(const SurrogateConfig& config,
-                                 Objective objective,
+absl::StatusOr<double> Surrogate(const SurrogateConfig& config, Objective objective,
                                  const Eigen::Ref<const Matrix>& y,
                                  const Eigen::Ref<const Matrix>& acted,
-                                 const Eigen::Ref<const Matrix>& delta,
-                                 Matrix* grad_y);
+                                 const Eigen::Ref<const Matrix>& delta, Matrix* grad_y);
 
 }  // namespace deltaserve::model
 
