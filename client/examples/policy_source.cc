@@ -1,0 +1,63 @@
+#include "client/examples/policy_source.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/replica.h"
+#include "model/mlp.h"
+#include "model/status_macros.h"
+
+namespace deltaserve::examples {
+namespace {
+
+class RoundTripSource final : public PolicySource {
+ public:
+  RoundTripSource(std::shared_ptr<client::TrainerClient> client, std::string model)
+      : client_(std::move(client)), model_(std::move(model)) {}
+
+  absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                   model::Matrix* outputs) override {
+    ASSIGN_OR_RETURN(client::ForwardResult result, client_->Forward(inputs, model_));
+    *outputs = std::move(result.outputs);
+    return result.version;
+  }
+
+ private:
+  std::shared_ptr<client::TrainerClient> client_;
+  std::string model_;
+};
+
+class ReplicaSource final : public PolicySource {
+ public:
+  explicit ReplicaSource(std::unique_ptr<client::Replica> replica) : replica_(std::move(replica)) {}
+
+  absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                   model::Matrix* outputs) override {
+    ASSIGN_OR_RETURN(uint64_t version, replica_->Forward(inputs, workspace_));
+    *outputs = workspace_.output();
+    return version;
+  }
+
+ private:
+  std::unique_ptr<client::Replica> replica_;
+  model::Mlp::Workspace workspace_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
+    absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
+    const std::string& model) {
+  if (kind == "roundtrip") {
+    return std::make_unique<RoundTripSource>(std::move(client), model);
+  }
+  if (kind == "replica") {
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Replica> replica,
+                     client::Replica::Create(std::move(client), model));
+    return std::make_unique<ReplicaSource>(std::move(replica));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--actions must be 'roundtrip' or 'replica', got '", kind, "'"));
+}
+
+}  // namespace deltaserve::examples

@@ -1,0 +1,39 @@
+// PolicySource: where a simulator gets the network's output for its
+// observations — a Forward round trip to the server per call, or a local
+// Replica kept fresh by the server's weight push. Both return the model
+// version that produced the outputs, which the simulator sends back with its δ.
+#ifndef DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_
+#define DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/trainer_client.h"
+#include "model/spec.h"
+
+namespace deltaserve::examples {
+
+class PolicySource {
+ public:
+  virtual ~PolicySource() = default;
+
+  // Writes y = f(inputs) into *outputs ([rows × output_dim]) and returns the
+  // version that produced it; errors are the client's or replica's status.
+  // Not thread-safe: one PolicySource per simulator thread.
+  virtual absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                           model::Matrix* outputs) = 0;
+};
+
+// kind "roundtrip" (TrainerClient::Forward per call) or "replica" (a
+// client::Replica of `model`, created here: fails with its status).
+// INVALID_ARGUMENT for any other kind.
+absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
+    absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
+    const std::string& model = "");
+
+}  // namespace deltaserve::examples
+
+#endif  // DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_

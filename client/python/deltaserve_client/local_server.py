@@ -1,0 +1,74 @@
+"""LocalServer: runs the `deltaserve` binary as a child process (tests, demos).
+
+The server is started with --listen=127.0.0.1:0 and the bound address is read
+from its stdout line `listening on ADDR`. stop() terminates it (SIGTERM, then
+SIGKILL after a grace period). Use as a context manager so it always stops.
+"""
+
+import os
+import subprocess
+import tempfile
+import threading
+
+from google.protobuf import text_format
+
+from deltaserve_client._stubs import config_pb2
+
+
+class LocalServer:
+    def __init__(self, binary, config, listen="127.0.0.1:0", startup_timeout=30.0):
+        """binary: path to `deltaserve`; config: a ServerConfig message or its text format."""
+        if not isinstance(config, str):
+            config = text_format.MessageToString(config)
+        else:
+            text_format.Parse(config, config_pb2.ServerConfig())  # fail early on typos
+        self._config_file = tempfile.NamedTemporaryFile(
+            "w", suffix=".textproto", prefix="deltaserve-", delete=False)
+        self._config_file.write(config)
+        self._config_file.close()
+        self.process = subprocess.Popen(
+            [binary, "--config=" + self._config_file.name, "--listen=" + listen],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.address = None
+        self.stderr_lines = []
+        ready = threading.Event()
+
+        def read_stdout():
+            for line in self.process.stdout:
+                if self.address is None and line.startswith("listening on "):
+                    self.address = line[len("listening on "):].strip()
+                    ready.set()
+            ready.set()
+
+        def read_stderr():
+            for line in self.process.stderr:
+                self.stderr_lines.append(line)
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        threading.Thread(target=read_stderr, daemon=True).start()
+        ready.wait(startup_timeout)
+        if self.address is None:
+            self.stop()
+            raise RuntimeError("deltaserve did not print 'listening on' within %.0f s; stderr:\n%s"
+                               % (startup_timeout, "".join(self.stderr_lines[-20:])))
+
+    def stop(self, grace=5.0):
+        """Stops the server; returns its exit code. Idempotent."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        try:
+            os.unlink(self._config_file.name)
+        except FileNotFoundError:
+            pass
+        return self.process.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
