@@ -1,0 +1,295 @@
+#include "server/metrics.h"
+
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
+
+namespace deltaserve::server {
+namespace {
+
+constexpr int kNumStatusCodes = 17;  // OK .. UNAUTHENTICATED.
+
+constexpr absl::string_view kStatusCodeNames[kNumStatusCodes] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+constexpr absl::string_view kRpcNames[kNumRpcs] = {
+    "GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "WatchParameters",
+};
+
+constexpr absl::string_view kRejectReasonNames[kNumRejectReasons] = {
+    "invalid", "stale", "queue_full", "shutting_down", "other",
+};
+
+// Seconds: 100 µs .. 10 s, roughly ×2.5 per bucket.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+  return *buckets;
+}
+
+// Versions behind: exact for 0..2, then powers of two.
+const prometheus::Histogram::BucketBoundaries& StalenessBuckets() {
+  static const auto* buckets =
+      new prometheus::Histogram::BucketBoundaries{0, 1, 2, 4, 8, 16, 32, 64, 128};
+  return *buckets;
+}
+
+// Surrogate loss l_s spans orders of magnitude: decades from 1e-6 to 1e4.
+const prometheus::Histogram::BucketBoundaries& LossBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4};
+  return *buckets;
+}
+
+// OK if `address` is "host:port" with a numeric port in [0, 65535].
+absl::Status ValidateListenAddress(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics listen address \"", address,
+                     "\": expected host:port (e.g. 0.0.0.0:9464; port 0 lets the OS pick)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct ServerMetrics::Families {
+  explicit Families(prometheus::Registry& registry)
+      : rpc_requests(prometheus::BuildCounter()
+                         .Name("deltaserve_rpc_requests_total")
+                         .Help("Finished Trainer rpcs by model, rpc and gRPC status code.")
+                         .Register(registry)),
+        rpc_latency(prometheus::BuildHistogram()
+                        .Name("deltaserve_rpc_latency_seconds")
+                        .Help("Wall time of Trainer rpcs (streams: lifetime), by model and rpc.")
+                        .Register(registry)),
+        forward_rows(prometheus::BuildCounter()
+                         .Name("deltaserve_forward_rows_total")
+                         .Help("Input rows evaluated by Forward.")
+                         .Register(registry)),
+        submissions_applied(prometheus::BuildCounter()
+                                .Name("deltaserve_submissions_applied_total")
+                                .Help("SubmitDelta submissions the learner applied.")
+                                .Register(registry)),
+        submitted_rows(prometheus::BuildCounter()
+                           .Name("deltaserve_submitted_rows_total")
+                           .Help("Rows of applied submissions (samples toward optimizer steps).")
+                           .Register(registry)),
+        rejected(prometheus::BuildCounter()
+                     .Name("deltaserve_submissions_rejected_total")
+                     .Help("Submissions not applied, by reason.")
+                     .Register(registry)),
+        optimizer_steps(prometheus::BuildCounter()
+                            .Name("deltaserve_optimizer_steps_total")
+                            .Help("Optimizer steps taken (each publishes a new version).")
+                            .Register(registry)),
+        version(prometheus::BuildGauge()
+                    .Name("deltaserve_model_version")
+                    .Help("Current model version.")
+                    .Register(registry)),
+        staleness(prometheus::BuildHistogram()
+                      .Name("deltaserve_submission_staleness")
+                      .Help("Versions an applied submission was behind the model.")
+                      .Register(registry)),
+        surrogate_loss(prometheus::BuildHistogram()
+                           .Name("deltaserve_surrogate_loss")
+                           .Help("Surrogate loss l_s of applied submissions.")
+                           .Register(registry)),
+        gradient_norm(prometheus::BuildGauge()
+                          .Name("deltaserve_gradient_norm")
+                          .Help("Global gradient norm of the last optimizer step, before clipping.")
+                          .Register(registry)),
+        queue_depth(prometheus::BuildGauge()
+                        .Name("deltaserve_queue_depth")
+                        .Help("Submissions waiting for the learner.")
+                        .Register(registry)),
+        watchers(prometheus::BuildGauge()
+                     .Name("deltaserve_watchers")
+                     .Help("Open WatchParameters streams.")
+                     .Register(registry)) {}
+
+  prometheus::Family<prometheus::Counter>& rpc_requests;
+  prometheus::Family<prometheus::Histogram>& rpc_latency;
+  prometheus::Family<prometheus::Counter>& forward_rows;
+  prometheus::Family<prometheus::Counter>& submissions_applied;
+  prometheus::Family<prometheus::Counter>& submitted_rows;
+  prometheus::Family<prometheus::Counter>& rejected;
+  prometheus::Family<prometheus::Counter>& optimizer_steps;
+  prometheus::Family<prometheus::Gauge>& version;
+  prometheus::Family<prometheus::Histogram>& staleness;
+  prometheus::Family<prometheus::Histogram>& surrogate_loss;
+  prometheus::Family<prometheus::Gauge>& gradient_norm;
+  prometheus::Family<prometheus::Gauge>& queue_depth;
+  prometheus::Family<prometheus::Gauge>& watchers;
+};
+
+RejectReason RejectReasonFromStatus(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+      return RejectReason::kInvalid;
+    case absl::StatusCode::kAborted:
+      return RejectReason::kStale;
+    case absl::StatusCode::kResourceExhausted:
+      return RejectReason::kQueueFull;
+    case absl::StatusCode::kUnavailable:
+      return RejectReason::kShuttingDown;
+    default:
+      return RejectReason::kOther;
+  }
+}
+
+absl::string_view RpcName(Rpc rpc) { return kRpcNames[static_cast<int>(rpc)]; }
+
+absl::string_view RejectReasonName(RejectReason reason) {
+  return kRejectReasonNames[static_cast<int>(reason)];
+}
+
+absl::string_view StatusCodeName(int code) {
+  if (code < 0 || code >= kNumStatusCodes) return "UNKNOWN";
+  return kStatusCodeNames[code];
+}
+
+void ModelMetrics::RecordRpc(Rpc rpc, int code, double seconds) {
+  const int r = static_cast<int>(rpc);
+  const int c = (code < 0 || code >= kNumStatusCodes) ? 2 /*UNKNOWN*/ : code;
+  rpc_requests_[r][c]->Increment();
+  rpc_latency_[r]->Observe(seconds);
+}
+
+void ModelMetrics::AddForwardRows(uint64_t rows) {
+  forward_rows_->Increment(static_cast<double>(rows));
+}
+
+void ModelMetrics::RecordSubmissionApplied(uint64_t rows, uint64_t staleness,
+                                           double surrogate_loss) {
+  submissions_applied_->Increment();
+  submitted_rows_->Increment(static_cast<double>(rows));
+  staleness_->Observe(static_cast<double>(staleness));
+  surrogate_loss_->Observe(surrogate_loss);
+}
+
+void ModelMetrics::RecordSubmissionRejected(RejectReason reason) {
+  rejected_[static_cast<int>(reason)]->Increment();
+}
+
+void ModelMetrics::RecordOptimizerStep(uint64_t version, double gradient_norm) {
+  optimizer_steps_->Increment();
+  version_->Set(static_cast<double>(version));
+  gradient_norm_->Set(gradient_norm);
+}
+
+void ModelMetrics::SetVersion(uint64_t version) { version_->Set(static_cast<double>(version)); }
+
+void ModelMetrics::SetQueueDepth(int64_t depth) { queue_depth_->Set(static_cast<double>(depth)); }
+
+void ModelMetrics::AddWatchers(int64_t delta) { watchers_->Increment(static_cast<double>(delta)); }
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      families_(std::make_unique<Families>(*registry_)) {}
+
+ServerMetrics::~ServerMetrics() {
+  // The endpoint's threads read the registry: stop them first.
+  exposer_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
+    const MetricsOptions& options) {
+  std::unique_ptr<ServerMetrics> metrics(new ServerMetrics());
+  if (options.listen_address.empty()) return metrics;
+  if (absl::Status valid = ValidateListenAddress(options.listen_address); !valid.ok()) {
+    return valid;
+  }
+  try {
+    // prometheus-cpp reports bind failures (address in use, no such
+    // interface) by throwing from the constructor.
+    metrics->exposer_ = std::make_unique<prometheus::Exposer>(options.listen_address,
+                                                              /*num_threads=*/2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics endpoint cannot listen on ", options.listen_address, ": ", e.what()));
+  }
+  metrics->exposer_->RegisterCollectable(metrics->registry_);
+  const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
+  if (ports.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics endpoint bound no port for ", options.listen_address));
+  }
+  metrics->port_ = ports.front();
+  return metrics;
+}
+
+ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(model);
+  if (it != models_.end()) return it->second.get();
+
+  std::unique_ptr<ModelMetrics> m(new ModelMetrics());
+  const std::string name(model);
+  Families& f = *families_;
+  for (int r = 0; r < kNumRpcs; ++r) {
+    const std::string rpc(kRpcNames[r]);
+    for (int c = 0; c < kNumStatusCodes; ++c) {
+      m->rpc_requests_[r][c] = &f.rpc_requests.Add(
+          {{"model", name}, {"rpc", rpc}, {"code", std::string(kStatusCodeNames[c])}});
+    }
+    m->rpc_latency_[r] = &f.rpc_latency.Add({{"model", name}, {"rpc", rpc}}, LatencyBuckets());
+  }
+  m->forward_rows_ = &f.forward_rows.Add({{"model", name}});
+  m->submissions_applied_ = &f.submissions_applied.Add({{"model", name}});
+  m->submitted_rows_ = &f.submitted_rows.Add({{"model", name}});
+  for (int i = 0; i < kNumRejectReasons; ++i) {
+    m->rejected_[i] =
+        &f.rejected.Add({{"model", name}, {"reason", std::string(kRejectReasonNames[i])}});
+  }
+  m->optimizer_steps_ = &f.optimizer_steps.Add({{"model", name}});
+  m->version_ = &f.version.Add({{"model", name}});
+  m->staleness_ = &f.staleness.Add({{"model", name}}, StalenessBuckets());
+  m->surrogate_loss_ = &f.surrogate_loss.Add({{"model", name}}, LossBuckets());
+  m->gradient_norm_ = &f.gradient_norm.Add({{"model", name}});
+  m->queue_depth_ = &f.queue_depth.Add({{"model", name}});
+  m->watchers_ = &f.watchers.Add({{"model", name}});
+
+  ModelMetrics* raw = m.get();
+  models_.emplace(name, std::move(m));
+  return raw;
+}
+
+ModelMetrics* ServerMetrics::UnknownModel() { return ForModel(""); }
+
+std::string ServerMetrics::Scrape() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace deltaserve::server

@@ -1,0 +1,179 @@
+// ServerMetrics: the trainer process's Prometheus metrics (prometheus-cpp,
+// pull model). With a non-empty MetricsOptions::listen_address an HTTP
+// endpoint serves them at /metrics in Prometheus' text format; with an empty
+// one they are still recorded (Scrape() renders them) but nothing listens.
+//
+// Hot path: the server resolves each model's metrics once (ForModel at model
+// load) and keeps the ModelMetrics*; every Record/Set call on it then touches
+// only pre-created metrics — an atomic add or store, or (histograms) one
+// uncontended mutex — with no map lookup, no allocation and no label hashing.
+//
+// Metric names, types and labels (all prefixed deltaserve_; docs/operations.md
+// explains each one):
+//   rpc_requests_total{model,rpc,code}        counter
+//   rpc_latency_seconds{model,rpc}            histogram
+//   forward_rows_total{model}                 counter
+//   submissions_applied_total{model}          counter
+//   submitted_rows_total{model}               counter
+//   submissions_rejected_total{model,reason}  counter
+//   optimizer_steps_total{model}              counter
+//   model_version{model}                      gauge
+//   submission_staleness{model}               histogram (versions)
+//   surrogate_loss{model}                     histogram
+//   gradient_norm{model}                      gauge (last step, before clipping)
+//   queue_depth{model}                        gauge
+//   watchers{model}                           gauge
+#ifndef DELTASERVE_SERVER_METRICS_H_
+#define DELTASERVE_SERVER_METRICS_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace prometheus {
+class Counter;
+class Exposer;
+class Gauge;
+class Histogram;
+class Registry;
+}  // namespace prometheus
+
+namespace deltaserve::server {
+
+// The Trainer service's rpcs (label rpc="Forward", ...).
+enum class Rpc { kGetModelInfo = 0, kForward, kSubmitDelta, kGetParameters, kWatchParameters };
+inline constexpr int kNumRpcs = 5;
+
+// Why a submission was not applied (label reason="stale", ...).
+enum class RejectReason {
+  kInvalid = 0,   // INVALID_ARGUMENT: shapes, non-finite values, future version.
+  kStale,         // ABORTED: more than max_staleness versions behind.
+  kQueueFull,     // RESOURCE_EXHAUSTED: the model's queue is full.
+  kShuttingDown,  // UNAVAILABLE: the learner is stopping.
+  kOther,         // Any other code.
+};
+inline constexpr int kNumRejectReasons = 5;
+
+// Maps a Trainer error to its reason, following DESIGN.md's codes.
+RejectReason RejectReasonFromStatus(absl::StatusCode code);
+
+// Label values, e.g. RpcName(Rpc::kForward) == "Forward",
+// RejectReasonName(RejectReason::kQueueFull) == "queue_full",
+// StatusCodeName(5) == "NOT_FOUND" (gRPC and absl share the numbering; an
+// out-of-range code is reported as "UNKNOWN").
+absl::string_view RpcName(Rpc rpc);
+absl::string_view RejectReasonName(RejectReason reason);
+absl::string_view StatusCodeName(int code);
+
+// One model's metrics. Every method is thread-safe and never blocks on
+// anything but a histogram's own uncontended mutex. Owned by ServerMetrics;
+// the pointer stays valid for its lifetime.
+class ModelMetrics {
+ public:
+  // One finished rpc: its status code (grpc::StatusCode or absl::StatusCode,
+  // same numbers) and its wall time in seconds (for WatchParameters: the
+  // stream's lifetime, recorded when it ends).
+  void RecordRpc(Rpc rpc, int code, double seconds);
+
+  // Rows a Forward call evaluated.
+  void AddForwardRows(uint64_t rows);
+
+  // A submission the learner applied: its rows, its staleness (versions
+  // behind when applied) and its surrogate loss l_s.
+  void RecordSubmissionApplied(uint64_t rows, uint64_t staleness, double surrogate_loss);
+
+  // A submission refused at Submit() or by the learner.
+  void RecordSubmissionRejected(RejectReason reason);
+
+  // An optimizer step that produced `version`, with the global gradient norm
+  // ‖G‖ it stepped on (before clipping).
+  void RecordOptimizerStep(uint64_t version, double gradient_norm);
+
+  // Sets the version gauge without counting a step (model load, restore).
+  void SetVersion(uint64_t version);
+
+  // Submissions waiting in the model's queue.
+  void SetQueueDepth(int64_t depth);
+
+  // WatchParameters streams open on the model: +1 when one starts, -1 when
+  // it ends.
+  void AddWatchers(int64_t delta);
+
+ private:
+  friend class ServerMetrics;
+  ModelMetrics() = default;
+
+  std::array<std::array<prometheus::Counter*, 17>, kNumRpcs> rpc_requests_{};
+  std::array<prometheus::Histogram*, kNumRpcs> rpc_latency_{};
+  prometheus::Counter* forward_rows_ = nullptr;
+  prometheus::Counter* submissions_applied_ = nullptr;
+  prometheus::Counter* submitted_rows_ = nullptr;
+  std::array<prometheus::Counter*, kNumRejectReasons> rejected_{};
+  prometheus::Counter* optimizer_steps_ = nullptr;
+  prometheus::Gauge* version_ = nullptr;
+  prometheus::Histogram* staleness_ = nullptr;
+  prometheus::Histogram* surrogate_loss_ = nullptr;
+  prometheus::Gauge* gradient_norm_ = nullptr;
+  prometheus::Gauge* queue_depth_ = nullptr;
+  prometheus::Gauge* watchers_ = nullptr;
+};
+
+struct MetricsOptions {
+  // "host:port" for the HTTP endpoint ("0.0.0.0:9464"; port 0: the OS
+  // picks, see port()). Empty: record only, serve nothing.
+  std::string listen_address;
+};
+
+class ServerMetrics {
+ public:
+  // Creates the metric families and, if options.listen_address is set, starts
+  // the HTTP endpoint (UNAVAILABLE with the address and the reason if it
+  // cannot bind; INVALID_ARGUMENT if the address is not host:port).
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(const MetricsOptions& options);
+
+  // Stops the endpoint.
+  ~ServerMetrics();
+
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // The metrics of `model` (a served model's name), created on first use with
+  // every label combination pre-registered. Takes a mutex: call it once per
+  // model (at load) and keep the pointer, not once per request. Never null.
+  ModelMetrics* ForModel(absl::string_view model) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The bucket for requests naming a model the server does not serve
+  // (label model="", so clients cannot create unbounded label values).
+  ModelMetrics* UnknownModel() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The TCP port the endpoint is bound to; 0 if it does not listen.
+  int port() const { return port_; }
+
+  // Every metric in Prometheus' text exposition format (what /metrics serves).
+  std::string Scrape() const;
+
+ private:
+  struct Families;
+
+  ServerMetrics();
+
+  const std::shared_ptr<prometheus::Registry> registry_;
+  const std::unique_ptr<Families> families_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<ModelMetrics>, std::less<>> models_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_METRICS_H_
