@@ -51,15 +51,19 @@ void EpisodeBuffer::Clear() {
   min_version_ = UINT64_MAX;
 }
 
-std::vector<float> EpisodeBuffer::Advantages(const ReinforceOptions& options, int rows) const {
+std::vector<float> ComputeAdvantages(absl::Span<const float> rewards,
+                                     absl::Span<const int> episode_ends,
+                                     const ReinforceOptions& options) {
+  const int rows = static_cast<int>(rewards.size());
+  if (rows == 0) return {};
   // G_t = r_t + γ·G_{t+1}, restarted at each episode's end.
   std::vector<float> returns(rows);
   std::vector<int> step_index(rows);
   int begin = 0;
-  for (int end : episode_ends_) {
+  for (int end : episode_ends) {
     float g = 0.0f;
     for (int t = end - 1; t >= begin; --t) {
-      g = rewards_[t] + options.gamma * g;
+      g = rewards[t] + options.gamma * g;
       returns[t] = g;
       step_index[t] = t - begin;
     }
@@ -100,7 +104,8 @@ PolicyGradientBatch EpisodeBuffer::BuildReinforce(const ReinforceOptions& option
   batch.acted = model::ConstMatrixMap(logits_.data(), n, num_actions_);
   batch.deltas.resize(n, num_actions_);
   if (n == 0) return batch;
-  const std::vector<float> advantages = Advantages(options, n);
+  const std::vector<float> advantages =
+      ComputeAdvantages(absl::MakeConstSpan(rewards_.data(), n), episode_ends_, options);
   // δ_t = (softmax(z_t) − onehot(a_t))·A_t / N
   for (int t = 0; t < n; ++t) {
     float* delta = batch.deltas.row(t).data();

@@ -38,6 +38,13 @@ struct ReinforceOptions {
   Baseline baseline = Baseline::kBatchNormalised;
 };
 
+// Advantages A_t for steps whose rewards are `rewards`, split into episodes
+// by `episode_ends` (one past each episode's last index, increasing, the last
+// equal to rewards.size()); see Baseline.
+std::vector<float> ComputeAdvantages(absl::Span<const float> rewards,
+                                     absl::Span<const int> episode_ends,
+                                     const ReinforceOptions& options);
+
 // What one SubmitDelta carries: X, the logits acted on (ỹ), δ, and the
 // oldest model version that produced any of the logits.
 struct PolicyGradientBatch {
@@ -71,9 +78,6 @@ class EpisodeBuffer {
   PolicyGradientBatch BuildReinforce(const ReinforceOptions& options) const;
 
  private:
-  // Advantages A_t for the closed episodes' steps (see Baseline).
-  std::vector<float> Advantages(const ReinforceOptions& options, int rows) const;
-
   int observation_dim_;
   int num_actions_;
   std::vector<float> observations_;  // rows × observation_dim, row-major
