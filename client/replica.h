@@ -40,9 +40,9 @@ class Replica {
   // Fetches GetModelInfo and GetParameters for `model` ("" = default model),
   // builds the model::Mlp from the spec, and starts the watcher thread. On
   // return the replica already serves Forward at the fetched version. Fails
-  // with the RPC's status, or INVALID_ARGUMENT if the spec cannot be
-  // converted or the parameter count does not match it. `client` must not be
-  // null; the replica keeps it alive.
+  // with the RPC's status, INVALID_ARGUMENT if `client` is null or the spec
+  // cannot be converted, INTERNAL if the server's parameter count does not
+  // match its spec. The replica keeps `client` alive.
   static absl::StatusOr<std::unique_ptr<Replica>> Create(std::shared_ptr<TrainerClient> client,
                                                          const std::string& model = "",
                                                          ReplicaOptions options = {});
@@ -71,8 +71,7 @@ class Replica {
   uint64_t version() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until version() ≥ min_version (true) or `timeout` passes (false).
-  bool WaitForVersion(uint64_t min_version, absl::Duration timeout) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  bool WaitForVersion(uint64_t min_version, absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The resolved model name, its ModelInfo as fetched by Create, and the
   // network built from its spec.

@@ -177,7 +177,7 @@ class TrainerClient {
   // Non-blocking watch: starts the stream on a new thread owned by the
   // returned handle and delivers every update to on_update on that thread
   // (calls never overlap). Never fails today; StatusOr for future checks.
-  // The client must outlive the handle.
+  // The handle holds its own copy of the client; it may outlive this one.
   absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const std::string& model, std::function<void(Parameters)> on_update) const;
 

@@ -1,0 +1,194 @@
+// deltaserve-cli: inspect and poke a running deltaserve server.
+//
+// Exit codes: 0 success (health: SERVING), 1 an RPC failed or the server is
+// not SERVING, 2 bad usage. Errors go to stderr as "error: <CODE>: <message>".
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/cli/matrix_text.h"
+#include "client/trainer_client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/client_context.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "Server address: host:port or unix:/path/to/socket");
+ABSL_FLAG(std::string, model, "", "Model name; empty = the server's default model");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call (e.g. 10s, 500ms)");
+ABSL_FLAG(std::string, inputs, "",
+          "forward: one input row as CSV (e.g. 1,2,3,4); empty = CSV rows on stdin");
+ABSL_FLAG(bool, all, false, "params: print every parameter, one per line");
+ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 = until interrupted");
+ABSL_FLAG(std::string, service, "", "health: service name to check; empty = the whole server");
+
+namespace deltaserve::client::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "deltaserve-cli SUBCOMMAND [flags]\n"
+    "\n"
+    "Subcommands:\n"
+    "  info     model spec, version and parameter count\n"
+    "  forward  outputs (CSV) for --inputs=1,2,3 or CSV rows on stdin, then '# version: V'\n"
+    "  params   version, parameter count and the first values (--all: every value)\n"
+    "  watch    print each parameter version as it is published (--count=N to stop)\n"
+    "  health   grpc.health.v1 Check of --service; exit 0 only if SERVING\n"
+    "\n"
+    "Common flags: --target=HOST:PORT|unix:PATH --model=NAME --timeout=10s";
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kParamsShown = 8;
+
+int Fail(const absl::Status& status) {
+  std::cerr << "error: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
+            << std::endl;
+  return kExitFailure;
+}
+
+const char* ActivationText(int activation) {
+  return deltaserve::v1::Activation_IsValid(activation)
+             ? deltaserve::v1::Activation_Name(activation).c_str()
+             : "?";
+}
+
+int Info(const TrainerClient& client) {
+  auto info = client.GetModelInfo(absl::GetFlag(FLAGS_model));
+  if (!info.ok()) return Fail(info.status());
+  const deltaserve::v1::ModelSpec& spec = info->spec();
+  std::string layers = absl::StrCat(spec.input_dim());
+  for (const auto& layer : spec.layers()) {
+    absl::StrAppend(&layers, " -> ", layer.units(), " ", ActivationText(layer.activation()));
+  }
+  const auto& opt = spec.optimizer();
+  const auto& sur = spec.surrogate();
+  absl::PrintF("model: %s\n", spec.name());
+  absl::PrintF("version: %d\n", info->version());
+  absl::PrintF("parameters: %d\n", info->parameter_count());
+  absl::PrintF("layers: %s\n", layers);
+  absl::PrintF("input_dim: %d\noutput_dim: %d\n", spec.input_dim(), info->output_dim());
+  absl::PrintF(
+      "optimizer: %s lr=%g momentum=%g nesterov=%d beta1=%g beta2=%g eps=%g wd=%g clip=%g\n",
+      deltaserve::v1::OptimizerConfig::Kind_Name(opt.kind()), opt.learning_rate(), opt.momentum(),
+      opt.nesterov(), opt.beta1(), opt.beta2(), opt.epsilon(), opt.weight_decay(), opt.clip_norm());
+  absl::PrintF("surrogate: %s delta_scale=%g reduction=%s\n",
+               deltaserve::v1::SurrogateConfig::Mode_Name(sur.mode()), sur.delta_scale(),
+               deltaserve::v1::SurrogateConfig::Reduction_Name(sur.reduction()));
+  absl::PrintF("samples_per_step: %d\nmax_staleness: %d\nseed: %d\n", spec.samples_per_step(),
+               spec.max_staleness(), spec.seed());
+  return kExitOk;
+}
+
+int Forward(const TrainerClient& client) {
+  absl::StatusOr<model::Matrix> inputs;
+  const std::string row = absl::GetFlag(FLAGS_inputs);
+  if (row.empty()) {
+    inputs = ReadCsvMatrix(std::cin);
+  } else {
+    auto values = ParseCsvRow(row);
+    if (!values.ok()) return Fail(values.status());
+    inputs = RowsToMatrix({*values});
+  }
+  if (!inputs.ok()) return Fail(inputs.status());
+  auto result = client.Forward(*inputs, absl::GetFlag(FLAGS_model));
+  if (!result.ok()) return Fail(result.status());
+  absl::PrintF("%s# version: %d\n", FormatCsv(result->outputs), result->version);
+  return kExitOk;
+}
+
+int Params(const TrainerClient& client) {
+  auto params = client.GetParameters(absl::GetFlag(FLAGS_model));
+  if (!params.ok()) return Fail(params.status());
+  absl::PrintF("model: %s\nversion: %d\ncount: %d\n", params->model, params->version,
+               params->parameters.size());
+  if (absl::GetFlag(FLAGS_all)) {
+    for (float value : params->parameters) absl::PrintF("%.9g\n", value);
+  } else {
+    const size_t shown = std::min<size_t>(kParamsShown, params->parameters.size());
+    std::vector<std::string> first;
+    for (size_t i = 0; i < shown; ++i)
+      first.push_back(absl::StrFormat("%.9g", params->parameters[i]));
+    absl::PrintF("first %d: %s%s\n", shown, absl::StrJoin(first, ","),
+                 shown < params->parameters.size() ? ",..." : "");
+  }
+  return kExitOk;
+}
+
+int Watch(const TrainerClient& client) {
+  const int64_t count = absl::GetFlag(FLAGS_count);
+  int64_t seen = 0;
+  const absl::Status status =
+      client.WatchParameters(absl::GetFlag(FLAGS_model), [&](Parameters params) {
+        absl::PrintF("version %d (%d parameters)\n", params.version, params.parameters.size());
+        std::fflush(stdout);
+        return count <= 0 || ++seen < count;
+      });
+  return status.ok() ? kExitOk : Fail(status);
+}
+
+int Health(absl::Duration timeout) {
+  auto stub = grpc::health::v1::Health::NewStub(CreateChannel(absl::GetFlag(FLAGS_target)));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(absl::GetFlag(FLAGS_service));
+  grpc::health::v1::HealthCheckResponse response;
+  const absl::Status status = FromGrpcStatus(stub->Check(&context, request, &response));
+  if (!status.ok()) return Fail(status);
+  absl::PrintF("%s\n",
+               grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()));
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                             : kExitFailure;
+}
+
+int Run(const std::vector<char*>& args) {
+  if (args.size() != 2) {
+    std::cerr << (args.size() < 2 ? "missing subcommand" : "one subcommand expected") << "\n\n"
+              << kUsage << std::endl;
+    return kExitUsage;
+  }
+  const std::string command = args[1];
+  const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
+  if (command == "health") return Health(timeout);
+
+  ClientOptions options;
+  options.timeout = timeout;
+  auto client = TrainerClient::Connect(absl::GetFlag(FLAGS_target), options);
+  if (!client.ok()) return Fail(client.status());
+  if (command == "info") return Info(**client);
+  if (command == "forward") return Forward(**client);
+  if (command == "params") return Params(**client);
+  if (command == "watch") return Watch(**client);
+  std::cerr << "unknown subcommand \"" << command << "\"\n\n" << kUsage << std::endl;
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace deltaserve::client::cli
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(deltaserve::client::cli::kUsage);
+  absl::FlagsUsageConfig usage_config;
+  // --help lists this tool's flags (defined in this folder), not Abseil's.
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "client/cli/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  return deltaserve::client::cli::Run(args);
+}

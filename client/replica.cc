@@ -1,0 +1,134 @@
+#include "client/replica.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/spec_convert.h"
+#include "model/status_macros.h"
+
+namespace deltaserve::client {
+
+absl::StatusOr<std::unique_ptr<Replica>> Replica::Create(std::shared_ptr<TrainerClient> client,
+                                                         const std::string& model,
+                                                         ReplicaOptions options) {
+  if (client == nullptr) return absl::InvalidArgumentError("Replica needs a TrainerClient");
+  ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info, client->GetModelInfo(model));
+  if (info.spec().name().empty()) info.mutable_spec()->set_name(model);
+  ASSIGN_OR_RETURN(model::MlpSpec spec, MlpSpecFromProto(info.spec()));
+  ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(std::move(spec)));
+  // Later calls use the resolved name, so the replica stays on this model.
+  ASSIGN_OR_RETURN(Parameters initial, client->GetParameters(info.spec().name()));
+  if (initial.parameters.size() != mlp.parameter_count()) {
+    return absl::InternalError(absl::StrCat("server sent ", initial.parameters.size(),
+                                            " parameters for model \"", info.spec().name(),
+                                            "\" whose spec needs ", mlp.parameter_count()));
+  }
+  return std::unique_ptr<Replica>(
+      new Replica(std::move(client), std::move(info), std::move(mlp), std::move(initial), options));
+}
+
+Replica::Replica(std::shared_ptr<TrainerClient> client, deltaserve::v1::ModelInfo info,
+                 model::Mlp mlp, Parameters initial, ReplicaOptions options)
+    : client_(std::move(client)),
+      info_(std::move(info)),
+      mlp_(std::move(mlp)),
+      options_(options),
+      snapshot_(std::make_shared<const Parameters>(std::move(initial))) {
+  watcher_ = std::thread([this] { WatchLoop(); });
+}
+
+Replica::~Replica() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    // A context not yet in a call cancels that call as soon as it starts.
+    if (active_context_ != nullptr) active_context_->TryCancel();
+  }
+  watcher_.join();
+}
+
+absl::StatusOr<ForwardResult> Replica::Forward(
+    const Eigen::Ref<const model::Matrix>& inputs) const {
+  // Activations are resized per call, so one workspace per thread serves
+  // every Replica that thread uses.
+  thread_local model::Mlp::Workspace workspace;
+  ForwardResult result;
+  ASSIGN_OR_RETURN(result.version, Forward(inputs, workspace));
+  result.outputs = workspace.output();
+  return result;
+}
+
+absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                          model::Mlp::Workspace& workspace) const {
+  const std::shared_ptr<const Parameters> params = snapshot();
+  RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
+  return params->version;
+}
+
+std::shared_ptr<const Parameters> Replica::snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return snapshot_;
+}
+
+uint64_t Replica::version() const { return snapshot()->version; }
+
+bool Replica::WaitForVersion(uint64_t min_version, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  const auto reached = [this, min_version]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return snapshot_->version >= min_version;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
+absl::Status Replica::watch_status() const {
+  absl::MutexLock lock(&mu_);
+  return watch_status_;
+}
+
+bool Replica::Publish(Parameters update) {
+  if (update.parameters.size() != mlp_.parameter_count()) {
+    absl::MutexLock lock(&mu_);
+    watch_status_ = absl::InternalError(
+        absl::StrCat("ignored version ", update.version, ": ", update.parameters.size(),
+                     " parameters, the spec needs ", mlp_.parameter_count()));
+    return false;
+  }
+  std::shared_ptr<const Parameters> next = std::make_shared<const Parameters>(std::move(update));
+  {
+    absl::MutexLock lock(&mu_);
+    snapshot_.swap(next);
+    watch_status_ = absl::OkStatus();
+  }
+  return true;  // `next` (the old snapshot) is released outside the lock.
+}
+
+void Replica::WatchLoop() {
+  const std::string& model = info_.spec().name();
+  absl::Duration backoff = options_.reconnect_backoff;
+  while (true) {
+    grpc::ClientContext context;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      active_context_ = &context;
+    }
+    bool received = false;
+    const absl::Status status = client_->WatchParameters(&context, model, [&](Parameters update) {
+      received = Publish(std::move(update)) || received;
+      return true;
+    });
+    absl::MutexLock lock(&mu_);
+    active_context_ = nullptr;
+    if (stopping_) return;
+    watch_status_ =
+        status.ok() ? absl::UnavailableError("the server ended the watch stream") : status;
+    if (received) backoff = options_.reconnect_backoff;
+    // Backoff before reconnecting; the destructor's stopping_ = true ends it early.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
+    if (stopping_) return;
+    backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
+  }
+}
+
+}  // namespace deltaserve::client

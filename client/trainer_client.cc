@@ -1,0 +1,242 @@
+#include "client/trainer_client.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "model/status_macros.h"
+
+namespace deltaserve::client {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+
+// Copies X (any outer stride) into the wire Matrix, row-major.
+void ToProto(const Eigen::Ref<const model::Matrix>& matrix, v1::Matrix* out) {
+  out->set_rows(static_cast<uint32_t>(matrix.rows()));
+  out->set_cols(static_cast<uint32_t>(matrix.cols()));
+  auto* data = out->mutable_data();
+  data->Reserve(static_cast<int>(matrix.size()));
+  for (Eigen::Index r = 0; r < matrix.rows(); ++r) {
+    const float* row = matrix.row(r).data();
+    data->Add(row, row + matrix.cols());
+  }
+}
+
+// The wire Matrix as model::Matrix. INTERNAL if data has not rows·cols
+// values: the server broke the contract.
+absl::StatusOr<model::Matrix> FromProto(const v1::Matrix& matrix) {
+  const uint64_t expected = uint64_t{matrix.rows()} * matrix.cols();
+  if (static_cast<uint64_t>(matrix.data_size()) != expected) {
+    return absl::InternalError(absl::StrCat("server sent a ", matrix.rows(), "x", matrix.cols(),
+                                            " matrix with ", matrix.data_size(),
+                                            " values; expected ", expected));
+  }
+  return model::Matrix(model::ConstMatrixMap(matrix.data().data(), matrix.rows(), matrix.cols()));
+}
+
+Parameters FromProto(const v1::ParameterUpdate& update) {
+  Parameters params;
+  params.model = update.model();
+  params.version = update.version();
+  params.parameters.assign(update.parameters().begin(), update.parameters().end());
+  return params;
+}
+
+v1::Objective ToProto(model::Objective objective) {
+  switch (objective) {
+    case model::Objective::kMinimize:
+      return v1::MINIMIZE;
+    case model::Objective::kMaximize:
+      return v1::MAXIMIZE;
+  }
+  return v1::OBJECTIVE_UNSPECIFIED;
+}
+
+}  // namespace
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // grpc::StatusCode and absl::StatusCode share the canonical numbering.
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_message_bytes);
+  args.SetMaxSendMessageSize(max_message_bytes);
+  // Ping an idle connection every 30 s (also while only a watch is open) so
+  // a vanished server ends the watch instead of leaving it hanging.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+// ---- WatchHandle ----
+
+WatchHandle::~WatchHandle() {
+  Cancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WatchHandle::Cancel() { context_.TryCancel(); }
+
+absl::Status WatchHandle::Wait() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](std::optional<absl::Status>* s) { return s->has_value(); }, &final_status_));
+  return *final_status_;
+}
+
+std::optional<absl::Status> WatchHandle::WaitWithTimeout(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::optional<absl::Status>* s) { return s->has_value(); }, &final_status_),
+      timeout);
+  return final_status_;
+}
+
+// ---- TrainerClient ----
+
+TrainerClient::TrainerClient(std::shared_ptr<v1::Trainer::StubInterface> stub,
+                             ClientOptions options)
+    : stub_(std::move(stub)), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std::string& target,
+                                                                      ClientOptions options) {
+  if (target.empty()) {
+    return absl::InvalidArgumentError(
+        "empty target; expected \"host:port\" or \"unix:/path/to/socket\"");
+  }
+  if (options.timeout <= absl::ZeroDuration() || options.timeout == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("timeout must be finite and positive, got ",
+                                                   absl::FormatDuration(options.timeout)));
+  }
+  if (options.max_message_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be > 0, got ", options.max_message_bytes));
+  }
+  auto channel = CreateChannel(target, options.max_message_bytes);
+  return std::make_unique<TrainerClient>(v1::Trainer::NewStub(channel), std::move(options));
+}
+
+void TrainerClient::SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::StatusOr<v1::ModelInfo> TrainerClient::GetModelInfo(const std::string& model) const {
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  v1::GetModelInfoRequest request;
+  request.set_model(model);
+  v1::ModelInfo info;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->GetModelInfo(&context, request, &info)));
+  return info;
+}
+
+absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                                     const std::string& model) const {
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  v1::ForwardRequest request;
+  request.set_model(model);
+  ToProto(inputs, request.mutable_inputs());
+  v1::ForwardResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Forward(&context, request, &response)));
+  ForwardResult result;
+  ASSIGN_OR_RETURN(result.outputs, FromProto(response.outputs()));
+  result.version = response.version();
+  return result;
+}
+
+absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmission& submission,
+                                                             const std::string& model) const {
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  v1::SubmitDeltaRequest request;
+  request.set_model(model);
+  ToProto(submission.inputs, request.mutable_inputs());
+  if (submission.acted_outputs.has_value()) {
+    ToProto(*submission.acted_outputs, request.mutable_outputs());
+  }
+  ToProto(submission.deltas, request.mutable_deltas());
+  request.set_version(submission.version);
+  request.set_objective(ToProto(submission.objective));
+  v1::SubmitDeltaResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->SubmitDelta(&context, request, &response)));
+  SubmitDeltaResult result;
+  result.version = response.version();
+  result.surrogate_loss = response.surrogate_loss();
+  result.staleness = response.staleness();
+  result.stepped = response.stepped();
+  return result;
+}
+
+absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model) const {
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  v1::GetParametersRequest request;
+  request.set_model(model);
+  v1::ParameterUpdate update;
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->GetParameters(&context, request, &update)));
+  return FromProto(update);
+}
+
+absl::Status TrainerClient::WatchParameters(
+    const std::string& model, const std::function<bool(Parameters)>& on_update) const {
+  grpc::ClientContext context;
+  return WatchParameters(&context, model, on_update);
+}
+
+absl::Status TrainerClient::WatchParameters(
+    grpc::ClientContext* context, const std::string& model,
+    const std::function<bool(Parameters)>& on_update) const {
+  if (context->deadline() == std::chrono::system_clock::time_point::max()) {
+    SetDeadline(*context, options_.watch_timeout);
+  }
+  v1::WatchParametersRequest request;
+  request.set_model(model);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::ParameterUpdate>> reader =
+      stub_->WatchParameters(context, request);
+  v1::ParameterUpdate update;
+  bool stopped_by_callback = false;
+  while (reader->Read(&update)) {
+    if (!on_update(FromProto(update))) {
+      stopped_by_callback = true;
+      context->TryCancel();
+      while (reader->Read(&update)) {
+      }  // Drain what was in flight; Finish needs the stream read to its end.
+      break;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (stopped_by_callback) return absl::OkStatus();
+  return FromGrpcStatus(status);
+}
+
+absl::StatusOr<std::unique_ptr<WatchHandle>> TrainerClient::Watch(
+    const std::string& model, std::function<void(Parameters)> on_update) const {
+  std::unique_ptr<WatchHandle> handle(new WatchHandle());
+  WatchHandle* h = handle.get();
+  // The thread copies the client (a stub pointer and options), so the handle
+  // does not depend on this TrainerClient staying alive.
+  h->thread_ = std::thread([client = *this, h, model, on_update = std::move(on_update)] {
+    const absl::Status status =
+        client.WatchParameters(&h->context_, model, [&on_update](Parameters params) {
+          on_update(std::move(params));
+          return true;
+        });
+    absl::MutexLock lock(&h->mu_);
+    h->final_status_ = status;
+  });
+  return handle;
+}
+
+}  // namespace deltaserve::client
