@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# End-to-end test of the container image (docker/Dockerfile):
+#   1. picks an engine: Docker if an engine answers (`docker info`), else
+#      podman (configured by docker/containers.conf);
+#   2. makes sure the base image exists without a registry
+#      (scripts/container_base.sh) and builds the image with pulls disabled;
+#   3. on a private network, runs the trainer with the CartPole config mounted
+#      as /etc/deltaserve/config.textproto, waits for the health service to say
+#      SERVING (the image's HEALTHCHECK, and deltaserve-cli health from a
+#      second container), runs two cartpole_sim containers (one Forward round
+#      trip per step, one local replica fed by WatchParameters) and checks
+#      over the network that the model's version advances; scrapes /metrics
+#      when the server has --metrics_listen;
+#   4. removes everything it started (also on failure or Ctrl-C).
+# Re-runnable: image layers and the base rootfs tarball are reused.
+#
+#   scripts/container_test.sh
+# Environment: CONTAINER_ENGINE=docker|podman (skip detection),
+#   DELTASERVE_IMAGE (default localhost/deltaserve:test), JOBS (build, default 2),
+#   VERSION_ADVANCE (default 20), DEADLINE_SECONDS (per wait, default 180),
+#   DELTASERVE_SKIP_CONTAINER_TEST=1 (exit 77: ctest reports the test skipped).
+# Exit 0: pass; 1: fail (the reason is the last line on stderr); 77: skipped.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+image=${DELTASERVE_IMAGE:-localhost/deltaserve:test}
+jobs=${JOBS:-2}
+advance=${VERSION_ADVANCE:-20}
+deadline_s=${DEADLINE_SECONDS:-180}
+label=deltaserve.container-test
+run_id=$$
+prefix=deltaserve-ct-$run_id
+net=$prefix-net
+trainer=$prefix-trainer
+start_s=$SECONDS
+
+log() { echo "container_test [$((SECONDS - start_s))s]: $*" >&2; }
+fail() {
+  log "FAIL: $*"
+  exit 1
+}
+
+if [[ ${DELTASERVE_SKIP_CONTAINER_TEST:-0} == 1 ]]; then
+  log "skipped (DELTASERVE_SKIP_CONTAINER_TEST=1)"
+  exit 77
+fi
+
+# --- 1. engine --------------------------------------------------------------
+engine=${CONTAINER_ENGINE:-}
+if [[ -z $engine ]]; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    engine=docker
+  elif command -v podman >/dev/null; then
+    engine=podman
+  else
+    fail "no container engine: 'docker info' fails and podman is not installed (scripts/install_deps.sh installs it)"
+  fi
+fi
+build_flags=(--network=host)
+if [[ $engine == podman ]]; then
+  # runc, cgroupfs, explicit ulimits: see the comments in the file.
+  export CONTAINERS_CONF=$repo/docker/containers.conf
+  build_flags+=(--pull=never --isolation=chroot)
+fi
+log "engine: $engine ($("$engine" --version))"
+
+# Containers and networks carry the label; what a killed earlier run left
+# behind is removed first, and this run's on exit.
+cleanup() {
+  local ids
+  ids=$("$engine" ps -aq --filter "label=$label" 2>/dev/null || true)
+  if [[ -n $ids ]]; then
+    # shellcheck disable=SC2086
+    "$engine" rm -f $ids >/dev/null 2>&1 || true
+  fi
+  "$engine" network ls -q --filter "label=$label" 2>/dev/null | while read -r n; do
+    "$engine" network rm -f "$n" >/dev/null 2>&1 || "$engine" network rm "$n" >/dev/null 2>&1 || true
+  done
+}
+dump_logs() {
+  local c
+  for c in $("$engine" ps -a --filter "label=$label" --format '{{.Names}}' 2>/dev/null); do
+    echo "----- logs of $c (last 30 lines) -----" >&2
+    "$engine" logs --tail 30 "$c" >&2 2>&1 || true
+  done
+}
+on_exit() {
+  local rc=$?
+  if ((rc != 0 && rc != 77)); then dump_logs; fi
+  cleanup
+  log "done (exit $rc, $((SECONDS - start_s)) s)"
+}
+cleanup
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# --- 2. image ---------------------------------------------------------------
+bash "$repo/scripts/container_base.sh" "$engine" || fail "no base image debian:bookworm-slim"
+build_log=$(mktemp /tmp/deltaserve-image-build.XXXXXX.log)
+log "building $image (log: $build_log)"
+build_start=$SECONDS
+if ! "$engine" build "${build_flags[@]}" --build-arg "JOBS=$jobs" -f "$repo/docker/Dockerfile" \
+     -t "$image" "$repo" >"$build_log" 2>&1; then
+  tail -40 "$build_log" >&2
+  fail "image build failed (full log: $build_log)"
+fi
+log "image built in $((SECONDS - build_start)) s"
+rm -f "$build_log"
+
+# --- 3. trainer and simulators ----------------------------------------------
+"$engine" network create --label "$label" "$net" >/dev/null || fail "cannot create network $net"
+
+# Runs deltaserve-cli in a fresh container on the network: across the
+# container network, as a simulator would.
+cli() {
+  "$engine" run --rm --network "$net" --label "$label" --entrypoint deltaserve-cli "$image" \
+    --target="$trainer:50051" --timeout=5s "$@"
+}
+
+# `version: N` from deltaserve-cli info, or nothing.
+model_version() { cli info 2>/dev/null | awk '$1 == "version:" { print $2 }'; }
+
+# Polls "$@" (a command) until it succeeds or $deadline_s passes.
+wait_for() {
+  local what=$1
+  shift
+  local until=$((SECONDS + deadline_s))
+  until "$@"; do
+    ((SECONDS < until)) || fail "timed out after ${deadline_s}s waiting for $what"
+    if [[ -n $(running_check) ]]; then fail "$(running_check)"; fi
+    sleep 1 # Polling interval; the condition, not the sleep, decides.
+  done
+}
+# Non-empty (a reason) if the trainer container is no longer running.
+running_check() {
+  local state
+  state=$("$engine" inspect -f '{{.State.Running}}' "$trainer" 2>/dev/null || echo gone)
+  [[ $state == true ]] || echo "trainer container stopped (running=$state)"
+}
+
+trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051 --log_level=info)
+metrics=0
+if "$engine" run --rm --entrypoint deltaserve "$image" --helpfull 2>&1 | grep -q -- '-metrics_listen'; then
+  metrics=1
+  trainer_args+=(--metrics_listen=0.0.0.0:9464)
+else
+  log "note: this deltaserve has no --metrics_listen flag yet; /metrics is not checked"
+fi
+
+log "starting trainer $trainer"
+"$engine" run -d --name "$trainer" --label "$label" --network "$net" \
+  -v "$repo/configs/cartpole.textproto:/etc/deltaserve/config.textproto:ro" \
+  "$image" "${trainer_args[@]}" >/dev/null || fail "cannot start the trainer container"
+
+trainer_listening() { "$engine" logs "$trainer" 2>&1 | grep -q '^listening on '; }
+wait_for "the trainer to print 'listening on'" trainer_listening
+log "trainer: $("$engine" logs "$trainer" 2>&1 | grep '^listening on ')"
+
+# The image's own HEALTHCHECK (deltaserve-cli health inside the container).
+image_healthy() {
+  if [[ $engine == podman ]]; then
+    "$engine" healthcheck run "$trainer" >/dev/null 2>&1
+  else
+    [[ $("$engine" inspect -f '{{.State.Health.Status}}' "$trainer") == healthy ]]
+  fi
+}
+wait_for "the image's HEALTHCHECK to pass" image_healthy
+health=$(cli health) || fail "deltaserve-cli health across the network: not SERVING ($health)"
+grep -q SERVING <<<"$health" || fail "deltaserve-cli health printed '$health', expected SERVING"
+log "health: $health"
+
+v0=$(model_version)
+[[ -n $v0 ]] || fail "deltaserve-cli info printed no 'version:' line"
+log "model version before the simulators: $v0"
+
+sims=(
+  "--actions=roundtrip --seed=1 --sim=1"
+  "--actions=replica --seed=2 --sim=2"
+)
+for i in "${!sims[@]}"; do
+  # shellcheck disable=SC2086
+  "$engine" run -d --name "$prefix-cartpole-$((i + 1))" --label "$label" --network "$net" \
+    --entrypoint cartpole_sim "$image" --server="$trainer:50051" ${sims[$i]} --quiet \
+    >/dev/null || fail "cannot start simulator $((i + 1))"
+done
+log "started ${#sims[@]} cartpole_sim containers"
+
+target=$((v0 + advance))
+version_reached() {
+  local v
+  v=$(model_version)
+  [[ -n $v ]] && ((v >= target))
+}
+wait_for "the model version to reach $target" version_reached
+log "model version now $(model_version) (>= $target): the simulators train the model"
+
+for i in "${!sims[@]}"; do
+  name=$prefix-cartpole-$((i + 1))
+  state=$("$engine" inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$name")
+  case $state in
+    running*|"exited 0") ;;
+    *) fail "simulator $name: $state" ;;
+  esac
+done
+
+if ((metrics)); then
+  scrape=$("$engine" exec "$trainer" python3 -c \
+    'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())') ||
+    fail "GET /metrics on the trainer failed"
+  steps=$(awk '/^deltaserve_optimizer_steps_total\{.*model="cartpole"/ { print $2 }' <<<"$scrape")
+  [[ -n $steps ]] && awk -v s="$steps" 'BEGIN { exit !(s > 0) }' ||
+    fail "/metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} is '${steps}', expected > 0"
+  log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
+fi
+
+log "PASS: image $image, trainer SERVING, version $v0 -> $(model_version) with ${#sims[@]} simulators"

@@ -1,0 +1,355 @@
+#!/usr/bin/python3
+"""Cross-checks the deployment files against the image and the binaries.
+
+The Kubernetes manifests (docker/k8s/), the Compose file and Prometheus'
+scrape config must agree with docker/Dockerfile (entry point, installed
+binaries, exposed ports, volume, user) and with the flags the binaries
+define: a typo in an argument, a port that is not the one the server listens
+on or a probe on the wrong port would only show once deployed.
+
+    check_deploy.py --repo=DIR [--server-binary=PATH] [--python-stubs=DIR]
+
+--server-binary: the built `deltaserve`; its flags are read from
+`--helpfull` (else from the ABSL_FLAG definitions in server/main.cc).
+--python-stubs: <build>/python; the ConfigMap's ServerConfig is then parsed
+with the generated deltaserve.v1 stubs (else compared as text).
+"""
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import unittest
+
+import yaml
+
+ARGS = None
+
+
+def read(path):
+    with open(os.path.join(ARGS.repo, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def abseil_flags_in(path):
+    """Names of the flags ABSL_FLAG defines in a source file."""
+    return set(re.findall(r"ABSL_FLAG\(\s*[^,]+,\s*(\w+)\s*,", read(path)))
+
+
+def server_flags():
+    if ARGS.server_binary:
+        # --helpfull prints usage and exits 1 (absl's convention).
+        out = subprocess.run([ARGS.server_binary, "--helpfull"], capture_output=True,
+                             text=True, timeout=30, check=False)
+        flags = set(re.findall(r"^\s+-(\w+) \(", out.stdout + out.stderr, re.M))
+        if not flags:
+            raise AssertionError("%s --helpfull listed no flags" % ARGS.server_binary)
+        return flags
+    return abseil_flags_in("server/main.cc")
+
+
+def flag_map(args):
+    """['--a=1', '--b'] -> {'a': '1', 'b': None}; non-flags raise."""
+    flags = {}
+    for arg in args:
+        m = re.fullmatch(r"--(\w+)(?:=(.*))?", arg)
+        if not m:
+            raise AssertionError("argument %r is not a --flag[=value]" % arg)
+        flags[m.group(1)] = m.group(2)
+    return flags
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+class Dockerfile:
+    """The final stage of docker/Dockerfile, plus the build stage's TARGETS."""
+
+    def __init__(self, text):
+        # Join continuation lines, drop comments.
+        lines, current = [], ""
+        for raw in text.splitlines():
+            if re.match(r"\s*#", raw):
+                continue
+            if raw.endswith("\\"):
+                current += raw[:-1] + " "
+                continue
+            current += raw
+            if current.strip():
+                lines.append(current.strip())
+            current = ""
+        stages = []
+        for line in lines:
+            word, _, rest = line.partition(" ")
+            if word.upper() == "FROM":
+                stages.append([])
+            stages[-1].append((word.upper(), rest.strip()))
+        self.stages = stages
+        final = stages[-1]
+
+        def last(instr):
+            found = [rest for word, rest in final if word == instr]
+            return found[-1] if found else None
+
+        self.entrypoint = yaml.safe_load(last("ENTRYPOINT"))
+        self.cmd = yaml.safe_load(last("CMD"))
+        self.expose = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
+        self.volumes = yaml.safe_load(last("VOLUME"))
+        self.user = last("USER")
+        self.healthcheck = yaml.safe_load(last("HEALTHCHECK").split(" CMD ", 1)[1])
+        self.run = " ".join(rest for word, rest in final if word == "RUN")
+        self.copies = [rest for word, rest in final if word == "COPY"]
+        targets = [rest for stage in stages for word, rest in stage
+                   if word == "ARG" and rest.startswith("TARGETS=")]
+        self.targets = set(targets[0].split("=", 1)[1].strip('"').split())
+
+    def uid(self):
+        m = re.search(r"useradd [^&]*--uid (\d+)", self.run)
+        return int(m.group(1)) if m else None
+
+
+def load_k8s():
+    docs = []
+    for name in sorted(os.listdir(os.path.join(ARGS.repo, "docker/k8s"))):
+        if name.endswith(".yaml"):
+            docs += [d for d in yaml.safe_load_all(read("docker/k8s/" + name)) if d]
+    return docs
+
+
+def only(items, what):
+    if len(items) != 1:
+        raise AssertionError("expected exactly one %s, found %d" % (what, len(items)))
+    return items[0]
+
+
+def shell_exec_argv(container):
+    """argv of a container: command+args, or the `exec ...` of a /bin/sh -c."""
+    argv = list(container.get("command", [])) + list(container.get("args", []))
+    if argv[:2] == ["/bin/sh", "-c"]:
+        script = argv[2].replace("$$", "$")
+        m = re.search(r"\bexec\s+(.*)", script, re.S)
+        if not m:
+            raise AssertionError("sh -c script without exec: %r" % script)
+        # $(...) substitutions become a placeholder value.
+        script = re.sub(r"\$\([^)]*\)", "0", m.group(1))
+        return shlex.split(script)
+    return argv
+
+
+class DeployTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.docker = Dockerfile(read("docker/Dockerfile"))
+        cls.server_flags = server_flags()
+        cls.sim_flags = abseil_flags_in("client/examples/cartpole_sim.cc")
+        cls.cli_flags = abseil_flags_in("client/cli/main.cc")
+        cls.k8s = load_k8s()
+        cls.compose = yaml.safe_load(read("docker/compose.yaml"))
+
+    # --- the image ---------------------------------------------------------
+
+    def assertServerArgs(self, args, where):
+        flags = flag_map(args)
+        unknown = set(flags) - self.server_flags
+        self.assertFalse(unknown, "%s passes %s, which deltaserve does not define (it has: %s)"
+                         % (where, sorted(unknown), sorted(self.server_flags)))
+        for required in ("config", "listen"):
+            self.assertIn(required, flags, "%s: deltaserve needs --%s" % (where, required))
+        return flags
+
+    def test_image_entrypoint_is_the_installed_server(self):
+        self.assertEqual(self.docker.entrypoint, ["deltaserve"])
+        self.assertIn("deltaserve", self.docker.targets)
+
+    def test_image_default_args_are_server_flags_on_exposed_ports(self):
+        flags = self.assertServerArgs(self.docker.cmd, "Dockerfile CMD")
+        self.assertIn(port_of(flags["listen"]), self.docker.expose)
+        self.assertIn(port_of(flags["metrics_listen"]), self.docker.expose)
+        self.assertTrue(any(c.endswith(" " + flags["config"]) for c in self.docker.copies),
+                        "the image ships no default config at %s" % flags["config"])
+        self.assertIn("/var/lib/deltaserve", self.docker.volumes)
+
+    def test_image_healthcheck_asks_the_grpc_health_service(self):
+        argv = self.docker.healthcheck
+        self.assertEqual(argv[:2], ["deltaserve-cli", "health"])
+        self.assertIn("deltaserve-cli", self.docker.targets)
+        flags = flag_map(argv[2:])
+        self.assertLessEqual(set(flags), self.cli_flags)
+        self.assertEqual(port_of(flags["target"]), port_of(flag_map(self.docker.cmd)["listen"]))
+
+    def test_image_runs_as_a_non_root_user(self):
+        self.assertIsNotNone(self.docker.user)
+        self.assertNotIn(self.docker.user.split(":")[0], ("root", "0"))
+        self.assertIsNotNone(self.docker.uid(), "useradd --uid missing from the Dockerfile")
+
+    # --- Kubernetes --------------------------------------------------------
+
+    def trainer(self):
+        return only([d for d in self.k8s if d["kind"] in ("StatefulSet", "Deployment")
+                     and d["metadata"]["name"] == "deltaserve"], "trainer workload")
+
+    def test_k8s_trainer_is_a_single_writer_running_the_server(self):
+        trainer = self.trainer()
+        self.assertEqual(trainer["spec"]["replicas"], 1, "one writer per model")
+        pod = trainer["spec"]["template"]["spec"]
+        c = only(pod["containers"], "trainer container")
+        self.assertEqual(c["image"], self.image_name())
+        self.assertNotIn("command", c, "the image's ENTRYPOINT (deltaserve) must run")
+        flags = self.assertServerArgs(c["args"], "k8s trainer args")
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        self.assertEqual(ports["grpc"], port_of(flags["listen"]))
+        self.assertEqual(ports["metrics"], port_of(flags["metrics_listen"]))
+        self.assertLessEqual(set(ports.values()), self.docker.expose)
+        annotations = trainer["spec"]["template"]["metadata"].get("annotations", {})
+        self.assertEqual(int(annotations["prometheus.io/port"]), ports["metrics"])
+        self.assertEqual(pod["securityContext"]["runAsUser"], self.docker.uid())
+
+    def test_k8s_probes_use_grpc_health_on_the_listen_port(self):
+        c = only(self.trainer()["spec"]["template"]["spec"]["containers"], "trainer container")
+        listen = port_of(flag_map(c["args"])["listen"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            self.assertIn(probe, c)
+            spec = c[probe]
+            if "grpc" in spec:
+                self.assertEqual(spec["grpc"]["port"], listen, probe)
+            else:
+                argv = spec["exec"]["command"]
+                self.assertEqual(argv[:2], ["deltaserve-cli", "health"], probe)
+                self.assertEqual(port_of(flag_map(argv[2:])["target"]), listen, probe)
+
+    def test_k8s_config_and_checkpoints_are_mounted_where_the_server_looks(self):
+        trainer = self.trainer()
+        pod = trainer["spec"]["template"]["spec"]
+        c = only(pod["containers"], "trainer container")
+        config = flag_map(c["args"])["config"]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        config_volume = only([n for n, v in volumes.items() if "configMap" in v], "config volume")
+        self.assertEqual(mounts[config_volume], os.path.dirname(config))
+        cm_name = volumes[config_volume]["configMap"]["name"]
+        cm = only([d for d in self.k8s if d["kind"] == "ConfigMap"
+                   and d["metadata"]["name"] == cm_name], "ConfigMap " + cm_name)
+        self.assertIn(os.path.basename(config), cm["data"])
+        claims = [t["metadata"]["name"] for t in trainer["spec"].get("volumeClaimTemplates", [])]
+        checkpoint_mounts = [mounts[n] for n in claims]
+        self.assertEqual(checkpoint_mounts, self.docker.volumes)
+
+    def test_k8s_configmap_is_the_cartpole_config(self):
+        cm = only([d for d in self.k8s if d["kind"] == "ConfigMap"], "ConfigMap")
+        text = cm["data"]["config.textproto"]
+        reference = read("configs/cartpole.textproto")
+        if ARGS.python_stubs:
+            sys.path.insert(0, ARGS.python_stubs)
+            from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+            from deltaserve.v1 import config_pb2  # pylint: disable=import-outside-toplevel
+            got = text_format.Parse(text, config_pb2.ServerConfig())
+            want = text_format.Parse(reference, config_pb2.ServerConfig())
+            self.assertEqual(got, want, "ConfigMap differs from configs/cartpole.textproto")
+            model = got.models[0]
+            self.assertEqual((model.input_dim, model.layers[-1].units), (4, 2),
+                             "cartpole_sim needs 4 inputs and 2 outputs")
+        else:
+            strip = lambda s: [l.strip() for l in s.splitlines()
+                               if l.strip() and not l.strip().startswith("#")]
+            self.assertEqual(strip(text), strip(reference))
+
+    def image_name(self):
+        kustomization = yaml.safe_load(read("docker/k8s/kustomization.yaml"))
+        return only(kustomization["images"], "kustomize image")["name"]
+
+    def test_k8s_services_route_to_the_trainer_ports(self):
+        trainer = self.trainer()
+        labels = trainer["spec"]["template"]["metadata"]["labels"]
+        c = only(trainer["spec"]["template"]["spec"]["containers"], "trainer container")
+        port_names = {p["name"] for p in c["ports"]}
+        services = [d for d in self.k8s if d["kind"] == "Service"]
+        self.assertTrue(services)
+        for svc in services:
+            for k, v in svc["spec"]["selector"].items():
+                self.assertEqual(labels.get(k), v, "Service %s selects no trainer pod"
+                                 % svc["metadata"]["name"])
+            for p in svc["spec"]["ports"]:
+                self.assertIn(p["targetPort"], port_names)
+        self.assertEqual(trainer["spec"]["serviceName"],
+                         only([s["metadata"]["name"] for s in services
+                               if s["spec"].get("clusterIP") == "None"], "headless Service"))
+
+    def test_k8s_simulators_reach_the_service(self):
+        sims = [d for d in self.k8s if d["kind"] == "Deployment"
+                and d["metadata"]["name"] != "deltaserve"]
+        self.assertTrue(sims, "no simulator Deployment")
+        services = {s["metadata"]["name"]: {p["port"] for p in s["spec"]["ports"]}
+                    for s in self.k8s if s["kind"] == "Service"}
+        for sim in sims:
+            self.assertGreaterEqual(sim["spec"]["replicas"], 1)
+            c = only(sim["spec"]["template"]["spec"]["containers"], "simulator container")
+            self.assertEqual(c["image"], self.image_name())
+            argv = shell_exec_argv(c)
+            self.assertEqual(argv[0], "cartpole_sim")
+            self.assertIn("cartpole_sim", self.docker.targets)
+            flags = flag_map(argv[1:])
+            self.assertLessEqual(set(flags), self.sim_flags)
+            host, port = flags["server"].rsplit(":", 1)
+            self.assertIn(host, services)
+            self.assertIn(int(port), services[host])
+
+    # --- Compose and Prometheus --------------------------------------------
+
+    def test_compose_trainer_matches_the_image(self):
+        services = self.compose["services"]
+        trainer = services["trainer"]
+        self.assertEqual(trainer["build"]["dockerfile"], "docker/Dockerfile")
+        flags = self.assertServerArgs(trainer["command"], "compose trainer command")
+        targets = [v.split(":")[1] for v in trainer["volumes"]]
+        self.assertIn(flags["config"], targets)
+        self.assertIn(self.docker.volumes[0], targets)
+        check = trainer["healthcheck"]["test"]
+        self.assertEqual(check[:3], ["CMD", "deltaserve-cli", "health"])
+        self.assertEqual(port_of(flag_map(check[3:])["target"]), port_of(flags["listen"]))
+        # Every image service uses the one image the trainer builds.
+        for name in ("cartpole", "cartpole-py"):
+            self.assertEqual(services[name]["image"], trainer["image"], name)
+
+    def test_compose_simulators_reach_the_trainer(self):
+        services = self.compose["services"]
+        listen = port_of(flag_map(services["trainer"]["command"])["listen"])
+        sim = services["cartpole"]
+        argv = shell_exec_argv({"command": sim["entrypoint"], "args": sim["command"]})
+        self.assertEqual(argv[0], "cartpole_sim")
+        flags = flag_map(argv[1:])
+        self.assertLessEqual(set(flags), self.sim_flags)
+        self.assertEqual(flags["server"], "trainer:%d" % listen)
+        py = services["cartpole-py"]
+        self.assertEqual(py["entrypoint"][0], "python3")
+        script = py["entrypoint"][1]
+        prefix = "/opt/deltaserve/python/"
+        self.assertTrue(script.startswith(prefix))
+        self.assertTrue(os.path.isfile(os.path.join(ARGS.repo, "client/python",
+                                                    script[len(prefix):])),
+                        "compose runs %s, which client/python does not have" % script)
+        self.assertEqual(flag_map(py["command"])["server"], "trainer:%d" % listen)
+
+    def test_prometheus_scrapes_the_trainer_metrics_port(self):
+        metrics = port_of(flag_map(self.compose["services"]["trainer"]["command"])["metrics_listen"])
+        config = yaml.safe_load(read("docker/prometheus/prometheus.yml"))
+        job = only(config["scrape_configs"], "scrape job")
+        self.assertEqual(job.get("metrics_path", "/metrics"), "/metrics")
+        targets = only(job["static_configs"], "static config")["targets"]
+        self.assertEqual(targets, ["trainer:%d" % metrics])
+
+
+def main():
+    global ARGS  # pylint: disable=global-statement
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--server-binary")
+    parser.add_argument("--python-stubs")
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
