@@ -1,0 +1,111 @@
+// Optimizer: hand-computed steps, clipping, and errors that leave state alone.
+// (Agreement with torch over many steps is in golden_test.cc.)
+#include "model/optimizer.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace deltaserve::model {
+namespace {
+
+using ::testing::HasSubstr;
+using Kind = OptimizerConfig::Kind;
+
+std::unique_ptr<Optimizer> Make(const OptimizerConfig& config, size_t n) {
+  auto optimizer = Optimizer::Create(config, n);
+  EXPECT_TRUE(optimizer.ok()) << optimizer.status();
+  return *std::move(optimizer);
+}
+
+TEST(Optimizer, SgdWithWeightDecayIsGradientPlusL2) {
+  OptimizerConfig config;
+  config.learning_rate = 0.5f;
+  config.weight_decay = 0.1f;
+  auto sgd = Make(config, 2);
+  std::vector<float> p = {1.0f, -2.0f};
+  std::vector<float> g = {0.2f, 0.4f};
+  auto norm = sgd->Step(absl::MakeSpan(p), absl::MakeSpan(g));
+  ASSERT_TRUE(norm.ok());
+  EXPECT_NEAR(*norm, std::sqrt(0.2 * 0.2 + 0.4 * 0.4), 1e-6);
+  EXPECT_FLOAT_EQ(p[0], 1.0f - 0.5f * (0.2f + 0.1f * 1.0f));
+  EXPECT_FLOAT_EQ(p[1], -2.0f - 0.5f * (0.4f - 0.1f * 2.0f));
+  EXPECT_EQ(sgd->step_count(), 1);
+}
+
+TEST(Optimizer, MomentumBufferStartsAtFirstGradient) {
+  OptimizerConfig config;
+  config.kind = Kind::kMomentum;
+  config.learning_rate = 1.0f;
+  config.momentum = 0.5f;
+  auto momentum = Make(config, 1);
+  std::vector<float> p = {0.0f};
+  std::vector<float> g = {1.0f};
+  ASSERT_TRUE(momentum->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+  EXPECT_FLOAT_EQ(p[0], -1.0f);  // b = g
+  g = {1.0f};
+  ASSERT_TRUE(momentum->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+  EXPECT_FLOAT_EQ(p[0], -2.5f);  // b = 0.5·1 + 1
+}
+
+TEST(Optimizer, AdamFirstStepMovesByLearningRateTimesSign) {
+  OptimizerConfig config;
+  config.kind = Kind::kAdam;
+  config.learning_rate = 0.01f;
+  auto adam = Make(config, 2);
+  std::vector<float> p = {1.0f, 1.0f};
+  std::vector<float> g = {3.0f, -0.001f};
+  ASSERT_TRUE(adam->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+  EXPECT_NEAR(p[0], 0.99f, 1e-6);
+  EXPECT_NEAR(p[1], 1.01f, 1e-5);
+}
+
+TEST(Optimizer, ClippingScalesLikeTorchAndReturnsPreClipNorm) {
+  OptimizerConfig config;
+  config.learning_rate = 1.0f;
+  config.clip_norm = 1.0f;
+  auto sgd = Make(config, 2);
+  std::vector<float> p = {0.0f, 0.0f};
+  std::vector<float> g = {3.0f, 4.0f};
+  auto norm = sgd->Step(absl::MakeSpan(p), absl::MakeSpan(g));
+  ASSERT_TRUE(norm.ok());
+  EXPECT_DOUBLE_EQ(*norm, 5.0);
+  const float coef = static_cast<float>(1.0 / (5.0 + 1e-6));
+  EXPECT_FLOAT_EQ(g[0], 3.0f * coef);
+  EXPECT_FLOAT_EQ(p[1], -4.0f * coef);
+  // A gradient already inside the ball is left alone.
+  std::vector<float> small = {0.3f, 0.4f};
+  ASSERT_TRUE(sgd->Step(absl::MakeSpan(p), absl::MakeSpan(small)).ok());
+  EXPECT_FLOAT_EQ(small[0], 0.3f);
+}
+
+TEST(OptimizerErrors, CreateRejectsBadConfigAndEmptyModel) {
+  OptimizerConfig config;
+  config.learning_rate = -1;
+  EXPECT_EQ(Optimizer::Create(config, 4).status().code(), absl::StatusCode::kInvalidArgument);
+  auto empty = Optimizer::Create(OptimizerConfig{}, 0);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(empty.status().message(), HasSubstr("parameter_count: expected > 0"));
+}
+
+TEST(OptimizerErrors, BadStepLeavesParametersAndStateUnchanged) {
+  OptimizerConfig config;
+  config.kind = Kind::kAdam;
+  auto adam = Make(config, 3);
+  std::vector<float> p = {1.0f, 2.0f, 3.0f};
+  std::vector<float> short_grad = {1.0f, 1.0f};
+  auto wrong_size = adam->Step(absl::MakeSpan(p), absl::MakeSpan(short_grad));
+  EXPECT_EQ(wrong_size.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_size.status().message(), HasSubstr("expected 3 parameters"));
+  std::vector<float> nan_grad = {1.0f, std::numeric_limits<float>::quiet_NaN(), 0.0f};
+  auto non_finite = adam->Step(absl::MakeSpan(p), absl::MakeSpan(nan_grad));
+  EXPECT_EQ(non_finite.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(p, (std::vector<float>{1.0f, 2.0f, 3.0f}));
+  EXPECT_EQ(adam->step_count(), 0);
+}
+
+}  // namespace
+}  // namespace deltaserve::model
