@@ -16,6 +16,7 @@ with the generated deltaserve.v1 stubs (else compared as text).
 """
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -339,6 +340,29 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(job.get("metrics_path", "/metrics"), "/metrics")
         targets = only(job["static_configs"], "static config")["targets"]
         self.assertEqual(targets, ["trainer:%d" % metrics])
+
+    # --- metrics: dashboard and docs name only what the server exports ------
+
+    def exported_metrics(self):
+        names = set(re.findall(r'\.Name\("(deltaserve_\w+)"\)', read("server/metrics.cc")))
+        self.assertGreaterEqual(len(names), 10)
+        return names
+
+    def test_dashboard_queries_only_exported_metrics(self):
+        exported = self.exported_metrics()
+        dashboard = json.loads(read("docker/grafana/deltaserve-dashboard.json"))
+        used = set()
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                used |= {re.sub(r"_(bucket|sum|count)$", "", m)
+                         for m in re.findall(r"deltaserve_\w+", target["expr"])}
+        self.assertTrue(used)
+        self.assertLessEqual(used, exported, "the dashboard queries metrics nobody exports")
+
+    def test_operations_doc_describes_every_metric(self):
+        doc = read("docs/operations.md")
+        missing = {m for m in self.exported_metrics() if "`%s`" % m not in doc}
+        self.assertFalse(missing, "docs/operations.md does not describe %s" % sorted(missing))
 
 
 def main():
