@@ -11,6 +11,8 @@ packages=(
   prometheus-cpp-dev
   python3-grpcio python3-grpc-tools python3-protobuf python3-numpy
   gnuplot-nox
+  # Container image test (scripts/container_test.sh) and manifest checks.
+  podman runc netavark aardvark-dns debootstrap python3-yaml
 )
 if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 ]]; then
   packages+=(python3-torch)
