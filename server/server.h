@@ -1,19 +1,45 @@
 // DeltaServer: the trainer process's gRPC server, startable in-process (tests,
 // benchmarks) or from main.cc.
+//
+// Services registered: deltaserve.v1.Trainer, grpc.health.v1.Health and
+// server reflection (grpc.reflection.v1alpha.ServerReflection). Health
+// reports SERVING, until Shutdown, for the service names
+//   ""                                  the whole server
+//   "deltaserve.v1.Trainer"             the Trainer service
+//   "deltaserve.v1.Trainer/<model>"     each configured model
 #ifndef DELTASERVE_SERVER_SERVER_H_
 #define DELTASERVE_SERVER_SERVER_H_
 
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "deltaserve/v1/config.pb.h"
 
+namespace grpc {
+class Server;
+}  // namespace grpc
+
 namespace deltaserve::server {
+
+class ModelRegistry;
+class Trainer;
+class TrainerService;
+
+// Health-check service names (see the file comment).
+inline constexpr char kTrainerServiceName[] = "deltaserve.v1.Trainer";
+std::string ModelHealthServiceName(absl::string_view model);
 
 struct ServerOptions {
   // "host:port" (port 0: the OS picks) or "unix:PATH".
   std::string listen_address = "127.0.0.1:0";
+  // How long Shutdown lets in-flight calls finish before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(5);
 };
 
 class DeltaServer {
@@ -21,23 +47,47 @@ class DeltaServer {
   // Validates `config` (INVALID_ARGUMENT with a one-line reason), builds one
   // Trainer per model, registers the Trainer, health and reflection services
   // and binds the address (UNAVAILABLE if it cannot). Serves on return.
+  // Wire defaults (config.h FillDefaults) are filled in first.
   static absl::StatusOr<std::unique_ptr<DeltaServer>> Start(
       const deltaserve::v1::ServerConfig& config, const ServerOptions& options);
 
   // Shuts down (see Shutdown).
   ~DeltaServer();
 
+  DeltaServer(const DeltaServer&) = delete;
+  DeltaServer& operator=(const DeltaServer&) = delete;
+
   // The address actually bound: "127.0.0.1:41234", "[::1]:5000", "unix:/p".
-  const std::string& address() const;
+  const std::string& address() const { return address_; }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
-  // stops the learner threads. Idempotent; blocks until done.
-  void Shutdown();
+  // stops the learner threads. In order: health → NOT_SERVING, watch streams
+  // end with UNAVAILABLE, learners stop (queued submissions get
+  // UNAVAILABLE), the gRPC server shuts down (calls still running after
+  // shutdown_grace are cancelled). Idempotent, thread-safe; blocks until done.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until Shutdown has completed (from another thread).
   void Wait();
 
-  // (implementation-defined private members)
+  // The Trainer serving `model` ("" = default), or null if unknown. For
+  // tests (e.g. Trainer::PauseLearnerForTest) and in-process tools.
+  Trainer* trainer(absl::string_view model) const;
+
+ private:
+  DeltaServer(std::unique_ptr<ModelRegistry> models, ServerOptions options);
+  absl::Status Bind(uint32_t max_message_bytes);
+  void SetServing(bool serving);
+
+  const ServerOptions options_;
+  std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<TrainerService> service_;
+  std::unique_ptr<grpc::Server> server_;  // Last: destroyed first.
+  std::string address_;
+
+  absl::Mutex mu_;
+  bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification shutdown_done_;
 };
 
 }  // namespace deltaserve::server

@@ -1,0 +1,184 @@
+#include "server/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "model/status_macros.h"
+#include "server/convert.h"
+
+namespace deltaserve::server {
+namespace v1 = ::deltaserve::v1;
+namespace {
+
+// Keeps the first parse error as "line L, column C: message" (1-based).
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (first_.empty())
+      first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+void FillOptimizerDefaults(v1::OptimizerConfig* o) {
+  if (o->kind() == v1::OptimizerConfig::KIND_UNSPECIFIED) o->set_kind(v1::OptimizerConfig::SGD);
+  if (o->learning_rate() == 0) o->set_learning_rate(0.01f);
+  if (o->kind() == v1::OptimizerConfig::MOMENTUM && o->momentum() == 0) o->set_momentum(0.9f);
+  if (o->kind() == v1::OptimizerConfig::ADAM || o->kind() == v1::OptimizerConfig::ADAMW) {
+    if (o->beta1() == 0) o->set_beta1(0.9f);
+    if (o->beta2() == 0) o->set_beta2(0.999f);
+    if (o->epsilon() == 0) o->set_epsilon(1e-8f);
+  }
+}
+
+void FillSurrogateDefaults(v1::SurrogateConfig* s) {
+  if (s->mode() == v1::SurrogateConfig::MODE_UNSPECIFIED)
+    s->set_mode(v1::SurrogateConfig::ANCHORED);
+  if (s->reduction() == v1::SurrogateConfig::REDUCTION_UNSPECIFIED) {
+    s->set_reduction(v1::SurrogateConfig::SUM);
+  }
+  if (s->delta_scale() == 0) s->set_delta_scale(1.0f);
+}
+
+absl::Status ValidateModel(const v1::ModelSpec& spec) {
+  RETURN_IF_ERROR(TrainerOptionsFromProto(spec).status());
+  if (spec.samples_per_step() == 0) {
+    return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
+  }
+  if (spec.queue_capacity() == 0) {
+    return absl::InvalidArgumentError("queue_capacity: expected >= 1, got 0");
+  }
+  return absl::OkStatus();
+}
+
+const char* OptimizerName(v1::OptimizerConfig::Kind kind) {
+  switch (kind) {
+    case v1::OptimizerConfig::MOMENTUM:
+      return "momentum";
+    case v1::OptimizerConfig::ADAM:
+      return "adam";
+    case v1::OptimizerConfig::ADAMW:
+      return "adamw";
+    default:
+      return "sgd";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text) {
+  v1::ServerConfig config;
+  FirstErrorCollector errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a deltaserve.v1.ServerConfig in text format: ",
+                     errors.first().empty() ? std::string("parse error") : errors.first()));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open for reading"));
+  std::stringstream text;
+  text << file.rdbuf();
+  if (file.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  absl::StatusOr<v1::ServerConfig> config = ParseServerConfig(text.str());
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+void FillModelDefaults(v1::ModelSpec* spec) {
+  FillOptimizerDefaults(spec->mutable_optimizer());
+  FillSurrogateDefaults(spec->mutable_surrogate());
+  if (spec->samples_per_step() == 0) spec->set_samples_per_step(1);
+  if (spec->queue_capacity() == 0) spec->set_queue_capacity(kDefaultQueueCapacity);
+}
+
+void FillDefaults(v1::ServerConfig* config) {
+  for (v1::ModelSpec& spec : *config->mutable_models()) FillModelDefaults(&spec);
+  if (config->max_message_bytes() == 0) config->set_max_message_bytes(kDefaultMaxMessageBytes);
+}
+
+absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
+  if (config.models_size() == 0) {
+    return absl::InvalidArgumentError("models: expected at least one model, got none");
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < config.models_size(); ++i) {
+    const v1::ModelSpec& spec = config.models(i);
+    if (spec.name().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("models[", i, "].name: expected a non-empty name"));
+    }
+    if (!names.insert(spec.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "models[", i, "].name: expected a unique name, got \"", spec.name(), "\" again"));
+    }
+    absl::Status status = ValidateModel(spec);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model \"", spec.name(), "\": ", status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ServerConfig> PrepareServerConfig(v1::ServerConfig config) {
+  FillDefaults(&config);
+  RETURN_IF_ERROR(ValidateServerConfig(config));
+  return config;
+}
+
+v1::ServerConfig DefaultServerConfig() {
+  v1::ServerConfig config;
+  v1::ModelSpec* spec = config.add_models();
+  spec->set_name("default");
+  spec->set_input_dim(4);
+  spec->set_seed(1);
+  v1::LayerSpec* hidden = spec->add_layers();
+  hidden->set_units(64);
+  hidden->set_activation(v1::ACTIVATION_TANH);
+  v1::LayerSpec* output = spec->add_layers();
+  output->set_units(2);
+  output->set_activation(v1::ACTIVATION_IDENTITY);
+  spec->mutable_optimizer()->set_kind(v1::OptimizerConfig::ADAM);
+  spec->mutable_optimizer()->set_learning_rate(0.01f);
+  spec->set_samples_per_step(1);
+  spec->set_max_staleness(1000000);
+  FillDefaults(&config);
+  return config;
+}
+
+std::string DescribeModel(const v1::ModelSpec& spec) {
+  std::vector<std::string> widths = {absl::StrCat(spec.input_dim())};
+  for (const v1::LayerSpec& layer : spec.layers()) {
+    absl::string_view activation = v1::Activation_Name(layer.activation());
+    absl::ConsumePrefix(&activation, "ACTIVATION_");
+    widths.push_back(absl::StrCat(layer.units(), " ", absl::AsciiStrToLower(activation)));
+  }
+  return absl::StrCat("model \"", spec.name(), "\": ", absl::StrJoin(widths, " → "), ", ",
+                      OptimizerName(spec.optimizer().kind()), " lr ",
+                      spec.optimizer().learning_rate(), ", samples_per_step ",
+                      spec.samples_per_step(), ", max_staleness ", spec.max_staleness(),
+                      ", queue_capacity ", spec.queue_capacity());
+}
+
+}  // namespace deltaserve::server

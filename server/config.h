@@ -1,0 +1,57 @@
+// Loading, defaulting and validating the server's configuration
+// (deltaserve.v1.ServerConfig, protobuf text format).
+#ifndef DELTASERVE_SERVER_CONFIG_H_
+#define DELTASERVE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "deltaserve/v1/config.pb.h"
+
+namespace deltaserve::server {
+
+// Used when ServerConfig.max_message_bytes is 0: 64 MiB, enough for a
+// 10M-parameter ParameterUpdate (40 MB of float32 plus framing).
+inline constexpr uint32_t kDefaultMaxMessageBytes = 64u << 20;
+inline constexpr uint32_t kDefaultQueueCapacity = 1024;
+
+// Text format → message. INVALID_ARGUMENT with a one-line reason naming the
+// line and column of the first error. Does not validate or fill defaults.
+absl::StatusOr<deltaserve::v1::ServerConfig> ParseServerConfig(absl::string_view text);
+
+// Reads `path` and parses it. NOT_FOUND / PERMISSION_DENIED-style errors name
+// the file; parse errors are prefixed with it.
+absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string& path);
+
+// The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
+// (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
+// delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024,
+// max_message_bytes 0 → 64 MiB, UNSPECIFIED kind/mode/reduction → SGD,
+// ANCHORED, SUM. Fields that are set stay as they are.
+void FillDefaults(deltaserve::v1::ServerConfig* config);
+void FillModelDefaults(deltaserve::v1::ModelSpec* spec);
+
+// OK if the config (defaults filled) describes servable models: at least
+// one, unique non-empty names, and each model's network, optimizer and
+// surrogate pass model::Validate*. Otherwise INVALID_ARGUMENT with a one-line
+// reason such as `model "cartpole": layers[0].units: expected > 0, got 0`.
+absl::Status ValidateServerConfig(const deltaserve::v1::ServerConfig& config);
+
+// FillDefaults then ValidateServerConfig.
+absl::StatusOr<deltaserve::v1::ServerConfig> PrepareServerConfig(
+    deltaserve::v1::ServerConfig config);
+
+// What the server serves without --config: one model named "default" for
+// CartPole-like control: input 4, hidden 64 tanh, output 2 identity, Adam
+// lr 0.01, samples_per_step 1, max_staleness 1000000, seed 1; defaults filled.
+deltaserve::v1::ServerConfig DefaultServerConfig();
+
+// One line per model for the startup log: name, layer widths, optimizer.
+std::string DescribeModel(const deltaserve::v1::ModelSpec& spec);
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_CONFIG_H_

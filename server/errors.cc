@@ -1,0 +1,43 @@
+#include "server/errors.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace deltaserve::server {
+
+absl::Status ModelNotFound(absl::string_view name, const std::vector<std::string>& served) {
+  return absl::NotFoundError(absl::StrCat("model \"", name, "\" not found; this server serves \"",
+                                          absl::StrJoin(served, "\", \""), "\""));
+}
+
+absl::Status ShuttingDown(absl::string_view model) {
+  return absl::UnavailableError(
+      absl::StrCat("model \"", model, "\": server is shutting down; retry on another server"));
+}
+
+absl::Status QueueFull(absl::string_view model, size_t capacity) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "model \"", model, "\": submission queue is full (", capacity, " waiting); retry later"));
+}
+
+absl::Status StaleVersion(absl::string_view model, uint64_t version, uint64_t current,
+                          uint64_t max_staleness) {
+  return absl::AbortedError(
+      absl::StrCat("model \"", model, "\": submission computed at version ", version, " is ",
+                   current - version, " versions behind current version ", current,
+                   " (max_staleness ", max_staleness, "); refetch parameters and retry"));
+}
+
+absl::Status FutureVersion(absl::string_view model, uint64_t version, uint64_t current) {
+  return absl::InvalidArgumentError(absl::StrCat("version: expected at most ", current,
+                                                 " (current version of model \"", model,
+                                                 "\"), got ", version));
+}
+
+absl::Status ShapeMismatch(absl::string_view what, uint64_t expected, absl::string_view unit,
+                           absl::string_view why, uint64_t got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": expected ", expected, " ", unit, " (", why, "), got ", got));
+}
+
+}  // namespace deltaserve::server

@@ -1,0 +1,43 @@
+// Named constructors for the server's domain errors, so every handler and the
+// Trainer report the same condition with the same code and wording.
+// Codes follow DESIGN.md: malformed → INVALID_ARGUMENT, unknown model →
+// NOT_FOUND, stale version → ABORTED, full queue → RESOURCE_EXHAUSTED,
+// shutting down → UNAVAILABLE.
+#ifndef DELTASERVE_SERVER_ERRORS_H_
+#define DELTASERVE_SERVER_ERRORS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace deltaserve::server {
+
+// NOT_FOUND: model "x" is not served here; lists the names that are.
+absl::Status ModelNotFound(absl::string_view name, const std::vector<std::string>& served);
+
+// UNAVAILABLE: the server (or one model's learner) is shutting down.
+absl::Status ShuttingDown(absl::string_view model);
+
+// RESOURCE_EXHAUSTED: the model's submission queue holds `capacity` entries.
+absl::Status QueueFull(absl::string_view model, size_t capacity);
+
+// ABORTED: the submission was computed at `version`, `staleness` versions
+// behind the current one, more than `max_staleness` allows. Refetch, retry.
+absl::Status StaleVersion(absl::string_view model, uint64_t version, uint64_t current,
+                          uint64_t max_staleness);
+
+// INVALID_ARGUMENT: the submission claims a version the model has not reached.
+absl::Status FutureVersion(absl::string_view model, uint64_t version, uint64_t current);
+
+// INVALID_ARGUMENT: "<what>: expected <expected> <unit> (<why>), got <got>",
+// e.g. "inputs: expected 4 columns (input_dim of model "cartpole"), got 3".
+absl::Status ShapeMismatch(absl::string_view what, uint64_t expected, absl::string_view unit,
+                           absl::string_view why, uint64_t got);
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_ERRORS_H_

@@ -1,0 +1,49 @@
+#include "server/model_registry.h"
+
+#include <utility>
+
+#include "model/status_macros.h"
+#include "server/config.h"
+#include "server/convert.h"
+#include "server/errors.h"
+
+namespace deltaserve::server {
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
+    const deltaserve::v1::ServerConfig& config) {
+  RETURN_IF_ERROR(ValidateServerConfig(config));
+  auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
+  for (const deltaserve::v1::ModelSpec& spec : config.models()) {
+    ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
+    auto model = std::make_unique<ServedModel>();
+    model->spec = spec;
+    model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
+    WeightHub* hub = model->hub.get();
+    ASSIGN_OR_RETURN(model->trainer,
+                     Trainer::Create(std::move(options), [hub](std::shared_ptr<const Snapshot> s) {
+                       hub->Publish(std::move(s));
+                     }));
+    hub->Publish(model->trainer->snapshot());
+    registry->names_.push_back(spec.name());
+    registry->models_.push_back(std::move(model));
+  }
+  return registry;
+}
+
+absl::StatusOr<ServedModel*> ModelRegistry::Find(absl::string_view name) const {
+  if (name.empty()) return models_.front().get();
+  for (const auto& model : models_) {
+    if (model->spec.name() == name) return model.get();
+  }
+  return ModelNotFound(name, names_);
+}
+
+void ModelRegistry::CloseHubs() {
+  for (const auto& model : models_) model->hub->Close();
+}
+
+void ModelRegistry::StopTrainers() {
+  for (const auto& model : models_) model->trainer->Stop();
+}
+
+}  // namespace deltaserve::server

@@ -1,0 +1,52 @@
+// ModelRegistry: the models one server serves, each a Trainer plus the
+// WeightHub its learner publishes to, looked up by name ("" = the first).
+#ifndef DELTASERVE_SERVER_MODEL_REGISTRY_H_
+#define DELTASERVE_SERVER_MODEL_REGISTRY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "deltaserve/v1/config.pb.h"
+#include "server/trainer.h"
+#include "server/weight_hub.h"
+
+namespace deltaserve::server {
+
+struct ServedModel {
+  deltaserve::v1::ModelSpec spec;  // As configured, defaults filled.
+  std::unique_ptr<WeightHub> hub;  // Declared before trainer: outlives its publishes.
+  std::unique_ptr<Trainer> trainer;
+};
+
+class ModelRegistry {
+ public:
+  // `config` must have passed PrepareServerConfig (defaults filled,
+  // validated); INVALID_ARGUMENT otherwise. Starts one learner per model.
+  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
+      const deltaserve::v1::ServerConfig& config);
+
+  // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
+  // names. The pointer lives as long as the registry.
+  absl::StatusOr<ServedModel*> Find(absl::string_view name) const;
+
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
+
+  // Shutdown, in this order: watch streams end (hubs closed), then learners
+  // stop (queued submissions fail with UNAVAILABLE). Idempotent.
+  void CloseHubs();
+  void StopTrainers();
+
+ private:
+  ModelRegistry() = default;
+
+  std::vector<std::unique_ptr<ServedModel>> models_;
+  std::vector<std::string> names_;
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_MODEL_REGISTRY_H_

@@ -1,0 +1,243 @@
+#include "server/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "model/status_macros.h"
+#include "model/surrogate.h"
+#include "model/validate.h"
+#include "server/errors.h"
+#include "server/log.h"
+
+namespace deltaserve::server {
+namespace {
+
+absl::Span<const float> Values(const model::Matrix& m) {
+  return absl::MakeConstSpan(m.data(), static_cast<size_t>(m.size()));
+}
+
+// INVALID_ARGUMENT unless `m` is [rows × cols]; `owner` explains the widths.
+absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t rows,
+                        absl::string_view rows_why, int64_t cols, absl::string_view cols_why) {
+  if (m.rows() != rows) return ShapeMismatch(what, rows, "rows", rows_why, m.rows());
+  if (m.cols() != cols) return ShapeMismatch(what, cols, "columns", cols_why, m.cols());
+  return model::CheckFinite(what, Values(m));
+}
+
+absl::Status ValidateOptions(const TrainerOptions& options) {
+  if (options.name.empty()) return absl::InvalidArgumentError("name: expected non-empty");
+  RETURN_IF_ERROR(model::ValidateSurrogateConfig(options.surrogate));
+  if (options.samples_per_step == 0) {
+    return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
+  }
+  if (options.queue_capacity == 0) {
+    return absl::InvalidArgumentError("queue_capacity: expected >= 1, got 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
+                                                         PublishCallback on_publish) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
+  ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
+                   model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
+  return std::unique_ptr<Trainer>(
+      new Trainer(std::move(options), std::move(mlp), std::move(optimizer), std::move(on_publish)));
+}
+
+Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
+                 std::unique_ptr<model::Optimizer> optimizer, PublishCallback on_publish)
+    : options_(std::move(options)),
+      mlp_(std::move(mlp)),
+      on_publish_(std::move(on_publish)),
+      optimizer_(std::move(optimizer)),
+      params_(mlp_.InitialParameters()),
+      grad_(mlp_.parameter_count(), 0.0f),
+      submission_grad_(mlp_.parameter_count(), 0.0f) {
+  auto initial = std::make_shared<Snapshot>();
+  initial->version = 0;
+  initial->parameters = params_;
+  snapshot_ = std::move(initial);
+  learner_ = std::thread([this] { LearnerLoop(); });
+}
+
+Trainer::~Trainer() { Stop(); }
+
+std::shared_ptr<const Snapshot> Trainer::snapshot() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return snapshot_;
+}
+
+absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) const {
+  if (inputs.rows() == 0) {
+    return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
+  }
+  RETURN_IF_ERROR(CheckShape("inputs", inputs, inputs.rows(), "", mlp_.input_dim(),
+                             absl::StrCat("input_dim of model \"", name(), "\"")));
+  std::shared_ptr<const Snapshot> snap = snapshot();
+  ASSIGN_OR_RETURN(model::Matrix outputs, mlp_.Forward(snap->parameters, inputs));
+  return ForwardResult{std::move(outputs), snap->version};
+}
+
+absl::Status Trainer::ValidateSubmission(const Submission& s) const {
+  const int64_t n = s.inputs.rows();
+  if (n == 0) return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
+  const std::string model = absl::StrCat("model \"", name(), "\"");
+  RETURN_IF_ERROR(CheckShape("inputs", s.inputs, n, "", mlp_.input_dim(),
+                             absl::StrCat("input_dim of ", model)));
+  const std::string out_why = absl::StrCat("output_dim of ", model);
+  RETURN_IF_ERROR(
+      CheckShape("deltas", s.deltas, n, "one per input row", mlp_.output_dim(), out_why));
+  if (s.acted.rows() != 0) {
+    RETURN_IF_ERROR(
+        CheckShape("outputs", s.acted, n, "one per input row", mlp_.output_dim(), out_why));
+  }
+  const uint64_t current = snapshot()->version;
+  if (s.version > current) return FutureVersion(name(), s.version, current);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
+  RETURN_IF_ERROR(ValidateSubmission(submission));
+  absl::MutexLock lock(&queue_mu_);
+  if (stopping_) return ShuttingDown(name());
+  if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
+  queue_.push_back(Pending{std::move(submission), std::move(done)});
+  return absl::OkStatus();
+}
+
+void Trainer::Stop() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stopping_ = true;
+  }
+  std::call_once(join_once_, [this] {
+    if (learner_.joinable()) learner_.join();
+  });
+}
+
+void Trainer::PauseLearnerForTest() {
+  absl::MutexLock lock(&queue_mu_);
+  paused_ = true;
+}
+
+void Trainer::ResumeLearnerForTest() {
+  absl::MutexLock lock(&queue_mu_);
+  paused_ = false;
+}
+
+size_t Trainer::queued() const {
+  absl::MutexLock lock(&queue_mu_);
+  return queue_.size();
+}
+
+std::deque<Trainer::Pending> Trainer::TakeBatch() {
+  std::deque<Pending> batch;
+  bool stopping = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_mu_.Await(absl::Condition(
+        +[](Trainer* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->queue_mu_) {
+          return t->stopping_ || (!t->paused_ && !t->queue_.empty());
+        },
+        this));
+    batch.swap(queue_);
+    stopping = stopping_;
+  }
+  if (stopping) FailAll(batch, ShuttingDown(name()));  // Leaves `batch` empty.
+  return batch;
+}
+
+void Trainer::LearnerLoop() {
+  for (std::deque<Pending> batch = TakeBatch(); !batch.empty(); batch = TakeBatch()) {
+    while (!batch.empty()) {
+      bool stopping;
+      {
+        absl::MutexLock lock(&queue_mu_);
+        stopping = stopping_;
+      }
+      if (stopping) {
+        FailAll(batch, ShuttingDown(name()));
+        break;
+      }
+      Pending pending = std::move(batch.front());
+      batch.pop_front();
+      absl::StatusOr<SubmitResult> result = Apply(pending.submission);
+      std::move(pending.done)(std::move(result));
+    }
+  }
+}
+
+absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
+  // Submit rejected versions newer than the snapshot, and versions only grow.
+  const uint64_t staleness = version_ - submission.version;
+  if (staleness > options_.max_staleness) {
+    return StaleVersion(name(), submission.version, version_, options_.max_staleness);
+  }
+  const float scale =
+      options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness)) : 1.0f;
+  ASSIGN_OR_RETURN(double loss, Gradient(submission, scale));
+  // G += g
+  Eigen::Map<Eigen::VectorXf> total(grad_.data(), static_cast<Eigen::Index>(grad_.size()));
+  total += Eigen::Map<const Eigen::VectorXf>(submission_grad_.data(), total.size());
+  rows_accumulated_ += static_cast<uint64_t>(submission.inputs.rows());
+
+  SubmitResult result{version_, loss, staleness, /*stepped=*/false};
+  if (rows_accumulated_ >= options_.samples_per_step) {
+    RETURN_IF_ERROR(StepAndPublish());
+    result.version = version_;
+    result.stepped = true;
+  }
+  return result;
+}
+
+absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
+  RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
+  ASSIGN_OR_RETURN(double loss, model::Surrogate(options_.surrogate, s.objective,
+                                                 workspace_.output(), s.acted, s.deltas, &grad_y_));
+  if (scale != 1.0f) grad_y_ *= scale;
+  std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
+  RETURN_IF_ERROR(
+      mlp_.Backward(params_, s.inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_)));
+  // Finite inputs can still overflow (e.g. |δ| near FLT_MAX); such a gradient
+  // would poison every parameter, so it is refused before it is accumulated.
+  if (!std::isfinite(loss)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deltas: expected values whose surrogate loss is finite, got ", loss,
+                     " (values too large?)"));
+  }
+  RETURN_IF_ERROR(model::CheckFinite("parameter gradient of this submission (values too large?)",
+                                     submission_grad_));
+  return loss;
+}
+
+absl::Status Trainer::StepAndPublish() {
+  RETURN_IF_ERROR(optimizer_->Step(absl::MakeSpan(params_), absl::MakeSpan(grad_)).status());
+  std::fill(grad_.begin(), grad_.end(), 0.0f);
+  rows_accumulated_ = 0;
+  ++version_;
+  auto next = std::make_shared<Snapshot>();
+  next->version = version_;
+  next->parameters = params_;
+  std::shared_ptr<const Snapshot> published = std::move(next);
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    snapshot_ = published;
+  }
+  LogDebug("model \"", name(), "\": version ", version_);
+  if (on_publish_) on_publish_(std::move(published));
+  return absl::OkStatus();
+}
+
+void Trainer::FailAll(std::deque<Pending>& pending, const absl::Status& status) {
+  for (Pending& p : pending) std::move(p.done)(status);
+  pending.clear();
+}
+
+}  // namespace deltaserve::server

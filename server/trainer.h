@@ -1,0 +1,181 @@
+// Trainer: one model's parameters, its learner thread and its submission queue.
+//
+// Readers call Forward()/snapshot() and never wait for the learner: they copy
+// a std::shared_ptr<const Snapshot> under a mutex held only for that copy.
+// Writers call Submit(): the submission is validated at once (shapes,
+// finiteness, version) and queued; the learner thread — the only owner of the
+// working parameters, the gradient accumulator and the optimizer state —
+// applies queued submissions in arrival order:
+//
+//   1. staleness s = version − submission.version; s > max_staleness → ABORTED
+//      (nothing changes).
+//   2. y = f(X; Θ) at the current parameters; l_s and ∂l_s/∂y from the
+//      surrogate (model/surrogate.h); backprop to g = ∂l_s/∂Θ, scaled by
+//      1/(1+s) if staleness_scaled_lr; a non-finite g → INVALID_ARGUMENT
+//      (nothing changes).
+//   3. G += g; rows += n. If rows ≥ samples_per_step: optimizer step on G,
+//      G = 0, rows = 0, version += 1, publish a new Snapshot (and call
+//      on_publish).
+//   4. The submission's callback gets {version, l_s, s, stepped}.
+//
+// The Trainer knows nothing of gRPC or protobuf.
+#ifndef DELTASERVE_SERVER_TRAINER_H_
+#define DELTASERVE_SERVER_TRAINER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "model/mlp.h"
+#include "model/optimizer.h"
+#include "model/spec.h"
+#include "server/snapshot.h"
+
+namespace deltaserve::server {
+
+// Everything a Trainer needs, in core types (defaults already filled in).
+struct TrainerOptions {
+  std::string name;  // For messages; non-empty.
+  model::MlpSpec mlp;
+  model::OptimizerConfig optimizer;
+  model::SurrogateConfig surrogate;
+  uint32_t samples_per_step = 1;  // Rows per optimizer step; ≥ 1.
+  uint64_t max_staleness = 0;     // Submissions more versions behind → ABORTED.
+  bool staleness_scaled_lr = false;
+  size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
+};
+
+// One client submission (X, ỹ, δ) in core types.
+struct Submission {
+  model::Matrix inputs;  // X [n × input_dim], n ≥ 1.
+  model::Matrix acted;   // ỹ [n × output_dim], or 0 rows: ỹ = y.
+  model::Matrix deltas;  // δ [n × output_dim].
+  uint64_t version = 0;  // Version that produced ỹ.
+  model::Objective objective = model::Objective::kMinimize;
+};
+
+struct SubmitResult {
+  uint64_t version = 0;  // Model version once applied (after the step, if any).
+  double surrogate_loss = 0.0;
+  uint64_t staleness = 0;
+  bool stepped = false;  // This submission completed an optimizer step.
+};
+
+struct ForwardResult {
+  model::Matrix outputs;  // [n × output_dim]
+  uint64_t version = 0;   // Version whose parameters produced `outputs`.
+};
+
+class Trainer {
+ public:
+  // Called exactly once per accepted submission, from the learner thread (or
+  // from Stop() with UNAVAILABLE). Must not block.
+  using SubmitCallback = absl::AnyInvocable<void(absl::StatusOr<SubmitResult>) &&>;
+  // Called from the learner thread after each new snapshot is swapped in.
+  // Must not block (WeightHub::Publish qualifies).
+  using PublishCallback = std::function<void(std::shared_ptr<const Snapshot>)>;
+
+  // INVALID_ARGUMENT if the options are invalid (spec, optimizer, surrogate,
+  // samples_per_step 0, queue_capacity 0). Starts the learner thread.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(TrainerOptions options,
+                                                         PublishCallback on_publish = nullptr);
+
+  // Stop()s.
+  ~Trainer();
+
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const std::string& name() const { return options_.name; }
+  const TrainerOptions& options() const { return options_; }
+  const model::Mlp& mlp() const { return mlp_; }
+
+  // The latest published parameters. Never blocks on the learner.
+  std::shared_ptr<const Snapshot> snapshot() const ABSL_LOCKS_EXCLUDED(snapshot_mu_);
+
+  // Y = f(X; Θ) at the latest snapshot. INVALID_ARGUMENT (saying what was
+  // expected) for 0 rows, wrong column count or non-finite values.
+  absl::StatusOr<ForwardResult> Forward(const model::Matrix& inputs) const;
+
+  // Shape, finiteness and version checks a submission must pass to be queued.
+  absl::Status ValidateSubmission(const Submission& submission) const;
+
+  // Validates and queues. On OK, `done` will be called exactly once later.
+  // On error `done` is not called: INVALID_ARGUMENT (see ValidateSubmission),
+  // RESOURCE_EXHAUSTED if queue_capacity submissions are waiting, UNAVAILABLE
+  // after Stop(). Never blocks on the learner.
+  absl::Status Submit(Submission submission, SubmitCallback done) ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  // Stops the learner after the submission it is applying; every submission
+  // still queued gets UNAVAILABLE. Idempotent; blocks until the thread exits.
+  void Stop() ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  // Test hooks: while paused the learner takes nothing from the queue (a
+  // submission it is already applying completes). Makes full-queue and
+  // ordering tests deterministic.
+  void PauseLearnerForTest() ABSL_LOCKS_EXCLUDED(queue_mu_);
+  void ResumeLearnerForTest() ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  // Submissions waiting in the queue (not yet taken by the learner).
+  size_t queued() const ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+ private:
+  struct Pending {
+    Submission submission;
+    SubmitCallback done;
+  };
+
+  Trainer(TrainerOptions options, model::Mlp mlp, std::unique_ptr<model::Optimizer> optimizer,
+          PublishCallback on_publish);
+
+  void LearnerLoop() ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // Blocks until work is available (returns it all) or Stop() (returns empty).
+  std::deque<Pending> TakeBatch() ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // Steps 1–3 of the header comment. Learner thread only.
+  absl::StatusOr<SubmitResult> Apply(const Submission& submission);
+  // Backprop of one submission into submission_grad_; returns l_s.
+  absl::StatusOr<double> Gradient(const Submission& submission, float scale);
+  // Optimizer step on grad_, version + 1, publish.
+  absl::Status StepAndPublish();
+  void FailAll(std::deque<Pending>& pending, const absl::Status& status);
+
+  const TrainerOptions options_;
+  const model::Mlp mlp_;
+  const PublishCallback on_publish_;
+
+  // Learner-thread state (no lock: only the learner touches it after Create).
+  std::unique_ptr<model::Optimizer> optimizer_;
+  std::vector<float> params_;           // Working parameters (version_).
+  std::vector<float> grad_;             // G, accumulated over submissions.
+  std::vector<float> submission_grad_;  // g of one submission.
+  model::Mlp::Workspace workspace_;
+  model::Matrix grad_y_;
+  uint64_t version_ = 0;
+  uint64_t rows_accumulated_ = 0;
+
+  mutable absl::Mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+
+  mutable absl::Mutex queue_mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(queue_mu_) = false;
+
+  std::once_flag join_once_;
+  std::thread learner_;  // Last: starts after everything above exists.
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_TRAINER_H_

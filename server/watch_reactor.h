@@ -1,0 +1,70 @@
+// WatchReactor: the server side of one WatchParameters stream.
+//
+// It writes pre-serialized ParameterUpdates (grpc::ByteBuffer, shared by every
+// watcher of a version) and only ever the newest version, so a slow reader
+// skips versions instead of slowing the learner or other watchers.
+//
+// State machine (every transition runs Advance() under mu_):
+//   1. Constructed by the handler: subscribes to the hub, then Advance()
+//      writes the current version at once.
+//   2. Advance(): if a write is in flight, do nothing (OnWriteDone comes back
+//      here). Otherwise, if the hub holds a version newer than the last one
+//      written, StartWrite(newest) — intermediate versions are skipped.
+//   3. A newer version is published → the hub calls Advance() (step 2).
+//   4. OnWriteDone(ok): the write is no longer in flight; !ok means the
+//      client is gone (→ 5); otherwise step 2.
+//   5. Client cancelled (OnCancel or a failed write): once no write is in
+//      flight, Finish(CANCELLED).
+//   6. Hub closed (server shutting down): once no write is in flight,
+//      Finish(UNAVAILABLE).
+//   7. OnDone: drop the subscription (waits for a running hub callback),
+//      delete this.
+#ifndef DELTASERVE_SERVER_WATCH_REACTOR_H_
+#define DELTASERVE_SERVER_WATCH_REACTOR_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/server_callback.h"
+#include "server/weight_hub.h"
+
+namespace deltaserve::server {
+
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  // `hub` must outlive the reactor (the server closes hubs and waits for
+  // every call before destroying them). Deletes itself in OnDone.
+  explicit WatchReactor(WeightHub* hub);
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  void Advance() ABSL_LOCKS_EXCLUDED(mu_);
+
+  WeightHub* const hub_;
+  std::unique_ptr<WeightHub::Subscription> subscription_;
+
+  absl::Mutex mu_;
+  std::shared_ptr<const EncodedUpdate> in_flight_ ABSL_GUARDED_BY(mu_);  // null: none
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t sent_version_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stream that finishes at once with `status` (e.g. NOT_FOUND); deletes
+// itself in OnDone.
+class FinishedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit FinishedWriteReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_WATCH_REACTOR_H_
