@@ -1,5 +1,7 @@
 #include "client/spec_convert.h"
 
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
 
@@ -27,12 +29,12 @@ absl::StatusOr<model::Activation> ActivationFromProto(deltaserve::v1::Activation
 }  // namespace
 
 absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const deltaserve::v1::ModelSpec& spec) {
-  model::MlpSpec out;
-  out.input_dim = static_cast<int>(spec.input_dim());
   if (spec.input_dim() > static_cast<uint32_t>(INT32_MAX)) {
     return absl::InvalidArgumentError(
         absl::StrCat("input_dim ", spec.input_dim(), " does not fit in int32"));
   }
+  model::MlpSpec out;
+  out.input_dim = static_cast<int>(spec.input_dim());
   out.seed = spec.seed();
   out.layers.reserve(spec.layers_size());
   for (int i = 0; i < spec.layers_size(); ++i) {
