@@ -1,0 +1,144 @@
+// The math core's hot path on a 64→256→256→8 MLP (tanh hidden layers,
+// identity output): Forward, Backward, one Adam step, and a full training step
+// (forward + backward + Adam) at batch 1, 32 and 256, with GFLOP/s counters.
+// BM_PeakGemm is the single-core reference: a 512³ float GEMM through Eigen.
+//
+//   build-*/bench/deltaserve_model_bench --benchmark_min_time=2
+//
+// Compare with tools/torch_bench.py (tools/bench_vs_torch.sh runs both).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "model/mlp.h"
+#include "model/optimizer.h"
+
+namespace deltaserve::model {
+namespace {
+
+MlpSpec BenchSpec() {
+  MlpSpec spec;
+  spec.input_dim = 64;
+  spec.layers = {{256, Activation::kTanh}, {256, Activation::kTanh}, {8, Activation::kIdentity}};
+  spec.seed = 1;
+  return spec;
+}
+
+// Multiply-adds of the dense products, ×2 FLOPs each (bias and activation
+// are not counted, as usual). Backward computes ∂l/∂W for every layer and
+// ∂l/∂A for every layer but the first (∂l/∂X is not requested).
+double ForwardFlops(const MlpSpec& spec, int64_t batch) {
+  double macs = 0;
+  int fan_in = spec.input_dim;
+  for (const LayerSpec& l : spec.layers) {
+    macs += static_cast<double>(fan_in) * l.units;
+    fan_in = l.units;
+  }
+  return 2 * macs * batch;
+}
+
+double BackwardFlops(const MlpSpec& spec, int64_t batch) {
+  const double first = static_cast<double>(spec.input_dim) * spec.layers[0].units;
+  return 2 * ForwardFlops(spec, batch) - 2 * first * batch;
+}
+
+struct Fixture {
+  explicit Fixture(int64_t batch)
+      : mlp(*Mlp::Create(BenchSpec())),
+        params(mlp.InitialParameters()),
+        grad(params.size(), 0.0f),
+        x(Matrix::Random(batch, mlp.input_dim())),
+        dy(Matrix::Random(batch, mlp.output_dim())) {
+    OptimizerConfig adam;
+    adam.kind = OptimizerConfig::Kind::kAdam;
+    adam.learning_rate = 1e-4f;  // Small, so parameters stay sane over many iterations.
+    optimizer = *Optimizer::Create(adam, params.size());
+  }
+  Mlp mlp;
+  std::vector<float> params;
+  std::vector<float> grad;
+  Matrix x;
+  Matrix dy;
+  std::unique_ptr<Optimizer> optimizer;
+  Mlp::Workspace ws;
+};
+
+void SetFlops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Forward(benchmark::State& state) {
+  Fixture f(state.range(0));
+  for (auto _ : state) {
+    if (!f.mlp.Forward(f.params, f.x, f.ws).ok()) state.SkipWithError("Forward failed");
+    benchmark::DoNotOptimize(f.ws.output().data());
+  }
+  SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)));
+}
+
+void BM_Backward(benchmark::State& state) {
+  Fixture f(state.range(0));
+  if (!f.mlp.Forward(f.params, f.x, f.ws).ok()) state.SkipWithError("Forward failed");
+  for (auto _ : state) {
+    if (!f.mlp.Backward(f.params, f.x, f.ws, f.dy, absl::MakeSpan(f.grad)).ok()) {
+      state.SkipWithError("Backward failed");
+    }
+    benchmark::ClobberMemory();
+  }
+  SetFlops(state, BackwardFlops(f.mlp.spec(), state.range(0)));
+}
+
+void BM_AdamStep(benchmark::State& state) {
+  Fixture f(1);
+  std::fill(f.grad.begin(), f.grad.end(), 1e-3f);
+  for (auto _ : state) {
+    if (!f.optimizer->Step(absl::MakeSpan(f.params), absl::MakeSpan(f.grad)).ok()) {
+      state.SkipWithError("Step failed");
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["params"] = static_cast<double>(f.params.size());
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(f.params.size()));
+}
+
+// One learner step as the server runs it: zero the gradient, forward,
+// backward of a given ∂l/∂y, Adam step.
+void BM_TrainStep(benchmark::State& state) {
+  Fixture f(state.range(0));
+  for (auto _ : state) {
+    std::fill(f.grad.begin(), f.grad.end(), 0.0f);
+    if (!f.mlp.Forward(f.params, f.x, f.ws).ok() ||
+        !f.mlp.Backward(f.params, f.x, f.ws, f.dy, absl::MakeSpan(f.grad)).ok() ||
+        !f.optimizer->Step(absl::MakeSpan(f.params), absl::MakeSpan(f.grad)).ok()) {
+      state.SkipWithError("train step failed");
+    }
+    benchmark::ClobberMemory();
+  }
+  SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)) +
+                      BackwardFlops(f.mlp.spec(), state.range(0)));
+}
+
+void BM_PeakGemm(benchmark::State& state) {
+  const Eigen::Index n = state.range(0);
+  const Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n);
+  const Eigen::MatrixXf b = Eigen::MatrixXf::Random(n, n);
+  Eigen::MatrixXf c(n, n);
+  for (auto _ : state) {
+    c.noalias() = a * b;
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetFlops(state, 2.0 * n * n * n);
+}
+
+BENCHMARK(BM_Forward)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_Backward)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_AdamStep);
+BENCHMARK(BM_TrainStep)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_PeakGemm)->Arg(512);
+
+}  // namespace
+}  // namespace deltaserve::model
+
+BENCHMARK_MAIN();
