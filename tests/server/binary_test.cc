@@ -1,0 +1,187 @@
+// Runs the real `deltaserve` binary: it refuses bad configs with a one-line
+// reason and a non-zero exit code, prints "listening on ADDR" when serving,
+// and exits 0 on SIGTERM / SIGINT.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+struct Child {
+  pid_t pid = -1;
+  int out = -1;  // Child's stdout.
+  int err = -1;  // Child's stderr.
+};
+
+// Starts the server binary with `args`, its stdout and stderr on pipes.
+Child Spawn(const std::vector<std::string>& args) {
+  int out[2], err[2];
+  EXPECT_EQ(pipe(out), 0);
+  EXPECT_EQ(pipe(err), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  posix_spawn_file_actions_addclose(&actions, err[0]);
+  std::vector<std::string> argv_strings = {DELTASERVE_SERVER_PATH};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  Child child;
+  EXPECT_EQ(
+      posix_spawn(&child.pid, DELTASERVE_SERVER_PATH, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  close(err[1]);
+  child.out = out[0];
+  child.err = err[0];
+  return child;
+}
+
+// Reads until EOF (the child exited or closed the stream).
+std::string ReadAll(int fd) {
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, n);
+  return text;
+}
+
+// Reads one line (without '\n'), or what there is at EOF.
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
+  return line;
+}
+
+// Waits for the child; its exit code, or 128 + signal if it was killed.
+int Wait(Child& child) {
+  int status = 0;
+  EXPECT_EQ(waitpid(child.pid, &status, 0), child.pid);
+  close(child.out);
+  close(child.err);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string WriteConfig(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/binary_test_" + name + ".textproto";
+  std::ofstream(path) << text;
+  return path;
+}
+
+struct Refusal {
+  int exit_code;
+  std::string stderr_text;
+  std::string stdout_text;
+};
+
+Refusal RunToExit(const std::vector<std::string>& args) {
+  Child child = Spawn(args);
+  Refusal result;
+  result.stderr_text = ReadAll(child.err);
+  result.stdout_text = ReadAll(child.out);
+  result.exit_code = Wait(child);
+  return result;
+}
+
+void ExpectOneLineRefusal(const Refusal& refusal, const std::string& reason) {
+  EXPECT_NE(refusal.exit_code, 0);
+  EXPECT_EQ(refusal.stdout_text, "");
+  EXPECT_EQ(std::count(refusal.stderr_text.begin(), refusal.stderr_text.end(), '\n'), 1)
+      << refusal.stderr_text;
+  EXPECT_THAT(refusal.stderr_text, HasSubstr(reason));
+}
+
+TEST(ServerBinary, RefusesAMalformedConfig) {
+  const std::string path = WriteConfig("malformed", "models { name: \"m\" input_dim: }\n");
+  Refusal refusal = RunToExit({"--config=" + path, "--listen=127.0.0.1:0"});
+  ExpectOneLineRefusal(refusal, "line 1");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+TEST(ServerBinary, RefusesAnInvalidModel) {
+  const std::string path = WriteConfig(
+      "invalid",
+      "models { name: \"m\" input_dim: 4 layers { units: 0 activation: ACTIVATION_TANH } }");
+  Refusal refusal = RunToExit({"--config=" + path, "--listen=127.0.0.1:0"});
+  ExpectOneLineRefusal(refusal, "model \"m\": layers[0].units: expected > 0, got 0");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+TEST(ServerBinary, RefusesAMissingConfigFile) {
+  ExpectOneLineRefusal(RunToExit({"--config=/nonexistent/x.textproto"}),
+                       "/nonexistent/x.textproto");
+}
+
+TEST(ServerBinary, RefusesAnUnknownLogLevel) {
+  ExpectOneLineRefusal(RunToExit({"--log_level=loud"}), "--log_level");
+}
+
+// Connects a TCP socket to 127.0.0.1:port; true if something accepts.
+bool Accepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  return connected;
+}
+
+// Starts the binary, expects "listening on 127.0.0.1:<port>", sends `signal`
+// and expects a clean exit 0.
+void ServeThenStop(const std::vector<std::string>& args, int signal) {
+  Child child = Spawn(args);
+  const std::string line = ReadLine(child.out);
+  EXPECT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  int port = 0;
+  std::vector<std::string> parts = absl::StrSplit(line, ':');
+  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port)) << line;
+  EXPECT_GT(port, 0);
+  EXPECT_TRUE(Accepts(port));
+  ASSERT_EQ(kill(child.pid, signal), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(ReadAll(child.out), "");  // Exactly one stdout line.
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_THAT(log, HasSubstr("shut down"));
+}
+
+TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
+  const std::string path = WriteConfig("good", R"pb(
+    models {
+      name: "cartpole"
+      input_dim: 4
+      layers { units: 16 activation: ACTIVATION_TANH }
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+    }
+  )pb");
+  ServeThenStop({"--config=" + path, "--listen=127.0.0.1:0"}, SIGTERM);
+}
+
+TEST(ServerBinary, ServesTheDefaultModelWithoutConfigAndStopsOnSigint) {
+  ServeThenStop({"--listen=127.0.0.1:0"}, SIGINT);
+}
+
+}  // namespace

@@ -1,0 +1,139 @@
+#include "server/config.h"
+
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/test_util.h"
+
+namespace deltaserve::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace v1 = ::deltaserve::v1;
+
+constexpr char kGoodModel[] = R"pb(
+  models {
+    name: "m"
+    input_dim: 3
+    layers { units: 4 activation: ACTIVATION_TANH }
+    layers { units: 2 activation: ACTIVATION_IDENTITY }
+  }
+)pb";
+
+// Fills defaults and validates; returns the error message ("" if OK).
+std::string Problem(const std::string& text) {
+  absl::StatusOr<v1::ServerConfig> parsed = ParseServerConfig(text);
+  if (!parsed.ok()) return std::string(parsed.status().message());
+  absl::StatusOr<v1::ServerConfig> prepared = PrepareServerConfig(*parsed);
+  if (prepared.ok()) return "";
+  EXPECT_EQ(prepared.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(prepared.status().message());
+}
+
+TEST(Config, DefaultServerConfigIsValidCartPoleModel) {
+  v1::ServerConfig config = DefaultServerConfig();
+  ASSERT_TRUE(ValidateServerConfig(config).ok());
+  ASSERT_EQ(config.models_size(), 1);
+  const v1::ModelSpec& spec = config.models(0);
+  EXPECT_EQ(spec.name(), "default");
+  EXPECT_EQ(spec.input_dim(), 4u);
+  ASSERT_EQ(spec.layers_size(), 2);
+  EXPECT_EQ(spec.layers(0).units(), 64u);
+  EXPECT_EQ(spec.layers(0).activation(), v1::ACTIVATION_TANH);
+  EXPECT_EQ(spec.layers(1).units(), 2u);
+  EXPECT_EQ(spec.layers(1).activation(), v1::ACTIVATION_IDENTITY);
+  EXPECT_EQ(spec.optimizer().kind(), v1::OptimizerConfig::ADAM);
+  EXPECT_FLOAT_EQ(spec.optimizer().learning_rate(), 0.01f);
+  EXPECT_EQ(spec.samples_per_step(), 1u);
+  EXPECT_EQ(config.max_message_bytes(), 64u << 20);
+}
+
+TEST(Config, FillDefaultsUsesTheDocumentedValues) {
+  v1::ServerConfig config = testing::ParseText<v1::ServerConfig>(
+      R"pb(models { optimizer { kind: MOMENTUM } }
+           models { optimizer { kind: ADAMW learning_rate: 0.5 } })pb");
+  FillDefaults(&config);
+  const v1::ModelSpec& a = config.models(0);
+  EXPECT_FLOAT_EQ(a.optimizer().learning_rate(), 0.01f);
+  EXPECT_FLOAT_EQ(a.optimizer().momentum(), 0.9f);
+  EXPECT_EQ(a.surrogate().mode(), v1::SurrogateConfig::ANCHORED);
+  EXPECT_EQ(a.surrogate().reduction(), v1::SurrogateConfig::SUM);
+  EXPECT_FLOAT_EQ(a.surrogate().delta_scale(), 1.0f);
+  EXPECT_EQ(a.samples_per_step(), 1u);
+  EXPECT_EQ(a.queue_capacity(), 1024u);
+  const v1::ModelSpec& b = config.models(1);
+  EXPECT_FLOAT_EQ(b.optimizer().learning_rate(), 0.5f);  // Set values stay.
+  EXPECT_FLOAT_EQ(b.optimizer().beta1(), 0.9f);
+  EXPECT_FLOAT_EQ(b.optimizer().beta2(), 0.999f);
+  EXPECT_FLOAT_EQ(b.optimizer().epsilon(), 1e-8f);
+  EXPECT_EQ(config.max_message_bytes(), kDefaultMaxMessageBytes);
+}
+
+TEST(Config, UnspecifiedOptimizerKindIsSgd) {
+  v1::ServerConfig config = testing::ParseText<v1::ServerConfig>("models {}");
+  FillDefaults(&config);
+  EXPECT_EQ(config.models(0).optimizer().kind(), v1::OptimizerConfig::SGD);
+}
+
+TEST(Config, GoodConfigHasNoProblem) { EXPECT_EQ(Problem(kGoodModel), ""); }
+
+TEST(Config, ParseErrorNamesLineAndColumn) {
+  EXPECT_THAT(Problem("models {\n  nme: \"x\"\n}"), HasSubstr("line 2, column "));
+}
+
+TEST(Config, InvalidConfigsAreRejectedWithOneLineReasons) {
+  struct Case {
+    std::string text;
+    std::string reason;
+  };
+  const std::string layer = "layers { units: 2 activation: ACTIVATION_IDENTITY }";
+  const Case cases[] = {
+      {"", "expected at least one model"},
+      {"models { input_dim: 1 " + layer + " }", "name: expected a non-empty name"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " } models { name: \"a\" input_dim: 1 " +
+           layer + " }",
+       "expected a unique name, got \"a\" again"},
+      {"models { name: \"a\" input_dim: 0 " + layer + " }", "model \"a\": input_dim"},
+      {"models { name: \"a\" input_dim: 1 }", "model \"a\": layers"},
+      {"models { name: \"a\" input_dim: 1 layers { units: 2 } }", "ACTIVATION_UNSPECIFIED"},
+      {"models { name: \"a\" input_dim: 1 layers { units: 0 activation: ACTIVATION_TANH } }",
+       "layers[0].units"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " optimizer { learning_rate: -1 } }",
+       "learning_rate"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " optimizer { kind: 9 } }", "optimizer.kind"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " surrogate { delta_scale: -2 } }",
+       "delta_scale"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " surrogate { mode: 7 } }", "surrogate.mode"},
+  };
+  for (const Case& c : cases) {
+    const std::string problem = Problem(c.text);
+    EXPECT_THAT(problem, HasSubstr(c.reason)) << c.text;
+    EXPECT_THAT(problem, Not(HasSubstr("\n"))) << c.text;
+  }
+}
+
+TEST(Config, LoadServerConfigReadsTextFormatFile) {
+  const std::string path = ::testing::TempDir() + "/config_test_good.textproto";
+  std::ofstream(path) << kGoodModel;
+  absl::StatusOr<v1::ServerConfig> config = LoadServerConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->models(0).name(), "m");
+}
+
+TEST(Config, LoadServerConfigNamesAMissingFile) {
+  absl::StatusOr<v1::ServerConfig> config = LoadServerConfig("/nonexistent/deltaserve.textproto");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(config.status().message(), HasSubstr("/nonexistent/deltaserve.textproto"));
+}
+
+TEST(Config, DescribeModelIsOneLine) {
+  EXPECT_EQ(DescribeModel(DefaultServerConfig().models(0)),
+            "model \"default\": 4 → 64 tanh → 2 identity, adam lr 0.01, samples_per_step 1, "
+            "max_staleness 1000000, queue_capacity 1024");
+}
+
+}  // namespace
+}  // namespace deltaserve::server

@@ -1,0 +1,650 @@
+// The deltaserve.v1.Trainer service over a real server on loopback, driven
+// by the generated stub: the math through the wire, error codes, the queue,
+// watchers, health, reflection and shutdown.
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "deltaserve/v1/trainer.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "model/mlp.h"
+#include "server/convert.h"
+#include "server/server.h"
+#include "server/trainer.h"
+#include "tests/server/test_util.h"
+
+namespace deltaserve::server {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using testing::ParseText;
+using testing::WireMatrix;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// input 4 → 8 tanh → 2 identity.
+constexpr char kSmallModel[] = R"pb(
+  models {
+    name: "m"
+    input_dim: 4
+    seed: 3
+    layers { units: 8 activation: ACTIVATION_TANH }
+    layers { units: 2 activation: ACTIVATION_IDENTITY }
+    optimizer { kind: SGD learning_rate: 0.01 }
+    max_staleness: 1000
+  }
+)pb";
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& config_text, const std::string& address = "127.0.0.1:0") {
+    ServerOptions options;
+    options.listen_address = address;
+    absl::StatusOr<std::unique_ptr<DeltaServer>> server =
+        DeltaServer::Start(ParseText<v1::ServerConfig>(config_text), options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    stub_ = v1::Trainer::NewStub(channel_);
+  }
+
+  // A context with a deadline, so a bug fails the test instead of hanging it.
+  static std::unique_ptr<grpc::ClientContext> Context() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kWait));
+    return context;
+  }
+
+  grpc::Status Forward(const std::string& model, const v1::Matrix& inputs,
+                       v1::ForwardResponse* response) {
+    v1::ForwardRequest request;
+    request.set_model(model);
+    *request.mutable_inputs() = inputs;
+    return stub_->Forward(Context().get(), request, response);
+  }
+
+  grpc::Status Submit(const v1::SubmitDeltaRequest& request,
+                      v1::SubmitDeltaResponse* response = nullptr) {
+    v1::SubmitDeltaResponse ignored;
+    return stub_->SubmitDelta(Context().get(), request, response ? response : &ignored);
+  }
+
+  v1::ParameterUpdate Parameters(const std::string& model = "") {
+    v1::GetParametersRequest request;
+    request.set_model(model);
+    v1::ParameterUpdate update;
+    grpc::Status status = stub_->GetParameters(Context().get(), request, &update);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return update;
+  }
+
+  // One submission of δ = 1 on `rows` rows of the small model at the current
+  // version.
+  v1::SubmitDeltaRequest OnesRequest(uint32_t rows = 1, const std::string& model = "m") {
+    v1::SubmitDeltaRequest request;
+    request.set_model(model);
+    *request.mutable_inputs() = WireMatrix(rows, 4, std::vector<float>(rows * 4, 0.5f));
+    *request.mutable_deltas() = WireMatrix(rows, 2, std::vector<float>(rows * 2, 1.0f));
+    request.set_version(Parameters(model).version());
+    return request;
+  }
+
+  // Applies `steps` submissions of one row each (samples_per_step 1).
+  void TrainSteps(int steps, const std::string& model = "m") {
+    for (int i = 0; i < steps; ++i) {
+      grpc::Status status = Submit(OnesRequest(1, model));
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+  }
+
+  std::unique_ptr<DeltaServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Trainer::Stub> stub_;
+};
+
+absl::StatusOr<model::Mlp> MlpOf(const v1::ServerConfig& config, int index = 0) {
+  absl::StatusOr<model::MlpSpec> spec = MlpSpecFromProto(config.models(index));
+  if (!spec.ok()) return spec.status();
+  return model::Mlp::Create(*spec);
+}
+
+std::vector<float> ParametersOf(const v1::ParameterUpdate& update) {
+  return {update.parameters().begin(), update.parameters().end()};
+}
+
+TEST_F(ServiceTest, ForwardEqualsMlpForwardOnServedParameters) {
+  Start(kSmallModel);
+  const std::vector<float> x = {0.1f, -0.2f, 0.3f, 0.4f, 1.0f, 2.0f, -3.0f, 0.5f};
+  v1::ForwardResponse response;
+  ASSERT_TRUE(Forward("m", WireMatrix(2, 4, x), &response).ok());
+  absl::StatusOr<model::Mlp> mlp = MlpOf(ParseText<v1::ServerConfig>(kSmallModel));
+  ASSERT_TRUE(mlp.ok());
+  absl::StatusOr<model::Matrix> expected =
+      mlp->Forward(ParametersOf(Parameters("m")), testing::CoreMatrix(2, 4, x));
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(response.version(), 0u);
+  ASSERT_EQ(response.outputs().rows(), 2u);
+  ASSERT_EQ(response.outputs().cols(), 2u);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(response.outputs().data(i), expected->data()[i], 1e-6);
+}
+
+TEST_F(ServiceTest, EmptyModelNameMeansTheFirstModel) {
+  Start(kSmallModel);
+  EXPECT_EQ(Parameters("").model(), "m");
+  v1::ForwardResponse response;
+  EXPECT_TRUE(Forward("", WireMatrix(1, 4, {1, 2, 3, 4}), &response).ok());
+}
+
+TEST_F(ServiceTest, GetModelInfoReportsSpecWithDefaultsFilled) {
+  Start(kSmallModel);
+  TrainSteps(2);
+  v1::GetModelInfoRequest request;
+  request.set_model("m");
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub_->GetModelInfo(Context().get(), request, &info).ok());
+  EXPECT_EQ(info.spec().name(), "m");
+  EXPECT_EQ(info.spec().samples_per_step(), 1u);
+  EXPECT_EQ(info.spec().queue_capacity(), 1024u);
+  EXPECT_EQ(info.spec().surrogate().mode(), v1::SurrogateConfig::ANCHORED);
+  EXPECT_EQ(info.version(), 2u);
+  EXPECT_EQ(info.optimizer_steps(), 2u);
+  EXPECT_EQ(info.parameter_count(), 8u * 5 + 2u * 9);
+  EXPECT_EQ(info.output_dim(), 2u);
+}
+
+// l(Θ) = ½‖f(X; Θ) − Y*‖² over a fixed batch.
+double TrueLoss(const v1::ForwardResponse& y, const std::vector<float>& target) {
+  double loss = 0;
+  for (int i = 0; i < y.outputs().data_size(); ++i) {
+    const double d = y.outputs().data(i) - target[i];
+    loss += 0.5 * d * d;
+  }
+  return loss;
+}
+
+TEST_F(ServiceTest, TrueGradientFromConcurrentClientsLowersTheLoss) {
+  Start(kSmallModel);
+  const std::vector<float> x = {0.5f, -1.0f, 0.2f,  0.8f, -0.3f, 0.9f, 1.0f,  -0.5f,
+                                0.0f, 0.4f,  -0.7f, 0.1f, 1.2f,  0.3f, -0.2f, -0.9f};
+  const std::vector<float> target = {1.0f, -0.5f, -1.0f, 0.5f, 0.3f, 0.8f, -0.6f, -0.2f};
+  const v1::Matrix inputs = WireMatrix(4, 4, x);
+  v1::ForwardResponse initial;
+  ASSERT_TRUE(Forward("m", inputs, &initial).ok());
+
+  constexpr int kClients = 4;
+  constexpr int kSubmissionsEach = 40;
+  std::vector<std::thread> clients;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < kSubmissionsEach; ++i) {
+        v1::ForwardResponse y;
+        if (!Forward("m", inputs, &y).ok()) ++failures;
+        // δ = ∂l/∂y = y − Y*, the true gradient of the loss to minimise.
+        std::vector<float> delta(target.size());
+        for (size_t k = 0; k < delta.size(); ++k) delta[k] = y.outputs().data(k) - target[k];
+        v1::SubmitDeltaRequest request;
+        request.set_model("m");
+        *request.mutable_inputs() = inputs;
+        *request.mutable_outputs() = y.outputs();
+        *request.mutable_deltas() = WireMatrix(4, 2, delta);
+        request.set_version(y.version());
+        if (!Submit(request).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  v1::ForwardResponse final;
+  ASSERT_TRUE(Forward("m", inputs, &final).ok());
+  EXPECT_EQ(final.version(), static_cast<uint64_t>(kClients * kSubmissionsEach));
+  EXPECT_LT(TrueLoss(final, target), 0.5 * TrueLoss(initial, target))
+      << "initial " << TrueLoss(initial, target);
+}
+
+TEST_F(ServiceTest, MaximizeWithNegatedDeltaMatchesMinimize) {
+  const std::string body = R"pb(
+    input_dim: 3
+    seed: 11
+    layers { units: 5 activation: ACTIVATION_SIGMOID }
+    layers { units: 2 activation: ACTIVATION_TANH }
+    optimizer { kind: ADAM learning_rate: 0.05 }
+    max_staleness: 100
+  )pb";
+  Start("models { name: \"min\" " + body + " } models { name: \"max\" " + body + " }");
+  const std::vector<float> initial = ParametersOf(Parameters("min"));
+  ASSERT_EQ(initial, ParametersOf(Parameters("max")));
+  for (int i = 0; i < 5; ++i) {
+    const float s = 0.1f * (i + 1);
+    v1::SubmitDeltaRequest minimize;
+    minimize.set_model("min");
+    *minimize.mutable_inputs() = WireMatrix(2, 3, {s, -s, 1, 0.5f, s * s, -1});
+    *minimize.mutable_deltas() = WireMatrix(2, 2, {s, -0.3f, 0.7f, -s});
+    minimize.set_version(i);
+    minimize.set_objective(v1::MINIMIZE);
+    v1::SubmitDeltaRequest maximize = minimize;
+    maximize.set_model("max");
+    maximize.set_objective(v1::MAXIMIZE);
+    for (float& d : *maximize.mutable_deltas()->mutable_data()) d = -d;
+    ASSERT_TRUE(Submit(minimize).ok());
+    ASSERT_TRUE(Submit(maximize).ok());
+  }
+  const v1::ParameterUpdate min = Parameters("min");
+  const v1::ParameterUpdate max = Parameters("max");
+  EXPECT_EQ(min.version(), 5u);
+  EXPECT_EQ(max.version(), 5u);
+  EXPECT_NE(ParametersOf(min), initial);  // The submissions did something.
+  EXPECT_EQ(ParametersOf(min), ParametersOf(max));
+}
+
+TEST_F(ServiceTest, AnchoredSgdUpdateOfALinearModelIsExact) {
+  Start(R"pb(
+    models {
+      name: "lin"
+      input_dim: 2
+      seed: 5
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+      optimizer { kind: SGD learning_rate: 0.1 }
+      surrogate { mode: ANCHORED delta_scale: 0.5 }
+    }
+  )pb");
+  const std::vector<float> p = ParametersOf(Parameters("lin"));  // W00 W01 W10 W11 b0 b1
+  const float x[2] = {1.0f, 2.0f};
+  const float acted[2] = {0.3f, -0.2f};  // ỹ ≠ y
+  const float delta[2] = {1.0f, -0.5f};
+  v1::SubmitDeltaRequest request;
+  request.set_model("lin");
+  *request.mutable_inputs() = WireMatrix(1, 2, {x[0], x[1]});
+  *request.mutable_outputs() = WireMatrix(1, 2, {acted[0], acted[1]});
+  *request.mutable_deltas() = WireMatrix(1, 2, {delta[0], delta[1]});
+  v1::SubmitDeltaResponse response;
+  ASSERT_TRUE(Submit(request, &response).ok());
+  EXPECT_TRUE(response.stepped());
+  EXPECT_EQ(response.version(), 1u);
+
+  // g = ∂l_s/∂y = (y − ỹ) + ε·δ; W ← W − η·g·xᵀ; b ← b − η·g.
+  double expected_loss = 0;
+  std::vector<float> expected = p;
+  for (int i = 0; i < 2; ++i) {
+    const float y = p[2 * i] * x[0] + p[2 * i + 1] * x[1] + p[4 + i];
+    const float g = (y - acted[i]) + 0.5f * delta[i];
+    expected_loss += 0.5 * g * g;
+    expected[2 * i] -= 0.1f * g * x[0];
+    expected[2 * i + 1] -= 0.1f * g * x[1];
+    expected[4 + i] -= 0.1f * g;
+  }
+  const std::vector<float> after = ParametersOf(Parameters("lin"));
+  for (int k = 0; k < 6; ++k) EXPECT_NEAR(after[k], expected[k], 1e-6) << k;
+  EXPECT_NEAR(response.surrogate_loss(), expected_loss, 1e-6);
+}
+
+TEST_F(ServiceTest, VersionAdvancesOnlyAfterSamplesPerStepRows) {
+  Start(R"pb(
+    models {
+      name: "m"
+      input_dim: 4
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+      samples_per_step: 5
+    }
+  )pb");
+  const std::vector<std::pair<uint64_t, bool>> expected = {{0, false}, {0, false}, {1, true}};
+  for (const auto& [version, stepped] : expected) {
+    v1::SubmitDeltaResponse response;
+    ASSERT_TRUE(Submit(OnesRequest(/*rows=*/2), &response).ok());
+    EXPECT_EQ(response.version(), version);
+    EXPECT_EQ(response.stepped(), stepped);
+  }
+  EXPECT_EQ(Parameters("m").version(), 1u);
+}
+
+TEST_F(ServiceTest, TooStaleSubmissionIsAbortedAndChangesNothing) {
+  Start(R"pb(
+    models {
+      name: "m"
+      input_dim: 4
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+      max_staleness: 1
+    }
+  )pb");
+  TrainSteps(3);
+  const v1::ParameterUpdate before = Parameters("m");
+  v1::SubmitDeltaRequest stale = OnesRequest();
+  stale.set_version(1);
+  grpc::Status status = Submit(stale);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("refetch"));
+  const v1::ParameterUpdate after = Parameters("m");
+  EXPECT_EQ(after.version(), 3u);
+  EXPECT_EQ(ParametersOf(after), ParametersOf(before));
+}
+
+TEST_F(ServiceTest, BadInputIsRejectedAndLeavesParametersBitIdentical) {
+  Start(kSmallModel);
+  TrainSteps(1);
+  const v1::ParameterUpdate before = Parameters("m");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+
+  struct SubmitCase {
+    std::string name;
+    std::function<void(v1::SubmitDeltaRequest&)> corrupt;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::vector<SubmitCase> submit_cases = {
+      {"data size", [](auto& r) { r.mutable_inputs()->add_data(1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "inputs: expected rows·cols = 1·4 = 4 values, got 5"},
+      {"input cols",
+       [](auto& r) {
+         *r.mutable_inputs() = WireMatrix(1, 3, {1, 2, 3});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "inputs: expected 4 columns (input_dim of model \"m\"), got 3"},
+      {"delta cols",
+       [](auto& r) {
+         *r.mutable_deltas() = WireMatrix(1, 3, {1, 2, 3});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "deltas: expected 2 columns (output_dim of model \"m\"), got 3"},
+      {"delta rows",
+       [](auto& r) {
+         *r.mutable_deltas() = WireMatrix(2, 2, {1, 2, 3, 4});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "deltas: expected 1 rows"},
+      {"output rows",
+       [](auto& r) {
+         *r.mutable_outputs() = WireMatrix(2, 2, {1, 2, 3, 4});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "outputs: expected 1 rows"},
+      {"output cols", [](auto& r) { *r.mutable_outputs() = WireMatrix(1, 1, {1}); },
+       grpc::StatusCode::INVALID_ARGUMENT, "outputs: expected 2 columns"},
+      {"empty batch",
+       [](auto& r) {
+         *r.mutable_inputs() = WireMatrix(0, 4, {});
+         *r.mutable_deltas() = WireMatrix(0, 2, {});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "inputs: expected at least 1 row, got 0"},
+      {"nan input", [&](auto& r) { r.mutable_inputs()->set_data(2, nan); },
+       grpc::StatusCode::INVALID_ARGUMENT, "inputs"},
+      {"inf output",
+       [&](auto& r) {
+         *r.mutable_outputs() = WireMatrix(1, 2, {0, inf});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "outputs"},
+      {"nan delta", [&](auto& r) { r.mutable_deltas()->set_data(1, nan); },
+       grpc::StatusCode::INVALID_ARGUMENT, "deltas"},
+      {"overflowing delta",
+       [](auto& r) {
+         *r.mutable_inputs() = WireMatrix(1, 4, {1e30f, 1e30f, 1e30f, 1e30f});
+         *r.mutable_deltas() = WireMatrix(1, 2, {3e38f, 3e38f});
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "finite"},
+      {"future version", [](auto& r) { r.set_version(99); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "version: expected at most 1"},
+      {"unknown objective", [](auto& r) { r.set_objective(static_cast<v1::Objective>(7)); },
+       grpc::StatusCode::INVALID_ARGUMENT, "objective"},
+      {"unknown model", [](auto& r) { r.set_model("nope"); }, grpc::StatusCode::NOT_FOUND,
+       "model \"nope\" not found"},
+  };
+  for (const SubmitCase& c : submit_cases) {
+    v1::SubmitDeltaRequest request = OnesRequest();
+    c.corrupt(request);
+    grpc::Status status = Submit(request);
+    EXPECT_EQ(status.error_code(), c.code) << c.name << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message)) << c.name;
+  }
+
+  struct ForwardCase {
+    std::string name;
+    std::string model;
+    v1::Matrix inputs;
+    grpc::StatusCode code;
+  };
+  const std::vector<ForwardCase> forward_cases = {
+      {"data size", "m", WireMatrix(1, 4, {1, 2, 3}), grpc::StatusCode::INVALID_ARGUMENT},
+      {"cols", "m", WireMatrix(1, 3, {1, 2, 3}), grpc::StatusCode::INVALID_ARGUMENT},
+      {"empty", "m", WireMatrix(0, 4, {}), grpc::StatusCode::INVALID_ARGUMENT},
+      {"nan", "m", WireMatrix(1, 4, {1, nan, 3, 4}), grpc::StatusCode::INVALID_ARGUMENT},
+      {"unknown model", "nope", WireMatrix(1, 4, {1, 2, 3, 4}), grpc::StatusCode::NOT_FOUND},
+  };
+  for (const ForwardCase& c : forward_cases) {
+    v1::ForwardResponse response;
+    EXPECT_EQ(Forward(c.model, c.inputs, &response).error_code(), c.code) << c.name;
+  }
+
+  v1::GetModelInfoRequest info_request;
+  info_request.set_model("nope");
+  v1::ModelInfo info;
+  EXPECT_EQ(stub_->GetModelInfo(Context().get(), info_request, &info).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::GetParametersRequest params_request;
+  params_request.set_model("nope");
+  v1::ParameterUpdate update;
+  EXPECT_EQ(stub_->GetParameters(Context().get(), params_request, &update).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  const v1::ParameterUpdate after = Parameters("m");
+  EXPECT_EQ(after.version(), before.version());
+  EXPECT_EQ(ParametersOf(after), ParametersOf(before));
+}
+
+TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
+  Start(R"pb(
+    models {
+      name: "m"
+      input_dim: 4
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+      queue_capacity: 1
+    }
+  )pb");
+  Trainer* trainer = server_->trainer("m");
+  ASSERT_NE(trainer, nullptr);
+  trainer->PauseLearnerForTest();
+
+  const v1::SubmitDeltaRequest request = OnesRequest();
+  auto queued_context = Context();
+  v1::SubmitDeltaResponse queued_response;
+  grpc::Status queued_status;
+  absl::Notification queued_done;
+  stub_->async()->SubmitDelta(queued_context.get(), &request, &queued_response,
+                              [&](grpc::Status s) {
+                                queued_status = std::move(s);
+                                queued_done.Notify();
+                              });
+  // Poll the observable queue depth until the async call is waiting in it.
+  const absl::Time deadline = absl::Now() + kWait;
+  while (trainer->queued() < 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(trainer->queued(), 1u);
+
+  grpc::Status full = Submit(request);
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(full.error_message(), HasSubstr("queue is full"));
+
+  trainer->ResumeLearnerForTest();
+  ASSERT_TRUE(queued_done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_TRUE(queued_status.ok()) << queued_status.error_message();
+  EXPECT_EQ(queued_response.version(), 1u);
+}
+
+// Reads a watch stream until `last` arrives; returns the versions seen.
+std::vector<uint64_t> ReadUntil(grpc::ClientReader<v1::ParameterUpdate>& reader, uint64_t last) {
+  std::vector<uint64_t> versions;
+  v1::ParameterUpdate update;
+  while (reader.Read(&update)) {
+    versions.push_back(update.version());
+    if (update.version() >= last) break;
+  }
+  return versions;
+}
+
+void ExpectStrictlyIncreasingEndingAt(const std::vector<uint64_t>& versions, uint64_t last) {
+  ASSERT_FALSE(versions.empty());
+  for (size_t i = 1; i < versions.size(); ++i) EXPECT_LT(versions[i - 1], versions[i]);
+  EXPECT_EQ(versions.back(), last);
+}
+
+TEST_F(ServiceTest, WatchersSeeIncreasingVersionsAndASlowOneDoesNotStallTraining) {
+  // ~57 KB per update, so the slow watcher's stream fills flow-control
+  // windows while it is not reading.
+  Start(R"pb(
+    models {
+      name: "m"
+      input_dim: 4
+      layers { units: 2048 activation: ACTIVATION_TANH }
+      layers { units: 2 activation: ACTIVATION_IDENTITY }
+      max_staleness: 1000
+    }
+  )pb");
+  constexpr uint64_t kSteps = 30;
+  v1::WatchParametersRequest request;
+  request.set_model("m");
+
+  // The slow watcher reads the first update (so it is subscribed), then stops.
+  auto slow_context = Context();
+  auto slow = stub_->WatchParameters(slow_context.get(), request);
+  v1::ParameterUpdate first;
+  ASSERT_TRUE(slow->Read(&first));
+  EXPECT_EQ(first.version(), 0u);
+  EXPECT_EQ(first.model(), "m");
+
+  std::vector<uint64_t> fast_versions;
+  auto fast_context = Context();
+  auto fast = stub_->WatchParameters(fast_context.get(), request);
+  std::thread fast_reader([&] { fast_versions = ReadUntil(*fast, kSteps); });
+
+  TrainSteps(kSteps);  // Completes while the slow watcher reads nothing.
+  EXPECT_EQ(Parameters("m").version(), kSteps);
+
+  fast_reader.join();
+  ExpectStrictlyIncreasingEndingAt(fast_versions, kSteps);
+  std::vector<uint64_t> slow_versions = ReadUntil(*slow, kSteps);
+  slow_versions.insert(slow_versions.begin(), 0);
+  ExpectStrictlyIncreasingEndingAt(slow_versions, kSteps);
+
+  // A watcher that joins late starts at the current version.
+  auto late_context = Context();
+  auto late = stub_->WatchParameters(late_context.get(), request);
+  v1::ParameterUpdate current;
+  ASSERT_TRUE(late->Read(&current));
+  EXPECT_EQ(current.version(), kSteps);
+  EXPECT_EQ(ParametersOf(current), ParametersOf(Parameters("m")));
+
+  for (auto* context : {slow_context.get(), fast_context.get(), late_context.get()}) {
+    context->TryCancel();
+  }
+  EXPECT_EQ(slow->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  fast->Finish();
+  late->Finish();
+}
+
+TEST_F(ServiceTest, WatchOfUnknownModelIsNotFound) {
+  Start(kSmallModel);
+  v1::WatchParametersRequest request;
+  request.set_model("nope");
+  auto context = Context();
+  auto reader = stub_->WatchParameters(context.get(), request);
+  v1::ParameterUpdate update;
+  EXPECT_FALSE(reader->Read(&update));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ShutdownEndsWatchersAndQueuedSubmissionsWithUnavailable) {
+  Start(kSmallModel);
+  server_->trainer("m")->PauseLearnerForTest();
+  const v1::SubmitDeltaRequest request = OnesRequest();
+  auto submit_context = Context();
+  v1::SubmitDeltaResponse response;
+  grpc::Status submit_status;
+  absl::Notification submit_done;
+  stub_->async()->SubmitDelta(submit_context.get(), &request, &response, [&](grpc::Status s) {
+    submit_status = std::move(s);
+    submit_done.Notify();
+  });
+  const absl::Time deadline = absl::Now() + kWait;
+  while (server_->trainer("m")->queued() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  v1::WatchParametersRequest watch_request;
+  auto watch_context = Context();
+  auto watcher = stub_->WatchParameters(watch_context.get(), watch_request);
+  v1::ParameterUpdate update;
+  ASSERT_TRUE(watcher->Read(&update));
+
+  server_->Shutdown();
+
+  ASSERT_TRUE(submit_done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(submit_status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(watcher->Read(&update));
+  EXPECT_EQ(watcher->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  server_->Wait();  // Returns at once: shutdown is complete.
+}
+
+TEST_F(ServiceTest, HealthReportsServingForServerServiceAndEachModel) {
+  Start(kSmallModel);
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const std::string service : {"", "deltaserve.v1.Trainer", "deltaserve.v1.Trainer/m"}) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status = health->Check(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  grpc::health::v1::HealthCheckRequest unknown;
+  unknown.set_service("deltaserve.v1.Trainer/nope");
+  grpc::health::v1::HealthCheckResponse response;
+  EXPECT_EQ(health->Check(Context().get(), unknown, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ReflectionListsTheTrainerService) {
+  Start(kSmallModel);
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel_);
+  auto context = Context();
+  auto stream = reflection->ServerReflectionInfo(context.get());
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> names;
+  for (const auto& service : response.list_services_response().service()) {
+    names.push_back(service.name());
+  }
+  EXPECT_THAT(names, Contains("deltaserve.v1.Trainer"));
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(ServiceTest, ServesOnAUnixSocket) {
+  const std::string path =
+      ::testing::TempDir() + "/deltaserve_service_test_" + std::to_string(::getpid()) + ".sock";
+  std::remove(path.c_str());
+  Start(kSmallModel, "unix:" + path);
+  EXPECT_EQ(server_->address(), "unix:" + path);
+  EXPECT_EQ(Parameters("m").model(), "m");
+  TrainSteps(1);
+  EXPECT_EQ(Parameters("m").version(), 1u);
+}
+
+}  // namespace
+}  // namespace deltaserve::server

@@ -1,0 +1,40 @@
+// Helpers shared by the server tests: specs and matrices from literals.
+#ifndef DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
+#define DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "deltaserve/v1/config.pb.h"
+#include "deltaserve/v1/trainer.pb.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "model/spec.h"
+
+namespace deltaserve::server::testing {
+
+// A message from protobuf text format; fails the test if it doesn't parse.
+template <typename Message>
+Message ParseText(const std::string& text) {
+  Message message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
+  return message;
+}
+
+inline deltaserve::v1::Matrix WireMatrix(uint32_t rows, uint32_t cols, std::vector<float> data) {
+  deltaserve::v1::Matrix m;
+  m.set_rows(rows);
+  m.set_cols(cols);
+  for (float v : data) m.add_data(v);
+  return m;
+}
+
+inline model::Matrix CoreMatrix(int rows, int cols, const std::vector<float>& data) {
+  model::Matrix m(rows, cols);
+  for (int i = 0; i < rows * cols; ++i) m.data()[i] = data[i];
+  return m;
+}
+
+}  // namespace deltaserve::server::testing
+
+#endif  // DELTASERVE_TESTS_SERVER_TEST_UTIL_H_

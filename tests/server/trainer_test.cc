@@ -1,0 +1,288 @@
+#include "server/trainer.h"
+
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/test_util.h"
+
+namespace deltaserve::server {
+namespace {
+
+using testing::CoreMatrix;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// y = W·x + b with W [2 × 2]: parameters are W00 W01 W10 W11 b0 b1.
+TrainerOptions LinearOptions() {
+  TrainerOptions options;
+  options.name = "lin";
+  options.mlp.input_dim = 2;
+  options.mlp.layers = {{2, model::Activation::kIdentity}};
+  options.mlp.seed = 7;
+  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
+  options.optimizer.learning_rate = 0.1f;
+  options.surrogate.mode = model::SurrogateConfig::Mode::kCurrent;
+  options.max_staleness = 100;
+  return options;
+}
+
+Submission OneRow(std::vector<float> x, std::vector<float> delta, uint64_t version = 0) {
+  Submission s;
+  s.inputs = CoreMatrix(1, 2, x);
+  s.deltas = CoreMatrix(1, 2, delta);
+  s.version = version;
+  return s;
+}
+
+// Submits and waits for the learner's answer.
+absl::StatusOr<SubmitResult> SubmitAndWait(Trainer& trainer, Submission s) {
+  absl::Notification done;
+  absl::StatusOr<SubmitResult> result;
+  absl::Status queued = trainer.Submit(std::move(s), [&](absl::StatusOr<SubmitResult> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  if (!queued.ok()) return queued;
+  EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  return result;
+}
+
+std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options,
+                                     Trainer::PublishCallback on_publish = nullptr) {
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer =
+      Trainer::Create(std::move(options), std::move(on_publish));
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return *std::move(trainer);
+}
+
+TEST(Trainer, StartsAtVersionZeroWithInitialParameters) {
+  auto trainer = MakeTrainer(LinearOptions());
+  EXPECT_EQ(trainer->snapshot()->version, 0u);
+  EXPECT_EQ(trainer->snapshot()->parameters, trainer->mlp().InitialParameters());
+}
+
+TEST(Trainer, InvalidOptionsAreRejected) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 0;
+  EXPECT_EQ(Trainer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = LinearOptions();
+  options.mlp.layers.clear();
+  EXPECT_EQ(Trainer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = LinearOptions();
+  options.optimizer.learning_rate = -1;
+  EXPECT_EQ(Trainer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Trainer, ForwardMatchesMlpOnTheSnapshot) {
+  TrainerOptions options = LinearOptions();
+  options.mlp.layers = {{5, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
+  auto trainer = MakeTrainer(options);
+  const model::Matrix x = CoreMatrix(2, 2, {0.5f, -1.0f, 2.0f, 0.25f});
+  absl::StatusOr<ForwardResult> result = trainer->Forward(x);
+  ASSERT_TRUE(result.ok()) << result.status();
+  absl::StatusOr<model::Matrix> expected =
+      trainer->mlp().Forward(trainer->snapshot()->parameters, x);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(result->version, 0u);
+  EXPECT_TRUE(result->outputs.isApprox(*expected));
+}
+
+TEST(Trainer, CurrentModeSgdStepIsExact) {
+  auto trainer = MakeTrainer(LinearOptions());
+  const std::vector<float> p0 = trainer->snapshot()->parameters;
+  absl::StatusOr<SubmitResult> result = SubmitAndWait(*trainer, OneRow({1, 2}, {0.5f, -1}));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->stepped);
+  EXPECT_EQ(result->version, 1u);
+  // ∂l_s/∂y = δ, ∇W = δ·xᵀ, ∇b = δ, p1 = p0 − 0.1·∇.
+  const std::vector<float> grad = {0.5f, 1.0f, -1.0f, -2.0f, 0.5f, -1.0f};
+  const std::vector<float>& p1 = trainer->snapshot()->parameters;
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(p1[i], p0[i] - 0.1f * grad[i]) << i;
+}
+
+TEST(Trainer, StepsOnlyAfterSamplesPerStepRows) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 3;
+  auto trainer = MakeTrainer(options);
+  Submission two_rows;
+  two_rows.inputs = CoreMatrix(2, 2, {1, 2, 3, 4});
+  two_rows.deltas = CoreMatrix(2, 2, {1, 1, 1, 1});
+  absl::StatusOr<SubmitResult> first = SubmitAndWait(*trainer, two_rows);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->stepped);
+  EXPECT_EQ(first->version, 0u);
+  EXPECT_EQ(trainer->snapshot()->version, 0u);
+  absl::StatusOr<SubmitResult> second = SubmitAndWait(*trainer, two_rows);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->stepped);
+  EXPECT_EQ(second->version, 1u);
+  EXPECT_EQ(trainer->snapshot()->version, 1u);
+}
+
+TEST(Trainer, StaleVersionIsAbortedAndChangesNothing) {
+  TrainerOptions options = LinearOptions();
+  options.max_staleness = 1;
+  auto trainer = MakeTrainer(options);
+  for (uint64_t v = 0; v < 3; ++v)
+    ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, v)).ok());
+  const std::vector<float> before = trainer->snapshot()->parameters;
+  absl::StatusOr<SubmitResult> stale = SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, 1));
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(stale.status().message(), HasSubstr("2 versions behind current version 3"));
+  EXPECT_EQ(trainer->snapshot()->version, 3u);
+  EXPECT_EQ(trainer->snapshot()->parameters, before);
+  absl::StatusOr<SubmitResult> ok = SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, 2));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->staleness, 1u);
+}
+
+TEST(Trainer, StalenessScaledLrDividesTheGradientByOnePlusStaleness) {
+  TrainerOptions options = LinearOptions();
+  options.staleness_scaled_lr = true;
+  auto trainer = MakeTrainer(options);
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, 0)).ok());
+  const std::vector<float> p1 = trainer->snapshot()->parameters;
+  absl::StatusOr<SubmitResult> stale = SubmitAndWait(*trainer, OneRow({1, 2}, {0.5f, -1}, 0));
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_EQ(stale->staleness, 1u);
+  const std::vector<float> grad = {0.5f, 1.0f, -1.0f, -2.0f, 0.5f, -1.0f};
+  const std::vector<float>& p2 = trainer->snapshot()->parameters;
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(p2[i], p1[i] - 0.1f * grad[i] / 2) << i;
+}
+
+TEST(Trainer, QueuedSubmissionsAreAppliedInOrder) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 2;
+  auto trainer = MakeTrainer(options);
+  trainer->PauseLearnerForTest();
+  absl::Mutex mu;
+  std::vector<std::pair<uint64_t, bool>> answers;  // (version, stepped) in callback order
+  absl::Notification all_done;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(trainer
+                    ->Submit(OneRow({1, 1}, {1, 1}),
+                             [&](absl::StatusOr<SubmitResult> r) {
+                               absl::MutexLock lock(&mu);
+                               answers.emplace_back(r->version, r->stepped);
+                               if (answers.size() == 3) all_done.Notify();
+                             })
+                    .ok());
+  }
+  EXPECT_EQ(trainer->queued(), 3u);
+  trainer->ResumeLearnerForTest();
+  ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(kWait));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(answers, (std::vector<std::pair<uint64_t, bool>>{{0, false}, {1, true}, {1, false}}));
+}
+
+TEST(Trainer, FullQueueIsResourceExhausted) {
+  TrainerOptions options = LinearOptions();
+  options.queue_capacity = 2;
+  auto trainer = MakeTrainer(options);
+  trainer->PauseLearnerForTest();
+  int answered = 0;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(trainer->Submit(OneRow({1, 1}, {1, 1}), [&](auto) { ++answered; }).ok());
+  }
+  absl::Status full = trainer->Submit(OneRow({1, 1}, {1, 1}), [](auto) { FAIL(); });
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("queue is full"));
+  trainer->Stop();
+  EXPECT_EQ(answered, 2);  // Stop answers the queued ones.
+}
+
+TEST(Trainer, StopFailsQueuedSubmissionsWithUnavailable) {
+  auto trainer = MakeTrainer(LinearOptions());
+  trainer->PauseLearnerForTest();
+  absl::Status answer;
+  ASSERT_TRUE(trainer
+                  ->Submit(OneRow({1, 1}, {1, 1}),
+                           [&](absl::StatusOr<SubmitResult> r) { answer = r.status(); })
+                  .ok());
+  trainer->Stop();
+  EXPECT_EQ(answer.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(trainer->snapshot()->version, 0u);
+  EXPECT_EQ(trainer->Submit(OneRow({1, 1}, {1, 1}), [](auto) {}).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(Trainer, BadSubmissionsAreInvalidArgumentAndNeverQueued) {
+  auto trainer = MakeTrainer(LinearOptions());
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    Submission submission;
+    std::string reason;
+  };
+  Submission wrong_cols = OneRow({1, 1}, {1, 1});
+  wrong_cols.inputs = CoreMatrix(1, 3, {1, 2, 3});
+  Submission empty = OneRow({1, 1}, {1, 1});
+  empty.inputs = model::Matrix(0, 2);
+  empty.deltas = model::Matrix(0, 2);
+  Submission delta_rows = OneRow({1, 1}, {1, 1});
+  delta_rows.deltas = CoreMatrix(2, 2, {1, 1, 1, 1});
+  Submission acted_cols = OneRow({1, 1}, {1, 1});
+  acted_cols.acted = CoreMatrix(1, 3, {1, 1, 1});
+  Submission acted_inf = OneRow({1, 1}, {1, 1});
+  acted_inf.acted = CoreMatrix(1, 2, {1, std::numeric_limits<float>::infinity()});
+  const Case cases[] = {
+      {wrong_cols, "inputs: expected 2 columns (input_dim of model \"lin\"), got 3"},
+      {empty, "inputs: expected at least 1 row, got 0"},
+      {delta_rows, "deltas: expected 1 rows (one per input row), got 2"},
+      {acted_cols, "outputs: expected 2 columns (output_dim of model \"lin\"), got 3"},
+      {OneRow({nan, 1}, {1, 1}), "inputs"},
+      {OneRow({1, 1}, {1, nan}), "deltas"},
+      {acted_inf, "outputs"},
+      {OneRow({1, 1}, {1, 1}, /*version=*/5), "version: expected at most 0"},
+  };
+  for (const Case& c : cases) {
+    absl::Status status = trainer->Submit(c.submission, [](auto) { FAIL(); });
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.reason;
+    EXPECT_THAT(status.message(), HasSubstr(c.reason));
+  }
+  EXPECT_EQ(trainer->queued(), 0u);
+}
+
+TEST(Trainer, OverflowingGradientIsRejectedAndChangesNothing) {
+  auto trainer = MakeTrainer(LinearOptions());
+  const std::vector<float> before = trainer->snapshot()->parameters;
+  absl::StatusOr<SubmitResult> result =
+      SubmitAndWait(*trainer, OneRow({1e30f, 1e30f}, {3e38f, 3e38f}));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(trainer->snapshot()->parameters, before);
+  EXPECT_EQ(trainer->snapshot()->version, 0u);
+}
+
+TEST(Trainer, ForwardRejectsBadInputs) {
+  auto trainer = MakeTrainer(LinearOptions());
+  EXPECT_THAT(trainer->Forward(CoreMatrix(1, 3, {1, 2, 3})).status().message(),
+              HasSubstr("inputs: expected 2 columns (input_dim of model \"lin\"), got 3"));
+  EXPECT_EQ(trainer->Forward(model::Matrix(0, 2)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(trainer->Forward(CoreMatrix(1, 2, {1, std::numeric_limits<float>::infinity()}))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Trainer, PublishesEveryNewSnapshot) {
+  absl::Mutex mu;
+  std::vector<uint64_t> published;
+  auto trainer = MakeTrainer(LinearOptions(), [&](std::shared_ptr<const Snapshot> s) {
+    absl::MutexLock lock(&mu);
+    published.push_back(s->version);
+  });
+  for (uint64_t v = 0; v < 3; ++v)
+    ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, v)).ok());
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(published, (std::vector<uint64_t>{1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace deltaserve::server
