@@ -1,5 +1,6 @@
 // The math core's hot path on a 64→256→256→8 MLP (tanh hidden layers,
-// identity output): Forward, Backward, one Adam step, and a full training step
+// identity output): Forward, Backward, Forward+Backward, one Adam step, and a
+// full training step
 // (forward + backward + Adam) at batch 1, 32 and 256, with GFLOP/s counters.
 // BM_PeakGemm is the single-core reference: a 512³ float GEMM through Eigen.
 //
@@ -90,6 +91,22 @@ void BM_Backward(benchmark::State& state) {
   SetFlops(state, BackwardFlops(f.mlp.spec(), state.range(0)));
 }
 
+// Forward + Backward with the gradient zeroed first (torch's zero_grad,
+// forward, backward), for a like-for-like comparison.
+void BM_ForwardBackward(benchmark::State& state) {
+  Fixture f(state.range(0));
+  for (auto _ : state) {
+    std::fill(f.grad.begin(), f.grad.end(), 0.0f);
+    if (!f.mlp.Forward(f.params, f.x, f.ws).ok() ||
+        !f.mlp.Backward(f.params, f.x, f.ws, f.dy, absl::MakeSpan(f.grad)).ok()) {
+      state.SkipWithError("forward/backward failed");
+    }
+    benchmark::ClobberMemory();
+  }
+  SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)) +
+                      BackwardFlops(f.mlp.spec(), state.range(0)));
+}
+
 void BM_AdamStep(benchmark::State& state) {
   Fixture f(1);
   std::fill(f.grad.begin(), f.grad.end(), 1e-3f);
@@ -134,6 +151,7 @@ void BM_PeakGemm(benchmark::State& state) {
 
 BENCHMARK(BM_Forward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_Backward)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_ForwardBackward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_AdamStep);
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_PeakGemm)->Arg(512);

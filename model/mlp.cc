@@ -23,21 +23,21 @@ double InitBound(Activation activation, int fan_in, int fan_out) {
   return std::sqrt(6.0 / (static_cast<double>(fan_in) + fan_out));
 }
 
-// A ← act(A + 1·bᵀ), in one pass over A.
-void AddBiasAndActivate(Activation activation, const ConstRowVectorMap& b, MatrixMap& a) {
-  auto z = a.array().rowwise() + b.array();
+// A ← act(A) in place, as one contiguous vectorised array operation (a
+// row-wise broadcast inside the same expression would make Eigen fall back to
+// scalar tanh/logistic).
+void Activate(Activation activation, MatrixMap& a) {
   switch (activation) {
     case Activation::kIdentity:
-      a.array() = z;
       return;
     case Activation::kTanh:
-      a.array() = z.tanh();
+      a.array() = a.array().tanh();
       return;
     case Activation::kRelu:
-      a.array() = z.max(0.0f);
+      a.array() = a.array().max(0.0f);
       return;
     case Activation::kSigmoid:
-      a.array() = z.logistic();
+      a.array() = a.array().logistic();
       return;
   }
 }
@@ -128,8 +128,9 @@ std::vector<float> Mlp::InitialParameters() const {
 
 // Forward, layer by layer (rows are samples):
 //   A_0 = X,   A_l = act_l(A_{l-1} · W_lᵀ + 1·b_lᵀ)
-// The product is written straight into A_l's storage, then the bias add and
-// the activation run as one vectorised pass over it.
+// A_l's storage is first filled with the bias rows and the product is
+// accumulated onto them (a GEMM with β = 1, so the bias add costs no extra
+// pass and Eigen skips its zero fill); then the activation runs in place.
 absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                           Workspace& ws) const {
   RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
@@ -143,13 +144,13 @@ absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const
     Matrix& out = ws.activations_[l];
     out.resize(n, o.units);  // No allocation when the shape is unchanged.
     MatrixMap a(out.data(), n, o.units);
+    for (Eigen::Index i = 0; i < n; ++i) a.row(i) = b;
     if (l == 0) {
-      a.noalias() = X * w.transpose();
+      a.noalias() += X * w.transpose();
     } else {
-      const Matrix& prev = ws.activations_[l - 1];
-      a.noalias() = prev * w.transpose();
+      a.noalias() += ws.activations_[l - 1] * w.transpose();
     }
-    AddBiasAndActivate(spec_.layers[l].activation, b, a);
+    Activate(spec_.layers[l].activation, a);
   }
   return absl::OkStatus();
 }

@@ -7,12 +7,14 @@ Same network (64→256→256→8, tanh hidden layers, identity output), batch 1,
 32 and 256: forward (no_grad, like deltaserve's Forward), forward+backward,
 one Adam step, and forward+backward+Adam step (zero_grad, forward, backward
 of a fixed ∂l/∂y, step). Prints microseconds per iteration (median of 5
-repeats) and GFLOP/s with the FLOP count bench/model_bench.cc uses. Also
-prints which BLAS library the process actually mapped (from /proc/self/maps).
+repeats, CPU and wall time) and GFLOP/s with the FLOP count bench/model_bench.cc uses. Also
+prints which BLAS library the process actually mapped (from /proc/self/maps),
+and with --json FILE writes everything for tools/bench_vs_torch.sh.
 
 Use tools/bench_vs_torch.sh to run it against OpenBLAS without installing it.
 """
 import argparse
+import json
 import statistics
 import time
 
@@ -39,7 +41,12 @@ def backward_flops(batch):
 
 
 def time_it(fn, min_time):
-    """Median seconds per call over 5 repeats of at least min_time/5 each."""
+    """(wall, cpu) seconds per call: medians over 5 repeats of ≥ min_time/5.
+
+    CPU time (time.process_time, one compute thread) is what Google
+    Benchmark's "CPU" column reports; it is the fairer number on a shared
+    machine, where wall time also counts time spent descheduled.
+    """
     for _ in range(10):
         fn()
     calls = 1
@@ -47,17 +54,17 @@ def time_it(fn, min_time):
         start = time.perf_counter()
         for _ in range(calls):
             fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time / 5:
+        if time.perf_counter() - start >= min_time / 5:
             break
         calls *= 2
-    samples = [elapsed / calls]
-    for _ in range(4):
-        start = time.perf_counter()
+    walls, cpus = [], []
+    for _ in range(5):
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             fn()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+        walls.append((time.perf_counter() - wall) / calls)
+        cpus.append((time.process_time() - cpu) / calls)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def blas_libraries():
@@ -70,14 +77,22 @@ def blas_libraries():
     return sorted(libs)
 
 
-def report(name, batch, seconds, flops=None):
-    gflops = "%8.2f" % (flops / seconds / 1e9) if flops else "       -"
-    print("%-26s batch %4s %10.2f us  %s GFLOP/s" % (name, batch, seconds * 1e6, gflops))
+RESULTS = []
+
+
+def report(name, batch, times, flops=None):
+    wall, cpu = times
+    gflops = "%8.2f" % (flops / cpu / 1e9) if flops else "       -"
+    print("%-26s batch %4s  cpu %10.2f us  wall %10.2f us  %s GFLOP/s (cpu)"
+          % (name, batch, cpu * 1e6, wall * 1e6, gflops))
+    RESULTS.append(dict(name=name, batch=batch, cpu_us=cpu * 1e6, wall_us=wall * 1e6,
+                        flops=flops))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("torch %s, threads %d" % (torch.__version__, torch.get_num_threads()))
@@ -118,7 +133,11 @@ def main():
     b = torch.rand(512, 512)
     report("peak gemm 512^3", "-", time_it(lambda: torch.mm(a, b), args.min_time),
            2.0 * 512 ** 3)
-    print("BLAS mapped: %s" % (", ".join(blas_libraries()) or "none found"))
+    blas = blas_libraries()
+    print("BLAS mapped: %s" % (", ".join(blas) or "none found"))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(dict(torch=torch.__version__, blas=blas, results=RESULTS), out, indent=1)
 
 
 if __name__ == "__main__":
