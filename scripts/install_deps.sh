@@ -13,6 +13,8 @@ packages=(
   gnuplot-nox
   # Container image test (scripts/container_test.sh) and manifest checks.
   podman runc netavark aardvark-dns debootstrap python3-yaml
+  # grpc_tools.protoc imports pkg_resources; python3-grpc-tools does not depend on it.
+  python3-pkg-resources
 )
 if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 ]]; then
   packages+=(python3-torch)
