@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The deltaserve demo: N CartPole simulator processes learn one shared policy
+# through a deltaserve server on loopback until the average return of the
+# last 100 episodes (across all simulators) reaches 475, or a time limit.
+#
+#   bash scripts/demo.sh [BUILD_DIR]          (make demo runs this with build/)
+#
+# Settings (environment variables):
+#   SIMS=8              simulator processes
+#   ACTIONS=roundtrip   roundtrip (a Forward RPC per step) | replica (local weights)
+#   SEED=1              base seed (simulator i gets SEED*1000+i)
+#   TIME_LIMIT=300      seconds of training before giving up
+#   TARGET=475          average return that counts as solved
+#   CONFIG=configs/cartpole.textproto
+#   OUT_DIR=out/demo    where curve.csv, curve.png and the logs go
+#   SIM_ARGS=""         extra flags for every cartpole_sim (e.g. --episodes_per_submit=4)
+#
+# Exit code 0 only when solved. Everything started here is stopped on exit.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$(cd "${1:-${repo}/build}" && pwd)
+SIMS=${SIMS:-8}
+ACTIONS=${ACTIONS:-roundtrip}
+SEED=${SEED:-1}
+TIME_LIMIT=${TIME_LIMIT:-300}
+TARGET=${TARGET:-475}
+CONFIG=${CONFIG:-${repo}/configs/cartpole.textproto}
+OUT_DIR=${OUT_DIR:-${repo}/out/demo}
+SIM_ARGS=${SIM_ARGS:-}
+PYTHON=/usr/bin/python3
+
+server_bin=${build}/server/deltaserve
+sim_bin=${build}/client/examples/cartpole_sim
+for bin in "${server_bin}" "${sim_bin}"; do
+  [[ -x ${bin} ]] || { echo "demo: ${bin} not built (run: make build)" >&2; exit 1; }
+done
+mkdir -p "${OUT_DIR}"
+
+server_pid=""
+cleanup() {
+  if [[ -n ${server_pid} ]] && kill -0 "${server_pid}" 2>/dev/null; then
+    kill "${server_pid}" 2>/dev/null || true
+    wait "${server_pid}" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. The server on an OS-picked loopback port; its stdout says where.
+start_ns=$(date +%s%N)
+"${server_bin}" --config="${CONFIG}" --listen=127.0.0.1:0 \
+  >"${OUT_DIR}/server.log" 2>"${OUT_DIR}/server.err" &
+server_pid=$!
+address=""
+for _ in $(seq 1 300); do  # up to 30 s
+  address=$(sed -n 's/^listening on //p' "${OUT_DIR}/server.log" | head -n1)
+  [[ -n ${address} ]] && break
+  kill -0 "${server_pid}" 2>/dev/null || { cat "${OUT_DIR}/server.err" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n ${address} ]] || { echo "demo: server did not start" >&2; exit 1; }
+server_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+echo "demo: deltaserve listening on ${address} (started in ${server_ms} ms); config ${CONFIG}"
+echo "demo: ${SIMS} x cartpole_sim, actions=${ACTIONS}, seed=${SEED}, target ${TARGET}," \
+     "time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# 2. The simulators, aggregated (progress once a second, CSV of every episode).
+set +e
+# shellcheck disable=SC2086
+"${PYTHON}" "${repo}/client/examples/run_simulators.py" \
+  --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
+  --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
+  --csv="${OUT_DIR}/curve.csv" -- ${SIM_ARGS} | tee "${OUT_DIR}/run.log"
+rc=${PIPESTATUS[0]}
+set -e
+
+# 3. The plot, the result.
+if command -v gnuplot >/dev/null; then
+  bash "${repo}/tools/plot_learning_curve.sh" "${OUT_DIR}/curve.csv" "${OUT_DIR}/curve.png" \
+    "deltaserve CartPole: ${SIMS} simulators, ${ACTIONS}, seed ${SEED}" "${TARGET}" \
+    && echo "demo: learning curve ${OUT_DIR}/curve.csv, plot ${OUT_DIR}/curve.png"
+else
+  echo "demo: gnuplot not installed; learning curve ${OUT_DIR}/curve.csv"
+fi
+if [[ ${rc} -eq 0 ]]; then
+  echo "demo: SOLVED ($(tail -n1 "${OUT_DIR}/run.log"))"
+else
+  echo "demo: NOT solved within ${TIME_LIMIT} s ($(tail -n1 "${OUT_DIR}/run.log"))"
+fi
+exit "${rc}"
