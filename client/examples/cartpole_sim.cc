@@ -2,7 +2,8 @@
 // through a deltaserve server with REINFORCE.
 //
 // Per step it gets the logits for its observation (a Forward round trip or a
-// local Replica, --actions), samples an action and steps the physics. After
+// local Replica, --actions), samples an action and steps the physics; with
+// --envs=K it steps K environments in lockstep with one K-row Forward. After
 // --episodes_per_submit whole episodes it sends one SubmitDelta with
 // X = observations, ỹ = the logits acted on, δ = ∂loss/∂logits and the oldest
 // version used. Many of these processes can train one model concurrently.
@@ -20,6 +21,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -40,6 +42,8 @@ ABSL_FLAG(uint64_t, seed, 1, "seed for the environment and the action sampling")
 ABSL_FLAG(int, sim, 0, "simulator id printed on every line");
 ABSL_FLAG(int, episodes, 0, "stop after this many episodes; 0 = no limit");
 ABSL_FLAG(double, max_seconds, 0, "stop after this many seconds; 0 = no limit");
+ABSL_FLAG(int, envs, 1,
+          "environments stepped in lockstep; each step is one Forward of --envs rows");
 ABSL_FLAG(int, episodes_per_submit, 2, "whole episodes per SubmitDelta");
 ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");
 ABSL_FLAG(std::string, baseline, "normalised", "'none', 'normalised' or 'timestep'");
@@ -81,11 +85,18 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(std::unique_ptr<PolicySource> policy,
                    MakePolicySource(absl::GetFlag(FLAGS_actions), trainer, model_name));
 
+  // K environments stepped in lockstep: one Forward of K rows per step.
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  CartPole env(seed);
+  const int num_envs = std::max(1, absl::GetFlag(FLAGS_envs));
+  std::vector<CartPole> envs;
+  std::vector<EpisodeBuffer> running;  // the unfinished episode of each env
+  for (int k = 0; k < num_envs; ++k) {
+    envs.emplace_back(seed * 7919 + k);
+    running.emplace_back(CartPole::kObservationDim, CartPole::kNumActions);
+  }
   std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ULL);
-  EpisodeBuffer buffer(CartPole::kObservationDim, CartPole::kNumActions);
-  model::Matrix observation(1, CartPole::kObservationDim);
+  EpisodeBuffer finished(CartPole::kObservationDim, CartPole::kNumActions);
+  model::Matrix observations(num_envs, CartPole::kObservationDim);
   model::Matrix logits;
   std::deque<int> last_returns;
   int episodes = 0, submits = 0, aborted = 0;
@@ -95,34 +106,37 @@ absl::Status Run() {
 
   while ((max_episodes == 0 || episodes < max_episodes) &&
          (max_seconds == 0 || elapsed() < max_seconds)) {
-    CartPole::Observation obs = env.Reset();
-    int episode_return = 0;
-    uint64_t version = 0;
-    for (bool done = false; !done;) {
-      std::copy(obs.begin(), obs.end(), observation.data());
-      ASSIGN_OR_RETURN(version, policy->Forward(observation, &logits));
-      const absl::Span<const float> z(logits.data(), CartPole::kNumActions);
-      const int action = SampleCategorical(z, rng);
-      const CartPole::StepResult step = env.Step(action);
-      buffer.Add(obs, z, action, step.reward, version);
-      episode_return += static_cast<int>(step.reward);
-      done = step.done();
-      obs = env.observation();
+    for (int k = 0; k < num_envs; ++k) {
+      const CartPole::Observation obs = envs[k].observation();
+      std::copy(obs.begin(), obs.end(), observations.row(k).data());
     }
-    buffer.EndEpisode();
-    ++episodes;
-    steps += env.steps();
-    last_returns.push_back(episode_return);
-    if (last_returns.size() > 100) last_returns.pop_front();
-    if (!quiet) {
-      std::printf("episode=%d return=%d version=%llu sim=%d t=%.3f\n", episodes, episode_return,
-                  static_cast<unsigned long long>(version), sim, elapsed());
-      std::fflush(stdout);
+    ASSIGN_OR_RETURN(const uint64_t version, policy->Forward(observations, &logits));
+    for (int k = 0; k < num_envs; ++k) {
+      const absl::Span<const float> z(logits.row(k).data(), CartPole::kNumActions);
+      const int action = SampleCategorical(z, rng);
+      const CartPole::StepResult step = envs[k].Step(action);
+      running[k].Add(absl::MakeConstSpan(observations.row(k).data(), CartPole::kObservationDim), z,
+                     action, step.reward, version);
+      ++steps;
+      if (!step.done()) continue;
+      const int episode_return = envs[k].steps();  // reward 1 per step
+      running[k].EndEpisode();
+      finished.Append(running[k]);
+      running[k].Clear();
+      envs[k].Reset();
+      ++episodes;
+      last_returns.push_back(episode_return);
+      if (last_returns.size() > 100) last_returns.pop_front();
+      if (!quiet) {
+        std::printf("episode=%d return=%d version=%llu sim=%d t=%.3f\n", episodes, episode_return,
+                    static_cast<unsigned long long>(version), sim, elapsed());
+        std::fflush(stdout);
+      }
     }
 
-    if (buffer.episodes() < episodes_per_submit) continue;
-    const PolicyGradientBatch batch = buffer.BuildReinforce(reinforce);
-    buffer.Clear();
+    if (finished.episodes() < episodes_per_submit) continue;
+    const PolicyGradientBatch batch = finished.BuildReinforce(reinforce);
+    finished.Clear();
     client::DeltaSubmission submission;
     submission.inputs = batch.inputs;
     submission.acted_outputs = batch.acted;

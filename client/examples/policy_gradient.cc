@@ -42,6 +42,19 @@ void EpisodeBuffer::EndEpisode() {
   }
 }
 
+void EpisodeBuffer::Append(const EpisodeBuffer& other) {
+  if (other.episode_ends_.empty()) return;
+  const int n = other.episode_ends_.back();
+  const int offset = rows();
+  observations_.insert(observations_.end(), other.observations_.begin(),
+                       other.observations_.begin() + n * observation_dim_);
+  logits_.insert(logits_.end(), other.logits_.begin(), other.logits_.begin() + n * num_actions_);
+  actions_.insert(actions_.end(), other.actions_.begin(), other.actions_.begin() + n);
+  rewards_.insert(rewards_.end(), other.rewards_.begin(), other.rewards_.begin() + n);
+  for (int end : other.episode_ends_) episode_ends_.push_back(offset + end);
+  min_version_ = std::min(min_version_, other.min_version_);
+}
+
 void EpisodeBuffer::Clear() {
   observations_.clear();
   logits_.clear();

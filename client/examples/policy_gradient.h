@@ -69,6 +69,9 @@ class EpisodeBuffer {
   // Closes the current episode (its returns stop here).
   void EndEpisode();
 
+  // Appends the closed episodes of `other` (same dimensions), in order.
+  void Append(const EpisodeBuffer& other);
+
   int rows() const { return static_cast<int>(actions_.size()); }
   int episodes() const { return static_cast<int>(episode_ends_.size()); }
   void Clear();
