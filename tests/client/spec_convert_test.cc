@@ -1,0 +1,74 @@
+#include "client/spec_convert.h"
+
+#include "gtest/gtest.h"
+
+namespace deltaserve::client {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+
+v1::ModelSpec TwoLayerSpec() {
+  v1::ModelSpec spec;
+  spec.set_name("m");
+  spec.set_input_dim(4);
+  spec.set_seed(99);
+  auto* hidden = spec.add_layers();
+  hidden->set_units(16);
+  hidden->set_activation(v1::ACTIVATION_RELU);
+  auto* out = spec.add_layers();
+  out->set_units(2);
+  out->set_activation(v1::ACTIVATION_SIGMOID);
+  return spec;
+}
+
+TEST(MlpSpecFromProto, CopiesDimensionsActivationsAndSeed) {
+  auto spec = MlpSpecFromProto(TwoLayerSpec());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->input_dim, 4);
+  EXPECT_EQ(spec->seed, 99u);
+  ASSERT_EQ(spec->layers.size(), 2u);
+  EXPECT_EQ(spec->layers[0].units, 16);
+  EXPECT_EQ(spec->layers[0].activation, model::Activation::kRelu);
+  EXPECT_EQ(spec->layers[1].units, 2);
+  EXPECT_EQ(spec->layers[1].activation, model::Activation::kSigmoid);
+  EXPECT_EQ(model::ParameterCount(*spec), 16u * 5 + 2u * 17);
+}
+
+TEST(MlpSpecFromProto, MapsEveryActivation) {
+  const std::pair<v1::Activation, model::Activation> pairs[] = {
+      {v1::ACTIVATION_IDENTITY, model::Activation::kIdentity},
+      {v1::ACTIVATION_TANH, model::Activation::kTanh},
+      {v1::ACTIVATION_RELU, model::Activation::kRelu},
+      {v1::ACTIVATION_SIGMOID, model::Activation::kSigmoid},
+  };
+  for (const auto& [wire, core] : pairs) {
+    v1::ModelSpec proto = TwoLayerSpec();
+    proto.mutable_layers(0)->set_activation(wire);
+    auto spec = MlpSpecFromProto(proto);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    EXPECT_EQ(spec->layers[0].activation, core);
+  }
+}
+
+TEST(MlpSpecFromProto, UnspecifiedActivationNamesTheLayer) {
+  v1::ModelSpec proto = TwoLayerSpec();
+  proto.mutable_layers(1)->set_activation(v1::ACTIVATION_UNSPECIFIED);
+  auto spec = MlpSpecFromProto(proto);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find("layer 1"), absl::string_view::npos) << spec.status();
+}
+
+TEST(MlpSpecFromProto, RejectsWhatTheModelCoreRejects) {
+  v1::ModelSpec no_input = TwoLayerSpec();
+  no_input.set_input_dim(0);
+  EXPECT_EQ(MlpSpecFromProto(no_input).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::ModelSpec no_layers = TwoLayerSpec();
+  no_layers.clear_layers();
+  EXPECT_EQ(MlpSpecFromProto(no_layers).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::ModelSpec zero_units = TwoLayerSpec();
+  zero_units.mutable_layers(0)->set_units(0);
+  EXPECT_EQ(MlpSpecFromProto(zero_units).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace deltaserve::client
