@@ -14,10 +14,12 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cli/matrix_text.h"
@@ -61,10 +63,13 @@ int Fail(const absl::Status& status) {
   return kExitFailure;
 }
 
-const char* ActivationText(int activation) {
-  return deltaserve::v1::Activation_IsValid(activation)
-             ? deltaserve::v1::Activation_Name(activation).c_str()
-             : "?";
+// ACTIVATION_TANH → "tanh".
+std::string ActivationText(int activation) {
+  if (!deltaserve::v1::Activation_IsValid(activation))
+    return absl::StrCat("activation", activation);
+  absl::string_view name = deltaserve::v1::Activation_Name(activation);
+  absl::ConsumePrefix(&name, "ACTIVATION_");
+  return absl::AsciiStrToLower(name);
 }
 
 int Info(const TrainerClient& client) {

@@ -73,7 +73,7 @@ TEST_F(Cli, InfoPrintsNameVersionAndParameterCount) {
   EXPECT_TRUE(absl::StrContains(run.output, "version: 0\n")) << run.output;
   EXPECT_TRUE(absl::StrContains(run.output, absl::StrCat("parameters: ", info->parameter_count())))
       << run.output;
-  EXPECT_TRUE(absl::StrContains(run.output, "layers: 3 -> 8 ACTIVATION_TANH -> 2")) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "layers: 3 -> 8 tanh -> 2 identity")) << run.output;
 }
 
 TEST_F(Cli, ForwardPrintsTheServersOutputsAndVersion) {
