@@ -20,7 +20,6 @@
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
@@ -28,6 +27,7 @@
 #include "server/convert.h"
 #include "server/server.h"
 #include "server/trainer.h"
+#include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/server/test_util.h"
 
 namespace deltaserve::server {
@@ -217,7 +217,7 @@ TEST_F(ServiceTest, TrueGradientFromConcurrentClientsLowersTheLoss) {
   v1::ForwardResponse final;
   ASSERT_TRUE(Forward("m", inputs, &final).ok());
   EXPECT_EQ(final.version(), static_cast<uint64_t>(kClients * kSubmissionsEach));
-  EXPECT_LT(TrueLoss(final, target), 0.5 * TrueLoss(initial, target))
+  EXPECT_LT(TrueLoss(final, target), 0.1 * TrueLoss(initial, target))
       << "initial " << TrueLoss(initial, target);
 }
 
@@ -503,18 +503,19 @@ void ExpectStrictlyIncreasingEndingAt(const std::vector<uint64_t>& versions, uin
 }
 
 TEST_F(ServiceTest, WatchersSeeIncreasingVersionsAndASlowOneDoesNotStallTraining) {
-  // ~57 KB per update, so the slow watcher's stream fills flow-control
-  // windows while it is not reading.
+  // 65536·7 + 2 parameters: ~1.8 MB per update, 73 MB for all 40 versions,
+  // far more than HTTP/2 windows and loopback socket buffers hold, so the
+  // server has to skip versions for the watcher that isn't reading.
   Start(R"pb(
     models {
       name: "m"
       input_dim: 4
-      layers { units: 2048 activation: ACTIVATION_TANH }
+      layers { units: 65536 activation: ACTIVATION_TANH }
       layers { units: 2 activation: ACTIVATION_IDENTITY }
       max_staleness: 1000
     }
   )pb");
-  constexpr uint64_t kSteps = 30;
+  constexpr uint64_t kSteps = 40;
   v1::WatchParametersRequest request;
   request.set_model("m");
 
@@ -538,6 +539,7 @@ TEST_F(ServiceTest, WatchersSeeIncreasingVersionsAndASlowOneDoesNotStallTraining
   ExpectStrictlyIncreasingEndingAt(fast_versions, kSteps);
   std::vector<uint64_t> slow_versions = ReadUntil(*slow, kSteps);
   slow_versions.insert(slow_versions.begin(), 0);
+  EXPECT_LT(slow_versions.size(), kSteps + 1) << "the slow watcher skipped no version";
   ExpectStrictlyIncreasingEndingAt(slow_versions, kSteps);
 
   // A watcher that joins late starts at the current version.
