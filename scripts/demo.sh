@@ -49,12 +49,13 @@ trap 'exit 130' INT TERM
 
 # 1. The server on an OS-picked loopback port; its stdout says where.
 start_ns=$(date +%s%N)
+rm -f "${OUT_DIR}/server.log"  # else a previous run's address may be read
 "${server_bin}" --config="${CONFIG}" --listen=127.0.0.1:0 \
   >"${OUT_DIR}/server.log" 2>"${OUT_DIR}/server.err" &
 server_pid=$!
 address=""
 for _ in $(seq 1 300); do  # up to 30 s
-  address=$(sed -n 's/^listening on //p' "${OUT_DIR}/server.log" | head -n1)
+  address=$(sed -n 's/^listening on //p' "${OUT_DIR}/server.log" 2>/dev/null | head -n1)
   [[ -n ${address} ]] && break
   kill -0 "${server_pid}" 2>/dev/null || { cat "${OUT_DIR}/server.err" >&2; exit 1; }
   sleep 0.1

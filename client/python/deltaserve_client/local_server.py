@@ -44,8 +44,10 @@ class LocalServer:
             for line in self.process.stderr:
                 self.stderr_lines.append(line)
 
-        threading.Thread(target=read_stdout, daemon=True).start()
-        threading.Thread(target=read_stderr, daemon=True).start()
+        self._readers = [threading.Thread(target=read_stdout, daemon=True),
+                         threading.Thread(target=read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
         ready.wait(startup_timeout)
         if self.address is None:
             self.stop()
@@ -61,6 +63,11 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=grace)  # they end at EOF once the process is gone
+        for pipe in (self.process.stdout, self.process.stderr):
+            if not pipe.closed:
+                pipe.close()
         try:
             os.unlink(self._config_file.name)
         except FileNotFoundError:

@@ -1,0 +1,173 @@
+"""Specifications of the Python client (deltaserve_client) against a real server.
+
+Environment (set by tests/python/CMakeLists.txt): DELTASERVE_BIN, and
+PYTHONPATH with client/python and <build>/python. Each test class starts its
+own `deltaserve` on 127.0.0.1:0 and stops it.
+"""
+
+import os
+import sys
+import unittest
+
+import grpc
+import numpy as np
+
+from deltaserve_client import LocalServer, NumpyMlp, NumpyReplica, TrainerClient
+
+BIN = os.environ["DELTASERVE_BIN"]
+
+CONFIG = """
+models {
+  name: "mlp"
+  input_dim: 3
+  layers { units: 8 activation: ACTIVATION_TANH }
+  layers { units: 5 activation: ACTIVATION_RELU }
+  layers { units: 2 activation: ACTIVATION_SIGMOID }
+  seed: 11
+  optimizer { kind: SGD learning_rate: 0.05 }
+  samples_per_step: 1
+  max_staleness: 2
+}
+models {
+  name: "linear"
+  input_dim: 4
+  layers { units: 2 activation: ACTIVATION_IDENTITY }
+  seed: 5
+  optimizer { kind: ADAM learning_rate: 0.05 }
+  samples_per_step: 1
+}
+"""
+
+
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = LocalServer(BIN, CONFIG)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def setUp(self):
+        self.rng = np.random.default_rng(0)
+
+    def client(self, model):
+        c = TrainerClient(self.server.address, model=model, timeout=10.0)
+        self.addCleanup(c.close)
+        return c
+
+    def test_model_info_describes_the_configured_spec(self):
+        info = self.client("").get_model_info()  # "" = the first model
+        self.assertEqual(info.spec.name, "mlp")
+        self.assertEqual(info.output_dim, 2)
+        self.assertEqual(info.parameter_count, 8 * 4 + 5 * 9 + 2 * 6)
+
+    def test_forward_matches_the_numpy_replica(self):
+        c = self.client("mlp")
+        x = self.rng.uniform(-2, 2, size=(7, 3)).astype(np.float32)
+        y, version = c.forward(x)
+        self.assertEqual(y.shape, (7, 2))
+        with NumpyReplica(c) as replica:
+            local, local_version = replica.forward(x)
+        self.assertEqual(local_version, version)  # nothing else trains "mlp" meanwhile
+        np.testing.assert_allclose(local, y, rtol=1e-5, atol=1e-6)
+        params, params_version = c.get_parameters()
+        self.assertEqual(len(params), c.get_model_info().parameter_count)
+        y_now, v_now = c.forward(x)
+        self.assertEqual(v_now, params_version)
+        np.testing.assert_allclose(NumpyMlp(c.get_model_info().spec).forward(params, x),
+                                   y_now, rtol=1e-5, atol=1e-6)
+
+    def test_replica_follows_the_weight_push(self):
+        c = self.client("mlp")
+        x = self.rng.uniform(-1, 1, size=(4, 3)).astype(np.float32)
+        with NumpyReplica(c) as replica:
+            y, version = c.forward(x)
+            resp = c.submit_delta(x, np.ones((4, 2), np.float32), version)
+            self.assertTrue(resp.stepped)
+            self.assertTrue(replica.wait_for_version(resp.version, timeout=10.0),
+                            "replica never reached version %d" % resp.version)
+            local, local_version = replica.forward(x)
+            remote, remote_version = c.forward(x)
+            self.assertEqual(local_version, remote_version)
+            np.testing.assert_allclose(local, remote, rtol=1e-5, atol=1e-6)
+
+    def test_training_with_the_true_gradient_lowers_a_known_loss(self):
+        c = self.client("linear")
+        a = self.rng.uniform(-1, 1, size=(2, 4)).astype(np.float32)
+        x_test = self.rng.uniform(-1, 1, size=(64, 4)).astype(np.float32)
+
+        def loss():
+            y, _ = c.forward(x_test)
+            return float(((y - x_test @ a.T) ** 2).sum(axis=1).mean())
+
+        before = loss()
+        for _ in range(150):
+            x = self.rng.uniform(-1, 1, size=(16, 4)).astype(np.float32)
+            y, version = c.forward(x)
+            c.submit_delta(x, 2 * (y - x @ a.T) / 16, version, outputs=y)  # d mean loss / dy
+        after = loss()
+        self.assertLess(after, before / 20, "loss %.4f -> %.4f" % (before, after))
+
+    def test_maximize_negates_the_delta(self):
+        c = self.client("linear")
+        x = np.ones((1, 4), np.float32)
+        y0, v0 = c.forward(x)
+        c.submit_delta(x, np.array([[1.0, 0.0]], np.float32), v0, maximize=True)
+        y1, _ = c.forward(x)
+        self.assertGreater(y1[0, 0], y0[0, 0])  # ascending y0 rewards it
+
+    def assert_code(self, code, fn, *args, **kwargs):
+        with self.assertRaises(grpc.RpcError) as ctx:
+            fn(*args, **kwargs)
+        self.assertEqual(ctx.exception.code(), code, ctx.exception.details())
+        self.assertTrue(ctx.exception.details(), "error without a message")
+        return ctx.exception
+
+    def test_bad_input_is_invalid_argument_and_changes_nothing(self):
+        c = self.client("mlp")
+        before, version = c.get_parameters()
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.forward, np.zeros((2, 4)))
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.submit_delta,
+                         np.zeros((2, 3)), np.zeros((2, 3)), version)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.submit_delta,
+                         np.zeros((1, 3)), np.array([[np.nan, 0.0]]), version)
+        after, after_version = c.get_parameters()
+        self.assertEqual(after_version, version)
+        np.testing.assert_array_equal(before, after)
+
+    def test_unknown_model_is_not_found(self):
+        c = self.client("no-such-model")
+        self.assert_code(grpc.StatusCode.NOT_FOUND, c.get_model_info)
+        self.assert_code(grpc.StatusCode.NOT_FOUND, c.forward, np.zeros((1, 3)))
+
+    def test_too_stale_submission_is_aborted(self):
+        c = self.client("mlp")  # max_staleness 2
+        x = np.zeros((1, 3), np.float32)
+        _, old = c.forward(x)
+        for _ in range(3):
+            _, v = c.forward(x)
+            c.submit_delta(x, np.full((1, 2), 0.01, np.float32), v)
+        self.assert_code(grpc.StatusCode.ABORTED, c.submit_delta,
+                         x, np.full((1, 2), 0.01, np.float32), old)
+
+
+class PythonCartPoleTest(unittest.TestCase):
+    """The Python example simulator improves on a random policy (~22)."""
+
+    def test_short_run_improves(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client",
+                                        "python", "examples"))
+        import cartpole
+        config_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                                   "cartpole.textproto")
+        with open(config_path) as f, LocalServer(BIN, f.read()) as server:
+            avg, episodes, _ = cartpole.train(server.address, threads=4, actions="replica",
+                                              seed=3, target=0, episodes=60, time_limit=60,
+                                              progress=False)
+        self.assertEqual(episodes, 240)
+        self.assertGreater(avg, 80.0)
+
+
+if __name__ == "__main__":
+    unittest.main()
