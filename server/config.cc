@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -120,6 +121,11 @@ void FillDefaults(v1::ServerConfig* config) {
 absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
   if (config.models_size() == 0) {
     return absl::InvalidArgumentError("models: expected at least one model, got none");
+  }
+  // gRPC takes the limit as an int.
+  if (config.max_message_bytes() > static_cast<uint32_t>(INT32_MAX)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes: expected at most ", INT32_MAX, ", got ", config.max_message_bytes()));
   }
   std::set<std::string> names;
   for (int i = 0; i < config.models_size(); ++i) {

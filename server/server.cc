@@ -71,17 +71,17 @@ absl::Status DeltaServer::Bind(uint32_t max_message_bytes) {
                      "\" (expected host:port or unix:PATH that is free to bind)"));
   }
   address_ = BoundAddress(options_.listen_address, port);
-  SetServing(true);
+  MarkServing();
   return absl::OkStatus();
 }
 
-void DeltaServer::SetServing(bool serving) {
+void DeltaServer::MarkServing() {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(serving);
-  health->SetServingStatus(kTrainerServiceName, serving);
+  health->SetServingStatus(true);
+  health->SetServingStatus(kTrainerServiceName, true);
   for (const std::string& name : models_->names()) {
-    health->SetServingStatus(ModelHealthServiceName(name), serving);
+    health->SetServingStatus(ModelHealthServiceName(name), true);
   }
 }
 

@@ -77,7 +77,8 @@ class DeltaServer {
  private:
   DeltaServer(std::unique_ptr<ModelRegistry> models, ServerOptions options);
   absl::Status Bind(uint32_t max_message_bytes);
-  void SetServing(bool serving);
+  // Health: SERVING for "", the Trainer service and every model.
+  void MarkServing();
 
   const ServerOptions options_;
   std::unique_ptr<ModelRegistry> models_;

@@ -107,6 +107,8 @@ TEST(Config, InvalidConfigsAreRejectedWithOneLineReasons) {
       {"models { name: \"a\" input_dim: 1 " + layer + " surrogate { delta_scale: -2 } }",
        "delta_scale"},
       {"models { name: \"a\" input_dim: 1 " + layer + " surrogate { mode: 7 } }", "surrogate.mode"},
+      {"max_message_bytes: 3000000000 models { name: \"a\" input_dim: 1 " + layer + " }",
+       "max_message_bytes: expected at most 2147483647"},
   };
   for (const Case& c : cases) {
     const std::string problem = Problem(c.text);

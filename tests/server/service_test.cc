@@ -447,6 +447,15 @@ TEST_F(ServiceTest, BadInputIsRejectedAndLeavesParametersBitIdentical) {
   EXPECT_EQ(ParametersOf(after), ParametersOf(before));
 }
 
+TEST_F(ServiceTest, MessageOverMaxMessageBytesIsResourceExhausted) {
+  Start(std::string(kSmallModel) + "max_message_bytes: 4096");
+  v1::ForwardResponse response;
+  const grpc::Status status =
+      Forward("m", WireMatrix(1024, 4, std::vector<float>(4096, 1.0f)), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_TRUE(Forward("m", WireMatrix(1, 4, {1, 2, 3, 4}), &response).ok());
+}
+
 TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
   Start(R"pb(
     models {
