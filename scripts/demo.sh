@@ -55,7 +55,7 @@ rm -f "${OUT_DIR}/server.log"  # else a previous run's address may be read
 server_pid=$!
 address=""
 for _ in $(seq 1 300); do  # up to 30 s
-  address=$(sed -n 's/^listening on //p' "${OUT_DIR}/server.log" 2>/dev/null | head -n1)
+  address=$(sed -n 's/^listening on //p' "${OUT_DIR}/server.log" 2>/dev/null | head -n1 || true)
   [[ -n ${address} ]] && break
   kill -0 "${server_pid}" 2>/dev/null || { cat "${OUT_DIR}/server.err" >&2; exit 1; }
   sleep 0.1

@@ -40,7 +40,7 @@ start_server() {
   server_pid=$!
   address=""
   for _ in $(seq 1 300); do
-    address=$(sed -n 's/^listening on //p' "${tmp}/server.log" 2>/dev/null | head -n1)
+    address=$(sed -n 's/^listening on //p' "${tmp}/server.log" 2>/dev/null | head -n1 || true)
     [[ -n ${address} ]] && return 0
     sleep 0.1
   done
