@@ -8,6 +8,8 @@
 # Settings (environment variables):
 #   SIMS=8              simulator processes
 #   ACTIONS=roundtrip   roundtrip (a Forward RPC per step) | replica (local weights)
+#   ENVS=1              CartPole environments per simulator, stepped in lockstep
+#                       (one Forward of ENVS rows per step)
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
 #   TIME_LIMIT=300      seconds of training before giving up
 #   TARGET=475          average return that counts as solved
@@ -22,6 +24,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:-${repo}/build}" && pwd)
 SIMS=${SIMS:-8}
 ACTIONS=${ACTIONS:-roundtrip}
+ENVS=${ENVS:-1}
 SEED=${SEED:-1}
 TIME_LIMIT=${TIME_LIMIT:-300}
 TARGET=${TARGET:-475}
@@ -63,8 +66,8 @@ done
 [[ -n ${address} ]] || { echo "demo: server did not start" >&2; exit 1; }
 server_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 echo "demo: deltaserve listening on ${address} (started in ${server_ms} ms); config ${CONFIG}"
-echo "demo: ${SIMS} x cartpole_sim, actions=${ACTIONS}, seed=${SEED}, target ${TARGET}," \
-     "time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each), actions=${ACTIONS}, seed=${SEED}," \
+     "target ${TARGET}, time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 2. The simulators, aggregated (progress once a second, CSV of every episode).
 set +e
@@ -72,14 +75,14 @@ set +e
 "${PYTHON}" "${repo}/client/examples/run_simulators.py" \
   --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
   --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
-  --csv="${OUT_DIR}/curve.csv" -- ${SIM_ARGS} | tee "${OUT_DIR}/run.log"
+  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" ${SIM_ARGS} | tee "${OUT_DIR}/run.log"
 rc=${PIPESTATUS[0]}
 set -e
 
 # 3. The plot, the result.
 if command -v gnuplot >/dev/null; then
   bash "${repo}/tools/plot_learning_curve.sh" "${OUT_DIR}/curve.csv" "${OUT_DIR}/curve.png" \
-    "deltaserve CartPole: ${SIMS} simulators, ${ACTIONS}, seed ${SEED}" "${TARGET}" \
+    "deltaserve CartPole: ${SIMS} simulators x ${ENVS} env, ${ACTIONS}, seed ${SEED}" "${TARGET}" \
     && echo "demo: learning curve ${OUT_DIR}/curve.csv, plot ${OUT_DIR}/curve.png"
 else
   echo "demo: gnuplot not installed; learning curve ${OUT_DIR}/curve.csv"

@@ -18,7 +18,7 @@ set xlabel "seconds since the first episode"
 set ylabel "episode return"
 set yrange [0:520]
 set grid
-plot "${csv}" using 1:4 every ::1 with dots lc rgb "#a0a0a0" title "episode return", \
+plot "${csv}" using 1:4 every ::1 with points pt 7 ps 0.25 lc rgb "#b0b0b0" title "episode return", \
      "${csv}" using 1:5 every ::1 with lines lw 2 lc rgb "#1f77b4" title "average of last 100", \
      ${target} with lines dt 2 lc rgb "#d62728" title "target ${target}"
 GNUPLOT
