@@ -32,7 +32,9 @@ uptime
 
 echo "== deltaserve (bench/model_bench.cc)"
 cmake --build "$BUILD" --target deltaserve_model_bench >/dev/null
-"$BUILD/bench/deltaserve_model_bench" --benchmark_min_time=1 \
+# Medians of 5 repetitions, like torch_bench.py, to damp a shared machine's noise.
+"$BUILD/bench/deltaserve_model_bench" --benchmark_min_time=0.4 \
+  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
   --benchmark_out="$OUT/deltaserve.json" --benchmark_out_format=json
 
 echo "== torch (tools/torch_bench.py, OpenBLAS from $OPENBLAS_LIB)"
@@ -41,10 +43,12 @@ env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
   OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
   /usr/bin/python3 "$ROOT/tools/torch_bench.py" --min-time 2 --json "$OUT/torch.json"
 
-echo "== comparison (CPU time per iteration; ratio = deltaserve / torch)"
+uptime
+echo "== comparison (median CPU time per iteration; ratio = deltaserve / torch)"
 /usr/bin/python3 - "$OUT/deltaserve.json" "$OUT/torch.json" <<'PY'
 import json, sys
-ours = {b["name"]: b for b in json.load(open(sys.argv[1]))["benchmarks"]}
+ours = {b["run_name"]: b for b in json.load(open(sys.argv[1]))["benchmarks"]
+        if b.get("aggregate_name") == "median"}
 theirs = {(r["name"], str(r["batch"])): r for r in json.load(open(sys.argv[2]))["results"]}
 def us(b):
     scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3}[b["time_unit"]]
