@@ -57,10 +57,15 @@ if [[ -z $engine ]]; then
   fi
 fi
 build_flags=(--network=host)
+# The trainer's HEALTHCHECK is run by hand below; podman would otherwise
+# schedule it with systemd timers, which a container-less VM may not have.
+trainer_health_flags=()
 if [[ $engine == podman ]]; then
   # runc, cgroupfs, explicit ulimits: see the comments in the file.
   export CONTAINERS_CONF=$repo/docker/containers.conf
-  build_flags+=(--pull=never --isolation=chroot)
+  # --format=docker: the OCI image format has no HEALTHCHECK.
+  build_flags+=(--pull=never --isolation=chroot --format=docker)
+  trainer_health_flags=(--health-interval=disable)
 fi
 log "engine: $engine ($("$engine" --version))"
 
@@ -106,6 +111,11 @@ if ! "$engine" build "${build_flags[@]}" --build-arg "JOBS=$jobs" -f "$repo/dock
 fi
 log "image built in $((SECONDS - build_start)) s"
 rm -f "$build_log"
+# Earlier builds' images, now untagged, are dropped (the layers this build
+# reuses stay); only images of this Dockerfile, by their title label.
+for title in deltaserve deltaserve-build; do
+  "$engine" image prune -f --filter "label=org.opencontainers.image.title=$title" >/dev/null 2>&1 || true
+done
 
 # --- 3. trainer and simulators ----------------------------------------------
 "$engine" network create --label "$label" "$net" >/dev/null || fail "cannot create network $net"
@@ -113,7 +123,8 @@ rm -f "$build_log"
 # Runs deltaserve-cli in a fresh container on the network: across the
 # container network, as a simulator would.
 cli() {
-  "$engine" run --rm --network "$net" --label "$label" --entrypoint deltaserve-cli "$image" \
+  "$engine" run --rm --network "$net" --label "$label" --no-healthcheck \
+    --entrypoint deltaserve-cli "$image" \
     --target="$trainer:50051" --timeout=5s "$@"
 }
 
@@ -140,7 +151,8 @@ running_check() {
 
 trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051 --log_level=info)
 metrics=0
-if "$engine" run --rm --entrypoint deltaserve "$image" --helpfull 2>&1 | grep -q -- '-metrics_listen'; then
+server_help=$("$engine" run --rm --no-healthcheck --entrypoint deltaserve "$image" --helpfull 2>&1 || true)
+if grep -q -- '-metrics_listen' <<<"$server_help"; then
   metrics=1
   trainer_args+=(--metrics_listen=0.0.0.0:9464)
 else
@@ -148,9 +160,15 @@ else
 fi
 
 log "starting trainer $trainer"
-"$engine" run -d --name "$trainer" --label "$label" --network "$net" \
-  -v "$repo/configs/cartpole.textproto:/etc/deltaserve/config.textproto:ro" \
-  "$image" "${trainer_args[@]}" >/dev/null || fail "cannot start the trainer container"
+# (podman without systemd complains on stderr that it cannot schedule
+# healthcheck timers; shown only if the start fails.)
+if ! run_err=$("$engine" run -d --name "$trainer" --label "$label" --network "$net" \
+     "${trainer_health_flags[@]}" \
+     -v "$repo/configs/cartpole.textproto:/etc/deltaserve/config.textproto:ro" \
+     "$image" "${trainer_args[@]}" 2>&1 >/dev/null); then
+  echo "$run_err" >&2
+  fail "cannot start the trainer container"
+fi
 
 trainer_listening() { "$engine" logs "$trainer" 2>&1 | grep -q '^listening on '; }
 wait_for "the trainer to print 'listening on'" trainer_listening
@@ -180,6 +198,7 @@ sims=(
 for i in "${!sims[@]}"; do
   # shellcheck disable=SC2086
   "$engine" run -d --name "$prefix-cartpole-$((i + 1))" --label "$label" --network "$net" \
+    --no-healthcheck \
     --entrypoint cartpole_sim "$image" --server="$trainer:50051" ${sims[$i]} --quiet \
     >/dev/null || fail "cannot start simulator $((i + 1))"
 done

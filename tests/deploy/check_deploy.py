@@ -111,6 +111,10 @@ class Dockerfile:
         m = re.search(r"useradd [^&]*--uid (\d+)", self.run)
         return int(m.group(1)) if m else None
 
+    def gid(self):
+        m = re.search(r"groupadd [^&]*--gid (\d+)", self.run)
+        return int(m.group(1)) if m else None
+
 
 def load_k8s():
     docs = []
@@ -207,6 +211,7 @@ class DeployTest(unittest.TestCase):
         annotations = trainer["spec"]["template"]["metadata"].get("annotations", {})
         self.assertEqual(int(annotations["prometheus.io/port"]), ports["metrics"])
         self.assertEqual(pod["securityContext"]["runAsUser"], self.docker.uid())
+        self.assertEqual(pod["securityContext"]["runAsGroup"], self.docker.gid())
 
     def test_k8s_probes_use_grpc_health_on_the_listen_port(self):
         c = only(self.trainer()["spec"]["template"]["spec"]["containers"], "trainer container")
