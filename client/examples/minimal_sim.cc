@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   auto policy = client::Replica::Create(trainer).value();  // weights pushed by the server
   examples::CartPole env(/*seed=*/1);
   std::mt19937_64 rng(1);
-  for (int episode = 1; episode <= 300; ++episode) {
+  for (int episode = 1; episode <= 500; ++episode) {
     examples::EpisodeBuffer buffer(4, 2);
     for (bool done = false; !done;) {
       auto obs = env.observation();

@@ -9,7 +9,7 @@ client = TrainerClient(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051")
 rng = np.random.default_rng(1)
 env = CartPole(rng)
 with NumpyReplica(client) as policy:  # weights pushed by the server; or client.forward
-    for episode in range(300):
+    for episode in range(500):
         obs, done, xs, zs, acts, versions = env.reset(), False, [], [], [], []
         while not done:
             z, version = policy.forward(obs[None, :])  # logits [1 x 2] and their version
