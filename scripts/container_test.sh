@@ -9,8 +9,9 @@
 #      SERVING (the image's HEALTHCHECK, and deltaserve-cli health from a
 #      second container), runs two cartpole_sim containers (one Forward round
 #      trip per step, one local replica fed by WatchParameters) and checks
-#      over the network that the model's version advances; scrapes /metrics
-#      when the server has --metrics_listen;
+#      over the network that the model's version advances; runs the Python
+#      simulator for a few episodes; scrapes /metrics when the server has
+#      --metrics_listen;
 #   4. removes everything it started (also on failure or Ctrl-C).
 # Re-runnable: image layers and the base rootfs tarball are reused.
 #
@@ -221,6 +222,14 @@ for i in "${!sims[@]}"; do
     *) fail "simulator $name: $state" ;;
   esac
 done
+
+# The Python client in the image (grpcio, numpy, generated stubs): a few
+# episodes with a replica fed by WatchParameters, exit 0 once they ran.
+py_out=$("$engine" run --rm --network "$net" --label "$label" --no-healthcheck \
+  --entrypoint python3 "$image" /opt/deltaserve/python/examples/cartpole.py \
+  --server="$trainer:50051" --threads=1 --episodes=5 --actions=replica --target=1 \
+  --time-limit=60 2>&1) || { echo "$py_out" >&2; fail "the Python CartPole simulator failed"; }
+log "python simulator: $(grep '^result' <<<"$py_out")"
 
 if ((metrics)); then
   scrape=$("$engine" exec "$trainer" python3 -c \

@@ -55,7 +55,7 @@ def flag_map(args):
     """['--a=1', '--b'] -> {'a': '1', 'b': None}; non-flags raise."""
     flags = {}
     for arg in args:
-        m = re.fullmatch(r"--(\w+)(?:=(.*))?", arg)
+        m = re.fullmatch(r"--([\w-]+)(?:=(.*))?", arg)
         if not m:
             raise AssertionError("argument %r is not a --flag[=value]" % arg)
         flags[m.group(1)] = m.group(2)
@@ -336,7 +336,11 @@ class DeployTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(ARGS.repo, "client/python",
                                                     script[len(prefix):])),
                         "compose runs %s, which client/python does not have" % script)
-        self.assertEqual(flag_map(py["command"])["server"], "trainer:%d" % listen)
+        py_flags = flag_map(py["command"])
+        self.assertEqual(py_flags["server"], "trainer:%d" % listen)
+        defined = set(re.findall(r'add_argument\(\s*"--([\w-]+)"',
+                                 read("client/python/" + script[len(prefix):])))
+        self.assertLessEqual(set(py_flags), defined)
 
     def test_prometheus_scrapes_the_trainer_metrics_port(self):
         metrics = port_of(flag_map(self.compose["services"]["trainer"]["command"])["metrics_listen"])
