@@ -139,7 +139,8 @@ class ServerMetrics {
   // cannot bind; INVALID_ARGUMENT if the address is not host:port).
   static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(const MetricsOptions& options);
 
-  // Stops the endpoint.
+  // Stops the endpoint. With an endpoint this blocks for up to ~2 s
+  // (civetweb's listener polls with a 2 s timeout before it sees the stop).
   ~ServerMetrics();
 
   ServerMetrics(const ServerMetrics&) = delete;
