@@ -70,22 +70,36 @@ if [[ $engine == podman ]]; then
 fi
 log "engine: $engine ($("$engine" --version))"
 
-# Containers and networks carry the label; what a killed earlier run left
-# behind is removed first, and this run's on exit.
-cleanup() {
+# Containers and networks carry the label deltaserve.container-test=PID of
+# the run that started them. On exit a run removes its own; at start it
+# removes those of runs that no longer exist (killed by a timeout), never
+# those of a run still going.
+remove_labelled() {  # $1: a label filter
   local ids
-  ids=$("$engine" ps -aq --filter "label=$label" 2>/dev/null || true)
+  ids=$("$engine" ps -aq --filter "label=$1" 2>/dev/null || true)
   if [[ -n $ids ]]; then
     # shellcheck disable=SC2086
     "$engine" rm -f $ids >/dev/null 2>&1 || true
   fi
-  "$engine" network ls -q --filter "label=$label" 2>/dev/null | while read -r n; do
+  "$engine" network ls -q --filter "label=$1" 2>/dev/null | while read -r n; do
     "$engine" network rm -f "$n" >/dev/null 2>&1 || "$engine" network rm "$n" >/dev/null 2>&1 || true
+  done
+}
+cleanup() { remove_labelled "$label=$run_id"; }
+cleanup_dead_runs() {
+  local pid
+  # Names are deltaserve-ct-PID-...
+  for pid in $( { "$engine" ps -a --filter "label=$label" --format '{{.Names}}'
+                  "$engine" network ls --filter "label=$label" --format '{{.Name}}'
+                } 2>/dev/null | sed -n 's/^deltaserve-ct-\([0-9][0-9]*\)-.*/\1/p' | sort -u); do
+    if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+      remove_labelled "$label=$pid"
+    fi
   done
 }
 dump_logs() {
   local c
-  for c in $("$engine" ps -a --filter "label=$label" --format '{{.Names}}' 2>/dev/null); do
+  for c in $("$engine" ps -a --filter "label=$label=$run_id" --format '{{.Names}}' 2>/dev/null); do
     echo "----- logs of $c (last 30 lines) -----" >&2
     "$engine" logs --tail 30 "$c" >&2 2>&1 || true
   done
@@ -96,7 +110,7 @@ on_exit() {
   cleanup
   log "done (exit $rc, $((SECONDS - start_s)) s)"
 }
-cleanup
+cleanup_dead_runs
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
@@ -119,12 +133,12 @@ for title in deltaserve deltaserve-build; do
 done
 
 # --- 3. trainer and simulators ----------------------------------------------
-"$engine" network create --label "$label" "$net" >/dev/null || fail "cannot create network $net"
+"$engine" network create --label "$label=$run_id" "$net" >/dev/null || fail "cannot create network $net"
 
 # Runs deltaserve-cli in a fresh container on the network: across the
 # container network, as a simulator would.
 cli() {
-  "$engine" run --rm --network "$net" --label "$label" --no-healthcheck \
+  "$engine" run --rm --network "$net" --label "$label=$run_id" --no-healthcheck \
     --entrypoint deltaserve-cli "$image" \
     --target="$trainer:50051" --timeout=5s "$@"
 }
@@ -163,7 +177,7 @@ fi
 log "starting trainer $trainer"
 # (podman without systemd complains on stderr that it cannot schedule
 # healthcheck timers; shown only if the start fails.)
-if ! run_err=$("$engine" run -d --name "$trainer" --label "$label" --network "$net" \
+if ! run_err=$("$engine" run -d --name "$trainer" --label "$label=$run_id" --network "$net" \
      "${trainer_health_flags[@]}" \
      -v "$repo/configs/cartpole.textproto:/etc/deltaserve/config.textproto:ro" \
      "$image" "${trainer_args[@]}" 2>&1 >/dev/null); then
@@ -198,7 +212,7 @@ sims=(
 )
 for i in "${!sims[@]}"; do
   # shellcheck disable=SC2086
-  "$engine" run -d --name "$prefix-cartpole-$((i + 1))" --label "$label" --network "$net" \
+  "$engine" run -d --name "$prefix-cartpole-$((i + 1))" --label "$label=$run_id" --network "$net" \
     --no-healthcheck \
     --entrypoint cartpole_sim "$image" --server="$trainer:50051" ${sims[$i]} --quiet \
     >/dev/null || fail "cannot start simulator $((i + 1))"
@@ -225,7 +239,7 @@ done
 
 # The Python client in the image (grpcio, numpy, generated stubs): a few
 # episodes with a replica fed by WatchParameters, exit 0 once they ran.
-py_out=$("$engine" run --rm --network "$net" --label "$label" --no-healthcheck \
+py_out=$("$engine" run --rm --network "$net" --label "$label=$run_id" --no-healthcheck \
   --entrypoint python3 "$image" /opt/deltaserve/python/examples/cartpole.py \
   --server="$trainer:50051" --threads=1 --episodes=5 --actions=replica --target=1 \
   --time-limit=60 2>&1) || { echo "$py_out" >&2; fail "the Python CartPole simulator failed"; }
