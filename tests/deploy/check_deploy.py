@@ -11,8 +11,9 @@ on or a probe on the wrong port would only show once deployed.
 
 --server-binary: the built `deltaserve`; its flags are read from
 `--helpfull` (else from the ABSL_FLAG definitions in server/main.cc).
---python-stubs: <build>/python; the ConfigMap's ServerConfig is then parsed
-with the generated deltaserve.v1 stubs (else compared as text).
+--python-stubs: <build>/python; if the generated deltaserve.v1 stubs are
+there, the ConfigMap's ServerConfig is parsed with them (else compared as
+text).
 """
 
 import argparse
@@ -44,7 +45,7 @@ def server_flags():
         # --helpfull prints usage and exits 1 (absl's convention).
         out = subprocess.run([ARGS.server_binary, "--helpfull"], capture_output=True,
                              text=True, timeout=30, check=False)
-        flags = set(re.findall(r"^\s+-(\w+) \(", out.stdout + out.stderr, re.M))
+        flags = set(re.findall(r"^\s+--?(\w+) \(", out.stdout + out.stderr, re.M))
         if not flags:
             raise AssertionError("%s --helpfull listed no flags" % ARGS.server_binary)
         return flags
@@ -247,7 +248,8 @@ class DeployTest(unittest.TestCase):
         cm = only([d for d in self.k8s if d["kind"] == "ConfigMap"], "ConfigMap")
         text = cm["data"]["config.textproto"]
         reference = read("configs/cartpole.textproto")
-        if ARGS.python_stubs:
+        if ARGS.python_stubs and os.path.isfile(
+                os.path.join(ARGS.python_stubs, "deltaserve/v1/config_pb2.py")):
             sys.path.insert(0, ARGS.python_stubs)
             from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
             from deltaserve.v1 import config_pb2  # pylint: disable=import-outside-toplevel
