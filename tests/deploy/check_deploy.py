@@ -41,7 +41,10 @@ def abseil_flags_in(path):
 
 
 def server_flags():
-    if ARGS.server_binary:
+    if ARGS.server_binary and not os.path.isfile(ARGS.server_binary):
+        print("note: %s is not built; reading the flags from server/main.cc"
+              % ARGS.server_binary, file=sys.stderr)
+    elif ARGS.server_binary:
         # --helpfull prints usage and exits 1 (absl's convention).
         out = subprocess.run([ARGS.server_binary, "--helpfull"], capture_output=True,
                              text=True, timeout=30, check=False)
