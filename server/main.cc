@@ -1,14 +1,17 @@
 // deltaserve: the trainer server.
 //
-//   deltaserve [--config=FILE] [--listen=ADDR] [--log_level=LEVEL]
+//   deltaserve [--config=FILE] [--listen=ADDR] [--metrics_listen=ADDR]
+//              [--log_level=LEVEL]
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
 // the server trains DefaultServerConfig() (server/config.h). ADDR is
 // host:port (port 0: the OS picks) or unix:PATH; default 127.0.0.1:50051.
 // Once serving it prints exactly one line, "listening on ADDR" with the bound
-// address, to stdout. SIGINT or SIGTERM shut it down cleanly (exit 0).
+// address, to stdout. With --metrics_listen=host:port it also serves
+// Prometheus metrics at /metrics there and logs "metrics on ADDR" (the bound
+// address). SIGINT or SIGTERM shut it down cleanly (exit 0).
 // Exit codes: 2 for a bad flag or config (one-line reason on stderr), 1 if
-// the address cannot be bound.
+// an address cannot be bound.
 #include <pthread.h>
 #include <signal.h>
 
@@ -26,6 +29,9 @@ ABSL_FLAG(std::string, config, "",
           "deltaserve.v1.ServerConfig in protobuf text format; empty: the built-in default model");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "address to serve on: host:port (port 0 lets the OS pick) or unix:PATH");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port for the Prometheus endpoint /metrics (port 0 lets the OS pick); "
+          "empty: no endpoint");
 ABSL_FLAG(std::string, log_level, "info", "stderr log level: debug, info, warning or error");
 
 namespace {
@@ -77,6 +83,7 @@ int main(int argc, char** argv) {
                                            : absl::GetFlag(FLAGS_config));
   server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   auto running = server::DeltaServer::Start(*config, options);
   if (!running.ok()) {
     server::LogError("cannot serve: ", running.status().message());

@@ -10,13 +10,15 @@
 namespace deltaserve::server {
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
-    const deltaserve::v1::ServerConfig& config) {
+    const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics) {
   RETURN_IF_ERROR(ValidateServerConfig(config));
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
     ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
     auto model = std::make_unique<ServedModel>();
     model->spec = spec;
+    model->metrics = metrics->ForModel(spec.name());
+    options.metrics = model->metrics;
     model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
     WeightHub* hub = model->hub.get();
     ASSIGN_OR_RETURN(model->trainer,

@@ -1,5 +1,6 @@
 // ModelRegistry: the models one server serves, each a Trainer plus the
-// WeightHub its learner publishes to, looked up by name ("" = the first).
+// WeightHub its learner publishes to and its metrics, looked up by name
+// ("" = the first).
 #ifndef DELTASERVE_SERVER_MODEL_REGISTRY_H_
 #define DELTASERVE_SERVER_MODEL_REGISTRY_H_
 
@@ -10,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/config.pb.h"
+#include "server/metrics.h"
 #include "server/trainer.h"
 #include "server/weight_hub.h"
 
@@ -19,14 +21,18 @@ struct ServedModel {
   deltaserve::v1::ModelSpec spec;  // As configured, defaults filled.
   std::unique_ptr<WeightHub> hub;  // Declared before trainer: outlives its publishes.
   std::unique_ptr<Trainer> trainer;
+  // Resolved once at load; never null; owned by the registry's ServerMetrics.
+  ModelMetrics* metrics = nullptr;
 };
 
 class ModelRegistry {
  public:
   // `config` must have passed PrepareServerConfig (defaults filled,
   // validated); INVALID_ARGUMENT otherwise. Starts one learner per model.
+  // Each model records into metrics->ForModel(name); `metrics` must not be
+  // null and must outlive the registry.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
-      const deltaserve::v1::ServerConfig& config);
+      const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics);
 
   // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
   // names. The pointer lives as long as the registry.

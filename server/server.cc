@@ -13,6 +13,7 @@
 #include "model/status_macros.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/trainer_service.h"
 
@@ -35,22 +36,34 @@ std::string ModelHealthServiceName(absl::string_view model) {
 absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     const deltaserve::v1::ServerConfig& config, const ServerOptions& options) {
   ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models, ModelRegistry::Create(prepared));
+  ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics,
+                   ServerMetrics::Create({options.metrics_listen_address}));
+  std::string metrics_address;
+  if (metrics->port() != 0) {
+    metrics_address = BoundAddress(options.metrics_listen_address, metrics->port());
+    LogInfo("metrics on ", metrics_address);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
+                   ModelRegistry::Create(prepared, metrics.get()));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
   }
-  std::unique_ptr<DeltaServer> server(new DeltaServer(std::move(models), options));
+  std::unique_ptr<DeltaServer> server(
+      new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options));
   RETURN_IF_ERROR(server->Bind(prepared.max_message_bytes()));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
   return server;
 }
 
-DeltaServer::DeltaServer(std::unique_ptr<ModelRegistry> models, ServerOptions options)
+DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
+                         std::unique_ptr<ModelRegistry> models, ServerOptions options)
     : options_(std::move(options)),
+      metrics_(std::move(metrics)),
+      metrics_address_(std::move(metrics_address)),
       models_(std::move(models)),
-      service_(std::make_unique<TrainerService>(models_.get())) {}
+      service_(std::make_unique<TrainerService>(models_.get(), metrics_.get())) {}
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 

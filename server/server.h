@@ -7,6 +7,10 @@
 //   ""                                  the whole server
 //   "deltaserve.v1.Trainer"             the Trainer service
 //   "deltaserve.v1.Trainer/<model>"     each configured model
+//
+// Metrics (server/metrics.h, docs/operations.md) are always recorded; with
+// ServerOptions::metrics_listen_address set they are also served over HTTP
+// at /metrics.
 #ifndef DELTASERVE_SERVER_SERVER_H_
 #define DELTASERVE_SERVER_SERVER_H_
 
@@ -28,6 +32,7 @@ class Server;
 namespace deltaserve::server {
 
 class ModelRegistry;
+class ServerMetrics;
 class Trainer;
 class TrainerService;
 
@@ -38,20 +43,26 @@ std::string ModelHealthServiceName(absl::string_view model);
 struct ServerOptions {
   // "host:port" (port 0: the OS picks) or "unix:PATH".
   std::string listen_address = "127.0.0.1:0";
+  // "host:port" of the Prometheus endpoint (port 0: the OS picks). Empty:
+  // metrics are recorded (see metrics()) but nothing listens.
+  std::string metrics_listen_address;
   // How long Shutdown lets in-flight calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
 };
 
 class DeltaServer {
  public:
-  // Validates `config` (INVALID_ARGUMENT with a one-line reason), builds one
-  // Trainer per model, registers the Trainer, health and reflection services
-  // and binds the address (UNAVAILABLE if it cannot). Serves on return.
+  // Validates `config` (INVALID_ARGUMENT with a one-line reason), starts the
+  // metrics endpoint if asked (INVALID_ARGUMENT if the address is not
+  // host:port, UNAVAILABLE if it cannot bind), builds one Trainer per model,
+  // registers the Trainer, health and reflection services and binds the
+  // address (UNAVAILABLE if it cannot). Serves on return.
   // Wire defaults (config.h FillDefaults) are filled in first.
   static absl::StatusOr<std::unique_ptr<DeltaServer>> Start(
       const deltaserve::v1::ServerConfig& config, const ServerOptions& options);
 
-  // Shuts down (see Shutdown).
+  // Shuts down (see Shutdown), then stops the metrics endpoint (up to ~2 s,
+  // see ~ServerMetrics).
   ~DeltaServer();
 
   DeltaServer(const DeltaServer&) = delete;
@@ -59,6 +70,13 @@ class DeltaServer {
 
   // The address actually bound: "127.0.0.1:41234", "[::1]:5000", "unix:/p".
   const std::string& address() const { return address_; }
+
+  // The metrics endpoint's bound address ("127.0.0.1:41235"; GET /metrics),
+  // or empty if metrics_listen_address was empty.
+  const std::string& metrics_address() const { return metrics_address_; }
+
+  // The server's metrics (e.g. ServerMetrics::Scrape()). Never null.
+  ServerMetrics* metrics() const { return metrics_.get(); }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch streams
@@ -75,12 +93,15 @@ class DeltaServer {
   Trainer* trainer(absl::string_view model) const;
 
  private:
-  DeltaServer(std::unique_ptr<ModelRegistry> models, ServerOptions options);
+  DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
+              std::unique_ptr<ModelRegistry> models, ServerOptions options);
   absl::Status Bind(uint32_t max_message_bytes);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
 
   const ServerOptions options_;
+  const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
+  const std::string metrics_address_;
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<TrainerService> service_;
   std::unique_ptr<grpc::Server> server_;  // Last: destroyed first.

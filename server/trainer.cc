@@ -64,6 +64,10 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
   initial->version = 0;
   initial->parameters = params_;
   snapshot_ = std::move(initial);
+  if (ModelMetrics* metrics = options_.metrics) {
+    metrics->SetVersion(version_);
+    metrics->SetQueueDepth(0);
+  }
   learner_ = std::thread([this] { LearnerLoop(); });
 }
 
@@ -109,6 +113,8 @@ absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
   if (stopping_) return ShuttingDown(name());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
   queue_.push_back(Pending{std::move(submission), std::move(done)});
+  // Under queue_mu_, so concurrent submitters store depths in queue order.
+  if (options_.metrics) options_.metrics->SetQueueDepth(static_cast<int64_t>(queue_.size()));
   return absl::OkStatus();
 }
 
@@ -148,6 +154,7 @@ std::deque<Trainer::Pending> Trainer::TakeBatch() {
         },
         this));
     batch.swap(queue_);
+    if (options_.metrics) options_.metrics->SetQueueDepth(0);
     stopping = stopping_;
   }
   if (stopping) FailAll(batch, ShuttingDown(name()));  // Leaves `batch` empty.
@@ -194,6 +201,10 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
     result.version = version_;
     result.stepped = true;
   }
+  if (options_.metrics) {
+    options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
+                                              staleness, loss);
+  }
   return result;
 }
 
@@ -218,7 +229,8 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
 }
 
 absl::Status Trainer::StepAndPublish() {
-  RETURN_IF_ERROR(optimizer_->Step(absl::MakeSpan(params_), absl::MakeSpan(grad_)).status());
+  ASSIGN_OR_RETURN(const double gradient_norm,
+                   optimizer_->Step(absl::MakeSpan(params_), absl::MakeSpan(grad_)));
   std::fill(grad_.begin(), grad_.end(), 0.0f);
   rows_accumulated_ = 0;
   ++version_;
@@ -230,6 +242,7 @@ absl::Status Trainer::StepAndPublish() {
     absl::MutexLock lock(&snapshot_mu_);
     snapshot_ = published;
   }
+  if (options_.metrics) options_.metrics->RecordOptimizerStep(version_, gradient_norm);
   LogDebug("model \"", name(), "\": version ", version_);
   if (on_publish_) on_publish_(std::move(published));
   return absl::OkStatus();

@@ -18,6 +18,12 @@
 //      on_publish).
 //   4. The submission's callback gets {version, l_s, s, stepped}.
 //
+// With TrainerOptions::metrics set, the Trainer records what only it sees —
+// applied submissions (rows, staleness, l_s), optimizer steps (version,
+// gradient norm before clipping) and the queue depth — each before the
+// submission's callback runs. Rejections are the caller's to count (it sees
+// every error, from Submit and from the callback).
+//
 // The Trainer knows nothing of gRPC or protobuf.
 #ifndef DELTASERVE_SERVER_TRAINER_H_
 #define DELTASERVE_SERVER_TRAINER_H_
@@ -40,6 +46,7 @@
 #include "model/mlp.h"
 #include "model/optimizer.h"
 #include "model/spec.h"
+#include "server/metrics.h"
 #include "server/snapshot.h"
 
 namespace deltaserve::server {
@@ -54,6 +61,8 @@ struct TrainerOptions {
   uint64_t max_staleness = 0;     // Submissions more versions behind → ABORTED.
   bool staleness_scaled_lr = false;
   size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
+  // Optional (null: record nothing). Must outlive the Trainer.
+  ModelMetrics* metrics = nullptr;
 };
 
 // One client submission (X, ỹ, δ) in core types.

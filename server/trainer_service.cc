@@ -9,98 +9,140 @@
 #include "server/watch_reactor.h"
 
 namespace deltaserve::server {
+namespace {
+
 namespace v1 = ::deltaserve::v1;
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Records the rpc, then finishes it (in this order, so the client's reply
+// implies the count). Returns `reactor`.
+grpc::ServerUnaryReactor* RecordAndFinish(grpc::ServerUnaryReactor* reactor, ModelMetrics* metrics,
+                                          Rpc rpc, Clock::time_point start,
+                                          const absl::Status& status) {
+  metrics->RecordRpc(rpc, static_cast<int>(status.code()), SecondsSince(start));
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// A SubmitDelta that was not applied: counted by reason, then finished.
+void RejectSubmission(grpc::ServerUnaryReactor* reactor, ModelMetrics* metrics,
+                      Clock::time_point start, const absl::Status& status) {
+  metrics->RecordSubmissionRejected(RejectReasonFromStatus(status.code()));
+  RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, status);
+}
+
+// A WatchParameters stream that ends before it starts (bad request, unknown
+// model): recorded with its status, then finished.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
+                                                        Clock::time_point start,
+                                                        grpc::Status status) {
+  metrics->RecordRpc(Rpc::kWatchParameters, static_cast<int>(status.error_code()),
+                     SecondsSince(start));
+  return new FinishedWriteReactor(std::move(status));
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* TrainerService::GetModelInfo(grpc::CallbackServerContext* context,
                                                        const v1::GetModelInfoRequest* request,
                                                        v1::ModelInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(ModelInfo(*request, response)));
-  return reactor;
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  if (model.ok()) ModelInfo(**model, response);
+  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetModelInfo, start,
+                         model.status());
 }
 
 grpc::ServerUnaryReactor* TrainerService::Forward(grpc::CallbackServerContext* context,
                                                   const v1::ForwardRequest* request,
                                                   v1::ForwardResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(RunForward(*request, response)));
-  return reactor;
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  const absl::Status status = model.ok() ? RunForward(**model, *request, response) : model.status();
+  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kForward, start,
+                         status);
 }
 
 grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContext* context,
                                                       const v1::SubmitDeltaRequest* request,
                                                       v1::SubmitDeltaResponse* response) {
+  const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status queued = QueueSubmission(*request, response, reactor);
-  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
+  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  const absl::Status queued =
+      model.ok() ? QueueSubmission(**model, *request, response, reactor, start) : model.status();
+  if (!queued.ok()) RejectSubmission(reactor, MetricsFor(model), start, queued);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerContext* context,
                                                         const v1::GetParametersRequest* request,
                                                         v1::ParameterUpdate* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(Parameters(*request, response)));
-  return reactor;
+  const Clock::time_point start = Clock::now();
+  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  if (model.ok()) {
+    ToParameterUpdate((*model)->spec.name(), *(*model)->trainer->snapshot(), response);
+  }
+  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetParameters, start,
+                         model.status());
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
     grpc::CallbackServerContext* /*context*/, const grpc::ByteBuffer* request) {
+  const Clock::time_point start = Clock::now();
   grpc::ByteBuffer copy = *request;  // Deserialize consumes its buffer.
   v1::WatchParametersRequest parsed;
   grpc::Status parse =
       grpc::SerializationTraits<v1::WatchParametersRequest>::Deserialize(&copy, &parsed);
-  if (!parse.ok()) return new FinishedWriteReactor(std::move(parse));
+  if (!parse.ok()) return RefuseWatch(unknown_model_, start, std::move(parse));
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
-  if (!model.ok()) return new FinishedWriteReactor(ToGrpcStatus(model.status()));
-  return new WatchReactor((*model)->hub.get());
+  if (!model.ok()) return RefuseWatch(unknown_model_, start, ToGrpcStatus(model.status()));
+  return new WatchReactor((*model)->hub.get(), (*model)->metrics);
 }
 
-absl::Status TrainerService::ModelInfo(const v1::GetModelInfoRequest& request,
-                                       v1::ModelInfo* response) const {
-  ASSIGN_OR_RETURN(ServedModel * model, models_->Find(request.model()));
-  const uint64_t version = model->trainer->snapshot()->version;
-  *response->mutable_spec() = model->spec;
+void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {
+  const uint64_t version = model.trainer->snapshot()->version;
+  *response->mutable_spec() = model.spec;
   response->set_version(version);
-  response->set_parameter_count(model->trainer->mlp().parameter_count());
-  response->set_output_dim(static_cast<uint32_t>(model->trainer->mlp().output_dim()));
+  response->set_parameter_count(model.trainer->mlp().parameter_count());
+  response->set_output_dim(static_cast<uint32_t>(model.trainer->mlp().output_dim()));
   response->set_optimizer_steps(version);
-  return absl::OkStatus();
 }
 
-absl::Status TrainerService::RunForward(const v1::ForwardRequest& request,
-                                        v1::ForwardResponse* response) const {
-  ASSIGN_OR_RETURN(ServedModel * model, models_->Find(request.model()));
+absl::Status TrainerService::RunForward(const ServedModel& model, const v1::ForwardRequest& request,
+                                        v1::ForwardResponse* response) {
   ASSIGN_OR_RETURN(model::Matrix inputs, MatrixFromProto("inputs", request.inputs()));
-  ASSIGN_OR_RETURN(ForwardResult result, model->trainer->Forward(inputs));
+  ASSIGN_OR_RETURN(ForwardResult result, model.trainer->Forward(inputs));
   MatrixToProto(result.outputs, response->mutable_outputs());
   response->set_version(result.version);
+  model.metrics->AddForwardRows(static_cast<uint64_t>(result.outputs.rows()));
   return absl::OkStatus();
 }
 
-absl::Status TrainerService::QueueSubmission(const v1::SubmitDeltaRequest& request,
+absl::Status TrainerService::QueueSubmission(const ServedModel& model,
+                                             const v1::SubmitDeltaRequest& request,
                                              v1::SubmitDeltaResponse* response,
-                                             grpc::ServerUnaryReactor* reactor) const {
-  ASSIGN_OR_RETURN(ServedModel * model, models_->Find(request.model()));
+                                             grpc::ServerUnaryReactor* reactor,
+                                             Clock::time_point start) {
   ASSIGN_OR_RETURN(Submission submission, SubmissionFromProto(request));
   // Runs on the learner thread; gRPC keeps `response` alive until Finish.
-  auto done = [response, reactor](absl::StatusOr<SubmitResult> result) {
-    if (result.ok()) {
-      response->set_version(result->version);
-      response->set_surrogate_loss(result->surrogate_loss);
-      response->set_staleness(result->staleness);
-      response->set_stepped(result->stepped);
+  auto done = [response, reactor, metrics = model.metrics,
+               start](absl::StatusOr<SubmitResult> result) {
+    if (!result.ok()) {
+      RejectSubmission(reactor, metrics, start, result.status());
+      return;
     }
-    reactor->Finish(ToGrpcStatus(result.status()));
+    response->set_version(result->version);
+    response->set_surrogate_loss(result->surrogate_loss);
+    response->set_staleness(result->staleness);
+    response->set_stepped(result->stepped);
+    RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, absl::OkStatus());
   };
-  return model->trainer->Submit(std::move(submission), std::move(done));
-}
-
-absl::Status TrainerService::Parameters(const v1::GetParametersRequest& request,
-                                        v1::ParameterUpdate* response) const {
-  ASSIGN_OR_RETURN(ServedModel * model, models_->Find(request.model()));
-  ToParameterUpdate(model->spec.name(), *model->trainer->snapshot(), response);
-  return absl::OkStatus();
+  return model.trainer->Submit(std::move(submission), std::move(done));
 }
 
 }  // namespace deltaserve::server

@@ -4,12 +4,22 @@
 // finishes later, from the model's learner thread, once the δ is applied.
 // WatchParameters is a raw (ByteBuffer) method so that every watcher of a
 // version writes the same pre-serialized bytes.
+//
+// Metrics: every rpc is counted by status code with its wall time (unary:
+// handler start to Finish — SubmitDelta: until the learner's callback;
+// WatchParameters: the stream's lifetime) under the model's ModelMetrics, or
+// the unknown-model bucket when the model is not served. Unary rpcs are
+// recorded before Finish, so a client holding a reply sees it counted.
+// Every SubmitDelta that is not applied is counted by reason.
 #ifndef DELTASERVE_SERVER_TRAINER_SERVICE_H_
 #define DELTASERVE_SERVER_TRAINER_SERVICE_H_
+
+#include <chrono>
 
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
 
 namespace deltaserve::server {
@@ -17,8 +27,9 @@ namespace deltaserve::server {
 class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMethod_WatchParameters<
                                  deltaserve::v1::Trainer::CallbackService> {
  public:
-  // `models` must outlive the service.
-  explicit TrainerService(ModelRegistry* models) : models_(models) {}
+  // `models` and `metrics` (not null) must outlive the service.
+  TrainerService(ModelRegistry* models, ServerMetrics* metrics)
+      : models_(models), unknown_model_(metrics->UnknownModel()) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const deltaserve::v1::GetModelInfoRequest* request,
@@ -36,19 +47,27 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
 
  private:
-  // The bodies of the handlers above, in core terms.
-  absl::Status ModelInfo(const deltaserve::v1::GetModelInfoRequest& request,
-                         deltaserve::v1::ModelInfo* response) const;
-  absl::Status RunForward(const deltaserve::v1::ForwardRequest& request,
-                          deltaserve::v1::ForwardResponse* response) const;
-  // OK: `reactor` will be finished by the learner. Error: not queued.
-  absl::Status QueueSubmission(const deltaserve::v1::SubmitDeltaRequest& request,
-                               deltaserve::v1::SubmitDeltaResponse* response,
-                               grpc::ServerUnaryReactor* reactor) const;
-  absl::Status Parameters(const deltaserve::v1::GetParametersRequest& request,
-                          deltaserve::v1::ParameterUpdate* response) const;
+  using Clock = std::chrono::steady_clock;
+
+  // The bodies of the handlers above, in core terms, for a served model.
+  static void ModelInfo(const ServedModel& model, deltaserve::v1::ModelInfo* response);
+  static absl::Status RunForward(const ServedModel& model,
+                                 const deltaserve::v1::ForwardRequest& request,
+                                 deltaserve::v1::ForwardResponse* response);
+  // OK: `reactor` will be finished (and the rpc recorded) by the learner's
+  // callback. Error: not queued; the caller finishes.
+  static absl::Status QueueSubmission(const ServedModel& model,
+                                      const deltaserve::v1::SubmitDeltaRequest& request,
+                                      deltaserve::v1::SubmitDeltaResponse* response,
+                                      grpc::ServerUnaryReactor* reactor, Clock::time_point start);
+
+  // The metrics a request for `model` is counted under.
+  ModelMetrics* MetricsFor(const absl::StatusOr<ServedModel*>& model) const {
+    return model.ok() ? (*model)->metrics : unknown_model_;
+  }
 
   ModelRegistry* const models_;
+  ModelMetrics* const unknown_model_;  // Requests naming a model not served.
 };
 
 }  // namespace deltaserve::server

@@ -1,11 +1,15 @@
 #include "server/watch_reactor.h"
 
+#include <utility>
+
 #include "server/errors.h"
 #include "server/grpc_status.h"
 
 namespace deltaserve::server {
 
-WatchReactor::WatchReactor(WeightHub* hub) : hub_(hub) {
+WatchReactor::WatchReactor(WeightHub* hub, ModelMetrics* metrics)
+    : hub_(hub), metrics_(metrics), start_(std::chrono::steady_clock::now()) {
+  metrics_->AddWatchers(+1);
   subscription_ = hub_->Subscribe([this] { Advance(); });  // Step 3.
   Advance();                                               // Step 1.
 }
@@ -14,13 +18,11 @@ void WatchReactor::Advance() {
   absl::MutexLock lock(&mu_);
   if (finished_ || in_flight_ != nullptr) return;  // Step 2: wait for OnWriteDone.
   if (cancelled_) {                                // Step 5.
-    finished_ = true;
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
     return;
   }
   if (hub_->closed()) {  // Step 6.
-    finished_ = true;
-    Finish(ToGrpcStatus(ShuttingDown(hub_->model())));
+    FinishLocked(ToGrpcStatus(ShuttingDown(hub_->model())));
     return;
   }
   std::shared_ptr<const EncodedUpdate> latest = hub_->Latest();
@@ -29,6 +31,12 @@ void WatchReactor::Advance() {
   sent_version_ = latest->version;
   in_flight_ = std::move(latest);
   StartWrite(&in_flight_->bytes);
+}
+
+void WatchReactor::FinishLocked(grpc::Status status) {
+  finished_ = true;
+  finish_code_ = status.error_code();
+  Finish(std::move(status));
 }
 
 void WatchReactor::OnWriteDone(bool ok) {  // Step 4.
@@ -50,6 +58,15 @@ void WatchReactor::OnCancel() {
 
 void WatchReactor::OnDone() {  // Step 7. No lock held: see WeightHub::Subscription.
   subscription_.reset();
+  grpc::StatusCode code;
+  {
+    absl::MutexLock lock(&mu_);
+    code = finish_code_;
+  }
+  metrics_->AddWatchers(-1);
+  metrics_->RecordRpc(
+      Rpc::kWatchParameters, static_cast<int>(code),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
   delete this;
 }
 

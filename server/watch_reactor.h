@@ -18,10 +18,15 @@
 //   6. Hub closed (server shutting down): once no write is in flight,
 //      Finish(UNAVAILABLE).
 //   7. OnDone: drop the subscription (waits for a running hub callback),
-//      delete this.
+//      record the stream (watchers − 1; the rpc with its status and
+//      lifetime), delete this.
+//
+// The model's watchers gauge counts the reactor from construction (+1, before
+// its first write) to OnDone (−1).
 #ifndef DELTASERVE_SERVER_WATCH_REACTOR_H_
 #define DELTASERVE_SERVER_WATCH_REACTOR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -29,15 +34,17 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
+#include "server/metrics.h"
 #include "server/weight_hub.h"
 
 namespace deltaserve::server {
 
 class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  // `hub` must outlive the reactor (the server closes hubs and waits for
-  // every call before destroying them). Deletes itself in OnDone.
-  explicit WatchReactor(WeightHub* hub);
+  // `hub` and `metrics` (the model's; not null) must outlive the reactor (the
+  // server closes hubs and waits for every call before destroying them).
+  // Deletes itself in OnDone.
+  WatchReactor(WeightHub* hub, ModelMetrics* metrics);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -45,8 +52,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   void Advance() ABSL_LOCKS_EXCLUDED(mu_);
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   WeightHub* const hub_;
+  ModelMetrics* const metrics_;
+  const std::chrono::steady_clock::time_point start_;
   std::unique_ptr<WeightHub::Subscription> subscription_;
 
   absl::Mutex mu_;
@@ -55,6 +65,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   uint64_t sent_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::StatusCode finish_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNKNOWN;
 };
 
 // A stream that finishes at once with `status` (e.g. NOT_FOUND); deletes
