@@ -2,91 +2,21 @@
 // HTTP endpoint (loopback, OS-picked port) reads back.
 #include "server/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <map>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/metrics_scrape.h"
 
 namespace deltaserve::server {
 namespace {
 
 using ::testing::HasSubstr;
-
-// An HTTP/1.0 GET of http://127.0.0.1:port/path: {status line, body}, or
-// nullopt if the connection fails. Reads until the server closes (10 s
-// receive timeout so a broken server fails the test instead of hanging it).
-std::optional<std::pair<std::string, std::string>> HttpGet(int port, absl::string_view path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return std::nullopt;
-  timeval timeout{/*tv_sec=*/10, /*tv_usec=*/0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return std::nullopt;
-  }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  if (send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return std::nullopt;
-  }
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  const size_t header_end = response.find("\r\n\r\n");
-  if (header_end == std::string::npos) return std::nullopt;
-  return std::make_pair(response.substr(0, response.find("\r\n")), response.substr(header_end + 4));
-}
-
-// The value of the sample `name{labels}` in Prometheus text format, matching
-// the label set exactly (in any order); nullopt if there is no such sample.
-std::optional<double> Sample(absl::string_view text, absl::string_view name,
-                             const std::map<std::string, std::string>& labels) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t brace = line.find('{');
-    const size_t close = line.rfind('}');
-    absl::string_view metric = line.substr(0, std::min(brace, line.find(' ')));
-    if (metric != name) continue;
-    std::map<std::string, std::string> got;
-    absl::string_view rest = line;
-    if (brace != absl::string_view::npos && close != absl::string_view::npos) {
-      for (absl::string_view pair :
-           absl::StrSplit(line.substr(brace + 1, close - brace - 1), ',', absl::SkipEmpty())) {
-        const size_t eq = pair.find('=');
-        if (eq == absl::string_view::npos || pair.size() < eq + 3) continue;
-        got[std::string(pair.substr(0, eq))] =
-            std::string(pair.substr(eq + 2, pair.size() - eq - 3));  // Strip the quotes.
-      }
-      rest = line.substr(close + 1);
-    } else {
-      rest = line.substr(metric.size());
-    }
-    if (got != labels) continue;
-    double value = 0;
-    if (absl::SimpleAtod(absl::StripAsciiWhitespace(rest), &value)) return value;
-  }
-  return std::nullopt;
-}
+using testing::HttpGet;
+using testing::Sample;
 
 std::string ScrapeOverHttp(const ServerMetrics& metrics) {
   auto response = HttpGet(metrics.port(), "/metrics");

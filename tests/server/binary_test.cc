@@ -1,6 +1,7 @@
 // Runs the real `deltaserve` binary: it refuses bad configs with a one-line
 // reason and a non-zero exit code, prints "listening on ADDR" when serving,
-// and exits 0 on SIGTERM / SIGINT.
+// and exits 0 on SIGTERM / SIGINT; with --metrics_listen it logs the metrics
+// address and serves /metrics there.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/metrics_scrape.h"
 
 extern char** environ;
 
@@ -138,6 +140,13 @@ TEST(ServerBinary, RefusesAnUnknownLogLevel) {
   ExpectOneLineRefusal(RunToExit({"--log_level=loud"}), "--log_level");
 }
 
+TEST(ServerBinary, RefusesAMalformedMetricsAddress) {
+  Refusal refusal = RunToExit({"--listen=127.0.0.1:0", "--metrics_listen=9464"});
+  EXPECT_EQ(refusal.exit_code, 2);
+  EXPECT_EQ(refusal.stdout_text, "");
+  EXPECT_THAT(refusal.stderr_text, HasSubstr("\"9464\": expected host:port"));
+}
+
 // Connects a TCP socket to 127.0.0.1:port; true if something accepts.
 bool Accepts(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -182,6 +191,33 @@ TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
 
 TEST(ServerBinary, ServesTheDefaultModelWithoutConfigAndStopsOnSigint) {
   ServeThenStop({"--listen=127.0.0.1:0"}, SIGINT);
+}
+
+TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
+  Child child = Spawn({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
+  EXPECT_THAT(ReadLine(child.out), MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  // The log line is written before the stdout line, so it is in the pipe.
+  std::string line;
+  do {
+    line = ReadLine(child.err);
+  } while (!line.empty() && !absl::StrContains(line, "metrics on "));
+  EXPECT_THAT(line, MatchesRegex(".* I deltaserve: metrics on 127\\.0\\.0\\.1:[0-9]+"));
+  int port = 0;
+  const std::vector<std::string> parts = absl::StrSplit(line, ':');
+  if (absl::SimpleAtoi(parts.back(), &port) && port > 0) {
+    // No ASSERT before the child is stopped.
+    auto response = deltaserve::server::testing::HttpGet(port, "/metrics");
+    EXPECT_TRUE(response.has_value()) << "GET /metrics on port " << port;
+    if (response.has_value()) {
+      EXPECT_THAT(response->first, HasSubstr("200"));
+      EXPECT_THAT(response->second, HasSubstr("deltaserve_model_version{model=\""));
+    }
+  } else {
+    ADD_FAILURE() << "no port in \"" << line << "\"";
+  }
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
 }
 
 }  // namespace

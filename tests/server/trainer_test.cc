@@ -1,7 +1,10 @@
 #include "server/trainer.h"
 
+#include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -9,6 +12,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/metrics.h"
+#include "tests/server/metrics_scrape.h"
 #include "tests/server/test_util.h"
 
 namespace deltaserve::server {
@@ -16,6 +21,7 @@ namespace {
 
 using testing::CoreMatrix;
 using ::testing::HasSubstr;
+using testing::Sample;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
@@ -282,6 +288,50 @@ TEST(Trainer, PublishesEveryNewSnapshot) {
     ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, v)).ok());
   absl::MutexLock lock(&mu);
   EXPECT_EQ(published, (std::vector<uint64_t>{1, 2, 3}));
+}
+
+TEST(Trainer, RecordsAppliedSubmissionsStepsAndQueueDepthInItsMetrics) {
+  auto metrics = ServerMetrics::Create({/*listen_address=*/""});
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 2;
+  options.metrics = (*metrics)->ForModel("lin");
+  auto trainer = MakeTrainer(options);
+  const std::map<std::string, std::string> lin = {{"model", "lin"}};
+  EXPECT_EQ(Sample((*metrics)->Scrape(), "deltaserve_model_version", lin), 0.0);
+
+  trainer->PauseLearnerForTest();
+  absl::Notification first, second;
+  ASSERT_TRUE(trainer
+                  ->Submit(OneRow({1, 2}, {0.5f, -1}),
+                           [&](auto r) {
+                             EXPECT_TRUE(r.ok());
+                             first.Notify();
+                           })
+                  .ok());
+  ASSERT_TRUE(trainer
+                  ->Submit(OneRow({1, 2}, {0.5f, -1}),
+                           [&](auto r) {
+                             EXPECT_TRUE(r.ok());
+                             second.Notify();
+                           })
+                  .ok());
+  EXPECT_EQ(Sample((*metrics)->Scrape(), "deltaserve_queue_depth", lin), 2.0);
+  trainer->ResumeLearnerForTest();
+  ASSERT_TRUE(first.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(second.WaitForNotificationWithTimeout(kWait));
+
+  const std::string text = (*metrics)->Scrape();
+  EXPECT_EQ(Sample(text, "deltaserve_queue_depth", lin), 0.0);
+  EXPECT_EQ(Sample(text, "deltaserve_submissions_applied_total", lin), 2.0);
+  EXPECT_EQ(Sample(text, "deltaserve_submitted_rows_total", lin), 2.0);
+  EXPECT_EQ(Sample(text, "deltaserve_optimizer_steps_total", lin), 1.0);
+  EXPECT_EQ(Sample(text, "deltaserve_model_version", lin), 1.0);
+  EXPECT_EQ(Sample(text, "deltaserve_submission_staleness_sum", lin), 0.0);
+  // CURRENT mode, ε = 1: l_s = ½‖δ‖² = 0.625 per submission.
+  EXPECT_NEAR(Sample(text, "deltaserve_surrogate_loss_sum", lin).value_or(-1), 1.25, 1e-6);
+  // G = 2·[δ·xᵀ, δ] = 2·[0.5, 1, −1, −2, 0.5, −1]: ‖G‖ = 2·√7.5.
+  EXPECT_NEAR(Sample(text, "deltaserve_gradient_norm", lin).value_or(-1), 2 * std::sqrt(7.5), 1e-5);
 }
 
 }  // namespace
