@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "client/spec_convert.h"
 #include "model/status_macros.h"
+#include "proto/wire.h"
 
 namespace deltaserve::client {
 
@@ -15,7 +15,7 @@ absl::StatusOr<std::unique_ptr<Replica>> Replica::Create(std::shared_ptr<Trainer
   if (client == nullptr) return absl::InvalidArgumentError("Replica needs a TrainerClient");
   ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info, client->GetModelInfo(model));
   if (info.spec().name().empty()) info.mutable_spec()->set_name(model);
-  ASSIGN_OR_RETURN(model::MlpSpec spec, MlpSpecFromProto(info.spec()));
+  ASSIGN_OR_RETURN(model::MlpSpec spec, wire::MlpSpecFromProto(info.spec()));
   ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(std::move(spec)));
   // Later calls use the resolved name, so the replica stays on this model.
   ASSIGN_OR_RETURN(Parameters initial, client->GetParameters(info.spec().name()));

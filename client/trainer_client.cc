@@ -9,34 +9,19 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "model/status_macros.h"
+#include "proto/wire.h"
 
 namespace deltaserve::client {
 namespace {
 
 namespace v1 = ::deltaserve::v1;
 
-// Copies X (any outer stride) into the wire Matrix, row-major.
-void ToProto(const Eigen::Ref<const model::Matrix>& matrix, v1::Matrix* out) {
-  out->set_rows(static_cast<uint32_t>(matrix.rows()));
-  out->set_cols(static_cast<uint32_t>(matrix.cols()));
-  auto* data = out->mutable_data();
-  data->Reserve(static_cast<int>(matrix.size()));
-  for (Eigen::Index r = 0; r < matrix.rows(); ++r) {
-    const float* row = matrix.row(r).data();
-    data->Add(row, row + matrix.cols());
-  }
-}
-
 // The wire Matrix as model::Matrix. INTERNAL if data has not rows·cols
 // values: the server broke the contract.
 absl::StatusOr<model::Matrix> FromProto(const v1::Matrix& matrix) {
-  const uint64_t expected = uint64_t{matrix.rows()} * matrix.cols();
-  if (static_cast<uint64_t>(matrix.data_size()) != expected) {
-    return absl::InternalError(absl::StrCat("server sent a ", matrix.rows(), "x", matrix.cols(),
-                                            " matrix with ", matrix.data_size(),
-                                            " values; expected ", expected));
-  }
-  return model::Matrix(model::ConstMatrixMap(matrix.data().data(), matrix.rows(), matrix.cols()));
+  absl::StatusOr<model::Matrix> converted = wire::MatrixFromProto("server's matrix", matrix);
+  if (!converted.ok()) return absl::InternalError(converted.status().message());
+  return converted;
 }
 
 Parameters FromProto(const v1::ParameterUpdate& update) {
@@ -147,7 +132,7 @@ absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const mode
   SetDeadline(context, options_.timeout);
   v1::ForwardRequest request;
   request.set_model(model);
-  ToProto(inputs, request.mutable_inputs());
+  wire::MatrixToProto(inputs, request.mutable_inputs());
   v1::ForwardResponse response;
   RETURN_IF_ERROR(FromGrpcStatus(stub_->Forward(&context, request, &response)));
   ForwardResult result;
@@ -162,11 +147,11 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
   SetDeadline(context, options_.timeout);
   v1::SubmitDeltaRequest request;
   request.set_model(model);
-  ToProto(submission.inputs, request.mutable_inputs());
+  wire::MatrixToProto(submission.inputs, request.mutable_inputs());
   if (submission.acted_outputs.has_value()) {
-    ToProto(*submission.acted_outputs, request.mutable_outputs());
+    wire::MatrixToProto(*submission.acted_outputs, request.mutable_outputs());
   }
-  ToProto(submission.deltas, request.mutable_deltas());
+  wire::MatrixToProto(submission.deltas, request.mutable_deltas());
   request.set_version(submission.version);
   request.set_objective(ToProto(submission.objective));
   v1::SubmitDeltaResponse response;

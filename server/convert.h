@@ -18,16 +18,7 @@
 
 namespace deltaserve::server {
 
-// INVALID_ARGUMENT "<what>: expected rows·cols = R·C = N values, got M" when
-// the data size doesn't match. rows = 0 is returned as a 0-row matrix (the
-// caller decides whether that is allowed).
-absl::StatusOr<model::Matrix> MatrixFromProto(absl::string_view what,
-                                              const deltaserve::v1::Matrix& proto);
-void MatrixToProto(const model::Matrix& matrix, deltaserve::v1::Matrix* proto);
-
-// INVALID_ARGUMENT for ACTIVATION_UNSPECIFIED / unknown activations (naming
-// the layer), and whatever model::ValidateMlpSpec rejects.
-absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const deltaserve::v1::ModelSpec& spec);
+// Matrix and MlpSpec conversions are in proto/wire.h (shared with the client).
 
 // Expect defaults already filled (config.h FillDefaults); UNSPECIFIED kinds
 // map to the documented defaults (SGD, ANCHORED, SUM) all the same.

@@ -4,6 +4,7 @@
 
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "model/status_macros.h"
+#include "proto/wire.h"
 #include "server/convert.h"
 #include "server/grpc_status.h"
 #include "server/watch_reactor.h"
@@ -115,9 +116,9 @@ void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response
 
 absl::Status TrainerService::RunForward(const ServedModel& model, const v1::ForwardRequest& request,
                                         v1::ForwardResponse* response) {
-  ASSIGN_OR_RETURN(model::Matrix inputs, MatrixFromProto("inputs", request.inputs()));
+  ASSIGN_OR_RETURN(model::Matrix inputs, wire::MatrixFromProto("inputs", request.inputs()));
   ASSIGN_OR_RETURN(ForwardResult result, model.trainer->Forward(inputs));
-  MatrixToProto(result.outputs, response->mutable_outputs());
+  wire::MatrixToProto(result.outputs, response->mutable_outputs());
   response->set_version(result.version);
   model.metrics->AddForwardRows(static_cast<uint64_t>(result.outputs.rows()));
   return absl::OkStatus();

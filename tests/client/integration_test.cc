@@ -7,10 +7,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/replica.h"
-#include "client/spec_convert.h"
 #include "client/trainer_client.h"
 #include "gtest/gtest.h"
 #include "model/mlp.h"
+#include "proto/wire.h"
 #include "tests/client/test_server.h"
 
 namespace deltaserve::client {
@@ -80,7 +80,7 @@ TEST_F(ClientIntegration, ForwardEqualsTheModelCoreOnTheFetchedParameters) {
   auto info = client->GetModelInfo();
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->spec().name(), kModelName);
-  auto spec = MlpSpecFromProto(info->spec());
+  auto spec = wire::MlpSpecFromProto(info->spec());
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto mlp = model::Mlp::Create(*spec);
   ASSERT_TRUE(mlp.ok()) << mlp.status();

@@ -24,6 +24,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "model/mlp.h"
+#include "proto/wire.h"
 #include "server/convert.h"
 #include "server/server.h"
 #include "server/trainer.h"
@@ -122,7 +123,7 @@ class ServiceTest : public ::testing::Test {
 };
 
 absl::StatusOr<model::Mlp> MlpOf(const v1::ServerConfig& config, int index = 0) {
-  absl::StatusOr<model::MlpSpec> spec = MlpSpecFromProto(config.models(index));
+  absl::StatusOr<model::MlpSpec> spec = wire::MlpSpecFromProto(config.models(index));
   if (!spec.ok()) return spec.status();
   return model::Mlp::Create(*spec);
 }

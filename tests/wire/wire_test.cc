@@ -1,8 +1,8 @@
-#include "client/spec_convert.h"
+#include "proto/wire.h"
 
 #include "gtest/gtest.h"
 
-namespace deltaserve::client {
+namespace deltaserve::wire {
 namespace {
 
 namespace v1 = ::deltaserve::v1;
@@ -55,7 +55,7 @@ TEST(MlpSpecFromProto, UnspecifiedActivationNamesTheLayer) {
   proto.mutable_layers(1)->set_activation(v1::ACTIVATION_UNSPECIFIED);
   auto spec = MlpSpecFromProto(proto);
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(spec.status().message().find("layer 1"), absl::string_view::npos) << spec.status();
+  EXPECT_NE(spec.status().message().find("layers[1]"), absl::string_view::npos) << spec.status();
 }
 
 TEST(MlpSpecFromProto, RejectsWhatTheModelCoreRejects) {
@@ -70,5 +70,43 @@ TEST(MlpSpecFromProto, RejectsWhatTheModelCoreRejects) {
   EXPECT_EQ(MlpSpecFromProto(zero_units).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(MatrixFromProto, CopiesRowMajorData) {
+  v1::Matrix proto;
+  proto.set_rows(2);
+  proto.set_cols(3);
+  for (float v : {1.f, 2.f, 3.f, 4.f, 5.f, 6.f}) proto.add_data(v);
+  absl::StatusOr<model::Matrix> matrix = MatrixFromProto("inputs", proto);
+  ASSERT_TRUE(matrix.ok()) << matrix.status();
+  ASSERT_EQ(matrix->rows(), 2);
+  ASSERT_EQ(matrix->cols(), 3);
+  EXPECT_EQ((*matrix)(0, 2), 3.f);
+  EXPECT_EQ((*matrix)(1, 0), 4.f);
+}
+
+TEST(MatrixFromProto, WrongDataSizeSaysWhatWasExpected) {
+  v1::Matrix proto;
+  proto.set_rows(2);
+  proto.set_cols(3);
+  proto.add_data(1.f);
+  absl::StatusOr<model::Matrix> matrix = MatrixFromProto("deltas", proto);
+  EXPECT_EQ(matrix.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(matrix.status().message(), "deltas: expected rows·cols = 2·3 = 6 values, got 1");
+}
+
+TEST(MatrixToProto, CopiesABlockOfALargerMatrixRowByRow) {
+  model::Matrix big(3, 4);
+  big << 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12;
+  v1::Matrix proto;
+  proto.add_data(42.f);  // replaced, not appended to
+  MatrixToProto(big.block(1, 1, 2, 2), &proto);
+  EXPECT_EQ(proto.rows(), 2u);
+  EXPECT_EQ(proto.cols(), 2u);
+  ASSERT_EQ(proto.data_size(), 4);
+  EXPECT_EQ(proto.data(0), 6.f);
+  EXPECT_EQ(proto.data(1), 7.f);
+  EXPECT_EQ(proto.data(2), 10.f);
+  EXPECT_EQ(proto.data(3), 11.f);
+}
+
 }  // namespace
-}  // namespace deltaserve::client
+}  // namespace deltaserve::wire

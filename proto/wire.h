@@ -1,0 +1,34 @@
+// Conversions between the wire contract's messages and the model core's
+// types, shared by the server and the client library. Only checks that make
+// sense on the wire live here (a Matrix whose rows·cols ≠ data size, an enum
+// value outside the contract); shape-against-model checks belong to callers.
+#ifndef DELTASERVE_PROTO_WIRE_H_
+#define DELTASERVE_PROTO_WIRE_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "deltaserve/v1/config.pb.h"
+#include "deltaserve/v1/trainer.pb.h"
+#include "model/spec.h"
+
+namespace deltaserve::wire {
+
+// The wire Matrix as a model::Matrix (rows = 0 gives a 0-row matrix; the
+// caller decides whether that is allowed). INVALID_ARGUMENT
+// "<what>: expected rows·cols = R·C = N values, got M" when the data size
+// doesn't match.
+absl::StatusOr<model::Matrix> MatrixFromProto(absl::string_view what,
+                                              const deltaserve::v1::Matrix& proto);
+
+// Copies `matrix` (any outer stride, e.g. a block of a larger matrix) into
+// `proto`, row-major, replacing what was there.
+void MatrixToProto(const Eigen::Ref<const model::Matrix>& matrix, deltaserve::v1::Matrix* proto);
+
+// The network part of a ModelSpec (input_dim, layers, seed). INVALID_ARGUMENT
+// naming the layer for ACTIVATION_UNSPECIFIED or unknown activations, for
+// sizes beyond int32, and whatever model::ValidateMlpSpec rejects.
+absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const deltaserve::v1::ModelSpec& spec);
+
+}  // namespace deltaserve::wire
+
+#endif  // DELTASERVE_PROTO_WIRE_H_
