@@ -143,6 +143,13 @@ size_t Trainer::queued() const {
   return queue_.size();
 }
 
+bool Trainer::WaitUntilQueuedForTest(size_t n, absl::Duration timeout) const {
+  absl::MutexLock lock(&queue_mu_);
+  auto reached = [this, n]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) { return queue_.size() >= n; };
+  return queue_mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
 std::deque<Trainer::Pending> Trainer::TakeBatch() {
   std::deque<Pending> batch;
   bool stopping = false;

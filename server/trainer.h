@@ -139,6 +139,11 @@ class Trainer {
   // Submissions waiting in the queue (not yet taken by the learner).
   size_t queued() const ABSL_LOCKS_EXCLUDED(queue_mu_);
 
+  // Test hook: blocks until at least `n` submissions are queued (true) or
+  // `timeout` passes (false). Wakes on the queue's own changes, not a timer.
+  bool WaitUntilQueuedForTest(size_t n, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(queue_mu_);
+
  private:
   struct Pending {
     Submission submission;

@@ -251,9 +251,7 @@ TEST_F(MetricsScrapeTest, QueueDepthAndFullQueueRejections) {
                                 queued_status = std::move(s);
                                 queued_done.Notify();
                               });
-  // Poll the observable queue until the async call is waiting in it.
-  const absl::Time deadline = absl::Now() + kWait;
-  while (trainer->queued() < 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(trainer->WaitUntilQueuedForTest(1, kWait));
   ASSERT_EQ(trainer->queued(), 1u);
   EXPECT_EQ(Submit(request).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 

@@ -480,9 +480,7 @@ TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
                                 queued_status = std::move(s);
                                 queued_done.Notify();
                               });
-  // Poll the observable queue depth until the async call is waiting in it.
-  const absl::Time deadline = absl::Now() + kWait;
-  while (trainer->queued() < 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(trainer->WaitUntilQueuedForTest(1, kWait));
   ASSERT_EQ(trainer->queued(), 1u);
 
   grpc::Status full = Submit(request);
@@ -591,10 +589,7 @@ TEST_F(ServiceTest, ShutdownEndsWatchersAndQueuedSubmissionsWithUnavailable) {
     submit_status = std::move(s);
     submit_done.Notify();
   });
-  const absl::Time deadline = absl::Now() + kWait;
-  while (server_->trainer("m")->queued() < 1 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  ASSERT_TRUE(server_->trainer("m")->WaitUntilQueuedForTest(1, kWait));
   v1::WatchParametersRequest watch_request;
   auto watch_context = Context();
   auto watcher = stub_->WatchParameters(watch_context.get(), watch_request);
