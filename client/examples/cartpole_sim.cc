@@ -27,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "client/examples/cartpole_env.h"
 #include "client/examples/policy_gradient.h"
 #include "client/examples/policy_source.h"
@@ -167,6 +168,9 @@ absl::Status Run() {
 }  // namespace deltaserve::examples
 
 int main(int argc, char** argv) {
+  // Debian's Abseil keeps absl::Mutex's deadlock detector on (no NDEBUG); it
+  // costs every gRPC call. See server/main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::ParseCommandLine(argc, argv);
   const absl::Status status = deltaserve::examples::Run();
   if (!status.ok()) {
