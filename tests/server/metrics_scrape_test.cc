@@ -96,9 +96,7 @@ class MetricsScrapeTest : public ::testing::Test {
   }
 
   static std::unique_ptr<grpc::ClientContext> Context() {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kWait));
-    return context;
+    return testing::ContextWithDeadline(kWait);
   }
 
   grpc::Status Forward(const std::string& model, uint32_t rows, uint32_t cols) {

@@ -68,11 +68,8 @@ class ServiceTest : public ::testing::Test {
     stub_ = v1::Trainer::NewStub(channel_);
   }
 
-  // A context with a deadline, so a bug fails the test instead of hanging it.
   static std::unique_ptr<grpc::ClientContext> Context() {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(kWait));
-    return context;
+    return testing::ContextWithDeadline(kWait);
   }
 
   grpc::Status Forward(const std::string& model, const v1::Matrix& inputs,
