@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# Installs deltaserve's build, test and demo dependencies from Debian 12 packages.
+# Installs deltaserve's dependencies from Debian 12 packages.
+#
+#   bash scripts/install_deps.sh [PROFILE]
+#
+#   build  what configuring and compiling the tree needs (the image's build stage)
+#   all    build + what `make test` and `make demo` run: Python client, plots,
+#          the container test's engine and tools (the default)
+#   torch  all + python3-torch, for tools/make_golden.py and tools/torch_bench.py
+#          (DELTASERVE_WITH_TORCH=1 also adds it)
+#
 # Idempotent: packages already present are skipped without touching apt.
 # Must run as root (or with sudo available) on Debian 12 (bookworm).
 set -euo pipefail
 
-packages=(
-  build-essential cmake pkg-config git clang-format
+profile=${1:-all}
+build_packages=(
+  build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev
-  python3-grpcio python3-grpc-tools python3-protobuf python3-numpy
+  # The build generates the Python stubs; grpc_tools.protoc imports
+  # pkg_resources, which python3-grpc-tools does not depend on.
+  python3 python3-grpc-tools python3-pkg-resources
+)
+test_packages=(
+  git clang-format
+  python3-grpcio python3-protobuf python3-numpy
   gnuplot-nox
   # Container image test (scripts/container_test.sh) and manifest checks.
   podman runc netavark aardvark-dns debootstrap python3-yaml
-  # grpc_tools.protoc imports pkg_resources; python3-grpc-tools does not depend on it.
-  python3-pkg-resources
 )
-if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 ]]; then
+case "$profile" in
+  build) packages=("${build_packages[@]}") ;;
+  all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  torch) packages=("${build_packages[@]}" "${test_packages[@]}" python3-torch) ;;
+  *)
+    echo "install_deps: unknown profile \"$profile\"; expected build, all or torch" >&2
+    exit 2
+    ;;
+esac
+if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 && "$profile" != torch ]]; then
   packages+=(python3-torch)
 fi
 
