@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
-#include "model/status_macros.h"
 #include "proto/wire.h"
 
 namespace deltaserve::server {

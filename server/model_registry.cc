@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "model/status_macros.h"
+#include "base/status_macros.h"
 #include "server/config.h"
 #include "server/convert.h"
 #include "server/errors.h"

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "model/status_macros.h"
+#include "base/status_macros.h"
 #include "model/surrogate.h"
 #include "model/validate.h"
 #include "server/errors.h"

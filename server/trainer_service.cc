@@ -2,8 +2,8 @@
 
 #include <utility>
 
+#include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
-#include "model/status_macros.h"
 #include "proto/wire.h"
 #include "server/convert.h"
 #include "server/grpc_status.h"

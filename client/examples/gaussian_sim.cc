@@ -29,11 +29,11 @@
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "client/examples/point_mass_env.h"
 #include "client/examples/policy_gradient.h"
 #include "client/examples/policy_source.h"
 #include "client/trainer_client.h"
-#include "model/status_macros.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
 ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");

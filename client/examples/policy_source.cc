@@ -3,9 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "client/replica.h"
 #include "model/mlp.h"
-#include "model/status_macros.h"
 
 namespace deltaserve::examples {
 namespace {

@@ -1,7 +1,7 @@
 // RETURN_IF_ERROR and ASSIGN_OR_RETURN for absl::Status / absl::StatusOr,
 // which Abseil 20220623 does not provide.
-#ifndef DELTASERVE_MODEL_STATUS_MACROS_H_
-#define DELTASERVE_MODEL_STATUS_MACROS_H_
+#ifndef DELTASERVE_BASE_STATUS_MACROS_H_
+#define DELTASERVE_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,4 +26,4 @@
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
-#endif  // DELTASERVE_MODEL_STATUS_MACROS_H_
+#endif  // DELTASERVE_BASE_STATUS_MACROS_H_
