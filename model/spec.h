@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "Eigen/Core"
 #include "absl/status/status.h"
+#include "model/eigen.h"
 
 namespace deltaserve::model {
 
