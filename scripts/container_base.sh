@@ -26,45 +26,15 @@ if "$engine" image inspect "$image" >/dev/null 2>&1 ||
   exit 0
 fi
 
-# Prints "URI SUITE COMPONENTS..." for every bookworm* suite of a deb source
-# in the host's apt configuration (one-line sources.list and deb822 .sources).
-host_debian_sources() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] || continue
-    # deb [options] URI SUITE COMPONENT...
-    sed -E -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" |
-      awk '$1 == "deb" && $3 ~ /^bookworm/ { $1 = ""; sub(/^ /, ""); print }'
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    awk '
-      function flush() {
-        if (types ~ /(^| )deb( |$)/ && enabled != "no") {
-          n = split(uris, u, " "); m = split(suites, s, " ")
-          for (i = 1; i <= n; i++) for (j = 1; j <= m; j++)
-            if (s[j] ~ /^bookworm/) print u[i], s[j], comps
-        }
-        types = uris = suites = comps = enabled = ""
-      }
-      /^[ \t]*#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      { key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ /, "")
-        if (key == "types") types = $0
-        else if (key == "uris") uris = $0
-        else if (key == "suites") suites = $0
-        else if (key == "components") comps = $0
-        else if (key == "enabled") enabled = tolower($0) }
-      END { flush() }' "$f"
-  done
-}
+# host_debian_sources, host_debian_mirror, write_debian_sources.
+# shellcheck source=scripts/debian_sources.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian_sources.sh"
 
 make_rootfs_tarball() {
   [[ $(id -u) == 0 ]] || { log "debootstrap needs root"; exit 1; }
   command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/install_deps.sh"; exit 1; }
-  local sources mirror rootfs
-  sources=$(host_debian_sources | sort -u)
-  mirror=$(awk '$2 == "bookworm" { print $1; exit }' <<<"$sources")
+  local mirror rootfs
+  mirror=$(host_debian_mirror)
   if [[ -z $mirror ]]; then
     log "no 'bookworm' deb source in /etc/apt/sources.list{,.d}: cannot tell which Debian mirror to use"
     exit 1
@@ -76,15 +46,7 @@ make_rootfs_tarball() {
     { tail -20 "$cache_dir/debootstrap.log" >&2; log "debootstrap failed (log: $cache_dir/debootstrap.log)"; exit 1; }
 
   # The same suites (updates, security) and mirrors as the host.
-  rm -f "$rootfs/etc/apt/sources.list"
-  awk '{ comps = $3; for (i = 4; i <= NF; i++) comps = comps " " $i
-         printf "Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n", $1, $2, comps }' \
-    <<<"$sources" >"$rootfs/etc/apt/sources.list.d/debian.sources"
-  # A snapshot mirror serves Release files past their Valid-Until date; if the
-  # host's apt accepts that, the image's must too.
-  if apt-config dump 2>/dev/null | grep -q '^Acquire::Check-Valid-Until "false"'; then
-    echo 'Acquire::Check-Valid-Until "false";' >"$rootfs/etc/apt/apt.conf.d/99deltaserve-snapshot"
-  fi
+  write_debian_sources "$rootfs"
   # Trim like debian:*-slim: no docs, man pages or translations, apt lists
   # and caches left empty.
   cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
