@@ -3,39 +3,66 @@
 #
 #   bash scripts/install_deps.sh [PROFILE]
 #
-#   build  what configuring and compiling the tree needs (the image's build stage)
-#   all    build + what `make test` and `make demo` run: Python client, plots,
-#          the container test's engine and tools (the default)
+#   build  what configuring and compiling the server, client, CLI and
+#          simulators needs (the image's build stage); no GoogleTest or
+#          Google Benchmark: the CMake build leaves tests and benchmarks out
+#          when they are absent
+#   test   build + everything `make test` and `make demo` use: GoogleTest,
+#          gmock, Google Benchmark, clang-14 with libFuzzer and the sanitizer
+#          runtimes, the Python client's packaging tools, plots, the
+#          container test's engine (podman, netavark + iptables) and tools
+#   all    the same as test (the default; `make test` and `make demo` use it)
 #   torch  all + python3-torch, for tools/make_golden.py and tools/torch_bench.py
 #          (DELTASERVE_WITH_TORCH=1 also adds it)
 #
-# Idempotent: packages already present are skipped without touching apt.
-# Must run as root (or with sudo available) on Debian 12 (bookworm).
+# The lists were found by running `make test` and `make demo` in a fresh
+# debootstrap rootfs (scripts/fresh_machine_test.sh, docs/fresh_machine.md),
+# not by reading.
+#
+# Idempotent and fast when nothing is missing: one dpkg-query, no apt.
+# Runs as root (or with sudo available) on Debian 12 (bookworm), also inside a
+# chroot (no service is started: see policy-rc.d below).
 set -euo pipefail
 
 profile=${1:-all}
 build_packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libabsl-dev libeigen3-dev
   prometheus-cpp-dev
+  # Until the CMake build leaves tests and benchmarks out when these are
+  # absent, configuring needs them.
+  libgtest-dev libgmock-dev libbenchmark-dev
   # The build generates the Python stubs; grpc_tools.protoc imports
   # pkg_resources, which python3-grpc-tools does not depend on.
   python3 python3-grpc-tools python3-pkg-resources
 )
 test_packages=(
   git clang-format
+  # clang -Wthread-safety check, libFuzzer and sanitizer builds.
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  # Python client tests; the client is also a pip-installable package
+  # (installed into a venv by the tests).
   python3-grpcio python3-protobuf python3-numpy
+  python3-venv python3-pip python3-setuptools
+  # The demo's learning-curve plot.
   gnuplot-nox
+  # TLS test certificates.
+  openssl
   # Container image test (scripts/container_test.sh) and manifest checks.
-  podman runc netavark aardvark-dns debootstrap python3-yaml
+  # netavark runs iptables to set up a container network ("netavark: No such
+  # file or directory" without it); podman only Recommends/Suggests these.
+  podman runc netavark aardvark-dns iptables
+  debootstrap python3-yaml
+  # Optional: faster rebuilds (the image's build stage uses it too).
+  ccache
 )
 case "$profile" in
   build) packages=("${build_packages[@]}") ;;
-  all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  test | all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
   torch) packages=("${build_packages[@]}" "${test_packages[@]}" python3-torch) ;;
   *)
-    echo "install_deps: unknown profile \"$profile\"; expected build, all or torch" >&2
+    echo "install_deps: unknown profile \"$profile\"; expected build, test, all or torch" >&2
     exit 2
     ;;
 esac
@@ -43,11 +70,15 @@ if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 && "$profile" != torch ]]; then
   packages+=(python3-torch)
 fi
 
+# One dpkg-query for all of them ("ii" = installed); unknown names print
+# nothing on stdout, so they count as missing.
+declare -A installed=()
+while read -r name abbrev; do
+  [[ $abbrev == ii ]] && installed[${name%%:*}]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true)
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  [[ -n ${installed[$p]:-} ]] || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
   exit 0
@@ -60,5 +91,23 @@ if [[ $(id -u) != 0 ]]; then
   sudo_cmd=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
+# In a chroot (or a container) there is no init to start services with:
+# tell invoke-rc.d not to try, for this install only, if nobody else did.
+policy_rc=/usr/sbin/policy-rc.d
+added_policy=0
+in_chroot() {
+  # / is not the root of PID 1 (needs root to read /proc/1/root).
+  [[ -r /proc/1/root/. ]] && [[ $(stat -c %d:%i /) != $(stat -c %d:%i /proc/1/root/. 2>/dev/null) ]]
+}
+if [[ ! -e $policy_rc ]] && { in_chroot || [[ ! -d /run/systemd/system ]]; }; then
+  "${sudo_cmd[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' >$policy_rc && chmod 755 $policy_rc"
+  added_policy=1
+  trap '"${sudo_cmd[@]}" rm -f "$policy_rc"' EXIT
+fi
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((added_policy)); then
+  "${sudo_cmd[@]}" rm -f "$policy_rc"
+  trap - EXIT
+fi
+echo "install_deps: installed ${missing[*]}" >&2
