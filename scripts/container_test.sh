@@ -10,9 +10,9 @@
 #      second container), runs two cartpole_sim containers (one Forward round
 #      trip per step, one local replica fed by WatchParameters) and checks
 #      over the network that the model's version advances; runs the Python
-#      simulator for a few episodes; scrapes /metrics when the server has
-#      --metrics_listen;
+#      simulator for a few episodes; scrapes /metrics (--metrics_listen);
 #   4. removes everything it started (also on failure or Ctrl-C).
+# No check is skipped: a probe that fails fails the test, with its output.
 # Re-runnable: image layers and the base rootfs tarball are reused.
 #
 #   scripts/container_test.sh
@@ -42,7 +42,7 @@ fail() {
 }
 
 if [[ ${DELTASERVE_SKIP_CONTAINER_TEST:-0} == 1 ]]; then
-  log "skipped (DELTASERVE_SKIP_CONTAINER_TEST=1)"
+  log "SKIPPED: DELTASERVE_SKIP_CONTAINER_TEST=1 is set, so no image was built and nothing was checked (exit 77: ctest reports the test as skipped)"
   exit 77
 fi
 
@@ -68,7 +68,18 @@ if [[ $engine == podman ]]; then
   build_flags+=(--pull=never --isolation=chroot --format=docker)
   trainer_health_flags=(--health-interval=disable)
 fi
-log "engine: $engine ($("$engine" --version))"
+engine_version=$("$engine" --version 2>&1) || { echo "$engine_version" >&2; fail "'$engine --version' failed"; }
+log "engine: $engine ($engine_version)"
+if [[ $engine == podman ]]; then
+  # netavark (podman's network backend) runs iptables to set up every
+  # network; without it `podman run` fails with "netavark: No such file or
+  # directory (os error 2)".
+  backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>&1) ||
+    { echo "$backend" >&2; fail "'podman info' failed"; }
+  if [[ $backend == netavark ]] && ! PATH=$PATH:/usr/sbin:/sbin command -v iptables >/dev/null; then
+    fail "podman's network backend is netavark, which needs iptables: not installed (scripts/install_deps.sh installs it)"
+  fi
+fi
 
 # Containers and networks carry the label deltaserve.container-test=PID of
 # the run that started them. On exit a run removes its own; at start it
@@ -143,17 +154,34 @@ cli() {
     --target="$trainer:50051" --timeout=5s "$@"
 }
 
-# `version: N` from deltaserve-cli info, or nothing.
-model_version() { cli info 2>/dev/null | awk '$1 == "version:" { print $2 }'; }
+# `version: N` from deltaserve-cli info; fails with info's output (on
+# stderr) when there is no such line.
+model_version() {
+  local out v
+  out=$(cli info 2>&1) || { echo "$out" >&2; return 1; }
+  v=$(awk '$1 == "version:" { print $2 }' <<<"$out")
+  [[ $v =~ ^[0-9]+$ ]] || { echo "deltaserve-cli info printed no 'version: N' line:" >&2; echo "$out" >&2; return 1; }
+  echo "$v"
+}
 
-# Polls "$@" (a command) until it succeeds or $deadline_s passes.
+# Polls "$@" (a command) until it succeeds or $deadline_s passes; on a
+# timeout (or if the trainer stops) fails with the probe's last output.
 wait_for() {
   local what=$1
   shift
-  local until=$((SECONDS + deadline_s))
-  until "$@"; do
-    ((SECONDS < until)) || fail "timed out after ${deadline_s}s waiting for $what"
-    if [[ -n $(running_check) ]]; then fail "$(running_check)"; fi
+  local until=$((SECONDS + deadline_s)) out stopped
+  until out=$("$@" 2>&1); do
+    if ((SECONDS >= until)); then
+      echo "----- last output of the probe ($*) -----" >&2
+      echo "$out" | tail -20 >&2
+      fail "timed out after ${deadline_s}s waiting for $what"
+    fi
+    stopped=$(running_check)
+    if [[ -n $stopped ]]; then
+      echo "----- last output of the probe ($*) -----" >&2
+      echo "$out" | tail -20 >&2
+      fail "$stopped while waiting for $what"
+    fi
     sleep 1 # Polling interval; the condition, not the sleep, decides.
   done
 }
@@ -164,14 +192,32 @@ running_check() {
   [[ $state == true ]] || echo "trainer container stopped (running=$state)"
 }
 
-trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051 --log_level=info)
-metrics=0
-server_help=$("$engine" run --rm --no-healthcheck --entrypoint deltaserve "$image" --helpfull 2>&1 || true)
-if grep -q -- '-metrics_listen' <<<"$server_help"; then
-  metrics=1
-  trainer_args+=(--metrics_listen=0.0.0.0:9464)
+# The image's deltaserve must have --metrics_listen (/metrics is checked
+# below). Its flag list: absl's --helpfull lists every flag but exits 1;
+# --help may exit 0. Any exit code is accepted if the list names the flag;
+# if neither lists it, the test fails with both outputs. No network needed.
+trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051
+  --metrics_listen=0.0.0.0:9464 --log_level=info)
+help_probe() {  # help_probe FLAG: prints deltaserve FLAG's output, then "exit N"
+  local out rc=0
+  out=$("$engine" run --rm --network=none --no-healthcheck --entrypoint deltaserve "$image" "$1" 2>&1) || rc=$?
+  printf '%s\nexit %s\n' "$out" "$rc"
+}
+lists_metrics_flag() { grep -qE -- '(^|[^[:alnum:]_-])--?metrics_listen([^[:alnum:]_]|$)' <<<"$1"; }
+help_full=$(help_probe --helpfull)
+if lists_metrics_flag "$help_full"; then
+  log "deltaserve --helpfull lists --metrics_listen"
 else
-  log "note: this deltaserve has no --metrics_listen flag yet; /metrics is not checked"
+  help_short=$(help_probe --help)
+  if lists_metrics_flag "$help_short"; then
+    log "deltaserve --help lists --metrics_listen"
+  else
+    echo "----- deltaserve --helpfull (last 30 lines) -----" >&2
+    tail -30 <<<"$help_full" >&2
+    echo "----- deltaserve --help (last 30 lines) -----" >&2
+    tail -30 <<<"$help_short" >&2
+    fail "the image's deltaserve lists no --metrics_listen flag in --helpfull or --help (output above)"
+  fi
 fi
 
 log "starting trainer $trainer"
@@ -192,18 +238,20 @@ log "trainer: $("$engine" logs "$trainer" 2>&1 | grep '^listening on ')"
 # The image's own HEALTHCHECK (deltaserve-cli health inside the container).
 image_healthy() {
   if [[ $engine == podman ]]; then
-    "$engine" healthcheck run "$trainer" >/dev/null 2>&1
+    "$engine" healthcheck run "$trainer" 2>&1
   else
-    [[ $("$engine" inspect -f '{{.State.Health.Status}}' "$trainer") == healthy ]]
+    local status
+    status=$("$engine" inspect -f '{{.State.Health.Status}}' "$trainer" 2>&1)
+    echo "health status: $status"
+    [[ $status == healthy ]]
   fi
 }
 wait_for "the image's HEALTHCHECK to pass" image_healthy
-health=$(cli health) || fail "deltaserve-cli health across the network: not SERVING ($health)"
+health=$(cli health 2>&1) || fail "deltaserve-cli health across the network: not SERVING ($health)"
 grep -q SERVING <<<"$health" || fail "deltaserve-cli health printed '$health', expected SERVING"
 log "health: $health"
 
-v0=$(model_version)
-[[ -n $v0 ]] || fail "deltaserve-cli info printed no 'version:' line"
+v0=$(model_version) || fail "deltaserve-cli info across the network gave no model version (output above)"
 log "model version before the simulators: $v0"
 
 sims=(
@@ -222,11 +270,12 @@ log "started ${#sims[@]} cartpole_sim containers"
 target=$((v0 + advance))
 version_reached() {
   local v
-  v=$(model_version)
-  [[ -n $v ]] && ((v >= target))
+  v=$(model_version) || return 1
+  ((v >= target)) || { echo "model version $v < $target"; return 1; }
 }
 wait_for "the model version to reach $target" version_reached
-log "model version now $(model_version) (>= $target): the simulators train the model"
+v1=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+log "model version now $v1 (>= $target): the simulators train the model"
 
 for i in "${!sims[@]}"; do
   name=$prefix-cartpole-$((i + 1))
@@ -243,16 +292,19 @@ py_out=$("$engine" run --rm --network "$net" --label "$label=$run_id" --no-healt
   --entrypoint python3 "$image" /opt/deltaserve/python/examples/cartpole.py \
   --server="$trainer:50051" --threads=1 --episodes=5 --actions=replica --target=1 \
   --time-limit=60 2>&1) || { echo "$py_out" >&2; fail "the Python CartPole simulator failed"; }
-log "python simulator: $(grep '^result' <<<"$py_out")"
+py_result=$(grep '^result' <<<"$py_out") ||
+  { echo "$py_out" >&2; fail "the Python CartPole simulator exited 0 but printed no 'result' line"; }
+log "python simulator: $py_result"
 
-if ((metrics)); then
-  scrape=$("$engine" exec "$trainer" python3 -c \
-    'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())') ||
-    fail "GET /metrics on the trainer failed"
-  steps=$(awk '/^deltaserve_optimizer_steps_total\{.*model="cartpole"/ { print $2 }' <<<"$scrape")
-  [[ -n $steps ]] && awk -v s="$steps" 'BEGIN { exit !(s > 0) }' ||
-    fail "/metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} is '${steps}', expected > 0"
-  log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
+scrape=$("$engine" exec "$trainer" python3 -c \
+  'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())' 2>&1) ||
+  { echo "$scrape" | tail -20 >&2; fail "GET /metrics on the trainer failed (output above)"; }
+steps=$(awk '/^deltaserve_optimizer_steps_total\{.*model="cartpole"/ { print $2 }' <<<"$scrape")
+if ! { [[ -n $steps ]] && awk -v s="$steps" 'BEGIN { exit !(s > 0) }'; }; then
+  grep '^deltaserve_' <<<"$scrape" | head -30 >&2 || echo "$scrape" | head -30 >&2
+  fail "/metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} is '${steps}', expected > 0 (scrape above)"
 fi
+log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
 
-log "PASS: image $image, trainer SERVING, version $v0 -> $(model_version) with ${#sims[@]} simulators"
+v2=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+log "PASS: image $image, trainer SERVING, version $v0 -> $v2 with ${#sims[@]} simulators, /metrics scraped"
