@@ -12,6 +12,7 @@ import unittest
 import grpc
 import numpy as np
 
+import deltaserve_client
 from deltaserve_client import LocalServer, NumpyMlp, NumpyReplica, TrainerClient
 
 BIN = os.environ["DELTASERVE_BIN"]
@@ -117,20 +118,29 @@ class ClientTest(unittest.TestCase):
         y1, _ = c.forward(x)
         self.assertGreater(y1[0, 0], y0[0, 0])  # ascending y0 rewards it
 
-    def assert_code(self, code, fn, *args, **kwargs):
-        with self.assertRaises(grpc.RpcError) as ctx:
+    def assert_code(self, cls, fn, *args, **kwargs):
+        """fn raises exactly the DeltaserveError subclass cls, with a message."""
+        with self.assertRaises(deltaserve_client.DeltaserveError) as ctx:
             fn(*args, **kwargs)
-        self.assertEqual(ctx.exception.code(), code, ctx.exception.details())
-        self.assertTrue(ctx.exception.details(), "error without a message")
-        return ctx.exception
+        e = ctx.exception
+        self.assertIs(type(e), cls, "%r" % e)
+        self.assertEqual(e.code, cls.code, e.message)
+        self.assertTrue(e.message, "error without a message")
+        self.assertEqual(e.details(), e.message)
+        self.assertIsInstance(e, grpc.RpcError)  # old `except grpc.RpcError` still catches it
+        self.assertIsInstance(e.cause, grpc.RpcError)  # the raw error, kept for debugging
+        self.assertNotIsInstance(e.cause, deltaserve_client.DeltaserveError)
+        self.assertIn(cls.code.name, str(e))
+        return e
 
     def test_bad_input_is_invalid_argument_and_changes_nothing(self):
         c = self.client("mlp")
         before, version = c.get_parameters()
-        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.forward, np.zeros((2, 4)))
-        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.submit_delta,
+        e = self.assert_code(deltaserve_client.InvalidArgument, c.forward, np.zeros((2, 4)))
+        self.assertIsInstance(e, ValueError)
+        self.assert_code(deltaserve_client.InvalidArgument, c.submit_delta,
                          np.zeros((2, 3)), np.zeros((2, 3)), version)
-        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, c.submit_delta,
+        self.assert_code(deltaserve_client.InvalidArgument, c.submit_delta,
                          np.zeros((1, 3)), np.array([[np.nan, 0.0]]), version)
         after, after_version = c.get_parameters()
         self.assertEqual(after_version, version)
@@ -138,8 +148,11 @@ class ClientTest(unittest.TestCase):
 
     def test_unknown_model_is_not_found(self):
         c = self.client("no-such-model")
-        self.assert_code(grpc.StatusCode.NOT_FOUND, c.get_model_info)
-        self.assert_code(grpc.StatusCode.NOT_FOUND, c.forward, np.zeros((1, 3)))
+        self.assert_code(deltaserve_client.NotFound, c.get_model_info)
+        self.assert_code(deltaserve_client.NotFound, c.forward, np.zeros((1, 3)))
+        self.assert_code(deltaserve_client.NotFound, c.get_parameters)
+        with self.assertRaises(deltaserve_client.NotFound):
+            NumpyReplica(c)
 
     def test_too_stale_submission_is_aborted(self):
         c = self.client("mlp")  # max_staleness 2
@@ -148,8 +161,78 @@ class ClientTest(unittest.TestCase):
         for _ in range(3):
             _, v = c.forward(x)
             c.submit_delta(x, np.full((1, 2), 0.01, np.float32), v)
-        self.assert_code(grpc.StatusCode.ABORTED, c.submit_delta,
+        self.assert_code(deltaserve_client.Aborted, c.submit_delta,
                          x, np.full((1, 2), 0.01, np.float32), old)
+
+    def test_client_side_errors_are_deltaserve_errors(self):
+        c = self.client("mlp")
+        with self.assertRaises(deltaserve_client.InvalidArgument) as ctx:
+            c.forward(np.zeros((1, 1, 3)))  # 3-D: rejected before any call
+        self.assertIsNone(ctx.exception.cause)
+        self.assertIsInstance(ctx.exception, ValueError)
+        with self.assertRaises(deltaserve_client.InvalidArgument):
+            TrainerClient(self.server.address, timeout=0)  # every call has a deadline
+        with NumpyReplica(c) as replica:
+            with self.assertRaises(deltaserve_client.InvalidArgument):
+                replica.forward(np.zeros((1, 4)))
+
+    def test_deadline_is_deadline_exceeded(self):
+        c = self.client("mlp")
+        e = self.assert_code(deltaserve_client.DeadlineExceeded, c.forward, np.zeros((1, 3)),
+                             timeout=1e-6)
+        self.assertIsInstance(e, TimeoutError)
+        c.forward(np.zeros((1, 3)))  # the client's own deadline (10 s) still applies
+
+    def test_watch_stream_errors_are_mapped(self):
+        stream = self.client("mlp").watch()
+        params, version = next(stream)
+        self.assertEqual(len(params), 8 * 4 + 5 * 9 + 2 * 6)
+        stream.cancel()
+        with self.assertRaises(deltaserve_client.Cancelled):
+            next(stream)
+        with self.assertRaises(deltaserve_client.NotFound):
+            next(self.client("no-such-model").watch())
+
+
+class ErrorMappingTest(unittest.TestCase):
+    REQUIRED = ["InvalidArgument", "NotFound", "Aborted", "ResourceExhausted", "Unavailable",
+                "DeadlineExceeded", "Unauthenticated", "PermissionDenied",
+                "FailedPrecondition", "Internal"]
+
+    class FakeRpcError(grpc.RpcError):
+        def __init__(self, code, details):
+            self._code, self._details = code, details
+
+        def code(self):
+            return self._code
+
+        def details(self):
+            return self._details
+
+    def test_every_status_code_maps_to_its_own_class(self):
+        seen = set()
+        for code in grpc.StatusCode:
+            if code == grpc.StatusCode.OK:
+                continue
+            raw = self.FakeRpcError(code, "it broke: %s" % code.name)
+            e = deltaserve_client.from_rpc_error(raw)
+            self.assertIsNot(type(e), deltaserve_client.DeltaserveError, code)
+            self.assertIs(deltaserve_client.error_class(code), type(e))
+            self.assertEqual(e.code, code)
+            self.assertEqual(e.message, "it broke: %s" % code.name)
+            self.assertIs(e.cause, raw)
+            seen.add(type(e))
+        self.assertEqual(len(seen), len(grpc.StatusCode) - 1)
+        for name in self.REQUIRED:
+            cls = getattr(deltaserve_client, name)
+            self.assertTrue(issubclass(cls, deltaserve_client.DeltaserveError), name)
+            self.assertIn(cls, seen, name)
+
+    def test_a_deltaserve_error_maps_to_itself(self):
+        e = deltaserve_client.Unavailable("down")
+        self.assertIs(deltaserve_client.from_rpc_error(e), e)
+        self.assertEqual(e.code, grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(str(e), "UNAVAILABLE: down")
 
 
 class PythonCartPoleTest(unittest.TestCase):

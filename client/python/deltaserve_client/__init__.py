@@ -7,14 +7,32 @@
     with NumpyReplica(client) as replica:                # local weights, pushed by the server
         y, version = replica.forward(x)
 
-The generated stubs (deltaserve.v1.*) come from the build; see _stubs.py.
+Every call raises a DeltaserveError subclass (InvalidArgument, NotFound,
+Aborted, ResourceExhausted, Unavailable, DeadlineExceeded, ...) on failure.
+The generated stubs (deltaserve.v1.*) come from pip install, generate_stubs.py
+or the CMake build; see _stubs.py and client/python/README.md.
 """
 
-from deltaserve_client._stubs import config_pb2, trainer_pb2, trainer_pb2_grpc
-from deltaserve_client.client import TrainerClient, from_matrix, to_matrix
+from deltaserve_client.errors import (Aborted, AlreadyExists, Cancelled, DataLoss,
+                                      DeadlineExceeded, DeltaserveError, FailedPrecondition,
+                                      Internal, InvalidArgument, NotFound, OutOfRange,
+                                      PermissionDenied, ResourceExhausted, Unauthenticated,
+                                      Unavailable, Unimplemented, Unknown, error_class,
+                                      from_rpc_error)
+from deltaserve_client._stubs import StubsNotFoundError, config_pb2, trainer_pb2, trainer_pb2_grpc
+from deltaserve_client.client import TrainerClient, WatchStream, from_matrix, to_matrix
 from deltaserve_client.local_server import LocalServer
 from deltaserve_client.mlp import NumpyMlp
 from deltaserve_client.replica import NumpyReplica
 
-__all__ = ["TrainerClient", "NumpyReplica", "NumpyMlp", "LocalServer", "to_matrix",
-           "from_matrix", "config_pb2", "trainer_pb2", "trainer_pb2_grpc"]
+__version__ = "0.2.0"
+
+__all__ = [
+    "TrainerClient", "NumpyReplica", "NumpyMlp", "LocalServer", "WatchStream", "to_matrix",
+    "from_matrix", "config_pb2", "trainer_pb2", "trainer_pb2_grpc", "StubsNotFoundError",
+    "DeltaserveError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded",
+    "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",
+    "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented", "Internal",
+    "Unavailable", "DataLoss", "Unauthenticated", "error_class", "from_rpc_error",
+    "__version__",
+]

@@ -1,72 +1,175 @@
 """TrainerClient: the deltaserve.v1.Trainer calls over numpy arrays.
 
-Every call has a deadline (``timeout`` seconds). Errors are raised as the
-``grpc.RpcError`` the server returned, so callers can branch on ``e.code()``
-(INVALID_ARGUMENT for bad shapes, NOT_FOUND for unknown models, ABORTED for
-too-stale submissions, RESOURCE_EXHAUSTED for a full queue).
+Every unary call has a deadline (the client's ``timeout``, or a per-call
+``timeout=``), and every failure is raised as a
+:class:`deltaserve_client.DeltaserveError` subclass chosen by status code
+(:class:`InvalidArgument` for bad shapes, :class:`NotFound` for unknown
+models, :class:`Aborted` for too-stale submissions, :class:`ResourceExhausted`
+for a full queue, :class:`Unavailable` when the server is down, ...), never
+as a raw ``grpc.RpcError``.
+
+Reconnects: the gRPC channel reconnects by itself when the server restarts on
+the same address; this client caps the channel's reconnect backoff
+(``max_reconnect_backoff``, 2 s by default instead of gRPC's 120 s) so it
+notices a restarted server quickly. While the server is down, calls fail fast
+with :class:`Unavailable` unless ``wait_for_ready=True``, in which case they
+wait for the server until their deadline (then :class:`DeadlineExceeded`).
 """
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
+from deltaserve_client.errors import DeadlineExceeded, InvalidArgument, from_rpc_error
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the server's default max_message_bytes
+
+ChannelOptions = Sequence[Tuple[str, Any]]
 
 
-def to_matrix(array):
-    """A float32 numpy array [rows x cols] (or a vector, one row) as a deltaserve.v1.Matrix."""
+def to_matrix(array: npt.ArrayLike) -> "trainer_pb2.Matrix":
+    """A numpy array [rows x cols] (or a vector: one row) as a float32 deltaserve.v1.Matrix.
+
+    Raises InvalidArgument (a ValueError) for arrays of more than 2 dimensions.
+    """
     a = np.atleast_2d(np.asarray(array, dtype=np.float32))
     if a.ndim != 2:
-        raise ValueError("expected a 2-D array, got shape %s" % (a.shape,))
+        raise InvalidArgument("expected a 2-D array, got shape %s" % (a.shape,))
     m = trainer_pb2.Matrix(rows=a.shape[0], cols=a.shape[1])
     m.data.extend(a.ravel().tolist())
     return m
 
 
-def from_matrix(matrix):
+def from_matrix(matrix: "trainer_pb2.Matrix") -> np.ndarray:
     """A deltaserve.v1.Matrix as a float32 numpy array [rows x cols]."""
     return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
 
 
 class TrainerClient:
-    """One model on one server. Thread-safe (gRPC channels and stubs are)."""
+    """The Trainer service for one model on one server. Thread-safe (gRPC channels are).
 
-    def __init__(self, target, model="", timeout=10.0, channel=None):
-        """target: "host:port" or "unix:PATH"; model: "" for the server's default model."""
+    Args:
+        target: ``"host:port"`` or ``"unix:PATH"``; None → ``$DELTASERVE_TARGET`` or
+            ``127.0.0.1:50051``.
+        model: model name; ``""`` selects the server's default (first) model.
+        timeout: deadline of each unary call, in seconds (> 0).
+        channel: an existing ``grpc.Channel`` to use instead of creating one (the
+            client then does not own its options; close() still closes it).
+        wait_for_ready: if True, calls made while the server is unreachable wait for it
+            (up to their deadline) instead of failing at once with Unavailable.
+        max_reconnect_backoff: longest wait, in seconds, between the channel's
+            reconnection attempts while the server is down.
+        max_message_bytes: largest message sent or received (the server's default is 64 MiB).
+        channel_options: extra ``(key, value)`` gRPC channel arguments, e.g. keepalive
+            settings; they override the ones above.
+    """
+
+    def __init__(self, target: Optional[str] = None, model: str = "", timeout: float = 10.0,
+                 channel: Optional[grpc.Channel] = None, *, wait_for_ready: bool = False,
+                 max_reconnect_backoff: float = 2.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 channel_options: Optional[ChannelOptions] = None) -> None:
+        if timeout is None or timeout <= 0:
+            raise InvalidArgument("timeout must be > 0 seconds (every call has a deadline), "
+                                  "got %r" % (timeout,))
+        self.target = target or os.environ.get("DELTASERVE_TARGET") or DEFAULT_TARGET
         self.model = model
-        self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 64 << 20),
-                             ("grpc.max_send_message_length", 64 << 20)])
+        self.timeout = float(timeout)
+        self.wait_for_ready = bool(wait_for_ready)
+        if channel is None:
+            backoff_ms = max(1, int(max_reconnect_backoff * 1000))
+            options: List[Tuple[str, Any]] = [
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.initial_reconnect_backoff_ms", min(200, backoff_ms)),
+                ("grpc.max_reconnect_backoff_ms", backoff_ms),
+            ]
+            overrides = dict(channel_options or ())
+            options = [(k, v) for k, v in options if k not in overrides]
+            options.extend(overrides.items())
+            channel = grpc.insecure_channel(self.target, options=options)
+        self._channel = channel
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
 
-    def close(self):
+    def close(self) -> None:
+        """Closes the channel; ongoing calls and watch streams end with Cancelled."""
         self._channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "TrainerClient":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get_model_info(self):
-        """The deltaserve.v1.ModelInfo (spec, version, parameter_count, output_dim)."""
-        return self._stub.GetModelInfo(trainer_pb2.GetModelInfoRequest(model=self.model),
-                                       timeout=self.timeout)
+    def __repr__(self) -> str:
+        return "TrainerClient(%r, model=%r)" % (self.target, self.model)
 
-    def forward(self, inputs):
-        """Returns (outputs float32 [n x output_dim], version) for inputs [n x input_dim]."""
-        resp = self._stub.Forward(
-            trainer_pb2.ForwardRequest(model=self.model, inputs=to_matrix(inputs)),
-            timeout=self.timeout)
-        return from_matrix(resp.outputs), resp.version
+    def _call(self, method: Callable[..., Any], request: Any, timeout: Optional[float],
+              wait_for_ready: Optional[bool]) -> Any:
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout,
+                          wait_for_ready=self.wait_for_ready if wait_for_ready is None
+                          else wait_for_ready)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
 
-    def submit_delta(self, inputs, deltas, version, outputs=None, maximize=False):
-        """Submits delta = d loss / d y for inputs X, produced by model `version`.
+    def wait_until_ready(self, timeout: Optional[float] = None) -> None:
+        """Blocks until the channel is connected to the server (e.g. after a restart).
 
-        outputs: the acted output y~ (same shape as deltas), or None for y~ = y.
-        maximize: True if deltas is d reward / d y (the server negates it).
+        timeout: seconds; None → the client's ``timeout``. Raises DeadlineExceeded if
+        the server did not become reachable in time.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        future = grpc.channel_ready_future(self._channel)
+        try:
+            future.result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            raise DeadlineExceeded("server %s not reachable within %.1f s"
+                                   % (self.target, timeout)) from None
+
+    def get_model_info(self, *, timeout: Optional[float] = None,
+                       wait_for_ready: Optional[bool] = None) -> "trainer_pb2.ModelInfo":
+        """The deltaserve.v1.ModelInfo: spec, version, parameter_count, output_dim.
+
+        Raises NotFound for an unknown model name.
+        """
+        return self._call(self._stub.GetModelInfo,
+                          trainer_pb2.GetModelInfoRequest(model=self.model), timeout,
+                          wait_for_ready)
+
+    def forward(self, inputs: npt.ArrayLike, *, timeout: Optional[float] = None,
+                wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
+        """y = f(X; Θ) on the server at its latest version.
+
+        inputs: [n x input_dim] (or one row [input_dim]).
+        Returns (outputs float32 [n x output_dim], version that produced them).
+        Raises InvalidArgument for a wrong width or non-finite inputs.
+        """
+        resp = self._call(self._stub.Forward,
+                          trainer_pb2.ForwardRequest(model=self.model, inputs=to_matrix(inputs)),
+                          timeout, wait_for_ready)
+        return from_matrix(resp.outputs), int(resp.version)
+
+    def submit_delta(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
+                     outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
+                     timeout: Optional[float] = None,
+                     wait_for_ready: Optional[bool] = None) -> "trainer_pb2.SubmitDeltaResponse":
+        """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
+
+        outputs: the acted output ỹ (same shape as deltas), or None for ỹ = y.
+        maximize: True if deltas is ∂reward/∂y (the server negates it).
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
-        staleness, stepped) once the delta is applied.
+        staleness, stepped) once the δ is applied. Raises Aborted if ``version`` is
+        too stale, ResourceExhausted if the learner's queue is full, InvalidArgument
+        for bad shapes or non-finite values (nothing is applied then).
         """
         req = trainer_pb2.SubmitDeltaRequest(
             model=self.model, inputs=to_matrix(inputs), deltas=to_matrix(deltas),
@@ -74,38 +177,52 @@ class TrainerClient:
             objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE)
         if outputs is not None:
             req.outputs.CopyFrom(to_matrix(outputs))
-        return self._stub.SubmitDelta(req, timeout=self.timeout)
+        return self._call(self._stub.SubmitDelta, req, timeout, wait_for_ready)
 
-    def get_parameters(self):
-        """Returns (parameters float32 [parameter_count], version)."""
-        update = self._stub.GetParameters(trainer_pb2.GetParametersRequest(model=self.model),
-                                          timeout=self.timeout)
-        return np.asarray(update.parameters, dtype=np.float32), update.version
+    def get_parameters(self, *, timeout: Optional[float] = None,
+                       wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
+        """Returns (parameters float32 [parameter_count], version); layout as in ModelSpec."""
+        update = self._call(self._stub.GetParameters,
+                            trainer_pb2.GetParametersRequest(model=self.model), timeout,
+                            wait_for_ready)
+        return np.asarray(update.parameters, dtype=np.float32), int(update.version)
 
-    def watch(self, timeout=None):
-        """Yields (parameters, version) now and for each newer version (latest wins).
+    def watch(self, timeout: Optional[float] = None,
+              wait_for_ready: Optional[bool] = None) -> "WatchStream":
+        """A WatchParameters stream: yields (parameters, version) now and for each newer
+        version (a slow reader skips to the newest).
 
-        The stream has no deadline unless `timeout` is given; cancel it by
-        calling .cancel() on the returned iterator's underlying call, or by
-        closing the client. Raises grpc.RpcError when the stream ends in error.
+        The stream is long-lived, so unlike the unary calls it has no deadline unless
+        ``timeout`` is given. Stop it with ``.cancel()`` (or by closing the client).
+        Iterating raises a DeltaserveError when the stream fails (Unavailable when the
+        server goes away, Cancelled after cancel()); it simply ends (StopIteration) if
+        the server finishes it with OK.
         """
         call = self._stub.WatchParameters(
-            trainer_pb2.WatchParametersRequest(model=self.model), timeout=timeout)
-        return _WatchIterator(call)
+            trainer_pb2.WatchParametersRequest(model=self.model), timeout=timeout,
+            wait_for_ready=self.wait_for_ready if wait_for_ready is None else wait_for_ready)
+        return WatchStream(call)
 
 
-class _WatchIterator:
-    """Iterator over a WatchParameters stream with cancel()."""
+class WatchStream(Iterator[Tuple[np.ndarray, int]]):
+    """Iterator over a WatchParameters stream of (parameters, version), with cancel()."""
 
-    def __init__(self, call):
+    def __init__(self, call: Any) -> None:
         self._call = call
 
-    def __iter__(self):
+    def __iter__(self) -> "WatchStream":
         return self
 
-    def __next__(self):
-        update = next(self._call)
-        return np.asarray(update.parameters, dtype=np.float32), update.version
+    def __next__(self) -> Tuple[np.ndarray, int]:
+        try:
+            update = next(self._call)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from e
+        return np.asarray(update.parameters, dtype=np.float32), int(update.version)
 
-    def cancel(self):
+    def cancel(self) -> None:
+        """Cancels the stream; a blocked or later next() raises Cancelled."""
         self._call.cancel()
+
+
+_WatchIterator = WatchStream  # the former private name

@@ -2,13 +2,18 @@
 
 The server is started with --listen=127.0.0.1:0 and the bound address is read
 from its stdout line `listening on ADDR`. stop() terminates it (SIGTERM, then
-SIGKILL after a grace period). Use as a context manager so it always stops.
+SIGKILL after a grace period); kill() ends it abruptly (a crash). Use as a
+context manager so it always stops. To restart a server on the same address,
+start a new LocalServer with ``listen=old.address``.
 """
+
+from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
 import threading
+from typing import List, Optional, Union
 
 from google.protobuf import text_format
 
@@ -16,8 +21,17 @@ from deltaserve_client._stubs import config_pb2
 
 
 class LocalServer:
-    def __init__(self, binary, config, listen="127.0.0.1:0", startup_timeout=30.0):
-        """binary: path to `deltaserve`; config: a ServerConfig message or its text format."""
+    """A `deltaserve` child process; ``address`` is the "host:port" it listens on."""
+
+    def __init__(self, binary: str, config: Union[str, "config_pb2.ServerConfig"],
+                 listen: str = "127.0.0.1:0", startup_timeout: float = 30.0,
+                 extra_args: Optional[List[str]] = None) -> None:
+        """binary: path to `deltaserve`; config: a ServerConfig message or its text format;
+        listen: the --listen address; extra_args: more command-line flags.
+
+        Raises RuntimeError (with the server's last stderr lines) if it does not print
+        its address within startup_timeout seconds.
+        """
         if not isinstance(config, str):
             config = text_format.MessageToString(config)
         else:
@@ -27,10 +41,11 @@ class LocalServer:
         self._config_file.write(config)
         self._config_file.close()
         self.process = subprocess.Popen(
-            [binary, "--config=" + self._config_file.name, "--listen=" + listen],
+            [binary, "--config=" + self._config_file.name, "--listen=" + listen]
+            + list(extra_args or []),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.address = None
-        self.stderr_lines = []
+        self.address: Optional[str] = None
+        self.stderr_lines: List[str] = []
         ready = threading.Event()
 
         def read_stdout():
@@ -54,8 +69,24 @@ class LocalServer:
             raise RuntimeError("deltaserve did not print 'listening on' within %.0f s; stderr:\n%s"
                                % (startup_timeout, "".join(self.stderr_lines[-20:])))
 
-    def stop(self, grace=5.0):
-        """Stops the server; returns its exit code. Idempotent."""
+    @property
+    def port(self) -> int:
+        """The TCP port of ``address``."""
+        assert self.address is not None
+        return int(self.address.rsplit(":", 1)[1])
+
+    def kill(self) -> int:
+        """Kills the server with SIGKILL (no graceful shutdown); returns its exit code."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        return self.stop()
+
+    def stop(self, grace: float = 5.0) -> int:
+        """Stops the server (SIGTERM, SIGKILL after ``grace`` s); returns its exit code.
+
+        Idempotent.
+        """
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -74,8 +105,8 @@ class LocalServer:
             pass
         return self.process.returncode
 
-    def __enter__(self):
+    def __enter__(self) -> "LocalServer":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -9,8 +9,9 @@ logits from the server (a Forward round trip per step) or from a shared
 NumpyReplica (weights pushed by the server), and after each episode submits
 X = states, y~ = logits used, delta = (softmax(z) - onehot(a)) * A / N.
 Prints progress and stops at the target average return over the last 100
-episodes (or after --episodes / --time-limit). Needs PYTHONPATH with
-client/python and <build>/python (or DELTASERVE_PYTHON_STUBS).
+episodes (or after --episodes / --time-limit). Needs deltaserve_client: pip
+installed, or found next to this file (client/python), with its stubs (see
+client/python/README.md).
 """
 
 import argparse
@@ -21,11 +22,11 @@ import sys
 import threading
 import time
 
-import grpc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from deltaserve_client import NumpyReplica, TrainerClient  # noqa: E402
+from deltaserve_client import (Aborted, NumpyReplica, ResourceExhausted,  # noqa: E402
+                               TrainerClient)
 
 
 class CartPole:
@@ -111,9 +112,8 @@ def simulate(client, policy, seed, stats, args):
         delta = reinforce_deltas(y, np.array(actions), np.ones(len(actions), np.float32))
         try:
             client.submit_delta(x, delta, min(versions), outputs=y)
-        except grpc.RpcError as e:
-            if e.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                raise
+        except (Aborted, ResourceExhausted):
+            pass  # too stale, or the learner's queue is full: drop this episode
         stats.add(len(actions), versions[-1], args.target)
 
 
