@@ -7,6 +7,8 @@ own `deltaserve` on 127.0.0.1:0 and stops it.
 
 import os
 import sys
+import tempfile
+import time
 import unittest
 
 import grpc
@@ -177,11 +179,22 @@ class ClientTest(unittest.TestCase):
                 replica.forward(np.zeros((1, 4)))
 
     def test_deadline_is_deadline_exceeded(self):
-        c = self.client("mlp")
-        e = self.assert_code(deltaserve_client.DeadlineExceeded, c.forward, np.zeros((1, 3)),
-                             timeout=1e-6)
+        # Nothing ever listens on a socket path in a fresh temporary folder: with
+        # wait_for_ready the call waits for a server until its deadline.
+        folder = tempfile.mkdtemp(prefix="deltaserve-test-")
+        self.addCleanup(os.rmdir, folder)
+        c = TrainerClient("unix:" + os.path.join(folder, "none.sock"), timeout=0.3,
+                          wait_for_ready=True)
+        self.addCleanup(c.close)
+        start = time.monotonic()
+        e = self.assert_code(deltaserve_client.DeadlineExceeded, c.forward, np.zeros((1, 3)))
+        self.assertGreaterEqual(time.monotonic() - start, 0.25)  # it did wait
         self.assertIsInstance(e, TimeoutError)
-        c.forward(np.zeros((1, 3)))  # the client's own deadline (10 s) still applies
+        with self.assertRaises(deltaserve_client.DeadlineExceeded):
+            c.wait_until_ready(0.2)
+        # Without wait_for_ready the same call fails at once.
+        self.assert_code(deltaserve_client.Unavailable, c.forward, np.zeros((1, 3)),
+                         wait_for_ready=False)
 
     def test_watch_stream_errors_are_mapped(self):
         stream = self.client("mlp").watch()
