@@ -34,7 +34,7 @@ SIM_ARGS=${SIM_ARGS:-}
 PYTHON=/usr/bin/python3
 
 server_bin=${build}/server/deltaserve
-sim_bin=${build}/client/examples/cartpole_sim
+sim_bin=${build}/sim/cartpole_sim
 for bin in "${server_bin}" "${sim_bin}"; do
   [[ -x ${bin} ]] || { echo "demo: ${bin} not built (run: make build)" >&2; exit 1; }
 done
@@ -72,7 +72,7 @@ echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each), actions=${ACTIONS}, seed=
 # 2. The simulators, aggregated (progress once a second, CSV of every episode).
 set +e
 # shellcheck disable=SC2086
-"${PYTHON}" "${repo}/client/examples/run_simulators.py" \
+"${PYTHON}" "${repo}/sim/run_simulators.py" \
   --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
   --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
   --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" ${SIM_ARGS} | tee "${OUT_DIR}/run.log"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the table in docs/surrogate.md: a Gaussian policy on the 1-D
-# point mass (client/examples/gaussian_sim) trained through deltaserve with
+# point mass (sim/gaussian_sim.cc) trained through deltaserve with
 # surrogate mode ANCHORED or CURRENT, several delta_scale values ε, the acted
 # output ỹ reported as the sampled action or the mean used, several seeds.
 #
@@ -23,7 +23,7 @@ EPISODES=${EPISODES:-600}
 PATHS=${PATHS:-roundtrip replica}
 OUT_DIR=${OUT_DIR:-${repo}/out/surrogate}
 server_bin=${build}/server/deltaserve
-sim_bin=${build}/client/examples/gaussian_sim
+sim_bin=${build}/sim/gaussian_sim
 mkdir -p "${OUT_DIR}"
 tmp=$(mktemp -d)
 server_pid=""

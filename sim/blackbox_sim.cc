@@ -17,8 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "client/examples/linear_target_task.h"
-#include "client/examples/spsa.h"
+#include "sim/envs/linear_target_task.h"
+#include "sim/algorithms/spsa.h"
 #include "client/trainer_client.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
@@ -33,7 +33,7 @@ ABSL_FLAG(double, noise, 0.01, "standard deviation of the cost's additive noise"
 ABSL_FLAG(int, eval_every, 50, "iterations between true-loss reports");
 ABSL_FLAG(double, loss_threshold, 0.05, "exit 0 only if the final true loss is below this");
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 // Mean true loss of the server's current model on x_test.
@@ -113,11 +113,11 @@ absl::StatusOr<bool> Run() {
 }
 
 }  // namespace
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const absl::StatusOr<bool> converged = deltaserve::examples::Run();
+  const absl::StatusOr<bool> converged = deltaserve::sim::Run();
   if (!converged.ok()) {
     std::fprintf(stderr, "blackbox_sim: %s\n", converged.status().ToString().c_str());
     return 1;

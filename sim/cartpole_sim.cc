@@ -29,9 +29,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
-#include "client/examples/cartpole_env.h"
-#include "client/examples/policy_gradient.h"
-#include "client/examples/policy_source.h"
+#include "sim/envs/cartpole_env.h"
+#include "sim/algorithms/policy_gradient.h"
+#include "sim/policy_source.h"
 #include "client/trainer_client.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
@@ -50,7 +50,7 @@ ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");
 ABSL_FLAG(std::string, baseline, "normalised", "'none', 'normalised' or 'timestep'");
 ABSL_FLAG(bool, quiet, false, "print only the summary line");
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -165,14 +165,14 @@ absl::Status Run() {
 }
 
 }  // namespace
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
 int main(int argc, char** argv) {
   // Debian's Abseil keeps absl::Mutex's deadlock detector on (no NDEBUG); it
   // costs every gRPC call. See server/main.cc.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::ParseCommandLine(argc, argv);
-  const absl::Status status = deltaserve::examples::Run();
+  const absl::Status status = deltaserve::sim::Run();
   if (!status.ok()) {
     std::fprintf(stderr, "cartpole_sim: %s\n", status.ToString().c_str());
     return 1;

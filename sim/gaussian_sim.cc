@@ -30,9 +30,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
-#include "client/examples/point_mass_env.h"
-#include "client/examples/policy_gradient.h"
-#include "client/examples/policy_source.h"
+#include "sim/envs/point_mass_env.h"
+#include "sim/algorithms/policy_gradient.h"
+#include "sim/policy_source.h"
 #include "client/trainer_client.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
@@ -47,7 +47,7 @@ ABSL_FLAG(std::string, acted, "sample", "ỹ sent: 'sample' (a_t), 'mean' (μ_t)
 ABSL_FLAG(double, threshold, -3.0, "return threshold for episodes_to_threshold");
 ABSL_FLAG(int, report_every, 100, "episodes between progress lines; 0 = none");
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 // Mean return of the deterministic policy a = μ(s) from 100 fixed starts.
@@ -176,11 +176,11 @@ absl::Status Run() {
 }
 
 }  // namespace
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const absl::Status status = deltaserve::examples::Run();
+  const absl::Status status = deltaserve::sim::Run();
   if (!status.ok()) {
     std::fprintf(stderr, "gaussian_sim: %s\n", status.ToString().c_str());
     return 1;

@@ -1,4 +1,4 @@
-#include "client/examples/policy_source.h"
+#include "sim/policy_source.h"
 
 #include <utility>
 
@@ -7,7 +7,7 @@
 #include "client/replica.h"
 #include "model/mlp.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 class RoundTripSource final : public PolicySource {
@@ -60,4 +60,4 @@ absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
       absl::StrCat("--actions must be 'roundtrip' or 'replica', got '", kind, "'"));
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

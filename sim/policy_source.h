@@ -2,8 +2,8 @@
 // observations — a Forward round trip to the server per call, or a local
 // Replica kept fresh by the server's weight push. Both return the model
 // version that produced the outputs, which the simulator sends back with its δ.
-#ifndef DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_
-#define DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_
+#ifndef DELTASERVE_SIM_POLICY_SOURCE_H_
+#define DELTASERVE_SIM_POLICY_SOURCE_H_
 
 #include <cstdint>
 #include <memory>
@@ -14,7 +14,7 @@
 #include "client/trainer_client.h"
 #include "model/spec.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 class PolicySource {
  public:
@@ -34,6 +34,6 @@ absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
     const std::string& model = "");
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_POLICY_SOURCE_H_
+#endif  // DELTASERVE_SIM_POLICY_SOURCE_H_

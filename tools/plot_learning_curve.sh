@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plots a learning curve CSV written by client/examples/run_simulators.py
+# Plots a learning curve CSV written by sim/run_simulators.py
 # (columns: seconds,episode,sim,return,avg_return,version) as a PNG.
 #   tools/plot_learning_curve.sh CURVE.csv OUT.png [TITLE] [TARGET]
 set -euo pipefail

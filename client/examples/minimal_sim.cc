@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <random>
 
-#include "client/examples/cartpole_env.h"
-#include "client/examples/policy_gradient.h"
+#include "sim/envs/cartpole_env.h"
+#include "sim/algorithms/policy_gradient.h"
 #include "client/replica.h"
 
 using namespace deltaserve;
@@ -12,23 +12,23 @@ int main(int argc, char** argv) {
   std::shared_ptr<client::TrainerClient> trainer =
       client::TrainerClient::Connect(argc > 1 ? argv[1] : "127.0.0.1:50051").value();
   auto policy = client::Replica::Create(trainer).value();  // weights pushed by the server
-  examples::CartPole env(/*seed=*/1);
+  sim::CartPole env(/*seed=*/1);
   std::mt19937_64 rng(1);
   for (int episode = 1; episode <= 500; ++episode) {
-    examples::EpisodeBuffer buffer(4, 2);
+    sim::EpisodeBuffer buffer(4, 2);
     for (bool done = false; !done;) {
       auto obs = env.observation();
       model::Matrix x = Eigen::Map<model::Matrix>(obs.data(), 1, 4);
       client::ForwardResult y = policy->Forward(x).value();  // or trainer->Forward(x)
-      int action = examples::SampleCategorical({y.outputs.data(), 2}, rng);
-      examples::CartPole::StepResult step = env.Step(action);
+      int action = sim::SampleCategorical({y.outputs.data(), 2}, rng);
+      sim::CartPole::StepResult step = env.Step(action);
       buffer.Add(obs, {y.outputs.data(), 2}, action, step.reward, y.version);
       done = step.done();
     }
     buffer.EndEpisode();
     std::printf("episode=%d return=%d\n", episode, env.steps());
     env.Reset();
-    examples::PolicyGradientBatch b = buffer.BuildReinforce({});  // δ = ∂loss/∂logits
+    sim::PolicyGradientBatch b = buffer.BuildReinforce({});  // δ = ∂loss/∂logits
     (void)trainer->SubmitDelta({b.inputs, b.acted, b.deltas, b.version});
   }
 }

@@ -1,9 +1,9 @@
-#include "client/examples/policy_gradient.h"
+#include "sim/algorithms/policy_gradient.h"
 
 #include <algorithm>
 #include <cmath>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 void Softmax(absl::Span<const float> logits, absl::Span<float> probs) {
   const float max_logit = *std::max_element(logits.begin(), logits.end());
@@ -131,4 +131,4 @@ PolicyGradientBatch EpisodeBuffer::BuildReinforce(const ReinforceOptions& option
   return batch;
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

@@ -8,8 +8,8 @@
 //
 // A_t is the discounted return-to-go G_t = Σ_{k≥t} γ^{k−t}·r_k minus a
 // baseline (see Baseline).
-#ifndef DELTASERVE_CLIENT_EXAMPLES_POLICY_GRADIENT_H_
-#define DELTASERVE_CLIENT_EXAMPLES_POLICY_GRADIENT_H_
+#ifndef DELTASERVE_SIM_ALGORITHMS_POLICY_GRADIENT_H_
+#define DELTASERVE_SIM_ALGORITHMS_POLICY_GRADIENT_H_
 
 #include <cstdint>
 #include <random>
@@ -18,7 +18,7 @@
 #include "absl/types/span.h"
 #include "model/spec.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 // probs = softmax(logits), computed stably (max subtracted). Sizes must match.
 void Softmax(absl::Span<const float> logits, absl::Span<float> probs);
@@ -91,6 +91,6 @@ class EpisodeBuffer {
   uint64_t min_version_ = UINT64_MAX;
 };
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_POLICY_GRADIENT_H_
+#endif  // DELTASERVE_SIM_ALGORITHMS_POLICY_GRADIENT_H_

@@ -1,8 +1,8 @@
-#include "client/examples/spsa.h"
+#include "sim/algorithms/spsa.h"
 
 #include <vector>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 void SpsaGradient(const std::function<double(absl::Span<const float>)>& cost,
                   absl::Span<const float> y, float h, int draws, std::mt19937_64& rng,
@@ -22,4 +22,4 @@ void SpsaGradient(const std::function<double(absl::Span<const float>)>& cost,
   }
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

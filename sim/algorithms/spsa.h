@@ -8,15 +8,15 @@
 // (1/Δ_i = Δ_i for ±1 entries). E[ĝ] = ∇c(y) + O(h²) for smooth c; for a
 // quantised or noisy c, h must be large enough that c(y ± hΔ) differ by more
 // than the quantum and the noise. Costs 2K evaluations whatever m is.
-#ifndef DELTASERVE_CLIENT_EXAMPLES_SPSA_H_
-#define DELTASERVE_CLIENT_EXAMPLES_SPSA_H_
+#ifndef DELTASERVE_SIM_ALGORITHMS_SPSA_H_
+#define DELTASERVE_SIM_ALGORITHMS_SPSA_H_
 
 #include <functional>
 #include <random>
 
 #include "absl/types/span.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 // Writes the SPSA estimate of ∇c(y) into grad (same size as y) using `draws`
 // antithetic pairs with step h > 0.
@@ -24,6 +24,6 @@ void SpsaGradient(const std::function<double(absl::Span<const float>)>& cost,
                   absl::Span<const float> y, float h, int draws, std::mt19937_64& rng,
                   absl::Span<float> grad);
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_SPSA_H_
+#endif  // DELTASERVE_SIM_ALGORITHMS_SPSA_H_

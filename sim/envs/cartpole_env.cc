@@ -1,8 +1,8 @@
-#include "client/examples/cartpole_env.h"
+#include "sim/envs/cartpole_env.h"
 
 #include <cmath>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 constexpr double kGravity = 9.8;
@@ -59,4 +59,4 @@ CartPole::Observation CartPole::observation() const {
           static_cast<float>(theta_dot_)};
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

@@ -5,14 +5,14 @@
 // force 10 N; reward 1 per step including the last; the episode terminates
 // when |x| > 2.4 or |θ| > 12°, and is truncated after 500 steps. Reset draws
 // every state component uniformly from [−0.05, 0.05].
-#ifndef DELTASERVE_CLIENT_EXAMPLES_CARTPOLE_ENV_H_
-#define DELTASERVE_CLIENT_EXAMPLES_CARTPOLE_ENV_H_
+#ifndef DELTASERVE_SIM_ENVS_CARTPOLE_ENV_H_
+#define DELTASERVE_SIM_ENVS_CARTPOLE_ENV_H_
 
 #include <array>
 #include <cstdint>
 #include <random>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 class CartPole {
  public:
@@ -48,6 +48,6 @@ class CartPole {
   int steps_ = 0;
 };
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_CARTPOLE_ENV_H_
+#endif  // DELTASERVE_SIM_ENVS_CARTPOLE_ENV_H_

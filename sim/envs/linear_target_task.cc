@@ -1,8 +1,8 @@
-#include "client/examples/linear_target_task.h"
+#include "sim/envs/linear_target_task.h"
 
 #include <cmath>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 LinearTargetTask::LinearTargetTask(int input_dim, int output_dim, uint64_t seed, double noise)
     : a_(output_dim, input_dim), noise_(noise) {
@@ -40,4 +40,4 @@ std::optional<double> LinearTargetTask::DistanceToOptimum(
   return std::sqrt((w - a_).squaredNorm() + b.squaredNorm());
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

@@ -5,8 +5,8 @@
 //
 // — quantised to 0.01 and noisy, so no client can differentiate it. For a
 // single identity layer the optimum is W = A, b = 0 (DistanceToOptimum).
-#ifndef DELTASERVE_CLIENT_EXAMPLES_LINEAR_TARGET_TASK_H_
-#define DELTASERVE_CLIENT_EXAMPLES_LINEAR_TARGET_TASK_H_
+#ifndef DELTASERVE_SIM_ENVS_LINEAR_TARGET_TASK_H_
+#define DELTASERVE_SIM_ENVS_LINEAR_TARGET_TASK_H_
 
 #include <cstdint>
 #include <optional>
@@ -15,7 +15,7 @@
 #include "absl/types/span.h"
 #include "model/spec.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 class LinearTargetTask {
  public:
@@ -44,6 +44,6 @@ class LinearTargetTask {
   double noise_;
 };
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_LINEAR_TARGET_TASK_H_
+#endif  // DELTASERVE_SIM_ENVS_LINEAR_TARGET_TASK_H_

@@ -1,8 +1,8 @@
-#include "client/examples/point_mass_env.h"
+#include "sim/envs/point_mass_env.h"
 
 #include <algorithm>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 constexpr float kDt = 0.1f;
 }  // namespace
@@ -22,4 +22,4 @@ float PointMass::Step(float action) {
   return -(p_ * p_ + 0.01f * a * a);
 }
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim

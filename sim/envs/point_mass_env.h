@@ -6,14 +6,14 @@
 // [−1, 1] and v uniform in [−0.5, 0.5]. Holding a = 0 returns about −50 on
 // average (the start velocity carries the mass away); the linear feedback
 // a = −4p − 3v returns about −1.8.
-#ifndef DELTASERVE_CLIENT_EXAMPLES_POINT_MASS_ENV_H_
-#define DELTASERVE_CLIENT_EXAMPLES_POINT_MASS_ENV_H_
+#ifndef DELTASERVE_SIM_ENVS_POINT_MASS_ENV_H_
+#define DELTASERVE_SIM_ENVS_POINT_MASS_ENV_H_
 
 #include <array>
 #include <cstdint>
 #include <random>
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 
 class PointMass {
  public:
@@ -40,6 +40,6 @@ class PointMass {
   int steps_ = 0;
 };
 
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
 
-#endif  // DELTASERVE_CLIENT_EXAMPLES_POINT_MASS_ENV_H_
+#endif  // DELTASERVE_SIM_ENVS_POINT_MASS_ENV_H_

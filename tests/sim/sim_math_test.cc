@@ -4,14 +4,14 @@
 #include <random>
 #include <vector>
 
-#include "client/examples/cartpole_env.h"
-#include "client/examples/linear_target_task.h"
-#include "client/examples/point_mass_env.h"
-#include "client/examples/policy_gradient.h"
-#include "client/examples/spsa.h"
+#include "sim/envs/cartpole_env.h"
+#include "sim/envs/linear_target_task.h"
+#include "sim/envs/point_mass_env.h"
+#include "sim/algorithms/policy_gradient.h"
+#include "sim/algorithms/spsa.h"
 #include "gtest/gtest.h"
 
-namespace deltaserve::examples {
+namespace deltaserve::sim {
 namespace {
 
 TEST(CartPole, ResetDrawsEveryComponentWithinFiveHundredths) {
@@ -205,4 +205,4 @@ TEST(PointMass, EpisodesLastTheHorizonAndForcesAreClipped) {
 }
 
 }  // namespace
-}  // namespace deltaserve::examples
+}  // namespace deltaserve::sim
