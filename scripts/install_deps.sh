@@ -71,11 +71,13 @@ if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 && "$profile" != torch ]]; then
 fi
 
 # One dpkg-query for all of them ("ii" = installed); unknown names print
-# nothing on stdout, so they count as missing.
+# nothing on stdout, so they count as missing. (No process substitution: a
+# chroot may have no /dev/fd.)
 declare -A installed=()
+status_lines=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true)
 while read -r name abbrev; do
   [[ $abbrev == ii ]] && installed[${name%%:*}]=1
-done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true)
+done <<<"$status_lines"
 missing=()
 for p in "${packages[@]}"; do
   [[ -n ${installed[$p]:-} ]] || missing+=("$p")
