@@ -174,6 +174,8 @@ class ClientTest(unittest.TestCase):
         self.assertIsInstance(ctx.exception, ValueError)
         with self.assertRaises(deltaserve_client.InvalidArgument):
             TrainerClient(self.server.address, timeout=0)  # every call has a deadline
+        with self.assertRaises(deltaserve_client.FailedPrecondition):
+            NumpyReplica(c).forward(np.zeros((1, 3)))  # not started
         with NumpyReplica(c) as replica:
             with self.assertRaises(deltaserve_client.InvalidArgument):
                 replica.forward(np.zeros((1, 4)))
