@@ -1,28 +1,33 @@
 // blackbox_sim: trains a model through deltaserve on a cost it cannot
 // differentiate (LinearTargetTask: quantised, noisy ‖y − A·x‖²), estimating
-// δ = ∂c/∂y per row with SPSA (spsa.h) and submitting it.
+// δ = ∂c/∂y per row with SPSA (sim/algorithms/spsa.h) and submitting it.
+// Actions are always Forward round trips. --server and --model:
+// sim/runner_flags.h.
 //
 // Every --eval_every iterations it prints the true loss on a fixed test set:
 //   iter=100 true_loss=0.0312 version=100
 // and at the end
 //   result initial_loss=1.31 final_loss=0.004 initial_distance=2.1 distance_to_optimum=0.05
-// Exit code 0 only if final_loss < --loss_threshold (converged).
-#include <cstdio>
+// (aborted=: SubmitDelta replies ABORTED, each re-estimated at fresh outputs
+// and resent). Exit code 0 only if final_loss < --loss_threshold
+// (converged), 2 if not, 1 if an RPC failed for good (sim/retry.h).
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "absl/status/statusor.h"
 #include "base/status_macros.h"
-#include "sim/envs/linear_target_task.h"
 #include "sim/algorithms/spsa.h"
-#include "client/trainer_client.h"
+#include "sim/envs/linear_target_task.h"
+#include "sim/reporting.h"
+#include "sim/runner.h"
+#include "sim/runner_flags.h"
+#include "sim/sim_main.h"
 
-ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
-ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");
 ABSL_FLAG(uint64_t, seed, 1, "seed for inputs, SPSA directions and cost noise");
 ABSL_FLAG(uint64_t, task_seed, 42, "seed of the target matrix A");
 ABSL_FLAG(int, iterations, 400, "SubmitDelta calls");
@@ -36,91 +41,93 @@ ABSL_FLAG(double, loss_threshold, 0.05, "exit 0 only if the final true loss is b
 namespace deltaserve::sim {
 namespace {
 
-// Mean true loss of the server's current model on x_test.
-absl::StatusOr<double> Evaluate(const client::TrainerClient& trainer, const std::string& model,
-                                const LinearTargetTask& task, const model::Matrix& x_test) {
-  ASSIGN_OR_RETURN(client::ForwardResult forward, trainer.Forward(x_test, model));
+// The true loss on a fixed test set and the distance to the optimum.
+struct Quality {
+  double loss = 0;
+  std::optional<double> distance;
+};
+
+absl::StatusOr<double> TrueLoss(Runner& runner, const LinearTargetTask& task,
+                                const model::Matrix& x_test) {
+  ASSIGN_OR_RETURN(client::ForwardResult forward, runner.Fetch(x_test));
   return task.TrueLoss(x_test, forward.outputs);
 }
 
-absl::StatusOr<std::optional<double>> Distance(const client::TrainerClient& trainer,
-                                               const std::string& model,
-                                               const LinearTargetTask& task) {
-  ASSIGN_OR_RETURN(client::Parameters params, trainer.GetParameters(model));
-  return task.DistanceToOptimum(params.parameters);
+absl::StatusOr<Quality> Measure(Runner& runner, const LinearTargetTask& task,
+                                const model::Matrix& x_test) {
+  Quality quality;
+  ASSIGN_OR_RETURN(quality.loss, TrueLoss(runner, task, x_test));
+  ASSIGN_OR_RETURN(client::Parameters params, runner.GetParameters());
+  quality.distance = task.DistanceToOptimum(params.parameters);
+  return quality;
 }
 
-absl::StatusOr<bool> Run() {
-  const std::string model_name = absl::GetFlag(FLAGS_model);
-  ASSIGN_OR_RETURN(std::unique_ptr<client::TrainerClient> trainer,
-                   client::TrainerClient::Connect(absl::GetFlag(FLAGS_server)));
-  ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info, trainer->GetModelInfo(model_name));
-  const LinearTargetTask task(static_cast<int>(info.spec().input_dim()),
-                              static_cast<int>(info.output_dim()), absl::GetFlag(FLAGS_task_seed),
-                              absl::GetFlag(FLAGS_noise));
+// δ_i = ĝ_i / batch (the gradient of the batch-mean cost) for rows x at
+// outputs y, from SPSA.
+class SpsaDeltas {
+ public:
+  SpsaDeltas(const LinearTargetTask& task, float h, int draws, std::mt19937_64& rng)
+      : task_(task), h_(h), draws_(draws), rng_(rng) {}
+
+  client::DeltaSubmission At(const model::Matrix& inputs, const client::ForwardResult& y) {
+    const int batch = static_cast<int>(inputs.rows());
+    const int out = task_.output_dim();
+    client::DeltaSubmission submission{inputs, y.outputs, model::Matrix(batch, out), y.version};
+    for (int i = 0; i < batch; ++i) {
+      const absl::Span<const float> x(inputs.row(i).data(), task_.input_dim());
+      auto cost = [&](absl::Span<const float> yi) { return task_.NoisyCost(x, yi, rng_); };
+      SpsaGradient(cost, absl::MakeConstSpan(y.outputs.row(i).data(), out), h_, draws_, rng_,
+                   absl::MakeSpan(submission.deltas.row(i).data(), out));
+    }
+    submission.deltas /= static_cast<float>(batch);
+    return submission;
+  }
+
+ private:
+  const LinearTargetTask& task_;
+  float h_;
+  int draws_;
+  std::mt19937_64& rng_;
+};
+
+absl::StatusOr<int> Run() {
+  ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(RunnerOptionsFromFlags()));
+  const LinearTargetTask task(runner->input_dim(), runner->output_dim(),
+                              absl::GetFlag(FLAGS_task_seed), absl::GetFlag(FLAGS_noise));
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::mt19937_64 test_rng(absl::GetFlag(FLAGS_task_seed) + 1);
   const model::Matrix x_test = task.SampleInputs(256, test_rng);
+  ASSIGN_OR_RETURN(const Quality initial, Measure(*runner, task, x_test));
 
-  ASSIGN_OR_RETURN(const double initial_loss, Evaluate(*trainer, model_name, task, x_test));
-  ASSIGN_OR_RETURN(const std::optional<double> initial_distance,
-                   Distance(*trainer, model_name, task));
-  const int batch = absl::GetFlag(FLAGS_batch);
   const int iterations = absl::GetFlag(FLAGS_iterations);
   const int eval_every = std::max(1, absl::GetFlag(FLAGS_eval_every));
-  const float h = static_cast<float>(absl::GetFlag(FLAGS_step));
-  const int draws = absl::GetFlag(FLAGS_draws);
-  int aborted = 0;
-
+  SpsaDeltas spsa(task, static_cast<float>(absl::GetFlag(FLAGS_step)), absl::GetFlag(FLAGS_draws),
+                  rng);
   for (int iter = 1; iter <= iterations; ++iter) {
-    client::DeltaSubmission submission;
-    submission.inputs = task.SampleInputs(batch, rng);
-    ASSIGN_OR_RETURN(client::ForwardResult forward,
-                     trainer->Forward(submission.inputs, model_name));
-    // δ_i = ĝ_i / batch: the gradient of the batch-mean cost.
-    submission.deltas.resize(batch, task.output_dim());
-    for (int i = 0; i < batch; ++i) {
-      const absl::Span<const float> x(submission.inputs.row(i).data(), task.input_dim());
-      auto cost = [&](absl::Span<const float> y) { return task.NoisyCost(x, y, rng); };
-      SpsaGradient(cost, absl::MakeConstSpan(forward.outputs.row(i).data(), task.output_dim()), h,
-                   draws, rng, absl::MakeSpan(submission.deltas.row(i).data(), task.output_dim()));
-    }
-    submission.deltas /= static_cast<float>(batch);
-    submission.acted_outputs = forward.outputs;
-    submission.version = forward.version;
-    absl::StatusOr<client::SubmitDeltaResult> result = trainer->SubmitDelta(submission, model_name);
-    if (!result.ok()) {
-      if (!absl::IsAborted(result.status())) return result.status();
-      ++aborted;
-    }
+    const model::Matrix inputs = task.SampleInputs(absl::GetFlag(FLAGS_batch), rng);
+    ASSIGN_OR_RETURN(const client::ForwardResult forward, runner->Fetch(inputs));
+    ASSIGN_OR_RETURN(const client::SubmitDeltaResult result,
+                     runner->Submit(forward, [&](const client::ForwardResult& y) {
+                       return spsa.At(inputs, y);
+                     }));
     if (iter % eval_every == 0 || iter == iterations) {
-      ASSIGN_OR_RETURN(const double loss, Evaluate(*trainer, model_name, task, x_test));
-      std::printf("iter=%d true_loss=%.5f version=%llu\n", iter, loss,
-                  result.ok() ? static_cast<unsigned long long>(result->version) : 0ULL);
-      std::fflush(stdout);
+      ASSIGN_OR_RETURN(const double loss, TrueLoss(*runner, task, x_test));
+      Report("iter=%d true_loss=%.5f version=%d\n", iter, loss, result.version);
     }
   }
-  ASSIGN_OR_RETURN(const double final_loss, Evaluate(*trainer, model_name, task, x_test));
-  ASSIGN_OR_RETURN(const std::optional<double> distance, Distance(*trainer, model_name, task));
-  const double threshold = absl::GetFlag(FLAGS_loss_threshold);
-  std::printf(
+  ASSIGN_OR_RETURN(const Quality final, Measure(*runner, task, x_test));
+  const bool converged = final.loss < absl::GetFlag(FLAGS_loss_threshold);
+  Report(
       "result initial_loss=%.5f final_loss=%.5f initial_distance=%.4f distance_to_optimum=%.4f "
       "aborted=%d converged=%d\n",
-      initial_loss, final_loss, initial_distance.value_or(-1), distance.value_or(-1), aborted,
-      final_loss < threshold ? 1 : 0);
-  std::fflush(stdout);
-  return final_loss < threshold;
+      initial.loss, final.loss, initial.distance.value_or(-1), final.distance.value_or(-1),
+      runner->counts().retries.refetches, converged ? 1 : 0);
+  return converged ? 0 : 2;
 }
 
 }  // namespace
 }  // namespace deltaserve::sim
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const absl::StatusOr<bool> converged = deltaserve::sim::Run();
-  if (!converged.ok()) {
-    std::fprintf(stderr, "blackbox_sim: %s\n", converged.status().ToString().c_str());
-    return 1;
-  }
-  return *converged ? 0 : 2;
+  return deltaserve::sim::SimulatorMain(argc, argv, "blackbox_sim", deltaserve::sim::Run);
 }

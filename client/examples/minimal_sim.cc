@@ -3,9 +3,10 @@
 #include <cstdio>
 #include <random>
 
-#include "sim/envs/cartpole_env.h"
-#include "sim/algorithms/policy_gradient.h"
 #include "client/replica.h"
+#include "sim/algorithms/episode_buffer.h"
+#include "sim/algorithms/policy_gradient.h"
+#include "sim/envs/cartpole_env.h"
 
 using namespace deltaserve;
 int main(int argc, char** argv) {
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
     buffer.EndEpisode();
     std::printf("episode=%d return=%d\n", episode, env.steps());
     env.Reset();
-    sim::PolicyGradientBatch b = buffer.BuildReinforce({});  // δ = ∂loss/∂logits
+    sim::PolicyGradientBatch b = sim::BuildReinforce(buffer, {});  // δ = ∂loss/∂logits
     (void)trainer->SubmitDelta({b.inputs, b.acted, b.deltas, b.version});
   }
 }

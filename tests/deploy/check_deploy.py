@@ -153,7 +153,10 @@ class DeployTest(unittest.TestCase):
     def setUpClass(cls):
         cls.docker = Dockerfile(read("docker/Dockerfile"))
         cls.server_flags = server_flags()
-        cls.sim_flags = abseil_flags_in("client/examples/cartpole_sim.cc")
+        # cartpole_sim's own flags, plus --server and --model from the runner
+        # every simulator shares.
+        cls.sim_flags = (abseil_flags_in("sim/cartpole_sim.cc")
+                         | abseil_flags_in("sim/runner_flags.cc"))
         cls.cli_flags = abseil_flags_in("client/cli/main.cc")
         cls.k8s = load_k8s()
         cls.compose = yaml.safe_load(read("docker/compose.yaml"))

@@ -4,12 +4,15 @@
 #include <random>
 #include <vector>
 
+#include "gtest/gtest.h"
+#include "sim/algorithms/episode_buffer.h"
+#include "sim/algorithms/gaussian_policy.h"
+#include "sim/algorithms/policy_gradient.h"
+#include "sim/algorithms/reinforce.h"
+#include "sim/algorithms/spsa.h"
 #include "sim/envs/cartpole_env.h"
 #include "sim/envs/linear_target_task.h"
 #include "sim/envs/point_mass_env.h"
-#include "sim/algorithms/policy_gradient.h"
-#include "sim/algorithms/spsa.h"
-#include "gtest/gtest.h"
 
 namespace deltaserve::sim {
 namespace {
@@ -128,7 +131,7 @@ TEST(PolicyGradient, DeltaIsTheGradientOfTheReinforceLossWrtLogits) {
   }
   buffer.EndEpisode();
   ReinforceOptions options;
-  const PolicyGradientBatch batch = buffer.BuildReinforce(options);
+  const PolicyGradientBatch batch = BuildReinforce(buffer, options);
   ASSERT_EQ(batch.deltas.rows(), 7);
   EXPECT_EQ(batch.version, 9u);  // the oldest version used
   const std::vector<float> advantages = ComputeAdvantages(rewards, {4, 7}, options);
@@ -160,7 +163,59 @@ TEST(PolicyGradient, AppendKeepsEpisodeBoundaries) {
   a.Append(b);
   EXPECT_EQ(a.episodes(), 2);
   EXPECT_EQ(a.rows(), 3);
-  EXPECT_EQ(a.BuildReinforce({}).version, 2u);
+  EXPECT_EQ(BuildReinforce(a, {}).version, 2u);
+}
+
+TEST(PolicyGradient, ContinuousActionsAreKeptPerStep) {
+  EpisodeBuffer buffer(/*observation_dim=*/1, /*output_dim=*/1, /*action_dim=*/2);
+  const std::vector<float> obs = {0}, mu = {0}, first = {1, 2}, second = {3, 4};
+  buffer.Add(obs, mu, first, 1, 5);
+  buffer.Add(obs, mu, second, 1, 4);
+  buffer.EndEpisode();
+  const model::Matrix actions = buffer.actions();
+  ASSERT_EQ(actions.rows(), 2);
+  ASSERT_EQ(actions.cols(), 2);
+  EXPECT_EQ(actions(1, 0), 3.0f);
+  EXPECT_EQ(actions(1, 1), 4.0f);
+  EXPECT_EQ(buffer.min_version(), 4u);
+}
+
+// l(μ) = −(1/N)·Σ_t A_t·log N(a_t; μ_t, σ²), up to a constant.
+double GaussianLoss(const model::Matrix& means, const model::Matrix& actions,
+                    const std::vector<float>& advantages, double sigma) {
+  double loss = 0.0;
+  for (int t = 0; t < means.rows(); ++t) {
+    const double z = (actions(t, 0) - means(t, 0)) / sigma;
+    loss += advantages[t] * 0.5 * z * z;
+  }
+  return loss / means.rows();
+}
+
+TEST(GaussianPolicy, DeltaIsTheGradientOfTheReinforceLossWrtTheMean) {
+  std::mt19937_64 rng(13);
+  std::normal_distribution<float> normal;
+  EpisodeBuffer buffer(/*observation_dim=*/2, /*output_dim=*/1);
+  for (int t = 0; t < 6; ++t) {
+    const std::vector<float> obs = {normal(rng), normal(rng)};
+    const float mu = normal(rng), action = mu + 0.5f * normal(rng);
+    buffer.Add(obs, {&mu, 1}, {&action, 1}, /*reward=*/-static_cast<float>(t % 3), 1);
+    if (t == 2) buffer.EndEpisode();
+  }
+  buffer.EndEpisode();
+  const ReinforceBatch batch = MakeReinforceBatch(buffer, {});
+  constexpr float kSigma = 0.5f;
+  const model::Matrix deltas = GaussianDeltas(batch, batch.acted, kSigma);
+  model::Matrix mu = batch.acted;
+  constexpr double kH = 1e-3;
+  for (int t = 0; t < mu.rows(); ++t) {
+    const float saved = mu(t, 0);
+    mu(t, 0) = saved + kH;
+    const double up = GaussianLoss(mu, batch.actions, batch.advantages, kSigma);
+    mu(t, 0) = saved - kH;
+    const double down = GaussianLoss(mu, batch.actions, batch.advantages, kSigma);
+    mu(t, 0) = saved;
+    EXPECT_NEAR(deltas(t, 0), (up - down) / (2 * kH), 2e-3) << "t=" << t;
+  }
 }
 
 TEST(Spsa, EstimatesTheGradientOfAQuadratic) {

@@ -1,0 +1,46 @@
+// How simulators report: one machine-readable line per event on stdout,
+// flushed at once (scripts and run_simulators.py read the lines as they
+// come), and moving averages of episode returns.
+#ifndef DELTASERVE_SIM_REPORTING_H_
+#define DELTASERVE_SIM_REPORTING_H_
+
+#include <cstddef>
+#include <cstdio>
+#include <deque>
+#include <numeric>
+
+#include "absl/strings/str_format.h"
+
+namespace deltaserve::sim {
+
+// Prints absl::StrFormat(format, args...) to stdout and flushes it.
+template <typename... Args>
+void Report(const absl::FormatSpec<Args...>& format, const Args&... args) {
+  absl::PrintF(format, args...);
+  std::fflush(stdout);
+}
+
+// The mean of the last `size` values added (of fewer while not full()).
+class ReturnWindow {
+ public:
+  explicit ReturnWindow(size_t size) : size_(size) {}
+
+  void Add(double value) {
+    values_.push_back(value);
+    if (values_.size() > size_) values_.pop_front();
+  }
+  bool full() const { return values_.size() == size_; }
+  // 0 while empty.
+  double mean() const {
+    if (values_.empty()) return 0.0;
+    return std::accumulate(values_.begin(), values_.end(), 0.0) / values_.size();
+  }
+
+ private:
+  size_t size_;
+  std::deque<double> values_;
+};
+
+}  // namespace deltaserve::sim
+
+#endif  // DELTASERVE_SIM_REPORTING_H_

@@ -1,0 +1,72 @@
+#include "sim/runner.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace deltaserve::sim {
+
+absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
+  ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
+                   client::TrainerClient::Connect(options.server));
+  RetryCounts counts;
+  ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info,
+                   WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
+                     return client->GetModelInfo(options.model);
+                   }));
+  std::unique_ptr<Runner> runner(new Runner(std::move(options), client, std::move(info)));
+  runner->counts_.retries = counts;
+  RETURN_IF_ERROR(runner->CheckShape());
+  const RunnerOptions& o = runner->options_;
+  ASSIGN_OR_RETURN(runner->policy_, WithBackoff<std::unique_ptr<PolicySource>>(
+                                        o.retry, &runner->counts_.retries, [&] {
+                                          return MakePolicySource(o.actions, client, o.model);
+                                        }));
+  return runner;
+}
+
+absl::Status Runner::CheckShape() const {
+  if ((options_.input_dim == 0 || options_.input_dim == input_dim()) &&
+      (options_.output_dim == 0 || options_.output_dim == output_dim())) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(options_.task, " needs a model with input_dim ", options_.input_dim, " and ",
+                   options_.output_dim, " outputs; model '", info_.spec().name(),
+                   "' has input_dim ", input_dim(), " and ", output_dim(), " outputs"));
+}
+
+absl::StatusOr<uint64_t> Runner::Act(const Eigen::Ref<const model::Matrix>& inputs,
+                                     model::Matrix* outputs) {
+  return WithBackoff<uint64_t>(options_.retry, &counts_.retries,
+                               [&] { return policy_->Forward(inputs, outputs); });
+}
+
+absl::StatusOr<client::ForwardResult> Runner::Fetch(const Eigen::Ref<const model::Matrix>& inputs) {
+  return WithBackoff<client::ForwardResult>(
+      options_.retry, &counts_.retries, [&] { return client_->Forward(inputs, options_.model); });
+}
+
+absl::StatusOr<client::Parameters> Runner::GetParameters() {
+  return WithBackoff<client::Parameters>(options_.retry, &counts_.retries,
+                                         [&] { return client_->GetParameters(options_.model); });
+}
+
+absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(const client::ForwardResult& acted,
+                                                         const SubmissionBuilder& build) {
+  SubmitRpcs rpcs;
+  rpcs.submit = [&](const client::DeltaSubmission& submission) {
+    return client_->SubmitDelta(submission, options_.model);
+  };
+  rpcs.refetch = [&](const model::Matrix& inputs) {
+    return client_->Forward(inputs, options_.model);
+  };
+  ASSIGN_OR_RETURN(client::SubmitDeltaResult result,
+                   SubmitWithRetry(options_.retry, rpcs, build, acted, &counts_.retries));
+  ++counts_.submits;
+  if (result.stepped) ++counts_.steps;
+  return result;
+}
+
+}  // namespace deltaserve::sim

@@ -1,0 +1,92 @@
+// Runner: what every simulator binary shares — the connection to one model
+// on a deltaserve server, the source of its actions, the retry policy
+// (sim/retry.h) on every RPC, and the counts its summary line reports.
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(options));
+//   ASSIGN_OR_RETURN(uint64_t version, runner->Act(observations, &logits));
+//   ...
+//   ASSIGN_OR_RETURN(client::SubmitDeltaResult result, runner->Submit(acted, build));
+//
+// Not thread-safe: one Runner per simulator thread.
+#ifndef DELTASERVE_SIM_RUNNER_H_
+#define DELTASERVE_SIM_RUNNER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/trainer_client.h"
+#include "deltaserve/v1/trainer.pb.h"
+#include "model/spec.h"
+#include "sim/policy_source.h"
+#include "sim/retry.h"
+
+namespace deltaserve::sim {
+
+struct RunnerOptions {
+  std::string server = "127.0.0.1:50051";  // host:port or unix:PATH
+  std::string model;                       // "" = the server's default model
+  std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
+  // The model shape the task needs, checked by Connect; 0 = any.
+  int input_dim = 0;
+  int output_dim = 0;
+  std::string task = "this simulator";  // named in the shape error
+  RetryPolicy retry;
+};
+
+// What a run cost, for its summary line.
+struct RunnerCounts {
+  int submits = 0;  // batches accepted by SubmitDelta
+  int steps = 0;    // of those, the ones that completed an optimizer step
+  RetryCounts retries;
+};
+
+class Runner {
+ public:
+  // Connects to options.server, fetches the model's ModelInfo, checks its
+  // shape and builds the PolicySource (a Replica fetches the parameters).
+  // The RPCs retry as sim/retry.h says. FAILED_PRECONDITION if the shape is
+  // not the one asked for, INVALID_ARGUMENT for an unknown actions kind,
+  // otherwise the client's or the server's status.
+  static absl::StatusOr<std::unique_ptr<Runner>> Connect(RunnerOptions options);
+
+  const deltaserve::v1::ModelInfo& info() const { return info_; }
+  int input_dim() const { return static_cast<int>(info_.spec().input_dim()); }
+  int output_dim() const { return static_cast<int>(info_.output_dim()); }
+  const RunnerCounts& counts() const { return counts_; }
+
+  // The outputs to act on for `inputs` ([rows × input_dim]) from the
+  // PolicySource, written into *outputs; returns the version that made them.
+  absl::StatusOr<uint64_t> Act(const Eigen::Ref<const model::Matrix>& inputs,
+                               model::Matrix* outputs);
+
+  // The outputs for `inputs` at the server's latest version (a Forward round
+  // trip, whatever options.actions is).
+  absl::StatusOr<client::ForwardResult> Fetch(const Eigen::Ref<const model::Matrix>& inputs);
+
+  // The model's current parameters.
+  absl::StatusOr<client::Parameters> GetParameters();
+
+  // Sends build(acted) with SubmitWithRetry (ABORTED → Fetch the inputs
+  // again and send build(fresh)); returns the accepted submission's answer.
+  absl::StatusOr<client::SubmitDeltaResult> Submit(const client::ForwardResult& acted,
+                                                   const SubmissionBuilder& build);
+
+ private:
+  Runner(RunnerOptions options, std::shared_ptr<client::TrainerClient> client,
+         deltaserve::v1::ModelInfo info)
+      : options_(std::move(options)), client_(std::move(client)), info_(std::move(info)) {}
+
+  absl::Status CheckShape() const;
+
+  const RunnerOptions options_;
+  const std::shared_ptr<client::TrainerClient> client_;
+  const deltaserve::v1::ModelInfo info_;
+  std::unique_ptr<PolicySource> policy_;
+  RunnerCounts counts_;
+};
+
+}  // namespace deltaserve::sim
+
+#endif  // DELTASERVE_SIM_RUNNER_H_

@@ -1,0 +1,19 @@
+#include "sim/runner_flags.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
+ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");
+
+namespace deltaserve::sim {
+
+RunnerOptions RunnerOptionsFromFlags() {
+  RunnerOptions options;
+  options.server = absl::GetFlag(FLAGS_server);
+  options.model = absl::GetFlag(FLAGS_model);
+  return options;
+}
+
+}  // namespace deltaserve::sim
