@@ -51,8 +51,8 @@ struct OptimizerConfig {
 struct SurrogateConfig {
   enum class Mode { kAnchored, kCurrent };
   enum class Reduction { kSum, kMean };
-  Mode mode = Mode::kAnchored;
-  float delta_scale = 1.0f;  // ε
+  Mode mode = Mode::kCurrent;  // The default (docs/surrogate.md).
+  float delta_scale = 1.0f;    // ε
   Reduction reduction = Reduction::kSum;
 };
 

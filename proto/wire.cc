@@ -36,8 +36,20 @@ void MatrixToProto(const Eigen::Ref<const model::Matrix>& matrix, v1::Matrix* pr
 
 namespace {
 
+// Values outside the contract are passed on as they are: the model core's
+// Validate* rejects them and names the value.
+template <typename CoreEnum, typename WireEnum>
+CoreEnum Unchecked(WireEnum value) {
+  return static_cast<CoreEnum>(static_cast<int>(value));
+}
+
 absl::StatusOr<model::Activation> ActivationFromProto(size_t layer, v1::Activation activation) {
   switch (activation) {
+    case v1::ACTIVATION_UNSPECIFIED:
+      return absl::InvalidArgumentError(
+          absl::StrCat("layers[", layer,
+                       "].activation: expected ACTIVATION_IDENTITY, ACTIVATION_TANH, "
+                       "ACTIVATION_RELU or ACTIVATION_SIGMOID, got ACTIVATION_UNSPECIFIED"));
     case v1::ACTIVATION_IDENTITY:
       return model::Activation::kIdentity;
     case v1::ACTIVATION_TANH:
@@ -47,12 +59,50 @@ absl::StatusOr<model::Activation> ActivationFromProto(size_t layer, v1::Activati
     case v1::ACTIVATION_SIGMOID:
       return model::Activation::kSigmoid;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layers[", layer,
-          "].activation: expected ACTIVATION_IDENTITY, ACTIVATION_TANH, ACTIVATION_RELU or "
-          "ACTIVATION_SIGMOID, got ",
-          activation == v1::ACTIVATION_UNSPECIFIED ? "ACTIVATION_UNSPECIFIED"
-                                                   : absl::StrCat("enum value ", activation)));
+      return Unchecked<model::Activation>(activation);
+  }
+}
+
+model::OptimizerConfig::Kind OptimizerKindFromProto(v1::OptimizerConfig::Kind kind) {
+  using Kind = model::OptimizerConfig::Kind;
+  switch (kind) {
+    case v1::OptimizerConfig::KIND_UNSPECIFIED:
+    case v1::OptimizerConfig::SGD:
+      return Kind::kSgd;
+    case v1::OptimizerConfig::MOMENTUM:
+      return Kind::kMomentum;
+    case v1::OptimizerConfig::ADAM:
+      return Kind::kAdam;
+    case v1::OptimizerConfig::ADAMW:
+      return Kind::kAdamW;
+    default:
+      return Unchecked<Kind>(kind);
+  }
+}
+
+model::SurrogateConfig::Mode ModeFromProto(v1::SurrogateConfig::Mode mode) {
+  using Mode = model::SurrogateConfig::Mode;
+  switch (mode) {
+    case v1::SurrogateConfig::MODE_UNSPECIFIED:  // CURRENT is the default (docs/surrogate.md).
+    case v1::SurrogateConfig::CURRENT:
+      return Mode::kCurrent;
+    case v1::SurrogateConfig::ANCHORED:
+      return Mode::kAnchored;
+    default:
+      return Unchecked<Mode>(mode);
+  }
+}
+
+model::SurrogateConfig::Reduction ReductionFromProto(v1::SurrogateConfig::Reduction reduction) {
+  using Reduction = model::SurrogateConfig::Reduction;
+  switch (reduction) {
+    case v1::SurrogateConfig::REDUCTION_UNSPECIFIED:
+    case v1::SurrogateConfig::SUM:
+      return Reduction::kSum;
+    case v1::SurrogateConfig::MEAN:
+      return Reduction::kMean;
+    default:
+      return Unchecked<Reduction>(reduction);
   }
 }
 
@@ -77,6 +127,43 @@ absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const v1::ModelSpec& spec) {
   }
   RETURN_IF_ERROR(model::ValidateMlpSpec(mlp));
   return mlp;
+}
+
+absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(const v1::OptimizerConfig& c) {
+  model::OptimizerConfig config;
+  config.kind = OptimizerKindFromProto(c.kind());
+  config.learning_rate = c.learning_rate();
+  config.momentum = c.momentum();
+  config.nesterov = c.nesterov();
+  config.beta1 = c.beta1();
+  config.beta2 = c.beta2();
+  config.epsilon = c.epsilon();
+  config.weight_decay = c.weight_decay();
+  config.clip_norm = c.clip_norm();
+  RETURN_IF_ERROR(model::ValidateOptimizerConfig(config));
+  return config;
+}
+
+absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(const v1::SurrogateConfig& c) {
+  model::SurrogateConfig config;
+  config.mode = ModeFromProto(c.mode());
+  config.reduction = ReductionFromProto(c.reduction());
+  config.delta_scale = c.delta_scale();
+  RETURN_IF_ERROR(model::ValidateSurrogateConfig(config));
+  return config;
+}
+
+absl::StatusOr<model::Objective> ObjectiveFromProto(v1::Objective objective) {
+  switch (objective) {
+    case v1::OBJECTIVE_UNSPECIFIED:
+    case v1::MINIMIZE:
+      return model::Objective::kMinimize;
+    case v1::MAXIMIZE:
+      return model::Objective::kMaximize;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("objective: expected MINIMIZE or MAXIMIZE, got enum value ", objective));
+  }
 }
 
 }  // namespace deltaserve::wire

@@ -1,7 +1,10 @@
-// Conversions between the wire contract's messages and the model core's
-// types, shared by the server and the client library. Only checks that make
-// sense on the wire live here (a Matrix whose rows·cols ≠ data size, an enum
-// value outside the contract); shape-against-model checks belong to callers.
+// The one conversion between the wire contract's messages and the model
+// core's types, shared by the server and the client library. Only checks that
+// make sense on the wire live here (a Matrix whose rows·cols ≠ data size, an
+// ACTIVATION_UNSPECIFIED layer); value checks are model/spec.h's Validate*
+// (an enum value outside the contract is passed through for them to reject,
+// so each condition has one message), shape-against-model checks the
+// caller's.
 #ifndef DELTASERVE_PROTO_WIRE_H_
 #define DELTASERVE_PROTO_WIRE_H_
 
@@ -28,6 +31,18 @@ void MatrixToProto(const Eigen::Ref<const model::Matrix>& matrix, deltaserve::v1
 // naming the layer for ACTIVATION_UNSPECIFIED or unknown activations, for
 // sizes beyond int32, and whatever model::ValidateMlpSpec rejects.
 absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const deltaserve::v1::ModelSpec& spec);
+
+// The hyper-parameters as given, validated by model::ValidateOptimizerConfig
+// / ValidateSurrogateConfig. UNSPECIFIED kinds map to the contract's defaults
+// (SGD; CURRENT; SUM); numeric defaults (0 → 0.01 etc.) are the server
+// config's to fill (server/core/config.h) before this is called.
+absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(
+    const deltaserve::v1::OptimizerConfig& config);
+absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(
+    const deltaserve::v1::SurrogateConfig& config);
+
+// MINIMIZE for OBJECTIVE_UNSPECIFIED; INVALID_ARGUMENT for unknown values.
+absl::StatusOr<model::Objective> ObjectiveFromProto(deltaserve::v1::Objective objective);
 
 }  // namespace deltaserve::wire
 

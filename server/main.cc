@@ -2,6 +2,7 @@
 //
 //   deltaserve [--config=FILE] [--listen=ADDR] [--metrics_listen=ADDR]
 //              [--log_level=LEVEL]
+//   deltaserve --help | --version      (print and exit 0)
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
 // the server trains DefaultServerConfig() (server/config.h). ADDR is
@@ -11,20 +12,22 @@
 // Prometheus metrics at /metrics there and logs "metrics on ADDR" (the bound
 // address). SIGINT or SIGTERM shut it down cleanly (exit 0).
 // Exit codes: 2 for a bad flag or config (one-line reason on stderr), 1 if
-// an address cannot be bound.
+// an address cannot be bound (e.g. another server holds the port).
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/config.h"
-#include "server/log.h"
-#include "server/server.h"
+#include "base/cli.h"
+#include "server/core/config.h"
+#include "server/core/log.h"
+#include "server/service/server.h"
 
 ABSL_FLAG(std::string, config, "",
           "deltaserve.v1.ServerConfig in protobuf text format; empty: the built-in default model");
@@ -42,12 +45,21 @@ namespace server = ::deltaserve::server;
 constexpr int kExitBadConfig = 2;
 constexpr int kExitCannotServe = 1;
 
+// The config as written; DeltaServer::Start fills defaults and validates it.
 absl::StatusOr<deltaserve::v1::ServerConfig> ReadConfig() {
   const std::string path = absl::GetFlag(FLAGS_config);
-  absl::StatusOr<deltaserve::v1::ServerConfig> config =
-      path.empty() ? server::DefaultServerConfig() : server::LoadServerConfig(path);
-  if (!config.ok()) return config.status();
-  return server::PrepareServerConfig(*std::move(config));
+  return path.empty() ? server::DefaultServerConfig() : server::LoadServerConfig(path);
+}
+
+deltaserve::base::ProgramInfo Program() {
+  return {"deltaserve",
+          "usage: deltaserve [--config=FILE] [--listen=HOST:PORT|unix:PATH] "
+          "[--metrics_listen=HOST:PORT] [--log_level=LEVEL]\n\n"
+          "Trains the models in FILE (a deltaserve.v1.ServerConfig in protobuf text format) from\n"
+          "the deltas simulators send, and serves them over gRPC. Prints \"listening on ADDR\"\n"
+          "once serving; SIGINT/SIGTERM stop it. Exit codes: 0 clean stop, 1 cannot listen,\n"
+          "2 bad flag or config.",
+          {"server/main.cc"}};
 }
 
 // Blocks SIGINT and SIGTERM in this thread and every thread started after,
@@ -69,6 +81,10 @@ int main(int argc, char** argv) {
   // bookkeeping showed up as 2–3% of the server's CPU profile under Forward
   // traffic (perf). Tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (std::optional<int> exit_code =
+          deltaserve::base::HandleHelpAndVersion(Program(), argc, argv)) {
+    return *exit_code;
+  }
   absl::ParseCommandLine(argc, argv);
   server::LogLevel level;
   if (!server::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
@@ -84,18 +100,18 @@ int main(int argc, char** argv) {
     return kExitBadConfig;
   }
   const sigset_t signals = BlockShutdownSignals();
-  server::LogInfo("starting; config ", absl::GetFlag(FLAGS_config).empty()
-                                           ? "(built-in default)"
-                                           : absl::GetFlag(FLAGS_config));
   server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   auto running = server::DeltaServer::Start(*config, options);
   if (!running.ok()) {
-    server::LogError("cannot serve: ", running.status().message());
-    return running.status().code() == absl::StatusCode::kInvalidArgument ? kExitBadConfig
-                                                                         : kExitCannotServe;
+    const bool bad_config = running.status().code() == absl::StatusCode::kInvalidArgument;
+    server::LogError(bad_config ? "rejected config: " : "cannot serve: ",
+                     running.status().message());
+    return bad_config ? kExitBadConfig : kExitCannotServe;
   }
+  server::LogInfo("config ", absl::GetFlag(FLAGS_config).empty() ? "(built-in default)"
+                                                                 : absl::GetFlag(FLAGS_config));
   std::printf("listening on %s\n", (*running)->address().c_str());
   std::fflush(stdout);
 

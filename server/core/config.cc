@@ -1,4 +1,4 @@
-#include "server/config.h"
+#include "server/core/config.h"
 
 #include <cstdint>
 #include <fstream>
@@ -6,14 +6,13 @@
 #include <sstream>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "base/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
-#include "server/convert.h"
+#include "proto/wire.h"
+#include "server/core/trainer.h"
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
@@ -45,8 +44,9 @@ void FillOptimizerDefaults(v1::OptimizerConfig* o) {
 }
 
 void FillSurrogateDefaults(v1::SurrogateConfig* s) {
-  if (s->mode() == v1::SurrogateConfig::MODE_UNSPECIFIED)
-    s->set_mode(v1::SurrogateConfig::ANCHORED);
+  if (s->mode() == v1::SurrogateConfig::MODE_UNSPECIFIED) {
+    s->set_mode(v1::SurrogateConfig::CURRENT);
+  }
   if (s->reduction() == v1::SurrogateConfig::REDUCTION_UNSPECIFIED) {
     s->set_reduction(v1::SurrogateConfig::SUM);
   }
@@ -54,14 +54,8 @@ void FillSurrogateDefaults(v1::SurrogateConfig* s) {
 }
 
 absl::Status ValidateModel(const v1::ModelSpec& spec) {
-  RETURN_IF_ERROR(TrainerOptionsFromProto(spec).status());
-  if (spec.samples_per_step() == 0) {
-    return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
-  }
-  if (spec.queue_capacity() == 0) {
-    return absl::InvalidArgumentError("queue_capacity: expected >= 1, got 0");
-  }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
+  return ValidateTrainerOptions(options);
 }
 
 const char* OptimizerName(v1::OptimizerConfig::Kind kind) {
@@ -175,16 +169,30 @@ v1::ServerConfig DefaultServerConfig() {
 
 std::string DescribeModel(const v1::ModelSpec& spec) {
   std::vector<std::string> widths = {absl::StrCat(spec.input_dim())};
-  for (const v1::LayerSpec& layer : spec.layers()) {
-    absl::string_view activation = v1::Activation_Name(layer.activation());
-    absl::ConsumePrefix(&activation, "ACTIVATION_");
-    widths.push_back(absl::StrCat(layer.units(), " ", absl::AsciiStrToLower(activation)));
+  absl::StatusOr<model::MlpSpec> mlp = wire::MlpSpecFromProto(spec);
+  for (int l = 0; l < spec.layers_size(); ++l) {
+    widths.push_back(
+        absl::StrCat(spec.layers(l).units(), " ",
+                     mlp.ok() ? model::ActivationName(mlp->layers[l].activation) : "(invalid)"));
   }
   return absl::StrCat("model \"", spec.name(), "\": ", absl::StrJoin(widths, " → "), ", ",
                       OptimizerName(spec.optimizer().kind()), " lr ",
                       spec.optimizer().learning_rate(), ", samples_per_step ",
                       spec.samples_per_step(), ", max_staleness ", spec.max_staleness(),
                       ", queue_capacity ", spec.queue_capacity());
+}
+
+absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec) {
+  TrainerOptions options;
+  options.name = spec.name();
+  ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
+  ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
+  ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
+  options.samples_per_step = spec.samples_per_step();
+  options.max_staleness = spec.max_staleness();
+  options.staleness_scaled_lr = spec.staleness_scaled_lr();
+  options.queue_capacity = spec.queue_capacity();
+  return options;
 }
 
 }  // namespace deltaserve::server

@@ -1,7 +1,7 @@
 // Loading, defaulting and validating the server's configuration
 // (deltaserve.v1.ServerConfig, protobuf text format).
-#ifndef DELTASERVE_SERVER_CONFIG_H_
-#define DELTASERVE_SERVER_CONFIG_H_
+#ifndef DELTASERVE_SERVER_CORE_CONFIG_H_
+#define DELTASERVE_SERVER_CORE_CONFIG_H_
 
 #include <cstdint>
 #include <string>
@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/config.pb.h"
+#include "server/core/trainer.h"
 
 namespace deltaserve::server {
 
@@ -30,14 +31,15 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024,
 // max_message_bytes 0 → 64 MiB, UNSPECIFIED kind/mode/reduction → SGD,
-// ANCHORED, SUM. Fields that are set stay as they are.
+// CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay
+// as they are.
 void FillDefaults(deltaserve::v1::ServerConfig* config);
 void FillModelDefaults(deltaserve::v1::ModelSpec* spec);
 
 // OK if the config (defaults filled) describes servable models: at least
-// one, unique non-empty names, and each model's network, optimizer and
-// surrogate pass model::Validate*. Otherwise INVALID_ARGUMENT with a one-line
-// reason such as `model "cartpole": layers[0].units: expected > 0, got 0`.
+// one, unique non-empty names, and each model converts to TrainerOptions that
+// pass ValidateTrainerOptions (network, optimizer, surrogate, queue). Otherwise INVALID_ARGUMENT
+// with a one-line reason such as `model "cartpole": layers[0].units: expected > 0, got 0`.
 absl::Status ValidateServerConfig(const deltaserve::v1::ServerConfig& config);
 
 // FillDefaults then ValidateServerConfig.
@@ -52,6 +54,11 @@ deltaserve::v1::ServerConfig DefaultServerConfig();
 // One line per model for the startup log: name, layer widths, optimizer.
 std::string DescribeModel(const deltaserve::v1::ModelSpec& spec);
 
+// Everything a Trainer needs, from a ModelSpec whose defaults are filled.
+// INVALID_ARGUMENT for what proto/wire.h's conversions reject; the
+// options' own checks are ValidateTrainerOptions' (server/core/trainer.h).
+absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::ModelSpec& spec);
+
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_CONFIG_H_
+#endif  // DELTASERVE_SERVER_CORE_CONFIG_H_

@@ -1,4 +1,4 @@
-#include "server/errors.h"
+#include "server/core/errors.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

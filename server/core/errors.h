@@ -3,8 +3,8 @@
 // Codes follow DESIGN.md: malformed → INVALID_ARGUMENT, unknown model →
 // NOT_FOUND, stale version → ABORTED, full queue → RESOURCE_EXHAUSTED,
 // shutting down → UNAVAILABLE.
-#ifndef DELTASERVE_SERVER_ERRORS_H_
-#define DELTASERVE_SERVER_ERRORS_H_
+#ifndef DELTASERVE_SERVER_CORE_ERRORS_H_
+#define DELTASERVE_SERVER_CORE_ERRORS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -40,4 +40,4 @@ absl::Status ShapeMismatch(absl::string_view what, uint64_t expected, absl::stri
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_ERRORS_H_
+#endif  // DELTASERVE_SERVER_CORE_ERRORS_H_

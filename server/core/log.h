@@ -3,8 +3,8 @@
 // Thread-safe (each line is written with a single fwrite). Abseil 20220623 has
 // no absl/log, and the server only needs a handful of lines: start, config
 // summary, models loaded, rejected config, shutdown, errors.
-#ifndef DELTASERVE_SERVER_LOG_H_
-#define DELTASERVE_SERVER_LOG_H_
+#ifndef DELTASERVE_SERVER_CORE_LOG_H_
+#define DELTASERVE_SERVER_CORE_LOG_H_
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -45,4 +45,4 @@ void LogError(const Args&... args) {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_LOG_H_
+#endif  // DELTASERVE_SERVER_CORE_LOG_H_

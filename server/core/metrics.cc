@@ -1,6 +1,7 @@
-#include "server/metrics.h"
+#include "server/core/metrics.h"
 
 #include <exception>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -17,9 +18,7 @@
 namespace deltaserve::server {
 namespace {
 
-constexpr int kNumStatusCodes = 17;  // OK .. UNAUTHENTICATED.
-
-constexpr absl::string_view kStatusCodeNames[kNumStatusCodes] = {
+constexpr absl::string_view kStatusCodeNames[] = {
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -39,13 +38,20 @@ constexpr absl::string_view kStatusCodeNames[kNumStatusCodes] = {
     "UNAUTHENTICATED",
 };
 
-constexpr absl::string_view kRpcNames[kNumRpcs] = {
+constexpr absl::string_view kRpcNames[] = {
     "GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "WatchParameters",
 };
 
-constexpr absl::string_view kRejectReasonNames[kNumRejectReasons] = {
+constexpr absl::string_view kRejectReasonNames[] = {
     "invalid", "stale", "queue_full", "shutting_down", "other",
 };
+
+// One name per enumerator: a new rpc, reason or code without a name fails here.
+static_assert(std::size(kStatusCodeNames) == kNumStatusCodes);
+static_assert(std::size(kRpcNames) == kNumRpcs);
+static_assert(std::size(kRejectReasonNames) == kNumRejectReasons);
+
+constexpr int kUnknownCode = static_cast<int>(absl::StatusCode::kUnknown);
 
 // Seconds: 100 µs .. 10 s, roughly ×2.5 per bucket.
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
@@ -176,13 +182,13 @@ absl::string_view RejectReasonName(RejectReason reason) {
 }
 
 absl::string_view StatusCodeName(int code) {
-  if (code < 0 || code >= kNumStatusCodes) return "UNKNOWN";
+  if (code < 0 || code >= kNumStatusCodes) code = kUnknownCode;
   return kStatusCodeNames[code];
 }
 
 void ModelMetrics::RecordRpc(Rpc rpc, int code, double seconds) {
   const int r = static_cast<int>(rpc);
-  const int c = (code < 0 || code >= kNumStatusCodes) ? 2 /*UNKNOWN*/ : code;
+  const int c = (code < 0 || code >= kNumStatusCodes) ? kUnknownCode : code;
   rpc_requests_[r][c]->Increment();
   rpc_latency_[r]->Observe(seconds);
 }

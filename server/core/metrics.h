@@ -23,8 +23,8 @@
 //   gradient_norm{model}                      gauge (last step, before clipping)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
-#ifndef DELTASERVE_SERVER_METRICS_H_
-#define DELTASERVE_SERVER_METRICS_H_
+#ifndef DELTASERVE_SERVER_CORE_METRICS_H_
+#define DELTASERVE_SERVER_CORE_METRICS_H_
 
 #include <array>
 #include <cstdint>
@@ -48,9 +48,14 @@ class Registry;
 
 namespace deltaserve::server {
 
-// The Trainer service's rpcs (label rpc="Forward", ...).
+// The Trainer service's rpcs (label rpc="Forward", ...). Add new ones at the
+// end, before kLast's definition moves to them, and name them in metrics.cc.
 enum class Rpc { kGetModelInfo = 0, kForward, kSubmitDelta, kGetParameters, kWatchParameters };
-inline constexpr int kNumRpcs = 5;
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kWatchParameters) + 1;
+
+// Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
+// gRPC and absl share; any other value is counted as UNKNOWN.
+inline constexpr int kNumStatusCodes = static_cast<int>(absl::StatusCode::kUnauthenticated) + 1;
 
 // Why a submission was not applied (label reason="stale", ...).
 enum class RejectReason {
@@ -58,9 +63,9 @@ enum class RejectReason {
   kStale,         // ABORTED: more than max_staleness versions behind.
   kQueueFull,     // RESOURCE_EXHAUSTED: the model's queue is full.
   kShuttingDown,  // UNAVAILABLE: the learner is stopping.
-  kOther,         // Any other code.
+  kOther,         // Any other code. Keep last.
 };
-inline constexpr int kNumRejectReasons = 5;
+inline constexpr int kNumRejectReasons = static_cast<int>(RejectReason::kOther) + 1;
 
 // Maps a Trainer error to its reason, following DESIGN.md's codes.
 RejectReason RejectReasonFromStatus(absl::StatusCode code);
@@ -111,7 +116,7 @@ class ModelMetrics {
   friend class ServerMetrics;
   ModelMetrics() = default;
 
-  std::array<std::array<prometheus::Counter*, 17>, kNumRpcs> rpc_requests_{};
+  std::array<std::array<prometheus::Counter*, kNumStatusCodes>, kNumRpcs> rpc_requests_{};
   std::array<prometheus::Histogram*, kNumRpcs> rpc_latency_{};
   prometheus::Counter* forward_rows_ = nullptr;
   prometheus::Counter* submissions_applied_ = nullptr;
@@ -177,4 +182,4 @@ class ServerMetrics {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_METRICS_H_
+#endif  // DELTASERVE_SERVER_CORE_METRICS_H_

@@ -1,17 +1,16 @@
-#include "server/model_registry.h"
+#include "server/core/model_registry.h"
 
 #include <utility>
 
 #include "base/status_macros.h"
-#include "server/config.h"
-#include "server/convert.h"
-#include "server/errors.h"
+#include "server/core/config.h"
+#include "server/core/errors.h"
 
 namespace deltaserve::server {
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
-    const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics) {
-  RETURN_IF_ERROR(ValidateServerConfig(config));
+    const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
+    std::shared_ptr<LearnerGate> gate) {
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
     ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
@@ -19,6 +18,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     model->spec = spec;
     model->metrics = metrics->ForModel(spec.name());
     options.metrics = model->metrics;
+    options.gate = gate;
     model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
     WeightHub* hub = model->hub.get();
     ASSIGN_OR_RETURN(model->trainer,

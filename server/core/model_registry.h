@@ -1,8 +1,8 @@
 // ModelRegistry: the models one server serves, each a Trainer plus the
 // WeightHub its learner publishes to and its metrics, looked up by name
 // ("" = the first).
-#ifndef DELTASERVE_SERVER_MODEL_REGISTRY_H_
-#define DELTASERVE_SERVER_MODEL_REGISTRY_H_
+#ifndef DELTASERVE_SERVER_CORE_MODEL_REGISTRY_H_
+#define DELTASERVE_SERVER_CORE_MODEL_REGISTRY_H_
 
 #include <memory>
 #include <string>
@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/config.pb.h"
-#include "server/metrics.h"
-#include "server/trainer.h"
-#include "server/weight_hub.h"
+#include "server/core/metrics.h"
+#include "server/core/trainer.h"
+#include "server/core/weight_hub.h"
 
 namespace deltaserve::server {
 
@@ -28,11 +28,14 @@ struct ServedModel {
 class ModelRegistry {
  public:
   // `config` must have passed PrepareServerConfig (defaults filled,
-  // validated); INVALID_ARGUMENT otherwise. Starts one learner per model.
-  // Each model records into metrics->ForModel(name); `metrics` must not be
-  // null and must outlive the registry.
+  // validated; it is not validated again here beyond what Trainer::Create
+  // checks). Starts one learner per model; every learner passes `gate`
+  // (TrainerOptions::gate) if it is not null. Each model records into
+  // metrics->ForModel(name); `metrics` must not be null and must outlive
+  // the registry.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
-      const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics);
+      const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
+      std::shared_ptr<LearnerGate> gate = nullptr);
 
   // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
   // names. The pointer lives as long as the registry.
@@ -55,4 +58,4 @@ class ModelRegistry {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_MODEL_REGISTRY_H_
+#endif  // DELTASERVE_SERVER_CORE_MODEL_REGISTRY_H_

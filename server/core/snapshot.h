@@ -2,8 +2,8 @@
 // new Snapshot after every optimizer step and swaps it in; readers (Forward,
 // GetParameters, WeightHub) hold a std::shared_ptr<const Snapshot> and never
 // wait for the learner.
-#ifndef DELTASERVE_SERVER_SNAPSHOT_H_
-#define DELTASERVE_SERVER_SNAPSHOT_H_
+#ifndef DELTASERVE_SERVER_CORE_SNAPSHOT_H_
+#define DELTASERVE_SERVER_CORE_SNAPSHOT_H_
 
 #include <cstdint>
 #include <vector>
@@ -17,4 +17,4 @@ struct Snapshot {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_SNAPSHOT_H_
+#endif  // DELTASERVE_SERVER_CORE_SNAPSHOT_H_

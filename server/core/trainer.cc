@@ -1,4 +1,4 @@
-#include "server/trainer.h"
+#include "server/core/trainer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +9,8 @@
 #include "base/status_macros.h"
 #include "model/surrogate.h"
 #include "model/validate.h"
-#include "server/errors.h"
-#include "server/log.h"
+#include "server/core/errors.h"
+#include "server/core/log.h"
 
 namespace deltaserve::server {
 namespace {
@@ -27,8 +27,12 @@ absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t 
   return model::CheckFinite(what, Values(m));
 }
 
-absl::Status ValidateOptions(const TrainerOptions& options) {
+}  // namespace
+
+absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
   if (options.name.empty()) return absl::InvalidArgumentError("name: expected non-empty");
+  RETURN_IF_ERROR(model::ValidateMlpSpec(options.mlp));
+  RETURN_IF_ERROR(model::ValidateOptimizerConfig(options.optimizer));
   RETURN_IF_ERROR(model::ValidateSurrogateConfig(options.surrogate));
   if (options.samples_per_step == 0) {
     return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
@@ -39,11 +43,9 @@ absl::Status ValidateOptions(const TrainerOptions& options) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
                                                          PublishCallback on_publish) {
-  RETURN_IF_ERROR(ValidateOptions(options));
+  RETURN_IF_ERROR(ValidateTrainerOptions(options));
   ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
   ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
                    model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
@@ -123,19 +125,10 @@ void Trainer::Stop() {
     absl::MutexLock lock(&queue_mu_);
     stopping_ = true;
   }
+  if (options_.gate) options_.gate->Abandon();
   std::call_once(join_once_, [this] {
     if (learner_.joinable()) learner_.join();
   });
-}
-
-void Trainer::PauseLearnerForTest() {
-  absl::MutexLock lock(&queue_mu_);
-  paused_ = true;
-}
-
-void Trainer::ResumeLearnerForTest() {
-  absl::MutexLock lock(&queue_mu_);
-  paused_ = false;
 }
 
 size_t Trainer::queued() const {
@@ -143,7 +136,7 @@ size_t Trainer::queued() const {
   return queue_.size();
 }
 
-bool Trainer::WaitUntilQueuedForTest(size_t n, absl::Duration timeout) const {
+bool Trainer::AwaitQueued(size_t n, absl::Duration timeout) const {
   absl::MutexLock lock(&queue_mu_);
   auto reached = [this, n]()
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) { return queue_.size() >= n; };
@@ -151,13 +144,14 @@ bool Trainer::WaitUntilQueuedForTest(size_t n, absl::Duration timeout) const {
 }
 
 std::deque<Trainer::Pending> Trainer::TakeBatch() {
+  if (options_.gate) options_.gate->Pass();
   std::deque<Pending> batch;
   bool stopping = false;
   {
     absl::MutexLock lock(&queue_mu_);
     queue_mu_.Await(absl::Condition(
         +[](Trainer* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->queue_mu_) {
-          return t->stopping_ || (!t->paused_ && !t->queue_.empty());
+          return t->stopping_ || !t->queue_.empty();
         },
         this));
     batch.swap(queue_);
@@ -191,22 +185,29 @@ void Trainer::LearnerLoop() {
 absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
   // Submit rejected versions newer than the snapshot, and versions only grow.
   const uint64_t staleness = version_ - submission.version;
-  if (staleness > options_.max_staleness) {
+  if (options_.max_staleness != 0 && staleness > options_.max_staleness) {
     return StaleVersion(name(), submission.version, version_, options_.max_staleness);
   }
   const float scale =
       options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness)) : 1.0f;
   ASSIGN_OR_RETURN(double loss, Gradient(submission, scale));
-  // G += g
-  Eigen::Map<Eigen::VectorXf> total(grad_.data(), static_cast<Eigen::Index>(grad_.size()));
-  total += Eigen::Map<const Eigen::VectorXf>(submission_grad_.data(), total.size());
-  rows_accumulated_ += static_cast<uint64_t>(submission.inputs.rows());
+  // G + g, built in submission_grad_ so that G stays as it was until the
+  // submission is accepted (a step the optimizer refuses changes nothing).
+  Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
+                                  static_cast<Eigen::Index>(submission_grad_.size()));
+  sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+  const uint64_t rows = rows_accumulated_ + static_cast<uint64_t>(submission.inputs.rows());
 
   SubmitResult result{version_, loss, staleness, /*stepped=*/false};
-  if (rows_accumulated_ >= options_.samples_per_step) {
-    RETURN_IF_ERROR(StepAndPublish());
+  if (rows >= options_.samples_per_step) {
+    RETURN_IF_ERROR(StepAndPublish(absl::MakeSpan(submission_grad_)));
+    std::fill(grad_.begin(), grad_.end(), 0.0f);
+    rows_accumulated_ = 0;
     result.version = version_;
     result.stepped = true;
+  } else {
+    grad_.swap(submission_grad_);  // G ← G + g.
+    rows_accumulated_ = rows;
   }
   if (options_.metrics) {
     options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
@@ -235,11 +236,8 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   return loss;
 }
 
-absl::Status Trainer::StepAndPublish() {
-  ASSIGN_OR_RETURN(const double gradient_norm,
-                   optimizer_->Step(absl::MakeSpan(params_), absl::MakeSpan(grad_)));
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
-  rows_accumulated_ = 0;
+absl::Status Trainer::StepAndPublish(absl::Span<float> grad) {
+  ASSIGN_OR_RETURN(const double gradient_norm, optimizer_->Step(absl::MakeSpan(params_), grad));
   ++version_;
   auto next = std::make_shared<Snapshot>();
   next->version = version_;

@@ -7,15 +7,16 @@
 // working parameters, the gradient accumulator and the optimizer state —
 // applies queued submissions in arrival order:
 //
-//   1. staleness s = version − submission.version; s > max_staleness → ABORTED
-//      (nothing changes).
+//   1. staleness s = version − submission.version; s > max_staleness (when
+//      max_staleness > 0; 0 = no limit) → ABORTED (nothing changes).
 //   2. y = f(X; Θ) at the current parameters; l_s and ∂l_s/∂y from the
 //      surrogate (model/surrogate.h); backprop to g = ∂l_s/∂Θ, scaled by
 //      1/(1+s) if staleness_scaled_lr; a non-finite g → INVALID_ARGUMENT
 //      (nothing changes).
 //   3. G += g; rows += n. If rows ≥ samples_per_step: optimizer step on G,
 //      G = 0, rows = 0, version += 1, publish a new Snapshot (and call
-//      on_publish).
+//      on_publish). A step the optimizer refuses fails the submission and
+//      leaves G, rows and the parameters as they were before it.
 //   4. The submission's callback gets {version, l_s, s, stepped}.
 //
 // With TrainerOptions::metrics set, the Trainer records what only it sees —
@@ -25,8 +26,8 @@
 // every error, from Submit and from the callback).
 //
 // The Trainer knows nothing of gRPC or protobuf.
-#ifndef DELTASERVE_SERVER_TRAINER_H_
-#define DELTASERVE_SERVER_TRAINER_H_
+#ifndef DELTASERVE_SERVER_CORE_TRAINER_H_
+#define DELTASERVE_SERVER_CORE_TRAINER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -43,13 +44,28 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "model/mlp.h"
 #include "model/optimizer.h"
 #include "model/spec.h"
-#include "server/metrics.h"
-#include "server/snapshot.h"
+#include "server/core/metrics.h"
+#include "server/core/snapshot.h"
 
 namespace deltaserve::server {
+
+// A seam between the learner and its queue, for tests and tools that need to
+// hold the learner (e.g. to fill the queue deterministically). The learner
+// calls Pass() before it takes each batch and takes nothing until Pass()
+// returns; submissions queue up meanwhile. Trainer::Stop() marks the trainer
+// stopping first and then calls Abandon(), after which Pass() must return at
+// once: what is still queued then fails with UNAVAILABLE.
+class LearnerGate {
+ public:
+  virtual ~LearnerGate() = default;
+  virtual void Pass() = 0;
+  virtual void Abandon() = 0;
+};
 
 // Everything a Trainer needs, in core types (defaults already filled in).
 struct TrainerOptions {
@@ -58,12 +74,19 @@ struct TrainerOptions {
   model::OptimizerConfig optimizer;
   model::SurrogateConfig surrogate;
   uint32_t samples_per_step = 1;  // Rows per optimizer step; ≥ 1.
-  uint64_t max_staleness = 0;     // Submissions more versions behind → ABORTED.
+  uint64_t max_staleness = 0;     // More versions behind → ABORTED; 0 = no limit.
   bool staleness_scaled_lr = false;
   size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
   // Optional (null: record nothing). Must outlive the Trainer.
   ModelMetrics* metrics = nullptr;
+  // Optional seam (see LearnerGate). Null: the learner never waits.
+  std::shared_ptr<LearnerGate> gate;
 };
+
+// INVALID_ARGUMENT naming the field unless `options` can make a Trainer:
+// non-empty name, valid network, optimizer and surrogate (model/spec.h),
+// samples_per_step ≥ 1, queue_capacity ≥ 1.
+absl::Status ValidateTrainerOptions(const TrainerOptions& options);
 
 // One client submission (X, ỹ, δ) in core types.
 struct Submission {
@@ -130,19 +153,12 @@ class Trainer {
   // still queued gets UNAVAILABLE. Idempotent; blocks until the thread exits.
   void Stop() ABSL_LOCKS_EXCLUDED(queue_mu_);
 
-  // Test hooks: while paused the learner takes nothing from the queue (a
-  // submission it is already applying completes). Makes full-queue and
-  // ordering tests deterministic.
-  void PauseLearnerForTest() ABSL_LOCKS_EXCLUDED(queue_mu_);
-  void ResumeLearnerForTest() ABSL_LOCKS_EXCLUDED(queue_mu_);
-
   // Submissions waiting in the queue (not yet taken by the learner).
   size_t queued() const ABSL_LOCKS_EXCLUDED(queue_mu_);
 
-  // Test hook: blocks until at least `n` submissions are queued (true) or
-  // `timeout` passes (false). Wakes on the queue's own changes, not a timer.
-  bool WaitUntilQueuedForTest(size_t n, absl::Duration timeout) const
-      ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // Blocks until at least `n` submissions are queued (true) or `timeout`
+  // passes (false). Wakes on the queue's own changes, not a timer.
+  bool AwaitQueued(size_t n, absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(queue_mu_);
 
  private:
   struct Pending {
@@ -160,8 +176,9 @@ class Trainer {
   absl::StatusOr<SubmitResult> Apply(const Submission& submission);
   // Backprop of one submission into submission_grad_; returns l_s.
   absl::StatusOr<double> Gradient(const Submission& submission, float scale);
-  // Optimizer step on grad_, version + 1, publish.
-  absl::Status StepAndPublish();
+  // Optimizer step on `grad` (G + g), version + 1, publish. On error nothing
+  // has changed.
+  absl::Status StepAndPublish(absl::Span<float> grad);
   void FailAll(std::deque<Pending>& pending, const absl::Status& status);
 
   const TrainerOptions options_;
@@ -172,7 +189,7 @@ class Trainer {
   std::unique_ptr<model::Optimizer> optimizer_;
   std::vector<float> params_;           // Working parameters (version_).
   std::vector<float> grad_;             // G, accumulated over submissions.
-  std::vector<float> submission_grad_;  // g of one submission.
+  std::vector<float> submission_grad_;  // g of one submission, then G + g.
   model::Mlp::Workspace workspace_;
   model::Matrix grad_y_;
   uint64_t version_ = 0;
@@ -184,7 +201,6 @@ class Trainer {
   mutable absl::Mutex queue_mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
-  bool paused_ ABSL_GUARDED_BY(queue_mu_) = false;
 
   std::once_flag join_once_;
   std::thread learner_;  // Last: starts after everything above exists.
@@ -192,4 +208,4 @@ class Trainer {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_TRAINER_H_
+#endif  // DELTASERVE_SERVER_CORE_TRAINER_H_

@@ -1,9 +1,7 @@
-#include "server/weight_hub.h"
+#include "server/core/weight_hub.h"
 
 #include <algorithm>
 #include <utility>
-
-#include "server/convert.h"
 
 namespace deltaserve::server {
 
@@ -38,26 +36,9 @@ bool WeightHub::closed() const {
   return closed_;
 }
 
-std::shared_ptr<const Snapshot> WeightHub::latest_snapshot() const {
+std::shared_ptr<const Snapshot> WeightHub::latest() const {
   absl::MutexLock lock(&mu_);
   return latest_;
-}
-
-std::shared_ptr<const EncodedUpdate> WeightHub::Latest() {
-  absl::MutexLock encode_lock(&encode_mu_);
-  std::shared_ptr<const Snapshot> snapshot;
-  {
-    absl::MutexLock lock(&mu_);
-    if (encoded_ != nullptr && encoded_->version == latest_->version) return encoded_;
-    snapshot = latest_;
-  }
-  // Encode outside mu_ so Publish (the learner) never waits for it.
-  auto encoded = std::make_shared<EncodedUpdate>();
-  encoded->version = snapshot->version;
-  encoded->bytes = SerializeParameterUpdate(model_, *snapshot);
-  absl::MutexLock lock(&mu_);
-  encoded_ = std::move(encoded);
-  return encoded_;
 }
 
 std::unique_ptr<WeightHub::Subscription> WeightHub::Subscribe(std::function<void()> on_change) {
@@ -89,7 +70,7 @@ void WeightHub::NotifyAll() {
     absl::MutexLock lock(&mu_);
     slots = slots_;
   }
-  // Outside mu_: a callback may call Latest() or closed().
+  // Outside mu_: a callback may call latest() or closed().
   for (const auto& slot : slots) {
     absl::MutexLock lock(&slot->mu);
     if (slot->on_change) slot->on_change();

@@ -2,16 +2,12 @@
 //
 // Latest-wins: the hub keeps only the newest snapshot. Publish() (learner
 // thread) stores it and pokes every subscriber's callback; a subscriber pulls
-// Latest() when it is ready to send, so a slow watcher skips intermediate
-// versions and never slows the learner or other watchers. The wire encoding
-// of a version (a serialized ParameterUpdate in a grpc::ByteBuffer, whose
-// copies share the same slices) is built at most once, lazily, by the first
-// Latest() call that needs it, however many watchers there are; with no
-// watchers it is never built. (If an idle watcher is poked by Publish, that
-// first call runs on the learner thread: one pass over the parameters, like
-// the snapshot copy itself.)
-#ifndef DELTASERVE_SERVER_WEIGHT_HUB_H_
-#define DELTASERVE_SERVER_WEIGHT_HUB_H_
+// latest() when it is ready to send, so a slow watcher skips intermediate
+// versions and never slows other watchers. The hub knows nothing of gRPC:
+// encoding a version for the wire is the service's (server/service/
+// encoded_update.h).
+#ifndef DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
+#define DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 
 #include <cstdint>
 #include <functional>
@@ -21,16 +17,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "grpcpp/support/byte_buffer.h"
-#include "server/snapshot.h"
+#include "server/core/snapshot.h"
 
 namespace deltaserve::server {
-
-// One version, ready to write: a serialized deltaserve.v1.ParameterUpdate.
-struct EncodedUpdate {
-  uint64_t version = 0;
-  grpc::ByteBuffer bytes;
-};
 
 class WeightHub {
  public:
@@ -69,15 +58,12 @@ class WeightHub {
   void Publish(std::shared_ptr<const Snapshot> snapshot) ABSL_LOCKS_EXCLUDED(mu_);
 
   // After Close() subscribers' callbacks are called once more and closed()
-  // is true: watchers finish their streams. Publish() still updates Latest().
+  // is true: watchers finish their streams. Publish() still updates latest().
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
   bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The newest snapshot.
-  std::shared_ptr<const Snapshot> latest_snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
-
-  // The newest version, encoded (built once per version, shared by callers).
-  std::shared_ptr<const EncodedUpdate> Latest() ABSL_LOCKS_EXCLUDED(mu_, encode_mu_);
+  std::shared_ptr<const Snapshot> latest() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // `on_change` is called (from Publish/Close callers' threads) whenever a
   // newer version or Close() happens. It must not block and must not call
@@ -94,15 +80,10 @@ class WeightHub {
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const EncodedUpdate> encoded_ ABSL_GUARDED_BY(mu_);  // may lag latest_
   std::vector<std::shared_ptr<Subscription::Slot>> slots_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-
-  // Serialises encoders so each version is encoded once; never held by
-  // Publish.
-  absl::Mutex encode_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 };
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_WEIGHT_HUB_H_
+#endif  // DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_

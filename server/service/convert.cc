@@ -1,4 +1,4 @@
-#include "server/convert.h"
+#include "server/service/convert.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -11,95 +11,6 @@
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
-
-absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(const v1::OptimizerConfig& c) {
-  model::OptimizerConfig config;
-  switch (c.kind()) {
-    case v1::OptimizerConfig::KIND_UNSPECIFIED:
-    case v1::OptimizerConfig::SGD:
-      config.kind = model::OptimizerConfig::Kind::kSgd;
-      break;
-    case v1::OptimizerConfig::MOMENTUM:
-      config.kind = model::OptimizerConfig::Kind::kMomentum;
-      break;
-    case v1::OptimizerConfig::ADAM:
-      config.kind = model::OptimizerConfig::Kind::kAdam;
-      break;
-    case v1::OptimizerConfig::ADAMW:
-      config.kind = model::OptimizerConfig::Kind::kAdamW;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "optimizer.kind: expected SGD, MOMENTUM, ADAM or ADAMW, got enum value ", c.kind()));
-  }
-  config.learning_rate = c.learning_rate();
-  config.momentum = c.momentum();
-  config.nesterov = c.nesterov();
-  config.beta1 = c.beta1();
-  config.beta2 = c.beta2();
-  config.epsilon = c.epsilon();
-  config.weight_decay = c.weight_decay();
-  config.clip_norm = c.clip_norm();
-  RETURN_IF_ERROR(model::ValidateOptimizerConfig(config));
-  return config;
-}
-
-absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(const v1::SurrogateConfig& c) {
-  model::SurrogateConfig config;
-  switch (c.mode()) {
-    case v1::SurrogateConfig::MODE_UNSPECIFIED:
-    case v1::SurrogateConfig::ANCHORED:
-      config.mode = model::SurrogateConfig::Mode::kAnchored;
-      break;
-    case v1::SurrogateConfig::CURRENT:
-      config.mode = model::SurrogateConfig::Mode::kCurrent;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("surrogate.mode: expected ANCHORED or CURRENT, got enum value ", c.mode()));
-  }
-  switch (c.reduction()) {
-    case v1::SurrogateConfig::REDUCTION_UNSPECIFIED:
-    case v1::SurrogateConfig::SUM:
-      config.reduction = model::SurrogateConfig::Reduction::kSum;
-      break;
-    case v1::SurrogateConfig::MEAN:
-      config.reduction = model::SurrogateConfig::Reduction::kMean;
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "surrogate.reduction: expected SUM or MEAN, got enum value ", c.reduction()));
-  }
-  config.delta_scale = c.delta_scale();
-  RETURN_IF_ERROR(model::ValidateSurrogateConfig(config));
-  return config;
-}
-
-absl::StatusOr<model::Objective> ObjectiveFromProto(v1::Objective objective) {
-  switch (objective) {
-    case v1::OBJECTIVE_UNSPECIFIED:
-    case v1::MINIMIZE:
-      return model::Objective::kMinimize;
-    case v1::MAXIMIZE:
-      return model::Objective::kMaximize;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("objective: expected MINIMIZE or MAXIMIZE, got enum value ", objective));
-  }
-}
-
-absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec) {
-  TrainerOptions options;
-  options.name = spec.name();
-  ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
-  ASSIGN_OR_RETURN(options.optimizer, OptimizerConfigFromProto(spec.optimizer()));
-  ASSIGN_OR_RETURN(options.surrogate, SurrogateConfigFromProto(spec.surrogate()));
-  options.samples_per_step = spec.samples_per_step();
-  options.max_staleness = spec.max_staleness();
-  options.staleness_scaled_lr = spec.staleness_scaled_lr();
-  options.queue_capacity = spec.queue_capacity();
-  return options;
-}
 
 absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& request) {
   Submission submission;
@@ -114,7 +25,7 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
                      request.outputs().cols(), " columns"));
   }
   submission.version = request.version();
-  ASSIGN_OR_RETURN(submission.objective, ObjectiveFromProto(request.objective()));
+  ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
   return submission;
 }
 

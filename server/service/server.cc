@@ -1,6 +1,12 @@
-#include "server/server.h"
+#include "server/service/server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -11,14 +17,54 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "server/config.h"
-#include "server/log.h"
-#include "server/metrics.h"
-#include "server/model_registry.h"
-#include "server/trainer_service.h"
+#include "server/core/config.h"
+#include "server/core/log.h"
+#include "server/core/metrics.h"
+#include "server/core/model_registry.h"
+#include "server/service/trainer_service.h"
 
 namespace deltaserve::server {
 namespace {
+
+// OK unless `address` is host:port with a non-zero port that another socket
+// holds (EADDRINUSE): then UNAVAILABLE saying so, before anything else starts,
+// so a second server on a taken port refuses with one line. gRPC's own bind
+// fails too (SO_REUSEPORT is off) if the port is taken in between.
+absl::Status CheckPortIsFree(const std::string& address) {
+  if (absl::StartsWith(address, "unix:")) return absl::OkStatus();
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return absl::OkStatus();  // gRPC reports the format.
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (port == "0") return absl::OkStatus();
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* resolved = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &resolved) != 0) {
+    return absl::OkStatus();  // gRPC reports what it cannot resolve.
+  }
+  absl::Status status = absl::OkStatus();
+  for (addrinfo* a = resolved; a != nullptr && status.ok(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    // As gRPC does: a port whose old connections linger in TIME_WAIT is free,
+    // one that a socket listens on is not.
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE) {
+      status = absl::UnavailableError(
+          absl::StrCat("cannot listen on \"", address,
+                       "\": address already in use (is another deltaserve running there?)"));
+    }
+    close(fd);
+  }
+  freeaddrinfo(resolved);
+  return status;
+}
 
 // "host:port" with the port the OS picked; "unix:..." as given.
 std::string BoundAddress(const std::string& requested, int port) {
@@ -36,6 +82,7 @@ std::string ModelHealthServiceName(absl::string_view model) {
 absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     const deltaserve::v1::ServerConfig& config, const ServerOptions& options) {
   ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
+  RETURN_IF_ERROR(CheckPortIsFree(options.listen_address));
   ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics,
                    ServerMetrics::Create({options.metrics_listen_address}));
   std::string metrics_address;
@@ -44,7 +91,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     LogInfo("metrics on ", metrics_address);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
-                   ModelRegistry::Create(prepared, metrics.get()));
+                   ModelRegistry::Create(prepared, metrics.get(), options.learner_gate));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
@@ -73,6 +120,9 @@ absl::Status DeltaServer::Bind(uint32_t max_message_bytes) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
+  // bind too and silently take half the connections. Off, it fails to bind.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
   builder.RegisterService(service_.get());
@@ -81,7 +131,7 @@ absl::Status DeltaServer::Bind(uint32_t max_message_bytes) {
     server_.reset();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on \"", options_.listen_address,
-                     "\" (expected host:port or unix:PATH that is free to bind)"));
+                     "\": expected a free host:port or unix:PATH (is another server using it?)"));
   }
   address_ = BoundAddress(options_.listen_address, port);
   MarkServing();

@@ -11,8 +11,8 @@
 // Metrics (server/metrics.h, docs/operations.md) are always recorded; with
 // ServerOptions::metrics_listen_address set they are also served over HTTP
 // at /metrics.
-#ifndef DELTASERVE_SERVER_SERVER_H_
-#define DELTASERVE_SERVER_SERVER_H_
+#ifndef DELTASERVE_SERVER_SERVICE_SERVER_H_
+#define DELTASERVE_SERVER_SERVICE_SERVER_H_
 
 #include <memory>
 #include <string>
@@ -31,6 +31,7 @@ class Server;
 
 namespace deltaserve::server {
 
+class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
 class Trainer;
@@ -48,6 +49,10 @@ struct ServerOptions {
   std::string metrics_listen_address;
   // How long Shutdown lets in-flight calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // Optional seam: every model's learner passes this gate before taking
+  // each batch (server/core/trainer.h LearnerGate; tests hold learners with
+  // it). Null: learners never wait.
+  std::shared_ptr<LearnerGate> learner_gate;
 };
 
 class DeltaServer {
@@ -56,8 +61,10 @@ class DeltaServer {
   // metrics endpoint if asked (INVALID_ARGUMENT if the address is not
   // host:port, UNAVAILABLE if it cannot bind), builds one Trainer per model,
   // registers the Trainer, health and reflection services and binds the
-  // address (UNAVAILABLE if it cannot). Serves on return.
-  // Wire defaults (config.h FillDefaults) are filled in first.
+  // address (UNAVAILABLE if it cannot, e.g. when another process holds the
+  // port: SO_REUSEPORT is off, so two servers never share one). Serves on
+  // return. Wire defaults (config.h FillDefaults) are filled in first; the
+  // config is validated here, once.
   static absl::StatusOr<std::unique_ptr<DeltaServer>> Start(
       const deltaserve::v1::ServerConfig& config, const ServerOptions& options);
 
@@ -89,7 +96,7 @@ class DeltaServer {
   void Wait();
 
   // The Trainer serving `model` ("" = default), or null if unknown. For
-  // tests (e.g. Trainer::PauseLearnerForTest) and in-process tools.
+  // in-process tools and tests (e.g. Trainer::AwaitQueued).
   Trainer* trainer(absl::string_view model) const;
 
  private:
@@ -114,4 +121,4 @@ class DeltaServer {
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_SERVER_H_
+#endif  // DELTASERVE_SERVER_SERVICE_SERVER_H_

@@ -1,13 +1,13 @@
-#include "server/trainer_service.h"
+#include "server/service/trainer_service.h"
 
 #include <utility>
 
 #include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "proto/wire.h"
-#include "server/convert.h"
-#include "server/grpc_status.h"
-#include "server/watch_reactor.h"
+#include "server/service/convert.h"
+#include "server/service/grpc_status.h"
+#include "server/service/watch_reactor.h"
 
 namespace deltaserve::server {
 namespace {
@@ -47,6 +47,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
 }
 
 }  // namespace
+
+TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics)
+    : models_(models), unknown_model_(metrics->UnknownModel()) {
+  for (const auto& model : models_->models()) {
+    encoders_.emplace(model.get(), std::make_unique<EncodedUpdateCache>(model->spec.name()));
+  }
+}
 
 grpc::ServerUnaryReactor* TrainerService::GetModelInfo(grpc::CallbackServerContext* context,
                                                        const v1::GetModelInfoRequest* request,
@@ -102,7 +109,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
   if (!parse.ok()) return RefuseWatch(unknown_model_, start, std::move(parse));
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
   if (!model.ok()) return RefuseWatch(unknown_model_, start, ToGrpcStatus(model.status()));
-  return new WatchReactor((*model)->hub.get(), (*model)->metrics);
+  return new WatchReactor((*model)->hub.get(), encoders_.at(*model).get(), (*model)->metrics);
 }
 
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {

@@ -11,16 +11,19 @@
 // the unknown-model bucket when the model is not served. Unary rpcs are
 // recorded before Finish, so a client holding a reply sees it counted.
 // Every SubmitDelta that is not applied is counted by reason.
-#ifndef DELTASERVE_SERVER_TRAINER_SERVICE_H_
-#define DELTASERVE_SERVER_TRAINER_SERVICE_H_
+#ifndef DELTASERVE_SERVER_SERVICE_TRAINER_SERVICE_H_
+#define DELTASERVE_SERVER_SERVICE_TRAINER_SERVICE_H_
 
 #include <chrono>
+#include <map>
+#include <memory>
 
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/metrics.h"
-#include "server/model_registry.h"
+#include "server/core/metrics.h"
+#include "server/core/model_registry.h"
+#include "server/service/encoded_update.h"
 
 namespace deltaserve::server {
 
@@ -28,8 +31,7 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
                                  deltaserve::v1::Trainer::CallbackService> {
  public:
   // `models` and `metrics` (not null) must outlive the service.
-  TrainerService(ModelRegistry* models, ServerMetrics* metrics)
-      : models_(models), unknown_model_(metrics->UnknownModel()) {}
+  TrainerService(ModelRegistry* models, ServerMetrics* metrics);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const deltaserve::v1::GetModelInfoRequest* request,
@@ -68,8 +70,10 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
 
   ModelRegistry* const models_;
   ModelMetrics* const unknown_model_;  // Requests naming a model not served.
+  // One per served model, made at construction (read-only afterwards).
+  std::map<const ServedModel*, std::unique_ptr<EncodedUpdateCache>> encoders_;
 };
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_TRAINER_SERVICE_H_
+#endif  // DELTASERVE_SERVER_SERVICE_TRAINER_SERVICE_H_

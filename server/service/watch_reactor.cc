@@ -1,14 +1,14 @@
-#include "server/watch_reactor.h"
+#include "server/service/watch_reactor.h"
 
 #include <utility>
 
-#include "server/errors.h"
-#include "server/grpc_status.h"
+#include "server/core/errors.h"
+#include "server/service/grpc_status.h"
 
 namespace deltaserve::server {
 
-WatchReactor::WatchReactor(WeightHub* hub, ModelMetrics* metrics)
-    : hub_(hub), metrics_(metrics), start_(std::chrono::steady_clock::now()) {
+WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics)
+    : hub_(hub), encoder_(encoder), metrics_(metrics), start_(std::chrono::steady_clock::now()) {
   metrics_->AddWatchers(+1);
   subscription_ = hub_->Subscribe([this] { Advance(); });  // Step 3.
   Advance();                                               // Step 1.
@@ -25,7 +25,7 @@ void WatchReactor::Advance() {
     FinishLocked(ToGrpcStatus(ShuttingDown(hub_->model())));
     return;
   }
-  std::shared_ptr<const EncodedUpdate> latest = hub_->Latest();
+  std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(hub_->latest());
   if (sent_any_ && latest->version <= sent_version_) return;
   sent_any_ = true;
   sent_version_ = latest->version;

@@ -23,8 +23,8 @@
 //
 // The model's watchers gauge counts the reactor from construction (+1, before
 // its first write) to OnDone (−1).
-#ifndef DELTASERVE_SERVER_WATCH_REACTOR_H_
-#define DELTASERVE_SERVER_WATCH_REACTOR_H_
+#ifndef DELTASERVE_SERVER_SERVICE_WATCH_REACTOR_H_
+#define DELTASERVE_SERVER_SERVICE_WATCH_REACTOR_H_
 
 #include <chrono>
 #include <cstdint>
@@ -34,17 +34,18 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/metrics.h"
-#include "server/weight_hub.h"
+#include "server/core/metrics.h"
+#include "server/core/weight_hub.h"
+#include "server/service/encoded_update.h"
 
 namespace deltaserve::server {
 
 class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  // `hub` and `metrics` (the model's; not null) must outlive the reactor (the
-  // server closes hubs and waits for every call before destroying them).
-  // Deletes itself in OnDone.
-  WatchReactor(WeightHub* hub, ModelMetrics* metrics);
+  // `hub`, `encoder` and `metrics` (the model's; not null) must outlive the
+  // reactor (the server closes hubs and waits for every call before
+  // destroying them). Deletes itself in OnDone.
+  WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -55,6 +56,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   WeightHub* const hub_;
+  EncodedUpdateCache* const encoder_;
   ModelMetrics* const metrics_;
   const std::chrono::steady_clock::time_point start_;
   std::unique_ptr<WeightHub::Subscription> subscription_;
@@ -78,4 +80,4 @@ class FinishedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
 
 }  // namespace deltaserve::server
 
-#endif  // DELTASERVE_SERVER_WATCH_REACTOR_H_
+#endif  // DELTASERVE_SERVER_SERVICE_WATCH_REACTOR_H_

@@ -9,7 +9,7 @@
 #include "client/trainer_client.h"
 #include "deltaserve/v1/config.pb.h"
 #include "gtest/gtest.h"
-#include "server/server.h"
+#include "server/service/server.h"
 
 namespace deltaserve::client::testing {
 

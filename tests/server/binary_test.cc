@@ -177,6 +177,38 @@ void ServeThenStop(const std::vector<std::string>& args, int signal) {
   EXPECT_THAT(log, HasSubstr("shut down"));
 }
 
+TEST(ServerBinary, HelpPrintsUsageAndItsFlagsAndExitsZero) {
+  Refusal help = RunToExit({"--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.stderr_text;
+  EXPECT_EQ(help.stderr_text, "");
+  EXPECT_THAT(help.stdout_text, HasSubstr("usage: deltaserve"));
+  for (const char* flag : {"--config (", "--listen (", "--metrics_listen (", "--log_level ("}) {
+    EXPECT_THAT(help.stdout_text, HasSubstr(flag));
+  }
+  EXPECT_THAT(help.stdout_text, ::testing::Not(HasSubstr("--flagfile")));  // Abseil's own.
+}
+
+TEST(ServerBinary, VersionPrintsTheProjectVersion) {
+  Refusal version = RunToExit({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.stdout_text, std::string("deltaserve ") + DELTASERVE_VERSION + "\n");
+}
+
+TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
+  Child first = Spawn({"--listen=127.0.0.1:0"});
+  const std::string line = ReadLine(first.out);
+  ASSERT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  const std::string address = line.substr(std::string("listening on ").size());
+  // gRPC sets SO_REUSEPORT by default, which would let this one bind too and
+  // take half of the clients.
+  Refusal second = RunToExit({"--listen=" + address});
+  ExpectOneLineRefusal(second, "address already in use");
+  EXPECT_EQ(second.exit_code, 1);
+  ASSERT_EQ(kill(first.pid, SIGTERM), 0);
+  const std::string log = ReadAll(first.err);
+  EXPECT_EQ(Wait(first), 0) << log;
+}
+
 TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
   const std::string path = WriteConfig("good", R"pb(
     models {

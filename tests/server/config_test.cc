@@ -1,4 +1,4 @@
-#include "server/config.h"
+#include "server/core/config.h"
 
 #include <fstream>
 #include <string>
@@ -59,7 +59,7 @@ TEST(Config, FillDefaultsUsesTheDocumentedValues) {
   const v1::ModelSpec& a = config.models(0);
   EXPECT_FLOAT_EQ(a.optimizer().learning_rate(), 0.01f);
   EXPECT_FLOAT_EQ(a.optimizer().momentum(), 0.9f);
-  EXPECT_EQ(a.surrogate().mode(), v1::SurrogateConfig::ANCHORED);
+  EXPECT_EQ(a.surrogate().mode(), v1::SurrogateConfig::CURRENT);
   EXPECT_EQ(a.surrogate().reduction(), v1::SurrogateConfig::SUM);
   EXPECT_FLOAT_EQ(a.surrogate().delta_scale(), 1.0f);
   EXPECT_EQ(a.samples_per_step(), 1u);

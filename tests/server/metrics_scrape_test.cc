@@ -19,9 +19,10 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
-#include "server/server.h"
-#include "server/trainer.h"
+#include "server/core/metrics.h"
+#include "server/core/trainer.h"
+#include "server/service/server.h"
+#include "tests/server/loopback_server.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/server/test_util.h"
 
@@ -37,10 +38,11 @@ using testing::Sample;
 using testing::WireMatrix;
 using Labels = std::map<std::string, std::string>;
 
-constexpr absl::Duration kWait = absl::Seconds(30);
+using testing::kWait;
+using testing::PendingSubmit;
 
-// input 4 → 8 tanh → 2 identity; one row per step; any submission computed
-// at an older version is stale; one submission may wait in the queue.
+// input 4 → 8 tanh → 2 identity; one row per step; a submission computed
+// more than one version ago is stale; one submission may wait in the queue.
 constexpr char kModel[] = R"pb(
   models {
     name: "m"
@@ -49,26 +51,22 @@ constexpr char kModel[] = R"pb(
     layers { units: 8 activation: ACTIVATION_TANH }
     layers { units: 2 activation: ACTIVATION_IDENTITY }
     optimizer { kind: SGD learning_rate: 0.01 }
-    max_staleness: 0
+    max_staleness: 1
     queue_capacity: 1
   }
 )pb";
 
-class MetricsScrapeTest : public ::testing::Test {
+class MetricsScrapeTest : public testing::LoopbackServerTest {
  protected:
-  void SetUp() override {
+  void SetUp() override { Start(); }
+
+  void Start() {
     ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
     options.metrics_listen_address = "127.0.0.1:0";
-    absl::StatusOr<std::unique_ptr<DeltaServer>> server =
-        DeltaServer::Start(ParseText<v1::ServerConfig>(kModel), options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+    StartServer(kModel, options);
     ASSERT_THAT(server_->metrics_address(), MatchesRegex("127\\.0\\.0\\.1:[0-9]+"));
     const std::vector<std::string> parts = absl::StrSplit(server_->metrics_address(), ':');
     ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &metrics_port_));
-    stub_ = v1::Trainer::NewStub(
-        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
   // GET /metrics; fails the test (and returns "") unless it answers 200.
@@ -95,10 +93,6 @@ class MetricsScrapeTest : public ::testing::Test {
     return value;
   }
 
-  static std::unique_ptr<grpc::ClientContext> Context() {
-    return testing::ContextWithDeadline(kWait);
-  }
-
   grpc::Status Forward(const std::string& model, uint32_t rows, uint32_t cols) {
     v1::ForwardRequest request;
     request.set_model(model);
@@ -117,15 +111,7 @@ class MetricsScrapeTest : public ::testing::Test {
     return request;
   }
 
-  grpc::Status Submit(const v1::SubmitDeltaRequest& request,
-                      v1::SubmitDeltaResponse* response = nullptr) {
-    v1::SubmitDeltaResponse ignored;
-    return stub_->SubmitDelta(Context().get(), request, response ? response : &ignored);
-  }
-
-  std::unique_ptr<DeltaServer> server_;
   int metrics_port_ = 0;
-  std::unique_ptr<v1::Trainer::Stub> stub_;
 };
 
 const Labels kModelM = {{"model", "m"}};
@@ -191,7 +177,7 @@ TEST_F(MetricsScrapeTest, SubmissionsCountStepsVersionAndRejectionsByReason) {
   }
   ASSERT_EQ(version, static_cast<uint64_t>(kSteps));
 
-  // Computed at version 0, now kSteps behind with max_staleness 0.
+  // Computed at version 0, now kSteps (> 1) behind with max_staleness 1.
   EXPECT_EQ(Submit(Submission(1, 0)).error_code(), grpc::StatusCode::ABORTED);
   // δ with the wrong width.
   v1::SubmitDeltaRequest bad = Submission(1, version);
@@ -235,21 +221,17 @@ TEST_F(MetricsScrapeTest, SubmissionsCountStepsVersionAndRejectionsByReason) {
 }
 
 TEST_F(MetricsScrapeTest, QueueDepthAndFullQueueRejections) {
+  // A server whose learner is held from the start (SetUp's is not).
+  server_.reset();
+  gate_ = std::make_shared<testing::HeldGate>();  // The old server abandoned its gate.
+  gate_->Close();
+  Start();
   Trainer* trainer = server_->trainer("m");
   ASSERT_NE(trainer, nullptr);
-  trainer->PauseLearnerForTest();
 
   const v1::SubmitDeltaRequest request = Submission(1, 0);
-  auto queued_context = Context();
-  v1::SubmitDeltaResponse queued_response;
-  grpc::Status queued_status;
-  absl::Notification queued_done;
-  stub_->async()->SubmitDelta(queued_context.get(), &request, &queued_response,
-                              [&](grpc::Status s) {
-                                queued_status = std::move(s);
-                                queued_done.Notify();
-                              });
-  ASSERT_TRUE(trainer->WaitUntilQueuedForTest(1, kWait));
+  std::unique_ptr<PendingSubmit> queued = SubmitAsync(request);
+  ASSERT_TRUE(trainer->AwaitQueued(1, kWait));
   ASSERT_EQ(trainer->queued(), 1u);
   EXPECT_EQ(Submit(request).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
@@ -260,9 +242,9 @@ TEST_F(MetricsScrapeTest, QueueDepthAndFullQueueRejections) {
                    RpcLabels("m", "SubmitDelta", "RESOURCE_EXHAUSTED")),
             1.0);
 
-  trainer->ResumeLearnerForTest();
-  ASSERT_TRUE(queued_done.WaitForNotificationWithTimeout(kWait));
-  ASSERT_TRUE(queued_status.ok()) << queued_status.error_message();
+  gate_->Open();
+  ASSERT_TRUE(queued->done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(queued->status.ok()) << queued->status.error_message();
   text = Scrape();
   EXPECT_EQ(Sample(text, "deltaserve_queue_depth", kModelM), 0.0);
   EXPECT_EQ(Sample(text, "deltaserve_submissions_applied_total", kModelM), 1.0);

@@ -25,10 +25,11 @@
 #include "gtest/gtest.h"
 #include "model/mlp.h"
 #include "proto/wire.h"
-#include "server/convert.h"
-#include "server/server.h"
-#include "server/trainer.h"
+#include "server/core/trainer.h"
+#include "server/service/convert.h"
+#include "server/service/server.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tests/server/loopback_server.h"
 #include "tests/server/test_util.h"
 
 namespace deltaserve::server {
@@ -40,7 +41,8 @@ using ::testing::HasSubstr;
 using testing::ParseText;
 using testing::WireMatrix;
 
-constexpr absl::Duration kWait = absl::Seconds(30);
+using testing::kWait;
+using testing::PendingSubmit;
 
 // input 4 → 8 tanh → 2 identity.
 constexpr char kSmallModel[] = R"pb(
@@ -55,21 +57,12 @@ constexpr char kSmallModel[] = R"pb(
   }
 )pb";
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public testing::LoopbackServerTest {
  protected:
   void Start(const std::string& config_text, const std::string& address = "127.0.0.1:0") {
     ServerOptions options;
     options.listen_address = address;
-    absl::StatusOr<std::unique_ptr<DeltaServer>> server =
-        DeltaServer::Start(ParseText<v1::ServerConfig>(config_text), options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-    stub_ = v1::Trainer::NewStub(channel_);
-  }
-
-  static std::unique_ptr<grpc::ClientContext> Context() {
-    return testing::ContextWithDeadline(kWait);
+    StartServer(config_text, options);
   }
 
   grpc::Status Forward(const std::string& model, const v1::Matrix& inputs,
@@ -78,12 +71,6 @@ class ServiceTest : public ::testing::Test {
     request.set_model(model);
     *request.mutable_inputs() = inputs;
     return stub_->Forward(Context().get(), request, response);
-  }
-
-  grpc::Status Submit(const v1::SubmitDeltaRequest& request,
-                      v1::SubmitDeltaResponse* response = nullptr) {
-    v1::SubmitDeltaResponse ignored;
-    return stub_->SubmitDelta(Context().get(), request, response ? response : &ignored);
   }
 
   v1::ParameterUpdate Parameters(const std::string& model = "") {
@@ -113,10 +100,6 @@ class ServiceTest : public ::testing::Test {
       ASSERT_TRUE(status.ok()) << status.error_message();
     }
   }
-
-  std::unique_ptr<DeltaServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Trainer::Stub> stub_;
 };
 
 absl::StatusOr<model::Mlp> MlpOf(const v1::ServerConfig& config, int index = 0) {
@@ -162,7 +145,7 @@ TEST_F(ServiceTest, GetModelInfoReportsSpecWithDefaultsFilled) {
   EXPECT_EQ(info.spec().name(), "m");
   EXPECT_EQ(info.spec().samples_per_step(), 1u);
   EXPECT_EQ(info.spec().queue_capacity(), 1024u);
-  EXPECT_EQ(info.spec().surrogate().mode(), v1::SurrogateConfig::ANCHORED);
+  EXPECT_EQ(info.spec().surrogate().mode(), v1::SurrogateConfig::CURRENT);
   EXPECT_EQ(info.version(), 2u);
   EXPECT_EQ(info.optimizer_steps(), 2u);
   EXPECT_EQ(info.parameter_count(), 8u * 5 + 2u * 9);
@@ -455,6 +438,7 @@ TEST_F(ServiceTest, MessageOverMaxMessageBytesIsResourceExhausted) {
 }
 
 TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
+  gate_->Close();  // The learner takes nothing until Open().
   Start(R"pb(
     models {
       name: "m"
@@ -465,29 +449,19 @@ TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
   )pb");
   Trainer* trainer = server_->trainer("m");
   ASSERT_NE(trainer, nullptr);
-  trainer->PauseLearnerForTest();
-
   const v1::SubmitDeltaRequest request = OnesRequest();
-  auto queued_context = Context();
-  v1::SubmitDeltaResponse queued_response;
-  grpc::Status queued_status;
-  absl::Notification queued_done;
-  stub_->async()->SubmitDelta(queued_context.get(), &request, &queued_response,
-                              [&](grpc::Status s) {
-                                queued_status = std::move(s);
-                                queued_done.Notify();
-                              });
-  ASSERT_TRUE(trainer->WaitUntilQueuedForTest(1, kWait));
+  std::unique_ptr<PendingSubmit> queued = SubmitAsync(request);
+  ASSERT_TRUE(trainer->AwaitQueued(1, kWait));
   ASSERT_EQ(trainer->queued(), 1u);
 
   grpc::Status full = Submit(request);
   EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(full.error_message(), HasSubstr("queue is full"));
 
-  trainer->ResumeLearnerForTest();
-  ASSERT_TRUE(queued_done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_TRUE(queued_status.ok()) << queued_status.error_message();
-  EXPECT_EQ(queued_response.version(), 1u);
+  gate_->Open();
+  ASSERT_TRUE(queued->done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_TRUE(queued->status.ok()) << queued->status.error_message();
+  EXPECT_EQ(queued->response.version(), 1u);
 }
 
 // Reads a watch stream until `last` arrives; returns the versions seen.
@@ -575,18 +549,10 @@ TEST_F(ServiceTest, WatchOfUnknownModelIsNotFound) {
 }
 
 TEST_F(ServiceTest, ShutdownEndsWatchersAndQueuedSubmissionsWithUnavailable) {
+  gate_->Close();  // The learner takes nothing; Shutdown abandons the gate.
   Start(kSmallModel);
-  server_->trainer("m")->PauseLearnerForTest();
-  const v1::SubmitDeltaRequest request = OnesRequest();
-  auto submit_context = Context();
-  v1::SubmitDeltaResponse response;
-  grpc::Status submit_status;
-  absl::Notification submit_done;
-  stub_->async()->SubmitDelta(submit_context.get(), &request, &response, [&](grpc::Status s) {
-    submit_status = std::move(s);
-    submit_done.Notify();
-  });
-  ASSERT_TRUE(server_->trainer("m")->WaitUntilQueuedForTest(1, kWait));
+  std::unique_ptr<PendingSubmit> submit = SubmitAsync(OnesRequest());
+  ASSERT_TRUE(server_->trainer("m")->AwaitQueued(1, kWait));
   v1::WatchParametersRequest watch_request;
   auto watch_context = Context();
   auto watcher = stub_->WatchParameters(watch_context.get(), watch_request);
@@ -595,8 +561,8 @@ TEST_F(ServiceTest, ShutdownEndsWatchersAndQueuedSubmissionsWithUnavailable) {
 
   server_->Shutdown();
 
-  ASSERT_TRUE(submit_done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(submit_status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(submit->done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(submit->status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_FALSE(watcher->Read(&update));
   EXPECT_EQ(watcher->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   server_->Wait();  // Returns at once: shutdown is complete.

@@ -1,18 +1,14 @@
 // Helpers shared by the server tests: specs and matrices from literals.
+// No gRPC (the core tests link none); see grpc_test_util.h for that.
 #ifndef DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 #define DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 
-#include <chrono>
-#include <memory>
 #include <string>
 #include <vector>
-
-#include "absl/time/time.h"
 
 #include "deltaserve/v1/config.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "google/protobuf/text_format.h"
-#include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "model/spec.h"
 
@@ -38,14 +34,6 @@ inline model::Matrix CoreMatrix(int rows, int cols, const std::vector<float>& da
   model::Matrix m(rows, cols);
   for (int i = 0; i < rows * cols; ++i) m.data()[i] = data[i];
   return m;
-}
-
-// A client context whose deadline is `timeout` from now, so a bug fails the
-// test instead of hanging it.
-inline std::unique_ptr<grpc::ClientContext> ContextWithDeadline(absl::Duration timeout) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(timeout));
-  return context;
 }
 
 }  // namespace deltaserve::server::testing

@@ -1,4 +1,4 @@
-#include "server/trainer.h"
+#include "server/core/trainer.h"
 
 #include <cmath>
 #include <limits>
@@ -12,7 +12,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
+#include "server/core/metrics.h"
+#include "tests/server/held_gate.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/server/test_util.h"
 
@@ -58,6 +59,11 @@ absl::StatusOr<SubmitResult> SubmitAndWait(Trainer& trainer, Submission s) {
   if (!queued.ok()) return queued;
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
   return result;
+}
+
+TrainerOptions WithGate(TrainerOptions options, std::shared_ptr<LearnerGate> gate) {
+  options.gate = std::move(gate);
+  return options;
 }
 
 std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options,
@@ -166,8 +172,9 @@ TEST(Trainer, StalenessScaledLrDividesTheGradientByOnePlusStaleness) {
 TEST(Trainer, QueuedSubmissionsAreAppliedInOrder) {
   TrainerOptions options = LinearOptions();
   options.samples_per_step = 2;
-  auto trainer = MakeTrainer(options);
-  trainer->PauseLearnerForTest();
+  auto gate = std::make_shared<testing::HeldGate>();
+  gate->Close();  // Before the learner starts: it takes nothing until Open().
+  auto trainer = MakeTrainer(WithGate(options, gate));
   absl::Mutex mu;
   std::vector<std::pair<uint64_t, bool>> answers;  // (version, stepped) in callback order
   absl::Notification all_done;
@@ -182,7 +189,7 @@ TEST(Trainer, QueuedSubmissionsAreAppliedInOrder) {
                     .ok());
   }
   EXPECT_EQ(trainer->queued(), 3u);
-  trainer->ResumeLearnerForTest();
+  gate->Open();
   ASSERT_TRUE(all_done.WaitForNotificationWithTimeout(kWait));
   absl::MutexLock lock(&mu);
   EXPECT_EQ(answers, (std::vector<std::pair<uint64_t, bool>>{{0, false}, {1, true}, {1, false}}));
@@ -191,8 +198,9 @@ TEST(Trainer, QueuedSubmissionsAreAppliedInOrder) {
 TEST(Trainer, FullQueueIsResourceExhausted) {
   TrainerOptions options = LinearOptions();
   options.queue_capacity = 2;
-  auto trainer = MakeTrainer(options);
-  trainer->PauseLearnerForTest();
+  auto gate = std::make_shared<testing::HeldGate>();
+  gate->Close();  // Before the learner starts: it takes nothing until Open().
+  auto trainer = MakeTrainer(WithGate(options, gate));
   int answered = 0;
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(trainer->Submit(OneRow({1, 1}, {1, 1}), [&](auto) { ++answered; }).ok());
@@ -205,8 +213,9 @@ TEST(Trainer, FullQueueIsResourceExhausted) {
 }
 
 TEST(Trainer, StopFailsQueuedSubmissionsWithUnavailable) {
-  auto trainer = MakeTrainer(LinearOptions());
-  trainer->PauseLearnerForTest();
+  auto gate = std::make_shared<testing::HeldGate>();
+  gate->Close();  // Before the learner starts: it takes nothing until Open().
+  auto trainer = MakeTrainer(WithGate(LinearOptions(), gate));
   absl::Status answer;
   ASSERT_TRUE(trainer
                   ->Submit(OneRow({1, 1}, {1, 1}),
@@ -296,11 +305,12 @@ TEST(Trainer, RecordsAppliedSubmissionsStepsAndQueueDepthInItsMetrics) {
   TrainerOptions options = LinearOptions();
   options.samples_per_step = 2;
   options.metrics = (*metrics)->ForModel("lin");
-  auto trainer = MakeTrainer(options);
+  auto gate = std::make_shared<testing::HeldGate>();
+  gate->Close();  // Before the learner starts: it takes nothing until Open().
+  auto trainer = MakeTrainer(WithGate(options, gate));
   const std::map<std::string, std::string> lin = {{"model", "lin"}};
   EXPECT_EQ(Sample((*metrics)->Scrape(), "deltaserve_model_version", lin), 0.0);
 
-  trainer->PauseLearnerForTest();
   absl::Notification first, second;
   ASSERT_TRUE(trainer
                   ->Submit(OneRow({1, 2}, {0.5f, -1}),
@@ -317,7 +327,7 @@ TEST(Trainer, RecordsAppliedSubmissionsStepsAndQueueDepthInItsMetrics) {
                            })
                   .ok());
   EXPECT_EQ(Sample((*metrics)->Scrape(), "deltaserve_queue_depth", lin), 2.0);
-  trainer->ResumeLearnerForTest();
+  gate->Open();
   ASSERT_TRUE(first.WaitForNotificationWithTimeout(kWait));
   ASSERT_TRUE(second.WaitForNotificationWithTimeout(kWait));
 

@@ -70,6 +70,68 @@ TEST(MlpSpecFromProto, RejectsWhatTheModelCoreRejects) {
   EXPECT_EQ(MlpSpecFromProto(zero_units).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Enum values outside the contract reach the model core's checks, which name
+// the field and the value (one message per condition).
+TEST(MlpSpecFromProto, UnknownActivationValueIsRejectedByTheModelCore) {
+  v1::ModelSpec proto = TwoLayerSpec();
+  proto.mutable_layers(0)->set_activation(static_cast<v1::Activation>(17));
+  auto spec = MlpSpecFromProto(proto);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find("layers[0].activation: expected identity, tanh, relu or"),
+            absl::string_view::npos)
+      << spec.status();
+  EXPECT_NE(spec.status().message().find("17"), absl::string_view::npos) << spec.status();
+}
+
+TEST(OptimizerConfigFromProto, UnspecifiedKindIsSgdAndUnknownKindIsRejected) {
+  v1::OptimizerConfig proto;
+  proto.set_learning_rate(0.1f);
+  auto config = OptimizerConfigFromProto(proto);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->kind, model::OptimizerConfig::Kind::kSgd);
+  EXPECT_EQ(config->learning_rate, 0.1f);
+  proto.set_kind(static_cast<v1::OptimizerConfig::Kind>(9));
+  auto bad = OptimizerConfigFromProto(proto);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("optimizer.kind: expected SGD, MOMENTUM, ADAM or ADAMW"),
+            absl::string_view::npos)
+      << bad.status();
+}
+
+TEST(SurrogateConfigFromProto, UnspecifiedModeIsCurrent) {
+  v1::SurrogateConfig proto;
+  proto.set_delta_scale(1);
+  auto config = SurrogateConfigFromProto(proto);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->mode, model::SurrogateConfig::Mode::kCurrent);
+  EXPECT_EQ(config->reduction, model::SurrogateConfig::Reduction::kSum);
+  proto.set_mode(v1::SurrogateConfig::ANCHORED);
+  EXPECT_EQ(SurrogateConfigFromProto(proto)->mode, model::SurrogateConfig::Mode::kAnchored);
+}
+
+TEST(SurrogateConfigFromProto, UnknownModeOrReductionIsRejected) {
+  v1::SurrogateConfig proto;
+  proto.set_delta_scale(1);
+  proto.set_mode(static_cast<v1::SurrogateConfig::Mode>(5));
+  auto bad_mode = SurrogateConfigFromProto(proto);
+  EXPECT_NE(bad_mode.status().message().find("surrogate.mode: expected ANCHORED or CURRENT"),
+            absl::string_view::npos)
+      << bad_mode.status();
+  proto.set_mode(v1::SurrogateConfig::CURRENT);
+  proto.set_reduction(static_cast<v1::SurrogateConfig::Reduction>(7));
+  auto bad_reduction = SurrogateConfigFromProto(proto);
+  EXPECT_NE(bad_reduction.status().message().find("surrogate.reduction: expected SUM or MEAN"),
+            absl::string_view::npos)
+      << bad_reduction.status();
+}
+
+TEST(ObjectiveFromProto, UnspecifiedIsMinimizeAndUnknownIsRejected) {
+  EXPECT_EQ(*ObjectiveFromProto(v1::OBJECTIVE_UNSPECIFIED), model::Objective::kMinimize);
+  EXPECT_EQ(*ObjectiveFromProto(v1::MAXIMIZE), model::Objective::kMaximize);
+  EXPECT_EQ(ObjectiveFromProto(static_cast<v1::Objective>(4)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(MatrixFromProto, CopiesRowMajorData) {
   v1::Matrix proto;
   proto.set_rows(2);

@@ -1,6 +1,6 @@
 // ServerMetrics: what the trainer records is what a Prometheus scrape of the
 // HTTP endpoint (loopback, OS-picked port) reads back.
-#include "server/metrics.h"
+#include "server/core/metrics.h"
 
 #include <map>
 #include <string>

@@ -1,0 +1,55 @@
+#include "server/service/encoded_update.h"
+
+#include <memory>
+
+#include "deltaserve/v1/trainer.pb.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "gtest/gtest.h"
+
+namespace deltaserve::server {
+namespace {
+
+std::shared_ptr<const Snapshot> MakeSnapshot(uint64_t version) {
+  auto s = std::make_shared<Snapshot>();
+  s->version = version;
+  s->parameters = {1.0f * version, 2.0f, 3.0f};
+  return s;
+}
+
+deltaserve::v1::ParameterUpdate Decode(const EncodedUpdate& encoded) {
+  grpc::ByteBuffer copy = encoded.bytes;
+  deltaserve::v1::ParameterUpdate update;
+  EXPECT_TRUE(
+      grpc::SerializationTraits<deltaserve::v1::ParameterUpdate>::Deserialize(&copy, &update).ok());
+  return update;
+}
+
+TEST(EncodedUpdateCache, EncodesTheSnapshotAsAParameterUpdate) {
+  EncodedUpdateCache cache("m");
+  std::shared_ptr<const EncodedUpdate> encoded = cache.Encode(MakeSnapshot(5));
+  EXPECT_EQ(encoded->version, 5u);
+  deltaserve::v1::ParameterUpdate update = Decode(*encoded);
+  EXPECT_EQ(update.model(), "m");
+  EXPECT_EQ(update.version(), 5u);
+  ASSERT_EQ(update.parameters_size(), 3);
+  EXPECT_EQ(update.parameters(0), 5.0f);
+}
+
+TEST(EncodedUpdateCache, EachVersionIsEncodedOnceForAllReaders) {
+  EncodedUpdateCache cache("m");
+  std::shared_ptr<const Snapshot> v1 = MakeSnapshot(1);
+  std::shared_ptr<const EncodedUpdate> first = cache.Encode(v1);
+  EXPECT_EQ(cache.Encode(v1).get(), first.get());
+  std::shared_ptr<const EncodedUpdate> second = cache.Encode(MakeSnapshot(2));
+  EXPECT_NE(second.get(), first.get());
+  EXPECT_EQ(second->version, 2u);
+}
+
+TEST(EncodedUpdateCache, AnOlderSnapshotGetsTheNewerEncodingAlreadyCached) {
+  EncodedUpdateCache cache("m");
+  std::shared_ptr<const EncodedUpdate> newer = cache.Encode(MakeSnapshot(7));
+  EXPECT_EQ(cache.Encode(MakeSnapshot(6)).get(), newer.get());
+}
+
+}  // namespace
+}  // namespace deltaserve::server

@@ -1,0 +1,45 @@
+// HeldGate: a LearnerGate (server/core/trainer.h) a test closes to hold a
+// learner before its next batch, so submissions stay queued until it opens.
+#ifndef DELTASERVE_TESTS_SERVER_HELD_GATE_H_
+#define DELTASERVE_TESTS_SERVER_HELD_GATE_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/core/trainer.h"
+
+namespace deltaserve::server::testing {
+
+class HeldGate final : public LearnerGate {
+ public:
+  // Closed: the learner waits in Pass() until Open() or Abandon().
+  void Close() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  void Open() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    closed_ = false;
+  }
+
+  void Pass() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](HeldGate* gate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate->mu_) {
+          return !gate->closed_ || gate->abandoned_;
+        },
+        this));
+  }
+  void Abandon() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    abandoned_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace deltaserve::server::testing
+
+#endif  // DELTASERVE_TESTS_SERVER_HELD_GATE_H_
