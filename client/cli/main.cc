@@ -6,35 +6,36 @@
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/cli.h"
 #include "client/cli/matrix_text.h"
 #include "client/trainer_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
+#include "proto/wire.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address: host:port or unix:/path/to/socket");
 ABSL_FLAG(std::string, model, "", "Model name; empty = the server's default model");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call (e.g. 10s, 500ms)");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
+          "Deadline of each call (e.g. 10s, 500ms); watch: how long to watch (inf: until "
+          "interrupted)");
 ABSL_FLAG(std::string, inputs, "",
           "forward: one input row as CSV (e.g. 1,2,3,4); empty = CSV rows on stdin");
 ABSL_FLAG(bool, all, false, "params: print every parameter, one per line");
-ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 = until interrupted");
+ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 = until --timeout");
 ABSL_FLAG(std::string, service, "", "health: service name to check; empty = the whole server");
 
 namespace deltaserve::client::cli {
@@ -47,7 +48,8 @@ constexpr char kUsage[] =
     "  info     model spec, version and parameter count\n"
     "  forward  outputs (CSV) for --inputs=1,2,3 or CSV rows on stdin, then '# version: V'\n"
     "  params   version, parameter count and the first values (--all: every value)\n"
-    "  watch    print each parameter version as it is published (--count=N to stop)\n"
+    "  watch    print each parameter version as it is published, until --count=N updates\n"
+    "           or --timeout passes (exit 0 either way)\n"
     "  health   grpc.health.v1 Check of --service; exit 0 only if SERVING\n"
     "\n"
     "Common flags: --target=HOST:PORT|unix:PATH --model=NAME --timeout=10s";
@@ -63,22 +65,15 @@ int Fail(const absl::Status& status) {
   return kExitFailure;
 }
 
-// ACTIVATION_TANH → "tanh".
-std::string ActivationText(int activation) {
-  if (!deltaserve::v1::Activation_IsValid(activation))
-    return absl::StrCat("activation", activation);
-  absl::string_view name = deltaserve::v1::Activation_Name(activation);
-  absl::ConsumePrefix(&name, "ACTIVATION_");
-  return absl::AsciiStrToLower(name);
-}
-
 int Info(const TrainerClient& client) {
   auto info = client.GetModelInfo(absl::GetFlag(FLAGS_model));
   if (!info.ok()) return Fail(info.status());
   const deltaserve::v1::ModelSpec& spec = info->spec();
   std::string layers = absl::StrCat(spec.input_dim());
-  for (const auto& layer : spec.layers()) {
-    absl::StrAppend(&layers, " -> ", layer.units(), " ", ActivationText(layer.activation()));
+  const absl::StatusOr<model::MlpSpec> mlp = wire::MlpSpecFromProto(spec);
+  if (!mlp.ok()) return Fail(mlp.status());
+  for (const model::LayerSpec& layer : mlp->layers) {
+    absl::StrAppend(&layers, " -> ", layer.units, " ", model::ActivationName(layer.activation));
   }
   const auto& opt = spec.optimizer();
   const auto& sur = spec.surrogate();
@@ -143,7 +138,10 @@ int Watch(const TrainerClient& client) {
         std::fflush(stdout);
         return count <= 0 || ++seen < count;
       });
-  return status.ok() ? kExitOk : Fail(status);
+  // The watch lasts --timeout (ClientOptions::watch_timeout): its deadline
+  // is the normal end of a watch without --count.
+  if (status.ok() || absl::IsDeadlineExceeded(status)) return kExitOk;
+  return Fail(status);
 }
 
 int Health(absl::Duration timeout) {
@@ -173,6 +171,7 @@ int Run(const std::vector<char*>& args) {
 
   ClientOptions options;
   options.timeout = timeout;
+  options.watch_timeout = timeout;
   auto client = TrainerClient::Connect(absl::GetFlag(FLAGS_target), options);
   if (!client.ok()) return Fail(client.status());
   if (command == "info") return Info(**client);
@@ -187,13 +186,12 @@ int Run(const std::vector<char*>& args) {
 }  // namespace deltaserve::client::cli
 
 int main(int argc, char** argv) {
+  const deltaserve::base::ProgramInfo program = {
+      "deltaserve-cli", deltaserve::client::cli::kUsage, {"client/cli/"}};
+  if (std::optional<int> exit_code = deltaserve::base::HandleHelpAndVersion(program, argc, argv)) {
+    return *exit_code;
+  }
   absl::SetProgramUsageMessage(deltaserve::client::cli::kUsage);
-  absl::FlagsUsageConfig usage_config;
-  // --help lists this tool's flags (defined in this folder), not Abseil's.
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "client/cli/");
-  };
-  absl::SetFlagsUsageConfig(usage_config);
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   return deltaserve::client::cli::Run(args);
 }

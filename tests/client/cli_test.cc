@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/trainer_client.h"
 #include "gtest/gtest.h"
 #include "tests/client/test_server.h"
@@ -126,6 +128,19 @@ TEST_F(Cli, WatchStopsAfterCount) {
   EXPECT_TRUE(absl::StartsWith(run.output, "version 0 (")) << run.output;
 }
 
+// Nothing trains: after the first update the watch waits for --timeout, then
+// ends normally (it used to wait forever).
+TEST_F(Cli, WatchReturnsAfterItsTimeoutWhenNothingTrains) {
+  const absl::Time start = absl::Now();
+  const CliRun run = RunCli(absl::StrCat("watch --timeout=2s ", Target()));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.output, absl::StrCat("version 0 (", client->GetParameters()->parameters.size(),
+                                     " parameters)\n"));
+  EXPECT_GE(took, absl::Seconds(2));
+  EXPECT_LT(took, absl::Seconds(20)) << "the watch did not end at its --timeout";
+}
+
 TEST_F(Cli, HealthIsServingForTheServerAndTheModel) {
   const CliRun server_health = RunCli(absl::StrCat("health ", Target()));
   EXPECT_EQ(server_health.exit_code, 0) << server_health.output;
@@ -160,6 +175,20 @@ TEST(CliUsage, MissingOrUnknownSubcommandIsAUsageError) {
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_TRUE(absl::StrContains(missing.output, "Subcommands:")) << missing.output;
   EXPECT_EQ(RunCli("frobnicate").exit_code, 2);
+}
+
+TEST(CliUsage, HelpListsSubcommandsAndFlagsAndExitsZero) {
+  const CliRun help = RunCli("--help");
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  for (const char* text : {"Subcommands:", "--target (", "--timeout (", "--model ("}) {
+    EXPECT_TRUE(absl::StrContains(help.output, text)) << text << " missing from:\n" << help.output;
+  }
+}
+
+TEST(CliUsage, VersionPrintsTheProjectVersion) {
+  const CliRun version = RunCli("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.output, absl::StrCat("deltaserve-cli ", DELTASERVE_VERSION, "\n"));
 }
 
 }  // namespace
