@@ -27,7 +27,8 @@
 #   JOBS          passed to make (default: nproc)
 # The rootfs is left in place (unmounted) for inspection; the next run
 # replaces it. Log: FRESH_DIR/logs/fresh-<time>.log (also FRESH_DIR/latest.log).
-# Exit status: that of the first failing mode, else 0. Needs root.
+# Exit status: that of the first failing mode (later ones are not run), else
+# 0. Needs root.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -191,7 +192,10 @@ for mode in "${modes[@]}"; do
   line="mode $mode: exit $rc after $((SECONDS - t)) s"
   say "$line"
   summary+=("$line")
-  if ((rc != 0 && status == 0)); then status=$rc; fi
+  if ((rc != 0)); then
+    status=$rc
+    break  # later modes build the same tree: they would fail the same way
+  fi
 done
 
 # --- 4. summary ----------------------------------------------------------------
