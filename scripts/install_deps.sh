@@ -4,9 +4,9 @@
 #   bash scripts/install_deps.sh [PROFILE]
 #
 #   build  what configuring and compiling the server, client, CLI and
-#          simulators needs (the image's build stage); no GoogleTest or
-#          Google Benchmark: the CMake build leaves tests and benchmarks out
-#          when they are absent
+#          simulators needs (`make build`, the image's build stage); no
+#          GoogleTest or Google Benchmark: configure with
+#          -DDELTASERVE_BUILD_TESTS=OFF -DDELTASERVE_BUILD_BENCHMARKS=OFF
 #   test   build + everything `make test` and `make demo` use: GoogleTest,
 #          gmock, Google Benchmark, clang-14 with libFuzzer and the sanitizer
 #          runtimes, the Python client's packaging tools, plots, the
@@ -30,14 +30,13 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libeigen3-dev
   prometheus-cpp-dev
-  # Until the CMake build leaves tests and benchmarks out when these are
-  # absent, configuring needs them.
-  libgtest-dev libgmock-dev libbenchmark-dev
   # The build generates the Python stubs; grpc_tools.protoc imports
   # pkg_resources, which python3-grpc-tools does not depend on.
   python3 python3-grpc-tools python3-pkg-resources
 )
 test_packages=(
+  # Tests and benchmarks (DELTASERVE_BUILD_TESTS / DELTASERVE_BUILD_BENCHMARKS).
+  libgtest-dev libgmock-dev libbenchmark-dev
   git clang-format
   # clang -Wthread-safety check, libFuzzer and sanitizer builds.
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
