@@ -10,9 +10,8 @@
 #   test    make test, with DELTASERVE_SKIP_CONTAINER_TEST=1 (a chroot has no
 #           container engine: the container test reports itself skipped)
 #   demo    make demo
-#   build   bash scripts/install_deps.sh build, then configure and build the
-#           image's targets as docker/Dockerfile's build stage does (its
-#           cmake flags and --target list): is the build profile enough?
+#   build   make build: install_deps.sh's build profile (no GoogleTest or
+#           Google Benchmark), the server, client, CLI and simulators
 # Modes run in order in the same rootfs, e.g. `test demo`.
 #
 # Environment:
@@ -179,8 +178,8 @@ for mode in "${modes[@]}"; do
   case $mode in
     test) cmd="make test JOBS=$jobs" ;;
     demo) cmd="make demo JOBS=$jobs" ;;
-    # The image's build stage (docker/Dockerfile): the same configure flags and targets.
-    build) cmd="bash scripts/install_deps.sh build && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDELTASERVE_WERROR=OFF -DDELTASERVE_ARCH_FLAGS=-march=x86-64-v2 && cmake --build build -j $jobs --target deltaserve deltaserve-cli cartpole_sim deltaserve_python_stubs" ;;
+    # make build: install_deps.sh's build profile, no tests or benchmarks.
+    build) cmd="make build JOBS=$jobs" ;;
   esac
   say "mode $mode: chroot $rootfs: $cmd"
   echo "===== mode $mode: $cmd" >>"$log_file"
