@@ -1,10 +1,13 @@
 #include "sim/sim_main.h"
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/cli.h"
 
 namespace deltaserve::sim {
 
@@ -16,6 +19,16 @@ int SimulatorMain(int argc, char** argv, absl::string_view name,
   // bookkeeping is paid on the hot path (see server/main.cc, which measured
   // it). Tests keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  const base::ProgramInfo program = {
+      std::string(name),
+      absl::StrCat("usage: ", name, " --server=HOST:PORT [flags]\n\nA deltaserve simulator (sim/",
+                   name,
+                   ".cc): steps its environments, asks the server for actions, sends the "
+                   "deltas back."),
+      {"sim/"}};
+  if (std::optional<int> exit_code = base::HandleHelpAndVersion(program, argc, argv)) {
+    return *exit_code;
+  }
   absl::ParseCommandLine(argc, argv);
   const absl::StatusOr<int> exit_code = run();
   if (!exit_code.ok()) {

@@ -12,8 +12,9 @@
 
 namespace deltaserve::sim {
 
-// Turns off absl::Mutex's deadlock detector (why: sim_main.cc), parses the
-// command line into the ABSL_FLAGs, calls `run` and returns the process's
+// Turns off absl::Mutex's deadlock detector (why: sim_main.cc), answers
+// --help and --version (base/cli.h: exit 0), parses the command line into the
+// ABSL_FLAGs, calls `run` and returns the process's
 // exit code: run's value if it returned one, else 1 with "NAME: STATUS" on
 // stderr.
 int SimulatorMain(int argc, char** argv, absl::string_view name,
