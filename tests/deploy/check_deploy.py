@@ -10,7 +10,7 @@ on or a probe on the wrong port would only show once deployed.
     check_deploy.py --repo=DIR [--server-binary=PATH] [--python-stubs=DIR]
 
 --server-binary: the built `deltaserve`; its flags are read from
-`--helpfull` (else from the ABSL_FLAG definitions in server/main.cc).
+`--help` (else from the ABSL_FLAG definitions in server/main.cc).
 --python-stubs: <build>/python; if the generated deltaserve.v1 stubs are
 there, the ConfigMap's ServerConfig is parsed with them (else compared as
 text).
@@ -41,18 +41,22 @@ def abseil_flags_in(path):
 
 
 def server_flags():
-    if ARGS.server_binary and not os.path.isfile(ARGS.server_binary):
-        print("note: %s is not built; reading the flags from server/main.cc"
-              % ARGS.server_binary, file=sys.stderr)
-    elif ARGS.server_binary:
-        # --helpfull prints usage and exits 1 (absl's convention).
-        out = subprocess.run([ARGS.server_binary, "--helpfull"], capture_output=True,
-                             text=True, timeout=30, check=False)
-        flags = set(re.findall(r"^\s+--?(\w+) \(", out.stdout + out.stderr, re.M))
-        if not flags:
-            raise AssertionError("%s --helpfull listed no flags" % ARGS.server_binary)
-        return flags
-    return abseil_flags_in("server/main.cc")
+    """The flags `deltaserve --help` lists; without --server-binary, the ABSL_FLAG
+    definitions in server/main.cc. A binary that was passed but is missing, or
+    lists no flags, fails the check (never a silent fallback)."""
+    if not ARGS.server_binary:
+        return abseil_flags_in("server/main.cc")
+    if not os.path.isfile(ARGS.server_binary):
+        raise AssertionError("%s does not exist: build the deltaserve target" % ARGS.server_binary)
+    out = subprocess.run([ARGS.server_binary, "--help"], capture_output=True,
+                         text=True, timeout=30, check=False)
+    if out.returncode != 0:
+        raise AssertionError("%s --help exited %d: %s" % (ARGS.server_binary, out.returncode,
+                                                          out.stdout + out.stderr))
+    flags = set(re.findall(r"^\s+--?(\w+) \(", out.stdout, re.M))
+    if not flags:
+        raise AssertionError("%s --help listed no flags:\n%s" % (ARGS.server_binary, out.stdout))
+    return flags
 
 
 def flag_map(args):
@@ -361,7 +365,7 @@ class DeployTest(unittest.TestCase):
     # --- metrics: dashboard and docs name only what the server exports ------
 
     def exported_metrics(self):
-        names = set(re.findall(r'\.Name\("(deltaserve_\w+)"\)', read("server/metrics.cc")))
+        names = set(re.findall(r'\.Name\("(deltaserve_\w+)"\)', read("server/core/metrics.cc")))
         self.assertGreaterEqual(len(names), 10)
         return names
 
