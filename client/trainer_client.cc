@@ -3,7 +3,9 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "grpcpp/create_channel.h"
@@ -111,6 +113,12 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
   return std::make_unique<TrainerClient>(v1::Trainer::NewStub(channel), std::move(options));
 }
 
+std::string NewRequestId() {
+  thread_local absl::BitGen bits;
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(bits),
+                         absl::Uniform<uint64_t>(bits));
+}
+
 void TrainerClient::SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -143,8 +151,6 @@ absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const mode
 
 absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmission& submission,
                                                              const std::string& model) const {
-  grpc::ClientContext context;
-  SetDeadline(context, options_.timeout);
   v1::SubmitDeltaRequest request;
   request.set_model(model);
   wire::MatrixToProto(submission.inputs, request.mutable_inputs());
@@ -154,13 +160,26 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
   wire::MatrixToProto(submission.deltas, request.mutable_deltas());
   request.set_version(submission.version);
   request.set_objective(ToProto(submission.objective));
+  request.set_request_id(submission.request_id.empty() ? NewRequestId() : submission.request_id);
   v1::SubmitDeltaResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->SubmitDelta(&context, request, &response)));
+  absl::Status status;
+  absl::Duration backoff = absl::Milliseconds(50);
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext context;
+    SetDeadline(context, options_.timeout);
+    status = FromGrpcStatus(stub_->SubmitDelta(&context, request, &response));
+    const bool retryable = absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status);
+    if (!retryable || attempt >= options_.submit_retries) break;
+    absl::SleepFor(backoff);
+    backoff *= 2;
+  }
+  RETURN_IF_ERROR(status);
   SubmitDeltaResult result;
   result.version = response.version();
   result.surrogate_loss = response.surrogate_loss();
   result.staleness = response.staleness();
   result.stepped = response.stepped();
+  result.duplicate = response.duplicate();
   return result;
 }
 

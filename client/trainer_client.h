@@ -48,7 +48,14 @@ struct ClientOptions {
   absl::Duration watch_timeout = absl::InfiniteDuration();
   // Used by CreateChannel / TrainerClient::Connect for both directions.
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // SubmitDelta sends a timed-out (DEADLINE_EXCEEDED) or UNAVAILABLE call
+  // again, up to this many times, with the same request_id: the server
+  // applies a request_id once, so a retry never applies δ twice.
+  int submit_retries = 2;
 };
+
+// A new random request_id (32 hex digits, 128 bits) for SubmitDelta.
+std::string NewRequestId();
 
 // The single place where a gRPC status becomes an absl::Status: same
 // canonical code (numeric values agree), same message.
@@ -74,6 +81,9 @@ struct DeltaSubmission {
   model::Matrix deltas;                        // δ  [batch × output_dim]
   uint64_t version = 0;                        // version that produced ỹ (ForwardResult)
   model::Objective objective = model::Objective::kMinimize;  // kMaximize: δ = ∂reward/∂y
+  // Unique per submission; empty: SubmitDelta makes one (NewRequestId). Set
+  // it yourself to keep it across your own retries of the same submission.
+  std::string request_id = "";
 };
 
 // The server's answer to a SubmitDelta (see SubmitDeltaResponse).
@@ -82,6 +92,7 @@ struct SubmitDeltaResult {
   double surrogate_loss = 0.0;  // l_s at the server's y
   uint64_t staleness = 0;       // server version − submission version on arrival
   bool stepped = false;         // this submission completed an optimizer step
+  bool duplicate = false;       // request_id was applied before; nothing was applied now
 };
 
 // A flat parameter buffer (layout as in ModelSpec) and its version.
@@ -153,6 +164,9 @@ class TrainerClient {
   // Sends δ; returns once the server has accumulated it (and stepped, if this
   // submission completed a step). ABORTED if `submission.version` is too
   // stale (refetch and retry), RESOURCE_EXHAUSTED if the queue is full.
+  // DEADLINE_EXCEEDED and UNAVAILABLE are retried (options().submit_retries)
+  // with the same request_id, so a call that timed out after the server
+  // applied it is answered with the original result (duplicate = true).
   absl::StatusOr<SubmitDeltaResult> SubmitDelta(const DeltaSubmission& submission,
                                                 const std::string& model = "") const;
 

@@ -51,6 +51,9 @@ absl::StatusOr<client::SubmitDeltaResult> SubmitWithRetry(const RetryPolicy& pol
                                                           const client::ForwardResult& acted,
                                                           RetryCounts* counts) {
   client::DeltaSubmission submission = build(acted);
+  // One id per submission, kept across the backoff retries below (the server
+  // applies it once); a rebuilt submission after a refetch is a new one.
+  if (submission.request_id.empty()) submission.request_id = client::NewRequestId();
   for (int refetches = 0;; ++refetches) {
     absl::StatusOr<client::SubmitDeltaResult> result = WithBackoff<client::SubmitDeltaResult>(
         policy, counts, [&] { return rpcs.submit(submission); });
@@ -63,6 +66,7 @@ absl::StatusOr<client::SubmitDeltaResult> SubmitWithRetry(const RetryPolicy& pol
                      WithBackoff<client::ForwardResult>(
                          policy, counts, [&] { return rpcs.refetch(submission.inputs); }));
     submission = build(fresh);
+    if (submission.request_id.empty()) submission.request_id = client::NewRequestId();
   }
 }
 

@@ -106,6 +106,10 @@ absl::Status Trainer::ValidateSubmission(const Submission& s) const {
   }
   const uint64_t current = snapshot()->version;
   if (s.version > current) return FutureVersion(name(), s.version, current);
+  if (s.request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request_id: expected at most ", kMaxRequestIdBytes, " bytes, got ", s.request_id.size()));
+  }
   return absl::OkStatus();
 }
 
@@ -183,6 +187,13 @@ void Trainer::LearnerLoop() {
 }
 
 absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
+  if (!submission.request_id.empty()) {
+    if (auto it = applied_ids_.find(submission.request_id); it != applied_ids_.end()) {
+      SubmitResult original = it->second;
+      original.duplicate = true;
+      return original;
+    }
+  }
   // Submit rejected versions newer than the snapshot, and versions only grow.
   const uint64_t staleness = version_ - submission.version;
   if (options_.max_staleness != 0 && staleness > options_.max_staleness) {
@@ -213,7 +224,18 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
     options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
                                               staleness, loss);
   }
+  if (!submission.request_id.empty()) RememberRequestId(submission.request_id, result);
   return result;
+}
+
+void Trainer::RememberRequestId(const std::string& request_id, const SubmitResult& result) {
+  if (options_.request_id_window == 0) return;
+  applied_ids_.emplace(request_id, result);
+  applied_id_order_.push_back(request_id);
+  while (applied_id_order_.size() > options_.request_id_window) {
+    applied_ids_.erase(applied_id_order_.front());
+    applied_id_order_.pop_front();
+  }
 }
 
 absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {

@@ -7,6 +7,8 @@
 // working parameters, the gradient accumulator and the optimizer state —
 // applies queued submissions in arrival order:
 //
+//   0. A request_id among the last request_id_window applied ones: the
+//      original SubmitResult, with duplicate = true; nothing is applied.
 //   1. staleness s = version − submission.version; s > max_staleness (when
 //      max_staleness > 0; 0 = no limit) → ABORTED (nothing changes).
 //   2. y = f(X; Θ) at the current parameters; l_s and ∂l_s/∂y from the
@@ -40,6 +42,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -77,6 +80,8 @@ struct TrainerOptions {
   uint64_t max_staleness = 0;     // More versions behind → ABORTED; 0 = no limit.
   bool staleness_scaled_lr = false;
   size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
+  // Applied request_ids remembered for deduplication (the most recent ones).
+  size_t request_id_window = 10000;
   // Optional (null: record nothing). Must outlive the Trainer.
   ModelMetrics* metrics = nullptr;
   // Optional seam (see LearnerGate). Null: the learner never waits.
@@ -95,13 +100,19 @@ struct Submission {
   model::Matrix deltas;  // δ [n × output_dim].
   uint64_t version = 0;  // Version that produced ỹ.
   model::Objective objective = model::Objective::kMinimize;
+  // Client-chosen id; empty: never deduplicated. At most kMaxRequestIdBytes.
+  std::string request_id;
 };
+
+inline constexpr size_t kMaxRequestIdBytes = 128;
 
 struct SubmitResult {
   uint64_t version = 0;  // Model version once applied (after the step, if any).
   double surrogate_loss = 0.0;
   uint64_t staleness = 0;
   bool stepped = false;  // This submission completed an optimizer step.
+  // request_id had been applied before: this is that submission's result.
+  bool duplicate = false;
 };
 
 struct ForwardResult {
@@ -180,6 +191,9 @@ class Trainer {
   // has changed.
   absl::Status StepAndPublish(absl::Span<float> grad);
   void FailAll(std::deque<Pending>& pending, const absl::Status& status);
+  // Remembers an applied submission's result under its request_id, forgetting
+  // the oldest beyond request_id_window.
+  void RememberRequestId(const std::string& request_id, const SubmitResult& result);
 
   const TrainerOptions options_;
   const model::Mlp mlp_;
@@ -194,6 +208,8 @@ class Trainer {
   model::Matrix grad_y_;
   uint64_t version_ = 0;
   uint64_t rows_accumulated_ = 0;
+  absl::flat_hash_map<std::string, SubmitResult> applied_ids_;
+  std::deque<std::string> applied_id_order_;  // Oldest first.
 
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);

@@ -25,6 +25,7 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
                      request.outputs().cols(), " columns"));
   }
   submission.version = request.version();
+  submission.request_id = request.request_id();
   ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
   return submission;
 }

@@ -148,6 +148,7 @@ absl::Status TrainerService::QueueSubmission(const ServedModel& model,
     response->set_surrogate_loss(result->surrogate_loss);
     response->set_staleness(result->staleness);
     response->set_stepped(result->stepped);
+    response->set_duplicate(result->duplicate);
     RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, absl::OkStatus());
   };
   return model.trainer->Submit(std::move(submission), std::move(done));

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,10 @@ class FakeTrainerStub : public deltaserve::v1::Trainer::StubInterface {
   deltaserve::v1::GetModelInfoRequest last_info_request;
   deltaserve::v1::ForwardRequest last_forward_request;
   deltaserve::v1::SubmitDeltaRequest last_submit_request;
+  std::vector<deltaserve::v1::SubmitDeltaRequest> submit_requests;  // Every one, in order.
+  // If not empty, SubmitDelta answers with these statuses first, one per
+  // call (then with `status`).
+  std::deque<grpc::Status> scripted_submit_statuses;
   deltaserve::v1::GetParametersRequest last_parameters_request;
   deltaserve::v1::WatchParametersRequest last_watch_request;
 
@@ -89,8 +94,14 @@ class FakeTrainerStub : public deltaserve::v1::Trainer::StubInterface {
                            deltaserve::v1::SubmitDeltaResponse* response) override {
     Record(context);
     last_submit_request = request;
-    if (status.ok()) *response = submit_response;
-    return status;
+    submit_requests.push_back(request);
+    grpc::Status answer = status;
+    if (!scripted_submit_statuses.empty()) {
+      answer = scripted_submit_statuses.front();
+      scripted_submit_statuses.pop_front();
+    }
+    if (answer.ok()) *response = submit_response;
+    return answer;
   }
   grpc::Status GetParameters(grpc::ClientContext* context,
                              const deltaserve::v1::GetParametersRequest& request,

@@ -136,6 +136,60 @@ TEST(TrainerClient, SubmitDeltaWithoutActedOutputsLeavesThemUnset) {
   EXPECT_EQ(f.stub->last_submit_request.model(), "");
 }
 
+TEST(TrainerClient, EverySubmissionGetsItsOwnRequestId) {
+  Fixture f;
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Ones(1, 2);
+  submission.deltas = model::Matrix::Ones(1, 1);
+  ASSERT_TRUE(f.client.SubmitDelta(submission).ok());
+  ASSERT_TRUE(f.client.SubmitDelta(submission).ok());
+  ASSERT_EQ(f.stub->submit_requests.size(), 2u);
+  EXPECT_EQ(f.stub->submit_requests[0].request_id().size(), 32u);
+  EXPECT_NE(f.stub->submit_requests[0].request_id(), f.stub->submit_requests[1].request_id());
+  submission.request_id = "mine";
+  ASSERT_TRUE(f.client.SubmitDelta(submission).ok());
+  EXPECT_EQ(f.stub->last_submit_request.request_id(), "mine");
+}
+
+// The first call timed out after the server applied it; the retry carries the
+// same id, so the server answers with the original result.
+TEST(TrainerClient, ATimedOutSubmitIsRetriedWithTheSameRequestId) {
+  Fixture f;
+  f.stub->scripted_submit_statuses = {grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "slow"),
+                                      grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting")};
+  f.stub->submit_response.set_version(4);
+  f.stub->submit_response.set_duplicate(true);
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Ones(1, 2);
+  submission.deltas = model::Matrix::Ones(1, 1);
+
+  absl::StatusOr<SubmitDeltaResult> result = f.client.SubmitDelta(submission);
+
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->duplicate);
+  EXPECT_EQ(result->version, 4u);
+  ASSERT_EQ(f.stub->submit_requests.size(), 3u);
+  EXPECT_FALSE(f.stub->submit_requests[0].request_id().empty());
+  for (const auto& request : f.stub->submit_requests) {
+    EXPECT_EQ(request.request_id(), f.stub->submit_requests[0].request_id());
+  }
+}
+
+TEST(TrainerClient, SubmitRetriesStopAtTheLimitAndOtherCodesAreNotRetried) {
+  ClientOptions options;
+  options.submit_retries = 1;
+  Fixture f(options);
+  f.stub->status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Ones(1, 2);
+  submission.deltas = model::Matrix::Ones(1, 1);
+  EXPECT_EQ(f.client.SubmitDelta(submission).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(f.stub->submit_requests.size(), 2u);
+  f.stub->status = grpc::Status(grpc::StatusCode::ABORTED, "stale");
+  EXPECT_EQ(f.client.SubmitDelta(submission).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(f.stub->submit_requests.size(), 3u);
+}
+
 TEST(TrainerClient, GetParametersReturnsTheFlatBufferAndVersion) {
   Fixture f;
   f.stub->parameters = Update(3, {0.5f, -1.5f, 2.0f});

@@ -148,6 +148,24 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(after_version, version)
         np.testing.assert_array_equal(before, after)
 
+    def test_a_repeated_request_id_is_applied_once(self):
+        c = self.client("mlp")
+        x = np.ones((1, 3), np.float32)
+        _, v = c.forward(x)
+        first = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), v, request_id="py-retry-1")
+        self.assertFalse(first.duplicate)
+        after_first, version = c.get_parameters()
+        again = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), v, request_id="py-retry-1")
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.version, first.version)
+        after_again, version_again = c.get_parameters()
+        self.assertEqual(version_again, version)
+        np.testing.assert_array_equal(after_first, after_again)
+        # Without an id, each call gets its own: both are applied.
+        third = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), version)
+        fourth = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), version)
+        self.assertFalse(third.duplicate or fourth.duplicate)
+
     def test_unknown_model_is_not_found(self):
         c = self.client("no-such-model")
         self.assert_code(deltaserve_client.NotFound, c.get_model_info)

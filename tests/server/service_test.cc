@@ -437,6 +437,27 @@ TEST_F(ServiceTest, MessageOverMaxMessageBytesIsResourceExhausted) {
   EXPECT_TRUE(Forward("m", WireMatrix(1, 4, {1, 2, 3, 4}), &response).ok());
 }
 
+TEST_F(ServiceTest, ARetriedRequestIdIsAnsweredAsBeforeAndAppliesNothing) {
+  Start(kSmallModel);
+  v1::SubmitDeltaRequest request = OnesRequest();
+  request.set_request_id("retry-me");
+  v1::SubmitDeltaResponse first, second;
+  ASSERT_TRUE(Submit(request, &first).ok());
+  EXPECT_FALSE(first.duplicate());
+  const v1::ParameterUpdate after_first = Parameters("m");
+
+  ASSERT_TRUE(Submit(request, &second).ok());
+  EXPECT_TRUE(second.duplicate());
+  EXPECT_EQ(second.version(), first.version());
+  EXPECT_EQ(second.surrogate_loss(), first.surrogate_loss());
+  EXPECT_EQ(ParametersOf(Parameters("m")), ParametersOf(after_first));
+
+  request.set_request_id(std::string(200, 'x'));
+  grpc::Status too_long = Submit(request);
+  EXPECT_EQ(too_long.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(too_long.error_message(), HasSubstr("request_id: expected at most 128 bytes"));
+}
+
 TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
   gate_->Close();  // The learner takes nothing until Open().
   Start(R"pb(

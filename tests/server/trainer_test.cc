@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -272,6 +273,83 @@ TEST(Trainer, OverflowingGradientIsRejectedAndChangesNothing) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(trainer->snapshot()->parameters, before);
   EXPECT_EQ(trainer->snapshot()->version, 0u);
+}
+
+// A submission whose own gradient is finite but whose step the optimizer
+// refuses (‖G + g‖ overflows) used to leave G and the row count poisoned, so
+// every later step failed too. Now the trainer is as it was before it.
+TEST(Trainer, ARefusedStepLeavesTheTrainerExactlyAsItWasAndTraining) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 2;
+  auto trainer = MakeTrainer(options);
+  auto reference = MakeTrainer(options);
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 2}, {0.5f, -1})).ok());
+  ASSERT_TRUE(SubmitAndWait(*reference, OneRow({1, 2}, {0.5f, -1})).ok());
+
+  absl::StatusOr<SubmitResult> refused = SubmitAndWait(*trainer, OneRow({1, 1}, {1e20f, 1e20f}));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_EQ(trainer->snapshot()->version, 0u);
+
+  for (Trainer* t : {trainer.get(), reference.get()}) {
+    absl::StatusOr<SubmitResult> step = SubmitAndWait(*t, OneRow({-1, 3}, {0.25f, 2}));
+    ASSERT_TRUE(step.ok()) << step.status();
+    EXPECT_TRUE(step->stepped);
+  }
+  EXPECT_EQ(trainer->snapshot()->version, 1u);
+  EXPECT_EQ(trainer->snapshot()->parameters, reference->snapshot()->parameters);
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, 1)).ok());
+}
+
+TEST(Trainer, ARepeatedRequestIdGetsTheOriginalResultAndAppliesNothing) {
+  auto trainer = MakeTrainer(LinearOptions());
+  Submission first = OneRow({1, 2}, {0.5f, -1});
+  first.request_id = "id-1";
+  absl::StatusOr<SubmitResult> original = SubmitAndWait(*trainer, first);
+  ASSERT_TRUE(original.ok()) << original.status();
+  EXPECT_FALSE(original->duplicate);
+  const std::vector<float> after_first = trainer->snapshot()->parameters;
+
+  // The retry of a call whose answer was lost: same id, even though it is
+  // now a version behind.
+  absl::StatusOr<SubmitResult> retry = SubmitAndWait(*trainer, first);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->version, original->version);
+  EXPECT_EQ(retry->surrogate_loss, original->surrogate_loss);
+  EXPECT_EQ(trainer->snapshot()->parameters, after_first);
+  EXPECT_EQ(trainer->snapshot()->version, 1u);
+
+  Submission other = OneRow({1, 2}, {0.5f, -1}, 1);
+  other.request_id = "id-2";
+  absl::StatusOr<SubmitResult> applied = SubmitAndWait(*trainer, other);
+  ASSERT_TRUE(applied.ok());
+  EXPECT_FALSE(applied->duplicate);
+  EXPECT_EQ(trainer->snapshot()->version, 2u);
+}
+
+TEST(Trainer, TheRequestIdWindowForgetsTheOldestIds) {
+  TrainerOptions options = LinearOptions();
+  options.request_id_window = 2;
+  auto trainer = MakeTrainer(options);
+  for (int i = 0; i < 3; ++i) {
+    Submission s = OneRow({1, 1}, {1, 1}, static_cast<uint64_t>(i));
+    s.request_id = absl::StrCat("id-", i);
+    ASSERT_TRUE(SubmitAndWait(*trainer, s).ok());
+  }
+  Submission newest = OneRow({1, 1}, {1, 1}, 3);
+  newest.request_id = "id-2";
+  EXPECT_TRUE(SubmitAndWait(*trainer, newest)->duplicate);
+  Submission forgotten = OneRow({1, 1}, {1, 1}, 3);
+  forgotten.request_id = "id-0";  // Beyond the window: applied again.
+  EXPECT_FALSE(SubmitAndWait(*trainer, forgotten)->duplicate);
+  EXPECT_EQ(trainer->snapshot()->version, 4u);
+}
+
+TEST(Trainer, ATooLongRequestIdIsInvalidArgument) {
+  auto trainer = MakeTrainer(LinearOptions());
+  Submission s = OneRow({1, 1}, {1, 1});
+  s.request_id = std::string(kMaxRequestIdBytes + 1, 'x');
+  EXPECT_EQ(trainer->Submit(std::move(s), [](auto) {}).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Trainer, ForwardRejectsBadInputs) {

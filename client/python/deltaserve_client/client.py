@@ -19,6 +19,8 @@ wait for the server until their deadline (then :class:`DeadlineExceeded`).
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
@@ -26,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
-from deltaserve_client.errors import DeadlineExceeded, InvalidArgument, from_rpc_error
+from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
+                                     from_rpc_error)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the server's default max_message_bytes
@@ -160,24 +163,40 @@ class TrainerClient:
 
     def submit_delta(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
+                     request_id: Optional[str] = None, retries: int = 2,
                      timeout: Optional[float] = None,
                      wait_for_ready: Optional[bool] = None) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
 
         outputs: the acted output ỹ (same shape as deltas), or None for ỹ = y.
         maximize: True if deltas is ∂reward/∂y (the server negates it).
+        request_id: unique per submission; None → a new random one. The server
+        applies a request_id once, so a call that timed out (DeadlineExceeded) or
+        found the server restarting (Unavailable) is sent again up to ``retries``
+        times with the same id: if the first attempt was applied, the retry gets
+        the original response (``duplicate`` set) and nothing is applied twice.
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
-        staleness, stepped) once the δ is applied. Raises Aborted if ``version`` is
-        too stale, ResourceExhausted if the learner's queue is full, InvalidArgument
-        for bad shapes or non-finite values (nothing is applied then).
+        staleness, stepped, duplicate) once the δ is applied. Raises Aborted if
+        ``version`` is too stale, ResourceExhausted if the learner's queue is full,
+        InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
         req = trainer_pb2.SubmitDeltaRequest(
             model=self.model, inputs=to_matrix(inputs), deltas=to_matrix(deltas),
             version=int(version),
-            objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE)
+            objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
+            request_id=request_id if request_id is not None else uuid.uuid4().hex)
         if outputs is not None:
             req.outputs.CopyFrom(to_matrix(outputs))
-        return self._call(self._stub.SubmitDelta, req, timeout, wait_for_ready)
+        backoff = 0.05
+        for attempt in range(retries + 1):
+            try:
+                return self._call(self._stub.SubmitDelta, req, timeout, wait_for_ready)
+            except (DeadlineExceeded, Unavailable):
+                if attempt == retries:
+                    raise
+                time.sleep(backoff)
+                backoff *= 2
+        raise AssertionError("unreachable")
 
     def get_parameters(self, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
