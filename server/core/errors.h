@@ -1,6 +1,6 @@
 // Named constructors for the server's domain errors, so every handler and the
 // Trainer report the same condition with the same code and wording.
-// Codes follow DESIGN.md: malformed → INVALID_ARGUMENT, unknown model →
+// Codes follow docs/architecture.md §6: malformed → INVALID_ARGUMENT, unknown model →
 // NOT_FOUND, stale version → ABORTED, full queue → RESOURCE_EXHAUSTED,
 // shutting down → UNAVAILABLE.
 #ifndef DELTASERVE_SERVER_CORE_ERRORS_H_

@@ -67,7 +67,7 @@ enum class RejectReason {
 };
 inline constexpr int kNumRejectReasons = static_cast<int>(RejectReason::kOther) + 1;
 
-// Maps a Trainer error to its reason, following DESIGN.md's codes.
+// Maps a Trainer error to its reason, following docs/architecture.md §6.
 RejectReason RejectReasonFromStatus(absl::StatusCode code);
 
 // Label values, e.g. RpcName(Rpc::kForward) == "Forward",

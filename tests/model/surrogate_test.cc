@@ -1,4 +1,4 @@
-// The surrogate's formulas (DESIGN.md table) and the sign that makes a
+// The surrogate's formulas (docs/architecture.md §1 table) and the sign that makes a
 // client's true gradient descend its loss.
 #include "model/surrogate.h"
 
