@@ -86,7 +86,7 @@ absl::Status Replica::watch_status() const {
   return watch_status_;
 }
 
-bool Replica::Publish(Parameters update) {
+bool Replica::Install(Parameters update) {
   if (update.parameters.size() != mlp_.parameter_count()) {
     absl::MutexLock lock(&mu_);
     watch_status_ = absl::InternalError(
@@ -115,7 +115,7 @@ void Replica::WatchLoop() {
     }
     bool received = false;
     const absl::Status status = client_->WatchParameters(&context, model, [&](Parameters update) {
-      received = Publish(std::move(update)) || received;
+      received = Install(std::move(update)) || received;
       return true;
     });
     absl::MutexLock lock(&mu_);

@@ -91,7 +91,7 @@ class Replica {
   // Watcher thread body: watch, on end back off and reconnect, until stopped.
   void WatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Swaps in `update` if its size matches the network; false otherwise.
-  bool Publish(Parameters update) ABSL_LOCKS_EXCLUDED(mu_);
+  bool Install(Parameters update) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::shared_ptr<TrainerClient> client_;
   const deltaserve::v1::ModelInfo info_;

@@ -125,24 +125,20 @@ void TrainerClient::SetDeadline(grpc::ClientContext& context, absl::Duration tim
 }
 
 absl::StatusOr<v1::ModelInfo> TrainerClient::GetModelInfo(const std::string& model) const {
-  grpc::ClientContext context;
-  SetDeadline(context, options_.timeout);
   v1::GetModelInfoRequest request;
   request.set_model(model);
   v1::ModelInfo info;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->GetModelInfo(&context, request, &info)));
+  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetModelInfo, request, &info));
   return info;
 }
 
 absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                                      const std::string& model) const {
-  grpc::ClientContext context;
-  SetDeadline(context, options_.timeout);
   v1::ForwardRequest request;
   request.set_model(model);
   wire::MatrixToProto(inputs, request.mutable_inputs());
   v1::ForwardResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->Forward(&context, request, &response)));
+  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::Forward, request, &response));
   ForwardResult result;
   ASSIGN_OR_RETURN(result.outputs, FromProto(response.outputs()));
   result.version = response.version();
@@ -165,9 +161,7 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
   absl::Status status;
   absl::Duration backoff = absl::Milliseconds(50);
   for (int attempt = 0;; ++attempt) {
-    grpc::ClientContext context;
-    SetDeadline(context, options_.timeout);
-    status = FromGrpcStatus(stub_->SubmitDelta(&context, request, &response));
+    status = Unary(&v1::Trainer::StubInterface::SubmitDelta, request, &response);
     const bool retryable = absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status);
     if (!retryable || attempt >= options_.submit_retries) break;
     absl::SleepFor(backoff);
@@ -184,12 +178,10 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
 }
 
 absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model) const {
-  grpc::ClientContext context;
-  SetDeadline(context, options_.timeout);
   v1::GetParametersRequest request;
   request.set_model(model);
   v1::ParameterUpdate update;
-  RETURN_IF_ERROR(FromGrpcStatus(stub_->GetParameters(&context, request, &update)));
+  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetParameters, request, &update));
   return FromProto(update);
 }
 

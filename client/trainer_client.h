@@ -199,6 +199,15 @@ class TrainerClient {
   // A context whose deadline is now + timeout (skipped if infinite).
   static void SetDeadline(grpc::ClientContext& context, absl::Duration timeout);
 
+  // One unary call of `method` (a StubInterface member) with a fresh context
+  // whose deadline is options_.timeout; the status as an absl::Status.
+  template <typename Request, typename Response, typename Method>
+  absl::Status Unary(Method method, const Request& request, Response* response) const {
+    grpc::ClientContext context;
+    SetDeadline(context, options_.timeout);
+    return FromGrpcStatus((stub_.get()->*method)(&context, request, response));
+  }
+
   std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub_;
   ClientOptions options_;
 };

@@ -35,6 +35,14 @@ v1::ParameterUpdate Update(uint64_t version, const std::vector<float>& params) {
   return u;
 }
 
+// δ = 1 for one all-ones input row of width 2.
+DeltaSubmission OnesSubmission() {
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Ones(1, 2);
+  submission.deltas = model::Matrix::Ones(1, 1);
+  return submission;
+}
+
 struct Fixture {
   explicit Fixture(ClientOptions options = {})
       : stub(std::make_shared<FakeTrainerStub>()), client(stub, options) {}
@@ -138,9 +146,7 @@ TEST(TrainerClient, SubmitDeltaWithoutActedOutputsLeavesThemUnset) {
 
 TEST(TrainerClient, EverySubmissionGetsItsOwnRequestId) {
   Fixture f;
-  DeltaSubmission submission;
-  submission.inputs = model::Matrix::Ones(1, 2);
-  submission.deltas = model::Matrix::Ones(1, 1);
+  DeltaSubmission submission = OnesSubmission();
   ASSERT_TRUE(f.client.SubmitDelta(submission).ok());
   ASSERT_TRUE(f.client.SubmitDelta(submission).ok());
   ASSERT_EQ(f.stub->submit_requests.size(), 2u);
@@ -159,11 +165,8 @@ TEST(TrainerClient, ATimedOutSubmitIsRetriedWithTheSameRequestId) {
                                       grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting")};
   f.stub->submit_response.set_version(4);
   f.stub->submit_response.set_duplicate(true);
-  DeltaSubmission submission;
-  submission.inputs = model::Matrix::Ones(1, 2);
-  submission.deltas = model::Matrix::Ones(1, 1);
 
-  absl::StatusOr<SubmitDeltaResult> result = f.client.SubmitDelta(submission);
+  absl::StatusOr<SubmitDeltaResult> result = f.client.SubmitDelta(OnesSubmission());
 
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->duplicate);
@@ -180,9 +183,7 @@ TEST(TrainerClient, SubmitRetriesStopAtTheLimitAndOtherCodesAreNotRetried) {
   options.submit_retries = 1;
   Fixture f(options);
   f.stub->status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
-  DeltaSubmission submission;
-  submission.inputs = model::Matrix::Ones(1, 2);
-  submission.deltas = model::Matrix::Ones(1, 1);
+  const DeltaSubmission submission = OnesSubmission();
   EXPECT_EQ(f.client.SubmitDelta(submission).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(f.stub->submit_requests.size(), 2u);
   f.stub->status = grpc::Status(grpc::StatusCode::ABORTED, "stale");

@@ -16,40 +16,16 @@ import numpy as np
 
 import deltaserve_client
 from deltaserve_client import LocalServer, NumpyMlp, NumpyReplica, TrainerClient
+from support import BIN, ServerTestCase, model_config
 
-BIN = os.environ["DELTASERVE_BIN"]
-
-CONFIG = """
-models {
-  name: "mlp"
-  input_dim: 3
-  layers { units: 8 activation: ACTIVATION_TANH }
-  layers { units: 5 activation: ACTIVATION_RELU }
-  layers { units: 2 activation: ACTIVATION_SIGMOID }
-  seed: 11
-  optimizer { kind: SGD learning_rate: 0.05 }
-  samples_per_step: 1
-  max_staleness: 2
-}
-models {
-  name: "linear"
-  input_dim: 4
-  layers { units: 2 activation: ACTIVATION_IDENTITY }
-  seed: 5
-  optimizer { kind: ADAM learning_rate: 0.05 }
-  samples_per_step: 1
-}
-"""
+CONFIG = (model_config("mlp", 3, [(8, "TANH"), (5, "RELU"), (2, "SIGMOID")], 11,
+                       "kind: SGD learning_rate: 0.05", "  samples_per_step: 1\n  max_staleness: 2\n")
+          + model_config("linear", 4, [(2, "IDENTITY")], 5, "kind: ADAM learning_rate: 0.05",
+                         "  samples_per_step: 1\n"))
 
 
-class ClientTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = LocalServer(BIN, CONFIG)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+class ClientTest(ServerTestCase):
+    CONFIG = CONFIG
 
     def setUp(self):
         self.rng = np.random.default_rng(0)

@@ -24,22 +24,12 @@ import sys
 import tempfile
 import unittest
 
-from deltaserve_client import LocalServer
+from support import ServerTestCase, model_config
 
-BIN = os.environ["DELTASERVE_BIN"]
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PYTHON = sys.executable  # /usr/bin/python3 under ctest (DELTASERVE_PYTHON)
 
-CONFIG = """
-models {
-  name: "tiny"
-  input_dim: 2
-  layers { units: 3 activation: ACTIVATION_TANH }
-  layers { units: 1 activation: ACTIVATION_IDENTITY }
-  seed: 3
-  optimizer { kind: SGD learning_rate: 0.1 }
-}
-"""
+CONFIG = model_config("tiny", 2, [(3, "TANH"), (1, "IDENTITY")], 3, "kind: SGD learning_rate: 0.1")
 
 # Run by the child interpreter: where things were imported from, and a few calls.
 USE_CLIENT = r"""
@@ -80,14 +70,8 @@ def clean_env(**extra):
     return env
 
 
-class PackagingTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = LocalServer(BIN, CONFIG)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
+class PackagingTest(ServerTestCase):
+    CONFIG = CONFIG
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="deltaserve-packaging-")

@@ -15,20 +15,10 @@ import numpy as np
 
 import deltaserve_client
 from deltaserve_client import LocalServer, NumpyReplica, TrainerClient
+from support import BIN, model_config
 
-BIN = os.environ["DELTASERVE_BIN"]
-
-CONFIG = """
-models {
-  name: "mlp"
-  input_dim: 3
-  layers { units: 8 activation: ACTIVATION_TANH }
-  layers { units: 2 activation: ACTIVATION_IDENTITY }
-  seed: 11
-  optimizer { kind: SGD learning_rate: 0.1 }
-  samples_per_step: 1
-}
-"""
+CONFIG = model_config("mlp", 3, [(8, "TANH"), (2, "IDENTITY")], 11,
+                      "kind: SGD learning_rate: 0.1", "  samples_per_step: 1\n")
 # Same name, another architecture and seed: a server restarted with a new config.
 CONFIG_WIDER = CONFIG.replace("units: 8", "units: 16").replace("seed: 11", "seed: 12")
 

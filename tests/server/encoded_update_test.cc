@@ -5,16 +5,12 @@
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "gtest/gtest.h"
+#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {
 
-std::shared_ptr<const Snapshot> MakeSnapshot(uint64_t version) {
-  auto s = std::make_shared<Snapshot>();
-  s->version = version;
-  s->parameters = {1.0f * version, 2.0f, 3.0f};
-  return s;
-}
+using testing::MakeSnapshot;
 
 deltaserve::v1::ParameterUpdate Decode(const EncodedUpdate& encoded) {
   grpc::ByteBuffer copy = encoded.bytes;

@@ -26,6 +26,16 @@ namespace deltaserve::server::testing {
 // Every wait in these tests: a bug fails the test instead of hanging it.
 inline constexpr absl::Duration kWait = absl::Seconds(30);
 
+// A ServerConfig (text) with one small model "m": input 4 → 8 tanh → 2
+// identity, seed 3, SGD lr 0.01, plus `extra` ModelSpec fields.
+inline std::string SmallModelConfig(const std::string& extra) {
+  return R"pb(models { name: "m" input_dim: 4 seed: 3
+                       layers { units: 8 activation: ACTIVATION_TANH }
+                       layers { units: 2 activation: ACTIVATION_IDENTITY }
+                       optimizer { kind: SGD learning_rate: 0.01 })pb" +
+         extra + "}";
+}
+
 // A client context whose deadline is `timeout` from now.
 inline std::unique_ptr<grpc::ClientContext> ContextWithDeadline(absl::Duration timeout) {
   auto context = std::make_unique<grpc::ClientContext>();

@@ -43,18 +43,7 @@ using testing::PendingSubmit;
 
 // input 4 → 8 tanh → 2 identity; one row per step; a submission computed
 // more than one version ago is stale; one submission may wait in the queue.
-constexpr char kModel[] = R"pb(
-  models {
-    name: "m"
-    input_dim: 4
-    seed: 3
-    layers { units: 8 activation: ACTIVATION_TANH }
-    layers { units: 2 activation: ACTIVATION_IDENTITY }
-    optimizer { kind: SGD learning_rate: 0.01 }
-    max_staleness: 1
-    queue_capacity: 1
-  }
-)pb";
+const std::string kModel = testing::SmallModelConfig("max_staleness: 1 queue_capacity: 1");
 
 class MetricsScrapeTest : public testing::LoopbackServerTest {
  protected:

@@ -45,17 +45,7 @@ using testing::kWait;
 using testing::PendingSubmit;
 
 // input 4 → 8 tanh → 2 identity.
-constexpr char kSmallModel[] = R"pb(
-  models {
-    name: "m"
-    input_dim: 4
-    seed: 3
-    layers { units: 8 activation: ACTIVATION_TANH }
-    layers { units: 2 activation: ACTIVATION_IDENTITY }
-    optimizer { kind: SGD learning_rate: 0.01 }
-    max_staleness: 1000
-  }
-)pb";
+const std::string kSmallModel = testing::SmallModelConfig("max_staleness: 1000");
 
 class ServiceTest : public testing::LoopbackServerTest {
  protected:

@@ -3,6 +3,7 @@
 #ifndef DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 #define DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "model/spec.h"
+#include "server/core/snapshot.h"
 
 namespace deltaserve::server::testing {
 
@@ -20,6 +22,14 @@ Message ParseText(const std::string& text) {
   Message message;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
   return message;
+}
+
+// A snapshot of `version` with parameters {version, 2, 3}.
+inline std::shared_ptr<const Snapshot> MakeSnapshot(uint64_t version) {
+  auto s = std::make_shared<Snapshot>();
+  s->version = version;
+  s->parameters = {1.0f * version, 2.0f, 3.0f};
+  return s;
 }
 
 inline deltaserve::v1::Matrix WireMatrix(uint32_t rows, uint32_t cols, std::vector<float> data) {

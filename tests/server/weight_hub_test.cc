@@ -4,16 +4,12 @@
 #include <memory>
 
 #include "gtest/gtest.h"
+#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {
 
-std::shared_ptr<const Snapshot> MakeSnapshot(uint64_t version) {
-  auto s = std::make_shared<Snapshot>();
-  s->version = version;
-  s->parameters = {1.0f * version, 2.0f, 3.0f};
-  return s;
-}
+using testing::MakeSnapshot;
 
 TEST(WeightHub, LatestIsTheNewestPublishedVersion) {
   WeightHub hub("m", MakeSnapshot(0));
