@@ -44,13 +44,14 @@ for m in "${modes[@]}"; do
 done
 
 dir=${FRESH_DIR:-/var/tmp/deltaserve-fresh}
+mkdir -p "$dir/logs"
+dir=$(realpath "$dir")  # paths as /proc/PID/root and mountinfo show them
 rev=${FRESH_REV:-HEAD}
 niceness=${FRESH_NICE:-10}
 jobs=${JOBS:-$(nproc)}
 rootfs=$dir/rootfs
 tarball=$dir/bookworm-minbase-make-git.tar
 apt_cache=$dir/apt-archives
-mkdir -p "$dir/logs"
 log_file=$dir/logs/fresh-$(date +%Y%m%dT%H%M%S).log
 ln -sfn "$log_file" "$dir/latest.log"
 start_s=$SECONDS
@@ -83,8 +84,23 @@ unmount_stale() {
     umount -R "$m" 2>/dev/null || umount -R -l "$m"
   done
 }
+# Every process whose root is the rootfs: what this run started in the
+# chroot (a make interrupted by Ctrl-C or a kill of this script).
+kill_chroot_processes() {
+  local p sig pids
+  for sig in TERM KILL; do
+    pids=()
+    for p in /proc/[0-9]*; do
+      [[ $(readlink "$p/root" 2>/dev/null) == "$rootfs" ]] && pids+=("${p#/proc/}")
+    done
+    ((${#pids[@]})) || return 0
+    kill "-$sig" "${pids[@]}" 2>/dev/null || true
+    sleep 2
+  done
+}
 on_exit() {
   local rc=$?
+  kill_chroot_processes
   unmount_all
   say "done (exit $rc, $((SECONDS - start_s)) s; log: $log_file)"
 }
@@ -184,9 +200,16 @@ for mode in "${modes[@]}"; do
   say "mode $mode: chroot $rootfs: $cmd"
   echo "===== mode $mode: $cmd" >>"$log_file"
   t=$SECONDS
+  # In the background, so that a signal to this script is handled at once
+  # (the trap then stops what runs in the chroot), not after make ends.
+  (
+    set +e
+    in_chroot "$cmd" 2>&1 | stamp >>"$log_file"
+    exit "${PIPESTATUS[0]}"
+  ) &
   set +e
-  in_chroot "$cmd" 2>&1 | stamp >>"$log_file"
-  rc=${PIPESTATUS[0]}
+  wait $!
+  rc=$?
   set -e
   line="mode $mode: exit $rc after $((SECONDS - t)) s"
   say "$line"
