@@ -151,15 +151,16 @@ say "rootfs unpacked from $tarball in $((SECONDS - t)) s: $rootfs"
 cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
 
 # --- 2. the committed HEAD ---------------------------------------------------
-commit=$(git -C "$repo" rev-parse --verify "$rev^{commit}") || die "no commit '$rev' in $repo"
-subject=$(git -C "$repo" log -1 --format=%s "$commit")
-# safe.directory: the clone runs as root, the repository may belong to someone else.
+# safe.directory: this runs as root; the repository may belong to someone else.
+hgit() { git -c safe.directory='*' -C "$repo" "$@"; }
+commit=$(hgit rev-parse --verify "$rev^{commit}") || die "no commit '$rev' in $repo"
+subject=$(hgit log -1 --format=%s "$commit")
 git -c safe.directory='*' clone -q --no-checkout "file://$repo" "$rootfs/root/deltaserve" >>"$log_file" 2>&1 ||
   die "git clone of $repo failed"
 git -C "$rootfs/root/deltaserve" -c advice.detachedHead=false checkout -q "$commit" >>"$log_file" 2>&1 ||
   die "git checkout $commit failed"
 say "cloned $repo at $commit ($subject) into /root/deltaserve"
-if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+if [[ -n $(hgit status --porcelain --untracked-files=no 2>/dev/null) ]]; then
   say "note: the working tree has uncommitted changes; they are not tested (committed $commit is)"
 fi
 
