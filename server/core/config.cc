@@ -110,6 +110,9 @@ void FillModelDefaults(v1::ModelSpec* spec) {
 void FillDefaults(v1::ServerConfig* config) {
   for (v1::ModelSpec& spec : *config->mutable_models()) FillModelDefaults(&spec);
   if (config->max_message_bytes() == 0) config->set_max_message_bytes(kDefaultMaxMessageBytes);
+  if (config->max_watchers_per_model() == 0) {
+    config->set_max_watchers_per_model(kDefaultMaxWatchersPerModel);
+  }
 }
 
 absl::Status ValidateServerConfig(const v1::ServerConfig& config) {

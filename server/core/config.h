@@ -18,6 +18,7 @@ namespace deltaserve::server {
 // 10M-parameter ParameterUpdate (40 MB of float32 plus framing).
 inline constexpr uint32_t kDefaultMaxMessageBytes = 64u << 20;
 inline constexpr uint32_t kDefaultQueueCapacity = 1024;
+inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
 
 // Text format → message. INVALID_ARGUMENT with a one-line reason naming the
 // line and column of the first error. Does not validate or fill defaults.
@@ -30,9 +31,8 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024,
-// max_message_bytes 0 → 64 MiB, UNSPECIFIED kind/mode/reduction → SGD,
-// CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay
-// as they are.
+// max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024, UNSPECIFIED kind/mode/reduction →
+// SGD, CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay as they are.
 void FillDefaults(deltaserve::v1::ServerConfig* config);
 void FillModelDefaults(deltaserve::v1::ModelSpec* spec);
 

@@ -20,6 +20,12 @@ absl::Status QueueFull(absl::string_view model, size_t capacity) {
       "model \"", model, "\": submission queue is full (", capacity, " waiting); retry later"));
 }
 
+absl::Status TooManyWatchers(absl::string_view model, size_t limit) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "model \"", model, "\" has ", limit,
+      " watchers, the most max_watchers_per_model allows; close one or raise the limit"));
+}
+
 absl::Status StaleVersion(absl::string_view model, uint64_t version, uint64_t current,
                           uint64_t max_staleness) {
   return absl::AbortedError(

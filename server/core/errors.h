@@ -22,6 +22,9 @@ absl::Status ModelNotFound(absl::string_view name, const std::vector<std::string
 // UNAVAILABLE: the server (or one model's learner) is shutting down.
 absl::Status ShuttingDown(absl::string_view model);
 
+// RESOURCE_EXHAUSTED: the model already has `limit` WatchParameters streams.
+absl::Status TooManyWatchers(absl::string_view model, size_t limit);
+
 // RESOURCE_EXHAUSTED: the model's submission queue holds `capacity` entries.
 absl::Status QueueFull(absl::string_view model, size_t capacity);
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "server/core/errors.h"
+
 namespace deltaserve::server {
 
 WeightHub::Subscription::~Subscription() {
@@ -12,23 +14,29 @@ WeightHub::Subscription::~Subscription() {
 }
 
 WeightHub::WeightHub(std::string model, std::shared_ptr<const Snapshot> initial)
-    : model_(std::move(model)), latest_(std::move(initial)) {}
+    : model_(std::move(model)), latest_(std::move(initial)) {
+  notifier_ = std::thread([this] { NotifierLoop(); });
+}
 
-void WeightHub::Publish(std::shared_ptr<const Snapshot> snapshot) {
+WeightHub::~WeightHub() {
   {
     absl::MutexLock lock(&mu_);
-    if (latest_ != nullptr && snapshot->version <= latest_->version) return;
-    latest_ = std::move(snapshot);
+    stopping_ = true;
   }
-  NotifyAll();
+  notifier_.join();
+}
+
+void WeightHub::Publish(std::shared_ptr<const Snapshot> snapshot) {
+  absl::MutexLock lock(&mu_);
+  if (latest_ != nullptr && snapshot->version <= latest_->version) return;
+  latest_ = std::move(snapshot);
+  ++changes_;  // The notifier wakes when mu_ is released.
 }
 
 void WeightHub::Close() {
-  {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-  }
-  NotifyAll();
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  ++changes_;
 }
 
 bool WeightHub::closed() const {
@@ -41,13 +49,17 @@ std::shared_ptr<const Snapshot> WeightHub::latest() const {
   return latest_;
 }
 
-std::unique_ptr<WeightHub::Subscription> WeightHub::Subscribe(std::function<void()> on_change) {
+absl::StatusOr<std::unique_ptr<WeightHub::Subscription>> WeightHub::Subscribe(
+    std::function<void()> on_change, size_t max_subscribers) {
   auto slot = std::make_shared<Subscription::Slot>();
   {
     absl::MutexLock slot_lock(&slot->mu);
     slot->on_change = std::move(on_change);
   }
   absl::MutexLock lock(&mu_);
+  if (max_subscribers != 0 && slots_.size() >= max_subscribers) {
+    return TooManyWatchers(model_, max_subscribers);
+  }
   slots_.push_back(slot);
   return std::unique_ptr<Subscription>(new Subscription(this, std::move(slot)));
 }
@@ -64,16 +76,23 @@ void WeightHub::Unsubscribe(const Subscription::Slot* slot) {
                slots_.end());
 }
 
-void WeightHub::NotifyAll() {
-  std::vector<std::shared_ptr<Subscription::Slot>> slots;
-  {
-    absl::MutexLock lock(&mu_);
-    slots = slots_;
-  }
-  // Outside mu_: a callback may call latest() or closed().
-  for (const auto& slot : slots) {
-    absl::MutexLock lock(&slot->mu);
-    if (slot->on_change) slot->on_change();
+bool WeightHub::NotifierHasWork() const { return stopping_ || changes_ != delivered_; }
+
+void WeightHub::NotifierLoop() {
+  for (;;) {
+    std::vector<std::shared_ptr<Subscription::Slot>> slots;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &WeightHub::NotifierHasWork));
+      if (changes_ == delivered_) return;  // Stopping, nothing pending.
+      delivered_ = changes_;
+      slots = slots_;
+    }
+    // Outside mu_: a callback may call latest() or closed().
+    for (const auto& slot : slots) {
+      absl::MutexLock lock(&slot->mu);
+      if (slot->on_change) slot->on_change();
+    }
   }
 }
 

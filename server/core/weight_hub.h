@@ -1,11 +1,13 @@
 // WeightHub: fans one model's published snapshots out to its watchers.
 //
 // Latest-wins: the hub keeps only the newest snapshot. Publish() (learner
-// thread) stores it and pokes every subscriber's callback; a subscriber pulls
-// latest() when it is ready to send, so a slow watcher skips intermediate
-// versions and never slows other watchers. The hub knows nothing of gRPC:
-// encoding a version for the wire is the service's (server/service/
-// encoded_update.h).
+// thread) stores it and wakes the hub's own notifier thread, which pokes
+// every subscriber's callback; a subscriber pulls latest() when it is ready
+// to send, so a slow watcher skips intermediate versions. The learner does no
+// per-watcher work: Publish is O(1) whatever the number of watchers, and
+// pokes coalesce (a subscriber is poked at least once after each change, not
+// once per version). The hub knows nothing of gRPC: encoding a version for
+// the wire is the service's (server/service/encoded_update.h).
 #ifndef DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 #define DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 
@@ -13,9 +15,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/snapshot.h"
 
@@ -44,8 +48,13 @@ class WeightHub {
   };
 
   // `model` names the model in every ParameterUpdate. `initial` (version 0)
-  // may be null only if Publish() is called before any other method.
+  // may be null only if Publish() is called before any other method. Starts
+  // the notifier thread.
   WeightHub(std::string model, std::shared_ptr<const Snapshot> initial);
+
+  // Delivers what is still pending, then stops the notifier thread. Every
+  // Subscription must be gone by then.
+  ~WeightHub();
 
   const std::string& model() const { return model_; }
 
@@ -53,8 +62,8 @@ class WeightHub {
   WeightHub& operator=(const WeightHub&) = delete;
 
   // Makes `snapshot` the latest (ignored unless newer than the current one)
-  // and calls every subscriber's on_change. Never blocks on a watcher as long
-  // as the callbacks don't block.
+  // and has the notifier thread call every subscriber's on_change. Never
+  // waits for a subscriber.
   void Publish(std::shared_ptr<const Snapshot> snapshot) ABSL_LOCKS_EXCLUDED(mu_);
 
   // After Close() subscribers' callbacks are called once more and closed()
@@ -65,16 +74,23 @@ class WeightHub {
   // The newest snapshot.
   std::shared_ptr<const Snapshot> latest() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // `on_change` is called (from Publish/Close callers' threads) whenever a
-  // newer version or Close() happens. It must not block and must not call
-  // Subscribe or destroy its own Subscription.
-  std::unique_ptr<Subscription> Subscribe(std::function<void()> on_change) ABSL_LOCKS_EXCLUDED(mu_);
+  // `on_change` is called from the notifier thread after a newer version or
+  // Close() (at least once after each; several may coalesce into one call).
+  // It should not block (it delays the other subscribers' pokes) and must
+  // not call Subscribe or destroy its own Subscription. RESOURCE_EXHAUSTED
+  // if `max_subscribers` (0 = no limit) are already subscribed.
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(std::function<void()> on_change,
+                                                          size_t max_subscribers = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t subscriber_count() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Unsubscribe(const Subscription::Slot* slot) ABSL_LOCKS_EXCLUDED(mu_);
-  void NotifyAll() ABSL_LOCKS_EXCLUDED(mu_);
+  // Notifier thread: waits for a change, pokes every subscriber, repeats
+  // until the destructor, delivering what is pending before it exits.
+  void NotifierLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  bool NotifierHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string model_;
 
@@ -82,6 +98,11 @@ class WeightHub {
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Subscription::Slot>> slots_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;    // Publishes and Close so far.
+  uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // changes_ the notifier has poked for.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread notifier_;  // Last: starts after everything above exists.
 };
 
 }  // namespace deltaserve::server

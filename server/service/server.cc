@@ -96,8 +96,9 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
   }
-  std::unique_ptr<DeltaServer> server(
-      new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options));
+  std::unique_ptr<DeltaServer> server(new DeltaServer(std::move(metrics),
+                                                      std::move(metrics_address), std::move(models),
+                                                      options, prepared.max_watchers_per_model()));
   RETURN_IF_ERROR(server->Bind(prepared.max_message_bytes()));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
@@ -105,12 +106,14 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
 }
 
 DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
-                         std::unique_ptr<ModelRegistry> models, ServerOptions options)
+                         std::unique_ptr<ModelRegistry> models, ServerOptions options,
+                         uint32_t max_watchers_per_model)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
       models_(std::move(models)),
-      service_(std::make_unique<TrainerService>(models_.get(), metrics_.get())) {}
+      service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
+                                                max_watchers_per_model)) {}
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 

@@ -48,8 +48,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
 
 }  // namespace
 
-TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics)
-    : models_(models), unknown_model_(metrics->UnknownModel()) {
+TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics,
+                               uint32_t max_watchers_per_model)
+    : models_(models),
+      unknown_model_(metrics->UnknownModel()),
+      max_watchers_per_model_(max_watchers_per_model) {
   for (const auto& model : models_->models()) {
     encoders_.emplace(model.get(), std::make_unique<EncodedUpdateCache>(model->spec.name()));
   }
@@ -109,7 +112,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
   if (!parse.ok()) return RefuseWatch(unknown_model_, start, std::move(parse));
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
   if (!model.ok()) return RefuseWatch(unknown_model_, start, ToGrpcStatus(model.status()));
-  return new WatchReactor((*model)->hub.get(), encoders_.at(*model).get(), (*model)->metrics);
+  return new WatchReactor((*model)->hub.get(), encoders_.at(*model).get(), (*model)->metrics,
+                          max_watchers_per_model_);
 }
 
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {

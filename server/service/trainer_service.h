@@ -30,8 +30,10 @@ namespace deltaserve::server {
 class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMethod_WatchParameters<
                                  deltaserve::v1::Trainer::CallbackService> {
  public:
-  // `models` and `metrics` (not null) must outlive the service.
-  TrainerService(ModelRegistry* models, ServerMetrics* metrics);
+  // `models` and `metrics` (not null) must outlive the service. Each model
+  // takes at most `max_watchers_per_model` WatchParameters streams at once
+  // (0 = no limit); one more is RESOURCE_EXHAUSTED.
+  TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const deltaserve::v1::GetModelInfoRequest* request,
@@ -70,6 +72,7 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
 
   ModelRegistry* const models_;
   ModelMetrics* const unknown_model_;  // Requests naming a model not served.
+  const uint32_t max_watchers_per_model_;
   // One per served model, made at construction (read-only afterwards).
   std::map<const ServedModel*, std::unique_ptr<EncodedUpdateCache>> encoders_;
 };

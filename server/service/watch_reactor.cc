@@ -7,11 +7,19 @@
 
 namespace deltaserve::server {
 
-WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics)
+WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics,
+                           size_t max_watchers)
     : hub_(hub), encoder_(encoder), metrics_(metrics), start_(std::chrono::steady_clock::now()) {
   metrics_->AddWatchers(+1);
-  subscription_ = hub_->Subscribe([this] { Advance(); });  // Step 3.
-  Advance();                                               // Step 1.
+  absl::StatusOr<std::unique_ptr<WeightHub::Subscription>> subscription =
+      hub_->Subscribe([this] { Advance(); }, max_watchers);  // Step 3.
+  if (!subscription.ok()) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(ToGrpcStatus(subscription.status()));
+    return;
+  }
+  subscription_ = *std::move(subscription);
+  Advance();  // Step 1.
 }
 
 void WatchReactor::Advance() {

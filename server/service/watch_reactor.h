@@ -6,11 +6,13 @@
 //
 // State machine (every transition runs Advance() under mu_):
 //   1. Constructed by the handler: subscribes to the hub, then Advance()
-//      writes the current version at once.
+//      writes the current version at once. If the model already has
+//      max_watchers streams, Finish(RESOURCE_EXHAUSTED) instead.
 //   2. Advance(): if a write is in flight, do nothing (OnWriteDone comes back
 //      here). Otherwise, if the hub holds a version newer than the last one
 //      written, StartWrite(newest) — intermediate versions are skipped.
-//   3. A newer version is published → the hub calls Advance() (step 2).
+//   3. A newer version is published → the hub's notifier thread calls
+//      Advance() (step 2).
 //   4. OnWriteDone(ok): the write is no longer in flight; !ok means the
 //      client is gone (→ 5); otherwise step 2.
 //   5. Client cancelled (OnCancel or a failed write): once no write is in
@@ -45,7 +47,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // `hub`, `encoder` and `metrics` (the model's; not null) must outlive the
   // reactor (the server closes hubs and waits for every call before
   // destroying them). Deletes itself in OnDone.
-  WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics);
+  WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMetrics* metrics,
+               size_t max_watchers);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

@@ -548,6 +548,25 @@ TEST_F(ServiceTest, WatchersSeeIncreasingVersionsAndASlowOneDoesNotStallTraining
   late->Finish();
 }
 
+TEST_F(ServiceTest, WatchersBeyondTheLimitAreResourceExhausted) {
+  Start(kSmallModel + "max_watchers_per_model: 1");
+  v1::WatchParametersRequest request;
+  auto first_context = Context();
+  auto first = stub_->WatchParameters(first_context.get(), request);
+  v1::ParameterUpdate update;
+  ASSERT_TRUE(first->Read(&update));  // Subscribed.
+
+  auto second_context = Context();
+  auto second = stub_->WatchParameters(second_context.get(), request);
+  EXPECT_FALSE(second->Read(&update));
+  grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("max_watchers_per_model"));
+
+  first_context->TryCancel();
+  EXPECT_EQ(first->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
 TEST_F(ServiceTest, WatchOfUnknownModelIsNotFound) {
   Start(kSmallModel);
   v1::WatchParametersRequest request;
