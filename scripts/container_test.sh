@@ -22,6 +22,9 @@
 #   DELTASERVE_SKIP_CONTAINER_TEST=1 (exit 77: ctest reports the test skipped).
 # Exit 0: pass; 1: fail (the reason is the last line on stderr); 77: skipped.
 set -euo pipefail
+# The whole script is one block, read before it runs: editing the file (or a
+# git checkout) while it runs cannot change what runs.
+{
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image=${DELTASERVE_IMAGE:-localhost/deltaserve:test}
@@ -308,3 +311,5 @@ log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
 
 v2=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
 log "PASS: image $image, trainer SERVING, version $v0 -> $v2 with ${#sims[@]} simulators, /metrics scraped"
+exit
+}

@@ -29,6 +29,9 @@
 # Exit status: that of the first failing mode (later ones are not run), else
 # 0. Needs root.
 set -euo pipefail
+# The whole script is one block, read before it runs: editing the file (or a
+# git checkout) while it runs cannot change what runs.
+{
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/debian_sources.sh
@@ -263,3 +266,4 @@ fi
   fi
 } | tee -a "$log_file" >&3
 exit "$status"
+}
