@@ -105,6 +105,7 @@ void FillModelDefaults(v1::ModelSpec* spec) {
   FillSurrogateDefaults(spec->mutable_surrogate());
   if (spec->samples_per_step() == 0) spec->set_samples_per_step(1);
   if (spec->queue_capacity() == 0) spec->set_queue_capacity(kDefaultQueueCapacity);
+  if (spec->max_request_rows() == 0) spec->set_max_request_rows(kDefaultMaxRequestRows);
 }
 
 void FillDefaults(v1::ServerConfig* config) {
@@ -195,6 +196,7 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec
   options.max_staleness = spec.max_staleness();
   options.staleness_scaled_lr = spec.staleness_scaled_lr();
   options.queue_capacity = spec.queue_capacity();
+  options.max_request_rows = spec.max_request_rows();
   return options;
 }
 

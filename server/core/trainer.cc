@@ -40,6 +40,9 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
   if (options.queue_capacity == 0) {
     return absl::InvalidArgumentError("queue_capacity: expected >= 1, got 0");
   }
+  if (options.max_request_rows == 0) {
+    return absl::InvalidArgumentError("max_request_rows: expected >= 1, got 0");
+  }
   return absl::OkStatus();
 }
 
@@ -84,16 +87,34 @@ absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) cons
   if (inputs.rows() == 0) {
     return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
   }
+  RETURN_IF_ERROR(CheckRows(inputs.rows()));
   RETURN_IF_ERROR(CheckShape("inputs", inputs, inputs.rows(), "", mlp_.input_dim(),
                              absl::StrCat("input_dim of model \"", name(), "\"")));
   std::shared_ptr<const Snapshot> snap = snapshot();
-  ASSIGN_OR_RETURN(model::Matrix outputs, mlp_.Forward(snap->parameters, inputs));
+  model::Matrix outputs(inputs.rows(), mlp_.output_dim());
+  model::Mlp::Workspace workspace;
+  for (Eigen::Index row = 0; row < inputs.rows(); row += kForwardChunkRows) {
+    const Eigen::Index rows = std::min(kForwardChunkRows, inputs.rows() - row);
+    RETURN_IF_ERROR(mlp_.Forward(snap->parameters, inputs.middleRows(row, rows), workspace));
+    outputs.middleRows(row, rows) = workspace.output();
+  }
+  // Finite inputs can still overflow (e.g. |x| near FLT_MAX).
+  RETURN_IF_ERROR(
+      model::CheckFinite("outputs (inputs too large: the outputs overflow)", Values(outputs)));
   return ForwardResult{std::move(outputs), snap->version};
+}
+
+absl::Status Trainer::CheckRows(int64_t rows) const {
+  if (static_cast<uint64_t>(rows) <= options_.max_request_rows) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "inputs: expected at most ", options_.max_request_rows, " rows (max_request_rows of model \"",
+      name(), "\"), got ", rows, "; split the batch"));
 }
 
 absl::Status Trainer::ValidateSubmission(const Submission& s) const {
   const int64_t n = s.inputs.rows();
   if (n == 0) return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
+  RETURN_IF_ERROR(CheckRows(n));
   const std::string model = absl::StrCat("model \"", name(), "\"");
   RETURN_IF_ERROR(CheckShape("inputs", s.inputs, n, "", mlp_.input_dim(),
                              absl::StrCat("input_dim of ", model)));

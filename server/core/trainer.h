@@ -80,6 +80,9 @@ struct TrainerOptions {
   uint64_t max_staleness = 0;     // More versions behind → ABORTED; 0 = no limit.
   bool staleness_scaled_lr = false;
   size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
+  // Rows one Forward or one submission may carry; more → RESOURCE_EXHAUSTED.
+  // Bounds the memory a request costs (docs/reliability.md).
+  size_t max_request_rows = 65536;
   // Applied request_ids remembered for deduplication (the most recent ones).
   size_t request_id_window = 10000;
   // Optional (null: record nothing). Must outlive the Trainer.
@@ -105,6 +108,7 @@ struct Submission {
 };
 
 inline constexpr size_t kMaxRequestIdBytes = 128;
+inline constexpr Eigen::Index kForwardChunkRows = 4096;
 
 struct SubmitResult {
   uint64_t version = 0;  // Model version once applied (after the step, if any).
@@ -147,9 +151,15 @@ class Trainer {
   // The latest published parameters. Never blocks on the learner.
   std::shared_ptr<const Snapshot> snapshot() const ABSL_LOCKS_EXCLUDED(snapshot_mu_);
 
-  // Y = f(X; Θ) at the latest snapshot. INVALID_ARGUMENT (saying what was
-  // expected) for 0 rows, wrong column count or non-finite values.
+  // Y = f(X; Θ) at the latest snapshot, computed in chunks of
+  // kForwardChunkRows rows so the activations held at once stay small.
+  // INVALID_ARGUMENT (saying what was expected) for 0 rows, wrong column
+  // count, non-finite values, or finite inputs so large that the outputs
+  // overflow; RESOURCE_EXHAUSTED for more than max_request_rows rows.
   absl::StatusOr<ForwardResult> Forward(const model::Matrix& inputs) const;
+
+  // RESOURCE_EXHAUSTED if `rows` exceeds max_request_rows.
+  absl::Status CheckRows(int64_t rows) const;
 
   // Shape, finiteness and version checks a submission must pass to be queued.
   absl::Status ValidateSubmission(const Submission& submission) const;

@@ -107,6 +107,52 @@ TEST(Trainer, ForwardMatchesMlpOnTheSnapshot) {
   EXPECT_TRUE(result->outputs.isApprox(*expected));
 }
 
+// Large batches are computed kForwardChunkRows rows at a time; every row is
+// still y = f(x) of its own input.
+TEST(Trainer, ForwardOfManyRowsIsComputedInChunksWithTheSameResult) {
+  TrainerOptions options = LinearOptions();
+  options.mlp.layers = {{16, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
+  auto trainer = MakeTrainer(options);
+  const Eigen::Index rows = 2 * kForwardChunkRows + 3;
+  const model::Matrix x = model::Matrix::Random(rows, 2);
+  absl::StatusOr<ForwardResult> result = trainer->Forward(x);
+  ASSERT_TRUE(result.ok()) << result.status();
+  absl::StatusOr<model::Matrix> expected =
+      trainer->mlp().Forward(trainer->snapshot()->parameters, x);
+  ASSERT_TRUE(expected.ok());
+  ASSERT_EQ(result->outputs.rows(), rows);
+  EXPECT_TRUE(result->outputs.isApprox(*expected, 1e-6f));
+  for (Eigen::Index r : {Eigen::Index{0}, kForwardChunkRows, rows - 1}) {
+    EXPECT_TRUE(result->outputs.row(r).isApprox(expected->row(r), 1e-6f)) << "row " << r;
+  }
+}
+
+TEST(Trainer, RequestsBeyondMaxRequestRowsAreResourceExhaustedAndChangeNothing) {
+  TrainerOptions options = LinearOptions();
+  options.max_request_rows = 8;
+  auto trainer = MakeTrainer(options);
+  const std::vector<float> before = trainer->snapshot()->parameters;
+  absl::StatusOr<ForwardResult> forward = trainer->Forward(model::Matrix::Zero(9, 2));
+  EXPECT_EQ(forward.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(forward.status().message().find("at most 8 rows"), absl::string_view::npos);
+  EXPECT_TRUE(trainer->Forward(model::Matrix::Zero(8, 2)).ok());
+  Submission big;
+  big.inputs = model::Matrix::Zero(9, 2);
+  big.deltas = model::Matrix::Zero(9, 2);
+  EXPECT_EQ(trainer->Submit(std::move(big), [](auto) {}).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(trainer->snapshot()->parameters, before);
+}
+
+TEST(Trainer, ForwardWhoseOutputsOverflowIsInvalidArgument) {
+  TrainerOptions options = LinearOptions();
+  options.mlp.seed = 1;
+  auto trainer = MakeTrainer(options);
+  absl::StatusOr<ForwardResult> result = trainer->Forward(CoreMatrix(1, 2, {3e38f, 3e38f}));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("overflow"), absl::string_view::npos) << result.status();
+}
+
 TEST(Trainer, CurrentModeSgdStepIsExact) {
   auto trainer = MakeTrainer(LinearOptions());
   const std::vector<float> p0 = trainer->snapshot()->parameters;
