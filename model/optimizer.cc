@@ -108,6 +108,8 @@ class AdamOptimizer final : public Optimizer {
   std::vector<float> v_;  // Second moment.
 };
 
+}  // namespace
+
 // ‖g‖₂: vectorised float sums of squares over blocks of 1024, added in
 // double, so the result is accurate to ~1e-7 relative for any size.
 double GlobalNorm(absl::Span<const float> g) {
@@ -120,8 +122,6 @@ double GlobalNorm(absl::Span<const float> g) {
   }
   return std::sqrt(sum);
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConfig& config,
                                                              size_t parameter_count) {

@@ -15,6 +15,12 @@
 
 namespace deltaserve::model {
 
+// ‖g‖₂ exactly as Optimizer::Step computes it (float sums of squares over
+// blocks of 1024, added in double): infinite when a block's sum overflows
+// float, which Step refuses. Callers that accumulate gradients check it
+// before accepting a contribution, so that a later Step cannot fail.
+double GlobalNorm(absl::Span<const float> g);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "base/status_macros.h"
+#include "model/optimizer.h"
 #include "model/surrogate.h"
 #include "model/validate.h"
 #include "server/core/errors.h"
@@ -228,6 +229,13 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
   Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
                                   static_cast<Eigen::Index>(submission_grad_.size()));
   sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+  // Refused here, while G is untouched, rather than by the optimizer at the
+  // step: a G whose norm overflows would fail every later step.
+  if (!std::isfinite(model::GlobalNorm(submission_grad_))) {
+    return absl::InvalidArgumentError(
+        "deltas: expected values whose accumulated parameter gradient has a finite norm, got an "
+        "overflowing one (values too large?); nothing was applied");
+  }
   const uint64_t rows = rows_accumulated_ + static_cast<uint64_t>(submission.inputs.rows());
 
   SubmitResult result{version_, loss, staleness, /*stepped=*/false};

@@ -346,6 +346,23 @@ TEST(Trainer, ARefusedStepLeavesTheTrainerExactlyAsItWasAndTraining) {
   ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 1}, {1, 1}, 1)).ok());
 }
 
+// Found by submit_delta_fuzzer: a huge but finite δ that does not complete a
+// step was accumulated into G, whose norm then overflowed at every later
+// step. It is refused before it reaches G.
+TEST(Trainer, AGradientThatWouldPoisonTheAccumulatorIsRefusedBeforeTheStep) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 3;
+  auto trainer = MakeTrainer(options);
+  auto reference = MakeTrainer(options);
+  absl::StatusOr<SubmitResult> refused = SubmitAndWait(*trainer, OneRow({1, 1}, {1e20f, 1e20f}));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  for (Trainer* t : {trainer.get(), reference.get()}) {
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(SubmitAndWait(*t, OneRow({1, 2}, {0.5f, -1})).ok());
+  }
+  EXPECT_EQ(trainer->snapshot()->version, 1u);
+  EXPECT_EQ(trainer->snapshot()->parameters, reference->snapshot()->parameters);
+}
+
 TEST(Trainer, ARepeatedRequestIdGetsTheOriginalResultAndAppliesNothing) {
   auto trainer = MakeTrainer(LinearOptions());
   Submission first = OneRow({1, 2}, {0.5f, -1});
