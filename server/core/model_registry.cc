@@ -44,6 +44,12 @@ void ModelRegistry::CloseHubs() {
   for (const auto& model : models_) model->hub->Close();
 }
 
+bool ModelRegistry::AwaitWatchersGone(absl::Time deadline) const {
+  bool all = true;
+  for (const auto& model : models_) all = model->hub->AwaitNoSubscribers(deadline) && all;
+  return all;
+}
+
 void ModelRegistry::StopTrainers() {
   for (const auto& model : models_) model->trainer->Stop();
 }

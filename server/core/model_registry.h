@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "deltaserve/v1/config.pb.h"
 #include "server/core/metrics.h"
 #include "server/core/trainer.h"
@@ -48,6 +49,9 @@ class ModelRegistry {
   // stop (queued submissions fail with UNAVAILABLE). Idempotent.
   void CloseHubs();
   void StopTrainers();
+  // After CloseHubs: blocks until every model's watch streams have ended
+  // (true) or `deadline` passes (false).
+  bool AwaitWatchersGone(absl::Time deadline) const;
 
  private:
   ModelRegistry() = default;

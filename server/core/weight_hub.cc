@@ -69,6 +69,12 @@ size_t WeightHub::subscriber_count() const {
   return slots_.size();
 }
 
+bool WeightHub::AwaitNoSubscribers(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return slots_.empty(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
+
 void WeightHub::Unsubscribe(const Subscription::Slot* slot) {
   absl::MutexLock lock(&mu_);
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(),

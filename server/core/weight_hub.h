@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/core/snapshot.h"
 
 namespace deltaserve::server {
@@ -84,6 +85,9 @@ class WeightHub {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t subscriber_count() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Blocks until no subscription is left (true) or `deadline` passes (false).
+  bool AwaitNoSubscribers(absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Unsubscribe(const Subscription::Slot* slot) ABSL_LOCKS_EXCLUDED(mu_);

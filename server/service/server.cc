@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -167,11 +168,15 @@ void DeltaServer::Shutdown() {
     // All health statuses → NOT_SERVING; ends health Watch streams.
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   }
-  models_->CloseHubs();
-  models_->StopTrainers();
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  models_->CloseHubs();     // Watch streams end with UNAVAILABLE ...
+  models_->StopTrainers();  // ... and so do queued submissions.
+  if (!models_->AwaitWatchersGone(deadline)) LogWarning("watch streams still open at the deadline");
   if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() +
-                      absl::ToChronoMicroseconds(options_.shutdown_grace));
+    // What is left are unary calls that finish in their handler, and idle
+    // connections: gRPC's Shutdown(deadline) would wait the whole grace period
+    // for an idle client to hang up, so the deadline is now.
+    server_->Shutdown(std::chrono::system_clock::now());
     LogInfo("shut down");
   }
   shutdown_done_.Notify();

@@ -47,7 +47,7 @@ struct ServerOptions {
   // "host:port" of the Prometheus endpoint (port 0: the OS picks). Empty:
   // metrics are recorded (see metrics()) but nothing listens.
   std::string metrics_listen_address;
-  // How long Shutdown lets in-flight calls finish before cancelling them.
+  // How long Shutdown lets watch streams end before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Optional seam: every model's learner passes this gate before taking
   // each batch (server/core/trainer.h LearnerGate; tests hold learners with
@@ -88,8 +88,10 @@ class DeltaServer {
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch streams
   // end with UNAVAILABLE, learners stop (queued submissions get
-  // UNAVAILABLE), the gRPC server shuts down (calls still running after
-  // shutdown_grace are cancelled). Idempotent, thread-safe; blocks until done.
+  // UNAVAILABLE), waits for the watch streams to end (at most
+  // shutdown_grace), then the gRPC server shuts down at once: connections
+  // with no call in flight do not hold it. Idempotent, thread-safe; blocks
+  // until done.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until Shutdown has completed (from another thread).

@@ -17,6 +17,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/metrics_scrape.h"
@@ -207,6 +209,35 @@ TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
   ASSERT_EQ(kill(first.pid, SIGTERM), 0);
   const std::string log = ReadAll(first.err);
   EXPECT_EQ(Wait(first), 0) << log;
+}
+
+// A client connection with no call in flight (here: the HTTP/2 preface and
+// an empty SETTINGS frame, then nothing) used to hold SIGTERM for the whole
+// 5 s grace period.
+TEST(ServerBinary, AnIdleConnectionDoesNotHoldShutdown) {
+  Child child = Spawn({"--listen=127.0.0.1:0"});
+  const std::string line = ReadLine(child.out);
+  ASSERT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  int port = 0;
+  std::vector<std::string> parts = absl::StrSplit(line, ':');
+  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                              std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  ASSERT_EQ(write(fd, preface.data(), preface.size()), static_cast<ssize_t>(preface.size()));
+
+  const absl::Time start = absl::Now();
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3)) << "shutdown waited for the idle connection\n"
+                                                   << log;
+  close(fd);
 }
 
 TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
