@@ -15,6 +15,7 @@
 // an address cannot be bound (e.g. another server holds the port).
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <optional>
@@ -73,6 +74,20 @@ sigset_t BlockShutdownSignals() {
   return signals;
 }
 
+// Raises the soft limit on open files to the hard limit: every connection
+// costs a descriptor, and gRPC's listener does not recover once accept()
+// fails with EMFILE. Returns the limit now in force.
+rlim_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +114,7 @@ int main(int argc, char** argv) {
     server::LogError("rejected config: ", config.status().message());
     return kExitBadConfig;
   }
+  const rlim_t open_files = RaiseOpenFileLimit();
   const sigset_t signals = BlockShutdownSignals();
   server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -110,8 +126,10 @@ int main(int argc, char** argv) {
                      running.status().message());
     return bad_config ? kExitBadConfig : kExitCannotServe;
   }
-  server::LogInfo("config ", absl::GetFlag(FLAGS_config).empty() ? "(built-in default)"
-                                                                 : absl::GetFlag(FLAGS_config));
+  server::LogInfo(
+      "config ",
+      absl::GetFlag(FLAGS_config).empty() ? "(built-in default)" : absl::GetFlag(FLAGS_config),
+      "; open files limit ", open_files);
   std::printf("listening on %s\n", (*running)->address().c_str());
   std::fflush(stdout);
 

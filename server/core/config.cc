@@ -114,6 +114,9 @@ void FillDefaults(v1::ServerConfig* config) {
   if (config->max_watchers_per_model() == 0) {
     config->set_max_watchers_per_model(kDefaultMaxWatchersPerModel);
   }
+  if (config->max_connection_idle_seconds() == 0) {
+    config->set_max_connection_idle_seconds(kDefaultMaxConnectionIdleSeconds);
+  }
 }
 
 absl::Status ValidateServerConfig(const v1::ServerConfig& config) {

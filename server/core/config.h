@@ -20,6 +20,7 @@ inline constexpr uint32_t kDefaultMaxMessageBytes = 64u << 20;
 inline constexpr uint32_t kDefaultQueueCapacity = 1024;
 inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
 inline constexpr uint32_t kDefaultMaxRequestRows = 65536;
+inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
 
 // Text format → message. INVALID_ARGUMENT with a one-line reason naming the
 // line and column of the first error. Does not validate or fill defaults.
@@ -32,7 +33,8 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
-// max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024, UNSPECIFIED kind/mode/reduction →
+// max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
+// max_connection_idle_seconds 0 → 300, UNSPECIFIED kind/mode/reduction →
 // SGD, CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay as they are.
 void FillDefaults(deltaserve::v1::ServerConfig* config);
 void FillModelDefaults(deltaserve::v1::ModelSpec* spec);

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -100,7 +101,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   std::unique_ptr<DeltaServer> server(new DeltaServer(std::move(metrics),
                                                       std::move(metrics_address), std::move(models),
                                                       options, prepared.max_watchers_per_model()));
-  RETURN_IF_ERROR(server->Bind(prepared.max_message_bytes()));
+  RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
   return server;
@@ -118,7 +119,8 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 
-absl::Status DeltaServer::Bind(uint32_t max_message_bytes) {
+absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
+  const int max_message_bytes = static_cast<int>(config.max_message_bytes());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -127,8 +129,12 @@ absl::Status DeltaServer::Bind(uint32_t max_message_bytes) {
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
   // bind too and silently take half the connections. Off, it fails to bind.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(
+          std::min<uint64_t>(uint64_t{config.max_connection_idle_seconds()} * 1000, INT32_MAX)));
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {

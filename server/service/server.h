@@ -105,7 +105,7 @@ class DeltaServer {
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
               std::unique_ptr<ModelRegistry> models, ServerOptions options,
               uint32_t max_watchers_per_model);
-  absl::Status Bind(uint32_t max_message_bytes);
+  absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
 

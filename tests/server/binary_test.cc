@@ -6,7 +6,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -211,6 +214,21 @@ TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
   EXPECT_EQ(Wait(first), 0) << log;
 }
 
+// A TCP connection to 127.0.0.1:port that has sent the HTTP/2 client preface
+// and an empty SETTINGS frame, and then nothing: an idle client. -1 on error.
+int ConnectHttp2(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return -1;
+  const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                              std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  if (write(fd, preface.data(), preface.size()) != static_cast<ssize_t>(preface.size())) return -1;
+  return fd;
+}
+
 // A client connection with no call in flight (here: the HTTP/2 preface and
 // an empty SETTINGS frame, then nothing) used to hold SIGTERM for the whole
 // 5 s grace period.
@@ -221,15 +239,8 @@ TEST(ServerBinary, AnIdleConnectionDoesNotHoldShutdown) {
   int port = 0;
   std::vector<std::string> parts = absl::StrSplit(line, ':');
   ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port));
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
-                              std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
-  ASSERT_EQ(write(fd, preface.data(), preface.size()), static_cast<ssize_t>(preface.size()));
+  const int fd = ConnectHttp2(port);
+  ASSERT_GE(fd, 0);
 
   const absl::Time start = absl::Now();
   ASSERT_EQ(kill(child.pid, SIGTERM), 0);
@@ -238,6 +249,60 @@ TEST(ServerBinary, AnIdleConnectionDoesNotHoldShutdown) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(3)) << "shutdown waited for the idle connection\n"
                                                    << log;
   close(fd);
+}
+
+// Started with a soft limit below the hard one (as many shells and services
+// do), the server raises its own to the hard limit.
+TEST(ServerBinary, RaisesItsOpenFileLimitToTheHardLimit) {
+  rlimit original{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
+  ASSERT_GT(original.rlim_max, 256u) << "the hard limit leaves no room to test";
+  rlimit lowered = original;
+  lowered.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);  // The child inherits it.
+  Child child = Spawn({"--listen=127.0.0.1:0"});
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
+  ASSERT_THAT(ReadLine(child.out), MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  std::ifstream limits("/proc/" + std::to_string(child.pid) + "/limits");
+  std::string line, soft;
+  while (std::getline(limits, line)) {
+    if (absl::StartsWith(line, "Max open files")) {
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      soft = fields.at(3);
+    }
+  }
+  EXPECT_EQ(soft,
+            original.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(original.rlim_max));
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_THAT(log, HasSubstr("open files limit"));
+}
+
+// A connection that makes no call is closed after max_connection_idle_seconds.
+TEST(ServerBinary, ClosesIdleConnections) {
+  const std::string path = WriteConfig(
+      "idle",
+      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
+      " max_connection_idle_seconds: 1");
+  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
+  const std::string line = ReadLine(child.out);
+  ASSERT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  int port = 0;
+  std::vector<std::string> parts = absl::StrSplit(line, ':');
+  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port));
+  const int fd = ConnectHttp2(port);
+  timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof buffer)) > 0) {  // SETTINGS, GOAWAY, then EOF.
+  }
+  EXPECT_EQ(n, 0) << "the idle connection was not closed within 20 s (errno " << errno << ")";
+  close(fd);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
 }
 
 TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
