@@ -7,7 +7,7 @@
 // identity), so that each input is judged on its own, deterministically.
 // Invariant: no crash or sanitizer report; an accepted Forward returns
 // [rows × 2] at version 0, bit-identical to Mlp::Forward on the snapshot; a
-// rejection is INVALID_ARGUMENT; either way (Forward never writes) the
+// rejection is INVALID_ARGUMENT or RESOURCE_EXHAUSTED; either way (Forward never writes) the
 // parameters are bit-identical to the initial ones, and a valid submission
 // afterwards is applied and advances the version.
 #include <cstddef>
@@ -67,8 +67,12 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
       Check(SameBits(result->outputs, *expected),
             "Trainer::Forward differs from Mlp::Forward on the same parameters");
     } else {
-      Check(result.status().code() == absl::StatusCode::kInvalidArgument,
-            absl::StrCat("Forward rejected with a code other than INVALID_ARGUMENT: ",
+      // INVALID_ARGUMENT (shape, values), RESOURCE_EXHAUSTED (max_request_rows).
+      const absl::StatusCode code = result.status().code();
+      Check(code == absl::StatusCode::kInvalidArgument ||
+                code == absl::StatusCode::kResourceExhausted,
+            absl::StrCat("Forward rejected with a code other than INVALID_ARGUMENT or "
+                         "RESOURCE_EXHAUSTED: ",
                          result.status().ToString()));
     }
   }

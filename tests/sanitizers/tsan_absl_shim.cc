@@ -76,7 +76,10 @@ struct GuardedCondition {
   GuardedCondition(const absl::Condition& cond, const absl::Mutex* mu) : cond(&cond), mu(mu) {}
   static bool Eval(GuardedCondition* self) {
     Acquire(self->mu);
-    const bool met = self->cond->Eval();
+    // Through dlsym like the rest, so that this object needs no Abseil at
+    // link time (CMake's try-compile programs link it too).
+    REAL(bool (*)(const absl::Condition*), "_ZNK4absl7debian39Condition4EvalEv");
+    const bool met = real(self->cond);
     Release(self->mu);
     return met;
   }
