@@ -43,9 +43,7 @@ grpc::ByteBuffer SerializeParameterUpdate(absl::string_view model, const Snapsho
   v1::ParameterUpdate update;
   ToParameterUpdate(model, snapshot, &update);
   grpc::ByteBuffer bytes;
-  bool own_buffer = false;
-  // Serialising a valid in-memory message into a fresh buffer cannot fail.
-  (void)grpc::SerializationTraits<v1::ParameterUpdate>::Serialize(update, &bytes, &own_buffer);
+  SerializeResponse(update, &bytes);
   return bytes;
 }
 

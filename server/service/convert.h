@@ -5,8 +5,10 @@
 #define DELTASERVE_SERVER_SERVICE_CONVERT_H_
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/trainer.pb.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "server/core/snapshot.h"
 #include "server/core/trainer.h"
@@ -23,6 +25,27 @@ void ToParameterUpdate(absl::string_view model, const Snapshot& snapshot,
 
 // The ParameterUpdate for `snapshot`, serialized once into a ByteBuffer.
 grpc::ByteBuffer SerializeParameterUpdate(absl::string_view model, const Snapshot& snapshot);
+
+// A request's bytes as `Message` (the service's methods are raw, so that a
+// malformed request gets this INVALID_ARGUMENT, counted like any other, instead
+// of gRPC's own empty UNIMPLEMENTED).
+template <typename Message>
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, Message* message) {
+  grpc::ByteBuffer copy = bytes;  // Deserialize consumes its buffer; copies share slices.
+  if (grpc::SerializationTraits<Message>::Deserialize(&copy, message).ok()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat("request: expected a serialized ",
+                                                 Message::descriptor()->full_name(), ", got ",
+                                                 bytes.Length(), " bytes that do not parse"));
+}
+
+// `message` serialized into `bytes` (cannot fail for an in-memory message).
+template <typename Message>
+void SerializeResponse(const Message& message, grpc::ByteBuffer* bytes) {
+  bool own_buffer = false;
+  (void)grpc::SerializationTraits<Message>::Serialize(message, bytes, &own_buffer);
+}
 
 }  // namespace deltaserve::server
 

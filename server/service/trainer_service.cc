@@ -59,44 +59,54 @@ TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics,
 }
 
 grpc::ServerUnaryReactor* TrainerService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                       const v1::GetModelInfoRequest* request,
-                                                       v1::ModelInfo* response) {
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
-  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
-  if (model.ok()) ModelInfo(**model, response);
+  v1::GetModelInfoRequest parsed;
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
+  if (model.ok()) {
+    v1::ModelInfo info;
+    ModelInfo(**model, &info);
+    SerializeResponse(info, response);
+  }
   return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetModelInfo, start,
                          model.status());
 }
 
 grpc::ServerUnaryReactor* TrainerService::Forward(grpc::CallbackServerContext* context,
-                                                  const v1::ForwardRequest* request,
-                                                  v1::ForwardResponse* response) {
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
-  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
-  const absl::Status status = model.ok() ? RunForward(**model, *request, response) : model.status();
+  v1::ForwardRequest parsed;
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
+  v1::ForwardResponse outputs;
+  const absl::Status status = model.ok() ? RunForward(**model, parsed, &outputs) : model.status();
+  if (status.ok()) SerializeResponse(outputs, response);
   return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kForward, start,
                          status);
 }
 
 grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContext* context,
-                                                      const v1::SubmitDeltaRequest* request,
-                                                      v1::SubmitDeltaResponse* response) {
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  v1::SubmitDeltaRequest parsed;
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   const absl::Status queued =
-      model.ok() ? QueueSubmission(**model, *request, response, reactor, start) : model.status();
+      model.ok() ? QueueSubmission(**model, parsed, response, reactor, start) : model.status();
   if (!queued.ok()) RejectSubmission(reactor, MetricsFor(model), start, queued);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerContext* context,
-                                                        const v1::GetParametersRequest* request,
-                                                        v1::ParameterUpdate* response) {
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
-  absl::StatusOr<ServedModel*> model = models_->Find(request->model());
+  v1::GetParametersRequest parsed;
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   if (model.ok()) {
-    ToParameterUpdate((*model)->spec.name(), *(*model)->trainer->snapshot(), response);
+    *response = SerializeParameterUpdate((*model)->spec.name(), *(*model)->trainer->snapshot());
   }
   return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetParameters, start,
                          model.status());
@@ -105,12 +115,8 @@ grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerCont
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
     grpc::CallbackServerContext* /*context*/, const grpc::ByteBuffer* request) {
   const Clock::time_point start = Clock::now();
-  grpc::ByteBuffer copy = *request;  // Deserialize consumes its buffer.
   v1::WatchParametersRequest parsed;
-  grpc::Status parse =
-      grpc::SerializationTraits<v1::WatchParametersRequest>::Deserialize(&copy, &parsed);
-  if (!parse.ok()) return RefuseWatch(unknown_model_, start, std::move(parse));
-  absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   if (!model.ok()) return RefuseWatch(unknown_model_, start, ToGrpcStatus(model.status()));
   return new WatchReactor((*model)->hub.get(), encoders_.at(*model).get(), (*model)->metrics,
                           max_watchers_per_model_);
@@ -137,7 +143,7 @@ absl::Status TrainerService::RunForward(const ServedModel& model, const v1::Forw
 
 absl::Status TrainerService::QueueSubmission(const ServedModel& model,
                                              const v1::SubmitDeltaRequest& request,
-                                             v1::SubmitDeltaResponse* response,
+                                             grpc::ByteBuffer* response,
                                              grpc::ServerUnaryReactor* reactor,
                                              Clock::time_point start) {
   ASSIGN_OR_RETURN(Submission submission, SubmissionFromProto(request));
@@ -148,11 +154,13 @@ absl::Status TrainerService::QueueSubmission(const ServedModel& model,
       RejectSubmission(reactor, metrics, start, result.status());
       return;
     }
-    response->set_version(result->version);
-    response->set_surrogate_loss(result->surrogate_loss);
-    response->set_staleness(result->staleness);
-    response->set_stepped(result->stepped);
-    response->set_duplicate(result->duplicate);
+    v1::SubmitDeltaResponse answer;
+    answer.set_version(result->version);
+    answer.set_surrogate_loss(result->surrogate_loss);
+    answer.set_staleness(result->staleness);
+    answer.set_stepped(result->stepped);
+    answer.set_duplicate(result->duplicate);
+    SerializeResponse(answer, response);
     RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, absl::OkStatus());
   };
   return model.trainer->Submit(std::move(submission), std::move(done));

@@ -2,8 +2,10 @@
 // ModelRegistry. Each handler validates the request, calls the core
 // (Trainer / WeightHub), converts, and Finishes; none blocks. SubmitDelta
 // finishes later, from the model's learner thread, once the δ is applied.
-// WatchParameters is a raw (ByteBuffer) method so that every watcher of a
-// version writes the same pre-serialized bytes.
+// Every method is raw (ByteBuffer in and out): a request that does not parse
+// is INVALID_ARGUMENT and counted (gRPC's typed handlers answer an empty
+// UNIMPLEMENTED), and every watcher of a version writes the same
+// pre-serialized bytes.
 //
 // Metrics: every rpc is counted by status code with its wall time (unary:
 // handler start to Finish — SubmitDelta: until the learner's callback;
@@ -23,12 +25,20 @@
 #include "grpcpp/support/server_callback.h"
 #include "server/core/metrics.h"
 #include "server/core/model_registry.h"
+#include "server/service/convert.h"
 #include "server/service/encoded_update.h"
 
 namespace deltaserve::server {
 
-class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMethod_WatchParameters<
-                                 deltaserve::v1::Trainer::CallbackService> {
+namespace internal {
+namespace v1 = ::deltaserve::v1;
+using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
+    v1::Trainer::WithRawCallbackMethod_Forward<v1::Trainer::WithRawCallbackMethod_SubmitDelta<
+        v1::Trainer::WithRawCallbackMethod_GetParameters<
+            v1::Trainer::WithRawCallbackMethod_WatchParameters<v1::Trainer::CallbackService>>>>>;
+}  // namespace internal
+
+class TrainerService final : public internal::RawTrainerService {
  public:
   // `models` and `metrics` (not null) must outlive the service. Each model
   // takes at most `max_watchers_per_model` WatchParameters streams at once
@@ -36,17 +46,17 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
   TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const deltaserve::v1::GetModelInfoRequest* request,
-                                         deltaserve::v1::ModelInfo* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context,
-                                    const deltaserve::v1::ForwardRequest* request,
-                                    deltaserve::v1::ForwardResponse* response) override;
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* SubmitDelta(grpc::CallbackServerContext* context,
-                                        const deltaserve::v1::SubmitDeltaRequest* request,
-                                        deltaserve::v1::SubmitDeltaResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetParameters(grpc::CallbackServerContext* context,
-                                          const deltaserve::v1::GetParametersRequest* request,
-                                          deltaserve::v1::ParameterUpdate* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchParameters(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
 
@@ -62,8 +72,17 @@ class TrainerService final : public deltaserve::v1::Trainer::WithRawCallbackMeth
   // callback. Error: not queued; the caller finishes.
   static absl::Status QueueSubmission(const ServedModel& model,
                                       const deltaserve::v1::SubmitDeltaRequest& request,
-                                      deltaserve::v1::SubmitDeltaResponse* response,
-                                      grpc::ServerUnaryReactor* reactor, Clock::time_point start);
+                                      grpc::ByteBuffer* response, grpc::ServerUnaryReactor* reactor,
+                                      Clock::time_point start);
+
+  // The request's model: NOT_FOUND if unknown, or the request's own parse
+  // error; `parsed` is the parsed request either way.
+  template <typename Request>
+  absl::StatusOr<ServedModel*> ParseAndFind(const grpc::ByteBuffer& bytes, Request* parsed) const {
+    absl::Status status = ParseRequest(bytes, parsed);
+    if (!status.ok()) return status;
+    return models_->Find(parsed->model());
+  }
 
   // The metrics a request for `model` is counted under.
   ModelMetrics* MetricsFor(const absl::StatusOr<ServedModel*>& model) const {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -21,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "model/mlp.h"
@@ -446,6 +448,34 @@ TEST_F(ServiceTest, ARetriedRequestIdIsAnsweredAsBeforeAndAppliesNothing) {
   grpc::Status too_long = Submit(request);
   EXPECT_EQ(too_long.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(too_long.error_message(), HasSubstr("request_id: expected at most 128 bytes"));
+}
+
+// Bytes that are not the request message: INVALID_ARGUMENT saying what was
+// expected, on every method (gRPC's typed handlers answered an empty
+// UNIMPLEMENTED), nothing changes, and the server keeps serving.
+TEST_F(ServiceTest, AMalformedRequestIsInvalidArgumentOnEveryMethod) {
+  Start(kSmallModel);
+  const v1::ParameterUpdate before = Parameters("m");
+  grpc::GenericStub generic(channel_);
+  const char garbage[] = "\xff\xff\xff\x0a";
+  for (const char* method : {"GetModelInfo", "Forward", "SubmitDelta", "GetParameters"}) {
+    grpc::Slice slice(garbage, sizeof garbage - 1);
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto context = Context();
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(context.get(), absl::StrCat("/deltaserve.v1.Trainer/", method),
+                      grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(), HasSubstr("request: expected a serialized deltaserve.v1."))
+        << method;
+  }
+  EXPECT_EQ(ParametersOf(Parameters("m")), ParametersOf(before));
+  EXPECT_TRUE(Submit(OnesRequest()).ok());
 }
 
 TEST_F(ServiceTest, FullQueueIsResourceExhausted) {
