@@ -8,6 +8,11 @@
 // current std::shared_ptr<const Parameters> and computes with it, so the
 // outputs and the version it returns always belong together and can be sent
 // back with SubmitDelta.
+//
+// Freshness: the watch runs on the client's watch channel (TrainerClient::
+// Connect → CreateWatchChannel, small HTTP/2 window, no BDP probing), so even
+// when installing updates is slower than the learner the replica gets the
+// newest version, not a backlog queued in the transport.
 #ifndef DELTASERVE_CLIENT_REPLICA_H_
 #define DELTASERVE_CLIENT_REPLICA_H_
 

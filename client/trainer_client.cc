@@ -52,7 +52,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes) {
+namespace {
+
+grpc::ChannelArguments BaseChannelArguments(int max_message_bytes) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
@@ -61,6 +63,29 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  return args;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes) {
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   BaseChannelArguments(max_message_bytes));
+}
+
+std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target, int max_message_bytes,
+                                                  int window_bytes) {
+  grpc::ChannelArguments args = BaseChannelArguments(max_message_bytes);
+  // Different arguments than CreateChannel's → a connection of its own (gRPC
+  // shares subchannels only between equal arguments); the marker keeps it
+  // separate also when window_bytes is 0.
+  args.SetInt("deltaserve.watch_channel", 1);
+  if (window_bytes > 0) {
+    // Without BDP probing the stream window stays at lookahead_bytes, so the
+    // server's writes wait for this reader instead of filling megabytes.
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, window_bytes);
+  }
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
@@ -92,8 +117,11 @@ std::optional<absl::Status> WatchHandle::WaitWithTimeout(absl::Duration timeout)
 // ---- TrainerClient ----
 
 TrainerClient::TrainerClient(std::shared_ptr<v1::Trainer::StubInterface> stub,
-                             ClientOptions options)
-    : stub_(std::move(stub)), options_(std::move(options)) {}
+                             ClientOptions options,
+                             std::shared_ptr<v1::Trainer::StubInterface> watch_stub)
+    : stub_(std::move(stub)),
+      watch_stub_(watch_stub != nullptr ? std::move(watch_stub) : stub_),
+      options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std::string& target,
                                                                       ClientOptions options) {
@@ -109,8 +137,16 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes must be > 0, got ", options.max_message_bytes));
   }
-  auto channel = CreateChannel(target, options.max_message_bytes);
-  return std::make_unique<TrainerClient>(v1::Trainer::NewStub(channel), std::move(options));
+  if (options.watch_window_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("watch_window_bytes must be >= 0, got ", options.watch_window_bytes));
+  }
+  std::shared_ptr<v1::Trainer::StubInterface> stub =
+      v1::Trainer::NewStub(CreateChannel(target, options.max_message_bytes));
+  std::shared_ptr<v1::Trainer::StubInterface> watch_stub = v1::Trainer::NewStub(
+      CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes));
+  return std::make_unique<TrainerClient>(std::move(stub), std::move(options),
+                                         std::move(watch_stub));
 }
 
 std::string NewRequestId() {
@@ -200,7 +236,7 @@ absl::Status TrainerClient::WatchParameters(
   v1::WatchParametersRequest request;
   request.set_model(model);
   std::unique_ptr<grpc::ClientReaderInterface<v1::ParameterUpdate>> reader =
-      stub_->WatchParameters(context, request);
+      watch_stub_->WatchParameters(context, request);
   v1::ParameterUpdate update;
   bool stopped_by_callback = false;
   while (reader->Read(&update)) {

@@ -6,6 +6,23 @@
 // Every unary call carries a deadline (ClientOptions::timeout). The client
 // does not validate shapes: the server does, and answers INVALID_ARGUMENT.
 //
+// Watches and slow readers. WatchParameters is latest-wins on the server: it
+// has at most one write in flight per watcher and then writes the newest
+// version, skipping the ones in between. That only reaches the reader if the
+// transport does not buffer many messages ahead of it: gRPC completes a write
+// once its bytes fit the receiver's HTTP/2 stream window, and by default the
+// client grows that window (BDP probing) to megabytes, i.e. thousands of
+// small updates queued in order. So watches run on their own channel
+// (CreateWatchChannel) with BDP probing off and a small stream window
+// (ClientOptions::watch_window_bytes): once the reader falls behind, the
+// server's write waits until the reader reads, and the next write is the
+// newest version. A reader slower than the learner then receives, at every
+// read, a version at most about one message's worth of transport buffering
+// behind the newest (tests/client/slow_watcher_test.cc). The window never
+// blocks progress: gRPC widens it for the message being read, whatever its
+// size. Unary calls keep the ordinary channel (CreateChannel), so the small
+// window never slows Forward or SubmitDelta.
+//
 // Thread-safety: all methods are const and may be called concurrently from
 // any number of threads; a TrainerClient is typically shared through a
 // std::shared_ptr (Replica takes one).
@@ -38,6 +55,11 @@ namespace deltaserve::client {
 // the server's default (ServerConfig.max_message_bytes = 0 → 64 MiB).
 inline constexpr int kDefaultMaxMessageBytes = 64 << 20;
 
+// HTTP/2 stream window of watch channels (CreateWatchChannel): how many bytes
+// of updates the transport may receive ahead of the reader, beyond the
+// message being read. Small, so a slow reader holds ~one update in flight.
+inline constexpr int kDefaultWatchWindowBytes = 64;
+
 struct ClientOptions {
   // Deadline of every unary call (GetModelInfo, Forward, SubmitDelta,
   // GetParameters), measured from the moment the call starts. Must be finite.
@@ -48,6 +70,10 @@ struct ClientOptions {
   absl::Duration watch_timeout = absl::InfiniteDuration();
   // Used by CreateChannel / TrainerClient::Connect for both directions.
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // Stream window of the watch channel TrainerClient::Connect creates
+  // (CreateWatchChannel). ≥ 0; 0 means gRPC's defaults (BDP-probed window,
+  // megabytes): then a slow watcher receives a backlog of old versions.
+  int watch_window_bytes = kDefaultWatchWindowBytes;
   // SubmitDelta sends a timed-out (DEADLINE_EXCEEDED) or UNAVAILABLE call
   // again, up to this many times, with the same request_id: the server
   // applies a request_id once, so a retry never applies δ twice.
@@ -67,6 +93,16 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // connection errors surface on the first call as UNAVAILABLE.
 std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
                                              int max_message_bytes = kDefaultMaxMessageBytes);
+
+// A channel for WatchParameters streams: as CreateChannel, plus BDP probing
+// off and an HTTP/2 stream window of `window_bytes` (grpc.http2.bdp_probe = 0,
+// grpc.http2.lookahead_bytes), so a slow reader keeps the server's write
+// waiting and gets the newest version instead of a transport backlog (see the
+// top of this file). window_bytes 0: exactly CreateChannel's arguments (a
+// distinct channel nonetheless). Never blocks.
+std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target,
+                                                  int max_message_bytes = kDefaultMaxMessageBytes,
+                                                  int window_bytes = kDefaultWatchWindowBytes);
 
 // y = f(X; Θ) and the model version Θ belongs to.
 struct ForwardResult {
@@ -136,13 +172,19 @@ class WatchHandle {
 
 class TrainerClient {
  public:
-  // Uses `stub` for every call (tests inject fakes). `stub` must not be null.
-  explicit TrainerClient(std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub,
-                         ClientOptions options = {});
+  // Uses `stub` for the unary calls and `watch_stub` for WatchParameters
+  // (null: `stub` for everything; tests inject fakes). `stub` must not be
+  // null. options.watch_window_bytes only matters to Connect.
+  explicit TrainerClient(
+      std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub, ClientOptions options = {},
+      std::shared_ptr<deltaserve::v1::Trainer::StubInterface> watch_stub = nullptr);
 
-  // A client over CreateChannel(target, options.max_message_bytes).
-  // INVALID_ARGUMENT if target is empty, options.timeout is not finite and
-  // positive, or max_message_bytes <= 0. Does not contact the server.
+  // A client whose unary calls go over CreateChannel(target,
+  // options.max_message_bytes) and whose watches go over a second connection,
+  // CreateWatchChannel(target, options.max_message_bytes,
+  // options.watch_window_bytes). INVALID_ARGUMENT if target is empty,
+  // options.timeout is not finite and positive, max_message_bytes <= 0 or
+  // watch_window_bytes < 0. Does not contact the server.
   static absl::StatusOr<std::unique_ptr<TrainerClient>> Connect(const std::string& target,
                                                                 ClientOptions options = {});
 
@@ -174,11 +216,12 @@ class TrainerClient {
   absl::StatusOr<Parameters> GetParameters(const std::string& model = "") const;
 
   // Blocking watch: calls on_update with the current parameters, then with
-  // each newer version as the server publishes it (a slow callback makes the
-  // server skip to the newest). Runs on the calling thread. Returns when
-  // on_update returns false (→ OK; the stream is cancelled), when the server
-  // ends the stream (its status), or when the deadline (watch_timeout)
-  // passes (DEADLINE_EXCEEDED).
+  // each newer version as the server publishes it. A slow callback makes the
+  // server skip to the newest: with the watch channel of Connect, each update
+  // is at most about one message of transport buffering behind the newest
+  // version when the callback gets it (see the top of this file). Runs on the calling thread.
+  // Returns when on_update returns false (→ OK; the stream is cancelled), when the server ends the
+  // stream (its status), or when the deadline (watch_timeout) passes (DEADLINE_EXCEEDED).
   absl::Status WatchParameters(const std::string& model,
                                const std::function<bool(Parameters)>& on_update) const;
 
@@ -209,6 +252,7 @@ class TrainerClient {
   }
 
   std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub_;
+  std::shared_ptr<deltaserve::v1::Trainer::StubInterface> watch_stub_;  // never null
   ClientOptions options_;
 };
 

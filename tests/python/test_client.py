@@ -8,6 +8,7 @@ own `deltaserve` on 127.0.0.1:0 and stops it.
 import os
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -259,6 +260,73 @@ class PythonCartPoleTest(unittest.TestCase):
                                               progress=False)
         self.assertEqual(episodes, 240)
         self.assertGreater(avg, 80.0)
+
+
+class SlowWatcherTest(ServerTestCase):
+    """A watcher slower than the learner gets the newest version, not a backlog."""
+    # 3 → 16 tanh → 8 tanh → 2: 218 parameters, one optimizer step per submission.
+    CONFIG = model_config("mlp", 3, [(16, "TANH"), (8, "TANH"), (2, "IDENTITY")], 3,
+                          "kind: SGD learning_rate: 0.001",
+                          "  samples_per_step: 1\n  max_staleness: 100000\n")
+    READ_COST = 0.005   # seconds the simulated slow reader spends per update
+    WARMUP_READS = 100  # by then an unbounded backlog is thousands of versions deep
+    JUDGED_READS = 300
+    # Read i must get a version at least as new as the learner's at read i - 3,
+    # i.e. an update at most ~3 reads (15 ms) old; with gRPC's default window it
+    # was seconds old.
+    MAX_READS_BEHIND = 3
+
+    def test_reader_slower_than_the_learner_gets_the_newest_version(self):
+        clients = [TrainerClient(self.server.address, model="mlp", timeout=10.0)
+                   for _ in range(3)]
+        for c in clients:
+            self.addCleanup(c.close)
+        lock = threading.Lock()
+        learner = [0]  # the newest version a SubmitDelta answered (<= the server's)
+        stop = threading.Event()
+        x = np.full((1, 3), 0.25, np.float32)
+        d = np.full((1, 2), 1e-3, np.float32)
+
+        def learn(c):
+            while not stop.is_set():
+                resp = c.submit_delta(x, d, learner[0])
+                with lock:
+                    learner[0] = max(learner[0], int(resp.version))
+
+        threads = [threading.Thread(target=learn, args=(c,), daemon=True) for c in clients[1:]]
+        for t in threads:
+            t.start()
+        reads = []  # (version received, learner's version then)
+        stream = clients[0].watch()
+        try:
+            deadline = time.monotonic() + 30.0
+            for _, version in stream:
+                reads.append((version, learner[0]))
+                if len(reads) >= self.WARMUP_READS + self.JUDGED_READS:
+                    break
+                self.assertLess(time.monotonic(), deadline, "too few updates arrived")
+                time.sleep(self.READ_COST)  # the slow reader
+        finally:
+            stream.cancel()
+            stop.set()
+            for t in threads:
+                t.join(timeout=10.0)
+        _, server_version = clients[0].get_parameters()
+        judged = range(self.WARMUP_READS, len(reads))
+        lags = [max(0, reads[i][1] - reads[i][0]) for i in judged]
+        too_old = [i for i in judged if reads[i][0] < reads[i - self.MAX_READS_BEHIND][1]]
+        print("slow watcher: %d reads; last read got v%d while the learner was at v%d; after %d "
+              "warm-up reads lag max %d mean %.1f versions; server ended at v%d"
+              % (len(reads), reads[-1][0], reads[-1][1], self.WARMUP_READS, max(lags),
+                 sum(lags) / len(lags), server_version), file=sys.stderr)
+        self.assertGreater(server_version, 4 * len(reads),
+                           "the learner was not faster than the reader")
+        self.assertEqual(too_old, [], "reads that got a version older than the learner's %d "
+                         "reads before: a backlog, not the newest" % self.MAX_READS_BEHIND)
+
+    def test_watch_window_bytes_is_checked(self):
+        with self.assertRaises(deltaserve_client.InvalidArgument):
+            TrainerClient(self.server.address, watch_window_bytes=-1)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,18 @@ the same address; this client caps the channel's reconnect backoff
 notices a restarted server quickly. While the server is down, calls fail fast
 with :class:`Unavailable` unless ``wait_for_ready=True``, in which case they
 wait for the server until their deadline (then :class:`DeadlineExceeded`).
+
+Watches and slow readers. WatchParameters is latest-wins on the server (one
+write in flight per watcher, then the newest version), but gRPC completes a
+write once its bytes fit the receiver's HTTP/2 stream window, which gRPC grows
+to megabytes by BDP probing: thousands of small updates would queue in order
+ahead of a slow reader. So watch() runs on a channel of its own with BDP
+probing off and a stream window of ``watch_window_bytes`` (64 by default;
+``grpc.http2.bdp_probe = 0``, ``grpc.http2.lookahead_bytes``): a reader that
+falls behind keeps the server's write waiting, and gets the newest version
+when it next reads, about one read's worth of learner steps old. The window
+never stalls big updates (gRPC widens it for the message being read), and the
+unary calls keep the ordinary channel.
 """
 
 from __future__ import annotations
@@ -33,6 +45,9 @@ from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavail
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the server's default max_message_bytes
+# HTTP/2 stream window of the watch channel: bytes of updates the transport may
+# receive ahead of the reader, beyond the message being read (module docstring).
+DEFAULT_WATCH_WINDOW_BYTES = 64
 
 ChannelOptions = Sequence[Tuple[str, Any]]
 
@@ -71,14 +86,19 @@ class TrainerClient:
             reconnection attempts while the server is down.
         max_message_bytes: largest message sent or received (the server's default is 64 MiB).
         channel_options: extra ``(key, value)`` gRPC channel arguments, e.g. keepalive
-            settings; they override the ones above.
+            settings; they override the ones above (on both channels).
+        watch_window_bytes: HTTP/2 stream window of the separate channel watch() uses
+            (>= 0; 0 → gRPC's default, BDP-probed window, with which a slow watcher
+            receives a backlog of old versions). Ignored with ``channel=``: watches
+            then share that channel and its flow control.
     """
 
     def __init__(self, target: Optional[str] = None, model: str = "", timeout: float = 10.0,
                  channel: Optional[grpc.Channel] = None, *, wait_for_ready: bool = False,
                  max_reconnect_backoff: float = 2.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 channel_options: Optional[ChannelOptions] = None) -> None:
+                 channel_options: Optional[ChannelOptions] = None,
+                 watch_window_bytes: int = DEFAULT_WATCH_WINDOW_BYTES) -> None:
         if timeout is None or timeout <= 0:
             raise InvalidArgument("timeout must be > 0 seconds (every call has a deadline), "
                                   "got %r" % (timeout,))
@@ -86,6 +106,10 @@ class TrainerClient:
         self.model = model
         self.timeout = float(timeout)
         self.wait_for_ready = bool(wait_for_ready)
+        if watch_window_bytes is None or watch_window_bytes < 0:
+            raise InvalidArgument("watch_window_bytes must be >= 0, got %r"
+                                  % (watch_window_bytes,))
+        watch_channel: Optional[grpc.Channel] = None
         if channel is None:
             backoff_ms = max(1, int(max_reconnect_backoff * 1000))
             options: List[Tuple[str, Any]] = [
@@ -94,15 +118,28 @@ class TrainerClient:
                 ("grpc.initial_reconnect_backoff_ms", min(200, backoff_ms)),
                 ("grpc.max_reconnect_backoff_ms", backoff_ms),
             ]
+            # Different arguments → a connection of its own (gRPC shares a
+            # subchannel only between equal arguments).
+            watch_options = options + [("deltaserve.watch_channel", 1)]
+            if watch_window_bytes > 0:
+                watch_options += [("grpc.http2.bdp_probe", 0),
+                                  ("grpc.http2.lookahead_bytes", int(watch_window_bytes))]
             overrides = dict(channel_options or ())
-            options = [(k, v) for k, v in options if k not in overrides]
-            options.extend(overrides.items())
-            channel = grpc.insecure_channel(self.target, options=options)
+
+            def merged(base: List[Tuple[str, Any]]) -> List[Tuple[str, Any]]:
+                return [(k, v) for k, v in base if k not in overrides] + list(overrides.items())
+
+            channel = grpc.insecure_channel(self.target, options=merged(options))
+            watch_channel = grpc.insecure_channel(self.target, options=merged(watch_options))
         self._channel = channel
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
+        self._watch_channel = watch_channel if watch_channel is not None else channel
+        self._watch_stub = trainer_pb2_grpc.TrainerStub(self._watch_channel)
 
     def close(self) -> None:
-        """Closes the channel; ongoing calls and watch streams end with Cancelled."""
+        """Closes the channels; ongoing calls and watch streams end with Cancelled."""
+        if self._watch_channel is not self._channel:
+            self._watch_channel.close()
         self._channel.close()
 
     def __enter__(self) -> "TrainerClient":
@@ -209,7 +246,9 @@ class TrainerClient:
     def watch(self, timeout: Optional[float] = None,
               wait_for_ready: Optional[bool] = None) -> "WatchStream":
         """A WatchParameters stream: yields (parameters, version) now and for each newer
-        version (a slow reader skips to the newest).
+        version. A slow reader skips to the newest: each update it gets is about one
+        read's worth of learner steps old, however slow it is (the watch channel's
+        small window, see the module docstring).
 
         The stream is long-lived, so unlike the unary calls it has no deadline unless
         ``timeout`` is given. Stop it with ``.cancel()`` (or by closing the client).
@@ -217,7 +256,7 @@ class TrainerClient:
         server goes away, Cancelled after cancel()); it simply ends (StopIteration) if
         the server finishes it with OK.
         """
-        call = self._stub.WatchParameters(
+        call = self._watch_stub.WatchParameters(
             trainer_pb2.WatchParametersRequest(model=self.model), timeout=timeout,
             wait_for_ready=self.wait_for_ready if wait_for_ready is None else wait_for_ready)
         return WatchStream(call)

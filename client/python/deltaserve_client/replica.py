@@ -23,6 +23,10 @@ keeps acting, and its later submit_delta tells it whether the server is
 back); with ``serve_while_disconnected=False`` it raises Unavailable instead.
 Check ``connected`` / ``version`` / ``subscriptions`` to see which weights
 you get.
+
+Freshness: the stream runs on the client's watch channel (small HTTP/2 window,
+no BDP probing; ``TrainerClient(watch_window_bytes=...)``), so even a watcher
+thread slower than the learner holds the newest version, not a backlog.
 """
 
 from __future__ import annotations

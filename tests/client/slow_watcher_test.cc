@@ -1,0 +1,175 @@
+// A watcher slower than the learner receives (nearly) the newest version at
+// every read, not a backlog of old ones: WatchParameters' latest-wins holds
+// end to end because the client's watch channel bounds what the transport
+// buffers for a stream (ClientOptions::watch_window_bytes, CreateWatchChannel).
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/trainer_client.h"
+#include "gtest/gtest.h"
+#include "model/mlp.h"
+#include "tests/client/test_server.h"
+
+namespace deltaserve::client {
+namespace {
+
+using ::deltaserve::client::testing::kInputDim;
+using ::deltaserve::client::testing::kModelName;
+using ::deltaserve::client::testing::kOutputDim;
+using ::deltaserve::client::testing::ServerTest;
+
+// What the simulated slow reader spends on each update.
+constexpr absl::Duration kReadCost = absl::Milliseconds(5);
+// Reads before the lag is judged: by then an unbounded backlog is thousands
+// of versions deep (the learner steps far faster than 1 per kReadCost).
+constexpr int kWarmupReads = 100;
+constexpr int kJudgedReads = 300;
+// The lag is judged in time, counted in reads: read i must get a version at
+// least as new as the learner's at read i − kMaxReadsBehind, i.e. an update
+// at most ~kMaxReadsBehind × kReadCost old. With the bounded watch window it
+// is about one read old (the server chose it while the previous read ran);
+// with gRPC's default window it was thousands of versions (seconds) old.
+constexpr size_t kMaxReadsBehind = 3;
+
+// Steps the model as fast as one thread can until stop; `version` is the
+// newest version a SubmitDelta answered (≤ the server's, so lags measured
+// against it are lower bounds).
+void Learn(const TrainerClient& client, const std::atomic<bool>& stop,
+           std::atomic<uint64_t>& version) {
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Constant(1, kInputDim, 0.25f);
+  submission.deltas = model::Matrix::Constant(1, kOutputDim, 1e-3f);
+  while (!stop.load()) {
+    submission.version = version.load();
+    submission.request_id.clear();
+    auto result = client.SubmitDelta(submission);
+    ASSERT_TRUE(result.ok()) << result.status();
+    uint64_t seen = version.load();
+    while (result->version > seen && !version.compare_exchange_weak(seen, result->version)) {
+    }
+  }
+}
+
+struct Read {
+  uint64_t received;  // the version the callback got
+  uint64_t learner;   // the learner's version when it got it
+};
+
+using SlowWatcher = ServerTest;
+
+TEST_F(SlowWatcher, ReaderSlowerThanTheLearnerGetsTheNewestVersionNotABacklog) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> learner_version{0};
+  std::vector<std::thread> learners;
+  for (int i = 0; i < 2; ++i) {
+    learners.emplace_back([&] { Learn(*client, stop, learner_version); });
+  }
+
+  absl::Mutex mu;
+  std::vector<Read> reads;  // guarded by mu
+  auto watch = client->Watch(kModelName, [&](Parameters params) {
+    {
+      absl::MutexLock lock(&mu);
+      reads.push_back({params.version, learner_version.load()});
+    }
+    absl::SleepFor(kReadCost);  // the slow reader
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  {
+    absl::MutexLock lock(&mu);
+    const auto enough = [&reads] { return reads.size() >= kWarmupReads + kJudgedReads; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(30)));
+  }
+  stop.store(true);
+  for (std::thread& t : learners) t.join();
+  (*watch)->Cancel();
+  (*watch)->Wait().IgnoreError();
+  auto info = client->GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+
+  absl::MutexLock lock(&mu);
+  ASSERT_GE(reads.size(), kWarmupReads + kJudgedReads);
+  uint64_t max_lag = 0;
+  uint64_t lag_sum = 0;
+  int too_old = 0;  // reads older than kMaxReadsBehind reads
+  for (size_t i = kWarmupReads; i < reads.size(); ++i) {
+    const uint64_t lag =
+        reads[i].learner > reads[i].received ? reads[i].learner - reads[i].received : 0;
+    max_lag = std::max(max_lag, lag);
+    lag_sum += lag;
+    if (reads[i].received < reads[i - kMaxReadsBehind].learner) ++too_old;
+  }
+  const Read& last = reads.back();
+  std::printf(
+      "slow watcher: %zu reads; last read got v%llu while the learner was at v%llu; "
+      "after %d warm-up reads lag max %llu mean %.1f versions; server ended at v%llu\n",
+      reads.size(), static_cast<unsigned long long>(last.received),
+      static_cast<unsigned long long>(last.learner), kWarmupReads,
+      static_cast<unsigned long long>(max_lag),
+      static_cast<double>(lag_sum) / static_cast<double>(reads.size() - kWarmupReads),
+      static_cast<unsigned long long>(info->version()));
+  // The reader really was slower than the learner, or the test proves nothing.
+  ASSERT_GT(info->version(), 4 * reads.size()) << "the learner was not faster than the reader";
+  EXPECT_EQ(too_old, 0) << "of " << kJudgedReads << " reads got a version older than the learner's "
+                        << kMaxReadsBehind
+                        << " reads before: the slow watcher received a backlog, not the newest";
+}
+
+// The small window never stalls big updates: gRPC widens it for the message
+// being read, so a fast reader of a 4 MiB model keeps up with the learner.
+TEST(BigUpdates, FastReaderOfAFourMebibyteModelReceivesEveryStepPromptly) {
+  deltaserve::v1::ServerConfig config = testing::SmallConfig();
+  auto* spec = config.mutable_models(0);
+  spec->mutable_layers(0)->set_units(1024);
+  auto* wide = spec->add_layers();  // 3 → 1024 → 1024 → 2: 1,054,722 parameters
+  *wide = spec->layers(0);
+  spec->mutable_layers()->SwapElements(1, 2);
+  server::ServerOptions server_options;
+  server_options.listen_address = "127.0.0.1:0";
+  auto started = server::DeltaServer::Start(config, server_options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto connected = TrainerClient::Connect((*started)->address());
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  const TrainerClient& client = **connected;
+
+  absl::Mutex mu;
+  uint64_t newest = 0;  // guarded by mu
+  int updates = 0;      // guarded by mu
+  auto watch = client.Watch(kModelName, [&](Parameters params) {
+    absl::MutexLock lock(&mu);
+    newest = params.version;
+    ++updates;
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  constexpr int kSteps = 30;
+  const absl::Time start = absl::Now();
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Constant(1, kInputDim, 0.25f);
+  submission.deltas = model::Matrix::Constant(1, kOutputDim, 1e-3f);
+  for (int i = 0; i < kSteps; ++i) {
+    auto result = client.SubmitDelta(submission);
+    ASSERT_TRUE(result.ok()) << result.status();
+    submission.version = result->version;
+    absl::MutexLock lock(&mu);  // A fast reader: wait for each step to arrive.
+    const auto arrived = [&] { return newest >= submission.version; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(10)))
+        << "version " << submission.version << " did not arrive";
+  }
+  const absl::Duration took = absl::Now() - start;
+  std::printf("big updates: %d steps of a 4 MiB model each received in %s (%s per step)\n", kSteps,
+              absl::FormatDuration(took).c_str(), absl::FormatDuration(took / kSteps).c_str());
+  (*watch)->Cancel();
+  (*watch)->Wait().IgnoreError();
+}
+
+}  // namespace
+}  // namespace deltaserve::client
