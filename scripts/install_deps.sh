@@ -40,6 +40,9 @@ test_packages=(
   git clang-format
   # clang -Wthread-safety check, libFuzzer and sanitizer builds.
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  # /usr/bin/llvm-symbolizer: without it ASan/TSan/libFuzzer reports have no
+  # function names or lines ("invalid path to external symbolizer!").
+  llvm
   # Python client tests; the client is also a pip-installable package
   # (installed into a venv by the tests).
   python3-grpcio python3-protobuf python3-numpy
