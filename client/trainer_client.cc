@@ -34,16 +34,6 @@ Parameters FromProto(const v1::ParameterUpdate& update) {
   return params;
 }
 
-v1::Objective ToProto(model::Objective objective) {
-  switch (objective) {
-    case model::Objective::kMinimize:
-      return v1::MINIMIZE;
-    case model::Objective::kMaximize:
-      return v1::MAXIMIZE;
-  }
-  return v1::OBJECTIVE_UNSPECIFIED;
-}
-
 }  // namespace
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
@@ -191,7 +181,7 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
   }
   wire::MatrixToProto(submission.deltas, request.mutable_deltas());
   request.set_version(submission.version);
-  request.set_objective(ToProto(submission.objective));
+  request.set_objective(wire::ObjectiveToProto(submission.objective));
   request.set_request_id(submission.request_id.empty() ? NewRequestId() : submission.request_id);
   v1::SubmitDeltaResponse response;
   absl::Status status;

@@ -166,4 +166,14 @@ absl::StatusOr<model::Objective> ObjectiveFromProto(v1::Objective objective) {
   }
 }
 
+v1::Objective ObjectiveToProto(model::Objective objective) {
+  switch (objective) {
+    case model::Objective::kMinimize:
+      return v1::MINIMIZE;
+    case model::Objective::kMaximize:
+      return v1::MAXIMIZE;
+  }
+  return v1::OBJECTIVE_UNSPECIFIED;
+}
+
 }  // namespace deltaserve::wire

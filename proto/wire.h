@@ -43,6 +43,7 @@ absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(
 
 // MINIMIZE for OBJECTIVE_UNSPECIFIED; INVALID_ARGUMENT for unknown values.
 absl::StatusOr<model::Objective> ObjectiveFromProto(deltaserve::v1::Objective objective);
+deltaserve::v1::Objective ObjectiveToProto(model::Objective objective);
 
 }  // namespace deltaserve::wire
 

@@ -130,6 +130,9 @@ TEST(ObjectiveFromProto, UnspecifiedIsMinimizeAndUnknownIsRejected) {
   EXPECT_EQ(*ObjectiveFromProto(v1::MAXIMIZE), model::Objective::kMaximize);
   EXPECT_EQ(ObjectiveFromProto(static_cast<v1::Objective>(4)).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (model::Objective o : {model::Objective::kMinimize, model::Objective::kMaximize}) {
+    EXPECT_EQ(*ObjectiveFromProto(ObjectiveToProto(o)), o);
+  }
 }
 
 TEST(MatrixFromProto, CopiesRowMajorData) {
