@@ -152,16 +152,23 @@ TEST(ServerBinary, RefusesAMalformedMetricsAddress) {
   EXPECT_THAT(refusal.stderr_text, HasSubstr("\"9464\": expected host:port"));
 }
 
-// Connects a TCP socket to 127.0.0.1:port; true if something accepts.
-bool Accepts(int port) {
+// A TCP socket connected to 127.0.0.1:port, or -1 if nothing accepts.
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
   close(fd);
-  return connected;
+  return -1;
+}
+
+// True if something accepts a TCP connection on 127.0.0.1:port.
+bool Accepts(int port) {
+  const int fd = ConnectLoopback(port);
+  if (fd >= 0) close(fd);
+  return fd >= 0;
 }
 
 // Starts the binary, expects "listening on 127.0.0.1:<port>", sends `signal`
@@ -217,12 +224,8 @@ TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
 // A TCP connection to 127.0.0.1:port that has sent the HTTP/2 client preface
 // and an empty SETTINGS frame, and then nothing: an idle client. -1 on error.
 int ConnectHttp2(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return -1;
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return -1;
   const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
                               std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
   if (write(fd, preface.data(), preface.size()) != static_cast<ssize_t>(preface.size())) return -1;
