@@ -126,7 +126,7 @@ struct DeltaSubmission {
 struct SubmitDeltaResult {
   uint64_t version = 0;         // model version once the δ was applied
   double surrogate_loss = 0.0;  // l_s at the server's y
-  uint64_t staleness = 0;       // server version − submission version on arrival
+  uint64_t staleness = 0;       // server version − submission version when applied
   bool stepped = false;         // this submission completed an optimizer step
   bool duplicate = false;       // request_id was applied before; nothing was applied now
 };

@@ -5,7 +5,7 @@
 //   deltaserve --help | --version      (print and exit 0)
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
-// the server trains DefaultServerConfig() (server/config.h). ADDR is
+// the server trains DefaultServerConfig() (server/core/config.h). ADDR is
 // host:port (port 0: the OS picks) or unix:PATH; default 127.0.0.1:50051.
 // Once serving it prints exactly one line, "listening on ADDR" with the bound
 // address, to stdout. With --metrics_listen=host:port it also serves
