@@ -8,7 +8,7 @@
 //   "deltaserve.v1.Trainer"             the Trainer service
 //   "deltaserve.v1.Trainer/<model>"     each configured model
 //
-// Metrics (server/metrics.h, docs/operations.md) are always recorded; with
+// Metrics (server/core/metrics.h, docs/operations.md) are always recorded; with
 // ServerOptions::metrics_listen_address set they are also served over HTTP
 // at /metrics.
 #ifndef DELTASERVE_SERVER_SERVICE_SERVER_H_
