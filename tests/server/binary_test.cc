@@ -221,6 +221,17 @@ TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
   EXPECT_EQ(Wait(first), 0) << log;
 }
 
+// Reads the child's "listening on 127.0.0.1:PORT" line: the port, or 0 after
+// a test failure.
+int ReadListeningPort(const Child& child) {
+  const std::string line = ReadLine(child.out);
+  EXPECT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  int port = 0;
+  std::vector<std::string> parts = absl::StrSplit(line, ':');
+  if (!absl::SimpleAtoi(parts.back(), &port)) ADD_FAILURE() << "no port in \"" << line << "\"";
+  return port;
+}
+
 // A TCP connection to 127.0.0.1:port that has sent the HTTP/2 client preface
 // and an empty SETTINGS frame, and then nothing: an idle client. -1 on error.
 int ConnectHttp2(int port) {
@@ -237,11 +248,8 @@ int ConnectHttp2(int port) {
 // 5 s grace period.
 TEST(ServerBinary, AnIdleConnectionDoesNotHoldShutdown) {
   Child child = Spawn({"--listen=127.0.0.1:0"});
-  const std::string line = ReadLine(child.out);
-  ASSERT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
-  int port = 0;
-  std::vector<std::string> parts = absl::StrSplit(line, ':');
-  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port));
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
   const int fd = ConnectHttp2(port);
   ASSERT_GE(fd, 0);
 
@@ -289,11 +297,8 @@ TEST(ServerBinary, ClosesIdleConnections) {
       "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
       " max_connection_idle_seconds: 1");
   Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
-  const std::string line = ReadLine(child.out);
-  ASSERT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
-  int port = 0;
-  std::vector<std::string> parts = absl::StrSplit(line, ':');
-  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port));
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
   const int fd = ConnectHttp2(port);
   timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
