@@ -8,8 +8,12 @@
 namespace deltaserve::sim {
 
 absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
+  // The runner's RetryPolicy (retry.h) is the simulators' only retry layer:
+  // the client's own SubmitDelta retries would nest inside its backoff.
+  client::ClientOptions client_options;
+  client_options.submit_retries = 0;
   ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
-                   client::TrainerClient::Connect(options.server));
+                   client::TrainerClient::Connect(options.server, client_options));
   RetryCounts counts;
   ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info,
                    WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
