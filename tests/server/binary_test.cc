@@ -171,16 +171,23 @@ bool Accepts(int port) {
   return fd >= 0;
 }
 
-// Starts the binary, expects "listening on 127.0.0.1:<port>", sends `signal`
-// and expects a clean exit 0.
-void ServeThenStop(const std::vector<std::string>& args, int signal) {
-  Child child = Spawn(args);
+// Reads the child's "listening on 127.0.0.1:PORT" line: the port, or 0 after
+// a test failure.
+int ReadListeningPort(const Child& child) {
   const std::string line = ReadLine(child.out);
   EXPECT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
   int port = 0;
   std::vector<std::string> parts = absl::StrSplit(line, ':');
-  ASSERT_TRUE(absl::SimpleAtoi(parts.back(), &port)) << line;
-  EXPECT_GT(port, 0);
+  if (!absl::SimpleAtoi(parts.back(), &port)) ADD_FAILURE() << "no port in \"" << line << "\"";
+  return port;
+}
+
+// Starts the binary, expects "listening on 127.0.0.1:<port>", sends `signal`
+// and expects a clean exit 0.
+void ServeThenStop(const std::vector<std::string>& args, int signal) {
+  Child child = Spawn(args);
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
   EXPECT_TRUE(Accepts(port));
   ASSERT_EQ(kill(child.pid, signal), 0);
   const std::string log = ReadAll(child.err);
@@ -219,17 +226,6 @@ TEST(ServerBinary, RefusesAPortAnotherServerHolds) {
   ASSERT_EQ(kill(first.pid, SIGTERM), 0);
   const std::string log = ReadAll(first.err);
   EXPECT_EQ(Wait(first), 0) << log;
-}
-
-// Reads the child's "listening on 127.0.0.1:PORT" line: the port, or 0 after
-// a test failure.
-int ReadListeningPort(const Child& child) {
-  const std::string line = ReadLine(child.out);
-  EXPECT_THAT(line, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
-  int port = 0;
-  std::vector<std::string> parts = absl::StrSplit(line, ':');
-  if (!absl::SimpleAtoi(parts.back(), &port)) ADD_FAILURE() << "no port in \"" << line << "\"";
-  return port;
 }
 
 // A TCP connection to 127.0.0.1:port that has sent the HTTP/2 client preface
