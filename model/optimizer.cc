@@ -55,6 +55,11 @@ class SgdOptimizer final : public Optimizer {
     }
   }
 
+  std::vector<std::vector<float>*> buffers() override {
+    if (buffer_.empty()) return {};
+    return {&buffer_};
+  }
+
   const float momentum_;
   std::vector<float> buffer_;  // Momentum buffer b; empty without momentum.
 };
@@ -103,6 +108,8 @@ class AdamOptimizer final : public Optimizer {
     }
   }
 
+  std::vector<std::vector<float>*> buffers() override { return {&m_, &v_}; }
+
   const bool decoupled_;
   std::vector<float> m_;  // First moment.
   std::vector<float> v_;  // Second moment.
@@ -121,6 +128,38 @@ double GlobalNorm(absl::Span<const float> g) {
                .squaredNorm();
   }
   return std::sqrt(sum);
+}
+
+std::vector<absl::Span<const float>> Optimizer::state() const {
+  std::vector<absl::Span<const float>> spans;
+  // buffers() hands out the subclass's members; reading them changes nothing.
+  for (const std::vector<float>* b : const_cast<Optimizer*>(this)->buffers()) {
+    spans.push_back(absl::MakeConstSpan(*b));
+  }
+  return spans;
+}
+
+absl::Status Optimizer::Restore(int64_t step_count, const std::vector<std::vector<float>>& saved) {
+  std::vector<std::vector<float>*> own = buffers();
+  if (saved.size() != own.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer state: expected ", own.size(), " buffers for this optimizer, got ",
+                     saved.size(), " (was the optimizer kind changed?)"));
+  }
+  for (size_t i = 0; i < saved.size(); ++i) {
+    if (saved[i].size() != parameter_count_) {
+      return absl::InvalidArgumentError(absl::StrCat("optimizer state: expected buffers of ",
+                                                     parameter_count_, " values, got ",
+                                                     saved[i].size()));
+    }
+  }
+  if (step_count < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer state: expected step count >= 0, got ", step_count));
+  }
+  for (size_t i = 0; i < saved.size(); ++i) *own[i] = saved[i];
+  step_count_ = step_count;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConfig& config,

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -43,6 +44,15 @@ class Optimizer {
   size_t parameter_count() const { return parameter_count_; }
   int64_t step_count() const { return step_count_; }
 
+  // The state a checkpoint needs besides step_count(): the optimizer's
+  // buffers in a fixed order — none (SGD), [momentum b] (MOMENTUM), [m, v]
+  // (ADAM, ADAMW) — each parameter_count() long.
+  std::vector<absl::Span<const float>> state() const;
+  // Sets step_count and the buffers (as state() orders them), so that the
+  // next Step continues exactly where the saved optimizer left off.
+  // INVALID_ARGUMENT, changing nothing, if their number or sizes differ.
+  absl::Status Restore(int64_t step_count, const std::vector<std::vector<float>>& buffers);
+
  protected:
   Optimizer(const OptimizerConfig& config, size_t parameter_count)
       : config_(config), parameter_count_(parameter_count) {}
@@ -50,6 +60,8 @@ class Optimizer {
   // Applies the update for step number `step` (1-based) to params using grad
   // (already clipped). Sizes are checked by Step.
   virtual void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step) = 0;
+  // The buffers state() and Restore() see, in that order.
+  virtual std::vector<std::vector<float>*> buffers() = 0;
 
  private:
   OptimizerConfig config_;
