@@ -1,11 +1,13 @@
 #include "server/core/config.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -117,6 +119,16 @@ void FillDefaults(v1::ServerConfig* config) {
   if (config->max_connection_idle_seconds() == 0) {
     config->set_max_connection_idle_seconds(kDefaultMaxConnectionIdleSeconds);
   }
+  v1::PersistenceConfig* p = config->mutable_persistence();
+  if (p->durability() == v1::PersistenceConfig::DURABILITY_UNSPECIFIED) {
+    p->set_durability(v1::PersistenceConfig::COMMIT);
+  }
+  if (p->sync_interval_ms() == 0) p->set_sync_interval_ms(kDefaultSyncIntervalMs);
+  if (p->checkpoint_every_steps() == 0) p->set_checkpoint_every_steps(kDefaultCheckpointEverySteps);
+  if (p->checkpoint_every_seconds() == 0) {
+    p->set_checkpoint_every_seconds(kDefaultCheckpointEverySeconds);
+  }
+  if (p->keep_checkpoints() == 0) p->set_keep_checkpoints(kDefaultKeepCheckpoints);
 }
 
 absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
@@ -200,6 +212,48 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec
   options.staleness_scaled_lr = spec.staleness_scaled_lr();
   options.queue_capacity = spec.queue_capacity();
   options.max_request_rows = spec.max_request_rows();
+  return options;
+}
+
+absl::StatusOr<PersistenceOptions> PersistenceOptionsFromProto(const v1::ServerConfig& config,
+                                                               const v1::ModelSpec& spec,
+                                                               const std::string& state_dir) {
+  PersistenceOptions options;
+  if (state_dir.empty()) return options;
+  const std::string& name = spec.name();
+  const bool safe = !name.empty() && name != "." && name != ".." &&
+                    std::all_of(name.begin(), name.end(), [](char c) {
+                      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                             c == '_' || c == '-';
+                    });
+  if (!safe) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model \"", name,
+                     "\": with --state_dir a model name is a directory name: expected "
+                     "letters, digits, '.', '_' and '-' only"));
+  }
+  const v1::PersistenceConfig& p = config.persistence();
+  options.dir = absl::StrCat(state_dir, "/", name);
+  switch (p.durability()) {
+    case v1::PersistenceConfig::INTERVAL:
+      options.durability = Durability::kInterval;
+      break;
+    case v1::PersistenceConfig::NONE:
+      options.durability = Durability::kNone;
+      break;
+    case v1::PersistenceConfig::COMMIT:
+    case v1::PersistenceConfig::DURABILITY_UNSPECIFIED:
+      options.durability = Durability::kCommit;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "persistence.durability: expected COMMIT, INTERVAL or NONE, got ", p.durability()));
+  }
+  options.sync_interval = absl::Milliseconds(p.sync_interval_ms());
+  options.checkpoint_every_steps = p.checkpoint_every_steps();
+  options.checkpoint_every = absl::Seconds(p.checkpoint_every_seconds());
+  options.keep_checkpoints = p.keep_checkpoints();
+  options.spec = spec;
   return options;
 }
 

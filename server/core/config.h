@@ -21,6 +21,10 @@ inline constexpr uint32_t kDefaultQueueCapacity = 1024;
 inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
 inline constexpr uint32_t kDefaultMaxRequestRows = 65536;
 inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
+inline constexpr uint32_t kDefaultSyncIntervalMs = 100;
+inline constexpr uint64_t kDefaultCheckpointEverySteps = 10000;
+inline constexpr uint32_t kDefaultCheckpointEverySeconds = 300;
+inline constexpr uint32_t kDefaultKeepCheckpoints = 3;
 
 // Text format → message. INVALID_ARGUMENT with a one-line reason naming the
 // line and column of the first error. Does not validate or fill defaults.
@@ -34,7 +38,9 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
 // max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
-// max_connection_idle_seconds 0 → 300, UNSPECIFIED kind/mode/reduction →
+// max_connection_idle_seconds 0 → 300, persistence: durability COMMIT,
+// sync_interval_ms 100, checkpoint_every_steps 10000,
+// checkpoint_every_seconds 300, keep_checkpoints 3; UNSPECIFIED kind/mode/reduction →
 // SGD, CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay as they are.
 void FillDefaults(deltaserve::v1::ServerConfig* config);
 void FillModelDefaults(deltaserve::v1::ModelSpec* spec);
@@ -61,6 +67,14 @@ std::string DescribeModel(const deltaserve::v1::ModelSpec& spec);
 // INVALID_ARGUMENT for what proto/wire.h's conversions reject; the
 // options' own checks are ValidateTrainerOptions' (server/core/trainer.h).
 absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::ModelSpec& spec);
+
+// Where and how `spec`'s state is kept under `state_dir` (DIR/<model name>),
+// from config.persistence (defaults filled). INVALID_ARGUMENT if the model's
+// name cannot be a directory name (letters, digits, '.', '_', '-'; not "."
+// or ".."). An empty state_dir gives options that keep nothing.
+absl::StatusOr<PersistenceOptions> PersistenceOptionsFromProto(
+    const deltaserve::v1::ServerConfig& config, const deltaserve::v1::ModelSpec& spec,
+    const std::string& state_dir);
 
 }  // namespace deltaserve::server
 

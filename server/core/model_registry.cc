@@ -10,7 +10,7 @@ namespace deltaserve::server {
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
-    std::shared_ptr<LearnerGate> gate) {
+    std::shared_ptr<LearnerGate> gate, const std::string& state_dir) {
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
     ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     model->metrics = metrics->ForModel(spec.name());
     options.metrics = model->metrics;
     options.gate = gate;
+    ASSIGN_OR_RETURN(options.persistence, PersistenceOptionsFromProto(config, spec, state_dir));
     model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
     WeightHub* hub = model->hub.get();
     ASSIGN_OR_RETURN(model->trainer,

@@ -33,10 +33,11 @@ class ModelRegistry {
   // checks). Starts one learner per model; every learner passes `gate`
   // (TrainerOptions::gate) if it is not null. Each model records into
   // metrics->ForModel(name); `metrics` must not be null and must outlive
-  // the registry.
+  // the registry. A non-empty `state_dir` keeps each model's state in
+  // state_dir/<name> (restored here; see Trainer::Create for its errors).
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
       const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
-      std::shared_ptr<LearnerGate> gate = nullptr);
+      std::shared_ptr<LearnerGate> gate = nullptr, const std::string& state_dir = "");
 
   // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
   // names. The pointer lives as long as the registry.

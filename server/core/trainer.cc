@@ -53,8 +53,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
   ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
   ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
                    model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
-  return std::unique_ptr<Trainer>(
+  auto trainer = std::unique_ptr<Trainer>(
       new Trainer(std::move(options), std::move(mlp), std::move(optimizer), std::move(on_publish)));
+  if (!trainer->options_.persistence.dir.empty()) RETURN_IF_ERROR(trainer->OpenState());
+  trainer->learner_ = std::thread([t = trainer.get()] { t->LearnerLoop(); });
+  return trainer;
 }
 
 Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
@@ -74,7 +77,6 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
     metrics->SetVersion(version_);
     metrics->SetQueueDepth(0);
   }
-  learner_ = std::thread([this] { LearnerLoop(); });
 }
 
 Trainer::~Trainer() { Stop(); }
@@ -112,7 +114,7 @@ absl::Status Trainer::CheckRows(int64_t rows) const {
       name(), "\"), got ", rows, "; split the batch"));
 }
 
-absl::Status Trainer::ValidateSubmission(const Submission& s) const {
+absl::Status Trainer::ValidateContent(const Submission& s) const {
   const int64_t n = s.inputs.rows();
   if (n == 0) return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
   RETURN_IF_ERROR(CheckRows(n));
@@ -126,8 +128,6 @@ absl::Status Trainer::ValidateSubmission(const Submission& s) const {
     RETURN_IF_ERROR(
         CheckShape("outputs", s.acted, n, "one per input row", mlp_.output_dim(), out_why));
   }
-  const uint64_t current = snapshot()->version;
-  if (s.version > current) return FutureVersion(name(), s.version, current);
   if (s.request_id.size() > kMaxRequestIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request_id: expected at most ", kMaxRequestIdBytes, " bytes, got ", s.request_id.size()));
@@ -135,15 +135,63 @@ absl::Status Trainer::ValidateSubmission(const Submission& s) const {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::ValidateSubmission(const Submission& s) const {
+  RETURN_IF_ERROR(ValidateContent(s));
+  const uint64_t current = snapshot()->version;
+  if (s.version > current) return FutureVersion(name(), s.version, current);
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
   RETURN_IF_ERROR(ValidateSubmission(submission));
   absl::MutexLock lock(&queue_mu_);
-  if (stopping_) return ShuttingDown(name());
+  RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
-  queue_.push_back(Pending{std::move(submission), std::move(done)});
+  queue_.push_back(Pending{std::move(submission), std::nullopt, std::move(done)});
   // Under queue_mu_, so concurrent submitters store depths in queue order.
   if (options_.metrics) options_.metrics->SetQueueDepth(static_cast<int64_t>(queue_.size()));
   return absl::OkStatus();
+}
+
+absl::Status Trainer::ImportParameters(std::vector<float> parameters, SubmitCallback done) {
+  if (parameters.size() != mlp_.parameter_count()) {
+    return ShapeMismatch("parameters", mlp_.parameter_count(), "values",
+                         absl::StrCat("parameter_count of model \"", name(), "\""),
+                         parameters.size());
+  }
+  RETURN_IF_ERROR(model::CheckFinite("parameters", parameters));
+  absl::MutexLock lock(&queue_mu_);
+  RETURN_IF_ERROR(Refusal());
+  if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
+  queue_.push_back(Pending{Submission{}, std::move(parameters), std::move(done)});
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Checkpoint(Checkpointer::Done done) {
+  if (!persistent()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model \"", name(), "\" keeps no state: start the server with --state_dir to checkpoint"));
+  }
+  absl::MutexLock lock(&queue_mu_);
+  RETURN_IF_ERROR(Refusal());
+  checkpoint_requests_.push_back(std::move(done));
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Refusal() const {
+  if (!failed_.ok()) return failed_;
+  if (stopping_) return ShuttingDown(name());
+  return absl::OkStatus();
+}
+
+void Trainer::EnterFailed(const absl::Status& cause) {
+  absl::MutexLock lock(&queue_mu_);
+  if (!failed_.ok()) return;
+  failed_ = absl::UnavailableError(
+      absl::StrCat("model \"", name(), "\" stopped training: its journal could not be written (",
+                   cause.message(),
+                   "); nothing since the last durable commit was acknowledged; restart the "
+                   "server once the disk is fixed (docs/operations.md, \"When the disk fails\")"));
 }
 
 void Trainer::Stop() {
@@ -154,6 +202,23 @@ void Trainer::Stop() {
   if (options_.gate) options_.gate->Abandon();
   std::call_once(join_once_, [this] {
     if (learner_.joinable()) learner_.join();
+    // The learner has exited: its state is ours to read.
+    if (journal_) journal_->Stop();
+    if (checkpointer_) {
+      checkpointer_->Stop();
+      bool healthy;
+      {
+        absl::MutexLock lock(&queue_mu_);
+        healthy = failed_.ok();
+      }
+      if (healthy && changed_since_checkpoint_) {
+        absl::StatusOr<CheckpointInfo> written = checkpointer_->WriteNow(*CaptureState());
+        if (!written.ok()) {
+          LogError("model \"", name(), "\": final checkpoint failed: ", written.status().message(),
+                   " (the journal still holds everything)");
+        }
+      }
+    }
   });
 }
 
@@ -169,46 +234,127 @@ bool Trainer::AwaitQueued(size_t n, absl::Duration timeout) const {
   return queue_mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
 }
 
-std::deque<Trainer::Pending> Trainer::TakeBatch() {
+Trainer::Batch Trainer::TakeBatch() {
   if (options_.gate) options_.gate->Pass();
-  std::deque<Pending> batch;
-  bool stopping = false;
+  Batch batch;
+  absl::Status refusal;
   {
     absl::MutexLock lock(&queue_mu_);
-    queue_mu_.Await(absl::Condition(
-        +[](Trainer* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->queue_mu_) {
-          return t->stopping_ || !t->queue_.empty();
-        },
-        this));
-    batch.swap(queue_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+      return stopping_ || !queue_.empty() || !checkpoint_requests_.empty();
+    };
+    if (persistent() && changed_since_checkpoint_) {
+      // Wake for the periodic checkpoint even if nothing arrives.
+      queue_mu_.AwaitWithDeadline(absl::Condition(&ready),
+                                  last_checkpoint_ + options_.persistence.checkpoint_every);
+    } else {
+      queue_mu_.Await(absl::Condition(&ready));
+    }
+    batch.pending.swap(queue_);
+    batch.checkpoints.swap(checkpoint_requests_);
     if (options_.metrics) options_.metrics->SetQueueDepth(0);
-    stopping = stopping_;
+    batch.stopping = stopping_;
+    refusal = Refusal();
   }
-  if (stopping) FailAll(batch, ShuttingDown(name()));  // Leaves `batch` empty.
+  if (!refusal.ok()) {
+    FailAll(batch.pending, refusal);  // Leaves it empty.
+    for (Checkpointer::Done& done : batch.checkpoints) std::move(done)(refusal);
+    batch.checkpoints.clear();
+  }
   return batch;
 }
 
 void Trainer::LearnerLoop() {
-  for (std::deque<Pending> batch = TakeBatch(); !batch.empty(); batch = TakeBatch()) {
-    while (!batch.empty()) {
+  for (Batch batch = TakeBatch(); !batch.stopping; batch = TakeBatch()) {
+    std::vector<Answer> answers;
+    answers.reserve(batch.pending.size());
+    bool stepped = false;
+    for (Pending& pending : batch.pending) {
+      absl::StatusOr<SubmitResult> result = ShuttingDown(name());
       bool stopping;
       {
         absl::MutexLock lock(&queue_mu_);
         stopping = stopping_;
       }
-      if (stopping) {
-        FailAll(batch, ShuttingDown(name()));
-        break;
+      if (!stopping) {
+        result =
+            pending.import ? ApplyImport(*std::move(pending.import)) : Apply(pending.submission);
+        stepped = stepped || (result.ok() && result->stepped && !result->duplicate);
       }
-      Pending pending = std::move(batch.front());
-      batch.pop_front();
-      absl::StatusOr<SubmitResult> result = Apply(pending.submission);
-      std::move(pending.done)(std::move(result));
+      answers.push_back(Answer{std::move(pending.done), std::move(result)});
     }
+    Finish(std::move(answers), stepped);
+    MaybeCheckpoint(std::move(batch.checkpoints));
   }
 }
 
-absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
+void Trainer::Finish(std::vector<Answer> answers, bool stepped) {
+  if (answers.empty()) return;  // Woken only for a checkpoint.
+  std::shared_ptr<const Snapshot> snapshot = stepped ? MakeSnapshot() : nullptr;
+  if (!journal_) {
+    Complete(absl::OkStatus(), answers, std::move(snapshot));
+    return;
+  }
+  if (absl::Status written = journal_->Write(); !written.ok()) {
+    Complete(written, answers, nullptr);
+    return;
+  }
+  journal_->Commit([this, answers = std::move(answers),
+                    snapshot = std::move(snapshot)](absl::Status durable) mutable {
+    Complete(durable, answers, std::move(snapshot));
+  });
+}
+
+void Trainer::Complete(const absl::Status& durable, std::vector<Answer>& answers,
+                       std::shared_ptr<const Snapshot> snapshot) {
+  absl::Status refusal;
+  if (!durable.ok()) {
+    EnterFailed(durable);
+    absl::MutexLock lock(&queue_mu_);
+    refusal = failed_;
+  } else if (snapshot) {
+    Publish(std::move(snapshot));
+  }
+  for (Answer& answer : answers) {
+    // Rejections changed nothing: they keep their own error.
+    if (!refusal.ok() && answer.result.ok()) answer.result = refusal;
+    std::move(answer.done)(std::move(answer.result));
+  }
+}
+
+std::shared_ptr<const Snapshot> Trainer::MakeSnapshot() const {
+  auto next = std::make_shared<Snapshot>();
+  next->version = version_;
+  next->parameters = params_;
+  return next;
+}
+
+void Trainer::Publish(std::shared_ptr<const Snapshot> snapshot) {
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    snapshot_ = snapshot;
+  }
+  LogDebug("model \"", name(), "\": version ", snapshot->version);
+  if (on_publish_) on_publish_(std::move(snapshot));
+}
+
+absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters, bool replay) {
+  ASSIGN_OR_RETURN(optimizer_, model::Optimizer::Create(options_.optimizer, params_.size()));
+  if (!replay) JournalImport(parameters);
+  params_ = std::move(parameters);
+  std::fill(grad_.begin(), grad_.end(), 0.0f);
+  rows_accumulated_ = 0;
+  ++version_;
+  ++steps_since_checkpoint_;
+  changed_since_checkpoint_ = true;
+  if (options_.metrics) options_.metrics->SetVersion(version_);
+  LogInfo("model \"", name(), "\": parameters imported as version ", version_,
+          " (optimizer state reset)");
+  return SubmitResult{version_, 0.0, 0, /*stepped=*/true};
+}
+
+absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
+                                            std::optional<float> replay_scale) {
   if (!submission.request_id.empty()) {
     if (auto it = applied_ids_.find(submission.request_id); it != applied_ids_.end()) {
       SubmitResult original = it->second;
@@ -218,11 +364,12 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
   }
   // Submit rejected versions newer than the snapshot, and versions only grow.
   const uint64_t staleness = version_ - submission.version;
-  if (options_.max_staleness != 0 && staleness > options_.max_staleness) {
+  if (!replay_scale && options_.max_staleness != 0 && staleness > options_.max_staleness) {
     return StaleVersion(name(), submission.version, version_, options_.max_staleness);
   }
-  const float scale =
-      options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness)) : 1.0f;
+  const float scale = replay_scale                   ? *replay_scale
+                      : options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness))
+                                                     : 1.0f;
   ASSIGN_OR_RETURN(double loss, Gradient(submission, scale));
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
@@ -240,7 +387,7 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
 
   SubmitResult result{version_, loss, staleness, /*stepped=*/false};
   if (rows >= options_.samples_per_step) {
-    RETURN_IF_ERROR(StepAndPublish(absl::MakeSpan(submission_grad_)));
+    RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_)));
     std::fill(grad_.begin(), grad_.end(), 0.0f);
     rows_accumulated_ = 0;
     result.version = version_;
@@ -254,6 +401,8 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission) {
                                               staleness, loss);
   }
   if (!submission.request_id.empty()) RememberRequestId(submission.request_id, result);
+  if (!replay_scale) JournalSubmission(submission, scale);
+  changed_since_checkpoint_ = true;
   return result;
 }
 
@@ -287,20 +436,11 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   return loss;
 }
 
-absl::Status Trainer::StepAndPublish(absl::Span<float> grad) {
+absl::Status Trainer::Step(absl::Span<float> grad) {
   ASSIGN_OR_RETURN(const double gradient_norm, optimizer_->Step(absl::MakeSpan(params_), grad));
   ++version_;
-  auto next = std::make_shared<Snapshot>();
-  next->version = version_;
-  next->parameters = params_;
-  std::shared_ptr<const Snapshot> published = std::move(next);
-  {
-    absl::MutexLock lock(&snapshot_mu_);
-    snapshot_ = published;
-  }
+  ++steps_since_checkpoint_;
   if (options_.metrics) options_.metrics->RecordOptimizerStep(version_, gradient_norm);
-  LogDebug("model \"", name(), "\": version ", version_);
-  if (on_publish_) on_publish_(std::move(published));
   return absl::OkStatus();
 }
 

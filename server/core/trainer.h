@@ -21,6 +21,23 @@
 //      leaves G, rows and the parameters as they were before it.
 //   4. The submission's callback gets {version, l_s, s, stepped}.
 //
+// Answers go out per batch (what the learner took from the queue at once),
+// after the whole batch is applied: one new Snapshot for the batch if it
+// stepped (published, and on_publish called, before the callbacks run).
+//
+// With TrainerOptions::persistence (docs/operations.md), every applied entry
+// (submission or import) is journaled in order, and the batch's snapshot and
+// callbacks wait until the journal is durable (JournalWriter: group commit),
+// so nothing a reader or a submitter has seen is lost by a crash. Every
+// checkpoint_every_steps steps or checkpoint_every (if changed), on
+// Checkpoint() and at Stop(), the learner copies its state — parameters,
+// optimizer state, accumulated gradient and rows, version, request_id window
+// — and a Checkpointer writes it on its own thread. Create() restores the
+// newest valid checkpoint and replays the journal after it, bit-exactly.
+// A journal write or fsync error stops the model: the affected submissions
+// and every later one fail with UNAVAILABLE, readers keep the last durable
+// snapshot, and a restart recovers from disk.
+//
 // With TrainerOptions::metrics set, the Trainer records what only it sees —
 // applied submissions (rows, staleness, l_s), optimizer steps (version,
 // gradient norm before clipping) and the queue depth — each before the
@@ -37,6 +54,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,11 +67,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "deltaserve/v1/state.pb.h"
 #include "model/mlp.h"
 #include "model/optimizer.h"
 #include "model/spec.h"
+#include "server/core/checkpointer.h"
+#include "server/core/journal_writer.h"
 #include "server/core/metrics.h"
 #include "server/core/snapshot.h"
+#include "server/persist/file_system.h"
+#include "server/persist/model_store.h"
 
 namespace deltaserve::server {
 
@@ -68,6 +91,20 @@ class LearnerGate {
   virtual ~LearnerGate() = default;
   virtual void Pass() = 0;
   virtual void Abandon() = 0;
+};
+
+// Where and how a Trainer keeps its state (defaults already filled in).
+struct PersistenceOptions {
+  std::string dir;                    // This model's directory; empty: nothing is kept.
+  persist::FileSystem* fs = nullptr;  // Null: persist::FileSystem::Default().
+  Durability durability = Durability::kCommit;
+  absl::Duration sync_interval = absl::Milliseconds(100);  // kInterval only.
+  uint64_t checkpoint_every_steps = 10000;
+  absl::Duration checkpoint_every = absl::Seconds(300);
+  uint32_t keep_checkpoints = 3;
+  // Written into checkpoints; a checkpoint whose network differs refuses to
+  // restore (FAILED_PRECONDITION saying what differs).
+  deltaserve::v1::ModelSpec spec;
 };
 
 // Everything a Trainer needs, in core types (defaults already filled in).
@@ -89,6 +126,7 @@ struct TrainerOptions {
   ModelMetrics* metrics = nullptr;
   // Optional seam (see LearnerGate). Null: the learner never waits.
   std::shared_ptr<LearnerGate> gate;
+  PersistenceOptions persistence;
 };
 
 // INVALID_ARGUMENT naming the field unless `options` can make a Trainer:
@@ -134,7 +172,11 @@ class Trainer {
   using PublishCallback = std::function<void(std::shared_ptr<const Snapshot>)>;
 
   // INVALID_ARGUMENT if the options are invalid (spec, optimizer, surrogate,
-  // samples_per_step 0, queue_capacity 0). Starts the learner thread.
+  // samples_per_step 0, queue_capacity 0). With persistence: restores what
+  // the directory holds (DATA_LOSS if acknowledged entries cannot be
+  // recovered, FAILED_PRECONDITION if its checkpoint is for another network
+  // or optimizer), or writes an initial checkpoint in a new directory.
+  // Starts the learner thread.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(TrainerOptions options,
                                                          PublishCallback on_publish = nullptr);
 
@@ -163,6 +205,8 @@ class Trainer {
 
   // Shape, finiteness and version checks a submission must pass to be queued.
   absl::Status ValidateSubmission(const Submission& submission) const;
+  // The same without the version check (which needs the live snapshot).
+  absl::Status ValidateContent(const Submission& submission) const;
 
   // Validates and queues. On OK, `done` will be called exactly once later.
   // On error `done` is not called: INVALID_ARGUMENT (see ValidateSubmission),
@@ -170,8 +214,25 @@ class Trainer {
   // after Stop(). Never blocks on the learner.
   absl::Status Submit(Submission submission, SubmitCallback done) ABSL_LOCKS_EXCLUDED(queue_mu_);
 
+  // Queues an import of `parameters` (parameter_count values, finite): in
+  // order with submissions, the parameters are replaced, the optimizer
+  // state, accumulated gradient and rows reset, version + 1; `done` gets
+  // {version} (stepped = true). Errors as Submit (INVALID_ARGUMENT for a
+  // wrong count or non-finite values).
+  absl::Status ImportParameters(std::vector<float> parameters, SubmitCallback done)
+      ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  // Takes a checkpoint after the batch the learner is applying; `done` runs
+  // once it is durable. FAILED_PRECONDITION (done not called) without
+  // persistence, UNAVAILABLE after Stop() or a journal failure.
+  absl::Status Checkpoint(Checkpointer::Done done) ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  bool persistent() const { return store_ != nullptr; }
+
   // Stops the learner after the submission it is applying; every submission
-  // still queued gets UNAVAILABLE. Idempotent; blocks until the thread exits.
+  // still queued gets UNAVAILABLE. With persistence, then completes the
+  // journal's pending commits and writes a final checkpoint (if anything
+  // changed since the last). Idempotent; blocks until done.
   void Stop() ABSL_LOCKS_EXCLUDED(queue_mu_);
 
   // Submissions waiting in the queue (not yet taken by the learner).
@@ -184,23 +245,61 @@ class Trainer {
  private:
   struct Pending {
     Submission submission;
+    // Set: an ImportParameters of these values, not a submission.
+    std::optional<std::vector<float>> import;
     SubmitCallback done;
+  };
+  // What the learner takes at once: queued work and checkpoint requests.
+  struct Batch {
+    std::deque<Pending> pending;
+    std::vector<Checkpointer::Done> checkpoints;
+    bool stopping = false;
+  };
+  // One answer of a batch, sent once the batch is durable.
+  struct Answer {
+    SubmitCallback done;
+    absl::StatusOr<SubmitResult> result;
   };
 
   Trainer(TrainerOptions options, model::Mlp mlp, std::unique_ptr<model::Optimizer> optimizer,
           PublishCallback on_publish);
 
   void LearnerLoop() ABSL_LOCKS_EXCLUDED(queue_mu_);
-  // Blocks until work is available (returns it all) or Stop() (returns empty).
-  std::deque<Pending> TakeBatch() ABSL_LOCKS_EXCLUDED(queue_mu_);
-  // Steps 1–3 of the header comment. Learner thread only.
-  absl::StatusOr<SubmitResult> Apply(const Submission& submission);
+  // Blocks until work is available, a checkpoint is due or Stop().
+  Batch TakeBatch() ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // Steps 1–3 of the header comment. Learner thread only. `replay_scale`:
+  // replaying a journaled submission with the scale it was applied with
+  // (no staleness check, nothing journaled).
+  absl::StatusOr<SubmitResult> Apply(const Submission& submission,
+                                     std::optional<float> replay_scale = std::nullopt);
+  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters, bool replay = false);
   // Backprop of one submission into submission_grad_; returns l_s.
   absl::StatusOr<double> Gradient(const Submission& submission, float scale);
-  // Optimizer step on `grad` (G + g), version + 1, publish. On error nothing
-  // has changed.
-  absl::Status StepAndPublish(absl::Span<float> grad);
+  // Optimizer step on `grad` (G + g), version + 1. On error nothing has
+  // changed.
+  absl::Status Step(absl::Span<float> grad);
+  // Journals the batch (with persistence), then publishes its snapshot (if
+  // it stepped) and runs its callbacks once durable.
+  void Finish(std::vector<Answer> answers, bool stepped);
+  void Complete(const absl::Status& durable, std::vector<Answer>& answers,
+                std::shared_ptr<const Snapshot> snapshot);
+  void Publish(std::shared_ptr<const Snapshot> snapshot) ABSL_LOCKS_EXCLUDED(snapshot_mu_);
+  std::shared_ptr<const Snapshot> MakeSnapshot() const;
+  // The model stops taking submissions: `cause` is a journal error.
+  void EnterFailed(const absl::Status& cause) ABSL_LOCKS_EXCLUDED(queue_mu_);
+  absl::Status Refusal() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_);
   void FailAll(std::deque<Pending>& pending, const absl::Status& status);
+
+  // Persistence (trainer_state.cc). Learner thread, or Create/Stop.
+  absl::Status OpenState();
+  absl::Status Restore(const deltaserve::v1::StateCheckpoint& checkpoint);
+  absl::Status Replay(const deltaserve::v1::JournalEntry& entry, uint64_t seq);
+  void JournalSubmission(const Submission& submission, float scale);
+  void JournalImport(const std::vector<float>& parameters);
+  std::unique_ptr<deltaserve::v1::StateCheckpoint> CaptureState() const;
+  bool CheckpointDue(absl::Time now) const;
+  // Captures and schedules a checkpoint if one is due or requested.
+  void MaybeCheckpoint(std::vector<Checkpointer::Done> requests);
   // Remembers an applied submission's result under its request_id, forgetting
   // the oldest beyond request_id_window.
   void RememberRequestId(const std::string& request_id, const SubmitResult& result);
@@ -220,13 +319,22 @@ class Trainer {
   uint64_t rows_accumulated_ = 0;
   absl::flat_hash_map<std::string, SubmitResult> applied_ids_;
   std::deque<std::string> applied_id_order_;  // Oldest first.
+  // Persistence (all null without it).
+  std::unique_ptr<persist::ModelStore> store_;
+  std::unique_ptr<JournalWriter> journal_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  uint64_t steps_since_checkpoint_ = 0;
+  bool changed_since_checkpoint_ = false;
+  absl::Time last_checkpoint_ = absl::InfinitePast();
 
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 
   mutable absl::Mutex queue_mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::vector<Checkpointer::Done> checkpoint_requests_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  absl::Status failed_ ABSL_GUARDED_BY(queue_mu_);  // Set once by EnterFailed.
 
   std::once_flag join_once_;
   std::thread learner_;  // Last: starts after everything above exists.

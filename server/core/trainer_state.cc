@@ -1,0 +1,224 @@
+// Trainer persistence: how a Trainer's state is journaled, captured for a
+// checkpoint and restored (trainer.h, "With TrainerOptions::persistence").
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "model/spec.h"
+#include "proto/wire.h"
+#include "server/core/log.h"
+#include "server/core/trainer.h"
+
+namespace deltaserve::server {
+namespace v1 = ::deltaserve::v1;
+namespace {
+
+// "4 → 16 tanh → 2 identity, ADAM": what must match for a state to restore.
+std::string NetworkShape(const model::MlpSpec& mlp, absl::string_view optimizer) {
+  std::vector<std::string> parts = {absl::StrCat(mlp.input_dim)};
+  for (const model::LayerSpec& layer : mlp.layers) {
+    parts.push_back(absl::StrCat(layer.units, " ", model::ActivationName(layer.activation)));
+  }
+  return absl::StrCat(absl::StrJoin(parts, " → "), ", ", optimizer);
+}
+
+void CopyTo(absl::Span<const float> values, google::protobuf::RepeatedField<float>* out) {
+  out->Reserve(static_cast<int>(values.size()));
+  out->Add(values.begin(), values.end());
+}
+
+std::vector<float> CopyOf(const google::protobuf::RepeatedField<float>& values) {
+  return std::vector<float>(values.begin(), values.end());
+}
+
+}  // namespace
+
+absl::Status Trainer::OpenState() {
+  const PersistenceOptions& p = options_.persistence;
+  const absl::Time start = absl::Now();
+  persist::FileSystem* fs = p.fs != nullptr ? p.fs : persist::FileSystem::Default();
+  ASSIGN_OR_RETURN(store_, persist::ModelStore::Open(fs, p.dir, p.keep_checkpoints));
+  ASSIGN_OR_RETURN(persist::Recovered recovered, store_->Recover());
+  for (const std::string& warning : recovered.warnings) {
+    LogWarning("model \"", name(), "\": ", warning);
+  }
+  if (recovered.checkpoint) RETURN_IF_ERROR(Restore(*recovered.checkpoint));
+  uint64_t seq = recovered.checkpoint ? recovered.checkpoint->journal_seq() : 0;
+  for (const v1::JournalEntry& entry : recovered.entries) RETURN_IF_ERROR(Replay(entry, ++seq));
+  ASSIGN_OR_RETURN(journal_, JournalWriter::Create(store_.get(), recovered.next_seq, p.durability,
+                                                   p.sync_interval));
+  checkpointer_ = std::make_unique<Checkpointer>(store_.get());
+  const bool fresh = !recovered.checkpoint && recovered.entries.empty();
+  if (fresh || !recovered.entries.empty()) {
+    // A new directory gets a checkpoint at once, so that the spec it belongs
+    // to is on disk; a replayed one, so the next start need not replay again.
+    RETURN_IF_ERROR(checkpointer_->WriteNow(*CaptureState()).status());
+  }
+  steps_since_checkpoint_ = 0;
+  changed_since_checkpoint_ = false;
+  last_checkpoint_ = absl::Now();
+  {
+    // Before the learner starts and before anyone can read: no publish needed.
+    absl::MutexLock lock(&snapshot_mu_);
+    snapshot_ = MakeSnapshot();
+  }
+  if (options_.metrics) options_.metrics->SetVersion(version_);
+  if (fresh) {
+    LogInfo("model \"", name(), "\": new state in ", p.dir);
+  } else {
+    LogInfo("model \"", name(), "\": restored version ", version_, " from ",
+            recovered.checkpoint ? recovered.checkpoint_path : "the initial parameters", " + ",
+            recovered.entries.size(), " journal entries replayed in ",
+            absl::FormatDuration(absl::Now() - start));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
+  const std::string optimizer =
+      v1::OptimizerConfig::Kind_Name(options_.persistence.spec.optimizer().kind());
+  ASSIGN_OR_RETURN(model::MlpSpec saved, wire::MlpSpecFromProto(c.spec()));
+  const std::string saved_shape =
+      NetworkShape(saved, v1::OptimizerConfig::Kind_Name(c.spec().optimizer().kind()));
+  const std::string configured = NetworkShape(options_.mlp, optimizer);
+  if (saved_shape != configured) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model \"", name(), "\": ", options_.persistence.dir, " holds a model of ",
+                     saved_shape, " but the config says ", configured,
+                     "; point --state_dir elsewhere (or move it away) to "
+                     "start this one fresh"));
+  }
+  if (static_cast<size_t>(c.parameters_size()) != params_.size() ||
+      static_cast<size_t>(c.accumulated_gradient_size()) != grad_.size()) {
+    return absl::DataLossError(absl::StrCat("model \"", name(), "\": checkpoint holds ",
+                                            c.parameters_size(), " parameters, expected ",
+                                            params_.size()));
+  }
+  std::vector<std::vector<float>> buffers;
+  for (const v1::Matrix& buffer : c.optimizer_state()) buffers.push_back(CopyOf(buffer.data()));
+  if (absl::Status restored = optimizer_->Restore(c.optimizer_steps(), buffers); !restored.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model \"", name(), "\": ", restored.message()));
+  }
+  params_ = CopyOf(c.parameters());
+  grad_ = CopyOf(c.accumulated_gradient());
+  rows_accumulated_ = c.rows_accumulated();
+  version_ = c.version();
+  applied_ids_.clear();
+  applied_id_order_.clear();
+  for (const v1::AppliedRequest& r : c.applied_requests()) {
+    RememberRequestId(r.request_id(),
+                      SubmitResult{r.version(), r.surrogate_loss(), r.staleness(), r.stepped()});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Replay(const v1::JournalEntry& entry, uint64_t seq) {
+  absl::Status replayed;
+  if (entry.has_import()) {
+    replayed = ApplyImport(CopyOf(entry.import().parameters()), /*replay=*/true).status();
+  } else {
+    const v1::JournaledSubmission& j = entry.submission();
+    Submission s;
+    s.request_id = j.request_id();
+    s.version = j.version();
+    absl::StatusOr<model::Objective> objective = wire::ObjectiveFromProto(j.objective());
+    absl::StatusOr<model::Matrix> inputs = wire::MatrixFromProto("inputs", j.inputs());
+    absl::StatusOr<model::Matrix> acted = wire::MatrixFromProto("acted", j.acted());
+    absl::StatusOr<model::Matrix> deltas = wire::MatrixFromProto("deltas", j.deltas());
+    for (const absl::Status& st :
+         {objective.status(), inputs.status(), acted.status(), deltas.status()}) {
+      replayed.Update(st);
+    }
+    if (replayed.ok()) {
+      s.objective = *objective;
+      s.inputs = *std::move(inputs);
+      s.acted = *std::move(acted);
+      s.deltas = *std::move(deltas);
+      replayed = ValidateContent(s);
+    }
+    if (replayed.ok()) replayed = Apply(s, j.scale()).status();
+  }
+  if (replayed.ok()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("model \"", name(), "\": journal entry seq ", seq,
+                                          " does not replay: ", replayed.message()));
+}
+
+void Trainer::JournalSubmission(const Submission& s, float scale) {
+  if (!journal_) return;
+  v1::JournalEntry entry;
+  v1::JournaledSubmission* j = entry.mutable_submission();
+  j->set_request_id(s.request_id);
+  j->set_version(s.version);
+  j->set_objective(wire::ObjectiveToProto(s.objective));
+  wire::MatrixToProto(s.inputs, j->mutable_inputs());
+  if (s.acted.rows() != 0) wire::MatrixToProto(s.acted, j->mutable_acted());
+  wire::MatrixToProto(s.deltas, j->mutable_deltas());
+  j->set_scale(scale);
+  journal_->Add(entry);
+}
+
+void Trainer::JournalImport(const std::vector<float>& parameters) {
+  if (!journal_) return;
+  v1::JournalEntry entry;
+  CopyTo(parameters, entry.mutable_import()->mutable_parameters());
+  journal_->Add(entry);
+}
+
+std::unique_ptr<v1::StateCheckpoint> Trainer::CaptureState() const {
+  auto c = std::make_unique<v1::StateCheckpoint>();
+  *c->mutable_spec() = options_.persistence.spec;
+  c->set_version(version_);
+  c->set_journal_seq(journal_ ? journal_->last_seq() : 0);
+  CopyTo(params_, c->mutable_parameters());
+  CopyTo(grad_, c->mutable_accumulated_gradient());
+  c->set_rows_accumulated(rows_accumulated_);
+  c->set_optimizer_steps(optimizer_->step_count());
+  for (absl::Span<const float> buffer : optimizer_->state()) {
+    v1::Matrix* m = c->add_optimizer_state();
+    m->set_rows(1);
+    m->set_cols(static_cast<uint32_t>(buffer.size()));
+    CopyTo(buffer, m->mutable_data());
+  }
+  for (const std::string& id : applied_id_order_) {
+    const SubmitResult& r = applied_ids_.at(id);
+    v1::AppliedRequest* a = c->add_applied_requests();
+    a->set_request_id(id);
+    a->set_version(r.version);
+    a->set_surrogate_loss(r.surrogate_loss);
+    a->set_staleness(r.staleness);
+    a->set_stepped(r.stepped);
+  }
+  c->set_created_unix_micros(absl::ToUnixMicros(absl::Now()));
+  return c;
+}
+
+bool Trainer::CheckpointDue(absl::Time now) const {
+  const PersistenceOptions& p = options_.persistence;
+  return steps_since_checkpoint_ >= p.checkpoint_every_steps ||
+         (changed_since_checkpoint_ && now >= last_checkpoint_ + p.checkpoint_every);
+}
+
+void Trainer::MaybeCheckpoint(std::vector<Checkpointer::Done> requests) {
+  if (!persistent()) return;  // Checkpoint() refused the requests.
+  const absl::Time now = absl::Now();
+  if (requests.empty() && !CheckpointDue(now)) return;
+  if (!journal_->failure().ok()) {
+    // The journal has entries the disk may not: no checkpoint may claim them.
+    for (Checkpointer::Done& done : requests) std::move(done)(journal_->failure());
+    return;
+  }
+  std::unique_ptr<v1::StateCheckpoint> state = CaptureState();
+  if (absl::Status rolled = journal_->Roll(); !rolled.ok()) {
+    LogWarning("model \"", name(), "\": could not start a new journal segment (", rolled.message(),
+               "); the current one goes on");
+  }
+  checkpointer_->Schedule(std::move(state), std::move(requests));
+  steps_since_checkpoint_ = 0;
+  changed_since_checkpoint_ = false;
+  last_checkpoint_ = now;
+}
+
+}  // namespace deltaserve::server
