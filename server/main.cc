@@ -1,7 +1,7 @@
 // deltaserve: the trainer server.
 //
 //   deltaserve [--config=FILE] [--listen=ADDR] [--metrics_listen=ADDR]
-//              [--log_level=LEVEL]
+//              [--state_dir=DIR] [--log_level=LEVEL]
 //   deltaserve --help | --version      (print and exit 0)
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
@@ -10,7 +10,13 @@
 // Once serving it prints exactly one line, "listening on ADDR" with the bound
 // address, to stdout. With --metrics_listen=host:port it also serves
 // Prometheus metrics at /metrics there and logs "metrics on ADDR" (the bound
-// address). SIGINT or SIGTERM shut it down cleanly (exit 0).
+// address). With --state_dir each model's checkpoints and journal live in
+// DIR/<model> and are restored at start (docs/operations.md). SIGINT or
+// SIGTERM shut it down cleanly (exit 0), with a final checkpoint.
+// A state directory that does not match the config (another network or
+// optimizer) is refused like a bad config; one that cannot be recovered
+// without losing acknowledged submissions, like an address that cannot be
+// bound.
 // Exit codes: 2 for a bad flag or config (one-line reason on stderr), 1 if
 // an address cannot be bound (e.g. another server holds the port).
 #include <pthread.h>
@@ -37,6 +43,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port for the Prometheus endpoint /metrics (port 0 lets the OS pick); "
           "empty: no endpoint");
+ABSL_FLAG(std::string, state_dir, "",
+          "keep each model's checkpoints and journal in DIR/<model> and restore them at start; "
+          "empty: nothing is written (a restart starts from the seed)");
 ABSL_FLAG(std::string, log_level, "info", "stderr log level: debug, info, warning or error");
 
 namespace {
@@ -119,9 +128,12 @@ int main(int argc, char** argv) {
   server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
   auto running = server::DeltaServer::Start(*config, options);
   if (!running.ok()) {
-    const bool bad_config = running.status().code() == absl::StatusCode::kInvalidArgument;
+    const absl::StatusCode code = running.status().code();
+    const bool bad_config =
+        code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kFailedPrecondition;
     server::LogError(bad_config ? "rejected config: " : "cannot serve: ",
                      running.status().message());
     return bad_config ? kExitBadConfig : kExitCannotServe;

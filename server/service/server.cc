@@ -23,6 +23,7 @@
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/core/model_registry.h"
+#include "server/service/admin_service.h"
 #include "server/service/trainer_service.h"
 
 namespace deltaserve::server {
@@ -92,8 +93,9 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     metrics_address = BoundAddress(options.metrics_listen_address, metrics->port());
     LogInfo("metrics on ", metrics_address);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
-                   ModelRegistry::Create(prepared, metrics.get(), options.learner_gate));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<ModelRegistry> models,
+      ModelRegistry::Create(prepared, metrics.get(), options.learner_gate, options.state_dir));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
@@ -114,8 +116,9 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
       models_(std::move(models)),
-      service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
-                                                max_watchers_per_model)) {}
+      service_(
+          std::make_unique<TrainerService>(models_.get(), metrics_.get(), max_watchers_per_model)),
+      admin_(std::make_unique<AdminService>(models_.get())) {}
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 
@@ -136,6 +139,7 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
       static_cast<int>(
           std::min<uint64_t>(uint64_t{config.max_connection_idle_seconds()} * 1000, INT32_MAX)));
   builder.RegisterService(service_.get());
+  builder.RegisterService(admin_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     server_.reset();

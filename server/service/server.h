@@ -35,6 +35,7 @@ class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
 class Trainer;
+class AdminService;
 class TrainerService;
 
 // Health-check service names (see the file comment).
@@ -53,6 +54,9 @@ struct ServerOptions {
   // each batch (server/core/trainer.h LearnerGate; tests hold learners with
   // it). Null: learners never wait.
   std::shared_ptr<LearnerGate> learner_gate;
+  // --state_dir: each model's checkpoints and journal in state_dir/<model>
+  // (docs/operations.md). Empty: nothing is written.
+  std::string state_dir;
 };
 
 class DeltaServer {
@@ -114,6 +118,7 @@ class DeltaServer {
   const std::string metrics_address_;
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<TrainerService> service_;
+  std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;  // Last: destroyed first.
   std::string address_;
 

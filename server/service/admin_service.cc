@@ -1,0 +1,82 @@
+#include "server/service/admin_service.h"
+
+#include <utility>
+#include <vector>
+
+#include "server/service/convert.h"
+#include "server/service/grpc_status.h"
+
+namespace deltaserve::server {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+
+grpc::ServerUnaryReactor* Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::Checkpoint(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::CheckpointRequest parsed;
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    return Finish(reactor, status);
+  }
+  absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
+  if (!model.ok()) return Finish(reactor, model.status());
+  const std::string name = (*model)->spec.name();
+  // Runs on the checkpoint writer (or learner) thread; gRPC keeps `response`
+  // alive until Finish.
+  auto done = [reactor, response, name](absl::StatusOr<CheckpointInfo> written) {
+    if (!written.ok()) {
+      Finish(reactor, written.status());
+      return;
+    }
+    v1::CheckpointResponse answer;
+    answer.set_model(name);
+    answer.set_version(written->version);
+    answer.set_path(written->path);
+    answer.set_bytes(written->bytes);
+    SerializeResponse(answer, response);
+    Finish(reactor, absl::OkStatus());
+  };
+  if (absl::Status queued = (*model)->trainer->Checkpoint(std::move(done)); !queued.ok()) {
+    return Finish(reactor, queued);
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request,
+                                                         grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::ImportParametersRequest parsed;
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    return Finish(reactor, status);
+  }
+  absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
+  if (!model.ok()) return Finish(reactor, model.status());
+  std::vector<float> parameters(parsed.parameters().begin(), parsed.parameters().end());
+  auto done = [reactor, response](absl::StatusOr<SubmitResult> applied) {
+    if (!applied.ok()) {
+      Finish(reactor, applied.status());
+      return;
+    }
+    v1::ImportParametersResponse answer;
+    answer.set_version(applied->version);
+    SerializeResponse(answer, response);
+    Finish(reactor, absl::OkStatus());
+  };
+  if (absl::Status queued =
+          (*model)->trainer->ImportParameters(std::move(parameters), std::move(done));
+      !queued.ok()) {
+    return Finish(reactor, queued);
+  }
+  return reactor;
+}
+
+}  // namespace deltaserve::server

@@ -1,0 +1,45 @@
+// AdminService: the deltaserve.v1.Admin gRPC service (admin.proto) over a
+// ModelRegistry: on-demand checkpoints and parameter imports. Each handler
+// parses, calls the model's Trainer and finishes later from the thread that
+// completes the work (the checkpoint writer, the learner); none blocks.
+// Raw methods, like TrainerService: a request that does not parse is
+// INVALID_ARGUMENT.
+#ifndef DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
+#define DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
+
+#include "deltaserve/v1/admin.grpc.pb.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/server_callback.h"
+#include "server/core/model_registry.h"
+
+namespace deltaserve::server {
+
+namespace internal {
+using RawAdminService = ::deltaserve::v1::Admin::WithRawCallbackMethod_Checkpoint<
+    ::deltaserve::v1::Admin::WithRawCallbackMethod_ImportParameters<
+        ::deltaserve::v1::Admin::CallbackService>>;
+}  // namespace internal
+
+class AdminService final : public internal::RawAdminService {
+ public:
+  // `models` must outlive the service.
+  explicit AdminService(ModelRegistry* models) : models_(models) {}
+
+  // FAILED_PRECONDITION without --state_dir, NOT_FOUND for an unknown model,
+  // UNAVAILABLE when shutting down; else the durable checkpoint's file.
+  grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  // INVALID_ARGUMENT for a wrong count or non-finite values; else the new
+  // version, once applied (and durable, with --state_dir).
+  grpc::ServerUnaryReactor* ImportParameters(grpc::CallbackServerContext* context,
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) override;
+
+ private:
+  ModelRegistry* const models_;
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
