@@ -108,9 +108,11 @@ std::optional<absl::Status> WatchHandle::WaitWithTimeout(absl::Duration timeout)
 
 TrainerClient::TrainerClient(std::shared_ptr<v1::Trainer::StubInterface> stub,
                              ClientOptions options,
-                             std::shared_ptr<v1::Trainer::StubInterface> watch_stub)
+                             std::shared_ptr<v1::Trainer::StubInterface> watch_stub,
+                             std::shared_ptr<v1::Admin::StubInterface> admin_stub)
     : stub_(std::move(stub)),
       watch_stub_(watch_stub != nullptr ? std::move(watch_stub) : stub_),
+      admin_stub_(std::move(admin_stub)),
       options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std::string& target,
@@ -131,12 +133,36 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
     return absl::InvalidArgumentError(
         absl::StrCat("watch_window_bytes must be >= 0, got ", options.watch_window_bytes));
   }
-  std::shared_ptr<v1::Trainer::StubInterface> stub =
-      v1::Trainer::NewStub(CreateChannel(target, options.max_message_bytes));
+  std::shared_ptr<grpc::Channel> channel = CreateChannel(target, options.max_message_bytes);
+  std::shared_ptr<v1::Trainer::StubInterface> stub = v1::Trainer::NewStub(channel);
   std::shared_ptr<v1::Trainer::StubInterface> watch_stub = v1::Trainer::NewStub(
       CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes));
-  return std::make_unique<TrainerClient>(std::move(stub), std::move(options),
-                                         std::move(watch_stub));
+  return std::make_unique<TrainerClient>(std::move(stub), std::move(options), std::move(watch_stub),
+                                         v1::Admin::NewStub(channel));
+}
+
+absl::StatusOr<v1::CheckpointResponse> TrainerClient::Checkpoint(const std::string& model) const {
+  if (admin_stub_ == nullptr) return absl::FailedPreconditionError("no Admin stub");
+  v1::CheckpointRequest request;
+  request.set_model(model);
+  v1::CheckpointResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  RETURN_IF_ERROR(FromGrpcStatus(admin_stub_->Checkpoint(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<uint64_t> TrainerClient::ImportParameters(
+    const std::string& model, const std::vector<float>& parameters) const {
+  if (admin_stub_ == nullptr) return absl::FailedPreconditionError("no Admin stub");
+  v1::ImportParametersRequest request;
+  request.set_model(model);
+  request.mutable_parameters()->Add(parameters.begin(), parameters.end());
+  v1::ImportParametersResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, options_.timeout);
+  RETURN_IF_ERROR(FromGrpcStatus(admin_stub_->ImportParameters(&context, request, &response)));
+  return response.version();
 }
 
 std::string NewRequestId() {

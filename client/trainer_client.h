@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "deltaserve/v1/admin.grpc.pb.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/channel.h"
@@ -172,12 +173,14 @@ class WatchHandle {
 
 class TrainerClient {
  public:
-  // Uses `stub` for the unary calls and `watch_stub` for WatchParameters
-  // (null: `stub` for everything; tests inject fakes). `stub` must not be
-  // null. options.watch_window_bytes only matters to Connect.
+  // Uses `stub` for the unary calls, `watch_stub` for WatchParameters
+  // (null: `stub` for everything; tests inject fakes) and `admin_stub` for
+  // the Admin rpcs (null: they fail with FAILED_PRECONDITION). `stub` must
+  // not be null. options.watch_window_bytes only matters to Connect.
   explicit TrainerClient(
       std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub, ClientOptions options = {},
-      std::shared_ptr<deltaserve::v1::Trainer::StubInterface> watch_stub = nullptr);
+      std::shared_ptr<deltaserve::v1::Trainer::StubInterface> watch_stub = nullptr,
+      std::shared_ptr<deltaserve::v1::Admin::StubInterface> admin_stub = nullptr);
 
   // A client whose unary calls go over CreateChannel(target,
   // options.max_message_bytes) and whose watches go over a second connection,
@@ -238,6 +241,14 @@ class TrainerClient {
   absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const std::string& model, std::function<void(Parameters)> on_update) const;
 
+  // Admin rpcs (admin.proto). Checkpoint returns once the server's
+  // checkpoint is durable (FAILED_PRECONDITION if it has no --state_dir).
+  absl::StatusOr<deltaserve::v1::CheckpointResponse> Checkpoint(
+      const std::string& model = "") const;
+  // Replaces the model's parameters (optimizer state reset); the new version.
+  absl::StatusOr<uint64_t> ImportParameters(const std::string& model,
+                                            const std::vector<float>& parameters) const;
+
  private:
   // A context whose deadline is now + timeout (skipped if infinite).
   static void SetDeadline(grpc::ClientContext& context, absl::Duration timeout);
@@ -253,6 +264,7 @@ class TrainerClient {
 
   std::shared_ptr<deltaserve::v1::Trainer::StubInterface> stub_;
   std::shared_ptr<deltaserve::v1::Trainer::StubInterface> watch_stub_;  // never null
+  std::shared_ptr<deltaserve::v1::Admin::StubInterface> admin_stub_;    // may be null
   ClientOptions options_;
 };
 

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "base/cli.h"
 #include "client/cli/matrix_text.h"
+#include "client/cli/npz.h"
 #include "client/trainer_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -37,6 +38,9 @@ ABSL_FLAG(std::string, inputs, "",
 ABSL_FLAG(bool, all, false, "params: print every parameter, one per line");
 ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 = until --timeout");
 ABSL_FLAG(std::string, service, "", "health: service name to check; empty = the whole server");
+ABSL_FLAG(std::string, output, "", "export: the .npz file to write");
+ABSL_FLAG(std::string, input, "",
+          "import: the .npz file to read (np.savez layout, as export writes)");
 
 namespace deltaserve::client::cli {
 namespace {
@@ -51,6 +55,11 @@ constexpr char kUsage[] =
     "  watch    print each parameter version as it is published, until --count=N updates\n"
     "           or --timeout passes (exit 0 either way)\n"
     "  health   grpc.health.v1 Check of --service; exit 0 only if SERVING\n"
+    "  export   write the parameters to --output=FILE.npz, one array per tensor named as\n"
+    "           torch.nn.Sequential names them (0.weight, 0.bias, 2.weight, ...) + version\n"
+    "  import   (admin) set the parameters from --input=FILE.npz: a new version, optimizer\n"
+    "           state reset\n"
+    "  checkpoint  (admin) write a checkpoint now (server needs --state_dir); prints its path\n"
     "\n"
     "Common flags: --target=HOST:PORT|unix:PATH --model=NAME --timeout=10s";
 
@@ -144,6 +153,46 @@ int Watch(const TrainerClient& client) {
   return Fail(status);
 }
 
+int Export(const TrainerClient& client) {
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (output.empty())
+    return Fail(absl::InvalidArgumentError("export: --output=FILE.npz is required"));
+  auto info = client.GetModelInfo(absl::GetFlag(FLAGS_model));
+  if (!info.ok()) return Fail(info.status());
+  auto params = client.GetParameters(absl::GetFlag(FLAGS_model));
+  if (!params.ok()) return Fail(params.status());
+  const absl::Status written =
+      WriteNpz(output, TensorsFromParameters(info->spec(), params->parameters, params->version));
+  if (!written.ok()) return Fail(written);
+  absl::PrintF("wrote %s: model %s, version %d, %d parameters\n", output, params->model,
+               params->version, params->parameters.size());
+  return kExitOk;
+}
+
+int Import(const TrainerClient& client) {
+  const std::string input = absl::GetFlag(FLAGS_input);
+  if (input.empty())
+    return Fail(absl::InvalidArgumentError("import: --input=FILE.npz is required"));
+  auto info = client.GetModelInfo(absl::GetFlag(FLAGS_model));
+  if (!info.ok()) return Fail(info.status());
+  auto arrays = ReadNpz(input);
+  if (!arrays.ok()) return Fail(arrays.status());
+  auto parameters = ParametersFromTensors(info->spec(), *arrays);
+  if (!parameters.ok()) return Fail(parameters.status());
+  auto version = client.ImportParameters(absl::GetFlag(FLAGS_model), *parameters);
+  if (!version.ok()) return Fail(version.status());
+  absl::PrintF("imported %s into model %s as version %d\n", input, info->spec().name(), *version);
+  return kExitOk;
+}
+
+int Checkpoint(const TrainerClient& client) {
+  auto written = client.Checkpoint(absl::GetFlag(FLAGS_model));
+  if (!written.ok()) return Fail(written.status());
+  absl::PrintF("checkpoint %s: model %s, version %d, %d bytes\n", written->path(), written->model(),
+               written->version(), written->bytes());
+  return kExitOk;
+}
+
 int Health(absl::Duration timeout) {
   auto stub = grpc::health::v1::Health::NewStub(CreateChannel(absl::GetFlag(FLAGS_target)));
   grpc::ClientContext context;
@@ -178,6 +227,9 @@ int Run(const std::vector<char*>& args) {
   if (command == "forward") return Forward(**client);
   if (command == "params") return Params(**client);
   if (command == "watch") return Watch(**client);
+  if (command == "export") return Export(**client);
+  if (command == "import") return Import(**client);
+  if (command == "checkpoint") return Checkpoint(**client);
   std::cerr << "unknown subcommand \"" << command << "\"\n\n" << kUsage << std::endl;
   return kExitUsage;
 }
