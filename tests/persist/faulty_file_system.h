@@ -1,0 +1,73 @@
+// A FileSystem over the real one that fails on command: the next appends
+// (after writing only part of the data, as a full disk does) or the next
+// fsyncs. For tests of what a full disk or an fsync error does.
+#ifndef DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
+#define DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/persist/file_system.h"
+
+namespace deltaserve::testing {
+
+class FaultyFileSystem final : public persist::FileSystem {
+ public:
+  std::atomic<bool> fail_appends{false};  // Appends write half, then ENOSPC.
+  std::atomic<bool> fail_syncs{false};    // fdatasync → EIO.
+  std::atomic<int> syncs{0};              // Successful file syncs so far.
+
+  absl::StatusOr<std::unique_ptr<persist::WritableFile>> CreateFile(
+      const std::string& path) override {
+    auto file = real_->CreateFile(path);
+    if (!file.ok()) return file.status();
+    return std::unique_ptr<persist::WritableFile>(new File(this, *std::move(file)));
+  }
+  absl::StatusOr<std::string> ReadFile(const std::string& path) override {
+    return real_->ReadFile(path);
+  }
+  absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
+    return real_->ListDir(dir);
+  }
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    return real_->Rename(from, to);
+  }
+  absl::Status Remove(const std::string& path) override { return real_->Remove(path); }
+  absl::Status Truncate(const std::string& path, uint64_t size) override {
+    return real_->Truncate(path, size);
+  }
+  absl::Status SyncDir(const std::string& dir) override { return real_->SyncDir(dir); }
+  absl::Status CreateDirs(const std::string& dir) override { return real_->CreateDirs(dir); }
+
+ private:
+  class File final : public persist::WritableFile {
+   public:
+    File(FaultyFileSystem* fs, std::unique_ptr<persist::WritableFile> real)
+        : fs_(fs), real_(std::move(real)) {}
+    absl::Status Append(absl::string_view data) override {
+      if (!fs_->fail_appends) return real_->Append(data);
+      (void)real_->Append(data.substr(0, data.size() / 2));
+      return absl::ResourceExhaustedError("write " + path() + ": No space left on device");
+    }
+    absl::Status Sync() override {
+      if (fs_->fail_syncs) return absl::InternalError("fdatasync " + path() + ": I/O error");
+      absl::Status synced = real_->Sync();
+      if (synced.ok()) ++fs_->syncs;
+      return synced;
+    }
+    const std::string& path() const override { return real_->path(); }
+
+   private:
+    FaultyFileSystem* const fs_;
+    std::unique_ptr<persist::WritableFile> real_;
+  };
+
+  persist::FileSystem* const real_ = persist::FileSystem::Default();
+};
+
+}  // namespace deltaserve::testing
+
+#endif  // DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
