@@ -238,8 +238,8 @@ TEST_F(ModelStoreTest, KeepsTheNewestCheckpointsAndTheJournalTheOldestNeeds) {
   }
   for (uint64_t seq : {2, 4, 6}) ASSERT_TRUE(store->WriteCheckpoint(Checkpoint(seq, seq)).ok());
   // Checkpoints 4 and 6 kept; 4 needs entries from 5 on.
-  EXPECT_THAT(Files(), ElementsAre(CheckpointFileName(4), CheckpointFileName(6),
-                                   SegmentFileName(5), SegmentFileName(7)));
+  EXPECT_THAT(Files(), ElementsAre(CheckpointFileName(4), CheckpointFileName(6), SegmentFileName(5),
+                                   SegmentFileName(7)));
 }
 
 TEST_F(ModelStoreTest, LeftoverTemporaryFilesAreRemoved) {

@@ -55,7 +55,7 @@ TrainerOptions Options(const std::string& dir, persist::FileSystem* fs = nullptr
   o.staleness_scaled_lr = true;
   o.persistence.dir = dir;
   o.persistence.fs = fs;
-  o.persistence.checkpoint_every_steps = 1000000;  // Only the checkpoints a test asks for.
+  o.persistence.checkpoint_every_steps = 1000000;        // Only the checkpoints a test asks for.
   deltaserve::v1::ModelSpec& spec = o.persistence.spec;  // What the server would store.
   spec.set_name("m");
   spec.set_input_dim(4);
@@ -220,10 +220,12 @@ TEST_F(TrainerPersistenceTest, ImportIsJournaledAndReplayed) {
   std::vector<float> imported(live->mlp().parameter_count(), 0.25f);
   absl::Notification done;
   absl::StatusOr<SubmitResult> result;
-  ASSERT_TRUE(live->ImportParameters(imported, [&](absl::StatusOr<SubmitResult> r) {
-                    result = std::move(r);
-                    done.Notify();
-                  }).ok());
+  ASSERT_TRUE(live->ImportParameters(imported,
+                                     [&](absl::StatusOr<SubmitResult> r) {
+                                       result = std::move(r);
+                                       done.Notify();
+                                     })
+                  .ok());
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(live->snapshot()->parameters, imported);

@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -25,70 +24,21 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/metrics_scrape.h"
-
-extern char** environ;
+#include "tests/support/child_process.h"
 
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-struct Child {
-  pid_t pid = -1;
-  int out = -1;  // Child's stdout.
-  int err = -1;  // Child's stderr.
-};
+using deltaserve::testing::Child;
+using deltaserve::testing::ReadAll;
+using deltaserve::testing::ReadLine;
+using deltaserve::testing::Wait;
 
 // Starts the server binary with `args`, its stdout and stderr on pipes.
 Child Spawn(const std::vector<std::string>& args) {
-  int out[2], err[2];
-  EXPECT_EQ(pipe(out), 0);
-  EXPECT_EQ(pipe(err), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  posix_spawn_file_actions_addclose(&actions, err[0]);
-  std::vector<std::string> argv_strings = {DELTASERVE_SERVER_PATH};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_strings) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  Child child;
-  EXPECT_EQ(
-      posix_spawn(&child.pid, DELTASERVE_SERVER_PATH, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out[1]);
-  close(err[1]);
-  child.out = out[0];
-  child.err = err[0];
-  return child;
-}
-
-// Reads until EOF (the child exited or closed the stream).
-std::string ReadAll(int fd) {
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, n);
-  return text;
-}
-
-// Reads one line (without '\n'), or what there is at EOF.
-std::string ReadLine(int fd) {
-  std::string line;
-  char c;
-  while (read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
-  return line;
-}
-
-// Waits for the child; its exit code, or 128 + signal if it was killed.
-int Wait(Child& child) {
-  int status = 0;
-  EXPECT_EQ(waitpid(child.pid, &status, 0), child.pid);
-  close(child.out);
-  close(child.err);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return deltaserve::testing::Spawn(DELTASERVE_SERVER_PATH, args);
 }
 
 std::string WriteConfig(const std::string& name, const std::string& text) {
