@@ -1,15 +1,19 @@
 // A FileSystem over the real one that fails on command: the next appends
 // (after writing only part of the data, as a full disk does) or the next
-// fsyncs. For tests of what a full disk or an fsync error does.
+// fsyncs. For tests of what a full disk or an fsync error does. It also
+// remembers how much of each file an fsync made durable, so a test can cut
+// a copy of the directory to what a power loss would leave.
 #ifndef DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
 #define DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "server/persist/file_system.h"
 
 namespace deltaserve::testing {
@@ -24,6 +28,10 @@ class FaultyFileSystem final : public persist::FileSystem {
       const std::string& path) override {
     auto file = real_->CreateFile(path);
     if (!file.ok()) return file.status();
+    {
+      absl::MutexLock lock(&mu_);
+      durable_[path] = 0;  // Nothing of a new file survives a power loss before its fsync.
+    }
     return std::unique_ptr<persist::WritableFile>(new File(this, *std::move(file)));
   }
   absl::StatusOr<std::string> ReadFile(const std::string& path) override {
@@ -42,20 +50,36 @@ class FaultyFileSystem final : public persist::FileSystem {
   absl::Status SyncDir(const std::string& dir) override { return real_->SyncDir(dir); }
   absl::Status CreateDirs(const std::string& dir) override { return real_->CreateDirs(dir); }
 
+  // Bytes of each file written through this file system that its last
+  // successful fsync covered (files are named by their full path).
+  std::map<std::string, uint64_t> durable_sizes() {
+    absl::MutexLock lock(&mu_);
+    return durable_;
+  }
+
  private:
   class File final : public persist::WritableFile {
    public:
     File(FaultyFileSystem* fs, std::unique_ptr<persist::WritableFile> real)
         : fs_(fs), real_(std::move(real)) {}
     absl::Status Append(absl::string_view data) override {
-      if (!fs_->fail_appends) return real_->Append(data);
+      if (!fs_->fail_appends) {
+        absl::Status appended = real_->Append(data);
+        if (appended.ok()) written_ += data.size();
+        return appended;
+      }
       (void)real_->Append(data.substr(0, data.size() / 2));
       return absl::ResourceExhaustedError("write " + path() + ": No space left on device");
     }
     absl::Status Sync() override {
       if (fs_->fail_syncs) return absl::InternalError("fdatasync " + path() + ": I/O error");
+      const uint64_t covered = written_;  // Appends that returned before this Sync.
       absl::Status synced = real_->Sync();
-      if (synced.ok()) ++fs_->syncs;
+      if (synced.ok()) {
+        ++fs_->syncs;
+        absl::MutexLock lock(&fs_->mu_);
+        fs_->durable_[path()] = covered;
+      }
       return synced;
     }
     const std::string& path() const override { return real_->path(); }
@@ -63,7 +87,11 @@ class FaultyFileSystem final : public persist::FileSystem {
    private:
     FaultyFileSystem* const fs_;
     std::unique_ptr<persist::WritableFile> real_;
+    std::atomic<uint64_t> written_{0};
   };
+
+  absl::Mutex mu_;
+  std::map<std::string, uint64_t> durable_ ABSL_GUARDED_BY(mu_);
 
   persist::FileSystem* const real_ = persist::FileSystem::Default();
 };

@@ -172,6 +172,42 @@ TEST_F(TrainerPersistenceTest, AnswerWaitsForTheFsync) {
   EXPECT_GT(fs.syncs, before);
 }
 
+// What a power loss leaves: each journal segment cut to what its last fsync
+// covered (the page cache's unsynced tail is gone).
+std::string PowerLossCopy(testing::FaultyFileSystem& fs, const std::string& dir,
+                          const std::string& to) {
+  CrashCopy(dir, to);
+  for (const auto& [path, size] : fs.durable_sizes()) {
+    const std::string name = std::filesystem::path(path).filename().string();
+    const std::string copy = to + "/" + name;
+    if (name.rfind("journal-", 0) == 0 && std::filesystem::exists(copy)) {
+      std::filesystem::resize_file(copy, size);
+    }
+  }
+  return to;
+}
+
+TEST_F(TrainerPersistenceTest, PowerLossKeepsEveryAcknowledgedSubmission) {
+  testing::FaultyFileSystem fs;
+  auto live = Make(Options(Dir("m"), &fs));
+  Train(*live, 0, 9);  // Each acknowledged: COMMIT answers after the fsync.
+  auto recovered = Make(Options(PowerLossCopy(fs, Dir("m"), Dir("power"))));
+  ExpectSameState(*live, *recovered);
+}
+
+TEST_F(TrainerPersistenceTest, DurabilityNoneCanLoseAcknowledgedWorkOnPowerLoss) {
+  testing::FaultyFileSystem fs;
+  TrainerOptions options = Options(Dir("m"), &fs);
+  options.persistence.durability = Durability::kNone;  // Documented: survives kill -9 only.
+  auto live = Make(options);
+  Train(*live, 0, 9);
+  TrainerOptions copy = Options(PowerLossCopy(fs, Dir("m"), Dir("power")));
+  auto recovered = Make(copy);
+  EXPECT_LT(recovered->snapshot()->version, live->snapshot()->version);
+  auto crashed = Make(Options(CrashCopy(Dir("m"), Dir("crash"))));  // kill -9: nothing lost.
+  ExpectSameState(*live, *crashed);
+}
+
 TEST_F(TrainerPersistenceTest, FullDiskFailsTheSubmissionAndKeepsTheDurableState) {
   testing::FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
