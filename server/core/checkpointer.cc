@@ -1,5 +1,6 @@
 #include "server/core/checkpointer.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -8,13 +9,29 @@
 
 namespace deltaserve::server {
 
+deltaserve::v1::StateCheckpoint ToProto(const CheckpointState& state) {
+  deltaserve::v1::StateCheckpoint c = state.header;
+  const auto copy = [](const std::vector<float>& from, google::protobuf::RepeatedField<float>* to) {
+    to->Resize(static_cast<int>(from.size()), 0.0f);
+    std::copy(from.begin(), from.end(), to->mutable_data());
+  };
+  copy(state.parameters->parameters, c.mutable_parameters());
+  copy(state.accumulated_gradient, c.mutable_accumulated_gradient());
+  for (const std::vector<float>& buffer : state.optimizer_state) {
+    deltaserve::v1::Matrix* m = c.add_optimizer_state();
+    m->set_rows(1);
+    m->set_cols(static_cast<uint32_t>(buffer.size()));
+    copy(buffer, m->mutable_data());
+  }
+  return c;
+}
+
 Checkpointer::Checkpointer(persist::ModelStore* store)
     : store_(store), writer_([this] { WriterLoop(); }) {}
 
 Checkpointer::~Checkpointer() { Stop(); }
 
-void Checkpointer::Schedule(std::unique_ptr<deltaserve::v1::StateCheckpoint> state,
-                            std::vector<Done> done) {
+void Checkpointer::Schedule(std::unique_ptr<CheckpointState> state, std::vector<Done> done) {
   absl::MutexLock lock(&mu_);
   next_ = std::move(state);
   for (Done& d : done) waiting_.push_back(std::move(d));
@@ -29,18 +46,19 @@ void Checkpointer::Stop() {
   if (writer_.joinable()) writer_.join();
 }
 
-absl::StatusOr<CheckpointInfo> Checkpointer::WriteNow(
-    const deltaserve::v1::StateCheckpoint& state) {
+absl::StatusOr<CheckpointInfo> Checkpointer::WriteNow(const CheckpointState& state) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(persist::ModelStore::Written written, store_->WriteCheckpoint(state));
-  LogInfo("checkpoint ", written.path, ": version ", state.version(), ", ", written.bytes,
-          " bytes in ", absl::FormatDuration(absl::Now() - start));
-  return CheckpointInfo{state.version(), std::move(written.path), written.bytes};
+  ASSIGN_OR_RETURN(persist::ModelStore::Written written, store_->WriteCheckpoint(ToProto(state)));
+  const uint64_t version = state.header.version();
+  LogInfo("checkpoint ", written.path, ": version ", version, ", ", written.bytes, " bytes in ",
+          absl::FormatDuration(absl::Now() - start), " (learner paused ",
+          absl::FormatDuration(state.learner_pause), ")");
+  return CheckpointInfo{version, std::move(written.path), written.bytes, state.learner_pause};
 }
 
 void Checkpointer::WriterLoop() {
   while (true) {
-    std::unique_ptr<deltaserve::v1::StateCheckpoint> state;
+    std::unique_ptr<CheckpointState> state;
     std::vector<Done> done;
     {
       absl::MutexLock lock(&mu_);

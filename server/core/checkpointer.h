@@ -14,15 +14,35 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "deltaserve/v1/state.pb.h"
+#include "server/core/snapshot.h"
 #include "server/persist/model_store.h"
 
 namespace deltaserve::server {
+
+// What the learner hands the Checkpointer: everything but the big arrays in
+// proto form, the big arrays as plain copies (or, for the parameters, the
+// immutable snapshot they already are), so that the learner pays only for
+// copying memory and the writer thread serialises.
+struct CheckpointState {
+  deltaserve::v1::StateCheckpoint header;  // Without parameters and buffers.
+  std::shared_ptr<const Snapshot> parameters;
+  std::vector<float> accumulated_gradient;
+  std::vector<std::vector<float>> optimizer_state;
+  absl::Duration learner_pause;  // Filled in by the learner once captured.
+};
+
+// The whole checkpoint message.
+deltaserve::v1::StateCheckpoint ToProto(const CheckpointState& state);
 
 struct CheckpointInfo {
   uint64_t version = 0;  // Model version the checkpoint holds.
   std::string path;
   uint64_t bytes = 0;
+  // How long the learner stopped to capture the state (copies, new journal
+  // segment); the rest was the writer thread's.
+  absl::Duration learner_pause;
 };
 
 class Checkpointer {
@@ -38,14 +58,14 @@ class Checkpointer {
 
   // Queues `state` for writing. If an older state is still waiting it is
   // dropped (the newer one contains it) and its callbacks wait for this one.
-  void Schedule(std::unique_ptr<deltaserve::v1::StateCheckpoint> state, std::vector<Done> done)
+  void Schedule(std::unique_ptr<CheckpointState> state, std::vector<Done> done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes what is queued, then stops the thread. Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes `state` on the calling thread (what Schedule's thread does).
-  absl::StatusOr<CheckpointInfo> WriteNow(const deltaserve::v1::StateCheckpoint& state);
+  absl::StatusOr<CheckpointInfo> WriteNow(const CheckpointState& state);
 
  private:
   void WriterLoop() ABSL_LOCKS_EXCLUDED(mu_);
@@ -53,7 +73,7 @@ class Checkpointer {
   persist::ModelStore* const store_;
 
   absl::Mutex mu_;
-  std::unique_ptr<deltaserve::v1::StateCheckpoint> next_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<CheckpointState> next_ ABSL_GUARDED_BY(mu_);
   std::vector<Done> waiting_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

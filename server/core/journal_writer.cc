@@ -56,13 +56,15 @@ absl::Status JournalWriter::Write() {
 }
 
 absl::Status JournalWriter::Roll() {
-  ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> next, store_->StartSegment(next_seq_));
+  ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> next,
+                   store_->StartSegment(next_seq_, /*sync_dir=*/false));
   absl::MutexLock lock(&mu_);
   // The old segment stays open while a Pending refers to it, until its fsync.
   if (durability_ == Durability::kInterval && dirty_) {
     pending_.push_back(Pending{segment_, nullptr});
   }
   segment_ = std::move(next);
+  dir_dirty_ = true;
   return absl::OkStatus();
 }
 
@@ -72,7 +74,7 @@ void JournalWriter::Commit(Completion done) {
     absl::MutexLock lock(&mu_);
     failure = failure_;
     if (failure.ok() && durability_ == Durability::kCommit) {
-      pending_.push_back(Pending{segment_, std::move(done)});
+      pending_.push_back(Pending{segment_, std::move(done), std::exchange(dir_dirty_, false)});
       return;
     }
   }
@@ -102,12 +104,14 @@ void JournalWriter::Fail(absl::Status status) {
 
 absl::Status JournalWriter::SyncFiles(const std::deque<Pending>& pending) {
   const persist::WritableFile* last = nullptr;
+  bool sync_dir = false;
   for (const Pending& p : pending) {
+    sync_dir = sync_dir || p.sync_dir;
     if (p.file.get() == last) continue;
     last = p.file.get();
     RETURN_IF_ERROR(p.file->Sync());
   }
-  return absl::OkStatus();
+  return sync_dir ? store_->SyncDir() : absl::OkStatus();
 }
 
 // 1. Wait for commits to cover (kCommit), or for the interval (kInterval).
@@ -127,7 +131,9 @@ void JournalWriter::SyncLoop() {
         mu_.Await(absl::Condition(&ready));
       } else {
         mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
-        if (dirty_) pending_.push_back(Pending{segment_, nullptr});
+        if (dirty_ || dir_dirty_) {
+          pending_.push_back(Pending{segment_, nullptr, std::exchange(dir_dirty_, false)});
+        }
       }
       dirty_ = false;
       batch.swap(pending_);

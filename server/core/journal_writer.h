@@ -74,13 +74,15 @@ class JournalWriter {
   struct Pending {
     std::shared_ptr<persist::WritableFile> file;  // The segment its entries went to.
     Completion done;
+    bool sync_dir = false;  // A segment was started since the last directory fsync.
   };
 
   JournalWriter(persist::ModelStore* store, uint64_t next_seq, Durability durability,
                 absl::Duration interval, std::shared_ptr<persist::WritableFile> segment);
 
   void SyncLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  // fsyncs each file in `files` (in order, once each); the first error.
+  // fsyncs each file of `pending` (in order, once each) and, if one asks,
+  // the directory; the first error.
   absl::Status SyncFiles(const std::deque<Pending>& pending);
   void Fail(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -96,6 +98,9 @@ class JournalWriter {
   std::shared_ptr<persist::WritableFile> segment_ ABSL_GUARDED_BY(mu_);
   std::deque<Pending> pending_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;  // kInterval: written since the last fsync.
+  // Roll started a segment whose name is not durable yet: the next fsync
+  // also fsyncs the directory (on the sync thread, not the learner).
+  bool dir_dirty_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -72,6 +72,7 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
   auto initial = std::make_shared<Snapshot>();
   initial->version = 0;
   initial->parameters = params_;
+  latest_ = initial;
   snapshot_ = std::move(initial);
   if (ModelMetrics* metrics = options_.metrics) {
     metrics->SetVersion(version_);
@@ -291,6 +292,7 @@ void Trainer::LearnerLoop() {
 void Trainer::Finish(std::vector<Answer> answers, bool stepped) {
   if (answers.empty()) return;  // Woken only for a checkpoint.
   std::shared_ptr<const Snapshot> snapshot = stepped ? MakeSnapshot() : nullptr;
+  if (snapshot) latest_ = snapshot;
   if (!journal_) {
     Complete(absl::OkStatus(), answers, std::move(snapshot));
     return;

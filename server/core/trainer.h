@@ -296,7 +296,7 @@ class Trainer {
   absl::Status Replay(const deltaserve::v1::JournalEntry& entry, uint64_t seq);
   void JournalSubmission(const Submission& submission, float scale);
   void JournalImport(const std::vector<float>& parameters);
-  std::unique_ptr<deltaserve::v1::StateCheckpoint> CaptureState() const;
+  std::unique_ptr<CheckpointState> CaptureState() const;
   bool CheckpointDue(absl::Time now) const;
   // Captures and schedules a checkpoint if one is due or requested.
   void MaybeCheckpoint(std::vector<Checkpointer::Done> requests);
@@ -315,6 +315,9 @@ class Trainer {
   std::vector<float> submission_grad_;  // g of one submission, then G + g.
   model::Mlp::Workspace workspace_;
   model::Matrix grad_y_;
+  // The last snapshot made (published or waiting for its commit): holds
+  // params_ as of the last step, which is what a checkpoint captures.
+  std::shared_ptr<const Snapshot> latest_;
   uint64_t version_ = 0;
   uint64_t rows_accumulated_ = 0;
   absl::flat_hash_map<std::string, SubmitResult> applied_ids_;

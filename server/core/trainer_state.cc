@@ -50,6 +50,7 @@ absl::Status Trainer::OpenState() {
   ASSIGN_OR_RETURN(journal_, JournalWriter::Create(store_.get(), recovered.next_seq, p.durability,
                                                    p.sync_interval));
   checkpointer_ = std::make_unique<Checkpointer>(store_.get());
+  latest_ = MakeSnapshot();
   const bool fresh = !recovered.checkpoint && recovered.entries.empty();
   if (fresh || !recovered.entries.empty()) {
     // A new directory gets a checkpoint at once, so that the spec it belongs
@@ -62,7 +63,8 @@ absl::Status Trainer::OpenState() {
   {
     // Before the learner starts and before anyone can read: no publish needed.
     absl::MutexLock lock(&snapshot_mu_);
-    snapshot_ = MakeSnapshot();
+    latest_ = MakeSnapshot();
+    snapshot_ = latest_;
   }
   if (options_.metrics) options_.metrics->SetVersion(version_);
   if (fresh) {
@@ -167,21 +169,19 @@ void Trainer::JournalImport(const std::vector<float>& parameters) {
   journal_->Add(entry);
 }
 
-std::unique_ptr<v1::StateCheckpoint> Trainer::CaptureState() const {
-  auto c = std::make_unique<v1::StateCheckpoint>();
+std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
+  auto state = std::make_unique<CheckpointState>();
+  state->parameters = latest_;  // Equal to params_: every step makes a snapshot.
+  state->accumulated_gradient = grad_;
+  for (absl::Span<const float> buffer : optimizer_->state()) {
+    state->optimizer_state.emplace_back(buffer.begin(), buffer.end());
+  }
+  v1::StateCheckpoint* c = &state->header;
   *c->mutable_spec() = options_.persistence.spec;
   c->set_version(version_);
   c->set_journal_seq(journal_ ? journal_->last_seq() : 0);
-  CopyTo(params_, c->mutable_parameters());
-  CopyTo(grad_, c->mutable_accumulated_gradient());
   c->set_rows_accumulated(rows_accumulated_);
   c->set_optimizer_steps(optimizer_->step_count());
-  for (absl::Span<const float> buffer : optimizer_->state()) {
-    v1::Matrix* m = c->add_optimizer_state();
-    m->set_rows(1);
-    m->set_cols(static_cast<uint32_t>(buffer.size()));
-    CopyTo(buffer, m->mutable_data());
-  }
   for (const std::string& id : applied_id_order_) {
     const SubmitResult& r = applied_ids_.at(id);
     v1::AppliedRequest* a = c->add_applied_requests();
@@ -192,7 +192,7 @@ std::unique_ptr<v1::StateCheckpoint> Trainer::CaptureState() const {
     a->set_stepped(r.stepped);
   }
   c->set_created_unix_micros(absl::ToUnixMicros(absl::Now()));
-  return c;
+  return state;
 }
 
 bool Trainer::CheckpointDue(absl::Time now) const {
@@ -210,11 +210,12 @@ void Trainer::MaybeCheckpoint(std::vector<Checkpointer::Done> requests) {
     for (Checkpointer::Done& done : requests) std::move(done)(journal_->failure());
     return;
   }
-  std::unique_ptr<v1::StateCheckpoint> state = CaptureState();
+  std::unique_ptr<CheckpointState> state = CaptureState();
   if (absl::Status rolled = journal_->Roll(); !rolled.ok()) {
     LogWarning("model \"", name(), "\": could not start a new journal segment (", rolled.message(),
                "); the current one goes on");
   }
+  state->learner_pause = absl::Now() - now;
   checkpointer_->Schedule(std::move(state), std::move(requests));
   steps_since_checkpoint_ = 0;
   changed_since_checkpoint_ = false;

@@ -184,12 +184,15 @@ absl::StatusOr<Recovered> ModelStore::Recover() {
   return recovered;
 }
 
-absl::StatusOr<std::shared_ptr<WritableFile>> ModelStore::StartSegment(uint64_t first_seq) {
+absl::StatusOr<std::shared_ptr<WritableFile>> ModelStore::StartSegment(uint64_t first_seq,
+                                                                       bool sync_dir) {
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
                    fs_->CreateFile(JoinPath(dir_, SegmentFileName(first_seq))));
-  RETURN_IF_ERROR(fs_->SyncDir(dir_));
+  if (sync_dir) RETURN_IF_ERROR(fs_->SyncDir(dir_));
   return std::shared_ptr<WritableFile>(std::move(file));
 }
+
+absl::Status ModelStore::SyncDir() { return fs_->SyncDir(dir_); }
 
 absl::StatusOr<ModelStore::Written> ModelStore::WriteCheckpoint(
     const v1::StateCheckpoint& checkpoint) {

@@ -67,8 +67,12 @@ class ModelStore {
   // checksum failure before the last segment's tail, or a gap in seq.
   absl::StatusOr<Recovered> Recover();
 
-  // Creates journal-<first_seq>.log (empty) and makes its name durable.
-  absl::StatusOr<std::shared_ptr<WritableFile>> StartSegment(uint64_t first_seq);
+  // Creates journal-<first_seq>.log (empty); with sync_dir, also makes its
+  // name durable (else the caller must SyncDir() before relying on it).
+  absl::StatusOr<std::shared_ptr<WritableFile>> StartSegment(uint64_t first_seq,
+                                                             bool sync_dir = true);
+  // fsync of the directory.
+  absl::Status SyncDir();
 
   struct Written {
     std::string path;
