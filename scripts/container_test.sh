@@ -11,6 +11,9 @@
 #      trip per step, one local replica fed by WatchParameters) and checks
 #      over the network that the model's version advances; runs the Python
 #      simulator for a few episodes; scrapes /metrics (--metrics_listen);
+#      stops the simulators, kills the trainer with SIGKILL, starts it again
+#      and checks that it resumed at the same version from its state volume
+#      (--state_dir);
 #   4. removes everything it started (also on failure or Ctrl-C).
 # No check is skipped: a probe that fails fails the test, with its output.
 # Re-runnable: image layers and the base rootfs tarball are reused.
@@ -200,7 +203,7 @@ running_check() {
 # --help may exit 0. Any exit code is accepted if the list names the flag;
 # if neither lists it, the test fails with both outputs. No network needed.
 trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051
-  --metrics_listen=0.0.0.0:9464 --log_level=info)
+  --metrics_listen=0.0.0.0:9464 --state_dir=/var/lib/deltaserve/state --log_level=info)
 help_probe() {  # help_probe FLAG: prints deltaserve FLAG's output, then "exit N"
   local out rc=0
   out=$("$engine" run --rm --network=none --no-healthcheck --entrypoint deltaserve "$image" "$1" 2>&1) || rc=$?
@@ -234,7 +237,10 @@ if ! run_err=$("$engine" run -d --name "$trainer" --label "$label=$run_id" --net
   fail "cannot start the trainer container"
 fi
 
-trainer_listening() { "$engine" logs "$trainer" 2>&1 | grep -q '^listening on '; }
+# listening_count N: the trainer has printed "listening on" at least N times
+# (once per start of the container).
+listening_count() { (($("$engine" logs "$trainer" 2>&1 | grep -c '^listening on ') >= $1)); }
+trainer_listening() { listening_count 1; }
 wait_for "the trainer to print 'listening on'" trainer_listening
 log "trainer: $("$engine" logs "$trainer" 2>&1 | grep '^listening on ')"
 
@@ -310,6 +316,26 @@ fi
 log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
 
 v2=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
-log "PASS: image $image, trainer SERVING, version $v0 -> $v2 with ${#sims[@]} simulators, /metrics scraped"
+
+# Durability: stop the simulators, SIGKILL the trainer (no final checkpoint)
+# and start the same container again: its state volume must bring back at
+# least the version it had (the journal replays every acknowledged step; a
+# submission still in flight when the simulators went may add one more).
+for i in "${!sims[@]}"; do "$engine" rm -f "$prefix-cartpole-$((i + 1))" >/dev/null; done
+v_before=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+((v_before > v0)) || fail "the version did not advance before the restart ($v0 -> $v_before)"
+"$engine" kill --signal KILL "$trainer" >/dev/null || fail "cannot SIGKILL the trainer"
+"$engine" start "$trainer" >/dev/null || fail "cannot start the killed trainer again"
+restarted() { listening_count 2; }
+wait_for "the restarted trainer to print 'listening on'" restarted
+v_after=$(model_version) || fail "deltaserve-cli info after the restart gave no version (output above)"
+if ((v_after < v_before)); then
+  "$engine" logs "$trainer" 2>&1 | tail -20 >&2
+  fail "after SIGKILL and restart the model is at version $v_after, expected $v_before (log above)"
+fi
+restored=$("$engine" logs "$trainer" 2>&1 | grep -m1 'restored version' || true)
+[[ -n $restored ]] || fail "the restarted trainer logged no 'restored version' line"
+log "SIGKILL + restart: version $v_before survived (${restored#*deltaserve: })"
+log "PASS: image $image, trainer SERVING, version $v0 -> $v2 with ${#sims[@]} simulators, /metrics scraped, state survived SIGKILL"
 exit
 }

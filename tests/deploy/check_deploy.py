@@ -187,6 +187,15 @@ class DeployTest(unittest.TestCase):
         self.assertTrue(any(c.endswith(" " + flags["config"]) for c in self.docker.copies),
                         "the image ships no default config at %s" % flags["config"])
         self.assertIn("/var/lib/deltaserve", self.docker.volumes)
+        self.assertStateOnVolume(flags, self.docker.volumes, "Dockerfile CMD")
+
+    def assertStateOnVolume(self, flags, volumes, where):
+        """--state_dir is set and lies on one of the mounted volumes."""
+        self.assertIn("state_dir", flags, where + " runs without --state_dir: a restart loses all")
+        self.assertTrue(any(flags["state_dir"] == v or flags["state_dir"].startswith(v + "/")
+                            for v in volumes),
+                        "%s: --state_dir=%s is on no volume (%s)" % (where, flags["state_dir"],
+                                                                     volumes))
 
     def test_image_healthcheck_asks_the_grpc_health_service(self):
         argv = self.docker.healthcheck
@@ -253,6 +262,7 @@ class DeployTest(unittest.TestCase):
         claims = [t["metadata"]["name"] for t in trainer["spec"].get("volumeClaimTemplates", [])]
         checkpoint_mounts = [mounts[n] for n in claims]
         self.assertEqual(checkpoint_mounts, self.docker.volumes)
+        self.assertStateOnVolume(flag_map(c["args"]), checkpoint_mounts, "k8s trainer args")
 
     def test_k8s_configmap_is_the_cartpole_config(self):
         cm = only([d for d in self.k8s if d["kind"] == "ConfigMap"], "ConfigMap")
@@ -324,6 +334,7 @@ class DeployTest(unittest.TestCase):
         targets = [v.split(":")[1] for v in trainer["volumes"]]
         self.assertIn(flags["config"], targets)
         self.assertIn(self.docker.volumes[0], targets)
+        self.assertStateOnVolume(flags, targets, "compose trainer command")
         check = trainer["healthcheck"]["test"]
         self.assertEqual(check[:3], ["CMD", "deltaserve-cli", "health"])
         self.assertEqual(port_of(flag_map(check[3:])["target"]), port_of(flags["listen"]))
