@@ -24,7 +24,8 @@ from typing import List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "_generated")
-PROTO_FILES = ("deltaserve/v1/config.proto", "deltaserve/v1/trainer.proto")
+PROTO_FILES = ("deltaserve/v1/config.proto", "deltaserve/v1/trainer.proto",
+               "deltaserve/v1/admin.proto", "deltaserve/v1/state.proto")
 
 
 class StubGenerationError(RuntimeError):

@@ -8,6 +8,7 @@ restart. Environment: DELTASERVE_BIN, DELTASERVE_CLI, PYTHONPATH (CMakeLists.txt
 
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -17,6 +18,8 @@ from deltaserve_client import LocalServer, TrainerClient
 from support import BIN, model_config
 
 CLI = os.environ["DELTASERVE_CLI"]
+INSPECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                       "inspect_state.py")
 CONFIG = model_config("net", 3, [(8, "TANH"), (5, "RELU"), (2, "IDENTITY")], 4,
                       "kind: ADAM learning_rate: 0.05")
 X = np.array([[0.5, -0.25, 1.0], [-1.0, 0.75, 0.1], [0.2, 0.2, -0.9]], np.float32)
@@ -102,6 +105,24 @@ class ExportImportTest(unittest.TestCase):
         restored, restored_version = self.client().get_parameters()
         self.assertEqual(restored_version, 3)
         np.testing.assert_array_equal(restored, params)
+
+        # scripts/inspect_state.py reads the same directory and verifies it...
+        inspect = [sys.executable, INSPECT, self.state]
+        out = subprocess.run(inspect, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("version 3, journal seq 3", out.stdout)
+        self.assertIn("checksum ok", out.stdout)
+        # ... and says so when a checkpoint is damaged.
+        model_dir = os.path.join(self.state, "net")
+        newest = sorted(n for n in os.listdir(model_dir) if n.endswith(".ckpt"))[-1]
+        with open(os.path.join(model_dir, newest), "r+b") as f:
+            f.seek(40)
+            byte = f.read(1)
+            f.seek(40)
+            f.write(bytes([byte[0] ^ 0x08]))
+        out = subprocess.run(inspect, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("CHECKSUM MISMATCH", out.stdout)
 
     def test_import_refuses_wrong_files_and_changes_nothing(self):
         before, version = self.client().get_parameters()
