@@ -267,22 +267,36 @@ Trainer::Batch Trainer::TakeBatch() {
 
 void Trainer::LearnerLoop() {
   for (Batch batch = TakeBatch(); !batch.stopping; batch = TakeBatch()) {
-    std::vector<Answer> answers;
-    answers.reserve(batch.pending.size());
+    std::deque<Pending>& pending = batch.pending;
+    std::vector<absl::StatusOr<SubmitResult>> results(pending.size(), ShuttingDown(name()));
     bool stepped = false;
-    for (Pending& pending : batch.pending) {
-      absl::StatusOr<SubmitResult> result = ShuttingDown(name());
-      bool stopping;
+    for (size_t i = 0; i < pending.size();) {
       {
         absl::MutexLock lock(&queue_mu_);
-        stopping = stopping_;
+        if (stopping_) break;  // The rest keep ShuttingDown.
       }
-      if (!stopping) {
-        result =
-            pending.import ? ApplyImport(*std::move(pending.import)) : Apply(pending.submission);
-        stepped = stepped || (result.ok() && result->stepped && !result->duplicate);
+      const size_t end = pending[i].import ? i + 1 : GroupEnd(pending, i);
+      std::vector<absl::StatusOr<SubmitResult>> grouped;
+      if (end - i > 1) {
+        std::vector<const Submission*> group;
+        for (size_t j = i; j < end; ++j) group.push_back(&pending[j].submission);
+        if (ApplyGroup(group, /*replay_scales=*/nullptr, &grouped)) {
+          std::move(grouped.begin(), grouped.end(), results.begin() + static_cast<long>(i));
+        }
       }
-      answers.push_back(Answer{std::move(pending.done), std::move(result)});
+      for (size_t j = i; j < end && grouped.empty(); ++j) {  // One by one.
+        results[j] = pending[j].import ? ApplyImport(*std::move(pending[j].import))
+                                       : Apply(pending[j].submission);
+      }
+      for (size_t j = i; j < end; ++j) {
+        stepped = stepped || (results[j].ok() && results[j]->stepped && !results[j]->duplicate);
+      }
+      i = end;
+    }
+    std::vector<Answer> answers;
+    answers.reserve(pending.size());
+    for (size_t i = 0; i < pending.size(); ++i) {
+      answers.push_back(Answer{std::move(pending[i].done), std::move(results[i])});
     }
     Finish(std::move(answers), stepped);
     MaybeCheckpoint(std::move(batch.checkpoints));
@@ -373,6 +387,20 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
                       : options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness))
                                                      : 1.0f;
   ASSIGN_OR_RETURN(double loss, Gradient(submission, scale));
+  SubmitResult result{version_, loss, staleness, /*stepped=*/false};
+  ASSIGN_OR_RETURN(result.stepped, Accumulate(static_cast<uint64_t>(submission.inputs.rows())));
+  result.version = version_;
+  if (options_.metrics) {
+    options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
+                                              staleness, loss);
+  }
+  if (!submission.request_id.empty()) RememberRequestId(submission.request_id, result);
+  if (!replay_scale) JournalSubmission(submission, scale);
+  changed_since_checkpoint_ = true;
+  return result;
+}
+
+absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
   Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
@@ -385,27 +413,16 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
         "deltas: expected values whose accumulated parameter gradient has a finite norm, got an "
         "overflowing one (values too large?); nothing was applied");
   }
-  const uint64_t rows = rows_accumulated_ + static_cast<uint64_t>(submission.inputs.rows());
-
-  SubmitResult result{version_, loss, staleness, /*stepped=*/false};
-  if (rows >= options_.samples_per_step) {
+  const uint64_t total = rows_accumulated_ + rows;
+  if (total >= options_.samples_per_step) {
     RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_)));
     std::fill(grad_.begin(), grad_.end(), 0.0f);
     rows_accumulated_ = 0;
-    result.version = version_;
-    result.stepped = true;
-  } else {
-    grad_.swap(submission_grad_);  // G ← G + g.
-    rows_accumulated_ = rows;
+    return true;
   }
-  if (options_.metrics) {
-    options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
-                                              staleness, loss);
-  }
-  if (!submission.request_id.empty()) RememberRequestId(submission.request_id, result);
-  if (!replay_scale) JournalSubmission(submission, scale);
-  changed_since_checkpoint_ = true;
-  return result;
+  grad_.swap(submission_grad_);  // G ← G + g.
+  rows_accumulated_ = total;
+  return false;
 }
 
 void Trainer::RememberRequestId(const std::string& request_id, const SubmitResult& result) {

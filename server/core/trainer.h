@@ -273,6 +273,23 @@ class Trainer {
   absl::StatusOr<SubmitResult> Apply(const Submission& submission,
                                      std::optional<float> replay_scale = std::nullopt);
   absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters, bool replay = false);
+  // Learner batching (trainer_batch.cc). The end of the group of submissions
+  // from `begin` that can be backpropagated as one: consecutive, no import,
+  // no request_id already applied or repeated, none too stale, and no
+  // optimizer step before the last (rows stay below samples_per_step).
+  size_t GroupEnd(const std::deque<Pending>& pending, size_t begin) const;
+  // Applies `group` (≥ 2 submissions, as GroupEnd forms them) with one
+  // forward and one backward pass over all their rows: the same result as
+  // applying them one by one up to float summation order. `replay_scales`:
+  // replaying journaled ones (no staleness check, nothing journaled).
+  // Returns false, having changed nothing, if any member would be rejected
+  // (non-finite loss or gradient, refused step): then apply them one by one.
+  bool ApplyGroup(const std::vector<const Submission*>& group,
+                  const std::vector<float>* replay_scales,
+                  std::vector<absl::StatusOr<SubmitResult>>* results);
+  // submission_grad_ holds g of `rows` rows: checks ‖G + g‖, then steps or
+  // accumulates; whether it stepped. On error nothing has changed.
+  absl::StatusOr<bool> Accumulate(uint64_t rows);
   // Backprop of one submission into submission_grad_; returns l_s.
   absl::StatusOr<double> Gradient(const Submission& submission, float scale);
   // Optimizer step on `grad` (G + g), version + 1. On error nothing has
@@ -293,8 +310,10 @@ class Trainer {
   // Persistence (trainer_state.cc). Learner thread, or Create/Stop.
   absl::Status OpenState();
   absl::Status Restore(const deltaserve::v1::StateCheckpoint& checkpoint);
-  absl::Status Replay(const deltaserve::v1::JournalEntry& entry, uint64_t seq);
-  void JournalSubmission(const Submission& submission, float scale);
+  absl::StatusOr<Submission> FromJournal(const deltaserve::v1::JournaledSubmission& j) const;
+  void JournalSubmission(const Submission& submission, float scale, bool batched_with_next = false);
+  absl::Status ReplayGroup(const std::vector<const deltaserve::v1::JournalEntry*>& entries,
+                           uint64_t first_seq);
   void JournalImport(const std::vector<float>& parameters);
   std::unique_ptr<CheckpointState> CaptureState() const;
   bool CheckpointDue(absl::Time now) const;
@@ -315,6 +334,8 @@ class Trainer {
   std::vector<float> submission_grad_;  // g of one submission, then G + g.
   model::Mlp::Workspace workspace_;
   model::Matrix grad_y_;
+  model::Matrix group_inputs_;  // ApplyGroup's scratch: the group's rows, stacked.
+  model::Matrix group_grad_y_;
   // The last snapshot made (published or waiting for its commit): holds
   // params_ as of the last step, which is what a checkpoint captures.
   std::shared_ptr<const Snapshot> latest_;

@@ -46,7 +46,21 @@ absl::Status Trainer::OpenState() {
   }
   if (recovered.checkpoint) RETURN_IF_ERROR(Restore(*recovered.checkpoint));
   uint64_t seq = recovered.checkpoint ? recovered.checkpoint->journal_seq() : 0;
-  for (const v1::JournalEntry& entry : recovered.entries) RETURN_IF_ERROR(Replay(entry, ++seq));
+  // Submissions the learner batched together are replayed together.
+  std::vector<const v1::JournalEntry*> group;
+  for (const v1::JournalEntry& entry : recovered.entries) {
+    group.push_back(&entry);
+    if (entry.has_submission() && entry.submission().batched_with_next()) continue;
+    RETURN_IF_ERROR(ReplayGroup(group, seq + 1));
+    seq += group.size();
+    group.clear();
+  }
+  if (!group.empty()) {
+    return absl::DataLossError(absl::StrCat("model \"", name(),
+                                            "\": the journal ends inside a "
+                                            "batched group (entry seq ",
+                                            seq + group.size(), ")"));
+  }
   ASSIGN_OR_RETURN(journal_, JournalWriter::Create(store_.get(), recovered.next_seq, p.durability,
                                                    p.sync_interval));
   checkpointer_ = std::make_unique<Checkpointer>(store_.get());
@@ -117,38 +131,52 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   return absl::OkStatus();
 }
 
-absl::Status Trainer::Replay(const v1::JournalEntry& entry, uint64_t seq) {
+absl::StatusOr<Submission> Trainer::FromJournal(const v1::JournaledSubmission& j) const {
+  Submission s;
+  s.request_id = j.request_id();
+  s.version = j.version();
+  ASSIGN_OR_RETURN(s.objective, wire::ObjectiveFromProto(j.objective()));
+  ASSIGN_OR_RETURN(s.inputs, wire::MatrixFromProto("inputs", j.inputs()));
+  ASSIGN_OR_RETURN(s.acted, wire::MatrixFromProto("acted", j.acted()));
+  ASSIGN_OR_RETURN(s.deltas, wire::MatrixFromProto("deltas", j.deltas()));
+  RETURN_IF_ERROR(ValidateContent(s));
+  return s;
+}
+
+absl::Status Trainer::ReplayGroup(const std::vector<const v1::JournalEntry*>& entries,
+                                  uint64_t first_seq) {
   absl::Status replayed;
-  if (entry.has_import()) {
-    replayed = ApplyImport(CopyOf(entry.import().parameters()), /*replay=*/true).status();
+  if (entries.size() == 1 && entries[0]->has_import()) {
+    replayed = ApplyImport(CopyOf(entries[0]->import().parameters()), /*replay=*/true).status();
   } else {
-    const v1::JournaledSubmission& j = entry.submission();
-    Submission s;
-    s.request_id = j.request_id();
-    s.version = j.version();
-    absl::StatusOr<model::Objective> objective = wire::ObjectiveFromProto(j.objective());
-    absl::StatusOr<model::Matrix> inputs = wire::MatrixFromProto("inputs", j.inputs());
-    absl::StatusOr<model::Matrix> acted = wire::MatrixFromProto("acted", j.acted());
-    absl::StatusOr<model::Matrix> deltas = wire::MatrixFromProto("deltas", j.deltas());
-    for (const absl::Status& st :
-         {objective.status(), inputs.status(), acted.status(), deltas.status()}) {
-      replayed.Update(st);
+    std::vector<Submission> submissions;
+    std::vector<float> scales;
+    for (const v1::JournalEntry* entry : entries) {
+      absl::StatusOr<Submission> s = FromJournal(entry->submission());
+      if (!s.ok()) {
+        replayed = s.status();
+        break;
+      }
+      submissions.push_back(*std::move(s));
+      scales.push_back(entry->submission().scale());
     }
-    if (replayed.ok()) {
-      s.objective = *objective;
-      s.inputs = *std::move(inputs);
-      s.acted = *std::move(acted);
-      s.deltas = *std::move(deltas);
-      replayed = ValidateContent(s);
+    if (replayed.ok() && submissions.size() == 1) {
+      replayed = Apply(submissions[0], scales[0]).status();
+    } else if (replayed.ok()) {
+      std::vector<const Submission*> group;
+      for (const Submission& s : submissions) group.push_back(&s);
+      std::vector<absl::StatusOr<SubmitResult>> results;
+      if (!ApplyGroup(group, &scales, &results)) {
+        replayed = absl::InternalError("the batched group no longer applies as one");
+      }
     }
-    if (replayed.ok()) replayed = Apply(s, j.scale()).status();
   }
   if (replayed.ok()) return absl::OkStatus();
-  return absl::DataLossError(absl::StrCat("model \"", name(), "\": journal entry seq ", seq,
+  return absl::DataLossError(absl::StrCat("model \"", name(), "\": journal entry seq ", first_seq,
                                           " does not replay: ", replayed.message()));
 }
 
-void Trainer::JournalSubmission(const Submission& s, float scale) {
+void Trainer::JournalSubmission(const Submission& s, float scale, bool batched_with_next) {
   if (!journal_) return;
   v1::JournalEntry entry;
   v1::JournaledSubmission* j = entry.mutable_submission();
@@ -159,6 +187,7 @@ void Trainer::JournalSubmission(const Submission& s, float scale) {
   if (s.acted.rows() != 0) wire::MatrixToProto(s.acted, j->mutable_acted());
   wire::MatrixToProto(s.deltas, j->mutable_deltas());
   j->set_scale(scale);
+  j->set_batched_with_next(batched_with_next);
   journal_->Add(entry);
 }
 
