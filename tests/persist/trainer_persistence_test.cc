@@ -12,12 +12,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/trainer.h"
+#include "server/persist/journal.h"
 #include "tests/persist/faulty_file_system.h"
 #include "tests/persist/temp_dir.h"
+#include "tests/server/held_gate.h"
 
 namespace deltaserve::server {
 namespace {
 
+using ::deltaserve::server::testing::HeldGate;
+using ::deltaserve::testing::FaultyFileSystem;
+using ::deltaserve::testing::TempDir;
 using ::testing::HasSubstr;
 constexpr absl::Duration kWait = absl::Seconds(30);
 
@@ -122,7 +127,7 @@ std::string CrashCopy(const std::string& dir, const std::string& to) {
 class TrainerPersistenceTest : public ::testing::Test {
  protected:
   std::string Dir(const std::string& name) const { return tmp_.path() + "/" + name; }
-  testing::TempDir tmp_;
+  TempDir tmp_;
 };
 
 TEST_F(TrainerPersistenceTest, RestartResumesBitExactlyMidStep) {
@@ -165,7 +170,7 @@ TEST_F(TrainerPersistenceTest, RequestIdWindowSurvivesACrash) {
 }
 
 TEST_F(TrainerPersistenceTest, AnswerWaitsForTheFsync) {
-  testing::FaultyFileSystem fs;
+  FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
   const int before = fs.syncs;
   ASSERT_TRUE(SubmitAndWait(*trainer, Nth(0, 0)).ok());
@@ -174,8 +179,7 @@ TEST_F(TrainerPersistenceTest, AnswerWaitsForTheFsync) {
 
 // What a power loss leaves: each journal segment cut to what its last fsync
 // covered (the page cache's unsynced tail is gone).
-std::string PowerLossCopy(testing::FaultyFileSystem& fs, const std::string& dir,
-                          const std::string& to) {
+std::string PowerLossCopy(FaultyFileSystem& fs, const std::string& dir, const std::string& to) {
   CrashCopy(dir, to);
   for (const auto& [path, size] : fs.durable_sizes()) {
     const std::string name = std::filesystem::path(path).filename().string();
@@ -188,7 +192,7 @@ std::string PowerLossCopy(testing::FaultyFileSystem& fs, const std::string& dir,
 }
 
 TEST_F(TrainerPersistenceTest, PowerLossKeepsEveryAcknowledgedSubmission) {
-  testing::FaultyFileSystem fs;
+  FaultyFileSystem fs;
   auto live = Make(Options(Dir("m"), &fs));
   Train(*live, 0, 9);  // Each acknowledged: COMMIT answers after the fsync.
   auto recovered = Make(Options(PowerLossCopy(fs, Dir("m"), Dir("power"))));
@@ -196,7 +200,7 @@ TEST_F(TrainerPersistenceTest, PowerLossKeepsEveryAcknowledgedSubmission) {
 }
 
 TEST_F(TrainerPersistenceTest, DurabilityNoneCanLoseAcknowledgedWorkOnPowerLoss) {
-  testing::FaultyFileSystem fs;
+  FaultyFileSystem fs;
   TrainerOptions options = Options(Dir("m"), &fs);
   options.persistence.durability = Durability::kNone;  // Documented: survives kill -9 only.
   auto live = Make(options);
@@ -209,7 +213,7 @@ TEST_F(TrainerPersistenceTest, DurabilityNoneCanLoseAcknowledgedWorkOnPowerLoss)
 }
 
 TEST_F(TrainerPersistenceTest, FullDiskFailsTheSubmissionAndKeepsTheDurableState) {
-  testing::FaultyFileSystem fs;
+  FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
   Train(*trainer, 0, 4);
   const auto durable = trainer->snapshot();
@@ -232,7 +236,7 @@ TEST_F(TrainerPersistenceTest, FullDiskFailsTheSubmissionAndKeepsTheDurableState
 }
 
 TEST_F(TrainerPersistenceTest, FsyncFailureIsFinalAndNeverRetried) {
-  testing::FaultyFileSystem fs;
+  FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
   Train(*trainer, 0, 2);
   const auto durable = trainer->snapshot();
@@ -316,6 +320,137 @@ TEST_F(TrainerPersistenceTest, PeriodicCheckpointsBoundTheReplay) {
   }
   EXPECT_EQ(checkpoints, 2u);
   EXPECT_LE(segments, 3u);  // Only what the older kept checkpoint needs.
+}
+
+// ---- Learner batching: what is queued together is backpropagated together ----
+
+// Queues `subs` while the learner is held at `gate` (closed), then lets it
+// take them all as one batch; their results in order. The learner is held
+// again afterwards.
+std::vector<absl::StatusOr<SubmitResult>> SubmitTogether(Trainer& trainer, HeldGate& gate,
+                                                         std::vector<Submission> subs) {
+  const size_t n = subs.size();
+  std::vector<absl::StatusOr<SubmitResult>> results(n);
+  std::vector<absl::Notification> done(n);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_TRUE(trainer
+                    .Submit(std::move(subs[i]),
+                            [&, i](absl::StatusOr<SubmitResult> r) {
+                              results[i] = std::move(r);
+                              done[i].Notify();
+                            })
+                    .ok());
+  }
+  EXPECT_TRUE(trainer.AwaitQueued(n, kWait));
+  gate.PassOnce();
+  for (auto& d : done) EXPECT_TRUE(d.WaitForNotificationWithTimeout(kWait));
+  return results;
+}
+
+// Options whose learner waits at `gate`, closed from the start.
+TrainerOptions Gated(TrainerOptions options, std::shared_ptr<HeldGate> gate) {
+  gate->Close();
+  options.gate = std::move(gate);
+  return options;
+}
+
+// The batched_with_next flags of every journaled submission, in order.
+std::vector<bool> BatchedFlags(const std::string& dir) {
+  std::vector<bool> flags;
+  std::vector<std::string> segments;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("journal-", 0) == 0) segments.push_back(e.path());
+  }
+  std::sort(segments.begin(), segments.end());
+  for (const std::string& path : segments) {
+    auto content = persist::FileSystem::Default()->ReadFile(path);
+    EXPECT_TRUE(content.ok());
+    for (const persist::Record& r : persist::ParseSegment(*content).records) {
+      deltaserve::v1::JournalEntry entry;
+      EXPECT_TRUE(entry.ParseFromArray(r.payload.data(), static_cast<int>(r.payload.size())));
+      flags.push_back(entry.submission().batched_with_next());
+    }
+  }
+  return flags;
+}
+
+void ExpectNear(const std::vector<float>& a, const std::vector<float>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i], b[i], 1e-6f * (1.0f + std::abs(b[i]))) << "parameter " << i;
+  }
+}
+
+TEST_F(TrainerPersistenceTest, SubmissionsInOneStepAreBackpropagatedTogether) {
+  TrainerOptions options = Options(Dir("m"));
+  options.samples_per_step = 12;  // Nth(0..5) carry 1+2+3+1+2+3 = 12 rows: one step.
+  auto gate = std::make_shared<HeldGate>();
+  auto batched = Make(Gated(options, gate));
+  std::vector<Submission> six;
+  for (int i = 0; i < 6; ++i) six.push_back(Nth(i, 0));
+  const auto results = SubmitTogether(*batched, *gate, std::move(six));
+
+  TrainerOptions unbatched = options;
+  unbatched.persistence.dir = "";
+  auto reference = Make(unbatched);
+  for (int i = 0; i < 6; ++i) {
+    auto expected = SubmitAndWait(*reference, Nth(i, 0));
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    ASSERT_TRUE(expected.ok());
+    EXPECT_EQ(results[i]->version, expected->version) << i;
+    EXPECT_EQ(results[i]->stepped, expected->stepped) << i;
+    EXPECT_NEAR(results[i]->surrogate_loss, expected->surrogate_loss,
+                1e-6 * (1 + std::abs(expected->surrogate_loss)));
+  }
+  EXPECT_EQ(batched->snapshot()->version, 1u);
+  ExpectNear(batched->snapshot()->parameters, reference->snapshot()->parameters);
+  // Journaled as one group, so that replay batches them the same way.
+  EXPECT_EQ(BatchedFlags(Dir("m")), std::vector<bool>({true, true, true, true, true, false}));
+}
+
+TEST_F(TrainerPersistenceTest, BatchedGroupsReplayBitExactly) {
+  TrainerOptions options = Options(Dir("m"));
+  options.samples_per_step = 5;  // Groups end at steps, inside and across batches.
+  auto gate = std::make_shared<HeldGate>();
+  auto live = Make(Gated(options, gate));
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Submission> subs;
+    for (int i = 0; i < 9; ++i) subs.push_back(Nth(round * 9 + i, live->snapshot()->version));
+    for (const auto& r : SubmitTogether(*live, *gate, std::move(subs))) {
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+  const std::vector<bool> flags = BatchedFlags(Dir("m"));
+  EXPECT_GT(std::count(flags.begin(), flags.end(), true), 5) << "nothing was batched";
+  TrainerOptions same = options;
+  same.persistence.dir = CrashCopy(Dir("m"), Dir("crash"));
+  auto recovered = Make(same);
+  ExpectSameState(*live, *recovered);
+}
+
+TEST_F(TrainerPersistenceTest, ARejectedMemberMakesItsGroupApplyOneByOne) {
+  TrainerOptions options = Options("");
+  options.samples_per_step = 100;
+  auto gate = std::make_shared<HeldGate>();
+  auto batched = Make(Gated(options, gate));
+  auto reference = Make(options);
+  auto subs = [] {
+    std::vector<Submission> s;
+    for (int i = 0; i < 5; ++i) s.push_back(Nth(i, 0));
+    s[2].deltas.setConstant(1e30f);  // Finite, but its loss overflows: rejected.
+    return s;
+  };
+  const auto results = SubmitTogether(*batched, *gate, subs());
+  std::vector<Submission> one_by_one = subs();
+  for (int i = 0; i < 5; ++i) {
+    auto expected = SubmitAndWait(*reference, std::move(one_by_one[i]));
+    EXPECT_EQ(results[i].status().code(), expected.status().code()) << i;
+  }
+  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kInvalidArgument);
+  // The others applied exactly as one by one (the fallback is that path).
+  gate->Open();
+  auto next = [](Trainer& t) { return SubmitAndWait(t, Nth(9, 0)); };
+  EXPECT_EQ(next(*batched)->surrogate_loss, next(*reference)->surrogate_loss);
 }
 
 }  // namespace

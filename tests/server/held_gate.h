@@ -20,14 +20,21 @@ class HeldGate final : public LearnerGate {
     absl::MutexLock lock(&mu_);
     closed_ = false;
   }
+  // Lets the learner through once while staying closed: it takes one batch
+  // (everything queued by then) and is held again before the next.
+  void PassOnce() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ++passes_;
+  }
 
   void Pass() override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](HeldGate* gate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate->mu_) {
-          return !gate->closed_ || gate->abandoned_;
+          return !gate->closed_ || gate->passes_ > 0 || gate->abandoned_;
         },
         this));
+    if (closed_ && passes_ > 0) --passes_;
   }
   void Abandon() override ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -38,6 +45,7 @@ class HeldGate final : public LearnerGate {
   absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  int passes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace deltaserve::server::testing
