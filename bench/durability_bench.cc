@@ -39,7 +39,10 @@
 #include "server/core/trainer.h"
 #include "server/service/server.h"
 
-ABSL_FLAG(absl::Duration, duration, absl::Seconds(3), "measuring time per configuration");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(2), "measuring time per configuration and round");
+ABSL_FLAG(int, rounds, 3,
+          "rounds over all configurations (interleaved, so that a burst of load elsewhere hits "
+          "them alike); submits/s is the median round, latencies are over all rounds");
 ABSL_FLAG(int, clients, 8, "concurrent SubmitDelta clients");
 ABSL_FLAG(std::string, dir, "/tmp", "where the state directories go (removed afterwards)");
 ABSL_FLAG(bool, big_checkpoint, true, "also checkpoint a 10M-parameter model (~170 MB)");
@@ -77,7 +80,14 @@ model::Matrix Ones(int rows, int cols, float value) {
   return model::Matrix::Constant(rows, cols, value);
 }
 
-void SubmitThroughput(const Model& m, const Level& level, const std::string& root) {
+// One configuration's measurements over the rounds.
+struct Measured {
+  std::vector<double> per_second;  // One per round.
+  load::LatencyHistogram::Snapshot latency;
+  int64_t failed = 0;
+};
+
+void SubmitThroughput(const Model& m, const Level& level, const std::string& root, Measured* out) {
   auto config = server::ParseServerConfig(
       absl::StrCat(ModelText(m), " persistence { ", level.persistence, " }"));
   if (!config.ok()) {
@@ -127,10 +137,17 @@ void SubmitThroughput(const Model& m, const Level& level, const std::string& roo
   for (std::thread& t : threads) t.join();
   (*server)->Shutdown();
   std::filesystem::remove_all(dir);
-  std::printf("| %s | %s | %.0f | %.3f | %.3f | %lld |\n", m.label.c_str(), level.label.c_str(),
-              static_cast<double>(count) / seconds, window.QuantileMs(0.5), window.QuantileMs(0.99),
-              static_cast<long long>(failed.load()));
-  std::fflush(stdout);
+  out->per_second.push_back(static_cast<double>(count) / seconds);
+  for (int i = 0; i < load::LatencyHistogram::kBuckets; ++i) {
+    out->latency.counts[i] += window.counts[i];
+  }
+  out->latency.total += window.total;
+  out->failed += failed;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 void CheckpointCost(const Model& m, const std::string& root) {
@@ -229,13 +246,36 @@ int main(int argc, char** argv) {
                                      {"NONE", true, "durability: NONE"},
                                      {"INTERVAL 100 ms", true, "durability: INTERVAL"},
                                      {"COMMIT (default)", true, "durability: COMMIT"}};
-  std::printf("SubmitDelta, %d closed-loop clients, %s each\n\n", absl::GetFlag(FLAGS_clients),
-              absl::FormatDuration(absl::GetFlag(FLAGS_duration)).c_str());
-  std::printf("| model | durability | submits/s | p50 ms | p99 ms | failed |\n");
-  std::printf("|---|---|---:|---:|---:|---:|\n");
-  for (const Model& m : submit_models) {
-    for (const Level& level : levels) deltaserve::bench::SubmitThroughput(m, level, root);
+  const int rounds = absl::GetFlag(FLAGS_rounds);
+  std::printf(
+      "SubmitDelta, %d closed-loop clients, %d interleaved rounds of %s per configuration\n\n",
+      absl::GetFlag(FLAGS_clients), rounds,
+      absl::FormatDuration(absl::GetFlag(FLAGS_duration)).c_str());
+  std::vector<deltaserve::bench::Measured> measured(submit_models.size() * levels.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t m = 0; m < submit_models.size(); ++m) {
+      for (size_t l = 0; l < levels.size(); ++l) {
+        deltaserve::bench::SubmitThroughput(submit_models[m], levels[l], root,
+                                            &measured[m * levels.size() + l]);
+      }
+    }
   }
+  std::printf(
+      "| model | durability | submits/s (median round) | vs no --state_dir | p50 ms | p99 ms | "
+      "failed |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
+  for (size_t m = 0; m < submit_models.size(); ++m) {
+    const double base = deltaserve::bench::Median(measured[m * levels.size()].per_second);
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const deltaserve::bench::Measured& r = measured[m * levels.size() + l];
+      const double rate = deltaserve::bench::Median(r.per_second);
+      std::printf("| %s | %s | %.0f | %.2f× | %.3f | %.3f | %lld |\n",
+                  submit_models[m].label.c_str(), levels[l].label.c_str(), rate,
+                  base > 0 ? rate / base : 0.0, r.latency.QuantileMs(0.5),
+                  r.latency.QuantileMs(0.99), static_cast<long long>(r.failed));
+    }
+  }
+  std::fflush(stdout);
   std::printf("\nCheckpoints (Adam; 3 each, with a submitter running flat out)\n\n");
   std::printf(
       "| model | parameters | file MB | to durable ms | learner pause ms (max) | "
