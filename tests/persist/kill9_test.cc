@@ -31,6 +31,7 @@
 #include "server/core/config.h"
 #include "server/core/trainer.h"
 #include "tests/persist/temp_dir.h"
+#include "tests/server/submit_and_wait.h"
 #include "tests/support/child_process.h"
 
 namespace deltaserve {
@@ -172,16 +173,8 @@ class Reference {
       s.inputs = it->second.inputs;
       s.deltas = it->second.deltas;
       s.request_id = it->second.request_id;
-      absl::Notification done;
-      absl::StatusOr<server::SubmitResult> result;
-      ASSERT_TRUE(trainer_
-                      ->Submit(std::move(s),
-                               [&](absl::StatusOr<server::SubmitResult> r) {
-                                 result = std::move(r);
-                                 done.Notify();
-                               })
-                      .ok());
-      ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+      absl::StatusOr<server::SubmitResult> result =
+          server::testing::SubmitAndWait(*trainer_, std::move(s));
       ASSERT_TRUE(result.ok()) << result.status();
       ASSERT_EQ(result->version, v);
     }

@@ -16,11 +16,13 @@
 #include "tests/persist/faulty_file_system.h"
 #include "tests/persist/temp_dir.h"
 #include "tests/server/held_gate.h"
+#include "tests/server/submit_and_wait.h"
 
 namespace deltaserve::server {
 namespace {
 
 using ::deltaserve::server::testing::HeldGate;
+using ::deltaserve::server::testing::SubmitAndWait;
 using ::deltaserve::testing::FaultyFileSystem;
 using ::deltaserve::testing::TempDir;
 using ::testing::HasSubstr;
@@ -79,18 +81,6 @@ std::unique_ptr<Trainer> Make(TrainerOptions options) {
   auto trainer = Trainer::Create(std::move(options));
   EXPECT_TRUE(trainer.ok()) << trainer.status();
   return trainer.ok() ? *std::move(trainer) : nullptr;
-}
-
-absl::StatusOr<SubmitResult> SubmitAndWait(Trainer& trainer, Submission s) {
-  absl::Notification done;
-  absl::StatusOr<SubmitResult> result;
-  absl::Status queued = trainer.Submit(std::move(s), [&](absl::StatusOr<SubmitResult> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  if (!queued.ok()) return queued;
-  EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
-  return result;
 }
 
 // Applies submissions first..last-1, each at the trainer's current version.

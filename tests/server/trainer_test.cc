@@ -16,6 +16,7 @@
 #include "server/core/metrics.h"
 #include "tests/server/held_gate.h"
 #include "tests/server/metrics_scrape.h"
+#include "tests/server/submit_and_wait.h"
 #include "tests/server/test_util.h"
 
 namespace deltaserve::server {
@@ -24,6 +25,7 @@ namespace {
 using testing::CoreMatrix;
 using ::testing::HasSubstr;
 using testing::Sample;
+using testing::SubmitAndWait;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
@@ -47,19 +49,6 @@ Submission OneRow(std::vector<float> x, std::vector<float> delta, uint64_t versi
   s.deltas = CoreMatrix(1, 2, delta);
   s.version = version;
   return s;
-}
-
-// Submits and waits for the learner's answer.
-absl::StatusOr<SubmitResult> SubmitAndWait(Trainer& trainer, Submission s) {
-  absl::Notification done;
-  absl::StatusOr<SubmitResult> result;
-  absl::Status queued = trainer.Submit(std::move(s), [&](absl::StatusOr<SubmitResult> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  if (!queued.ok()) return queued;
-  EXPECT_TRUE(done.WaitForNotificationWithTimeout(kWait));
-  return result;
 }
 
 TrainerOptions WithGate(TrainerOptions options, std::shared_ptr<LearnerGate> gate) {
