@@ -10,7 +10,8 @@ namespace deltaserve::server {
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
-    std::shared_ptr<LearnerGate> gate, const std::string& state_dir) {
+    std::shared_ptr<LearnerGate> gate, const std::string& state_dir,
+    persist::FileSystem* state_fs) {
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
     ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
@@ -20,6 +21,10 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     options.metrics = model->metrics;
     options.gate = gate;
     ASSIGN_OR_RETURN(options.persistence, PersistenceOptionsFromProto(config, spec, state_dir));
+    options.persistence.fs = state_fs;
+    options.on_failed = [registry = registry.get(), name = spec.name()](const absl::Status& cause) {
+      registry->ModelFailed(name, cause);
+    };
     model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
     WeightHub* hub = model->hub.get();
     ASSIGN_OR_RETURN(model->trainer,
@@ -49,6 +54,20 @@ bool ModelRegistry::AwaitWatchersGone(absl::Time deadline) const {
   bool all = true;
   for (const auto& model : models_) all = model->hub->AwaitNoSubscribers(deadline) && all;
   return all;
+}
+
+void ModelRegistry::SetFailureListener(FailureListener listener) {
+  absl::MutexLock lock(&mu_);
+  on_failed_ = std::move(listener);
+}
+
+void ModelRegistry::ModelFailed(const std::string& model, const absl::Status& cause) {
+  FailureListener listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = on_failed_;
+  }
+  if (listener) listener(model, cause);
 }
 
 void ModelRegistry::StopTrainers() {

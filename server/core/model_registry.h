@@ -4,12 +4,15 @@
 #ifndef DELTASERVE_SERVER_CORE_MODEL_REGISTRY_H_
 #define DELTASERVE_SERVER_CORE_MODEL_REGISTRY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "deltaserve/v1/config.pb.h"
 #include "server/core/metrics.h"
@@ -35,9 +38,11 @@ class ModelRegistry {
   // metrics->ForModel(name); `metrics` must not be null and must outlive
   // the registry. A non-empty `state_dir` keeps each model's state in
   // state_dir/<name> (restored here; see Trainer::Create for its errors).
+  // `state_fs` (null: POSIX) is the file system those directories live on.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
       const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
-      std::shared_ptr<LearnerGate> gate = nullptr, const std::string& state_dir = "");
+      std::shared_ptr<LearnerGate> gate = nullptr, const std::string& state_dir = "",
+      persist::FileSystem* state_fs = nullptr);
 
   // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
   // names. The pointer lives as long as the registry.
@@ -54,8 +59,18 @@ class ModelRegistry {
   // (true) or `deadline` passes (false).
   bool AwaitWatchersGone(absl::Time deadline) const;
 
+  // Called (once per model) when a model stops training because its journal
+  // failed (Trainer's on_failed): from a learner or sync thread, must not
+  // block. Set it before serving.
+  using FailureListener = std::function<void(const std::string& model, const absl::Status&)>;
+  void SetFailureListener(FailureListener listener) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   ModelRegistry() = default;
+  void ModelFailed(const std::string& model, const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::Mutex mu_;
+  FailureListener on_failed_ ABSL_GUARDED_BY(mu_);
 
   std::vector<std::unique_ptr<ServedModel>> models_;
   std::vector<std::string> names_;

@@ -155,12 +155,7 @@ absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
 }
 
 absl::Status Trainer::ImportParameters(std::vector<float> parameters, SubmitCallback done) {
-  if (parameters.size() != mlp_.parameter_count()) {
-    return ShapeMismatch("parameters", mlp_.parameter_count(), "values",
-                         absl::StrCat("parameter_count of model \"", name(), "\""),
-                         parameters.size());
-  }
-  RETURN_IF_ERROR(model::CheckFinite("parameters", parameters));
+  RETURN_IF_ERROR(ValidateImport(parameters));
   absl::MutexLock lock(&queue_mu_);
   RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
@@ -186,13 +181,18 @@ absl::Status Trainer::Refusal() const {
 }
 
 void Trainer::EnterFailed(const absl::Status& cause) {
-  absl::MutexLock lock(&queue_mu_);
-  if (!failed_.ok()) return;
-  failed_ = absl::UnavailableError(
-      absl::StrCat("model \"", name(), "\" stopped training: its journal could not be written (",
-                   cause.message(),
-                   "); nothing since the last durable commit was acknowledged; restart the "
-                   "server once the disk is fixed (docs/operations.md, \"When the disk fails\")"));
+  absl::Status failed;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!failed_.ok()) return;
+    failed_ = absl::UnavailableError(absl::StrCat(
+        "model \"", name(), "\" stopped training: its journal could not be written (",
+        cause.message(),
+        "); nothing since the last durable commit was acknowledged; restart the server once the "
+        "disk is fixed (docs/operations.md, \"When the disk fails\")"));
+    failed = failed_;
+  }
+  if (options_.on_failed) options_.on_failed(failed);
 }
 
 void Trainer::Stop() {
@@ -354,7 +354,17 @@ void Trainer::Publish(std::shared_ptr<const Snapshot> snapshot) {
   if (on_publish_) on_publish_(std::move(snapshot));
 }
 
+absl::Status Trainer::ValidateImport(const std::vector<float>& parameters) const {
+  if (parameters.size() != mlp_.parameter_count()) {
+    return ShapeMismatch("parameters", mlp_.parameter_count(), "values",
+                         absl::StrCat("parameter_count of model \"", name(), "\""),
+                         parameters.size());
+  }
+  return model::CheckFinite("parameters", parameters);
+}
+
 absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters, bool replay) {
+  RETURN_IF_ERROR(ValidateImport(parameters));  // Again: a journal may have been tampered with.
   ASSIGN_OR_RETURN(optimizer_, model::Optimizer::Create(options_.optimizer, params_.size()));
   if (!replay) JournalImport(parameters);
   params_ = std::move(parameters);

@@ -127,6 +127,10 @@ struct TrainerOptions {
   // Optional seam (see LearnerGate). Null: the learner never waits.
   std::shared_ptr<LearnerGate> gate;
   PersistenceOptions persistence;
+  // Optional: called once when the model stops training because its journal
+  // failed (the status says why), from the learner or the journal's sync
+  // thread, with no lock held. Must not block.
+  std::function<void(const absl::Status&)> on_failed;
 };
 
 // INVALID_ARGUMENT naming the field unless `options` can make a Trainer:
@@ -272,6 +276,8 @@ class Trainer {
   // (no staleness check, nothing journaled).
   absl::StatusOr<SubmitResult> Apply(const Submission& submission,
                                      std::optional<float> replay_scale = std::nullopt);
+  // INVALID_ARGUMENT unless parameter_count finite values.
+  absl::Status ValidateImport(const std::vector<float>& parameters) const;
   absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters, bool replay = false);
   // Learner batching (trainer_batch.cc). The end of the group of submissions
   // from `begin` that can be backpropagated as one: consecutive, no import,

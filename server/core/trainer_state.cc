@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "model/spec.h"
+#include "model/validate.h"
 #include "proto/wire.h"
 #include "server/core/log.h"
 #include "server/core/trainer.h"
@@ -114,6 +115,17 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   }
   std::vector<std::vector<float>> buffers;
   for (const v1::Matrix& buffer : c.optimizer_state()) buffers.push_back(CopyOf(buffer.data()));
+  // A checksum only proves the bytes are the ones written; values that no
+  // learner could have produced are refused all the same.
+  bool finite = model::CheckFinite("", c.parameters()).ok() &&
+                model::CheckFinite("", c.accumulated_gradient()).ok();
+  for (const std::vector<float>& buffer : buffers) {
+    finite = finite && model::CheckFinite("", buffer).ok();
+  }
+  if (!finite) {
+    return absl::DataLossError(absl::StrCat("model \"", name(), "\": the checkpoint in ",
+                                            options_.persistence.dir, " holds non-finite values"));
+  }
   if (absl::Status restored = optimizer_->Restore(c.optimizer_steps(), buffers); !restored.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("model \"", name(), "\": ", restored.message()));

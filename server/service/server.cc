@@ -93,9 +93,9 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     metrics_address = BoundAddress(options.metrics_listen_address, metrics->port());
     LogInfo("metrics on ", metrics_address);
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<ModelRegistry> models,
-      ModelRegistry::Create(prepared, metrics.get(), options.learner_gate, options.state_dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
+                   ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
+                                         options.state_dir, options.state_fs));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
@@ -160,6 +160,15 @@ void DeltaServer::MarkServing() {
   for (const std::string& name : models_->names()) {
     health->SetServingStatus(ModelHealthServiceName(name), true);
   }
+  // A model whose journal failed trains no more until a restart: its health
+  // and the server's go NOT_SERVING, so a liveness probe restarts the
+  // process, which recovers from what is on disk.
+  models_->SetFailureListener([health](const std::string& model, const absl::Status& cause) {
+    LogError("model \"", model, "\" NOT_SERVING: ", cause.message());
+    health->SetServingStatus(ModelHealthServiceName(model), false);
+    health->SetServingStatus(kTrainerServiceName, false);
+    health->SetServingStatus(false);
+  });
 }
 
 void DeltaServer::Shutdown() {

@@ -29,6 +29,10 @@ namespace grpc {
 class Server;
 }  // namespace grpc
 
+namespace deltaserve::persist {
+class FileSystem;
+}  // namespace deltaserve::persist
+
 namespace deltaserve::server {
 
 class LearnerGate;
@@ -57,6 +61,8 @@ struct ServerOptions {
   // --state_dir: each model's checkpoints and journal in state_dir/<model>
   // (docs/operations.md). Empty: nothing is written.
   std::string state_dir;
+  // The file system state_dir lives on (null: POSIX; tests inject failures).
+  deltaserve::persist::FileSystem* state_fs = nullptr;
 };
 
 class DeltaServer {
