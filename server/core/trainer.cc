@@ -115,10 +115,10 @@ absl::Status Trainer::CheckRows(int64_t rows) const {
       name(), "\"), got ", rows, "; split the batch"));
 }
 
-absl::Status Trainer::ValidateContent(const Submission& s) const {
+absl::Status Trainer::ValidateContent(const Submission& s, bool row_limit) const {
   const int64_t n = s.inputs.rows();
   if (n == 0) return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
-  RETURN_IF_ERROR(CheckRows(n));
+  if (row_limit) RETURN_IF_ERROR(CheckRows(n));
   const std::string model = absl::StrCat("model \"", name(), "\"");
   RETURN_IF_ERROR(CheckShape("inputs", s.inputs, n, "", mlp_.input_dim(),
                              absl::StrCat("input_dim of ", model)));

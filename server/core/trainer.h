@@ -209,8 +209,11 @@ class Trainer {
 
   // Shape, finiteness and version checks a submission must pass to be queued.
   absl::Status ValidateSubmission(const Submission& submission) const;
-  // The same without the version check (which needs the live snapshot).
-  absl::Status ValidateContent(const Submission& submission) const;
+  // The same without the version check (which needs the live snapshot) and,
+  // unless `row_limit`, without max_request_rows (a journaled submission was
+  // accepted under the limit of its day; a lower limit now must not make
+  // the state unrecoverable).
+  absl::Status ValidateContent(const Submission& submission, bool row_limit = true) const;
 
   // Validates and queues. On OK, `done` will be called exactly once later.
   // On error `done` is not called: INVALID_ARGUMENT (see ValidateSubmission),

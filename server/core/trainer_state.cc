@@ -151,7 +151,7 @@ absl::StatusOr<Submission> Trainer::FromJournal(const v1::JournaledSubmission& j
   ASSIGN_OR_RETURN(s.inputs, wire::MatrixFromProto("inputs", j.inputs()));
   ASSIGN_OR_RETURN(s.acted, wire::MatrixFromProto("acted", j.acted()));
   ASSIGN_OR_RETURN(s.deltas, wire::MatrixFromProto("deltas", j.deltas()));
-  RETURN_IF_ERROR(ValidateContent(s));
+  RETURN_IF_ERROR(ValidateContent(s, /*row_limit=*/false));
   return s;
 }
 

@@ -145,6 +145,16 @@ TEST_F(TrainerPersistenceTest, CrashReplaysTheJournalBitExactly) {
   ExpectSameState(*live, *recovered);
 }
 
+TEST_F(TrainerPersistenceTest, ALowerRowLimitAfterACrashStillReplaysWhatWasAccepted) {
+  auto live = Make(Options(Dir("m")));
+  Train(*live, 0, 6);  // Submissions of up to 3 rows.
+  TrainerOptions stricter = Options(CrashCopy(Dir("m"), Dir("crash")));
+  stricter.max_request_rows = 1;
+  auto recovered = Make(stricter);
+  ExpectSameState(*live, *recovered);
+  EXPECT_EQ(recovered->CheckRows(2).code(), absl::StatusCode::kResourceExhausted);  // New limit.
+}
+
 TEST_F(TrainerPersistenceTest, RequestIdWindowSurvivesACrash) {
   auto live = Make(Options(Dir("m")));
   Train(*live, 0, 3);
