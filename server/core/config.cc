@@ -75,30 +75,38 @@ const char* OptimizerName(v1::OptimizerConfig::Kind kind) {
 
 }  // namespace
 
-absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text) {
-  v1::ServerConfig config;
+absl::Status ParseTextMessage(absl::string_view text, google::protobuf::Message* message) {
   FirstErrorCollector errors;
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(std::string(text), &config)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a deltaserve.v1.ServerConfig in text format: ",
-                     errors.first().empty() ? std::string("parse error") : errors.first()));
+  if (!parser.ParseFromString(std::string(text), message)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not a ", message->GetTypeName(),
+        " in text format: ", errors.first().empty() ? std::string("parse error") : errors.first()));
   }
-  return config;
+  return absl::OkStatus();
 }
 
-absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
+absl::Status LoadTextMessage(const std::string& path, google::protobuf::Message* message) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open for reading"));
   std::stringstream text;
   text << file.rdbuf();
   if (file.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  absl::StatusOr<v1::ServerConfig> config = ParseServerConfig(text.str());
-  if (!config.ok()) {
-    return absl::Status(config.status().code(),
-                        absl::StrCat(path, ": ", config.status().message()));
-  }
+  const absl::Status parsed = ParseTextMessage(text.str(), message);
+  if (!parsed.ok()) return absl::Status(parsed.code(), absl::StrCat(path, ": ", parsed.message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text) {
+  v1::ServerConfig config;
+  RETURN_IF_ERROR(ParseTextMessage(text, &config));
+  return config;
+}
+
+absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
+  v1::ServerConfig config;
+  RETURN_IF_ERROR(LoadTextMessage(path, &config));
   return config;
 }
 

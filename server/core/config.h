@@ -26,6 +26,12 @@ inline constexpr uint64_t kDefaultCheckpointEverySteps = 10000;
 inline constexpr uint32_t kDefaultCheckpointEverySeconds = 300;
 inline constexpr uint32_t kDefaultKeepCheckpoints = 3;
 
+// Any message from protobuf text format: INVALID_ARGUMENT "not a TYPE in text
+// format: line L, column C: ..." for the first error. LoadTextMessage reads
+// `path` first (NOT_FOUND if it cannot be opened) and prefixes errors with it.
+absl::Status ParseTextMessage(absl::string_view text, google::protobuf::Message* message);
+absl::Status LoadTextMessage(const std::string& path, google::protobuf::Message* message);
+
 // Text format → message. INVALID_ARGUMENT with a one-line reason naming the
 // line and column of the first error. Does not validate or fill defaults.
 absl::StatusOr<deltaserve::v1::ServerConfig> ParseServerConfig(absl::string_view text);
