@@ -2,6 +2,8 @@
 //
 //   deltaserve [--config=FILE] [--listen=ADDR] [--metrics_listen=ADDR]
 //              [--state_dir=DIR] [--log_level=LEVEL]
+//              [--tls_cert_file=PEM --tls_key_file=PEM [--tls_client_ca_file=PEM]]
+//              [--auth_file=FILE] [--allow_unauthenticated]
 //   deltaserve --help | --version      (print and exit 0)
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
@@ -12,13 +14,15 @@
 // Prometheus metrics at /metrics there and logs "metrics on ADDR" (the bound
 // address). With --state_dir each model's checkpoints and journal live in
 // DIR/<model> and are restored at start (docs/operations.md). SIGINT or
-// SIGTERM shut it down cleanly (exit 0), with a final checkpoint.
+// SIGTERM shut it down cleanly (exit 0), with a final checkpoint; SIGHUP
+// reloads the auth file and the TLS files (docs/security.md).
 // A state directory that does not match the config (another network or
 // optimizer) is refused like a bad config; one that cannot be recovered
 // without losing acknowledged submissions, like an address that cannot be
 // bound.
-// Exit codes: 2 for a bad flag or config (one-line reason on stderr), 1 if
-// an address cannot be bound (e.g. another server holds the port).
+// Exit codes: 2 for a bad flag or config (one-line reason on stderr), also
+// for a non-loopback --listen without --auth_file or --allow_unauthenticated;
+// 1 if an address cannot be bound (e.g. another server holds the port).
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -35,18 +39,30 @@
 #include "server/core/config.h"
 #include "server/core/log.h"
 #include "server/service/server.h"
+#include "server/service/tls.h"
 
 ABSL_FLAG(std::string, config, "",
           "deltaserve.v1.ServerConfig in protobuf text format; empty: the built-in default model");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "address to serve on: host:port (port 0 lets the OS pick) or unix:PATH");
 ABSL_FLAG(std::string, metrics_listen, "",
-          "host:port for the Prometheus endpoint /metrics (port 0 lets the OS pick); "
-          "empty: no endpoint");
+          "host:port for the Prometheus endpoint /metrics (port 0 lets the OS pick; no host, "
+          "e.g. :9464, binds 127.0.0.1); empty: no endpoint");
 ABSL_FLAG(std::string, state_dir, "",
           "keep each model's checkpoints and journal in DIR/<model> and restore them at start; "
           "empty: nothing is written (a restart starts from the seed)");
 ABSL_FLAG(std::string, log_level, "info", "stderr log level: debug, info, warning or error");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain to serve TLS with (needs --tls_key_file); empty: plaintext");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: mutual TLS, clients without a certificate it signed are refused");
+ABSL_FLAG(std::string, auth_file, "",
+          "deltaserve.v1.AuthConfig (text format: principals with role and token_sha256); "
+          "every rpc then needs \"authorization: Bearer <token>\"");
+ABSL_FLAG(bool, allow_unauthenticated, false,
+          "serve a non-loopback --listen address without --auth_file (anyone who reaches the "
+          "port can train the model)");
 
 namespace {
 
@@ -64,21 +80,25 @@ absl::StatusOr<deltaserve::v1::ServerConfig> ReadConfig() {
 deltaserve::base::ProgramInfo Program() {
   return {"deltaserve",
           "usage: deltaserve [--config=FILE] [--listen=HOST:PORT|unix:PATH] "
-          "[--metrics_listen=HOST:PORT] [--log_level=LEVEL]\n\n"
+          "[--metrics_listen=HOST:PORT] [--log_level=LEVEL]\n"
+          "       [--tls_cert_file=PEM --tls_key_file=PEM [--tls_client_ca_file=PEM]]\n"
+          "       [--auth_file=FILE] [--allow_unauthenticated]\n\n"
           "Trains the models in FILE (a deltaserve.v1.ServerConfig in protobuf text format) from\n"
           "the deltas simulators send, and serves them over gRPC. Prints \"listening on ADDR\"\n"
-          "once serving; SIGINT/SIGTERM stop it. Exit codes: 0 clean stop, 1 cannot listen,\n"
-          "2 bad flag or config.",
+          "once serving; SIGINT/SIGTERM stop it, SIGHUP reloads --auth_file and the TLS files.\n"
+          "Exit codes: 0 clean stop, 1 cannot listen, 2 bad flag or config (or a non-loopback\n"
+          "--listen without --auth_file or --allow_unauthenticated; see docs/security.md).",
           {"server/main.cc"}};
 }
 
-// Blocks SIGINT and SIGTERM in this thread and every thread started after,
-// so they are only ever taken by sigwait below (no signal-handler work).
-sigset_t BlockShutdownSignals() {
+// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started
+// after, so they are only ever taken by sigwait below (no signal-handler work).
+sigset_t BlockSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }
@@ -124,11 +144,24 @@ int main(int argc, char** argv) {
     return kExitBadConfig;
   }
   const rlim_t open_files = RaiseOpenFileLimit();
-  const sigset_t signals = BlockShutdownSignals();
+  const sigset_t signals = BlockSignals();
   server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_listen_address = absl::GetFlag(FLAGS_metrics_listen);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.auth_file = absl::GetFlag(FLAGS_auth_file);
+  options.allow_unauthenticated = absl::GetFlag(FLAGS_allow_unauthenticated);
+  // Would listen openly: one line saying what to do (DeltaServer::Start
+  // refuses it too, for in-process users).
+  if (const absl::Status open = server::CheckListenExposure(
+          options.listen_address, !options.auth_file.empty(), options.allow_unauthenticated);
+      !open.ok()) {
+    server::LogError(open.message());
+    return kExitBadConfig;
+  }
   auto running = server::DeltaServer::Start(*config, options);
   if (!running.ok()) {
     const absl::StatusCode code = running.status().code();
@@ -146,7 +179,10 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    server::LogInfo("received SIGHUP: reloading");
+    (void)(*running)->Reload();  // Logs what failed; what is in force stays.
+  }
   server::LogInfo("received ", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*running)->Shutdown();
   return 0;

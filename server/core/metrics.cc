@@ -143,7 +143,15 @@ struct ServerMetrics::Families {
         watchers(prometheus::BuildGauge()
                      .Name("deltaserve_watchers")
                      .Help("Open WatchParameters streams.")
-                     .Register(registry)) {}
+                     .Register(registry)),
+        auth_failures(prometheus::BuildCounter()
+                          .Name("deltaserve_auth_failures_total")
+                          .Help("Calls refused by --auth_file, by reason and principal name.")
+                          .Register(registry)),
+        reloads(prometheus::BuildCounter()
+                    .Name("deltaserve_reloads_total")
+                    .Help("SIGHUP reloads of the auth file and TLS files, by result.")
+                    .Register(registry)) {}
 
   prometheus::Family<prometheus::Counter>& rpc_requests;
   prometheus::Family<prometheus::Histogram>& rpc_latency;
@@ -158,6 +166,8 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& gradient_norm;
   prometheus::Family<prometheus::Gauge>& queue_depth;
   prometheus::Family<prometheus::Gauge>& watchers;
+  prometheus::Family<prometheus::Counter>& auth_failures;
+  prometheus::Family<prometheus::Counter>& reloads;
 };
 
 RejectReason RejectReasonFromStatus(absl::StatusCode code) {
@@ -293,6 +303,19 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
 }
 
 ModelMetrics* ServerMetrics::UnknownModel() { return ForModel(""); }
+
+void ServerMetrics::RecordAuthFailure(absl::string_view reason, absl::string_view principal) {
+  // Family::Add finds the existing series (it locks the family); refusals
+  // are not the hot path, and the label values are bounded (see metrics.h).
+  families_->auth_failures
+      .Add({{"reason", std::string(reason)}, {"principal", std::string(principal)}})
+      .Increment();
+}
+
+void ServerMetrics::RecordReload(absl::string_view what, bool ok) {
+  families_->reloads.Add({{"what", std::string(what)}, {"result", ok ? "ok" : "error"}})
+      .Increment();
+}
 
 std::string ServerMetrics::Scrape() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());

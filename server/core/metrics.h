@@ -23,6 +23,8 @@
 //   gradient_norm{model}                      gauge (last step, before clipping)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
+//   auth_failures_total{reason,principal}     counter (server-wide)
+//   reloads_total{what,result}                counter (server-wide)
 #ifndef DELTASERVE_SERVER_CORE_METRICS_H_
 #define DELTASERVE_SERVER_CORE_METRICS_H_
 
@@ -159,6 +161,16 @@ class ServerMetrics {
   // The bucket for requests naming a model the server does not serve
   // (label model="", so clients cannot create unbounded label values).
   ModelMetrics* UnknownModel() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A call the Authorizer refused (server/service/auth.h): `reason` is
+  // "missing", "malformed", "unknown_token" or "permission_denied";
+  // `principal` the authenticated name (only for permission_denied, else "").
+  // Names come from --auth_file, never from the request, so the label values
+  // stay bounded; tokens are never a label.
+  void RecordAuthFailure(absl::string_view reason, absl::string_view principal);
+
+  // A SIGHUP reload of `what` ("auth" or "tls") that succeeded or failed.
+  void RecordReload(absl::string_view what, bool ok);
 
   // The TCP port the endpoint is bound to; 0 if it does not listen.
   int port() const { return port_; }

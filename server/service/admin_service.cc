@@ -22,6 +22,9 @@ grpc::ServerUnaryReactor* AdminService::Checkpoint(grpc::CallbackServerContext* 
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status denied = authorizer_->Authorize(*context, kCheckpointMethod); !denied.ok()) {
+    return Finish(reactor, denied);
+  }
   v1::CheckpointRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     return Finish(reactor, status);
@@ -54,6 +57,10 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
                                                          const grpc::ByteBuffer* request,
                                                          grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status denied = authorizer_->Authorize(*context, kImportParametersMethod);
+      !denied.ok()) {
+    return Finish(reactor, denied);
+  }
   v1::ImportParametersRequest parsed;
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     return Finish(reactor, status);

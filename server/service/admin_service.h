@@ -3,7 +3,8 @@
 // parses, calls the model's Trainer and finishes later from the thread that
 // completes the work (the checkpoint writer, the learner); none blocks.
 // Raw methods, like TrainerService: a request that does not parse is
-// INVALID_ARGUMENT.
+// INVALID_ARGUMENT. Every rpc needs an ADMIN token when the server has
+// --auth_file (auth.h; UNAUTHENTICATED / PERMISSION_DENIED before parsing).
 #ifndef DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
 #define DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
 
@@ -11,6 +12,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 #include "server/core/model_registry.h"
+#include "server/service/auth.h"
 
 namespace deltaserve::server {
 
@@ -22,8 +24,9 @@ using RawAdminService = ::deltaserve::v1::Admin::WithRawCallbackMethod_Checkpoin
 
 class AdminService final : public internal::RawAdminService {
  public:
-  // `models` must outlive the service.
-  explicit AdminService(ModelRegistry* models) : models_(models) {}
+  // `models` and `authorizer` (not null) must outlive the service.
+  AdminService(ModelRegistry* models, const Authorizer* authorizer)
+      : models_(models), authorizer_(authorizer) {}
 
   // FAILED_PRECONDITION without --state_dir, NOT_FOUND for an unknown model,
   // UNAVAILABLE when shutting down; else the durable checkpoint's file.
@@ -38,6 +41,7 @@ class AdminService final : public internal::RawAdminService {
 
  private:
   ModelRegistry* const models_;
+  const Authorizer* const authorizer_;
 };
 
 }  // namespace deltaserve::server

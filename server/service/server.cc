@@ -24,6 +24,8 @@
 #include "server/core/metrics.h"
 #include "server/core/model_registry.h"
 #include "server/service/admin_service.h"
+#include "server/service/auth.h"
+#include "server/service/tls.h"
 #include "server/service/trainer_service.h"
 
 namespace deltaserve::server {
@@ -84,14 +86,32 @@ std::string ModelHealthServiceName(absl::string_view model) {
 
 absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     const deltaserve::v1::ServerConfig& config, const ServerOptions& options) {
+  RETURN_IF_ERROR(CheckListenExposure(options.listen_address, !options.auth_file.empty(),
+                                      options.allow_unauthenticated));
   ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
   RETURN_IF_ERROR(CheckPortIsFree(options.listen_address));
-  ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics,
-                   ServerMetrics::Create({options.metrics_listen_address}));
+  std::unique_ptr<ServerTls> tls;
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
+      !options.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(tls, ServerTls::Create({options.tls_cert_file, options.tls_key_file,
+                                             options.tls_client_ca_file}));
+  } else if (!options.auth_file.empty() && !IsLoopbackAddress(options.listen_address)) {
+    LogWarning("--auth_file without TLS on ", options.listen_address,
+               ": tokens cross the network in plaintext (add --tls_cert_file/--tls_key_file)");
+  }
+  // ":9464" (no host) binds loopback: metrics leave the machine only on purpose.
+  const std::string metrics_listen = absl::StartsWith(options.metrics_listen_address, ":")
+                                         ? absl::StrCat("127.0.0.1", options.metrics_listen_address)
+                                         : options.metrics_listen_address;
+  ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics, ServerMetrics::Create({metrics_listen}));
   std::string metrics_address;
   if (metrics->port() != 0) {
-    metrics_address = BoundAddress(options.metrics_listen_address, metrics->port());
+    metrics_address = BoundAddress(metrics_listen, metrics->port());
     LogInfo("metrics on ", metrics_address);
+  }
+  std::unique_ptr<Authorizer> authorizer = Authorizer::AllowAll(metrics.get());
+  if (!options.auth_file.empty()) {
+    ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
                    ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
@@ -100,9 +120,9 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
   }
-  std::unique_ptr<DeltaServer> server(new DeltaServer(std::move(metrics),
-                                                      std::move(metrics_address), std::move(models),
-                                                      options, prepared.max_watchers_per_model()));
+  std::unique_ptr<DeltaServer> server(
+      new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
+                      prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls)));
   RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
@@ -111,14 +131,17 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
 
 DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
                          std::unique_ptr<ModelRegistry> models, ServerOptions options,
-                         uint32_t max_watchers_per_model)
+                         uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
+                         std::unique_ptr<ServerTls> tls)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
       models_(std::move(models)),
-      service_(
-          std::make_unique<TrainerService>(models_.get(), metrics_.get(), max_watchers_per_model)),
-      admin_(std::make_unique<AdminService>(models_.get())) {}
+      authorizer_(std::move(authorizer)),
+      tls_(std::move(tls)),
+      service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
+                                                max_watchers_per_model, authorizer_.get())),
+      admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())) {}
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 
@@ -128,7 +151,9 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      options_.listen_address,
+      tls_ != nullptr ? tls_->credentials() : grpc::InsecureServerCredentials(), &port);
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
   // bind too and silently take half the connections. Off, it fails to bind.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -199,6 +224,19 @@ void DeltaServer::Shutdown() {
     LogInfo("shut down");
   }
   shutdown_done_.Notify();
+}
+
+absl::Status DeltaServer::Reload() {
+  absl::Status status = authorizer_->Reload();
+  if (authorizer_->enabled()) metrics_->RecordReload("auth", status.ok());
+  if (!status.ok()) LogError("reload: ", status.message());
+  if (tls_ != nullptr) {
+    const absl::Status tls = tls_->Reload();
+    metrics_->RecordReload("tls", tls.ok());
+    if (!tls.ok()) LogError("reload: ", tls.message());
+    status.Update(tls);
+  }
+  return status;
 }
 
 void DeltaServer::Wait() { shutdown_done_.WaitForNotification(); }

@@ -8,6 +8,13 @@
 //   "deltaserve.v1.Trainer"             the Trainer service
 //   "deltaserve.v1.Trainer/<model>"     each configured model
 //
+// Security (docs/security.md): TLS or mutual TLS with ServerOptions::tls_*,
+// role tokens with auth_file (every Trainer and Admin rpc calls authorizer()
+// first;
+// health and reflection stay open), Reload() for SIGHUP. Start refuses a
+// non-loopback listen address without an auth file unless
+// allow_unauthenticated.
+//
 // Metrics (server/core/metrics.h, docs/operations.md) are always recorded; with
 // ServerOptions::metrics_listen_address set they are also served over HTTP
 // at /metrics.
@@ -35,9 +42,11 @@ class FileSystem;
 
 namespace deltaserve::server {
 
+class Authorizer;
 class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
+class ServerTls;
 class Trainer;
 class AdminService;
 class TrainerService;
@@ -49,7 +58,8 @@ std::string ModelHealthServiceName(absl::string_view model);
 struct ServerOptions {
   // "host:port" (port 0: the OS picks) or "unix:PATH".
   std::string listen_address = "127.0.0.1:0";
-  // "host:port" of the Prometheus endpoint (port 0: the OS picks). Empty:
+  // "host:port" of the Prometheus endpoint (port 0: the OS picks; ":PORT"
+  // without a host binds 127.0.0.1). Empty:
   // metrics are recorded (see metrics()) but nothing listens.
   std::string metrics_listen_address;
   // How long Shutdown lets watch streams end before cancelling them.
@@ -63,6 +73,18 @@ struct ServerOptions {
   std::string state_dir;
   // The file system state_dir lives on (null: POSIX; tests inject failures).
   deltaserve::persist::FileSystem* state_fs = nullptr;
+
+  // Security (docs/security.md). TLS when cert and key are set (PEM files);
+  // mutual TLS when tls_client_ca_file is set too: a client without a
+  // certificate signed by it fails the handshake.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // A deltaserve.v1.AuthConfig in text format; empty: every call allowed.
+  std::string auth_file;
+  // Without it, Start refuses (FAILED_PRECONDITION) a non-loopback
+  // listen_address when auth_file is empty.
+  bool allow_unauthenticated = false;
 };
 
 class DeltaServer {
@@ -74,7 +96,10 @@ class DeltaServer {
   // address (UNAVAILABLE if it cannot, e.g. when another process holds the
   // port: SO_REUSEPORT is off, so two servers never share one). Serves on
   // return. Wire defaults (config.h FillDefaults) are filled in first; the
-  // config is validated here, once.
+  // config is validated here, once. FAILED_PRECONDITION (one line saying
+  // what to do) for an open non-loopback listener (tls.h
+  // CheckListenExposure); INVALID_ARGUMENT for unreadable or invalid TLS or
+  // auth files.
   static absl::StatusOr<std::unique_ptr<DeltaServer>> Start(
       const deltaserve::v1::ServerConfig& config, const ServerOptions& options);
 
@@ -104,6 +129,15 @@ class DeltaServer {
   // until done.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // SIGHUP: re-reads the auth file and the TLS files. Each that is valid
+  // takes effect for new calls (auth: at once; TLS: new handshakes within
+  // kTlsRefreshSeconds); one that is not keeps what is in force and its
+  // error is returned. Open streams and connections are not touched.
+  absl::Status Reload();
+
+  // The call checker every service's handlers use first. Never null.
+  const Authorizer* authorizer() const { return authorizer_.get(); }
+
   // Blocks until Shutdown has completed (from another thread).
   void Wait();
 
@@ -114,7 +148,8 @@ class DeltaServer {
  private:
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
               std::unique_ptr<ModelRegistry> models, ServerOptions options,
-              uint32_t max_watchers_per_model);
+              uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
+              std::unique_ptr<ServerTls> tls);
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
@@ -123,6 +158,8 @@ class DeltaServer {
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
   const std::string metrics_address_;
   std::unique_ptr<ModelRegistry> models_;
+  const std::unique_ptr<Authorizer> authorizer_;  // Outlives the services.
+  const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.
   std::unique_ptr<TrainerService> service_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;  // Last: destroyed first.

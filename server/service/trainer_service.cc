@@ -49,8 +49,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
 }  // namespace
 
 TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics,
-                               uint32_t max_watchers_per_model)
+                               uint32_t max_watchers_per_model, const Authorizer* authorizer)
     : models_(models),
+      authorizer_(authorizer),
       unknown_model_(metrics->UnknownModel()),
       max_watchers_per_model_(max_watchers_per_model) {
   for (const auto& model : models_->models()) {
@@ -62,6 +63,10 @@ grpc::ServerUnaryReactor* TrainerService::GetModelInfo(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kGetModelInfoMethod); !denied.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kGetModelInfo, start,
+                           denied);
+  }
   v1::GetModelInfoRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   if (model.ok()) {
@@ -77,6 +82,9 @@ grpc::ServerUnaryReactor* TrainerService::Forward(grpc::CallbackServerContext* c
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kForwardMethod); !denied.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kForward, start, denied);
+  }
   v1::ForwardRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   v1::ForwardResponse outputs;
@@ -91,6 +99,10 @@ grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContex
                                                       grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status denied = authorizer_->Authorize(*context, kSubmitDeltaMethod); !denied.ok()) {
+    RejectSubmission(reactor, unknown_model_, start, denied);
+    return reactor;
+  }
   v1::SubmitDeltaRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   const absl::Status queued =
@@ -103,6 +115,10 @@ grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerCont
                                                         const grpc::ByteBuffer* request,
                                                         grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kGetParametersMethod); !denied.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kGetParameters, start,
+                           denied);
+  }
   v1::GetParametersRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   if (model.ok()) {
@@ -113,8 +129,12 @@ grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerCont
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
-    grpc::CallbackServerContext* /*context*/, const grpc::ByteBuffer* request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kWatchParametersMethod);
+      !denied.ok()) {
+    return RefuseWatch(unknown_model_, start, ToGrpcStatus(denied));
+  }
   v1::WatchParametersRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
   if (!model.ok()) return RefuseWatch(unknown_model_, start, ToGrpcStatus(model.status()));

@@ -13,6 +13,10 @@
 // the unknown-model bucket when the model is not served. Unary rpcs are
 // recorded before Finish, so a client holding a reply sees it counted.
 // Every SubmitDelta that is not applied is counted by reason.
+//
+// Every handler first asks the Authorizer (auth.h); a refused call is
+// finished with UNAUTHENTICATED / PERMISSION_DENIED before its request is
+// parsed, and counted under the unknown-model bucket.
 #ifndef DELTASERVE_SERVER_SERVICE_TRAINER_SERVICE_H_
 #define DELTASERVE_SERVER_SERVICE_TRAINER_SERVICE_H_
 
@@ -25,6 +29,7 @@
 #include "grpcpp/support/server_callback.h"
 #include "server/core/metrics.h"
 #include "server/core/model_registry.h"
+#include "server/service/auth.h"
 #include "server/service/convert.h"
 #include "server/service/encoded_update.h"
 
@@ -42,8 +47,10 @@ class TrainerService final : public internal::RawTrainerService {
  public:
   // `models` and `metrics` (not null) must outlive the service. Each model
   // takes at most `max_watchers_per_model` WatchParameters streams at once
-  // (0 = no limit); one more is RESOURCE_EXHAUSTED.
-  TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model);
+  // (0 = no limit); one more is RESOURCE_EXHAUSTED. `authorizer` (not null)
+  // must outlive the service too.
+  TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model,
+                 const Authorizer* authorizer);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
@@ -90,6 +97,7 @@ class TrainerService final : public internal::RawTrainerService {
   }
 
   ModelRegistry* const models_;
+  const Authorizer* const authorizer_;
   ModelMetrics* const unknown_model_;  // Requests naming a model not served.
   const uint32_t max_watchers_per_model_;
   // One per served model, made at construction (read-only afterwards).
