@@ -58,13 +58,14 @@ grpc::ChannelArguments BaseChannelArguments(int max_message_bytes) {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes) {
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   BaseChannelArguments(max_message_bytes));
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes,
+                                             const ChannelSecurity& security) {
+  return security.CreateChannel(target, BaseChannelArguments(max_message_bytes));
 }
 
 std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target, int max_message_bytes,
-                                                  int window_bytes) {
+                                                  int window_bytes,
+                                                  const ChannelSecurity& security) {
   grpc::ChannelArguments args = BaseChannelArguments(max_message_bytes);
   // Different arguments than CreateChannel's → a connection of its own (gRPC
   // shares subchannels only between equal arguments); the marker keeps it
@@ -76,7 +77,7 @@ std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target, int
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
     args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, window_bytes);
   }
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return security.CreateChannel(target, args);
 }
 
 // ---- WatchHandle ----
@@ -133,10 +134,12 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
     return absl::InvalidArgumentError(
         absl::StrCat("watch_window_bytes must be >= 0, got ", options.watch_window_bytes));
   }
-  std::shared_ptr<grpc::Channel> channel = CreateChannel(target, options.max_message_bytes);
+  ASSIGN_OR_RETURN(const ChannelSecurity security, ChannelSecurity::Load(options.security));
+  std::shared_ptr<grpc::Channel> channel =
+      CreateChannel(target, options.max_message_bytes, security);
   std::shared_ptr<v1::Trainer::StubInterface> stub = v1::Trainer::NewStub(channel);
   std::shared_ptr<v1::Trainer::StubInterface> watch_stub = v1::Trainer::NewStub(
-      CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes));
+      CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes, security));
   return std::make_unique<TrainerClient>(std::move(stub), std::move(options), std::move(watch_stub),
                                          v1::Admin::NewStub(channel));
 }

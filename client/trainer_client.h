@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/channel_security.h"
 #include "deltaserve/v1/admin.grpc.pb.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
@@ -79,6 +80,9 @@ struct ClientOptions {
   // again, up to this many times, with the same request_id: the server
   // applies a request_id once, so a retry never applies δ twice.
   int submit_retries = 2;
+  // TLS, client certificate and bearer token (client/channel_security.h).
+  // Default: plaintext, and the token from $DELTASERVE_TOKEN if it is set.
+  SecurityOptions security;
 };
 
 // A new random request_id (32 hex digits, 128 bits) for SubmitDelta.
@@ -88,12 +92,14 @@ std::string NewRequestId();
 // canonical code (numeric values agree), same message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
-// An insecure channel to `target` ("127.0.0.1:50051", "dns:///host:port",
-// "unix:/path/to/socket") with send/receive limits of max_message_bytes and
-// HTTP/2 keepalive pings so a watch notices a dead peer. Never blocks;
-// connection errors surface on the first call as UNAVAILABLE.
+// A channel to `target` ("127.0.0.1:50051", "dns:///host:port",
+// "unix:/path/to/socket") with `security`'s credentials (default: plaintext,
+// no token), send/receive limits of max_message_bytes and HTTP/2 keepalive
+// pings so a watch notices a dead peer. Never blocks; connection errors
+// (also a failed TLS handshake) surface on the first call as UNAVAILABLE.
 std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
-                                             int max_message_bytes = kDefaultMaxMessageBytes);
+                                             int max_message_bytes = kDefaultMaxMessageBytes,
+                                             const ChannelSecurity& security = {});
 
 // A channel for WatchParameters streams: as CreateChannel, plus BDP probing
 // off and an HTTP/2 stream window of `window_bytes` (grpc.http2.bdp_probe = 0,
@@ -103,7 +109,8 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
 // distinct channel nonetheless). Never blocks.
 std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target,
                                                   int max_message_bytes = kDefaultMaxMessageBytes,
-                                                  int window_bytes = kDefaultWatchWindowBytes);
+                                                  int window_bytes = kDefaultWatchWindowBytes,
+                                                  const ChannelSecurity& security = {});
 
 // y = f(X; Θ) and the model version Θ belongs to.
 struct ForwardResult {
@@ -185,9 +192,11 @@ class TrainerClient {
   // A client whose unary calls go over CreateChannel(target,
   // options.max_message_bytes) and whose watches go over a second connection,
   // CreateWatchChannel(target, options.max_message_bytes,
-  // options.watch_window_bytes). INVALID_ARGUMENT if target is empty,
-  // options.timeout is not finite and positive, max_message_bytes <= 0 or
-  // watch_window_bytes < 0. Does not contact the server.
+  // options.watch_window_bytes), both with options.security.
+  // INVALID_ARGUMENT if target is empty, options.timeout is not finite and
+  // positive, max_message_bytes <= 0, watch_window_bytes < 0, or a security
+  // file or the token cannot be read (ChannelSecurity::Load). Does not
+  // contact the server.
   static absl::StatusOr<std::unique_ptr<TrainerClient>> Connect(const std::string& target,
                                                                 ClientOptions options = {});
 

@@ -14,14 +14,17 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/cli.h"
+#include "base/token.h"
 #include "client/cli/matrix_text.h"
 #include "client/cli/npz.h"
+#include "client/security_flags.h"
 #include "client/trainer_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -41,6 +44,8 @@ ABSL_FLAG(std::string, service, "", "health: service name to check; empty = the 
 ABSL_FLAG(std::string, output, "", "export: the .npz file to write");
 ABSL_FLAG(std::string, input, "",
           "import: the .npz file to read (np.savez layout, as export writes)");
+ABSL_FLAG(std::string, name, "", "token: the principal's name (letters, digits, . _ - @)");
+ABSL_FLAG(std::string, role, "", "token: observer, simulator or admin");
 
 namespace deltaserve::client::cli {
 namespace {
@@ -60,8 +65,13 @@ constexpr char kUsage[] =
     "  import   (admin) set the parameters from --input=FILE.npz: a new version, optimizer\n"
     "           state reset\n"
     "  checkpoint  (admin) write a checkpoint now (server needs --state_dir); prints its path\n"
+    "  token    a new random token for --name=NAME --role=observer|simulator|admin: prints\n"
+    "           the Principal line for the server's --auth_file, then the token for the\n"
+    "           client (--token_file or $DELTASERVE_TOKEN); contacts no server\n"
     "\n"
-    "Common flags: --target=HOST:PORT|unix:PATH --model=NAME --timeout=10s";
+    "Common flags: --target=HOST:PORT|unix:PATH --model=NAME --timeout=10s\n"
+    "Security: --tls_ca_file=PEM [--tls_cert_file=PEM --tls_key_file=PEM]\n"
+    "          [--tls_server_name=NAME] [--token_file=FILE] (docs/security.md)";
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -193,8 +203,35 @@ int Checkpoint(const TrainerClient& client) {
   return kExitOk;
 }
 
-int Health(absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(CreateChannel(absl::GetFlag(FLAGS_target)));
+int Token() {
+  const std::string name = absl::GetFlag(FLAGS_name);
+  const std::string role = absl::AsciiStrToUpper(absl::GetFlag(FLAGS_role));
+  const bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-' || c == '@';
+  });
+  if (!name_ok) {
+    std::cerr << "token: --name must be letters, digits, '.', '_', '-' or '@', got \"" << name
+              << "\"" << std::endl;
+    return kExitUsage;
+  }
+  if (role != "OBSERVER" && role != "SIMULATOR" && role != "ADMIN") {
+    std::cerr << "token: --role must be observer, simulator or admin, got \""
+              << absl::GetFlag(FLAGS_role) << "\"" << std::endl;
+    return kExitUsage;
+  }
+  absl::StatusOr<std::string> token = base::NewToken();
+  if (!token.ok()) return Fail(token.status());
+  std::cerr << "# line 1: add it to the server's --auth_file, then SIGHUP the server;\n"
+               "# line 2: the token, for the client only (--token_file or $"
+            << kTokenEnvVar << ")" << std::endl;
+  absl::PrintF("principals { name: \"%s\" role: %s token_sha256: \"%s\" }\n%s\n", name, role,
+               base::Sha256Hex(*token), *token);
+  return kExitOk;
+}
+
+int Health(absl::Duration timeout, const ChannelSecurity& security) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      CreateChannel(absl::GetFlag(FLAGS_target), kDefaultMaxMessageBytes, security));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   grpc::health::v1::HealthCheckRequest request;
@@ -215,12 +252,18 @@ int Run(const std::vector<char*>& args) {
     return kExitUsage;
   }
   const std::string command = args[1];
+  if (command == "token") return Token();
   const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
-  if (command == "health") return Health(timeout);
-
   ClientOptions options;
   options.timeout = timeout;
   options.watch_timeout = timeout;
+  options.security = SecurityOptionsFromFlags();
+  if (command == "health") {
+    absl::StatusOr<ChannelSecurity> security = ChannelSecurity::Load(options.security);
+    if (!security.ok()) return Fail(security.status());
+    return Health(timeout, *security);
+  }
+
   auto client = TrainerClient::Connect(absl::GetFlag(FLAGS_target), options);
   if (!client.ok()) return Fail(client.status());
   if (command == "info") return Info(**client);
@@ -239,7 +282,9 @@ int Run(const std::vector<char*>& args) {
 
 int main(int argc, char** argv) {
   const deltaserve::base::ProgramInfo program = {
-      "deltaserve-cli", deltaserve::client::cli::kUsage, {"client/cli/"}};
+      "deltaserve-cli",
+      deltaserve::client::cli::kUsage,
+      {"client/cli/", deltaserve::client::kSecurityFlagsFile}};
   if (std::optional<int> exit_code = deltaserve::base::HandleHelpAndVersion(program, argc, argv)) {
     return *exit_code;
   }
