@@ -1,9 +1,11 @@
 // Runs the real `deltaserve` binary: it refuses bad configs with a one-line
 // reason and a non-zero exit code, prints "listening on ADDR" when serving,
 // and exits 0 on SIGTERM / SIGINT; with --metrics_listen it logs the metrics
-// address and serves /metrics there.
+// address and serves /metrics there. It will not listen openly without
+// --auth_file, and SIGHUP reloads the auth file.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -21,6 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/token.h"
+#include "client/trainer_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/metrics_scrape.h"
@@ -297,6 +301,84 @@ TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
   } else {
     ADD_FAILURE() << "no port in \"" << line << "\"";
   }
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+}
+
+}  // namespace
+
+namespace {
+
+// Reads lines from `fd` until one contains `text` (true) or 30 s pass / EOF.
+bool AwaitLineContaining(int fd, const std::string& text) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string line;
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    char c;
+    if (read(fd, &c, 1) != 1) return false;
+    if (c != '\n') {
+      line.push_back(c);
+      continue;
+    }
+    if (absl::StrContains(line, text)) return true;
+    line.clear();
+  }
+  return false;
+}
+
+std::string AuthLine(const std::string& name, const std::string& token) {
+  return absl::StrCat("principals { name: \"", name, "\" role: SIMULATOR token_sha256: \"",
+                      deltaserve::base::Sha256Hex(token), "\" }\n");
+}
+
+absl::StatusCode InfoCode(int port, const std::string& token) {
+  deltaserve::client::ClientOptions options;
+  options.security.token = token;
+  auto client =
+      deltaserve::client::TrainerClient::Connect(absl::StrCat("127.0.0.1:", port), options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? (*client)->GetModelInfo().status().code() : absl::StatusCode::kUnknown;
+}
+
+TEST(ServerBinary, RefusesToListenOpenlyWithoutAnAuthFile) {
+  for (const char* address : {"--listen=0.0.0.0:0", "--listen=[::]:0", "--listen=:0"}) {
+    Refusal refusal = RunToExit({address});
+    ExpectOneLineRefusal(refusal, "without --auth_file");
+    EXPECT_THAT(refusal.stderr_text, HasSubstr("--allow_unauthenticated"));
+    EXPECT_EQ(refusal.exit_code, 2) << address;
+  }
+}
+
+TEST(ServerBinary, RefusesAnUnreadableAuthFile) {
+  Refusal refusal = RunToExit({"--listen=127.0.0.1:0", "--auth_file=/nonexistent/auth.txt"});
+  ExpectOneLineRefusal(refusal, "/nonexistent/auth.txt");
+}
+
+TEST(ServerBinary, SighupReloadsTheAuthFile) {
+  const std::string old_token = *deltaserve::base::NewToken();
+  const std::string new_token = *deltaserve::base::NewToken();
+  const std::string auth = WriteConfig("auth", AuthLine("old", old_token));
+  Child child = Spawn({"--listen=127.0.0.1:0", "--auth_file=" + auth});
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(InfoCode(port, old_token), absl::StatusCode::kOk);
+  EXPECT_EQ(InfoCode(port, new_token), absl::StatusCode::kUnauthenticated);
+
+  std::ofstream(auth, std::ios::trunc) << AuthLine("new", new_token);
+  ASSERT_EQ(kill(child.pid, SIGHUP), 0);
+  EXPECT_TRUE(AwaitLineContaining(child.err, "auth: reloaded 1 principal(s)"));
+  EXPECT_EQ(InfoCode(port, old_token), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(InfoCode(port, new_token), absl::StatusCode::kOk);
+
+  // A broken file on the next SIGHUP is logged and changes nothing.
+  std::ofstream(auth, std::ios::trunc) << "principals {";
+  ASSERT_EQ(kill(child.pid, SIGHUP), 0);
+  EXPECT_TRUE(AwaitLineContaining(child.err, "reload: "));
+  EXPECT_EQ(InfoCode(port, new_token), absl::StatusCode::kOk);
+
   ASSERT_EQ(kill(child.pid, SIGTERM), 0);
   const std::string log = ReadAll(child.err);
   EXPECT_EQ(Wait(child), 0) << log;
