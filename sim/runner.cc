@@ -12,6 +12,7 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
   // the client's own SubmitDelta retries would nest inside its backoff.
   client::ClientOptions client_options;
   client_options.submit_retries = 0;
+  client_options.security = options.security;
   ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
                    client::TrainerClient::Connect(options.server, client_options));
   RetryCounts counts;

@@ -33,6 +33,9 @@ struct RunnerOptions {
   int output_dim = 0;
   std::string task = "this simulator";  // named in the shape error
   RetryPolicy retry;
+  // TLS and token (client/channel_security.h; the --tls_* and --token_file
+  // flags of client/security_flags.h).
+  client::SecurityOptions security;
 };
 
 // What a run cost, for its summary line.

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "client/security_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
 ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");
@@ -13,6 +14,7 @@ RunnerOptions RunnerOptionsFromFlags() {
   RunnerOptions options;
   options.server = absl::GetFlag(FLAGS_server);
   options.model = absl::GetFlag(FLAGS_model);
+  options.security = client::SecurityOptionsFromFlags();
   return options;
 }
 

@@ -1,6 +1,8 @@
 // The flags every simulator binary has, for the Runner's connection:
 //   --server  deltaserve address (host:port or unix:PATH)
 //   --model   model name; empty = the server's default model
+//   --tls_ca_file, --tls_cert_file, --tls_key_file, --tls_server_name,
+//   --token_file   TLS and token (client/security_flags.h)
 // Each binary defines its own flags (--actions among them) in its .cc file;
 // tests/deploy/check_deploy.py reads both files.
 #ifndef DELTASERVE_SIM_RUNNER_FLAGS_H_
@@ -10,7 +12,8 @@
 
 namespace deltaserve::sim {
 
-// RunnerOptions with server and model from the flags, the rest defaulted.
+// RunnerOptions with server, model and security from the flags, the rest
+// defaulted.
 RunnerOptions RunnerOptionsFromFlags();
 
 }  // namespace deltaserve::sim

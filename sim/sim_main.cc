@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/cli.h"
+#include "client/security_flags.h"
 
 namespace deltaserve::sim {
 
@@ -25,7 +26,7 @@ int SimulatorMain(int argc, char** argv, absl::string_view name,
                    name,
                    ".cc): steps its environments, asks the server for actions, sends the "
                    "deltas back."),
-      {"sim/"}};
+      {"sim/", client::kSecurityFlagsFile}};
   if (std::optional<int> exit_code = base::HandleHelpAndVersion(program, argc, argv)) {
     return *exit_code;
   }

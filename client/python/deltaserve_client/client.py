@@ -26,6 +26,11 @@ falls behind keeps the server's write waiting, and gets the newest version
 when it next reads, about one read's worth of learner steps old. The window
 never stalls big updates (gRPC widens it for the message being read), and the
 unary calls keep the ordinary channel.
+
+Security (docs/security.md): ``tls_ca_file`` (and optionally ``tls_cert_file`` /
+``tls_key_file`` for mutual TLS, ``tls_server_name``) switch to TLS; ``token``,
+``token_file`` or ``$DELTASERVE_TOKEN`` add ``authorization: Bearer <token>`` to
+every call (deltaserve_client.security).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from deltaserve_client import security
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
 from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
                                      from_rpc_error)
@@ -91,6 +97,9 @@ class TrainerClient:
             (>= 0; 0 → gRPC's default, BDP-probed window, with which a slow watcher
             receives a backlog of old versions). Ignored with ``channel=``: watches
             then share that channel and its flow control.
+        tls_ca_file, tls_cert_file, tls_key_file, tls_server_name, token, token_file:
+            TLS and the bearer token (deltaserve_client.security; ignored with
+            ``channel=``). Unreadable files raise InvalidArgument here.
     """
 
     def __init__(self, target: Optional[str] = None, model: str = "", timeout: float = 10.0,
@@ -98,7 +107,10 @@ class TrainerClient:
                  max_reconnect_backoff: float = 2.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  channel_options: Optional[ChannelOptions] = None,
-                 watch_window_bytes: int = DEFAULT_WATCH_WINDOW_BYTES) -> None:
+                 watch_window_bytes: int = DEFAULT_WATCH_WINDOW_BYTES,
+                 tls_ca_file: Optional[str] = None, tls_cert_file: Optional[str] = None,
+                 tls_key_file: Optional[str] = None, tls_server_name: Optional[str] = None,
+                 token: Optional[str] = None, token_file: Optional[str] = None) -> None:
         if timeout is None or timeout <= 0:
             raise InvalidArgument("timeout must be > 0 seconds (every call has a deadline), "
                                   "got %r" % (timeout,))
@@ -129,8 +141,11 @@ class TrainerClient:
             def merged(base: List[Tuple[str, Any]]) -> List[Tuple[str, Any]]:
                 return [(k, v) for k, v in base if k not in overrides] + list(overrides.items())
 
-            channel = grpc.insecure_channel(self.target, options=merged(options))
-            watch_channel = grpc.insecure_channel(self.target, options=merged(watch_options))
+            secured = dict(tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file,
+                           tls_key_file=tls_key_file, tls_server_name=tls_server_name,
+                           token=token, token_file=token_file)
+            channel = security.create_channel(self.target, merged(options), **secured)
+            watch_channel = security.create_channel(self.target, merged(watch_options), **secured)
         self._channel = channel
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
         self._watch_channel = watch_channel if watch_channel is not None else channel

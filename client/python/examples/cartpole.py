@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from deltaserve_client import (Aborted, NumpyReplica, ResourceExhausted,  # noqa: E402
-                               TrainerClient)
+                               TrainerClient, security)
 
 
 class CartPole:
@@ -118,10 +118,12 @@ def simulate(client, policy, seed, stats, args):
 
 
 def train(server, threads=8, actions="replica", seed=1, target=475.0, episodes=0,
-          time_limit=120.0, progress=True):
-    """Runs `threads` simulators; returns (average of the last 100 returns, episodes, seconds)."""
+          time_limit=120.0, progress=True, security_kwargs=None):
+    """Runs `threads` simulators; returns (average of the last 100 returns, episodes, seconds).
+
+    security_kwargs: TrainerClient's TLS/token arguments (deltaserve_client.security)."""
     args = argparse.Namespace(episodes=episodes, target=target)
-    client = TrainerClient(server)
+    client = TrainerClient(server, **(security_kwargs or {}))
     replica = NumpyReplica(client).start() if actions == "replica" else None
     policy = replica.forward if replica else client.forward
     stats = Stats()
@@ -157,9 +159,11 @@ def main():
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--episodes", type=int, default=0, help="per thread; 0 = no limit")
     parser.add_argument("--time-limit", type=float, default=120.0)
+    security.add_arguments(parser)
     args = parser.parse_args()
     avg, episodes, seconds = train(args.server, args.threads, args.actions, args.seed,
-                                   args.target, args.episodes, args.time_limit)
+                                   args.target, args.episodes, args.time_limit,
+                                   security_kwargs=security.security_kwargs(args))
     solved = avg >= args.target
     print("result solved=%d seconds=%.2f episodes=%d avg_return=%.1f" % (
         solved, seconds, episodes, avg))
