@@ -6,6 +6,11 @@
 //                   --config=configs/cartpole.textproto [flags]
 //   deltaserve_load --target=127.0.0.1:50051 [--server_pid=PID] [flags]
 //
+// TLS and tokens: --server_args passes --tls_cert_file/--auth_file/... to the
+// server it starts; the clients take the shared --tls_ca_file/--token_file
+// flags (client/security_flags.h). scripts/bench_tls.sh compares plaintext,
+// TLS and TLS + token with them (docs/benchmarks.md).
+//
 // Every --report_every it prints one interval line; at the end a summary and
 // one "DELTASERVE_LOAD_SUMMARY {json}" line (docs/reliability.md). Traffic
 // goes only to loopback or unix sockets. Exit codes: 0 pass; 1 errors other
@@ -30,18 +35,22 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/cli.h"
 #include "bench/load/report.h"
 #include "bench/load/server_process.h"
 #include "bench/load/workload.h"
+#include "client/security_flags.h"
 #include "client/trainer_client.h"
 
 ABSL_FLAG(std::string, server_binary, "",
           "deltaserve binary to start on 127.0.0.1:0 (stopped with SIGTERM at the end)");
 ABSL_FLAG(std::string, config, "", "with --server_binary: the server's --config file");
 ABSL_FLAG(std::string, server_log_level, "warning", "with --server_binary: its --log_level");
+ABSL_FLAG(std::string, server_args, "",
+          "with --server_binary: more server flags, comma-separated (e.g. TLS and --auth_file)");
 ABSL_FLAG(std::string, target, "",
           "instead of --server_binary: a running server (127.x, [::1], localhost or unix:)");
 ABSL_FLAG(int, server_pid, 0, "with --target: the server's pid, for RSS (0: no RSS)");
@@ -79,7 +88,7 @@ base::ProgramInfo Program() {
           "deltaserve process for --duration; prints calls/s, p50/p99 latency, status codes and\n"
           "the server's RSS every --report_every, then a summary and a DELTASERVE_LOAD_SUMMARY\n"
           "JSON line. Exit: 0 pass, 1 unexpected errors, 2 setup, 3 RSS outside the band.",
-          {"bench/load/main.cc"}};
+          {"bench/load/main.cc", client::kSecurityFlagsFile}};
 }
 
 // Empty if the flags make sense, else the reason.
@@ -124,9 +133,10 @@ struct Server {
 absl::StatusOr<Server> StartOrAttach() {
   Server server;
   if (!absl::GetFlag(FLAGS_server_binary).empty()) {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> process =
-        ServerProcess::Start(absl::GetFlag(FLAGS_server_binary), absl::GetFlag(FLAGS_config),
-                             absl::GetFlag(FLAGS_server_log_level), absl::Seconds(30));
+    absl::StatusOr<std::unique_ptr<ServerProcess>> process = ServerProcess::Start(
+        absl::GetFlag(FLAGS_server_binary), absl::GetFlag(FLAGS_config),
+        absl::GetFlag(FLAGS_server_log_level), absl::Seconds(30),
+        absl::StrSplit(absl::GetFlag(FLAGS_server_args), ',', absl::SkipEmpty()));
     if (!process.ok()) return process.status();
     server.process = *std::move(process);
     server.target = server.process->address();
@@ -146,6 +156,7 @@ absl::StatusOr<Server> StartOrAttach() {
 absl::StatusOr<deltaserve::v1::ModelInfo> AwaitModelInfo(const std::string& target) {
   client::ClientOptions options;
   options.timeout = absl::Seconds(2);
+  options.security = client::SecurityOptionsFromFlags();
   absl::StatusOr<std::unique_ptr<client::TrainerClient>> trainer =
       client::TrainerClient::Connect(target, options);
   if (!trainer.ok()) return trainer.status();
@@ -174,6 +185,11 @@ WorkloadOptions MakeWorkload(const std::string& target, const deltaserve::v1::Mo
   options.end = absl::Now() + absl::GetFlag(FLAGS_duration);
   options.request_id_prefix = absl::StrCat("load-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
   options.seed = absl::GetFlag(FLAGS_seed);
+  // Already loaded once, and its errors reported, by AwaitModelInfo's Connect;
+  // were it to fail now, the calls would fail (UNAVAILABLE) and be counted.
+  absl::StatusOr<client::ChannelSecurity> security =
+      client::ChannelSecurity::Load(client::SecurityOptionsFromFlags());
+  if (security.ok()) options.security = *std::move(security);
   return options;
 }
 

@@ -73,10 +73,11 @@ bool IsLocalTarget(absl::string_view target) {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& binary, const std::string& config, const std::string& log_level,
-    absl::Duration startup_timeout) {
+    absl::Duration startup_timeout, std::vector<std::string> extra_args) {
   std::vector<std::string> args = {binary, "--listen=127.0.0.1:0",
                                    absl::StrCat("--log_level=", log_level)};
   if (!config.empty()) args.push_back(absl::StrCat("--config=", config));
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));

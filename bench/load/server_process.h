@@ -26,17 +26,17 @@ bool IsLocalTarget(absl::string_view target);
 
 class ServerProcess {
  public:
-  // Runs `binary --config=CONFIG --listen=127.0.0.1:0 --log_level=LEVEL`
-  // (no --config if `config` is empty) with stdout on a pipe, and waits up to
+  // Runs `binary --config=CONFIG --listen=127.0.0.1:0 --log_level=LEVEL
+  // EXTRA_ARGS...` (no --config if `config` is empty) with stdout on a pipe,
+  // and waits up to
   // `startup_timeout` for its "listening on ADDR" line. The child gets
   // SIGTERM if this process dies. FAILED_PRECONDITION if the server exits
   // first (with its exit status in the message), DEADLINE_EXCEEDED if the
   // line does not come in time (the child is killed), INTERNAL if it cannot
   // be started or prints something else.
-  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(const std::string& binary,
-                                                              const std::string& config,
-                                                              const std::string& log_level,
-                                                              absl::Duration startup_timeout);
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const std::string& binary, const std::string& config, const std::string& log_level,
+      absl::Duration startup_timeout, std::vector<std::string> extra_args = {});
 
   // Kills (SIGKILL) and reaps the child if Stop has not.
   ~ServerProcess();

@@ -185,17 +185,19 @@ std::optional<absl::Duration> VersionClock::Since(uint64_t version, absl::Time n
   return std::max(absl::ZeroDuration(), now - when);
 }
 
-std::shared_ptr<grpc::Channel> NewConnection(const std::string& target) {
+std::shared_ptr<grpc::Channel> NewConnection(const std::string& target,
+                                             const client::ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(client::kDefaultMaxMessageBytes);
   args.SetMaxSendMessageSize(client::kDefaultMaxMessageBytes);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return security.CreateChannel(target, args);
 }
 
 void RunSimulator(int client_id, const WorkloadOptions& options, RunControl* control,
                   VersionClock* clock, LoadStats* stats) {
-  std::unique_ptr<v1::Trainer::Stub> stub = v1::Trainer::NewStub(NewConnection(options.target));
+  std::unique_ptr<v1::Trainer::Stub> stub =
+      v1::Trainer::NewStub(NewConnection(options.target, options.security));
   std::mt19937_64 rng(options.seed * 1'000'003 + static_cast<uint64_t>(client_id));
   PendingSubmission pending;
   uint64_t sequence = 0;
@@ -242,7 +244,8 @@ grpc::Status WatchOnce(v1::Trainer::Stub& stub, const WorkloadOptions& options,
 
 void RunWatcher(const WorkloadOptions& options, RunControl* control, const VersionClock* clock,
                 LoadStats* stats) {
-  std::unique_ptr<v1::Trainer::Stub> stub = v1::Trainer::NewStub(NewConnection(options.target));
+  std::unique_ptr<v1::Trainer::Stub> stub =
+      v1::Trainer::NewStub(NewConnection(options.target, options.security));
   while (!control->Done()) {
     grpc::ClientContext context;
     // Bounded even if Stop never came: the run's end plus one call timeout.

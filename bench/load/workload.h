@@ -21,15 +21,17 @@
 #include "absl/time/time.h"
 #include "bench/load/latency_histogram.h"
 #include "bench/load/rpc_stats.h"
+#include "client/channel_security.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 
 namespace deltaserve::load {
 
 struct WorkloadOptions {
-  std::string target;  // the server's address (local only, see IsLocalTarget)
-  std::string model;   // "" = the default model
-  int input_dim = 0;   // from GetModelInfo
+  std::string target;                // the server's address (local only, see IsLocalTarget)
+  client::ChannelSecurity security;  // TLS and token of every connection
+  std::string model;                 // "" = the default model
+  int input_dim = 0;                 // from GetModelInfo
   int output_dim = 0;
   uint64_t parameter_count = 0;
   int rows = 1;                                // rows per Forward
@@ -97,7 +99,8 @@ struct LoadStats {
 
 // An insecure channel of its own (a separate connection: local subchannel
 // pool), with 64 MiB message limits like the client library's.
-std::shared_ptr<grpc::Channel> NewConnection(const std::string& target);
+std::shared_ptr<grpc::Channel> NewConnection(const std::string& target,
+                                             const client::ChannelSecurity& security);
 
 // One simulator's loop until `control` is done. `client_id` picks its seed
 // and request ids.
