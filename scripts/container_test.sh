@@ -5,9 +5,13 @@
 #   2. makes sure the base image exists without a registry
 #      (scripts/container_base.sh) and builds the image with pulls disabled;
 #   3. on a private network, runs the trainer with the CartPole config mounted
-#      as /etc/deltaserve/config.textproto, waits for the health service to say
-#      SERVING (the image's HEALTHCHECK, and deltaserve-cli health from a
-#      second container), runs two cartpole_sim containers (one Forward round
+#      as /etc/deltaserve/config.textproto, serving TLS with tokens from
+#      secrets made here (scripts/make_secrets.sh, mounted at
+#      /run/secrets/deltaserve), checks that a call without a token is refused
+#      and a plaintext one fails, waits for the health service to say
+#      SERVING (the image's HEALTHCHECK, over TLS, and deltaserve-cli health from
+#      a second container), runs two cartpole_sim containers authenticating
+#      with the SIMULATOR token (one Forward round
 #      trip per step, one local replica fed by WatchParameters) and checks
 #      over the network that the model's version advances; runs the Python
 #      simulator for a few episodes; scrapes /metrics (--metrics_listen);
@@ -102,7 +106,11 @@ remove_labelled() {  # $1: a label filter
     "$engine" network rm -f "$n" >/dev/null 2>&1 || "$engine" network rm "$n" >/dev/null 2>&1 || true
   done
 }
-cleanup() { remove_labelled "$label=$run_id"; }
+secrets_dir=$(mktemp -d /tmp/deltaserve-ct-secrets.XXXXXX)
+cleanup() {
+  remove_labelled "$label=$run_id"
+  rm -rf "$secrets_dir"
+}
 cleanup_dead_runs() {
   local pid
   # Names are deltaserve-ct-PID-...
@@ -152,13 +160,21 @@ done
 # --- 3. trainer and simulators ----------------------------------------------
 "$engine" network create --label "$label=$run_id" "$net" >/dev/null || fail "cannot create network $net"
 
+# TLS certificate (naming the trainer container) and tokens; the trainer
+# mounts trainer/, every client simulator/ (the CA and the SIMULATOR token).
+bash "$repo/scripts/make_secrets.sh" "$secrets_dir/s" "$trainer" || fail "scripts/make_secrets.sh failed"
+trainer_secrets=(-v "$secrets_dir/s/trainer:/run/secrets/deltaserve:ro")
+client_secrets=(-v "$secrets_dir/s/simulator:/run/secrets/deltaserve:ro")
+client_tls=(--tls_ca_file=/run/secrets/deltaserve/ca.crt --token_file=/run/secrets/deltaserve/token)
+
 # Runs deltaserve-cli in a fresh container on the network: across the
-# container network, as a simulator would.
-cli() {
+# container network, as a simulator would, over TLS with the SIMULATOR token.
+cli_as() {  # cli_as FLAGS...: no TLS or token flags of its own
   "$engine" run --rm --network "$net" --label "$label=$run_id" --no-healthcheck \
-    --entrypoint deltaserve-cli "$image" \
+    "${client_secrets[@]}" --entrypoint deltaserve-cli "$image" \
     --target="$trainer:50051" --timeout=5s "$@"
 }
+cli() { cli_as "${client_tls[@]}" "$@"; }
 
 # `version: N` from deltaserve-cli info; fails with info's output (on
 # stderr) when there is no such line.
@@ -203,7 +219,9 @@ running_check() {
 # --help may exit 0. Any exit code is accepted if the list names the flag;
 # if neither lists it, the test fails with both outputs. No network needed.
 trainer_args=(--config=/etc/deltaserve/config.textproto --listen=0.0.0.0:50051
-  --metrics_listen=0.0.0.0:9464 --state_dir=/var/lib/deltaserve/state --log_level=info)
+  --metrics_listen=0.0.0.0:9464 --state_dir=/var/lib/deltaserve/state --log_level=info
+  --tls_cert_file=/run/secrets/deltaserve/tls.crt --tls_key_file=/run/secrets/deltaserve/tls.key
+  --auth_file=/run/secrets/deltaserve/auth.textproto)
 help_probe() {  # help_probe FLAG: prints deltaserve FLAG's output, then "exit N"
   local out rc=0
   out=$("$engine" run --rm --network=none --no-healthcheck --entrypoint deltaserve "$image" "$1" 2>&1) || rc=$?
@@ -232,7 +250,7 @@ log "starting trainer $trainer"
 if ! run_err=$("$engine" run -d --name "$trainer" --label "$label=$run_id" --network "$net" \
      "${trainer_health_flags[@]}" \
      -v "$repo/configs/cartpole.textproto:/etc/deltaserve/config.textproto:ro" \
-     "$image" "${trainer_args[@]}" 2>&1 >/dev/null); then
+     "${trainer_secrets[@]}" "$image" "${trainer_args[@]}" 2>&1 >/dev/null); then
   echo "$run_err" >&2
   fail "cannot start the trainer container"
 fi
@@ -260,6 +278,15 @@ health=$(cli health 2>&1) || fail "deltaserve-cli health across the network: not
 grep -q SERVING <<<"$health" || fail "deltaserve-cli health printed '$health', expected SERVING"
 log "health: $health"
 
+# Secure by default: no token → UNAUTHENTICATED; plaintext → no connection.
+no_token=$(cli_as --tls_ca_file=/run/secrets/deltaserve/ca.crt info 2>&1) &&
+  fail "deltaserve-cli info without a token succeeded: $no_token"
+grep -q UNAUTHENTICATED <<<"$no_token" || fail "info without a token: expected UNAUTHENTICATED, got: $no_token"
+plaintext=$(cli_as --token_file=/run/secrets/deltaserve/token info 2>&1) &&
+  fail "deltaserve-cli info over plaintext succeeded: $plaintext"
+grep -q UNAVAILABLE <<<"$plaintext" || fail "info over plaintext: expected UNAVAILABLE, got: $plaintext"
+log "refused: a call without a token (UNAUTHENTICATED) and a plaintext one (UNAVAILABLE)"
+
 v0=$(model_version) || fail "deltaserve-cli info across the network gave no model version (output above)"
 log "model version before the simulators: $v0"
 
@@ -270,8 +297,8 @@ sims=(
 for i in "${!sims[@]}"; do
   # shellcheck disable=SC2086
   "$engine" run -d --name "$prefix-cartpole-$((i + 1))" --label "$label=$run_id" --network "$net" \
-    --no-healthcheck \
-    --entrypoint cartpole_sim "$image" --server="$trainer:50051" ${sims[$i]} --quiet \
+    --no-healthcheck "${client_secrets[@]}" \
+    --entrypoint cartpole_sim "$image" --server="$trainer:50051" "${client_tls[@]}" ${sims[$i]} --quiet \
     >/dev/null || fail "cannot start simulator $((i + 1))"
 done
 log "started ${#sims[@]} cartpole_sim containers"
@@ -298,8 +325,8 @@ done
 # The Python client in the image (grpcio, numpy, generated stubs): a few
 # episodes with a replica fed by WatchParameters, exit 0 once they ran.
 py_out=$("$engine" run --rm --network "$net" --label "$label=$run_id" --no-healthcheck \
-  --entrypoint python3 "$image" /opt/deltaserve/python/examples/cartpole.py \
-  --server="$trainer:50051" --threads=1 --episodes=5 --actions=replica --target=1 \
+  "${client_secrets[@]}" --entrypoint python3 "$image" /opt/deltaserve/python/examples/cartpole.py \
+  --server="$trainer:50051" "${client_tls[@]}" --threads=1 --episodes=5 --actions=replica --target=1 \
   --time-limit=60 2>&1) || { echo "$py_out" >&2; fail "the Python CartPole simulator failed"; }
 py_result=$(grep '^result' <<<"$py_out") ||
   { echo "$py_out" >&2; fail "the Python CartPole simulator exited 0 but printed no 'result' line"; }
@@ -314,6 +341,10 @@ if ! { [[ -n $steps ]] && awk -v s="$steps" 'BEGIN { exit !(s > 0) }'; }; then
   fail "/metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} is '${steps}', expected > 0 (scrape above)"
 fi
 log "metrics: deltaserve_optimizer_steps_total{model=\"cartpole\"} = $steps"
+refused=$(awk '/^deltaserve_auth_failures_total\{/ && /reason="missing"/ { print $2 }' <<<"$scrape")
+[[ -n $refused ]] && awk -v s="$refused" 'BEGIN { exit !(s >= 1) }' ||
+  fail "/metrics: deltaserve_auth_failures_total{reason=\"missing\"} is '${refused}', expected >= 1"
+log "metrics: deltaserve_auth_failures_total{reason=\"missing\"} = $refused"
 
 v2=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
 
@@ -336,6 +367,6 @@ fi
 restored=$("$engine" logs "$trainer" 2>&1 | grep -m1 'restored version' || true)
 [[ -n $restored ]] || fail "the restarted trainer logged no 'restored version' line"
 log "SIGKILL + restart: version $v_before survived (${restored#*deltaserve: })"
-log "PASS: image $image, trainer SERVING, version $v0 -> $v2 with ${#sims[@]} simulators, /metrics scraped, state survived SIGKILL"
+log "PASS: image $image, trainer SERVING over TLS with tokens, version $v0 -> $v2 with ${#sims[@]} authenticated simulators, /metrics scraped, state survived SIGKILL"
 exit
 }

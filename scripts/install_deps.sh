@@ -30,6 +30,9 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libeigen3-dev
   prometheus-cpp-dev
+  # TLS certificate checks and token hashing (OpenSSL's libcrypto; libgrpc-dev
+  # depends on it too, named here because deltaserve links it directly).
+  libssl-dev
   # The build generates the Python stubs; grpc_tools.protoc imports
   # pkg_resources, which python3-grpc-tools does not depend on.
   python3 python3-grpc-tools python3-pkg-resources
@@ -49,7 +52,8 @@ test_packages=(
   python3-venv python3-pip python3-setuptools
   # The demo's learning-curve plot.
   gnuplot-nox
-  # TLS test certificates.
+  # TLS test certificates (tests/security, tests/python/test_security.py,
+  # scripts/make_secrets.sh for the container test).
   openssl
   # Container image test (scripts/container_test.sh) and manifest checks.
   # netavark runs iptables to set up a container network ("netavark: No such

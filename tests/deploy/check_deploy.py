@@ -158,10 +158,12 @@ class DeployTest(unittest.TestCase):
         cls.docker = Dockerfile(read("docker/Dockerfile"))
         cls.server_flags = server_flags()
         # cartpole_sim's own flags, plus --server and --model from the runner
-        # every simulator shares.
+        # every simulator shares, plus the --tls_* / --token_file flags of
+        # every client binary.
+        security = abseil_flags_in("client/security_flags.cc")
         cls.sim_flags = (abseil_flags_in("sim/cartpole_sim.cc")
-                         | abseil_flags_in("sim/runner_flags.cc"))
-        cls.cli_flags = abseil_flags_in("client/cli/main.cc")
+                         | abseil_flags_in("sim/runner_flags.cc") | security)
+        cls.cli_flags = abseil_flags_in("client/cli/main.cc") | security
         cls.k8s = load_k8s()
         cls.compose = yaml.safe_load(read("docker/compose.yaml"))
 
@@ -361,9 +363,79 @@ class DeployTest(unittest.TestCase):
                         "compose runs %s, which client/python does not have" % script)
         py_flags = flag_map(py["command"])
         self.assertEqual(py_flags["server"], "trainer:%d" % listen)
-        defined = set(re.findall(r'add_argument\(\s*"--([\w-]+)"',
-                                 read("client/python/" + script[len(prefix):])))
+        defined = set()
+        for source in (script[len(prefix):], "deltaserve_client/security.py"):
+            defined |= set(re.findall(r'add_argument\(\s*"--([\w-]+)"',
+                                      read("client/python/" + source)))
         self.assertLessEqual(set(py_flags), defined)
+
+    # --- security: TLS and tokens from secrets ------------------------------
+
+    def assertServesTlsWithTokens(self, flags, where):
+        for flag in ("tls_cert_file", "tls_key_file", "auth_file"):
+            self.assertIn(flag, flags, "%s: the trainer must get --%s (docs/security.md)"
+                          % (where, flag))
+        return [flags[f] for f in ("tls_cert_file", "tls_key_file", "auth_file")]
+
+    def k8s_secret_files(self, pod, container, paths, where):
+        """Each path is a file of a Secret volume the container mounts, and the
+        Secret (kustomization secretGenerator) has that file."""
+        kustomization = yaml.safe_load(read("docker/k8s/kustomization.yaml"))
+        generated = {g["name"]: {os.path.basename(f) for f in g["files"]}
+                     for g in kustomization.get("secretGenerator", [])}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        for path in paths:
+            directory, name = os.path.split(path)
+            self.assertIn(directory, mounts, "%s: nothing is mounted at %s" % (where, directory))
+            secret = secrets.get(mounts[directory])
+            self.assertIsNotNone(secret, "%s: %s is not a Secret volume" % (where, directory))
+            self.assertIn(name, generated.get(secret, set()),
+                          "%s: Secret %s has no file %s" % (where, secret, name))
+
+    def test_image_serves_tls_with_tokens_and_its_healthcheck_speaks_tls(self):
+        self.assertServesTlsWithTokens(flag_map(self.docker.cmd), "Dockerfile CMD")
+        self.assertIn("tls_ca_file", flag_map(self.docker.healthcheck[2:]))
+
+    def test_k8s_trainer_and_simulators_use_tls_and_tokens_from_secrets(self):
+        pod = self.trainer()["spec"]["template"]["spec"]
+        c = only(pod["containers"], "trainer container")
+        paths = self.assertServesTlsWithTokens(flag_map(c["args"]), "k8s trainer")
+        self.k8s_secret_files(pod, c, paths, "k8s trainer")
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        self.assertIn("/tmp", mounts, "the server stages TLS files in $TMPDIR; the root fs is "
+                                      "read-only")
+        sims = [d for d in self.k8s if d["kind"] == "Deployment"]
+        self.assertTrue(sims)
+        for sim in sims:
+            spod = sim["spec"]["template"]["spec"]
+            for sc in spod["containers"]:
+                flags = flag_map(shell_exec_argv(sc)[1:])
+                self.k8s_secret_files(spod, sc, [flags["tls_ca_file"], flags["token_file"]],
+                                      "k8s " + sim["metadata"]["name"])
+
+    def test_compose_uses_tls_and_tokens_from_compose_secrets(self):
+        services = self.compose["services"]
+        declared = self.compose.get("secrets", {})
+
+        def check(service, paths):
+            for path in paths:
+                self.assertTrue(path.startswith("/run/secrets/"), "%s: %s" % (service, path))
+                name = path[len("/run/secrets/"):]
+                self.assertIn(name, services[service].get("secrets", []),
+                              "%s does not mount the secret %s" % (service, name))
+                self.assertIn(name, declared, "secret %s is not declared" % name)
+
+        trainer = services["trainer"]
+        check("trainer", self.assertServesTlsWithTokens(flag_map(trainer["command"]),
+                                                        "compose trainer"))
+        check("trainer", [flag_map(trainer["healthcheck"]["test"][3:])["tls_ca_file"]])
+        sim = services["cartpole"]
+        cartpole = flag_map(shell_exec_argv({"command": sim["entrypoint"],
+                                             "args": sim["command"]})[1:])
+        check("cartpole", [cartpole["tls_ca_file"], cartpole["token_file"]])
+        py = flag_map(services["cartpole-py"]["command"])
+        check("cartpole-py", [py["tls_ca_file"], py["token_file"]])
 
     def test_prometheus_scrapes_the_trainer_metrics_port(self):
         metrics = port_of(flag_map(self.compose["services"]["trainer"]["command"])["metrics_listen"])
