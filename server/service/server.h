@@ -10,9 +10,8 @@
 //
 // Security (docs/security.md): TLS or mutual TLS with ServerOptions::tls_*,
 // role tokens with auth_file (every Trainer and Admin rpc calls authorizer()
-// first;
-// health and reflection stay open), Reload() for SIGHUP. Start refuses a
-// non-loopback listen address without an auth file unless
+// first; health and reflection stay open), Reload() for SIGHUP. Start
+// refuses a non-loopback listen address without an auth file unless
 // allow_unauthenticated.
 //
 // Metrics (server/core/metrics.h, docs/operations.md) are always recorded; with

@@ -248,6 +248,31 @@ TEST_F(SecureServerTest, SimulatorAndAdminTrain) {
   EXPECT_NE(Parameters(), before);
 }
 
+TEST_F(SecureServerTest, OnlyAdminMayUseTheAdminService) {
+  StartServer();
+  const std::vector<float> before = Parameters();
+  std::vector<float> imported(before.size(), 0.25f);
+  for (const Principal* who : {&observer_, &simulator_}) {
+    SCOPED_TRACE(who->name);
+    auto denied = As(*who);
+    EXPECT_EQ(denied->ImportParameters("", imported).status().code(),
+              absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(denied->Checkpoint("").status().code(), absl::StatusCode::kPermissionDenied);
+  }
+  auto anonymous = Connect(Security("ca", ""));
+  EXPECT_EQ(anonymous->ImportParameters("", imported).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Parameters(), before);
+  EXPECT_EQ(AuthFailures("permission_denied", "sim"), 2);
+
+  auto admin = As(admin_);
+  absl::StatusOr<uint64_t> version = admin->ImportParameters("", imported);
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(Parameters(), imported);
+  // Past the Authorizer: the server has no --state_dir, which is the only refusal.
+  EXPECT_EQ(admin->Checkpoint("").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(SecureServerTest, HealthNeedsNoToken) {
   StartServer();
   auto security = client::ChannelSecurity::Load(Security("ca", ""));
