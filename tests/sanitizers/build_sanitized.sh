@@ -51,8 +51,8 @@ case "$mode" in
     targets=(deltaserve_model_test deltaserve_wire_test deltaserve_server_core_test
              deltaserve_server_service_test deltaserve_server_metrics_test
              deltaserve_server_binary_test client_unit_test client_integration_test
-             client_cli_test deltaserve_persist_test forward_fuzzer submit_delta_fuzzer
-             config_fuzzer state_fuzzer)
+             client_cli_test deltaserve_persist_test deltaserve_security_test forward_fuzzer
+             submit_delta_fuzzer config_fuzzer state_fuzzer)
     # A one-line program per runtime: a missing libFuzzer or ASan runtime
     # fails here, with the compiler's message, not deep in the build.
     probe="$dir/probe"
