@@ -80,7 +80,7 @@ absl::StatusOr<deltaserve::v1::ServerConfig> ReadConfig() {
 deltaserve::base::ProgramInfo Program() {
   return {"deltaserve",
           "usage: deltaserve [--config=FILE] [--listen=HOST:PORT|unix:PATH] "
-          "[--metrics_listen=HOST:PORT] [--log_level=LEVEL]\n"
+          "[--metrics_listen=HOST:PORT] [--state_dir=DIR] [--log_level=LEVEL]\n"
           "       [--tls_cert_file=PEM --tls_key_file=PEM [--tls_client_ca_file=PEM]]\n"
           "       [--auth_file=FILE] [--allow_unauthenticated]\n\n"
           "Trains the models in FILE (a deltaserve.v1.ServerConfig in protobuf text format) from\n"
