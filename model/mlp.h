@@ -63,6 +63,22 @@ class Mlp {
   absl::Status Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                        Workspace& ws) const;
 
+  // Rows per fixed-shape product of ForwardRowInvariant.
+  static constexpr Eigen::Index kRowTile = 8;
+
+  // Y = f(X; params) into *Y ([n × output_dim()], resized), computed
+  // kRowTile rows at a time with a product of always the same shape (the last
+  // tile is padded with zero rows, copied through `tile`). So each row of Y is
+  // bit-identical for the same input row and parameters whatever other rows X
+  // holds, and wherever in X the row is — which a plain Forward is not (Eigen
+  // picks a matrix–vector kernel for 1 row and blocks a matrix product by its
+  // size). A batch of several callers' rows thus gives each caller exactly
+  // what it would get alone. Errors as Forward; does not check finiteness.
+  // `ws` and `tile` are caller-owned scratch (one per thread).
+  absl::Status ForwardRowInvariant(absl::Span<const float> params,
+                                   const Eigen::Ref<const Matrix>& X, Matrix* Y, Workspace& ws,
+                                   Matrix& tile) const;
+
   // Convenience: Forward with a temporary workspace, returning a copy of Y.
   absl::StatusOr<Matrix> Forward(absl::Span<const float> params,
                                  const Eigen::Ref<const Matrix>& X) const;
