@@ -88,24 +88,37 @@ std::shared_ptr<const Snapshot> Trainer::snapshot() const {
 }
 
 absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) const {
+  RETURN_IF_ERROR(ValidateForwardInputs(inputs));
+  std::shared_ptr<const Snapshot> snap = snapshot();
+  ForwardResult result;
+  ForwardScratch scratch;
+  RETURN_IF_ERROR(ForwardAt(*snap, inputs, &result.outputs, scratch));
+  RETURN_IF_ERROR(CheckForwardOutputs(result.outputs));
+  result.version = snap->version;
+  return result;
+}
+
+absl::Status Trainer::ValidateForwardInputs(const model::Matrix& inputs) const {
   if (inputs.rows() == 0) {
     return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
   }
   RETURN_IF_ERROR(CheckRows(inputs.rows()));
-  RETURN_IF_ERROR(CheckShape("inputs", inputs, inputs.rows(), "", mlp_.input_dim(),
-                             absl::StrCat("input_dim of model \"", name(), "\"")));
-  std::shared_ptr<const Snapshot> snap = snapshot();
-  model::Matrix outputs(inputs.rows(), mlp_.output_dim());
-  model::Mlp::Workspace workspace;
-  for (Eigen::Index row = 0; row < inputs.rows(); row += kForwardChunkRows) {
-    const Eigen::Index rows = std::min(kForwardChunkRows, inputs.rows() - row);
-    RETURN_IF_ERROR(mlp_.Forward(snap->parameters, inputs.middleRows(row, rows), workspace));
-    outputs.middleRows(row, rows) = workspace.output();
-  }
+  return CheckShape("inputs", inputs, inputs.rows(), "", mlp_.input_dim(),
+                    absl::StrCat("input_dim of model \"", name(), "\""));
+}
+
+absl::Status Trainer::ForwardAt(const Snapshot& snapshot,
+                                const Eigen::Ref<const model::Matrix>& inputs,
+                                model::Matrix* outputs, ForwardScratch& scratch) const {
+  return mlp_.ForwardRowInvariant(snapshot.parameters, inputs, outputs, scratch.workspace,
+                                  scratch.tile);
+}
+
+absl::Status Trainer::CheckForwardOutputs(const Eigen::Ref<const model::Matrix>& outputs) {
   // Finite inputs can still overflow (e.g. |x| near FLT_MAX).
-  RETURN_IF_ERROR(
-      model::CheckFinite("outputs (inputs too large: the outputs overflow)", Values(outputs)));
-  return ForwardResult{std::move(outputs), snap->version};
+  return model::CheckFinite(
+      "outputs (inputs too large: the outputs overflow)",
+      absl::MakeConstSpan(outputs.data(), static_cast<size_t>(outputs.size())));
 }
 
 absl::Status Trainer::CheckRows(int64_t rows) const {

@@ -197,12 +197,29 @@ class Trainer {
   // The latest published parameters. Never blocks on the learner.
   std::shared_ptr<const Snapshot> snapshot() const ABSL_LOCKS_EXCLUDED(snapshot_mu_);
 
-  // Y = f(X; Θ) at the latest snapshot, computed in chunks of
-  // kForwardChunkRows rows so the activations held at once stay small.
-  // INVALID_ARGUMENT (saying what was expected) for 0 rows, wrong column
-  // count, non-finite values, or finite inputs so large that the outputs
-  // overflow; RESOURCE_EXHAUSTED for more than max_request_rows rows.
+  // Y = f(X; Θ) at the latest snapshot: ValidateForwardInputs, ForwardAt,
+  // CheckForwardOutputs. INVALID_ARGUMENT (saying what was expected) for 0
+  // rows, wrong column count, non-finite values, or finite inputs so large
+  // that the outputs overflow; RESOURCE_EXHAUSTED for more than
+  // max_request_rows rows.
   absl::StatusOr<ForwardResult> Forward(const model::Matrix& inputs) const;
+
+  // The pieces of Forward, for callers that batch several requests into one
+  // product (server/core/forward_batcher.h):
+  //   ValidateForwardInputs: Forward's input errors, before any math.
+  //   ForwardAt: Y = f(X) at `snapshot` for validated inputs, with
+  //     model::Mlp::ForwardRowInvariant — each output row is bit-identical
+  //     whatever other rows `inputs` holds — so callers' rows may be stacked.
+  //     The activations held at once are one tile (scratch), whatever n.
+  //   CheckForwardOutputs: Forward's overflow error for (a slice of) outputs.
+  struct ForwardScratch {
+    model::Mlp::Workspace workspace;
+    model::Matrix tile;
+  };
+  absl::Status ValidateForwardInputs(const model::Matrix& inputs) const;
+  absl::Status ForwardAt(const Snapshot& snapshot, const Eigen::Ref<const model::Matrix>& inputs,
+                         model::Matrix* outputs, ForwardScratch& scratch) const;
+  static absl::Status CheckForwardOutputs(const Eigen::Ref<const model::Matrix>& outputs);
 
   // RESOURCE_EXHAUSTED if `rows` exceeds max_request_rows.
   absl::Status CheckRows(int64_t rows) const;
