@@ -57,6 +57,7 @@ void FillSurrogateDefaults(v1::SurrogateConfig* s) {
 
 absl::Status ValidateModel(const v1::ModelSpec& spec) {
   ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
+  RETURN_IF_ERROR(ForwardBatchingOptionsFromProto(spec).status());
   return ValidateTrainerOptions(options);
 }
 
@@ -116,6 +117,7 @@ void FillModelDefaults(v1::ModelSpec* spec) {
   if (spec->samples_per_step() == 0) spec->set_samples_per_step(1);
   if (spec->queue_capacity() == 0) spec->set_queue_capacity(kDefaultQueueCapacity);
   if (spec->max_request_rows() == 0) spec->set_max_request_rows(kDefaultMaxRequestRows);
+  if (spec->max_batch_rows() == 0) spec->set_max_batch_rows(kDefaultMaxBatchRows);
 }
 
 void FillDefaults(v1::ServerConfig* config) {
@@ -262,6 +264,19 @@ absl::StatusOr<PersistenceOptions> PersistenceOptionsFromProto(const v1::ServerC
   options.checkpoint_every = absl::Seconds(p.checkpoint_every_seconds());
   options.keep_checkpoints = p.keep_checkpoints();
   options.spec = spec;
+  return options;
+}
+
+absl::StatusOr<ForwardBatchingOptions> ForwardBatchingOptionsFromProto(const v1::ModelSpec& spec) {
+  if (spec.max_queue_delay_us() > kMaxQueueDelayMicros) {
+    return absl::InvalidArgumentError(absl::StrCat("max_queue_delay_us: expected at most ",
+                                                   kMaxQueueDelayMicros, ", got ",
+                                                   spec.max_queue_delay_us()));
+  }
+  ForwardBatchingOptions options;
+  options.max_batch_rows =
+      spec.max_batch_rows() == 0 ? kDefaultMaxBatchRows : spec.max_batch_rows();
+  options.max_queue_delay = absl::Microseconds(spec.max_queue_delay_us());
   return options;
 }
 

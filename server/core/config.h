@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/config.pb.h"
+#include "server/core/forward_batcher.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
@@ -25,6 +26,8 @@ inline constexpr uint32_t kDefaultSyncIntervalMs = 100;
 inline constexpr uint64_t kDefaultCheckpointEverySteps = 10000;
 inline constexpr uint32_t kDefaultCheckpointEverySeconds = 300;
 inline constexpr uint32_t kDefaultKeepCheckpoints = 3;
+inline constexpr uint32_t kDefaultMaxBatchRows = 256;
+inline constexpr uint32_t kMaxQueueDelayMicros = 1'000'000;
 
 // Any message from protobuf text format: INVALID_ARGUMENT "not a TYPE in text
 // format: line L, column C: ..." for the first error. LoadTextMessage reads
@@ -43,6 +46,7 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
+// max_batch_rows 0 → 256,
 // max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
 // max_connection_idle_seconds 0 → 300, persistence: durability COMMIT,
 // sync_interval_ms 100, checkpoint_every_steps 10000,
@@ -81,6 +85,10 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::Mod
 absl::StatusOr<PersistenceOptions> PersistenceOptionsFromProto(
     const deltaserve::v1::ServerConfig& config, const deltaserve::v1::ModelSpec& spec,
     const std::string& state_dir);
+// The spec's Forward batching (max_batch_rows, max_queue_delay_us), defaults
+// filled. INVALID_ARGUMENT if max_queue_delay_us exceeds kMaxQueueDelayMicros.
+absl::StatusOr<ForwardBatchingOptions> ForwardBatchingOptionsFromProto(
+    const deltaserve::v1::ModelSpec& spec);
 
 }  // namespace deltaserve::server
 

@@ -39,7 +39,8 @@ constexpr absl::string_view kStatusCodeNames[] = {
 };
 
 constexpr absl::string_view kRpcNames[] = {
-    "GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "WatchParameters",
+    "GetModelInfo",    "Forward", "SubmitDelta",    "GetParameters",
+    "WatchParameters", "Session", "SessionForward", "SessionSubmitDelta",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {
@@ -58,6 +59,13 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
       0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+  return *buckets;
+}
+
+// Rows per batch: powers of two from 1 to 4096.
+const prometheus::Histogram::BucketBoundaries& BatchRowBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
   return *buckets;
 }
 
@@ -104,6 +112,10 @@ struct ServerMetrics::Families {
                          .Name("deltaserve_forward_rows_total")
                          .Help("Input rows evaluated by Forward.")
                          .Register(registry)),
+        forward_batch_rows(prometheus::BuildHistogram()
+                               .Name("deltaserve_forward_batch_rows")
+                               .Help("Rows per Forward product the batcher computed.")
+                               .Register(registry)),
         submissions_applied(prometheus::BuildCounter()
                                 .Name("deltaserve_submissions_applied_total")
                                 .Help("SubmitDelta submissions the learner applied.")
@@ -156,6 +168,7 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Counter>& rpc_requests;
   prometheus::Family<prometheus::Histogram>& rpc_latency;
   prometheus::Family<prometheus::Counter>& forward_rows;
+  prometheus::Family<prometheus::Histogram>& forward_batch_rows;
   prometheus::Family<prometheus::Counter>& submissions_applied;
   prometheus::Family<prometheus::Counter>& submitted_rows;
   prometheus::Family<prometheus::Counter>& rejected;
@@ -205,6 +218,10 @@ void ModelMetrics::RecordRpc(Rpc rpc, int code, double seconds) {
 
 void ModelMetrics::AddForwardRows(uint64_t rows) {
   forward_rows_->Increment(static_cast<double>(rows));
+}
+
+void ModelMetrics::RecordForwardBatch(uint64_t rows) {
+  forward_batch_rows_->Observe(static_cast<double>(rows));
 }
 
 void ModelMetrics::RecordSubmissionApplied(uint64_t rows, uint64_t staleness,
@@ -283,6 +300,7 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
     m->rpc_latency_[r] = &f.rpc_latency.Add({{"model", name}, {"rpc", rpc}}, LatencyBuckets());
   }
   m->forward_rows_ = &f.forward_rows.Add({{"model", name}});
+  m->forward_batch_rows_ = &f.forward_batch_rows.Add({{"model", name}}, BatchRowBuckets());
   m->submissions_applied_ = &f.submissions_applied.Add({{"model", name}});
   m->submitted_rows_ = &f.submitted_rows.Add({{"model", name}});
   for (int i = 0; i < kNumRejectReasons; ++i) {

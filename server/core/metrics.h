@@ -13,6 +13,7 @@
 //   rpc_requests_total{model,rpc,code}        counter
 //   rpc_latency_seconds{model,rpc}            histogram
 //   forward_rows_total{model}                 counter
+//   forward_batch_rows{model}                 histogram (rows per computed batch)
 //   submissions_applied_total{model}          counter
 //   submitted_rows_total{model}               counter
 //   submissions_rejected_total{model,reason}  counter
@@ -52,8 +53,21 @@ namespace deltaserve::server {
 
 // The Trainer service's rpcs (label rpc="Forward", ...). Add new ones at the
 // end, before kLast's definition moves to them, and name them in metrics.cc.
-enum class Rpc { kGetModelInfo = 0, kForward, kSubmitDelta, kGetParameters, kWatchParameters };
-inline constexpr int kNumRpcs = static_cast<int>(Rpc::kWatchParameters) + 1;
+// The Session stream counts itself (kSession: status and lifetime when it
+// ends) and each call on it by kind (kSessionForward, kSessionSubmitDelta:
+// the code its CallError carries, OK for an answer; wall time from the read
+// to the answer), like the unary rpcs.
+enum class Rpc {
+  kGetModelInfo = 0,
+  kForward,
+  kSubmitDelta,
+  kGetParameters,
+  kWatchParameters,
+  kSession,
+  kSessionForward,
+  kSessionSubmitDelta,
+};
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kSessionSubmitDelta) + 1;
 
 // Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
 // gRPC and absl share; any other value is counted as UNKNOWN.
@@ -93,6 +107,10 @@ class ModelMetrics {
   // Rows a Forward call evaluated.
   void AddForwardRows(uint64_t rows);
 
+  // One product the Forward batcher computed, of `rows` stacked rows
+  // (server/core/forward_batcher.h; unbatched: one request's rows).
+  void RecordForwardBatch(uint64_t rows);
+
   // A submission the learner applied: its rows, its staleness (versions
   // behind when applied) and its surrogate loss l_s.
   void RecordSubmissionApplied(uint64_t rows, uint64_t staleness, double surrogate_loss);
@@ -121,6 +139,7 @@ class ModelMetrics {
   std::array<std::array<prometheus::Counter*, kNumStatusCodes>, kNumRpcs> rpc_requests_{};
   std::array<prometheus::Histogram*, kNumRpcs> rpc_latency_{};
   prometheus::Counter* forward_rows_ = nullptr;
+  prometheus::Histogram* forward_batch_rows_ = nullptr;
   prometheus::Counter* submissions_applied_ = nullptr;
   prometheus::Counter* submitted_rows_ = nullptr;
   std::array<prometheus::Counter*, kNumRejectReasons> rejected_{};

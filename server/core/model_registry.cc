@@ -31,6 +31,9 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
                      Trainer::Create(std::move(options), [hub](std::shared_ptr<const Snapshot> s) {
                        hub->Publish(std::move(s));
                      }));
+    ASSIGN_OR_RETURN(ForwardBatchingOptions batching, ForwardBatchingOptionsFromProto(spec));
+    ASSIGN_OR_RETURN(model->batcher,
+                     ForwardBatcher::Create(model->trainer.get(), batching, model->metrics));
     hub->Publish(model->trainer->snapshot());
     registry->names_.push_back(spec.name());
     registry->models_.push_back(std::move(model));
@@ -71,7 +74,10 @@ void ModelRegistry::ModelFailed(const std::string& model, const absl::Status& ca
 }
 
 void ModelRegistry::StopTrainers() {
-  for (const auto& model : models_) model->trainer->Stop();
+  for (const auto& model : models_) {
+    model->trainer->Stop();
+    model->batcher->Stop();
+  }
 }
 
 }  // namespace deltaserve::server

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "deltaserve/v1/config.pb.h"
+#include "server/core/forward_batcher.h"
 #include "server/core/metrics.h"
 #include "server/core/trainer.h"
 #include "server/core/weight_hub.h"
@@ -25,6 +26,9 @@ struct ServedModel {
   deltaserve::v1::ModelSpec spec;  // As configured, defaults filled.
   std::unique_ptr<WeightHub> hub;  // Declared before trainer: outlives its publishes.
   std::unique_ptr<Trainer> trainer;
+  // Every Forward of the model goes through it. Declared after trainer: it
+  // holds the Trainer and is destroyed first.
+  std::unique_ptr<ForwardBatcher> batcher;
   // Resolved once at load; never null; owned by the registry's ServerMetrics.
   ModelMetrics* metrics = nullptr;
 };
@@ -52,7 +56,8 @@ class ModelRegistry {
   const std::vector<std::unique_ptr<ServedModel>>& models() const { return models_; }
 
   // Shutdown, in this order: watch streams end (hubs closed), then learners
-  // stop (queued submissions fail with UNAVAILABLE). Idempotent.
+  // stop (queued submissions fail with UNAVAILABLE) and so do the Forward
+  // batchers (queued Forwards fail with UNAVAILABLE). Idempotent.
   void CloseHubs();
   void StopTrainers();
   // After CloseHubs: blocks until every model's watch streams have ended

@@ -1,0 +1,157 @@
+#include "server/core/forward_batcher.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "server/core/errors.h"
+
+namespace deltaserve::server {
+
+absl::StatusOr<std::unique_ptr<ForwardBatcher>> ForwardBatcher::Create(
+    const Trainer* trainer, ForwardBatchingOptions options, ModelMetrics* metrics) {
+  if (options.max_batch_rows == 0) {
+    return absl::InvalidArgumentError("max_batch_rows: expected >= 1 (1 = no batching), got 0");
+  }
+  if (options.max_queue_delay < absl::ZeroDuration() ||
+      options.max_queue_delay == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_delay: expected a finite duration >= 0, got ",
+                     absl::FormatDuration(options.max_queue_delay)));
+  }
+  return std::unique_ptr<ForwardBatcher>(new ForwardBatcher(trainer, options, metrics));
+}
+
+ForwardBatcher::ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions options,
+                               ModelMetrics* metrics)
+    : trainer_(trainer), options_(options), metrics_(metrics) {
+  if (options_.max_batch_rows > 1) thread_ = std::thread([this] { Loop(); });
+}
+
+ForwardBatcher::~ForwardBatcher() { Stop(); }
+
+absl::Status ForwardBatcher::Enqueue(model::Matrix inputs, Done done) {
+  RETURN_IF_ERROR(trainer_->ValidateForwardInputs(inputs));
+  if (options_.max_batch_rows == 1) {  // Unbatched: the caller's thread computes.
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return ShuttingDown(trainer_->name());
+    }
+    std::shared_ptr<const Snapshot> snapshot = trainer_->snapshot();
+    ForwardResult result;
+    Trainer::ForwardScratch scratch;
+    absl::Status status = trainer_->ForwardAt(*snapshot, inputs, &result.outputs, scratch);
+    if (status.ok()) status = Trainer::CheckForwardOutputs(result.outputs);
+    if (!status.ok()) {
+      std::move(done)(status);
+      return absl::OkStatus();
+    }
+    if (metrics_ != nullptr) metrics_->RecordForwardBatch(static_cast<uint64_t>(inputs.rows()));
+    result.version = snapshot->version;
+    std::move(done)(std::move(result));
+    return absl::OkStatus();
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return ShuttingDown(trainer_->name());
+  if (queue_.size() >= kMaxQueuedRequests) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("model \"", trainer_->name(), "\": ", kMaxQueuedRequests,
+                     " Forward requests already waiting for the batcher; retry later"));
+  }
+  queued_rows_ += static_cast<size_t>(inputs.rows());
+  queue_.push_back(Request{std::move(inputs), std::move(done), absl::Now()});
+  return absl::OkStatus();
+}
+
+void ForwardBatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  std::call_once(join_once_, [this] {
+    if (thread_.joinable()) thread_.join();
+  });
+}
+
+size_t ForwardBatcher::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
+void ForwardBatcher::Loop() {
+  for (std::deque<Request> batch = TakeBatch(); !batch.empty(); batch = TakeBatch()) Run(batch);
+}
+
+std::deque<ForwardBatcher::Request> ForwardBatcher::TakeBatch() {
+  std::deque<Request> batch;
+  std::deque<Request> abandoned;
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](ForwardBatcher* b)
+             ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) { return b->stopping_ || !b->queue_.empty(); },
+        this));
+    if (options_.max_queue_delay > absl::ZeroDuration() && !stopping_) {  // Step 2.
+      const absl::Time deadline = queue_.front().arrival + options_.max_queue_delay;
+      mu_.AwaitWithDeadline(absl::Condition(
+                                +[](ForwardBatcher* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
+                                  return b->stopping_ ||
+                                         b->queued_rows_ >= b->options_.max_batch_rows;
+                                },
+                                this),
+                            deadline);
+    }
+    if (stopping_) {
+      abandoned.swap(queue_);
+      queued_rows_ = 0;
+    } else {  // Step 3: whole requests, in order, while they fit.
+      size_t rows = 0;
+      while (!queue_.empty()) {
+        const size_t next = static_cast<size_t>(queue_.front().inputs.rows());
+        if (!batch.empty() && rows + next > options_.max_batch_rows) break;
+        rows += next;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queued_rows_ -= rows;
+    }
+  }
+  for (Request& request : abandoned) std::move(request.done)(ShuttingDown(trainer_->name()));
+  return batch;
+}
+
+void ForwardBatcher::Run(std::deque<Request>& batch) {
+  std::shared_ptr<const Snapshot> snapshot = trainer_->snapshot();  // One version for all.
+  const model::Matrix* inputs = &batch.front().inputs;
+  if (batch.size() > 1) {
+    Eigen::Index rows = 0;
+    for (const Request& request : batch) rows += request.inputs.rows();
+    stacked_.resize(rows, inputs->cols());
+    Eigen::Index row = 0;
+    for (const Request& request : batch) {
+      stacked_.middleRows(row, request.inputs.rows()) = request.inputs;
+      row += request.inputs.rows();
+    }
+    inputs = &stacked_;
+  }
+  const absl::Status computed = trainer_->ForwardAt(*snapshot, *inputs, &outputs_, scratch_);
+  if (metrics_ != nullptr && computed.ok()) {
+    metrics_->RecordForwardBatch(static_cast<uint64_t>(inputs->rows()));
+  }
+  Eigen::Index row = 0;
+  for (Request& request : batch) {  // Step 4.
+    const Eigen::Index rows = request.inputs.rows();
+    auto mine = outputs_.middleRows(row, rows);
+    row += rows;
+    absl::Status status = computed;
+    if (status.ok()) status = Trainer::CheckForwardOutputs(mine);
+    if (!status.ok()) {
+      std::move(request.done)(status);
+      continue;
+    }
+    std::move(request.done)(ForwardResult{mine, snapshot->version});
+  }
+}
+
+}  // namespace deltaserve::server

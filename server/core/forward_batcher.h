@@ -1,0 +1,128 @@
+// ForwardBatcher: dynamic batching of one model's Forward calls.
+//
+// Callers (the unary Forward handler, every Session stream) Enqueue their
+// inputs and return; one thread per model owned by the batcher runs what is
+// waiting as one product and answers each caller:
+//
+//   1. Enqueue validates the inputs (Trainer::ValidateForwardInputs: a bad
+//      request is refused here, alone, and never joins a batch) and queues
+//      them; RESOURCE_EXHAUSTED if kMaxQueuedRequests are already waiting.
+//   2. The thread wakes when the queue is not empty. With max_queue_delay > 0
+//      it waits, at most that long after the oldest request arrived, for
+//      max_batch_rows rows to gather; with the default 0 it never waits and
+//      batches only what is already there (Triton's default).
+//   3. It takes requests in arrival order while their rows fit in
+//      max_batch_rows (always at least one: a request larger than
+//      max_batch_rows runs alone), stacks their inputs and computes
+//      Y = f(X) once, on ONE snapshot, with Trainer::ForwardAt — whose rows
+//      are bit-identical to what each request would get alone.
+//   4. Each caller gets exactly its own rows and that snapshot's version; an
+//      overflow in one caller's rows (Trainer::CheckForwardOutputs) fails that
+//      caller only.
+//   5. Stop(): requests still queued fail with UNAVAILABLE, the thread exits.
+//
+// max_batch_rows = 1 is the unbatched path: no thread; Enqueue computes the
+// Forward itself (Trainer::Forward) and calls `done` before returning.
+//
+// No gRPC here; callbacks must not block (they run on the batcher thread).
+#ifndef DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_
+#define DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model/spec.h"
+#include "server/core/metrics.h"
+#include "server/core/trainer.h"
+
+namespace deltaserve::server {
+
+struct ForwardBatchingOptions {
+  // Rows one batch may stack; 1 = no batching (see the file comment). ≥ 1.
+  uint32_t max_batch_rows = 256;
+  // How long the oldest request may wait for a fuller batch; 0 = never wait.
+  absl::Duration max_queue_delay = absl::ZeroDuration();
+};
+
+class ForwardBatcher {
+ public:
+  // Requests waiting at once; one more is RESOURCE_EXHAUSTED. Bounds the
+  // memory the queue can hold (each request at most max_request_rows rows).
+  static constexpr size_t kMaxQueuedRequests = 4096;
+
+  // Called exactly once per accepted request: from the batcher thread, from
+  // Stop() (UNAVAILABLE), or, unbatched, from inside Enqueue. Must not block.
+  using Done = absl::AnyInvocable<void(absl::StatusOr<ForwardResult>) &&>;
+
+  // `trainer` (and `metrics`, if not null) must outlive the batcher. Starts
+  // the thread unless max_batch_rows is 1. INVALID_ARGUMENT if
+  // max_batch_rows is 0 or max_queue_delay is negative or infinite.
+  static absl::StatusOr<std::unique_ptr<ForwardBatcher>> Create(const Trainer* trainer,
+                                                                ForwardBatchingOptions options,
+                                                                ModelMetrics* metrics = nullptr);
+
+  // Stop()s.
+  ~ForwardBatcher();
+
+  ForwardBatcher(const ForwardBatcher&) = delete;
+  ForwardBatcher& operator=(const ForwardBatcher&) = delete;
+
+  const ForwardBatchingOptions& options() const { return options_; }
+
+  // Step 1. On OK `done` will be called exactly once (see Done); on error it
+  // is not called: Trainer::ValidateForwardInputs' errors, RESOURCE_EXHAUSTED
+  // when the queue is full, UNAVAILABLE after Stop(). Never blocks.
+  absl::Status Enqueue(model::Matrix inputs, Done done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Step 5. Idempotent; blocks until the thread has exited (the batch it is
+  // computing is answered first).
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Requests waiting (not yet taken into a batch).
+  size_t queued() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Request {
+    model::Matrix inputs;
+    Done done;
+    absl::Time arrival;
+  };
+
+  ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions options, ModelMetrics* metrics);
+
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Steps 2–3: blocks for the next batch; empty once stopping.
+  std::deque<Request> TakeBatch() ABSL_LOCKS_EXCLUDED(mu_);
+  // Steps 3–4 for a non-empty batch.
+  void Run(std::deque<Request>& batch);
+
+  const Trainer* const trainer_;
+  const ForwardBatchingOptions options_;
+  ModelMetrics* const metrics_;
+
+  // Batcher-thread state.
+  model::Matrix stacked_;
+  model::Matrix outputs_;
+  Trainer::ForwardScratch scratch_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::once_flag join_once_;
+  std::thread thread_;  // Last: starts after everything above exists.
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_

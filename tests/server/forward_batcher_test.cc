@@ -1,0 +1,337 @@
+// ForwardBatcher: several callers' rows in one product, each caller getting
+// exactly its rows, bit-identical to an unbatched Forward, all from one
+// version; bad requests refused alone; Stop fails what waits.
+//
+// Batches are made deterministic without timing: with a long max_queue_delay
+// the batcher holds the oldest request until max_batch_rows rows wait, so
+// enqueueing exactly max_batch_rows rows forms exactly one batch.
+#include "server/core/forward_batcher.h"
+
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/metrics.h"
+#include "server/core/trainer.h"
+#include "tests/server/metrics_scrape.h"
+#include "tests/server/test_util.h"
+
+namespace deltaserve::server {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Sample;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+constexpr absl::Duration kHoldForFullBatch = absl::Seconds(60);
+
+// input 3 → 16 tanh → 2 identity, SGD: one δ per step.
+TrainerOptions SmallOptions() {
+  TrainerOptions options;
+  options.name = "b";
+  options.mlp.input_dim = 3;
+  options.mlp.layers = {{16, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
+  options.mlp.seed = 5;
+  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
+  options.optimizer.learning_rate = 0.05f;
+  return options;
+}
+
+std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options = SmallOptions(),
+                                     Trainer::PublishCallback on_publish = nullptr) {
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer =
+      Trainer::Create(std::move(options), std::move(on_publish));
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return *std::move(trainer);
+}
+
+std::unique_ptr<ForwardBatcher> MakeBatcher(const Trainer* trainer, uint32_t max_batch_rows,
+                                            absl::Duration delay, ModelMetrics* metrics = nullptr) {
+  absl::StatusOr<std::unique_ptr<ForwardBatcher>> batcher =
+      ForwardBatcher::Create(trainer, {max_batch_rows, delay}, metrics);
+  EXPECT_TRUE(batcher.ok()) << batcher.status();
+  return *std::move(batcher);
+}
+
+// One caller's request and, once answered, its result.
+struct Call {
+  model::Matrix inputs;
+  absl::StatusOr<ForwardResult> result = absl::UnknownError("not answered");
+  absl::Notification done;
+};
+
+absl::Status Enqueue(ForwardBatcher& batcher, Call& call) {
+  return batcher.Enqueue(call.inputs, [&call](absl::StatusOr<ForwardResult> result) {
+    call.result = std::move(result);
+    call.done.Notify();
+  });
+}
+
+model::Matrix Inputs(int rows, float seed) {
+  model::Matrix m(rows, 3);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = std::sin(seed + 0.37f * i);
+  return m;
+}
+
+TEST(ForwardBatcher, CallersInOneBatchGetTheirOwnRowsBitIdenticalToUnbatched) {
+  auto trainer = MakeTrainer();
+  auto metrics = ServerMetrics::Create({});
+  ASSERT_TRUE(metrics.ok());
+  ModelMetrics* m = (*metrics)->ForModel("b");
+  // 1 + 2 + ... + 8 = 36 rows: the batch forms when the last one arrives.
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/36, kHoldForFullBatch, m);
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int rows = 1; rows <= 8; ++rows) {
+    calls.push_back(std::make_unique<Call>());
+    calls.back()->inputs = Inputs(rows, static_cast<float>(rows));
+    ASSERT_TRUE(Enqueue(*batcher, *calls.back()).ok());
+  }
+  for (auto& call : calls) {
+    ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(kWait));
+    ASSERT_TRUE(call->result.ok()) << call->result.status();
+    absl::StatusOr<ForwardResult> alone = trainer->Forward(call->inputs);
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ(call->result->outputs, alone->outputs) << call->inputs.rows() << " rows";
+    EXPECT_EQ(call->result->version, alone->version);
+  }
+  // One product of all 36 rows, not eight.
+  const std::string text = (*metrics)->Scrape();
+  EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_count", {{"model", "b"}}), 1.0);
+  EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_sum", {{"model", "b"}}), 36.0);
+}
+
+TEST(ForwardBatcher, BatchesHoldAtMostMaxBatchRowsAndARequestNeverSplits) {
+  auto trainer = MakeTrainer();
+  auto metrics = ServerMetrics::Create({});
+  ASSERT_TRUE(metrics.ok());
+  ModelMetrics* m = (*metrics)->ForModel("b");
+  // 3 + 3 rows fill the first batch of 6; the 4-row request would not fit
+  // beside them and waits for the next; 10 rows (> max) run alone.
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/6, kHoldForFullBatch, m);
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int rows : {3, 3, 4, 10}) {
+    calls.push_back(std::make_unique<Call>());
+    calls.back()->inputs = Inputs(rows, static_cast<float>(rows) + 0.5f);
+    ASSERT_TRUE(Enqueue(*batcher, *calls.back()).ok());
+  }
+  for (auto& call : calls) {
+    ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(kWait));
+    ASSERT_TRUE(call->result.ok()) << call->result.status();
+    EXPECT_EQ(call->result->outputs, trainer->Forward(call->inputs)->outputs);
+  }
+  const std::string text = (*metrics)->Scrape();
+  EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_count", {{"model", "b"}}), 3.0);
+  EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_sum", {{"model", "b"}}), 20.0);
+}
+
+// While the learner steps, every answer's rows are f(X) at the parameters of
+// the version it reports — one snapshot per batch, never a mix.
+TEST(ForwardBatcher, ConcurrentCallersSeeOutputsOfExactlyTheVersionReported) {
+  absl::Mutex mu;
+  std::map<uint64_t, std::shared_ptr<const Snapshot>> published;
+  auto trainer = MakeTrainer(SmallOptions(), [&](std::shared_ptr<const Snapshot> s) {
+    absl::MutexLock lock(&mu);
+    published[s->version] = std::move(s);
+  });
+  {
+    absl::MutexLock lock(&mu);
+    published[0] = trainer->snapshot();
+  }
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
+
+  std::atomic<bool> stop{false};
+  std::thread learner_load([&] {
+    for (int i = 0; i < 200 && !stop; ++i) {
+      Submission s;
+      s.inputs = Inputs(2, static_cast<float>(i));
+      s.deltas = model::Matrix::Constant(2, 2, 0.5f);
+      s.version = trainer->snapshot()->version;
+      absl::Notification applied;
+      if (trainer->Submit(std::move(s), [&](absl::StatusOr<SubmitResult>) { applied.Notify(); })
+              .ok()) {
+        applied.WaitForNotificationWithTimeout(kWait);
+      }
+    }
+  });
+  constexpr int kCallers = 8;
+  constexpr int kCallsEach = 60;
+  std::vector<std::vector<std::unique_ptr<Call>>> calls(kCallers);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&, c] {
+      for (int i = 0; i < kCallsEach; ++i) {
+        calls[c].push_back(std::make_unique<Call>());
+        Call& call = *calls[c].back();
+        call.inputs = Inputs(1 + (i + c) % 4, static_cast<float>(c * 1000 + i));
+        if (!Enqueue(*batcher, call).ok()) return;
+        call.done.WaitForNotificationWithTimeout(kWait);
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  stop = true;
+  learner_load.join();
+
+  std::set<uint64_t> versions_seen;
+  Trainer::ForwardScratch scratch;
+  for (auto& per_caller : calls) {
+    ASSERT_EQ(per_caller.size(), static_cast<size_t>(kCallsEach));
+    for (auto& call : per_caller) {
+      ASSERT_TRUE(call->done.HasBeenNotified());
+      ASSERT_TRUE(call->result.ok()) << call->result.status();
+      std::shared_ptr<const Snapshot> at;
+      {
+        absl::MutexLock lock(&mu);
+        at = published.at(call->result->version);
+      }
+      model::Matrix expected;
+      ASSERT_TRUE(trainer->ForwardAt(*at, call->inputs, &expected, scratch).ok());
+      EXPECT_EQ(call->result->outputs, expected) << "version " << call->result->version;
+      versions_seen.insert(call->result->version);
+    }
+  }
+  // The learner did step underneath the callers.
+  EXPECT_GT(trainer->snapshot()->version, 0u);
+}
+
+TEST(ForwardBatcher, BadRequestsAreRefusedAloneAndNeverJoinABatch) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/4, kHoldForFullBatch);
+  Call good1, wrong_width, good2, not_finite, empty;
+  good1.inputs = Inputs(2, 1.0f);
+  wrong_width.inputs = model::Matrix::Ones(1, 4);
+  not_finite.inputs = Inputs(1, 2.0f);
+  not_finite.inputs(0, 1) = std::numeric_limits<float>::quiet_NaN();
+  empty.inputs = model::Matrix(0, 3);
+  good2.inputs = Inputs(2, 3.0f);
+  ASSERT_TRUE(Enqueue(*batcher, good1).ok());
+  const absl::Status width = Enqueue(*batcher, wrong_width);
+  EXPECT_EQ(width.code(), absl::StatusCode::kInvalidArgument);
+  // The same message the unbatched Forward gives.
+  EXPECT_EQ(width, trainer->Forward(wrong_width.inputs).status());
+  EXPECT_EQ(Enqueue(*batcher, not_finite).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Enqueue(*batcher, empty).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(Enqueue(*batcher, good2).ok());
+  for (Call* call : {&good1, &good2}) {
+    ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(kWait));
+    ASSERT_TRUE(call->result.ok()) << call->result.status();
+    EXPECT_EQ(call->result->outputs, trainer->Forward(call->inputs)->outputs);
+  }
+  for (Call* call : {&wrong_width, &not_finite, &empty}) EXPECT_FALSE(call->done.HasBeenNotified());
+}
+
+// Finite inputs whose outputs overflow fail in the batch, for that caller
+// only; the others in the same product are answered normally.
+TEST(ForwardBatcher, AnOverflowingCallerFailsAloneInsideItsBatch) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/3, kHoldForFullBatch);
+  Call before, overflow, after;
+  before.inputs = Inputs(1, 1.0f);
+  overflow.inputs = model::Matrix::Constant(1, 3, 3e38f);
+  after.inputs = Inputs(1, 2.0f);
+  for (Call* call : {&before, &overflow, &after}) ASSERT_TRUE(Enqueue(*batcher, *call).ok());
+  for (Call* call : {&before, &overflow, &after}) {
+    ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(kWait));
+  }
+  absl::StatusOr<ForwardResult> unbatched = trainer->Forward(overflow.inputs);
+  if (unbatched.ok()) {
+    // tanh saturates: then the batch must agree that there is no error.
+    ASSERT_TRUE(overflow.result.ok());
+  } else {
+    EXPECT_EQ(overflow.result.status(), unbatched.status());
+  }
+  for (Call* call : {&before, &after}) {
+    ASSERT_TRUE(call->result.ok()) << call->result.status();
+    EXPECT_EQ(call->result->outputs, trainer->Forward(call->inputs)->outputs);
+  }
+}
+
+TEST(ForwardBatcher, OverflowIsReportedLikeTheUnbatchedForward) {
+  TrainerOptions options = SmallOptions();
+  options.mlp.layers = {{2, model::Activation::kIdentity}};  // No saturation.
+  auto trainer = MakeTrainer(options);
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/2, kHoldForFullBatch);
+  Call ok, overflow;
+  ok.inputs = Inputs(1, 1.0f);
+  overflow.inputs = model::Matrix::Constant(1, 3, 3e38f);
+  ASSERT_TRUE(Enqueue(*batcher, overflow).ok());
+  ASSERT_TRUE(Enqueue(*batcher, ok).ok());
+  ASSERT_TRUE(overflow.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(ok.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_FALSE(overflow.result.ok());
+  EXPECT_EQ(overflow.result.status(), trainer->Forward(overflow.inputs).status());
+  EXPECT_THAT(overflow.result.status().message(), HasSubstr("overflow"));
+  ASSERT_TRUE(ok.result.ok()) << ok.result.status();
+  EXPECT_EQ(ok.result->outputs, trainer->Forward(ok.inputs)->outputs);
+}
+
+TEST(ForwardBatcher, StopFailsWaitingRequestsWithUnavailableAndRefusesNewOnes) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/100, kHoldForFullBatch);
+  Call waiting, late;
+  waiting.inputs = Inputs(1, 1.0f);
+  late.inputs = Inputs(1, 2.0f);
+  ASSERT_TRUE(Enqueue(*batcher, waiting).ok());
+  batcher->Stop();
+  ASSERT_TRUE(waiting.done.HasBeenNotified());  // Stop returns after the callbacks.
+  EXPECT_EQ(waiting.result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Enqueue(*batcher, late).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(late.done.HasBeenNotified());
+  batcher->Stop();  // Idempotent.
+}
+
+TEST(ForwardBatcher, AFullQueueIsResourceExhausted) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/1 << 20, kHoldForFullBatch);
+  std::atomic<int> unavailable{0};
+  for (size_t i = 0; i < ForwardBatcher::kMaxQueuedRequests; ++i) {
+    ASSERT_TRUE(batcher
+                    ->Enqueue(Inputs(1, 0.0f),
+                              [&](absl::StatusOr<ForwardResult> r) {
+                                if (absl::IsUnavailable(r.status())) ++unavailable;
+                              })
+                    .ok());
+  }
+  EXPECT_EQ(batcher->Enqueue(Inputs(1, 0.0f), [](absl::StatusOr<ForwardResult>) {}).code(),
+            absl::StatusCode::kResourceExhausted);
+  batcher->Stop();
+  EXPECT_EQ(unavailable.load(), static_cast<int>(ForwardBatcher::kMaxQueuedRequests));
+}
+
+TEST(ForwardBatcher, MaxBatchRowsOneComputesInTheCallersThread) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/1, absl::ZeroDuration());
+  Call call;
+  call.inputs = Inputs(5, 1.0f);
+  ASSERT_TRUE(Enqueue(*batcher, call).ok());
+  ASSERT_TRUE(call.done.HasBeenNotified());  // Before Enqueue returned.
+  ASSERT_TRUE(call.result.ok());
+  EXPECT_EQ(call.result->outputs, trainer->Forward(call.inputs)->outputs);
+  batcher->Stop();
+  Call late;
+  late.inputs = Inputs(1, 1.0f);
+  EXPECT_EQ(Enqueue(*batcher, late).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ForwardBatcher, CreateRejectsZeroRowsAndBadDelays) {
+  auto trainer = MakeTrainer();
+  EXPECT_EQ(ForwardBatcher::Create(trainer.get(), {0, absl::ZeroDuration()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ForwardBatcher::Create(trainer.get(), {8, -absl::Seconds(1)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ForwardBatcher::Create(trainer.get(), {8, absl::InfiniteDuration()}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace deltaserve::server
