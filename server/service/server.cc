@@ -213,9 +213,13 @@ void DeltaServer::Shutdown() {
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   }
   const absl::Time deadline = absl::Now() + options_.shutdown_grace;
-  models_->CloseHubs();     // Watch streams end with UNAVAILABLE ...
-  models_->StopTrainers();  // ... and so do queued submissions.
+  models_->CloseHubs();       // Watch streams end with UNAVAILABLE ...
+  service_->CloseSessions();  // ... so do Session streams ...
+  models_->StopTrainers();    // ... and queued submissions and Forwards.
   if (!models_->AwaitWatchersGone(deadline)) LogWarning("watch streams still open at the deadline");
+  if (!service_->AwaitSessionsGone(deadline)) {
+    LogWarning("Session streams still open at the deadline (clients not reading)");
+  }
   if (server_ != nullptr) {
     // What is left are unary calls that finish in their handler, and idle
     // connections: gRPC's Shutdown(deadline) would wait the whole grace period

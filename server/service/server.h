@@ -120,10 +120,11 @@ class DeltaServer {
   ServerMetrics* metrics() const { return metrics_.get(); }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
-  // stops the learner threads. In order: health → NOT_SERVING, watch streams
-  // end with UNAVAILABLE, learners stop (queued submissions get
-  // UNAVAILABLE), waits for the watch streams to end (at most
-  // shutdown_grace), then the gRPC server shuts down at once: connections
+  // stops the learner threads. In order: health → NOT_SERVING, watch and
+  // Session streams end with UNAVAILABLE, learners and Forward batchers stop
+  // (queued submissions and Forwards get UNAVAILABLE), waits for the watch
+  // and Session streams to end (at most shutdown_grace; a stream whose
+  // client does not read is then cancelled), then the gRPC server shuts down at once: connections
   // with no call in flight do not hold it. Idempotent, thread-safe; blocks
   // until done.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);

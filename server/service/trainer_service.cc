@@ -5,6 +5,7 @@
 #include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "proto/wire.h"
+#include "server/service/call_paths.h"
 #include "server/service/convert.h"
 #include "server/service/grpc_status.h"
 #include "server/service/watch_reactor.h"
@@ -29,11 +30,12 @@ grpc::ServerUnaryReactor* RecordAndFinish(grpc::ServerUnaryReactor* reactor, Mod
   return reactor;
 }
 
-// A SubmitDelta that was not applied: counted by reason, then finished.
-void RejectSubmission(grpc::ServerUnaryReactor* reactor, ModelMetrics* metrics,
-                      Clock::time_point start, const absl::Status& status) {
+// A SubmitDelta refused before it reached the core (denied, or bytes that
+// do not parse): counted by reason and recorded, then finished.
+grpc::ServerUnaryReactor* RejectSubmission(grpc::ServerUnaryReactor* reactor, ModelMetrics* metrics,
+                                           Clock::time_point start, const absl::Status& status) {
   metrics->RecordSubmissionRejected(RejectReasonFromStatus(status.code()));
-  RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, status);
+  return RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, status);
 }
 
 // A WatchParameters stream that ends before it starts (bad request, unknown
@@ -82,16 +84,22 @@ grpc::ServerUnaryReactor* TrainerService::Forward(grpc::CallbackServerContext* c
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (absl::Status denied = authorizer_->Authorize(*context, kForwardMethod); !denied.ok()) {
-    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kForward, start, denied);
+    return RecordAndFinish(reactor, unknown_model_, Rpc::kForward, start, denied);
   }
   v1::ForwardRequest parsed;
-  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
-  v1::ForwardResponse outputs;
-  const absl::Status status = model.ok() ? RunForward(**model, parsed, &outputs) : model.status();
-  if (status.ok()) SerializeResponse(outputs, response);
-  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kForward, start,
-                         status);
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    return RecordAndFinish(reactor, unknown_model_, Rpc::kForward, start, status);
+  }
+  // Runs on the batcher thread (or here); gRPC keeps `response` alive until Finish.
+  StartForward(*models_, unknown_model_, parsed,
+               [reactor, response, start](ModelMetrics* metrics,
+                                          absl::StatusOr<v1::ForwardResponse> answer) {
+                 if (answer.ok()) SerializeResponse(*answer, response);
+                 RecordAndFinish(reactor, metrics, Rpc::kForward, start, answer.status());
+               });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContext* context,
@@ -100,14 +108,19 @@ grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContex
   const Clock::time_point start = Clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (absl::Status denied = authorizer_->Authorize(*context, kSubmitDeltaMethod); !denied.ok()) {
-    RejectSubmission(reactor, unknown_model_, start, denied);
-    return reactor;
+    return RejectSubmission(reactor, unknown_model_, start, denied);
   }
   v1::SubmitDeltaRequest parsed;
-  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
-  const absl::Status queued =
-      model.ok() ? QueueSubmission(**model, parsed, response, reactor, start) : model.status();
-  if (!queued.ok()) RejectSubmission(reactor, MetricsFor(model), start, queued);
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    return RejectSubmission(reactor, unknown_model_, start, status);
+  }
+  // Runs on the learner thread (errors: here); rejections are counted there.
+  StartSubmit(*models_, unknown_model_, parsed,
+              [reactor, response, start](ModelMetrics* metrics,
+                                         absl::StatusOr<v1::SubmitDeltaResponse> answer) {
+                if (answer.ok()) SerializeResponse(*answer, response);
+                RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, answer.status());
+              });
   return reactor;
 }
 
@@ -142,6 +155,15 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
                           max_watchers_per_model_);
 }
 
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TrainerService::Session(
+    grpc::CallbackServerContext* context) {
+  if (absl::Status denied = authorizer_->Authorize(*context, kSessionMethod); !denied.ok()) {
+    unknown_model_->RecordRpc(Rpc::kSession, static_cast<int>(denied.code()), 0.0);
+    return new FinishedBidiReactor(ToGrpcStatus(denied));
+  }
+  return new SessionReactor(models_, unknown_model_, &sessions_);
+}
+
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {
   const uint64_t version = model.trainer->snapshot()->version;
   *response->mutable_spec() = model.spec;
@@ -149,41 +171,6 @@ void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response
   response->set_parameter_count(model.trainer->mlp().parameter_count());
   response->set_output_dim(static_cast<uint32_t>(model.trainer->mlp().output_dim()));
   response->set_optimizer_steps(version);
-}
-
-absl::Status TrainerService::RunForward(const ServedModel& model, const v1::ForwardRequest& request,
-                                        v1::ForwardResponse* response) {
-  ASSIGN_OR_RETURN(model::Matrix inputs, wire::MatrixFromProto("inputs", request.inputs()));
-  ASSIGN_OR_RETURN(ForwardResult result, model.trainer->Forward(inputs));
-  wire::MatrixToProto(result.outputs, response->mutable_outputs());
-  response->set_version(result.version);
-  model.metrics->AddForwardRows(static_cast<uint64_t>(result.outputs.rows()));
-  return absl::OkStatus();
-}
-
-absl::Status TrainerService::QueueSubmission(const ServedModel& model,
-                                             const v1::SubmitDeltaRequest& request,
-                                             grpc::ByteBuffer* response,
-                                             grpc::ServerUnaryReactor* reactor,
-                                             Clock::time_point start) {
-  ASSIGN_OR_RETURN(Submission submission, SubmissionFromProto(request));
-  // Runs on the learner thread; gRPC keeps `response` alive until Finish.
-  auto done = [response, reactor, metrics = model.metrics,
-               start](absl::StatusOr<SubmitResult> result) {
-    if (!result.ok()) {
-      RejectSubmission(reactor, metrics, start, result.status());
-      return;
-    }
-    v1::SubmitDeltaResponse answer;
-    answer.set_version(result->version);
-    answer.set_surrogate_loss(result->surrogate_loss);
-    answer.set_staleness(result->staleness);
-    answer.set_stepped(result->stepped);
-    answer.set_duplicate(result->duplicate);
-    SerializeResponse(answer, response);
-    RecordAndFinish(reactor, metrics, Rpc::kSubmitDelta, start, absl::OkStatus());
-  };
-  return model.trainer->Submit(std::move(submission), std::move(done));
 }
 
 }  // namespace deltaserve::server

@@ -1,7 +1,9 @@
 // TrainerService: the deltaserve.v1.Trainer gRPC service over a
 // ModelRegistry. Each handler validates the request, calls the core
-// (Trainer / WeightHub), converts, and Finishes; none blocks. SubmitDelta
-// finishes later, from the model's learner thread, once the δ is applied.
+// (Trainer / ForwardBatcher / WeightHub), converts, and Finishes; none blocks.
+// Forward finishes from the model's batcher thread (or in the handler when
+// max_batch_rows is 1), SubmitDelta from its learner thread once the δ is
+// applied (server/service/call_paths.h, shared with the Session stream).
 // Every method is raw (ByteBuffer in and out): a request that does not parse
 // is INVALID_ARGUMENT and counted (gRPC's typed handlers answer an empty
 // UNIMPLEMENTED), and every watcher of a version writes the same
@@ -32,6 +34,7 @@
 #include "server/service/auth.h"
 #include "server/service/convert.h"
 #include "server/service/encoded_update.h"
+#include "server/service/session_reactor.h"
 
 namespace deltaserve::server {
 
@@ -40,7 +43,8 @@ namespace v1 = ::deltaserve::v1;
 using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
     v1::Trainer::WithRawCallbackMethod_Forward<v1::Trainer::WithRawCallbackMethod_SubmitDelta<
         v1::Trainer::WithRawCallbackMethod_GetParameters<
-            v1::Trainer::WithRawCallbackMethod_WatchParameters<v1::Trainer::CallbackService>>>>>;
+            v1::Trainer::WithRawCallbackMethod_WatchParameters<
+                v1::Trainer::WithRawCallbackMethod_Session<v1::Trainer::Service>>>>>>;
 }  // namespace internal
 
 class TrainerService final : public internal::RawTrainerService {
@@ -66,21 +70,21 @@ class TrainerService final : public internal::RawTrainerService {
                                           grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchParameters(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Session(
+      grpc::CallbackServerContext* context) override;
+
+  // Shutdown: every open Session ends with UNAVAILABLE, and so does every
+  // later one at once (server/service/session_reactor.h). Never blocks.
+  void CloseSessions() { sessions_.CloseAll(); }
+  // After CloseSessions: true once every Session has ended, false if
+  // `deadline` passed first.
+  bool AwaitSessionsGone(absl::Time deadline) const { return sessions_.AwaitAllGone(deadline); }
 
  private:
   using Clock = std::chrono::steady_clock;
 
-  // The bodies of the handlers above, in core terms, for a served model.
+  // The body of GetModelInfo, in core terms, for a served model.
   static void ModelInfo(const ServedModel& model, deltaserve::v1::ModelInfo* response);
-  static absl::Status RunForward(const ServedModel& model,
-                                 const deltaserve::v1::ForwardRequest& request,
-                                 deltaserve::v1::ForwardResponse* response);
-  // OK: `reactor` will be finished (and the rpc recorded) by the learner's
-  // callback. Error: not queued; the caller finishes.
-  static absl::Status QueueSubmission(const ServedModel& model,
-                                      const deltaserve::v1::SubmitDeltaRequest& request,
-                                      grpc::ByteBuffer* response, grpc::ServerUnaryReactor* reactor,
-                                      Clock::time_point start);
 
   // The request's model: NOT_FOUND if unknown, or the request's own parse
   // error; `parsed` is the parsed request either way.
@@ -102,6 +106,7 @@ class TrainerService final : public internal::RawTrainerService {
   const uint32_t max_watchers_per_model_;
   // One per served model, made at construction (read-only afterwards).
   std::map<const ServedModel*, std::unique_ptr<EncodedUpdateCache>> encoders_;
+  SessionRegistry sessions_;
 };
 
 }  // namespace deltaserve::server

@@ -179,6 +179,21 @@ class FakeTrainerStub : public deltaserve::v1::Trainer::StubInterface {
       grpc::CompletionQueue*) override {
     return nullptr;
   }
+  // No Session: async() is null, so TrainerClient::OpenSession fails.
+  using SessionStream = grpc::ClientReaderWriterInterface<deltaserve::v1::SessionRequest,
+                                                          deltaserve::v1::SessionResponse>;
+  using AsyncSessionStream =
+      grpc::ClientAsyncReaderWriterInterface<deltaserve::v1::SessionRequest,
+                                             deltaserve::v1::SessionResponse>;
+  SessionStream* SessionRaw(grpc::ClientContext*) override { return nullptr; }
+  AsyncSessionStream* AsyncSessionRaw(grpc::ClientContext*, grpc::CompletionQueue*,
+                                      void*) override {
+    return nullptr;
+  }
+  AsyncSessionStream* PrepareAsyncSessionRaw(grpc::ClientContext*,
+                                             grpc::CompletionQueue*) override {
+    return nullptr;
+  }
 
   mutable absl::Mutex mu_;
   std::vector<TimePoint> deadlines_ ABSL_GUARDED_BY(mu_);

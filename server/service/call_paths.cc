@@ -1,0 +1,68 @@
+#include "server/service/call_paths.h"
+
+#include <memory>
+#include <utility>
+
+#include "proto/wire.h"
+#include "server/service/convert.h"
+
+namespace deltaserve::server {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+
+v1::SubmitDeltaResponse ToProto(const SubmitResult& result) {
+  v1::SubmitDeltaResponse answer;
+  answer.set_version(result.version);
+  answer.set_surrogate_loss(result.surrogate_loss);
+  answer.set_staleness(result.staleness);
+  answer.set_stepped(result.stepped);
+  answer.set_duplicate(result.duplicate);
+  return answer;
+}
+
+}  // namespace
+
+void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
+                  const v1::ForwardRequest& request, ForwardDone done) {
+  absl::StatusOr<ServedModel*> model = models.Find(request.model());
+  if (!model.ok()) return std::move(done)(unknown_model, model.status());
+  ModelMetrics* metrics = (*model)->metrics;
+  absl::StatusOr<model::Matrix> inputs = wire::MatrixFromProto("inputs", request.inputs());
+  if (!inputs.ok()) return std::move(done)(metrics, inputs.status());
+  // Enqueue either takes `done` (and calls it once) or refuses and leaves it
+  // uncalled; the shared pointer lets this frame answer the refusal.
+  auto shared = std::make_shared<ForwardDone>(std::move(done));
+  const absl::Status queued = (*model)->batcher->Enqueue(
+      *std::move(inputs), [shared, metrics](absl::StatusOr<ForwardResult> result) {
+        if (!result.ok()) return std::move(*shared)(metrics, result.status());
+        v1::ForwardResponse response;
+        wire::MatrixToProto(result->outputs, response.mutable_outputs());
+        response.set_version(result->version);
+        metrics->AddForwardRows(static_cast<uint64_t>(result->outputs.rows()));
+        std::move (*shared)(metrics, std::move(response));
+      });
+  if (!queued.ok()) std::move (*shared)(metrics, queued);
+}
+
+void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
+                 const v1::SubmitDeltaRequest& request, SubmitDone done) {
+  absl::StatusOr<ServedModel*> model = models.Find(request.model());
+  ModelMetrics* metrics = model.ok() ? (*model)->metrics : unknown_model;
+  auto reject = [metrics](SubmitDone& answer, const absl::Status& status) {
+    metrics->RecordSubmissionRejected(RejectReasonFromStatus(status.code()));
+    std::move(answer)(metrics, status);
+  };
+  if (!model.ok()) return reject(done, model.status());
+  absl::StatusOr<Submission> submission = SubmissionFromProto(request);
+  if (!submission.ok()) return reject(done, submission.status());
+  auto shared = std::make_shared<SubmitDone>(std::move(done));
+  const absl::Status queued = (*model)->trainer->Submit(
+      *std::move(submission), [shared, reject, metrics](absl::StatusOr<SubmitResult> result) {
+        if (!result.ok()) return reject(*shared, result.status());
+        std::move (*shared)(metrics, ToProto(*result));
+      });
+  if (!queued.ok()) reject(*shared, queued);
+}
+
+}  // namespace deltaserve::server

@@ -1,0 +1,40 @@
+// The work behind a Forward and a SubmitDelta, shared by the unary handlers
+// and the Session stream, so that both answer the same, fail with the same
+// code and message, and record the same model metrics (forward rows,
+// submissions rejected by reason). Recording the rpc itself is the caller's.
+//
+// Each Start* resolves the request's model (NOT_FOUND), converts its matrices
+// (INVALID_ARGUMENT) and hands it to the core — Forward to the model's
+// ForwardBatcher, SubmitDelta to Trainer::Submit — and returns at once.
+// `done` is called exactly once, with the metrics the call counts under (the
+// model's, or the unknown-model bucket) and the answer or the error: before
+// Start* returns (errors found there; the unbatched Forward path), from the
+// model's batcher thread (Forward) or from its learner thread (SubmitDelta).
+// So `done` must not block, and must not take a lock its caller holds.
+#ifndef DELTASERVE_SERVER_SERVICE_CALL_PATHS_H_
+#define DELTASERVE_SERVER_SERVICE_CALL_PATHS_H_
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "deltaserve/v1/trainer.pb.h"
+#include "server/core/metrics.h"
+#include "server/core/model_registry.h"
+
+namespace deltaserve::server {
+
+using ForwardDone =
+    absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<deltaserve::v1::ForwardResponse>) &&>;
+using SubmitDone =
+    absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<deltaserve::v1::SubmitDeltaResponse>) &&>;
+
+// `models` and `unknown_model` must outlive every call.
+void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
+                  const deltaserve::v1::ForwardRequest& request, ForwardDone done);
+
+// Every submission that is not applied is counted by reason before `done`.
+void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
+                 const deltaserve::v1::SubmitDeltaRequest& request, SubmitDone done);
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_SERVICE_CALL_PATHS_H_

@@ -1,0 +1,375 @@
+// The Session stream over a real server on loopback: calls answered by id
+// exactly as their unary rpcs would answer them, per-call errors that leave
+// the stream open, flow control against a client that does not read,
+// cancellation, shutdown, metrics — and Forward batching seen from the wire.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "deltaserve/v1/trainer.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "server/core/metrics.h"
+#include "server/core/trainer.h"
+#include "server/service/server.h"
+#include "server/service/session_reactor.h"
+#include "tests/server/loopback_server.h"
+#include "tests/server/metrics_scrape.h"
+#include "tests/server/test_util.h"
+
+namespace deltaserve::server {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+using ::testing::HasSubstr;
+using testing::kWait;
+using testing::Sample;
+using testing::WireMatrix;
+
+using SessionStream = grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>;
+
+v1::SessionRequest ForwardCall(uint64_t id, v1::Matrix inputs, const std::string& model = "m") {
+  v1::SessionRequest request;
+  request.set_id(id);
+  request.mutable_forward()->set_model(model);
+  *request.mutable_forward()->mutable_inputs() = std::move(inputs);
+  return request;
+}
+
+v1::SessionRequest SubmitCall(uint64_t id, const v1::SubmitDeltaRequest& submit) {
+  v1::SessionRequest request;
+  request.set_id(id);
+  *request.mutable_submit() = submit;
+  return request;
+}
+
+v1::Matrix Row(float a) { return WireMatrix(1, 4, {a, -a, 0.5f * a, 1.0f}); }
+
+class SessionTest : public testing::LoopbackServerTest {
+ protected:
+  void Start(const std::string& extra = "max_staleness: 1000") {
+    StartServer(testing::SmallModelConfig(extra));
+  }
+
+  v1::SubmitDeltaRequest OneRowSubmit(uint64_t version = 0) {
+    v1::SubmitDeltaRequest request;
+    request.set_model("m");
+    *request.mutable_inputs() = WireMatrix(1, 4, {0.5f, 0.5f, 0.5f, 0.5f});
+    *request.mutable_deltas() = WireMatrix(1, 2, {1.0f, 1.0f});
+    request.set_version(version);
+    return request;
+  }
+
+  // Reads `n` answers, keyed by id (each id at most once).
+  static std::map<uint64_t, v1::SessionResponse> ReadAnswers(SessionStream& stream, size_t n) {
+    std::map<uint64_t, v1::SessionResponse> answers;
+    v1::SessionResponse response;
+    while (answers.size() < n && stream.Read(&response)) {
+      EXPECT_TRUE(answers.emplace(response.id(), response).second) << "id " << response.id();
+    }
+    return answers;
+  }
+
+  double Count(const std::string& rpc, const std::string& code, const std::string& model = "m") {
+    return Sample(server_->metrics()->Scrape(), "deltaserve_rpc_requests_total",
+                  {{"model", model}, {"rpc", rpc}, {"code", code}})
+        .value_or(-1);
+  }
+};
+
+TEST_F(SessionTest, CallsAreAnsweredByIdExactlyAsTheirUnaryRpcs) {
+  Start();
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::SubmitDeltaRequest bad_submit = OneRowSubmit();
+  *bad_submit.mutable_deltas() = WireMatrix(1, 3, {1, 2, 3});
+  v1::ForwardRequest unknown_model;
+  unknown_model.set_model("nope");
+  *unknown_model.mutable_inputs() = Row(1);
+  ASSERT_TRUE(stream->Write(ForwardCall(7, Row(1.5f))));
+  ASSERT_TRUE(stream->Write(ForwardCall(9, WireMatrix(1, 3, {1, 2, 3}))));
+  ASSERT_TRUE(stream->Write(ForwardCall(10, Row(1), "nope")));
+  ASSERT_TRUE(stream->Write(SubmitCall(11, bad_submit)));
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 4);
+  ASSERT_EQ(answers.size(), 4u);
+
+  // The answer: bit-identical to the unary Forward at the same version.
+  v1::ForwardResponse unary;
+  v1::ForwardRequest same;
+  same.set_model("m");
+  *same.mutable_inputs() = Row(1.5f);
+  ASSERT_TRUE(stub_->Forward(Context().get(), same, &unary).ok());
+  ASSERT_EQ(answers[7].result_case(), v1::SessionResponse::kForward);
+  EXPECT_EQ(answers[7].forward().SerializeAsString(), unary.SerializeAsString());
+
+  // Errors: the unary rpc's code and message.
+  auto expect_error = [&](uint64_t id, const grpc::Status& unary_status) {
+    ASSERT_EQ(answers[id].result_case(), v1::SessionResponse::kError) << id;
+    EXPECT_NE(unary_status.error_code(), grpc::StatusCode::OK) << id;
+    EXPECT_EQ(answers[id].error().code(), static_cast<int>(unary_status.error_code())) << id;
+    EXPECT_EQ(answers[id].error().message(), unary_status.error_message()) << id;
+  };
+  v1::ForwardRequest bad_forward;
+  bad_forward.set_model("m");
+  *bad_forward.mutable_inputs() = WireMatrix(1, 3, {1, 2, 3});
+  v1::ForwardResponse ignored;
+  expect_error(9, stub_->Forward(Context().get(), bad_forward, &ignored));
+  expect_error(10, stub_->Forward(Context().get(), unknown_model, &ignored));
+  expect_error(11, Submit(bad_submit));
+
+  // A good submission after the bad ones, on the same stream.
+  ASSERT_TRUE(stream->Write(SubmitCall(12, OneRowSubmit())));
+  answers = ReadAnswers(*stream, 1);
+  ASSERT_EQ(answers[12].result_case(), v1::SessionResponse::kSubmit);
+  EXPECT_EQ(answers[12].submit().version(), 1u);
+  EXPECT_TRUE(answers[12].submit().stepped());
+
+  ASSERT_TRUE(stream->WritesDone());
+  v1::SessionResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  const grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // Counted by kind and code, before each answer was written.
+  EXPECT_EQ(Count("SessionForward", "OK"), 1.0);
+  EXPECT_EQ(Count("SessionForward", "INVALID_ARGUMENT"), 1.0);
+  EXPECT_EQ(Count("SessionForward", "NOT_FOUND", ""), 1.0);
+  EXPECT_EQ(Count("SessionSubmitDelta", "INVALID_ARGUMENT"), 1.0);
+  EXPECT_EQ(Count("SessionSubmitDelta", "OK"), 1.0);
+}
+
+TEST_F(SessionTest, ARequestWithoutACallIsACallErrorAndTheStreamGoesOn) {
+  Start();
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::SessionRequest empty;
+  empty.set_id(3);
+  ASSERT_TRUE(stream->Write(empty));
+  ASSERT_TRUE(stream->Write(ForwardCall(4, Row(2))));
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 2);
+  ASSERT_EQ(answers[3].result_case(), v1::SessionResponse::kError);
+  EXPECT_EQ(answers[3].error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(answers[3].error().message(), HasSubstr("expected a SessionRequest with `forward`"));
+  EXPECT_EQ(answers[4].result_case(), v1::SessionResponse::kForward);
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A raw bidi client, for bytes the typed stub cannot send.
+class RawSession final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  RawSession(grpc::GenericStub& stub, grpc::ClientContext* context, const std::string& bytes) {
+    grpc::Slice slice(bytes.data(), bytes.size());
+    request_ = grpc::ByteBuffer(&slice, 1);
+    stub.PrepareBidiStreamingCall(context, "/deltaserve.v1.Trainer/Session", grpc::StubOptions(),
+                                  this);
+    StartWrite(&request_);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    done_.Notify();
+  }
+  bool Wait() { return done_.WaitForNotificationWithTimeout(kWait); }
+  const grpc::Status& status() const { return status_; }
+
+ private:
+  grpc::ByteBuffer request_, response_;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
+TEST_F(SessionTest, BytesThatAreNotASessionRequestEndTheStreamInvalidArgument) {
+  Start();
+  grpc::GenericStub generic(channel_);
+  auto context = Context();
+  RawSession raw(generic, context.get(), "\xff\xff\xff\x0a");
+  ASSERT_TRUE(raw.Wait());
+  EXPECT_EQ(raw.status().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(raw.status().error_message(),
+              HasSubstr("expected a serialized deltaserve.v1.SessionRequest"));
+  // The server goes on.
+  auto other = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(other.get());
+  ASSERT_TRUE(stream->Write(ForwardCall(1, Row(1))));
+  EXPECT_EQ(ReadAnswers(*stream, 1)[1].result_case(), v1::SessionResponse::kForward);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// With the learner held, every submission stays unanswered: the server reads
+// exactly kDefaultMaxInFlight calls and then no more, however many the
+// client sends — its writes stop at HTTP/2 flow control.
+TEST_F(SessionTest, AClientThatFloodsCallsIsReadOnlyUpToTheInFlightBound) {
+  gate_->Close();
+  Start("max_staleness: 1000 queue_capacity: 100000");
+  Trainer* trainer = server_->trainer("m");
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  constexpr int kSent = 200000;  // ~16 MB: more than any transport window.
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 0; i < kSent; ++i) {
+      if (!stream->Write(SubmitCall(static_cast<uint64_t>(i), OneRowSubmit()))) return;
+      ++written;
+    }
+  });
+  const size_t bound = SessionReactor::kDefaultMaxInFlight;
+  ASSERT_TRUE(trainer->AwaitQueued(bound, kWait));
+  // One more would have to be read to be queued.
+  EXPECT_FALSE(trainer->AwaitQueued(bound + 1, absl::Milliseconds(300)));
+  EXPECT_EQ(trainer->queued(), bound);
+
+  // Other clients are not affected.
+  v1::ForwardRequest forward;
+  forward.set_model("m");
+  *forward.mutable_inputs() = Row(1);
+  v1::ForwardResponse response;
+  EXPECT_TRUE(stub_->Forward(Context().get(), forward, &response).ok());
+
+  // Cancel: the writer is released, the stream ends CANCELLED.
+  context->TryCancel();
+  writer.join();
+  EXPECT_LT(written.load(), kSent);
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  gate_->Open();
+  // The learner applies what it had accepted; the server still serves.
+  EXPECT_TRUE(Submit(OneRowSubmit()).ok());
+}
+
+// Forward answers come back at once, but the client reads none: the write
+// queue fills, the server stops reading, others are unaffected, and cancel
+// ends the stream.
+TEST_F(SessionTest, AClientThatNeverReadsAnswersIsFlowControlled) {
+  Start();
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  constexpr int kSent = 200000;
+  std::atomic<int> written{0};
+  absl::Notification many_written;
+  std::thread writer([&] {
+    for (int i = 0; i < kSent; ++i) {
+      if (!stream->Write(ForwardCall(static_cast<uint64_t>(i), Row(0.25f)))) break;
+      if (++written == 1000) many_written.Notify();
+    }
+  });
+  ASSERT_TRUE(many_written.WaitForNotificationWithTimeout(kWait));
+  // Another Session and a unary call on another connection work meanwhile.
+  auto other_context = Context();
+  std::unique_ptr<SessionStream> other = stub_->Session(other_context.get());
+  ASSERT_TRUE(other->Write(ForwardCall(1, Row(1))));
+  EXPECT_EQ(ReadAnswers(*other, 1)[1].result_case(), v1::SessionResponse::kForward);
+  other->WritesDone();
+  EXPECT_TRUE(other->Finish().ok());
+
+  context->TryCancel();
+  writer.join();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The server answered only what fit in flight plus what the client's
+  // transport took: far less than the client tried to send.
+  EXPECT_LT(Count("SessionForward", "OK"), kSent / 4);
+}
+
+TEST_F(SessionTest, CancellingWithCallsInFlightEndsTheStreamAndLosesNothingElse) {
+  gate_->Close();
+  Start();
+  Trainer* trainer = server_->trainer("m");
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  ASSERT_TRUE(stream->Write(SubmitCall(1, OneRowSubmit())));
+  ASSERT_TRUE(trainer->AwaitQueued(1, kWait));
+  context->TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  gate_->Open();
+  // The accepted submission is still applied; the next one sees its step.
+  v1::SubmitDeltaResponse next;
+  ASSERT_TRUE(Submit(OneRowSubmit(), &next).ok());
+  EXPECT_EQ(next.version(), 2u);
+}
+
+TEST_F(SessionTest, ShutdownEndsOpenSessionsUnavailableWithoutHanging) {
+  gate_->Close();
+  Start();
+  Trainer* trainer = server_->trainer("m");
+  auto idle_context = Context();
+  std::unique_ptr<SessionStream> idle = stub_->Session(idle_context.get());
+  ASSERT_TRUE(idle->Write(ForwardCall(1, Row(1))));
+  ASSERT_EQ(ReadAnswers(*idle, 1)[1].result_case(), v1::SessionResponse::kForward);
+  auto busy_context = Context();
+  std::unique_ptr<SessionStream> busy = stub_->Session(busy_context.get());
+  ASSERT_TRUE(busy->Write(SubmitCall(2, OneRowSubmit())));
+  ASSERT_TRUE(trainer->AwaitQueued(1, kWait));
+
+  absl::Notification shut_down;
+  std::thread shutdown([&] {
+    server_->Shutdown();
+    shut_down.Notify();
+  });
+  ASSERT_TRUE(shut_down.WaitForNotificationWithTimeout(kWait));
+  shutdown.join();
+  for (SessionStream* stream : {idle.get(), busy.get()}) {
+    v1::SessionResponse response;
+    while (stream->Read(&response)) {
+      // The held submission may be answered UNAVAILABLE before the end.
+      ASSERT_EQ(response.result_case(), v1::SessionResponse::kError);
+      EXPECT_EQ(response.error().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  }
+}
+
+// Many sessions with one row per call: the batcher stacks their rows (fewer
+// products than calls) and every answer equals the unary Forward bit for bit.
+TEST_F(SessionTest, ConcurrentSessionsAreBatchedAndEachGetsItsOwnRows) {
+  Start("max_staleness: 1000 max_batch_rows: 64");
+  constexpr int kSessions = 8;
+  constexpr int kCalls = 64;  // Per session, all written before reading.
+  std::vector<std::thread> clients;
+  std::vector<std::map<uint64_t, v1::SessionResponse>> answers(kSessions);
+  for (int s = 0; s < kSessions; ++s) {
+    clients.emplace_back([&, s] {
+      auto context = Context();
+      std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+      for (int i = 0; i < kCalls; ++i) {
+        stream->Write(ForwardCall(static_cast<uint64_t>(i), Row(static_cast<float>(s * 100 + i))));
+      }
+      answers[s] = ReadAnswers(*stream, kCalls);
+      stream->WritesDone();
+      EXPECT_TRUE(stream->Finish().ok());
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int s = 0; s < kSessions; ++s) {
+    ASSERT_EQ(answers[s].size(), static_cast<size_t>(kCalls));
+    for (int i = 0; i < kCalls; ++i) {
+      v1::ForwardRequest alone;
+      alone.set_model("m");
+      *alone.mutable_inputs() = Row(static_cast<float>(s * 100 + i));
+      v1::ForwardResponse unary;
+      ASSERT_TRUE(stub_->Forward(Context().get(), alone, &unary).ok());
+      const v1::SessionResponse& got = answers[s][static_cast<uint64_t>(i)];
+      ASSERT_EQ(got.result_case(), v1::SessionResponse::kForward);
+      EXPECT_EQ(got.forward().SerializeAsString(), unary.SerializeAsString())
+          << "session " << s << " call " << i;
+    }
+  }
+  const std::string text = server_->metrics()->Scrape();
+  const double products =
+      Sample(text, "deltaserve_forward_batch_rows_count", {{"model", "m"}}).value_or(0);
+  const double rows =
+      Sample(text, "deltaserve_forward_batch_rows_sum", {{"model", "m"}}).value_or(0);
+  EXPECT_EQ(rows, kSessions * kCalls * 2.0);  // Session calls, then the unary ones.
+  EXPECT_LT(products, rows) << "no two Forward requests were ever batched together";
+}
+
+}  // namespace
+}  // namespace deltaserve::server
