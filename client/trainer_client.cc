@@ -8,6 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
+#include "client/convert.h"
+#include "client/session.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -17,14 +19,6 @@ namespace deltaserve::client {
 namespace {
 
 namespace v1 = ::deltaserve::v1;
-
-// The wire Matrix as model::Matrix. INTERNAL if data has not rows·cols
-// values: the server broke the contract.
-absl::StatusOr<model::Matrix> FromProto(const v1::Matrix& matrix) {
-  absl::StatusOr<model::Matrix> converted = wire::MatrixFromProto("server's matrix", matrix);
-  if (!converted.ok()) return absl::InternalError(converted.status().message());
-  return converted;
-}
 
 Parameters FromProto(const v1::ParameterUpdate& update) {
   Parameters params;
@@ -189,29 +183,15 @@ absl::StatusOr<v1::ModelInfo> TrainerClient::GetModelInfo(const std::string& mod
 
 absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                                      const std::string& model) const {
-  v1::ForwardRequest request;
-  request.set_model(model);
-  wire::MatrixToProto(inputs, request.mutable_inputs());
+  const v1::ForwardRequest request = internal::ForwardRequestFor(inputs, model);
   v1::ForwardResponse response;
   RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::Forward, request, &response));
-  ForwardResult result;
-  ASSIGN_OR_RETURN(result.outputs, FromProto(response.outputs()));
-  result.version = response.version();
-  return result;
+  return internal::ForwardResultFrom(response);
 }
 
 absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmission& submission,
                                                              const std::string& model) const {
-  v1::SubmitDeltaRequest request;
-  request.set_model(model);
-  wire::MatrixToProto(submission.inputs, request.mutable_inputs());
-  if (submission.acted_outputs.has_value()) {
-    wire::MatrixToProto(*submission.acted_outputs, request.mutable_outputs());
-  }
-  wire::MatrixToProto(submission.deltas, request.mutable_deltas());
-  request.set_version(submission.version);
-  request.set_objective(wire::ObjectiveToProto(submission.objective));
-  request.set_request_id(submission.request_id.empty() ? NewRequestId() : submission.request_id);
+  const v1::SubmitDeltaRequest request = internal::SubmitRequestFor(submission, model);
   v1::SubmitDeltaResponse response;
   absl::Status status;
   absl::Duration backoff = absl::Milliseconds(50);
@@ -223,13 +203,18 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
     backoff *= 2;
   }
   RETURN_IF_ERROR(status);
-  SubmitDeltaResult result;
-  result.version = response.version();
-  result.surrogate_loss = response.surrogate_loss();
-  result.staleness = response.staleness();
-  result.stepped = response.stepped();
-  result.duplicate = response.duplicate();
-  return result;
+  return internal::SubmitResultFrom(response);
+}
+
+absl::StatusOr<std::unique_ptr<Session>> TrainerClient::OpenSession(size_t max_in_flight) const {
+  if (max_in_flight == 0) {
+    return absl::InvalidArgumentError("max_in_flight: expected >= 1, got 0");
+  }
+  v1::Trainer::StubInterface::async_interface* async = stub_->async();
+  if (async == nullptr) {
+    return absl::UnimplementedError("this stub has no callback API: cannot open a Session");
+  }
+  return std::unique_ptr<Session>(new Session(async, max_in_flight));
 }
 
 absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model) const {

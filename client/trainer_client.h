@@ -85,6 +85,11 @@ struct ClientOptions {
   SecurityOptions security;
 };
 
+// Unanswered calls a Session allows by default (client/session.h).
+inline constexpr size_t kDefaultSessionInFlight = 64;
+
+class Session;
+
 // A new random request_id (32 hex digits, 128 bits) for SubmitDelta.
 std::string NewRequestId();
 
@@ -226,6 +231,14 @@ class TrainerClient {
 
   // The current parameters and their version.
   absl::StatusOr<Parameters> GetParameters(const std::string& model = "") const;
+
+  // A Session stream (client/session.h) on the unary calls' channel: many
+  // Forward / SubmitDelta calls in flight at once, at most `max_in_flight`
+  // unanswered (≥ 1). Does not wait for the server: if it cannot be reached,
+  // the first calls fail with UNAVAILABLE. The stub must outlive the session.
+  // UNIMPLEMENTED for a stub without the callback API (test fakes).
+  absl::StatusOr<std::unique_ptr<Session>> OpenSession(
+      size_t max_in_flight = kDefaultSessionInFlight) const;
 
   // Blocking watch: calls on_update with the current parameters, then with
   // each newer version as the server publishes it. A slow callback makes the

@@ -1,0 +1,29 @@
+// Conversions between the client's types (client/trainer_client.h) and the
+// wire messages, shared by the unary calls and the Session stream.
+#ifndef DELTASERVE_CLIENT_CONVERT_H_
+#define DELTASERVE_CLIENT_CONVERT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/trainer_client.h"
+#include "deltaserve/v1/trainer.pb.h"
+
+namespace deltaserve::client::internal {
+
+deltaserve::v1::ForwardRequest ForwardRequestFor(const Eigen::Ref<const model::Matrix>& inputs,
+                                                 const std::string& model);
+
+// request_id: the submission's, or a NewRequestId() when it is empty.
+deltaserve::v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submission,
+                                                    const std::string& model);
+
+// INTERNAL if the outputs do not have rows·cols values: the server broke the
+// contract.
+absl::StatusOr<ForwardResult> ForwardResultFrom(const deltaserve::v1::ForwardResponse& response);
+
+SubmitDeltaResult SubmitResultFrom(const deltaserve::v1::SubmitDeltaResponse& response);
+
+}  // namespace deltaserve::client::internal
+
+#endif  // DELTASERVE_CLIENT_CONVERT_H_
