@@ -6,6 +6,8 @@
     client.submit_delta(x, delta, version, outputs=y)    # delta = d loss / d y
     with NumpyReplica(client) as replica:                # local weights, pushed by the server
         y, version = replica.forward(x)
+    with client.session() as s:                          # many calls on one stream
+        y, version = s.forward(x)                        # or s.forward_async(x).result()
 
 Every call raises a DeltaserveError subclass (InvalidArgument, NotFound,
 Aborted, ResourceExhausted, Unavailable, DeadlineExceeded, ...) on failure.
@@ -24,11 +26,12 @@ from deltaserve_client.client import TrainerClient, WatchStream, from_matrix, to
 from deltaserve_client.local_server import LocalServer
 from deltaserve_client.mlp import NumpyMlp
 from deltaserve_client.replica import NumpyReplica
+from deltaserve_client.session import Session
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "TrainerClient", "NumpyReplica", "NumpyMlp", "LocalServer", "WatchStream", "to_matrix",
+    "TrainerClient", "Session", "NumpyReplica", "NumpyMlp", "LocalServer", "WatchStream", "to_matrix",
     "from_matrix", "config_pb2", "trainer_pb2", "trainer_pb2_grpc", "StubsNotFoundError",
     "DeltaserveError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded",
     "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",

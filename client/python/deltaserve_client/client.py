@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -46,6 +46,9 @@ import numpy.typing as npt
 
 from deltaserve_client import security
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
+
+if TYPE_CHECKING:
+    from deltaserve_client.session import Session
 from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
                                      from_rpc_error)
 
@@ -257,6 +260,14 @@ class TrainerClient:
                             trainer_pb2.GetParametersRequest(model=self.model), timeout,
                             wait_for_ready)
         return np.asarray(update.parameters, dtype=np.float32), int(update.version)
+
+    def session(self, max_in_flight: int = 64) -> "Session":
+        """A Session stream for this client's model: many forward / submit_delta calls
+        in flight on one stream, answered by id (deltaserve_client.session). Use it
+        as a context manager, or close() it. Like a watch, the stream has no deadline;
+        each blocking call waits at most the client's ``timeout``."""
+        from deltaserve_client.session import Session
+        return Session(self, max_in_flight)
 
     def watch(self, timeout: Optional[float] = None,
               wait_for_ready: Optional[bool] = None) -> "WatchStream":

@@ -1,0 +1,194 @@
+"""Session: many Forward / SubmitDelta calls on one Trainer/Session stream.
+
+    with client.session() as s:                      # TrainerClient.session()
+        y, version = s.forward(x)                    # blocking
+        f = s.forward_async(x)                       # concurrent.futures.Future
+        s.submit_delta(x, delta, version, outputs=y)
+        y2, v2 = f.result()
+
+One bidirectional stream pays gRPC's per-call cost once instead of per call;
+answers come back by id, in any order. A bad call raises the same
+DeltaserveError subclass with the same message as the unary call would, and
+the stream goes on. If the stream itself ends (server shutdown → Unavailable,
+close()), unanswered calls fail with that error and later calls raise it at
+once: open a new session. A submit that failed so may or may not have been
+applied: send it again with the same ``request_id`` and the server applies it
+at most once. At most ``max_in_flight`` calls are unanswered: one more waits
+for an answer. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from concurrent.futures import Future
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from deltaserve_client._stubs import trainer_pb2
+from deltaserve_client.errors import (DeltaserveError, FailedPrecondition, Unavailable,
+                                      error_class, from_rpc_error)
+
+DEFAULT_MAX_IN_FLIGHT = 64
+_END = object()  # Put on the request queue: half-close the stream.
+
+
+def _from_matrix(matrix: "trainer_pb2.Matrix") -> np.ndarray:
+    return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
+
+
+class Session:
+    """One Session stream of ``client`` (a TrainerClient) for ``client.model``."""
+
+    def __init__(self, client: Any, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        if max_in_flight < 1:
+            raise FailedPrecondition("max_in_flight must be >= 1, got %r" % (max_in_flight,))
+        self._client = client
+        self._room = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self._pending: Dict[int, Tuple[Future, str]] = {}
+        self._next_id = 1
+        self._ended: Optional[DeltaserveError] = None
+        self._closing = False
+        self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._call = client._stub.Session(self._request_iterator(),
+                                          wait_for_ready=client.wait_for_ready)
+        self._reader = threading.Thread(target=self._read, name="deltaserve-session",
+                                        daemon=True)
+        self._reader.start()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- asynchronous calls ----
+
+    def forward_async(self, inputs: npt.ArrayLike) -> "Future[Tuple[np.ndarray, int]]":
+        """Future of (outputs float32 [n x output_dim], version), as TrainerClient.forward."""
+        from deltaserve_client.client import to_matrix
+        request = trainer_pb2.SessionRequest(
+            forward=trainer_pb2.ForwardRequest(model=self._client.model,
+                                               inputs=to_matrix(inputs)))
+        return self._issue(request, "forward")
+
+    def submit_delta_async(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
+                           outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
+                           request_id: Optional[str] = None
+                           ) -> "Future[trainer_pb2.SubmitDeltaResponse]":
+        """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries)."""
+        from deltaserve_client.client import to_matrix
+        submit = trainer_pb2.SubmitDeltaRequest(
+            model=self._client.model, inputs=to_matrix(inputs), deltas=to_matrix(deltas),
+            version=int(version),
+            objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
+            request_id=request_id if request_id is not None else uuid.uuid4().hex)
+        if outputs is not None:
+            submit.outputs.CopyFrom(to_matrix(outputs))
+        return self._issue(trainer_pb2.SessionRequest(submit=submit), "submit")
+
+    # ---- the blocking wrapper ----
+
+    def forward(self, inputs: npt.ArrayLike, timeout: Optional[float] = None
+                ) -> Tuple[np.ndarray, int]:
+        """y = f(X; Θ); blocks for the answer (``timeout`` seconds, None → the client's)."""
+        return self.forward_async(inputs).result(self._timeout(timeout))
+
+    def submit_delta(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
+                     outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
+                     request_id: Optional[str] = None,
+                     timeout: Optional[float] = None) -> "trainer_pb2.SubmitDeltaResponse":
+        """Submits δ and blocks until it is applied; see TrainerClient.submit_delta."""
+        return self.submit_delta_async(inputs, deltas, version, outputs, maximize,
+                                       request_id=request_id).result(self._timeout(timeout))
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self) -> None:
+        """Half-closes the stream, waits for every answer and for the stream to end.
+        Idempotent. Later calls raise FailedPrecondition."""
+        with self._lock:
+            first = not self._closing
+            self._closing = True
+        if first:
+            self._requests.put(_END)
+        self._reader.join()
+
+    def cancel(self) -> None:
+        """Ends the stream now: unanswered calls fail with Cancelled."""
+        self._call.cancel()
+        self.close()
+
+    # ---- internals ----
+
+    def _timeout(self, timeout: Optional[float]) -> float:
+        return self._client.timeout if timeout is None else timeout
+
+    def _issue(self, request: "trainer_pb2.SessionRequest", kind: str) -> Future:
+        self._room.acquire()  # Bounded: waits while max_in_flight calls are unanswered.
+        future: Future = Future()
+        with self._lock:
+            refusal = FailedPrecondition("Session is closed") if self._closing else self._ended
+            if refusal is None:
+                request.id = self._next_id
+                self._next_id += 1
+                self._pending[request.id] = (future, kind)
+        if refusal is not None:
+            self._room.release()
+            future.set_exception(refusal)
+            return future
+        self._requests.put(request)
+        return future
+
+    def _request_iterator(self) -> Iterator["trainer_pb2.SessionRequest"]:
+        while True:
+            request = self._requests.get()
+            if request is _END:
+                return
+            yield request
+
+    def _read(self) -> None:
+        ended: Optional[DeltaserveError] = None
+        try:
+            for response in self._call:
+                self._answer(response)
+        except grpc.RpcError as e:
+            ended = from_rpc_error(e)
+        with self._lock:
+            self._ended = ended or Unavailable("Session stream ended")
+            pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            self._room.release()
+            future.set_exception(self._ended if ended is not None else
+                                 Unavailable("Session stream ended before the call was answered"))
+        self._requests.put(_END)  # Ends the request iterator if it is still waiting.
+
+    def _answer(self, response: "trainer_pb2.SessionResponse") -> None:
+        with self._lock:
+            entry = self._pending.pop(response.id, None)
+        if entry is None:
+            return
+        self._room.release()
+        future, kind = entry
+        which = response.WhichOneof("result")
+        if which == "error":
+            code = _CODES.get(response.error.code, grpc.StatusCode.UNKNOWN)
+            future.set_exception(error_class(code)(response.error.message, code))
+        elif which == "forward" and kind == "forward":
+            future.set_result((_from_matrix(response.forward.outputs),
+                               int(response.forward.version)))
+        elif which == "submit" and kind == "submit":
+            future.set_result(response.submit)
+        else:
+            future.set_exception(DeltaserveError("Session: expected a %s answer, got %r"
+                                                 % (kind, which), grpc.StatusCode.INTERNAL))
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
