@@ -8,6 +8,8 @@
 # Settings (environment variables):
 #   SIMS=8              simulator processes
 #   ACTIONS=roundtrip   roundtrip (a Forward RPC per step) | replica (local weights)
+#   TRANSPORT=session   session (every Forward and SubmitDelta on one Session stream per
+#                       simulator: the fastest path, docs/benchmarks.md) | unary (an RPC each)
 #   ENVS=1              CartPole environments per simulator, stepped in lockstep
 #                       (one Forward of ENVS rows per step)
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
@@ -24,6 +26,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:-${repo}/build}" && pwd)
 SIMS=${SIMS:-8}
 ACTIONS=${ACTIONS:-roundtrip}
+TRANSPORT=${TRANSPORT:-session}
 ENVS=${ENVS:-1}
 SEED=${SEED:-1}
 TIME_LIMIT=${TIME_LIMIT:-300}
@@ -66,6 +69,10 @@ done
 [[ -n ${address} ]] || { echo "demo: server did not start" >&2; exit 1; }
 server_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 echo "demo: deltaserve listening on ${address} (started in ${server_ms} ms); config ${CONFIG}"
+fastest=""
+[[ ${TRANSPORT} == session ]] && fastest=" (the fastest path)"
+echo "demo: transport=${TRANSPORT}${fastest}: Forward and SubmitDelta go over" \
+     "$([[ ${TRANSPORT} == session ]] && echo "one Session stream per simulator" || echo "one unary RPC each")"
 echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each), actions=${ACTIONS}, seed=${SEED}," \
      "target ${TARGET}, time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -75,7 +82,8 @@ set +e
 "${PYTHON}" "${repo}/sim/run_simulators.py" \
   --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
   --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
-  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" ${SIM_ARGS} | tee "${OUT_DIR}/run.log"
+  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" --transport="${TRANSPORT}" ${SIM_ARGS} \
+  | tee "${OUT_DIR}/run.log"
 rc=${PIPESTATUS[0]}
 set -e
 

@@ -12,19 +12,17 @@ namespace {
 
 class RoundTripSource final : public PolicySource {
  public:
-  RoundTripSource(std::shared_ptr<client::TrainerClient> client, std::string model)
-      : client_(std::move(client)), model_(std::move(model)) {}
+  explicit RoundTripSource(RoundTrip round_trip) : round_trip_(std::move(round_trip)) {}
 
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Matrix* outputs) override {
-    ASSIGN_OR_RETURN(client::ForwardResult result, client_->Forward(inputs, model_));
+    ASSIGN_OR_RETURN(client::ForwardResult result, round_trip_(inputs));
     *outputs = std::move(result.outputs);
     return result.version;
   }
 
  private:
-  std::shared_ptr<client::TrainerClient> client_;
-  std::string model_;
+  RoundTrip round_trip_;
 };
 
 class ReplicaSource final : public PolicySource {
@@ -46,10 +44,15 @@ class ReplicaSource final : public PolicySource {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
-    absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
-    const std::string& model) {
+    absl::string_view kind, std::shared_ptr<client::TrainerClient> client, const std::string& model,
+    RoundTrip round_trip) {
   if (kind == "roundtrip") {
-    return std::make_unique<RoundTripSource>(std::move(client), model);
+    if (round_trip == nullptr) {
+      round_trip = [client, model](const Eigen::Ref<const model::Matrix>& inputs) {
+        return client->Forward(inputs, model);
+      };
+    }
+    return std::make_unique<RoundTripSource>(std::move(round_trip));
   }
   if (kind == "replica") {
     ASSIGN_OR_RETURN(std::unique_ptr<client::Replica> replica,

@@ -6,6 +6,7 @@
 #define DELTASERVE_SIM_POLICY_SOURCE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,12 +28,17 @@ class PolicySource {
                                            model::Matrix* outputs) = 0;
 };
 
-// kind "roundtrip" (TrainerClient::Forward per call) or "replica" (a
-// client::Replica of `model`, created here: fails with its status).
-// INVALID_ARGUMENT for any other kind.
+// One Forward round trip, however it travels (sim::Runner: a Session or a
+// unary rpc).
+using RoundTrip =
+    std::function<absl::StatusOr<client::ForwardResult>(const Eigen::Ref<const model::Matrix>&)>;
+
+// kind "roundtrip" (a Forward per call: `round_trip`, or TrainerClient::Forward
+// when it is null) or "replica" (a client::Replica of `model`, created here:
+// fails with its status). INVALID_ARGUMENT for any other kind.
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
-    const std::string& model = "");
+    const std::string& model = "", RoundTrip round_trip = nullptr);
 
 }  // namespace deltaserve::sim
 

@@ -20,14 +20,22 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
                    WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
                      return client->GetModelInfo(options.model);
                    }));
+  if (options.transport != "session" && options.transport != "unary") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transport must be 'session' or 'unary', got '", options.transport, "'"));
+  }
   std::unique_ptr<Runner> runner(new Runner(std::move(options), client, std::move(info)));
   runner->counts_.retries = counts;
   RETURN_IF_ERROR(runner->CheckShape());
   const RunnerOptions& o = runner->options_;
-  ASSIGN_OR_RETURN(runner->policy_, WithBackoff<std::unique_ptr<PolicySource>>(
-                                        o.retry, &runner->counts_.retries, [&] {
-                                          return MakePolicySource(o.actions, client, o.model);
-                                        }));
+  Runner* r = runner.get();
+  ASSIGN_OR_RETURN(
+      runner->policy_,
+      WithBackoff<std::unique_ptr<PolicySource>>(o.retry, &runner->counts_.retries, [&] {
+        return MakePolicySource(
+            o.actions, client, o.model,
+            [r](const Eigen::Ref<const model::Matrix>& x) { return r->ForwardOnce(x); });
+      }));
   return runner;
 }
 
@@ -49,8 +57,34 @@ absl::StatusOr<uint64_t> Runner::Act(const Eigen::Ref<const model::Matrix>& inpu
 }
 
 absl::StatusOr<client::ForwardResult> Runner::Fetch(const Eigen::Ref<const model::Matrix>& inputs) {
-  return WithBackoff<client::ForwardResult>(
-      options_.retry, &counts_.retries, [&] { return client_->Forward(inputs, options_.model); });
+  return WithBackoff<client::ForwardResult>(options_.retry, &counts_.retries,
+                                            [&] { return ForwardOnce(inputs); });
+}
+
+absl::StatusOr<client::Session*> Runner::SessionOrOpen() {
+  if (session_ == nullptr) {
+    ASSIGN_OR_RETURN(session_, client_->OpenSession(/*max_in_flight=*/1));
+  }
+  return session_.get();
+}
+
+absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
+    const Eigen::Ref<const model::Matrix>& inputs) {
+  if (options_.transport == "unary") return client_->Forward(inputs, options_.model);
+  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  absl::StatusOr<client::ForwardResult> result = session->ForwardSync(inputs, options_.model);
+  if (absl::IsUnavailable(result.status())) session_.reset();
+  return result;
+}
+
+absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(
+    const client::DeltaSubmission& submission) {
+  if (options_.transport == "unary") return client_->SubmitDelta(submission, options_.model);
+  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  absl::StatusOr<client::SubmitDeltaResult> result =
+      session->SubmitDeltaSync(submission, options_.model);
+  if (absl::IsUnavailable(result.status())) session_.reset();
+  return result;
 }
 
 absl::StatusOr<client::Parameters> Runner::GetParameters() {
@@ -61,12 +95,8 @@ absl::StatusOr<client::Parameters> Runner::GetParameters() {
 absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(const client::ForwardResult& acted,
                                                          const SubmissionBuilder& build) {
   SubmitRpcs rpcs;
-  rpcs.submit = [&](const client::DeltaSubmission& submission) {
-    return client_->SubmitDelta(submission, options_.model);
-  };
-  rpcs.refetch = [&](const model::Matrix& inputs) {
-    return client_->Forward(inputs, options_.model);
-  };
+  rpcs.submit = [&](const client::DeltaSubmission& submission) { return SubmitOnce(submission); };
+  rpcs.refetch = [&](const model::Matrix& inputs) { return ForwardOnce(inputs); };
   ASSIGN_OR_RETURN(client::SubmitDeltaResult result,
                    SubmitWithRetry(options_.retry, rpcs, build, acted, &counts_.retries));
   ++counts_.submits;

@@ -7,6 +7,9 @@
 //   ...
 //   ASSIGN_OR_RETURN(client::SubmitDeltaResult result, runner->Submit(acted, build));
 //
+// Every Forward and SubmitDelta goes over the transport options.transport
+// names: a Session stream (default) or unary rpcs.
+//
 // Not thread-safe: one Runner per simulator thread.
 #ifndef DELTASERVE_SIM_RUNNER_H_
 #define DELTASERVE_SIM_RUNNER_H_
@@ -16,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "client/session.h"
 #include "client/trainer_client.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "model/spec.h"
@@ -28,6 +32,10 @@ struct RunnerOptions {
   std::string server = "127.0.0.1:50051";  // host:port or unix:PATH
   std::string model;                       // "" = the server's default model
   std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
+  // How Forward and SubmitDelta reach the server: "session" (one Session
+  // stream, client/session.h; reopened after it ends) or "unary" (one rpc
+  // per call).
+  std::string transport = "session";
   // The model shape the task needs, checked by Connect; 0 = any.
   int input_dim = 0;
   int output_dim = 0;
@@ -82,11 +90,17 @@ class Runner {
       : options_(std::move(options)), client_(std::move(client)), info_(std::move(info)) {}
 
   absl::Status CheckShape() const;
+  // One Forward / SubmitDelta over the chosen transport (no retries here). A
+  // Session that ended (UNAVAILABLE) is dropped and the next call opens one.
+  absl::StatusOr<client::ForwardResult> ForwardOnce(const Eigen::Ref<const model::Matrix>& inputs);
+  absl::StatusOr<client::SubmitDeltaResult> SubmitOnce(const client::DeltaSubmission& submission);
+  absl::StatusOr<client::Session*> SessionOrOpen();
 
   const RunnerOptions options_;
   const std::shared_ptr<client::TrainerClient> client_;
   const deltaserve::v1::ModelInfo info_;
   std::unique_ptr<PolicySource> policy_;
+  std::unique_ptr<client::Session> session_;  // transport "session": null until first use.
   RunnerCounts counts_;
 };
 
