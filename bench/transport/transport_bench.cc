@@ -1,0 +1,387 @@
+// deltaserve_transport_bench: one side-by-side run of what a call costs on
+// each transport (docs/benchmarks.md, "Transport"). Not a test: it prints
+// numbers, asserts nothing about them.
+//
+//   deltaserve_transport_bench --server_binary=build/server/deltaserve
+//       --echo_binary=build/bench/deltaserve_echo_server [--seconds=2]
+//
+// Every server is a separate process on 127.0.0.1:0 (bench/load's
+// ServerProcess), so its CPU time (/proc/PID/stat utime + stime) is its own.
+// Every simulator is a thread with its own connection. Sections:
+//   1. Forward calls/s and latency p50/p99: bare-gRPC echo (unary, stream)
+//      vs deltaserve (unary, Session) with 1, 8, 64 simulators, streams with
+//      1 and 8 calls in flight.
+//   2. Forward + SubmitDelta per step (8 simulators, 1 in flight).
+//   3. Server CPU µs per Forward row, 64 one-row simulators, batching on
+//      (max_batch_rows 256) and off (max_batch_rows 1), unary and Session.
+//   4. Weight push: 100k-parameter model, 64 watchers, from sending the
+//      SubmitDelta that steps to the moment the last watcher holds the version.
+// The model for 1–3 is 4 → 16 tanh → 2 identity, SGD, one row per step.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/load/latency_histogram.h"
+#include "bench/load/server_process.h"
+#include "client/session.h"
+#include "client/trainer_client.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+ABSL_FLAG(std::string, server_binary, "", "the deltaserve binary");
+ABSL_FLAG(std::string, echo_binary, "", "the deltaserve_echo_server binary");
+ABSL_FLAG(double, seconds, 2.0, "measured seconds per configuration (after 0.5 s warm-up)");
+ABSL_FLAG(int, push_steps, 200, "weight-push samples");
+ABSL_FLAG(std::string, sections, "1234", "which sections to run");
+
+namespace deltaserve::bench {
+namespace {
+
+namespace v1 = ::deltaserve::v1;
+using load::LatencyHistogram;
+using load::ServerProcess;
+
+constexpr char kSmallModel[] = R"pb(
+  models {
+    name: "m"
+    input_dim: 4
+    seed: 1
+    layers { units: 16 activation: ACTIVATION_TANH }
+    layers { units: 2 activation: ACTIVATION_IDENTITY }
+    optimizer { kind: SGD learning_rate: 0.001 }
+    samples_per_step: 1 %s
+  })pb";
+
+// 128 → 256 → 256 → 8: 100,872 parameters.
+constexpr char kPushModel[] = R"pb(
+  models {
+    name: "big"
+    input_dim: 128
+    seed: 1
+    layers { units: 256 activation: ACTIVATION_TANH }
+    layers { units: 256 activation: ACTIVATION_TANH }
+    layers { units: 8 activation: ACTIVATION_IDENTITY }
+    optimizer { kind: ADAM learning_rate: 0.0001 }
+    samples_per_step: 1
+  })pb";
+
+std::string WriteConfig(const std::string& text) {
+  char path[] = "/tmp/deltaserve_transport_bench_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd >= 0) close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
+// utime + stime of `pid`, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start(binary, config, "warning", absl::Seconds(30));
+  if (!server.ok()) {
+    std::fprintf(stderr, "cannot start %s: %s\n", binary.c_str(),
+                 server.status().ToString().c_str());
+    std::exit(2);
+  }
+  return *std::move(server);
+}
+
+// A client on a connection of its own, as a simulator process would have.
+std::unique_ptr<client::TrainerClient> OwnConnection(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return std::make_unique<client::TrainerClient>(v1::Trainer::NewStub(channel));
+}
+
+enum class Transport { kUnary, kSession };
+
+struct LoadResult {
+  double calls_per_second = 0;
+  double p50_ms = 0, p99_ms = 0;
+  double server_cpu_us_per_call = 0;
+  uint64_t errors = 0;
+};
+
+// `sims` threads, each doing Forward (and SubmitDelta if `with_submit`) with
+// `depth` calls in flight, for the measured window.
+LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, int depth,
+                   bool with_submit) {
+  std::atomic<bool> stop{false}, measuring{false};
+  std::atomic<uint64_t> calls{0}, errors{0};
+  LatencyHistogram latency;
+  const model::Matrix x = model::Matrix::Constant(1, 4, 0.25f);
+  auto done = [&](absl::Time start, const absl::Status& status) {
+    if (!measuring.load(std::memory_order_relaxed)) return;
+    if (!status.ok()) {
+      errors.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    latency.Record(absl::Now() - start);
+    calls.fetch_add(1, std::memory_order_relaxed);
+  };
+  std::vector<std::thread> threads;
+  for (int s = 0; s < sims; ++s) {
+    threads.emplace_back([&] {
+      std::unique_ptr<client::TrainerClient> client = OwnConnection(server.address());
+      if (transport == Transport::kUnary) {
+        while (!stop.load()) {
+          const absl::Time start = absl::Now();
+          absl::StatusOr<client::ForwardResult> y = client->Forward(x);
+          absl::Status status = y.status();
+          if (with_submit && y.ok()) {
+            client::DeltaSubmission submission{x, std::nullopt,
+                                               model::Matrix::Constant(1, 2, 0.01f), y->version};
+            status = client->SubmitDelta(submission).status();
+          }
+          done(start, status);
+        }
+        return;
+      }
+      std::unique_ptr<client::Session> session = *client->OpenSession(static_cast<size_t>(depth));
+      while (!stop.load()) {
+        const absl::Time start = absl::Now();
+        if (!with_submit) {
+          session->Forward(
+              x, [&, start](absl::StatusOr<client::ForwardResult> y) { done(start, y.status()); });
+          continue;
+        }
+        absl::StatusOr<client::ForwardResult> y = session->ForwardSync(x);
+        absl::Status status = y.status();
+        if (y.ok()) {
+          client::DeltaSubmission submission{x, std::nullopt, model::Matrix::Constant(1, 2, 0.01f),
+                                             y->version};
+          status = session->SubmitDeltaSync(submission).status();
+        }
+        done(start, status);
+      }
+      session->Close().IgnoreError();
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  const double cpu_before = CpuSeconds(server.pid());
+  const absl::Time start = absl::Now();
+  measuring = true;
+  absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_seconds)));
+  measuring = false;
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const double cpu = CpuSeconds(server.pid()) - cpu_before;
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  LoadResult result;
+  const LatencyHistogram::Snapshot snapshot = latency.Take();
+  result.calls_per_second = static_cast<double>(calls.load()) / seconds;
+  result.p50_ms = snapshot.QuantileMs(0.5);
+  result.p99_ms = snapshot.QuantileMs(0.99);
+  result.server_cpu_us_per_call = calls.load() ? cpu * 1e6 / static_cast<double>(calls.load()) : 0;
+  result.errors = errors.load();
+  return result;
+}
+
+std::string Row(const std::string& what, const LoadResult& r, double floor = 0) {
+  return absl::StrFormat("| %s | %.0f | %.3f | %.3f | %.1f | %s |%s\n", what, r.calls_per_second,
+                         r.p50_ms, r.p99_ms, r.server_cpu_us_per_call,
+                         floor > 0 ? absl::StrFormat("%.2f×", r.calls_per_second / floor) : "",
+                         r.errors ? absl::StrCat(" errors: ", r.errors) : "");
+}
+
+void ForwardSection(const std::string& deltaserve, const std::string& echo) {
+  const std::string config = WriteConfig(absl::StrFormat(kSmallModel, ""));
+  std::unique_ptr<ServerProcess> echo_server = Spawn(echo, "");
+  std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+  std::printf("\n### 1. Forward (1 row), calls/s and latency\n\n");
+  std::printf(
+      "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | ÷ echo, same "
+      "shape |\n|---|---:|---:|---:|---:|---:|\n");
+  for (int sims : {1, 8, 64}) {
+    const LoadResult echo_unary = RunLoad(*echo_server, Transport::kUnary, sims, 1, false);
+    const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, false);
+    std::fputs(Row(absl::StrCat("echo unary, ", sims, " sims"), echo_unary).c_str(), stdout);
+    std::fputs(Row(absl::StrCat("deltaserve unary, ", sims, " sims"), real_unary,
+                   echo_unary.calls_per_second)
+                   .c_str(),
+               stdout);
+    for (int depth : {1, 8}) {
+      const LoadResult echo_stream = RunLoad(*echo_server, Transport::kSession, sims, depth, false);
+      const LoadResult session = RunLoad(*real, Transport::kSession, sims, depth, false);
+      std::fputs(
+          Row(absl::StrCat("echo stream, ", sims, " sims × ", depth, " in flight"), echo_stream)
+              .c_str(),
+          stdout);
+      std::fputs(Row(absl::StrCat("deltaserve Session, ", sims, " sims × ", depth, " in flight"),
+                     session, echo_stream.calls_per_second)
+                     .c_str(),
+                 stdout);
+    }
+    std::fflush(stdout);
+  }
+  bool clean = false;
+  real->Stop(absl::Seconds(15), &clean);
+  echo_server->Stop(absl::Seconds(15), &clean);
+}
+
+void SubmitSection(const std::string& deltaserve, const std::string& echo) {
+  const std::string config = WriteConfig(absl::StrFormat(kSmallModel, ""));
+  std::unique_ptr<ServerProcess> echo_server = Spawn(echo, "");
+  std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+  std::printf("\n### 2. Forward + SubmitDelta per step (1 row), 8 simulators, steps/s\n\n");
+  std::printf(
+      "| configuration | steps/s | p50 ms | p99 ms | server CPU µs/step | ÷ echo, same "
+      "transport |\n|---|---:|---:|---:|---:|---:|\n");
+  for (Transport transport : {Transport::kUnary, Transport::kSession}) {
+    const char* name = transport == Transport::kUnary ? "unary" : "Session";
+    const LoadResult floor = RunLoad(*echo_server, transport, 8, 1, true);
+    const LoadResult got = RunLoad(*real, transport, 8, 1, true);
+    std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
+    std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
+  }
+  bool clean = false;
+  real->Stop(absl::Seconds(15), &clean);
+  echo_server->Stop(absl::Seconds(15), &clean);
+}
+
+void BatchingSection(const std::string& deltaserve) {
+  std::printf("\n### 3. Server CPU per Forward row, 64 one-row simulators\n\n");
+  std::printf(
+      "| configuration | rows/s | p50 ms | p99 ms | server CPU µs/row | |\n"
+      "|---|---:|---:|---:|---:|---:|\n");
+  for (Transport transport : {Transport::kUnary, Transport::kSession}) {
+    const char* name = transport == Transport::kUnary ? "unary" : "Session";
+    LoadResult results[2];
+    for (int batched : {0, 1}) {
+      const std::string config = WriteConfig(
+          absl::StrFormat(kSmallModel, batched ? "max_batch_rows: 256" : "max_batch_rows: 1"));
+      std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+      results[batched] = RunLoad(*real, transport, 64, 1, false);
+      bool clean = false;
+      real->Stop(absl::Seconds(15), &clean);
+    }
+    std::fputs(Row(absl::StrCat(name, ", unbatched (max_batch_rows 1)"), results[0]).c_str(),
+               stdout);
+    std::fputs(Row(absl::StrCat(name, ", batched (max_batch_rows 256)"), results[1]).c_str(),
+               stdout);
+    std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | |\n", name,
+                results[0].server_cpu_us_per_call / results[1].server_cpu_us_per_call);
+    std::fflush(stdout);
+  }
+}
+
+void PushSection(const std::string& deltaserve) {
+  constexpr int kWatchers = 64;
+  const std::string config = WriteConfig(kPushModel);
+  std::unique_ptr<ServerProcess> server = Spawn(deltaserve, config);
+  absl::Mutex mu;
+  std::vector<uint64_t> seen(kWatchers, 0);
+  uint64_t target = 0;
+  int holding = 0;
+  absl::Time completed;
+  std::vector<std::unique_ptr<client::TrainerClient>> clients;
+  std::vector<std::unique_ptr<client::WatchHandle>> watches;
+  for (int w = 0; w < kWatchers; ++w) {
+    // Equal channel arguments share one connection; watchers stand for
+    // separate replicas, so each gets a distinct (one byte larger) window.
+    client::ClientOptions options;
+    options.watch_window_bytes = client::kDefaultWatchWindowBytes + w;
+    absl::StatusOr<std::unique_ptr<client::TrainerClient>> c =
+        client::TrainerClient::Connect(server->address(), options);
+    clients.push_back(*std::move(c));
+    watches.push_back(*clients.back()->Watch("", [&, w](client::Parameters p) {
+      absl::MutexLock lock(&mu);
+      if (seen[w] < target && p.version >= target && ++holding == kWatchers) {
+        completed = absl::Now();
+      }
+      seen[w] = std::max(seen[w], p.version);
+    }));
+  }
+  std::unique_ptr<client::TrainerClient> driver = OwnConnection(server->address());
+  const model::Matrix x = model::Matrix::Constant(1, 128, 0.1f);
+  LatencyHistogram latency;
+  double worst_ms = 0;
+  for (int step = 0; step < absl::GetFlag(FLAGS_push_steps) + 5; ++step) {
+    absl::StatusOr<client::Parameters> now = driver->GetParameters();
+    {
+      absl::MutexLock lock(&mu);
+      target = now->version + 1;
+      holding = 0;
+      for (uint64_t v : seen) holding += v >= target ? 1 : 0;
+    }
+    const absl::Time start = absl::Now();
+    client::DeltaSubmission submission{x, std::nullopt, model::Matrix::Constant(1, 8, 0.01f),
+                                       now->version};
+    absl::StatusOr<client::SubmitDeltaResult> stepped = driver->SubmitDelta(submission);
+    if (!stepped.ok() || stepped->version != target) {
+      std::fprintf(stderr, "push: submit %s\n", stepped.status().ToString().c_str());
+      continue;
+    }
+    absl::MutexLock lock(&mu);
+    if (!mu.AwaitWithTimeout(absl::Condition(
+                                 +[](int* h) { return *h == kWatchers; }, &holding),
+                             absl::Seconds(10))) {
+      std::fprintf(stderr, "push: version %d not held by every watcher in 10 s\n",
+                   static_cast<int>(target));
+      continue;
+    }
+    if (step < 5) continue;  // Warm-up.
+    latency.Record(completed - start);
+    worst_ms = std::max(worst_ms, absl::ToDoubleMilliseconds(completed - start));
+  }
+  const LatencyHistogram::Snapshot snapshot = latency.Take();
+  std::printf("\n### 4. Weight push: 100,872 parameters, %d watchers, %d steps\n\n", kWatchers,
+              absl::GetFlag(FLAGS_push_steps));
+  std::printf(
+      "| from sending the stepping SubmitDelta to all watchers holding the version | p50 "
+      "ms | p99 ms | max ms |\n|---|---:|---:|---:|\n| WatchParameters | %.2f | %.2f | "
+      "%.2f |\n",
+      snapshot.QuantileMs(0.5), snapshot.QuantileMs(0.99), worst_ms);
+  watches.clear();
+  bool clean = false;
+  server->Stop(absl::Seconds(15), &clean);
+}
+
+}  // namespace
+}  // namespace deltaserve::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  namespace b = ::deltaserve::bench;
+  const std::string server = absl::GetFlag(FLAGS_server_binary);
+  const std::string echo = absl::GetFlag(FLAGS_echo_binary);
+  if (server.empty() || echo.empty()) {
+    std::fprintf(stderr,
+                 "usage: deltaserve_transport_bench --server_binary=BIN "
+                 "--echo_binary=BIN [--seconds=S]\n");
+    return 2;
+  }
+  const std::string sections = absl::GetFlag(FLAGS_sections);
+  if (sections.find('1') != std::string::npos) b::ForwardSection(server, echo);
+  if (sections.find('2') != std::string::npos) b::SubmitSection(server, echo);
+  if (sections.find('3') != std::string::npos) b::BatchingSection(server);
+  if (sections.find('4') != std::string::npos) b::PushSection(server);
+  return 0;
+}
