@@ -211,10 +211,24 @@ std::string Row(const std::string& what, const LoadResult& r, double floor = 0) 
                          r.errors ? absl::StrCat(" errors: ", r.errors) : "");
 }
 
+// The echo floor and deltaserve with the small model's default config, both
+// stopped at the end of the section.
+struct EchoAndReal {
+  EchoAndReal(const std::string& deltaserve, const std::string& echo_binary)
+      : echo(Spawn(echo_binary, "")),
+        real(Spawn(deltaserve, WriteConfig(absl::StrFormat(kSmallModel, "")))) {}
+  ~EchoAndReal() {
+    bool clean = false;
+    real->Stop(absl::Seconds(15), &clean);
+    echo->Stop(absl::Seconds(15), &clean);
+  }
+  std::unique_ptr<ServerProcess> echo, real;
+};
+
 void ForwardSection(const std::string& deltaserve, const std::string& echo) {
-  const std::string config = WriteConfig(absl::StrFormat(kSmallModel, ""));
-  std::unique_ptr<ServerProcess> echo_server = Spawn(echo, "");
-  std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+  EchoAndReal servers(deltaserve, echo);
+  ServerProcess* echo_server = servers.echo.get();
+  ServerProcess* real = servers.real.get();
   std::printf("\n### 1. Forward (1 row), calls/s and latency\n\n");
   std::printf(
       "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | ÷ echo, same "
@@ -241,15 +255,12 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
     }
     std::fflush(stdout);
   }
-  bool clean = false;
-  real->Stop(absl::Seconds(15), &clean);
-  echo_server->Stop(absl::Seconds(15), &clean);
 }
 
 void SubmitSection(const std::string& deltaserve, const std::string& echo) {
-  const std::string config = WriteConfig(absl::StrFormat(kSmallModel, ""));
-  std::unique_ptr<ServerProcess> echo_server = Spawn(echo, "");
-  std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+  EchoAndReal servers(deltaserve, echo);
+  ServerProcess* echo_server = servers.echo.get();
+  ServerProcess* real = servers.real.get();
   std::printf("\n### 2. Forward + SubmitDelta per step (1 row), 8 simulators, steps/s\n\n");
   std::printf(
       "| configuration | steps/s | p50 ms | p99 ms | server CPU µs/step | ÷ echo, same "
@@ -261,9 +272,6 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
     std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
   }
-  bool clean = false;
-  real->Stop(absl::Seconds(15), &clean);
-  echo_server->Stop(absl::Seconds(15), &clean);
 }
 
 void BatchingSection(const std::string& deltaserve) {

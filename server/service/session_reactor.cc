@@ -165,39 +165,16 @@ void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point s
     return;
   }
   const uint64_t id = request.id();
-  auto seconds = [start] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   switch (request.call_case()) {
     case v1::SessionRequest::kForward:
       StartForward(
           *models_, unknown_model_, request.forward(),
-          [this, id, seconds](ModelMetrics* metrics, absl::StatusOr<v1::ForwardResponse> result) {
-            metrics->RecordRpc(Rpc::kSessionForward, static_cast<int>(result.status().code()),
-                               seconds());
-            v1::SessionResponse response;
-            response.set_id(id);
-            if (result.ok()) {
-              *response.mutable_forward() = *std::move(result);
-            } else {
-              SetError(result.status(), &response);
-            }
-            Answer(std::move(response));
-          });
+          AnswerTo(id, Rpc::kSessionForward, start, &v1::SessionResponse::mutable_forward));
       return;
     case v1::SessionRequest::kSubmit:
-      StartSubmit(*models_, unknown_model_, request.submit(),
-                  [this, id, seconds](ModelMetrics* metrics,
-                                      absl::StatusOr<v1::SubmitDeltaResponse> result) {
-                    metrics->RecordRpc(Rpc::kSessionSubmitDelta,
-                                       static_cast<int>(result.status().code()), seconds());
-                    v1::SessionResponse response;
-                    response.set_id(id);
-                    if (result.ok()) {
-                      *response.mutable_submit() = *std::move(result);
-                    } else {
-                      SetError(result.status(), &response);
-                    }
-                    Answer(std::move(response));
-                  });
+      StartSubmit(
+          *models_, unknown_model_, request.submit(),
+          AnswerTo(id, Rpc::kSessionSubmitDelta, start, &v1::SessionResponse::mutable_submit));
       return;
     case v1::SessionRequest::CALL_NOT_SET:
       break;
@@ -208,6 +185,23 @@ void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point s
                "call: expected a SessionRequest with `forward` or `submit` set, got neither"),
            &response);
   Answer(std::move(response));
+}
+
+template <typename Result>
+absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<Result>) &&> SessionReactor::AnswerTo(
+    uint64_t id, Rpc rpc, Clock::time_point start, Result* (v1::SessionResponse::*slot)()) {
+  return [this, id, rpc, start, slot](ModelMetrics* metrics, absl::StatusOr<Result> result) {
+    metrics->RecordRpc(rpc, static_cast<int>(result.status().code()),
+                       std::chrono::duration<double>(Clock::now() - start).count());
+    v1::SessionResponse response;
+    response.set_id(id);
+    if (result.ok()) {
+      *(response.*slot)() = *std::move(result);
+    } else {
+      SetError(result.status(), &response);
+    }
+    Answer(std::move(response));
+  };
 }
 
 void SessionReactor::Answer(v1::SessionResponse response) {  // Step 3.

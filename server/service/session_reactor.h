@@ -46,6 +46,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -123,6 +124,12 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point start) ABSL_LOCKS_EXCLUDED(mu_);
   // Step 3.
   void Answer(deltaserve::v1::SessionResponse response) ABSL_LOCKS_EXCLUDED(mu_);
+  // The call_paths.h callback of call `id`: records it as `rpc` (time since
+  // `start`), puts its answer into `slot` (or a CallError) and Answer()s.
+  template <typename Result>
+  absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<Result>) &&> AnswerTo(
+      uint64_t id, Rpc rpc, Clock::time_point start,
+      Result* (deltaserve::v1::SessionResponse::*slot)());
   // Step 5: the first reason to end wins.
   void EndLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Registry: Pin() keeps the reactor alive until Close(), which is step 5
