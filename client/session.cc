@@ -3,12 +3,23 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "client/convert.h"
 
 namespace deltaserve::client {
 namespace {
 
 namespace v1 = ::deltaserve::v1;
+
+// The future's value, or DEADLINE_EXCEEDED once `timeout` has passed.
+template <typename T>
+absl::StatusOr<T> AwaitAnswer(std::future<absl::StatusOr<T>> future, absl::Duration timeout) {
+  if (future.wait_for(absl::ToChronoNanoseconds(timeout)) != std::future_status::ready) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("Session: no answer within ", absl::FormatDuration(timeout)));
+  }
+  return future.get();
+}
 
 template <typename T>
 absl::AnyInvocable<void(absl::StatusOr<T>) &&> Fulfil(std::promise<absl::StatusOr<T>>& promise) {
@@ -26,8 +37,9 @@ absl::AnyInvocable<void(absl::StatusOr<T>) &&> Fulfil(std::promise<absl::StatusO
 // after WritesDone (Close) or once the server has ended the stream (a failed
 // read); then OnDone fails whatever is still unanswered with the stream's
 // status.
-Session::Session(v1::Trainer::StubInterface::async_interface* stub, size_t max_in_flight)
-    : max_in_flight_(max_in_flight) {
+Session::Session(v1::Trainer::StubInterface::async_interface* stub, size_t max_in_flight,
+                 absl::Duration sync_timeout)
+    : max_in_flight_(max_in_flight), sync_timeout_(sync_timeout) {
   stub->Session(&context_, this);
   AddHold();
   StartRead(&response_);
@@ -57,7 +69,7 @@ std::future<absl::StatusOr<ForwardResult>> Session::Forward(
 
 absl::StatusOr<ForwardResult> Session::ForwardSync(const Eigen::Ref<const model::Matrix>& inputs,
                                                    const std::string& model) {
-  return Forward(inputs, model).get();
+  return AwaitAnswer(Forward(inputs, model), sync_timeout_);
 }
 
 void Session::SubmitDelta(const DeltaSubmission& submission, SubmitCallback done,
@@ -77,7 +89,7 @@ std::future<absl::StatusOr<SubmitDeltaResult>> Session::SubmitDelta(
 
 absl::StatusOr<SubmitDeltaResult> Session::SubmitDeltaSync(const DeltaSubmission& submission,
                                                            const std::string& model) {
-  return SubmitDelta(submission, model).get();
+  return AwaitAnswer(SubmitDelta(submission, model), sync_timeout_);
 }
 
 size_t Session::in_flight() const {

@@ -43,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "client/trainer_client.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -68,6 +69,8 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
                const std::string& model = "") ABSL_LOCKS_EXCLUDED(mu_);
   std::future<absl::StatusOr<ForwardResult>> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                                      const std::string& model = "");
+  // Blocking: the answer, or DEADLINE_EXCEEDED after the client's timeout
+  // (ClientOptions::timeout; the call itself is not cancelled).
   absl::StatusOr<ForwardResult> ForwardSync(const Eigen::Ref<const model::Matrix>& inputs,
                                             const std::string& model = "");
 
@@ -110,7 +113,8 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
   };
 
   // Starts the stream on `stub` (which must stay alive while it runs).
-  Session(deltaserve::v1::Trainer::StubInterface::async_interface* stub, size_t max_in_flight);
+  Session(deltaserve::v1::Trainer::StubInterface::async_interface* stub, size_t max_in_flight,
+          absl::Duration sync_timeout);
 
   // Queues `request` (its id set here) with `done`, or fails `done` at once.
   void Issue(deltaserve::v1::SessionRequest request, Callback done) ABSL_LOCKS_EXCLUDED(mu_);
@@ -123,6 +127,7 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
 
   grpc::ClientContext context_;
   const size_t max_in_flight_;
+  const absl::Duration sync_timeout_;
   deltaserve::v1::SessionResponse response_;  // Written by gRPC while a read is in flight.
 
   mutable absl::Mutex mu_;

@@ -214,7 +214,7 @@ absl::StatusOr<std::unique_ptr<Session>> TrainerClient::OpenSession(size_t max_i
   if (async == nullptr) {
     return absl::UnimplementedError("this stub has no callback API: cannot open a Session");
   }
-  return std::unique_ptr<Session>(new Session(async, max_in_flight));
+  return std::unique_ptr<Session>(new Session(async, max_in_flight, options_.timeout));
 }
 
 absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model) const {
