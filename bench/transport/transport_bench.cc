@@ -48,6 +48,8 @@ ABSL_FLAG(std::string, echo_binary, "", "the deltaserve_echo_server binary");
 ABSL_FLAG(double, seconds, 2.0, "measured seconds per configuration (after 0.5 s warm-up)");
 ABSL_FLAG(int, push_steps, 200, "weight-push samples");
 ABSL_FLAG(std::string, sections, "1234", "which sections to run");
+ABSL_FLAG(std::string, model_extra, "",
+          "sections 1–2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
 namespace deltaserve::bench {
 namespace {
@@ -216,7 +218,8 @@ std::string Row(const std::string& what, const LoadResult& r, double floor = 0) 
 struct EchoAndReal {
   EchoAndReal(const std::string& deltaserve, const std::string& echo_binary)
       : echo(Spawn(echo_binary, "")),
-        real(Spawn(deltaserve, WriteConfig(absl::StrFormat(kSmallModel, "")))) {}
+        real(Spawn(deltaserve,
+                   WriteConfig(absl::StrFormat(kSmallModel, absl::GetFlag(FLAGS_model_extra))))) {}
   ~EchoAndReal() {
     bool clean = false;
     real->Stop(absl::Seconds(15), &clean);
