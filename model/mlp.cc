@@ -155,24 +155,15 @@ absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const
   return absl::OkStatus();
 }
 
-// ForwardRowInvariant: Y[i:i+T] = f(X[i:i+T]) for T = kRowTile; a short last
-// tile is X's rows followed by zero rows, and only its first rows are kept.
+// ForwardRowInvariant: Y[i] = f(X[i]), row by row (a 1-row Forward each).
 absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
-                                      const Eigen::Ref<const Matrix>& X, Matrix* Y, Workspace& ws,
-                                      Matrix& tile) const {
+                                      const Eigen::Ref<const Matrix>& X, Matrix* Y,
+                                      Workspace& ws) const {
   RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
-  const Eigen::Index n = X.rows();
-  Y->resize(n, output_dim());
-  for (Eigen::Index row = 0; row < n; row += kRowTile) {
-    const Eigen::Index rows = std::min(kRowTile, n - row);
-    if (rows == kRowTile) {
-      RETURN_IF_ERROR(Forward(params, X.middleRows(row, rows), ws));
-    } else {
-      tile.setZero(kRowTile, spec_.input_dim);
-      tile.topRows(rows) = X.middleRows(row, rows);
-      RETURN_IF_ERROR(Forward(params, tile, ws));
-    }
-    Y->middleRows(row, rows) = ws.output().topRows(rows);
+  Y->resize(X.rows(), output_dim());
+  for (Eigen::Index row = 0; row < X.rows(); ++row) {
+    RETURN_IF_ERROR(Forward(params, X.middleRows(row, 1), ws));
+    Y->row(row) = ws.output().row(0);
   }
   return absl::OkStatus();
 }

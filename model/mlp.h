@@ -63,21 +63,19 @@ class Mlp {
   absl::Status Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                        Workspace& ws) const;
 
-  // Rows per fixed-shape product of ForwardRowInvariant.
-  static constexpr Eigen::Index kRowTile = 8;
-
-  // Y = f(X; params) into *Y ([n × output_dim()], resized), computed
-  // kRowTile rows at a time with a product of always the same shape (the last
-  // tile is padded with zero rows, copied through `tile`). So each row of Y is
-  // bit-identical for the same input row and parameters whatever other rows X
-  // holds, and wherever in X the row is — which a plain Forward is not (Eigen
-  // picks a matrix–vector kernel for 1 row and blocks a matrix product by its
-  // size). A batch of several callers' rows thus gives each caller exactly
-  // what it would get alone. Errors as Forward; does not check finiteness.
-  // `ws` and `tile` are caller-owned scratch (one per thread).
+  // Y = f(X; params) into *Y ([n × output_dim()], resized), one row at a
+  // time: each row goes through the same matrix–vector products whatever
+  // else X holds. So each row of Y is bit-identical for the same input row and
+  // parameters whatever other rows X holds, and wherever in X the row is —
+  // which a plain Forward is not (Eigen picks a matrix–vector kernel for 1 row
+  // and blocks a matrix product by its size). A batch of several callers'
+  // rows thus gives each caller exactly what it would get alone. One row costs
+  // what a 1-row Forward costs; a large X costs up to ~2× a single matrix
+  // product (docs/benchmarks.md). Errors as Forward; does not check
+  // finiteness. `ws` is caller-owned scratch (one per thread).
   absl::Status ForwardRowInvariant(absl::Span<const float> params,
-                                   const Eigen::Ref<const Matrix>& X, Matrix* Y, Workspace& ws,
-                                   Matrix& tile) const;
+                                   const Eigen::Ref<const Matrix>& X, Matrix* Y,
+                                   Workspace& ws) const;
 
   // Convenience: Forward with a temporary workspace, returning a copy of Y.
   absl::StatusOr<Matrix> Forward(absl::Span<const float> params,

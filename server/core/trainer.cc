@@ -110,8 +110,7 @@ absl::Status Trainer::ValidateForwardInputs(const model::Matrix& inputs) const {
 absl::Status Trainer::ForwardAt(const Snapshot& snapshot,
                                 const Eigen::Ref<const model::Matrix>& inputs,
                                 model::Matrix* outputs, ForwardScratch& scratch) const {
-  return mlp_.ForwardRowInvariant(snapshot.parameters, inputs, outputs, scratch.workspace,
-                                  scratch.tile);
+  return mlp_.ForwardRowInvariant(snapshot.parameters, inputs, outputs, scratch.workspace);
 }
 
 absl::Status Trainer::CheckForwardOutputs(const Eigen::Ref<const model::Matrix>& outputs) {

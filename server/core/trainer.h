@@ -210,11 +210,10 @@ class Trainer {
   //   ForwardAt: Y = f(X) at `snapshot` for validated inputs, with
   //     model::Mlp::ForwardRowInvariant — each output row is bit-identical
   //     whatever other rows `inputs` holds — so callers' rows may be stacked.
-  //     The activations held at once are one tile (scratch), whatever n.
+  //     The activations held at once are one row's (scratch), whatever n.
   //   CheckForwardOutputs: Forward's overflow error for (a slice of) outputs.
   struct ForwardScratch {
     model::Mlp::Workspace workspace;
-    model::Matrix tile;
   };
   absl::Status ValidateForwardInputs(const model::Matrix& inputs) const;
   absl::Status ForwardAt(const Snapshot& snapshot, const Eigen::Ref<const model::Matrix>& inputs,
