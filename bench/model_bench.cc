@@ -79,6 +79,20 @@ void BM_Forward(benchmark::State& state) {
   SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)));
 }
 
+// The batch-invariant forward the server serves Forward with (one row at a
+// time, bit-identical per row whatever the batch), next to BM_Forward.
+void BM_ForwardRowInvariant(benchmark::State& state) {
+  Fixture f(state.range(0));
+  Matrix y;
+  for (auto _ : state) {
+    if (!f.mlp.ForwardRowInvariant(f.params, f.x, &y, f.ws).ok()) {
+      state.SkipWithError("ForwardRowInvariant failed");
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)));
+}
+
 void BM_Backward(benchmark::State& state) {
   Fixture f(state.range(0));
   if (!f.mlp.Forward(f.params, f.x, f.ws).ok()) state.SkipWithError("Forward failed");
@@ -150,6 +164,7 @@ void BM_PeakGemm(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Forward)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_ForwardRowInvariant)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_Backward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_ForwardBackward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_AdamStep);
