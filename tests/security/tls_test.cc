@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/token.h"
+#include "client/session.h"
 #include "client/trainer_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -246,6 +247,32 @@ TEST_F(SecureServerTest, SimulatorAndAdminTrain) {
     EXPECT_EQ(result->version, version + 1);
   }
   EXPECT_NE(Parameters(), before);
+}
+
+// Session is authorized once, at its start, as SIMULATOR: without it the
+// stream ends before a call is read, and every call on it fails with the
+// stream's status.
+TEST_F(SecureServerTest, ASessionNeedsSimulatorAndEndsAtOnceWithoutIt) {
+  StartServer();
+  auto anonymous = Connect(Security("ca", ""));
+  auto observer = As(observer_);
+  const std::pair<TrainerClient*, absl::StatusCode> refused[] = {
+      {anonymous.get(), absl::StatusCode::kUnauthenticated},
+      {observer.get(), absl::StatusCode::kPermissionDenied}};
+  for (const auto& [who, code] : refused) {
+    absl::StatusOr<std::unique_ptr<client::Session>> session = who->OpenSession();
+    ASSERT_TRUE(session.ok()) << session.status();
+    EXPECT_EQ((*session)->SubmitDeltaSync(Submission(0)).status().code(), code);
+    EXPECT_EQ((*session)->Close().code(), code);
+  }
+  EXPECT_EQ(server_->trainer("")->snapshot()->version, 0u);
+  auto simulator = As(simulator_);
+  absl::StatusOr<std::unique_ptr<client::Session>> session = simulator->OpenSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  absl::StatusOr<client::SubmitDeltaResult> result = (*session)->SubmitDeltaSync(Submission(0));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->version, 1u);
+  EXPECT_TRUE((*session)->Close().ok());
 }
 
 TEST_F(SecureServerTest, OnlyAdminMayUseTheAdminService) {
