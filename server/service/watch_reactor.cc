@@ -1,5 +1,6 @@
 #include "server/service/watch_reactor.h"
 
+#include <optional>
 #include <utility>
 
 #include "server/core/errors.h"
@@ -14,8 +15,12 @@ WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMet
   absl::StatusOr<std::unique_ptr<WeightHub::Subscription>> subscription =
       hub_->Subscribe([this] { Advance(); }, max_watchers);  // Step 3.
   if (!subscription.ok()) {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(subscription.status()));
+    grpc::Status refused;
+    {
+      absl::MutexLock lock(&mu_);
+      refused = MarkFinished(ToGrpcStatus(subscription.status()));
+    }
+    Finish(std::move(refused));
     return;
   }
   subscription_ = *std::move(subscription);
@@ -23,28 +28,37 @@ WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMet
 }
 
 void WatchReactor::Advance() {
-  absl::MutexLock lock(&mu_);
-  if (finished_ || in_flight_ != nullptr) return;  // Step 2: wait for OnWriteDone.
-  if (cancelled_) {                                // Step 5.
-    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
+  std::optional<grpc::Status> finish;
+  const grpc::ByteBuffer* write = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || in_flight_ != nullptr) return;  // Step 2: wait for OnWriteDone.
+    if (cancelled_) {                                // Step 5.
+      finish =
+          MarkFinished(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
+    } else if (hub_->closed()) {  // Step 6.
+      finish = MarkFinished(ToGrpcStatus(ShuttingDown(hub_->model())));
+    } else {
+      std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(hub_->latest());
+      if (sent_any_ && latest->version <= sent_version_) return;
+      sent_any_ = true;
+      sent_version_ = latest->version;
+      in_flight_ = std::move(latest);  // Keeps the bytes alive until OnWriteDone.
+      write = &in_flight_->bytes;
+    }
+  }
+  // Not under mu_: OnWriteDone (which takes it) may run inline from here.
+  if (finish) {
+    Finish(*std::move(finish));  // May delete this (OnDone) before it returns.
     return;
   }
-  if (hub_->closed()) {  // Step 6.
-    FinishLocked(ToGrpcStatus(ShuttingDown(hub_->model())));
-    return;
-  }
-  std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(hub_->latest());
-  if (sent_any_ && latest->version <= sent_version_) return;
-  sent_any_ = true;
-  sent_version_ = latest->version;
-  in_flight_ = std::move(latest);
-  StartWrite(&in_flight_->bytes);
+  StartWrite(write);
 }
 
-void WatchReactor::FinishLocked(grpc::Status status) {
+grpc::Status WatchReactor::MarkFinished(grpc::Status status) {
   finished_ = true;
   finish_code_ = status.error_code();
-  Finish(std::move(status));
+  return status;
 }
 
 void WatchReactor::OnWriteDone(bool ok) {  // Step 4.

@@ -4,7 +4,9 @@
 // watcher of a version) and only ever the newest version, so a slow reader
 // skips versions instead of slowing the learner or other watchers.
 //
-// State machine (every transition runs Advance() under mu_):
+// State machine (every transition runs Advance(), which decides under mu_
+// and calls StartWrite/Finish after releasing it: gRPC may run OnWriteDone or
+// OnDone inline from those calls, on the calling thread):
 //   1. Constructed by the handler: subscribes to the hub, then Advance()
 //      writes the current version at once. If the model already has
 //      max_watchers streams, Finish(RESOURCE_EXHAUSTED) instead.
@@ -56,7 +58,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   void Advance() ABSL_LOCKS_EXCLUDED(mu_);
-  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the stream finished (under mu_); the caller then calls Finish(status)
+  // without holding mu_.
+  grpc::Status MarkFinished(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   WeightHub* const hub_;
   EncodedUpdateCache* const encoder_;
