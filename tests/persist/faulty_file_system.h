@@ -50,6 +50,22 @@ class FaultyFileSystem final : public persist::FileSystem {
   absl::Status SyncDir(const std::string& dir) override { return real_->SyncDir(dir); }
   absl::Status CreateDirs(const std::string& dir) override { return real_->CreateDirs(dir); }
 
+  // Every fsync from now on blocks until ReleaseSyncs(); AwaitHeldSync()
+  // returns once one is blocked (false after `timeout`).
+  void HoldSyncs() {
+    absl::MutexLock lock(&mu_);
+    held_ = true;
+  }
+  void ReleaseSyncs() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+  }
+  bool AwaitHeldSync(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto waiting = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return syncs_waiting_ > 0; };
+    return mu_.AwaitWithTimeout(absl::Condition(&waiting), timeout);
+  }
+
   // Bytes of each file written through this file system that its last
   // successful fsync covered (files are named by their full path).
   std::map<std::string, uint64_t> durable_sizes() {
@@ -72,6 +88,15 @@ class FaultyFileSystem final : public persist::FileSystem {
       return absl::ResourceExhaustedError("write " + path() + ": No space left on device");
     }
     absl::Status Sync() override {
+      {
+        // Held: count this fsync as waiting and block until Release.
+        absl::MutexLock lock(&fs_->mu_);
+        ++fs_->syncs_waiting_;
+        fs_->mu_.Await(absl::Condition(
+            +[](FaultyFileSystem* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->mu_) { return !f->held_; },
+            fs_));
+        --fs_->syncs_waiting_;
+      }
       if (fs_->fail_syncs) return absl::InternalError("fdatasync " + path() + ": I/O error");
       const uint64_t covered = written_;  // Appends that returned before this Sync.
       absl::Status synced = real_->Sync();
@@ -92,6 +117,8 @@ class FaultyFileSystem final : public persist::FileSystem {
 
   absl::Mutex mu_;
   std::map<std::string, uint64_t> durable_ ABSL_GUARDED_BY(mu_);
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int syncs_waiting_ ABSL_GUARDED_BY(mu_) = 0;
 
   persist::FileSystem* const real_ = persist::FileSystem::Default();
 };

@@ -169,12 +169,32 @@ TEST_F(TrainerPersistenceTest, RequestIdWindowSurvivesACrash) {
   ExpectSameState(*live, *recovered);  // Nothing applied twice.
 }
 
-TEST_F(TrainerPersistenceTest, AnswerWaitsForTheFsync) {
+TEST_F(TrainerPersistenceTest, AnswerAndNewVersionWaitForTheFsync) {
   FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
-  const int before = fs.syncs;
-  ASSERT_TRUE(SubmitAndWait(*trainer, Nth(0, 0)).ok());
-  EXPECT_GT(fs.syncs, before);
+  const auto before = trainer->snapshot();
+  fs.HoldSyncs();
+  absl::Notification answered;
+  absl::StatusOr<SubmitResult> result;
+  Submission s = Nth(0, 0);
+  s.inputs = Rows(2, 4, 0.0f);  // Two rows: a step (samples_per_step 2).
+  s.deltas = Rows(2, 2, 1.0f);
+  ASSERT_TRUE(trainer
+                  ->Submit(std::move(s),
+                           [&](absl::StatusOr<SubmitResult> r) {
+                             result = std::move(r);
+                             answered.Notify();
+                           })
+                  .ok());
+  // The batch's fsync is blocked: neither its answer nor its version may be out.
+  ASSERT_TRUE(fs.AwaitHeldSync(kWait));
+  EXPECT_FALSE(answered.HasBeenNotified());
+  EXPECT_EQ(trainer->snapshot(), before);
+  fs.ReleaseSyncs();
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->stepped);
+  EXPECT_EQ(trainer->snapshot()->version, before->version + 1);
 }
 
 // What a power loss leaves: each journal segment cut to what its last fsync
