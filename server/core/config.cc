@@ -129,6 +129,10 @@ void FillDefaults(v1::ServerConfig* config) {
   if (config->max_connection_idle_seconds() == 0) {
     config->set_max_connection_idle_seconds(kDefaultMaxConnectionIdleSeconds);
   }
+  if (config->max_connections() == 0) config->set_max_connections(kDefaultMaxConnections);
+  if (config->handshake_timeout_seconds() == 0) {
+    config->set_handshake_timeout_seconds(kDefaultHandshakeTimeoutSeconds);
+  }
   v1::PersistenceConfig* p = config->mutable_persistence();
   if (p->durability() == v1::PersistenceConfig::DURABILITY_UNSPECIFIED) {
     p->set_durability(v1::PersistenceConfig::COMMIT);

@@ -22,6 +22,8 @@ inline constexpr uint32_t kDefaultQueueCapacity = 1024;
 inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
 inline constexpr uint32_t kDefaultMaxRequestRows = 65536;
 inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
+inline constexpr uint32_t kDefaultMaxConnections = 4096;
+inline constexpr uint32_t kDefaultHandshakeTimeoutSeconds = 20;
 inline constexpr uint32_t kDefaultSyncIntervalMs = 100;
 inline constexpr uint64_t kDefaultCheckpointEverySteps = 10000;
 inline constexpr uint32_t kDefaultCheckpointEverySeconds = 300;
@@ -48,7 +50,8 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
 // max_batch_rows 0 → 256,
 // max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
-// max_connection_idle_seconds 0 → 300, persistence: durability COMMIT,
+// max_connection_idle_seconds 0 → 300, max_connections 0 → 4096,
+// handshake_timeout_seconds 0 → 20, persistence: durability COMMIT,
 // sync_interval_ms 100, checkpoint_every_steps 10000,
 // checkpoint_every_seconds 300, keep_checkpoints 3; UNSPECIFIED kind/mode/reduction →
 // SGD, CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay as they are.

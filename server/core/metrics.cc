@@ -163,7 +163,15 @@ struct ServerMetrics::Families {
         reloads(prometheus::BuildCounter()
                     .Name("deltaserve_reloads_total")
                     .Help("SIGHUP reloads of the auth file and TLS files, by result.")
-                    .Register(registry)) {}
+                    .Register(registry)),
+        connections(prometheus::BuildGauge()
+                        .Name("deltaserve_connections")
+                        .Help("Open TCP connections accepted by the server.")
+                        .Register(registry)),
+        connections_refused(prometheus::BuildCounter()
+                                .Name("deltaserve_connections_refused_total")
+                                .Help("Connections accepted and closed at once, by reason.")
+                                .Register(registry)) {}
 
   prometheus::Family<prometheus::Counter>& rpc_requests;
   prometheus::Family<prometheus::Histogram>& rpc_latency;
@@ -181,6 +189,8 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& watchers;
   prometheus::Family<prometheus::Counter>& auth_failures;
   prometheus::Family<prometheus::Counter>& reloads;
+  prometheus::Family<prometheus::Gauge>& connections;
+  prometheus::Family<prometheus::Counter>& connections_refused;
 };
 
 RejectReason RejectReasonFromStatus(absl::StatusCode code) {
@@ -333,6 +343,14 @@ void ServerMetrics::RecordAuthFailure(absl::string_view reason, absl::string_vie
 void ServerMetrics::RecordReload(absl::string_view what, bool ok) {
   families_->reloads.Add({{"what", std::string(what)}, {"result", ok ? "ok" : "error"}})
       .Increment();
+}
+
+void ServerMetrics::SetConnections(int64_t open) {
+  families_->connections.Add({}).Set(static_cast<double>(open));
+}
+
+void ServerMetrics::RecordConnectionRefused(absl::string_view reason) {
+  families_->connections_refused.Add({{"reason", std::string(reason)}}).Increment();
 }
 
 std::string ServerMetrics::Scrape() const {

@@ -26,6 +26,8 @@
 //   watchers{model}                           gauge
 //   auth_failures_total{reason,principal}     counter (server-wide)
 //   reloads_total{what,result}                counter (server-wide)
+//   connections                               gauge (server-wide)
+//   connections_refused_total{reason}         counter (server-wide)
 #ifndef DELTASERVE_SERVER_CORE_METRICS_H_
 #define DELTASERVE_SERVER_CORE_METRICS_H_
 
@@ -190,6 +192,15 @@ class ServerMetrics {
 
   // A SIGHUP reload of `what` ("auth" or "tls") that succeeded or failed.
   void RecordReload(absl::string_view what, bool ok);
+
+  // TCP connections the listener has handed to gRPC that are still open
+  // (server/service/connection_listener.h; refreshed at least every second).
+  void SetConnections(int64_t open);
+
+  // A connection the listener accepted and closed at once: `reason` is
+  // "max_connections" (ServerConfig.max_connections open already) or
+  // "open_files" (too few descriptors left below the open-files limit).
+  void RecordConnectionRefused(absl::string_view reason);
 
   // The TCP port the endpoint is bound to; 0 if it does not listen.
   int port() const { return port_; }

@@ -1,11 +1,6 @@
 #include "server/service/server.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -25,51 +20,12 @@
 #include "server/core/model_registry.h"
 #include "server/service/admin_service.h"
 #include "server/service/auth.h"
+#include "server/service/connection_listener.h"
 #include "server/service/tls.h"
 #include "server/service/trainer_service.h"
 
 namespace deltaserve::server {
 namespace {
-
-// OK unless `address` is host:port with a non-zero port that another socket
-// holds (EADDRINUSE): then UNAVAILABLE saying so, before anything else starts,
-// so a second server on a taken port refuses with one line. gRPC's own bind
-// fails too (SO_REUSEPORT is off) if the port is taken in between.
-absl::Status CheckPortIsFree(const std::string& address) {
-  if (absl::StartsWith(address, "unix:")) return absl::OkStatus();
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return absl::OkStatus();  // gRPC reports the format.
-  std::string host = address.substr(0, colon);
-  const std::string port = address.substr(colon + 1);
-  if (port == "0") return absl::OkStatus();
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* resolved = nullptr;
-  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &resolved) != 0) {
-    return absl::OkStatus();  // gRPC reports what it cannot resolve.
-  }
-  absl::Status status = absl::OkStatus();
-  for (addrinfo* a = resolved; a != nullptr && status.ok(); a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-    if (fd < 0) continue;
-    // As gRPC does: a port whose old connections linger in TIME_WAIT is free,
-    // one that a socket listens on is not.
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE) {
-      status = absl::UnavailableError(
-          absl::StrCat("cannot listen on \"", address,
-                       "\": address already in use (is another deltaserve running there?)"));
-    }
-    close(fd);
-  }
-  freeaddrinfo(resolved);
-  return status;
-}
 
 // "host:port" with the port the OS picked; "unix:..." as given.
 std::string BoundAddress(const std::string& requested, int port) {
@@ -89,7 +45,6 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   RETURN_IF_ERROR(CheckListenExposure(options.listen_address, !options.auth_file.empty(),
                                       options.allow_unauthenticated));
   ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
-  RETURN_IF_ERROR(CheckPortIsFree(options.listen_address));
   std::unique_ptr<ServerTls> tls;
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
       !options.tls_client_ca_file.empty()) {
@@ -109,6 +64,17 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     metrics_address = BoundAddress(metrics_listen, metrics->port());
     LogInfo("metrics on ", metrics_address);
   }
+  // TCP is bound here, before the models load (recovery can take a while):
+  // a second server on the port refuses with one line, and clients wait in
+  // the backlog until the server serves. unix: stays with gRPC's listener.
+  std::unique_ptr<ConnectionListener> listener;
+  if (!absl::StartsWith(options.listen_address, "unix:")) {
+    ConnectionListenerOptions accept;
+    accept.max_connections = prepared.max_connections();
+    accept.reserved_descriptors = kReservedDescriptors;
+    accept.metrics = metrics.get();
+    ASSIGN_OR_RETURN(listener, ConnectionListener::Bind(options.listen_address, accept));
+  }
   std::unique_ptr<Authorizer> authorizer = Authorizer::AllowAll(metrics.get());
   if (!options.auth_file.empty()) {
     ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
@@ -122,7 +88,8 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   }
   std::unique_ptr<DeltaServer> server(
       new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
-                      prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls)));
+                      prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
+                      std::move(listener)));
   RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
@@ -132,7 +99,8 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
 DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
                          std::unique_ptr<ModelRegistry> models, ServerOptions options,
                          uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-                         std::unique_ptr<ServerTls> tls)
+                         std::unique_ptr<ServerTls> tls,
+                         std::unique_ptr<ConnectionListener> listener)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
@@ -141,7 +109,8 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
       tls_(std::move(tls)),
       service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
                                                 max_watchers_per_model, authorizer_.get())),
-      admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())) {}
+      admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())),
+      listener_(std::move(listener)) {}
 
 DeltaServer::~DeltaServer() { Shutdown(); }
 
@@ -150,13 +119,25 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  const std::shared_ptr<grpc::ServerCredentials> credentials =
+      tls_ != nullptr ? tls_->credentials() : grpc::InsecureServerCredentials();
   int port = 0;
-  builder.AddListeningPort(
-      options_.listen_address,
-      tls_ != nullptr ? tls_->credentials() : grpc::InsecureServerCredentials(), &port);
-  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
-  // bind too and silently take half the connections. Off, it fails to bind.
+  // TCP connections come from listener_ (connection_listener.h), with the
+  // same credentials and channel arguments as gRPC's own listener's.
+  std::shared_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor;
+  if (listener_ != nullptr) {
+    acceptor = builder.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
+    port = listener_->port();
+  } else {
+    builder.AddListeningPort(options_.listen_address, credentials, &port);
+  }
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken unix
+  // socket would bind too. Off, it fails to bind.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(std::min<uint64_t>(
+                                 uint64_t{config.handshake_timeout_seconds()} * 1000, INT32_MAX)));
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   builder.AddChannelArgument(
@@ -173,6 +154,14 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
                      "\": expected a free host:port or unix:PATH (is another server using it?)"));
   }
   address_ = BoundAddress(options_.listen_address, port);
+  if (listener_ != nullptr) {
+    listener_->Start([acceptor](int listener_fd, int fd) {
+      grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
+      connection.listener_fd = listener_fd;
+      connection.fd = fd;
+      acceptor->HandleNewConnection(&connection);
+    });
+  }
   MarkServing();
   return absl::OkStatus();
 }
@@ -207,6 +196,9 @@ void DeltaServer::Shutdown() {
     shutdown_done_.WaitForNotification();
     return;
   }
+  // No new connections: the listening sockets close (connections waiting
+  // in the backlog are reset) and nothing more is handed to gRPC.
+  if (listener_ != nullptr) listener_->Stop();
   if (server_ != nullptr) {
     LogInfo("shutting down ", address_);
     // All health statuses → NOT_SERVING; ends health Watch streams.

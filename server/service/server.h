@@ -20,6 +20,7 @@
 #ifndef DELTASERVE_SERVER_SERVICE_SERVER_H_
 #define DELTASERVE_SERVER_SERVICE_SERVER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,7 @@ class FileSystem;
 namespace deltaserve::server {
 
 class Authorizer;
+class ConnectionListener;
 class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
@@ -49,6 +51,10 @@ class ServerTls;
 class Trainer;
 class AdminService;
 class TrainerService;
+
+// Descriptors below the open-files limit that connections never take: the
+// state directory, the metrics endpoint and gRPC's own (connection_listener.h).
+inline constexpr uint32_t kReservedDescriptors = 128;
 
 // Health-check service names (see the file comment).
 inline constexpr char kTrainerServiceName[] = "deltaserve.v1.Trainer";
@@ -149,7 +155,7 @@ class DeltaServer {
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
               std::unique_ptr<ModelRegistry> models, ServerOptions options,
               uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-              std::unique_ptr<ServerTls> tls);
+              std::unique_ptr<ServerTls> tls, std::unique_ptr<ConnectionListener> listener);
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
@@ -162,6 +168,8 @@ class DeltaServer {
   const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.
   std::unique_ptr<TrainerService> service_;
   std::unique_ptr<AdminService> admin_;
+  // TCP's accept loop (null for unix:); stopped before server_ shuts down.
+  std::unique_ptr<ConnectionListener> listener_;
   std::unique_ptr<grpc::Server> server_;  // Last: destroyed first.
   std::string address_;
 

@@ -279,10 +279,9 @@ TEST(ServerBinary, ServesTheDefaultModelWithoutConfigAndStopsOnSigint) {
   ServeThenStop({"--listen=127.0.0.1:0"}, SIGINT);
 }
 
-TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
-  Child child = Spawn({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
-  EXPECT_THAT(ReadLine(child.out), MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
-  // The log line is written before the stdout line, so it is in the pipe.
+// Reads the child's stderr up to its "metrics on 127.0.0.1:PORT" log line
+// (written before the server serves): the port, or 0 after a test failure.
+int ReadMetricsPort(const Child& child) {
   std::string line;
   do {
     line = ReadLine(child.err);
@@ -290,7 +289,15 @@ TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
   EXPECT_THAT(line, MatchesRegex(".* I deltaserve: metrics on 127\\.0\\.0\\.1:[0-9]+"));
   int port = 0;
   const std::vector<std::string> parts = absl::StrSplit(line, ':');
-  if (absl::SimpleAtoi(parts.back(), &port) && port > 0) {
+  if (!absl::SimpleAtoi(parts.back(), &port)) ADD_FAILURE() << "no port in \"" << line << "\"";
+  return port;
+}
+
+TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
+  Child child = Spawn({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
+  EXPECT_THAT(ReadLine(child.out), MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  // The log line is written before the stdout line, so it is in the pipe.
+  if (const int port = ReadMetricsPort(child); port > 0) {
     // No ASSERT before the child is stopped.
     auto response = deltaserve::server::testing::HttpGet(port, "/metrics");
     EXPECT_TRUE(response.has_value()) << "GET /metrics on port " << port;
@@ -298,8 +305,6 @@ TEST(ServerBinary, LogsTheMetricsAddressAndServesMetricsThere) {
       EXPECT_THAT(response->first, HasSubstr("200"));
       EXPECT_THAT(response->second, HasSubstr("deltaserve_model_version{model=\""));
     }
-  } else {
-    ADD_FAILURE() << "no port in \"" << line << "\"";
   }
   ASSERT_EQ(kill(child.pid, SIGTERM), 0);
   const std::string log = ReadAll(child.err);
@@ -382,6 +387,122 @@ TEST(ServerBinary, SighupReloadsTheAuthFile) {
   ASSERT_EQ(kill(child.pid, SIGTERM), 0);
   const std::string log = ReadAll(child.err);
   EXPECT_EQ(Wait(child), 0) << log;
+}
+
+// True if the server closed `fd` (EOF or reset) within `wait`.
+bool ClosedByPeer(int fd, absl::Duration wait) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) <= 0) return false;
+  char c;
+  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+// ServerConfig.max_connections caps the open connections exactly (gRPC 1.51
+// has no cap of its own): the one beyond is accepted and closed at once, and
+// once one closes the next is kept again.
+TEST(ServerBinary, KeepsAtMostMaxConnectionsOpen) {
+  using deltaserve::server::testing::AwaitSample;
+  const std::string path = WriteConfig(
+      "max_connections",
+      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
+      " max_connections: 3");
+  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
+  const int metrics = ReadMetricsPort(child);
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(metrics, 0);
+  ASSERT_GT(port, 0);
+  std::vector<int> held;
+  for (int open = 1; open <= 3; ++open) {
+    held.push_back(ConnectHttp2(port));
+    EXPECT_EQ(AwaitSample(metrics, "deltaserve_connections", {}, open), open);
+  }
+  const int beyond = ConnectLoopback(port);
+  EXPECT_TRUE(ClosedByPeer(beyond, absl::Seconds(10))) << "the fourth connection was kept";
+  close(beyond);
+  EXPECT_EQ(AwaitSample(metrics, "deltaserve_connections_refused_total",
+                        {{"reason", "max_connections"}}, 1),
+            1);
+  for (const int fd : held) EXPECT_FALSE(ClosedByPeer(fd, absl::ZeroDuration()));
+
+  close(held.front());
+  held.erase(held.begin());
+  EXPECT_EQ(AwaitSample(metrics, "deltaserve_connections", {}, 2), 2);
+  held.push_back(ConnectHttp2(port));
+  EXPECT_EQ(AwaitSample(metrics, "deltaserve_connections", {}, 3), 3);
+  EXPECT_FALSE(ClosedByPeer(held.back(), absl::ZeroDuration()));
+  for (const int fd : held) close(fd);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_THAT(log, HasSubstr("accepting at most 3 connections"));
+  EXPECT_THAT(log, HasSubstr("refusing connections (max_connections)"));
+}
+
+// gRPC 1.51's own listener never accepted again once accept() had failed
+// with EMFILE (grpc/grpc#20418): one flood of idle connections took the
+// server off the network for good. Here, with an open-files limit of 256 and
+// 600 connections at once, the server refuses what does not fit (closes it
+// at once), keeps serving the client it has, and serves new clients once the
+// flood is gone.
+TEST(ServerBinary, SurvivesAConnectionFloodBeyondItsOpenFilesLimit) {
+  constexpr int kLimit = 256;
+  constexpr int kFlood = 600;
+  rlimit own{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &own), 0);
+  ASSERT_GE(own.rlim_max, rlim_t{kFlood + 256}) << "this test's hard limit leaves no room";
+  const rlimit original = own;
+  own.rlim_cur = own.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &own), 0);
+  Child child = deltaserve::testing::Spawn(
+      "/usr/bin/prlimit", {absl::StrCat("--nofile=", kLimit, ":", kLimit), DELTASERVE_SERVER_PATH,
+                           "--listen=127.0.0.1:0"});
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  auto client = deltaserve::client::TrainerClient::Connect(address);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_TRUE((*client)->GetModelInfo().ok());
+
+  std::vector<int> flood;
+  for (int i = 0; i < kFlood; ++i) {
+    const int fd = ConnectLoopback(port);
+    if (fd >= 0) flood.push_back(fd);
+  }
+  EXPECT_EQ(flood.size(), static_cast<size_t>(kFlood));
+  // The server can hold at most kLimit descriptors, so at least this many
+  // must be refused, and promptly (not left in the backlog).
+  const int must_close = kFlood - kLimit;
+  std::vector<pollfd> open;
+  for (const int fd : flood) open.push_back({fd, POLLIN, 0});
+  int closed = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (closed < must_close && absl::Now() < deadline) {
+    if (poll(open.data(), open.size(), 100) <= 0) continue;
+    for (pollfd& p : open) {
+      if (p.fd >= 0 && p.revents != 0 && ClosedByPeer(p.fd, absl::ZeroDuration())) {
+        ++closed;
+        p.fd = -1;  // poll skips it from now on.
+      }
+    }
+  }
+  EXPECT_GE(closed, must_close) << "connections beyond the limit were not refused";
+  EXPECT_TRUE((*client)->GetModelInfo().ok()) << "the connected client was not served";
+
+  for (const int fd : flood) close(fd);
+  absl::Status fresh = absl::UnknownError("not tried");
+  const absl::Time retry_until = absl::Now() + absl::Seconds(20);
+  deltaserve::client::ClientOptions quick;
+  quick.timeout = absl::Seconds(2);
+  while (!fresh.ok() && absl::Now() < retry_until) {
+    auto another = deltaserve::client::TrainerClient::Connect(address, quick);
+    fresh = another.ok() ? (*another)->GetModelInfo().status() : another.status();
+  }
+  EXPECT_TRUE(fresh.ok()) << "no new client served after the flood: " << fresh;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_THAT(log, HasSubstr("refusing connections"));
 }
 
 }  // namespace

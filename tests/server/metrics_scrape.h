@@ -21,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace deltaserve::server::testing {
 
@@ -85,6 +87,22 @@ inline std::optional<double> Sample(absl::string_view text, absl::string_view na
     if (absl::SimpleAtod(absl::StripAsciiWhitespace(rest), &value)) return value;
   }
   return std::nullopt;
+}
+
+// Scrapes http://127.0.0.1:port/metrics until `name{labels}` equals `want`
+// or `wait` passes; the last value seen (nullopt if never present). For
+// effects the server records after the event a test can see.
+inline std::optional<double> AwaitSample(int port, absl::string_view name,
+                                         const std::map<std::string, std::string>& labels,
+                                         double want, absl::Duration wait = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (true) {
+    auto response = HttpGet(port, "/metrics");
+    std::optional<double> value =
+        response.has_value() ? Sample(response->second, name, labels) : std::nullopt;
+    if (value == want || absl::Now() >= deadline) return value;
+    absl::SleepFor(absl::Milliseconds(20));  // Polls the endpoint; not a synchronisation.
+  }
 }
 
 }  // namespace deltaserve::server::testing
