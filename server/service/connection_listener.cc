@@ -370,8 +370,9 @@ void ConnectionListener::ForgetClosed() {
 }
 
 void ConnectionListener::Refuse(int fd, const char* reason) {
-  close(fd);
+  // Counted before the client can see it closed.
   if (metrics_ != nullptr) metrics_->RecordConnectionRefused(reason);
+  close(fd);
   if (absl::Now() - last_refusal_log_ >= kRefusalLogEvery) {
     last_refusal_log_ = absl::Now();
     LogWarning("listener: refusing connections (", reason, "): ", open_.size(), " open, at most ",

@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/support/child_process.h"
+#include "tests/support/closed_by_peer.h"
 
 namespace {
 
@@ -36,6 +37,7 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
 using deltaserve::testing::Child;
+using deltaserve::testing::ClosedByPeer;
 using deltaserve::testing::ReadAll;
 using deltaserve::testing::ReadLine;
 using deltaserve::testing::Wait;
@@ -389,14 +391,6 @@ TEST(ServerBinary, SighupReloadsTheAuthFile) {
   EXPECT_EQ(Wait(child), 0) << log;
 }
 
-// True if the server closed `fd` (EOF or reset) within `wait`.
-bool ClosedByPeer(int fd, absl::Duration wait) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) <= 0) return false;
-  char c;
-  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
-
 // ServerConfig.max_connections caps the open connections exactly (gRPC 1.51
 // has no cap of its own): the one beyond is accepted and closed at once, and
 // once one closes the next is kept again.
@@ -436,6 +430,24 @@ TEST(ServerBinary, KeepsAtMostMaxConnectionsOpen) {
   EXPECT_EQ(Wait(child), 0) << log;
   EXPECT_THAT(log, HasSubstr("accepting at most 3 connections"));
   EXPECT_THAT(log, HasSubstr("refusing connections (max_connections)"));
+}
+
+// A connection that never sends the HTTP/2 preface holds a descriptor only
+// until handshake_timeout_seconds.
+TEST(ServerBinary, ClosesConnectionsThatNeverHandshake) {
+  const std::string path = WriteConfig(
+      "handshake",
+      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
+      " handshake_timeout_seconds: 1");
+  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
+  const int silent = ConnectLoopback(port);
+  EXPECT_TRUE(ClosedByPeer(silent, absl::Seconds(20))) << "still open after 20 s";
+  close(silent);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
 }
 
 // gRPC 1.51's own listener never accepted again once accept() had failed

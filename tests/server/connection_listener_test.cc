@@ -20,11 +20,13 @@
 #include "gtest/gtest.h"
 #include "server/core/metrics.h"
 #include "tests/server/metrics_scrape.h"
+#include "tests/support/closed_by_peer.h"
 
 namespace deltaserve::server {
 namespace {
 
 using deltaserve::server::testing::Sample;
+using deltaserve::testing::ClosedByPeer;
 
 // What the hand-off was given, kept open until Release.
 class HeldConnections {
@@ -66,14 +68,6 @@ bool Connect(int fd, int port) {
   address.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
   return connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-}
-
-// True if the peer closed `fd` (EOF or reset) within `wait`.
-bool ClosedByPeer(int fd, absl::Duration wait) {
-  pollfd p{fd, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait))) <= 0) return false;
-  char c;
-  return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
 }
 
 double Refused(ServerMetrics& metrics, const std::string& reason) {
