@@ -10,8 +10,10 @@
 #   ACTIONS=roundtrip   roundtrip (a Forward RPC per step) | replica (local weights)
 #   TRANSPORT=session   session (every Forward and SubmitDelta on one Session stream per
 #                       simulator: the fastest path, docs/benchmarks.md) | unary (an RPC each)
-#   ENVS=1              CartPole environments per simulator, stepped in lockstep
-#                       (one Forward of ENVS rows per step)
+#   ENVS=4              CartPole environments per simulator, stepped in lockstep
+#                       (one Forward of ENVS rows per step; with
+#                       SIM_ARGS=--rows_per_forward=1, one 1-row Forward per
+#                       environment, all in flight on the Session)
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
 #   TIME_LIMIT=300      seconds of training before giving up
 #   TARGET=475          average return that counts as solved
@@ -27,7 +29,7 @@ build=$(cd "${1:-${repo}/build}" && pwd)
 SIMS=${SIMS:-8}
 ACTIONS=${ACTIONS:-roundtrip}
 TRANSPORT=${TRANSPORT:-session}
-ENVS=${ENVS:-1}
+ENVS=${ENVS:-4}
 SEED=${SEED:-1}
 TIME_LIMIT=${TIME_LIMIT:-300}
 TARGET=${TARGET:-475}

@@ -1,6 +1,11 @@
 #include "sim/runner.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <future>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -63,18 +68,65 @@ absl::StatusOr<client::ForwardResult> Runner::Fetch(const Eigen::Ref<const model
 
 absl::StatusOr<client::Session*> Runner::SessionOrOpen() {
   if (session_ == nullptr) {
-    ASSIGN_OR_RETURN(session_, client_->OpenSession(/*max_in_flight=*/1));
+    ASSIGN_OR_RETURN(
+        session_,
+        client_->OpenSession(options_.rows_per_forward > 0 ? client::kDefaultSessionInFlight : 1));
   }
   return session_.get();
 }
 
 absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
     const Eigen::Ref<const model::Matrix>& inputs) {
+  if (options_.rows_per_forward > 0 && inputs.rows() > options_.rows_per_forward) {
+    return ForwardInPieces(inputs);
+  }
   if (options_.transport == "unary") return client_->Forward(inputs, options_.model);
   ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   absl::StatusOr<client::ForwardResult> result = session->ForwardSync(inputs, options_.model);
   if (absl::IsUnavailable(result.status())) session_.reset();
   return result;
+}
+
+absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
+    const Eigen::Ref<const model::Matrix>& inputs) {
+  const Eigen::Index rows = inputs.rows();
+  const Eigen::Index piece = options_.rows_per_forward;
+  client::ForwardResult all;
+  all.outputs.resize(rows, output_dim());
+  all.version = UINT64_MAX;
+  const auto take = [&](Eigen::Index first, absl::StatusOr<client::ForwardResult> answer) {
+    if (!answer.ok()) return answer.status();
+    all.outputs.middleRows(first, answer->outputs.rows()) = answer->outputs;
+    all.version = std::min(all.version, answer->version);
+    return absl::OkStatus();
+  };
+  if (options_.transport == "unary") {
+    for (Eigen::Index first = 0; first < rows; first += piece) {
+      RETURN_IF_ERROR(
+          take(first, client_->Forward(inputs.middleRows(first, std::min(piece, rows - first)),
+                                       options_.model)));
+    }
+    return all;
+  }
+  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  std::vector<std::future<absl::StatusOr<client::ForwardResult>>> answers;
+  for (Eigen::Index first = 0; first < rows; first += piece) {
+    answers.push_back(
+        session->Forward(inputs.middleRows(first, std::min(piece, rows - first)), options_.model));
+  }
+  absl::Status status;
+  const auto deadline =
+      std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(client_->options().timeout);
+  for (size_t i = 0; i < answers.size(); ++i) {
+    if (answers[i].wait_until(deadline) != std::future_status::ready) {
+      status.Update(absl::DeadlineExceededError("Session Forward: no answer within the timeout"));
+      continue;
+    }
+    status.Update(take(static_cast<Eigen::Index>(i) * piece, answers[i].get()));
+  }
+  if (absl::IsUnavailable(status)) session_.reset();
+  RETURN_IF_ERROR(status);
+  return all;
 }
 
 absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(

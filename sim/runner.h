@@ -36,6 +36,11 @@ struct RunnerOptions {
   // stream, client/session.h; reopened after it ends) or "unary" (one rpc
   // per call).
   std::string transport = "session";
+  // Rows per Forward call when a simulator asks for several at once (its
+  // --envs): 0 = all of them in one call; 1 = one call per environment
+  // step. On a Session the calls are all in flight together (the server's
+  // batcher can stack them again); unary sends them one after another.
+  int rows_per_forward = 0;
   // The model shape the task needs, checked by Connect; 0 = any.
   int input_dim = 0;
   int output_dim = 0;
@@ -93,6 +98,10 @@ class Runner {
   // One Forward / SubmitDelta over the chosen transport (no retries here). A
   // Session that ended (UNAVAILABLE) is dropped and the next call opens one.
   absl::StatusOr<client::ForwardResult> ForwardOnce(const Eigen::Ref<const model::Matrix>& inputs);
+  // One call of at most rows_per_forward rows each; outputs stacked, the
+  // oldest version of the answers.
+  absl::StatusOr<client::ForwardResult> ForwardInPieces(
+      const Eigen::Ref<const model::Matrix>& inputs);
   absl::StatusOr<client::SubmitDeltaResult> SubmitOnce(const client::DeltaSubmission& submission);
   absl::StatusOr<client::Session*> SessionOrOpen();
 

@@ -1,5 +1,6 @@
 #include "sim/runner_flags.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -9,6 +10,9 @@ ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port
 ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");
 ABSL_FLAG(std::string, transport, "session",
           "'session' (Forward and SubmitDelta on one Session stream) or 'unary' (one rpc each)");
+ABSL_FLAG(int, rows_per_forward, 0,
+          "rows per Forward call when several environments step at once: 0 = all in one call, "
+          "1 = one call per environment (on a Session all in flight together)");
 
 namespace deltaserve::sim {
 
@@ -18,6 +22,7 @@ RunnerOptions RunnerOptionsFromFlags() {
   options.model = absl::GetFlag(FLAGS_model);
   options.security = client::SecurityOptionsFromFlags();
   options.transport = absl::GetFlag(FLAGS_transport);
+  options.rows_per_forward = std::max(0, absl::GetFlag(FLAGS_rows_per_forward));
   return options;
 }
 

@@ -4,6 +4,7 @@
 //   --tls_ca_file, --tls_cert_file, --tls_key_file, --tls_server_name,
 //   --token_file   TLS and token (client/security_flags.h)
 //   --transport  session (default: one Session stream) | unary
+//   --rows_per_forward  rows per Forward call (0: all of a step's rows in one)
 // Each binary defines its own flags (--actions among them) in its .cc file;
 // tests/deploy/check_deploy.py reads both files.
 #ifndef DELTASERVE_SIM_RUNNER_FLAGS_H_
