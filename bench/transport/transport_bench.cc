@@ -47,6 +47,9 @@ ABSL_FLAG(std::string, server_binary, "", "the deltaserve binary");
 ABSL_FLAG(std::string, echo_binary, "", "the deltaserve_echo_server binary");
 ABSL_FLAG(double, seconds, 2.0, "measured seconds per configuration (after 0.5 s warm-up)");
 ABSL_FLAG(int, push_steps, 200, "weight-push samples");
+ABSL_FLAG(int, push_window_bytes, deltaserve::client::kDefaultWatchWindowBytes,
+          "weight push: each watcher's HTTP/2 stream window (client watch_window_bytes; the "
+          "w-th watcher gets this + w, so each has its own connection)");
 ABSL_FLAG(std::string, sections, "1234", "which sections to run");
 ABSL_FLAG(std::string, model_extra, "",
           "sections 1–2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
@@ -318,7 +321,7 @@ void PushSection(const std::string& deltaserve) {
     // Equal channel arguments share one connection; watchers stand for
     // separate replicas, so each gets a distinct (one byte larger) window.
     client::ClientOptions options;
-    options.watch_window_bytes = client::kDefaultWatchWindowBytes + w;
+    options.watch_window_bytes = absl::GetFlag(FLAGS_push_window_bytes) + w;
     absl::StatusOr<std::unique_ptr<client::TrainerClient>> c =
         client::TrainerClient::Connect(server->address(), options);
     clients.push_back(*std::move(c));
