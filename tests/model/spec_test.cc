@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/validate.h"
@@ -123,6 +124,25 @@ TEST(CheckFinite, AcceptsFiniteAndNamesFirstBadIndex) {
   EXPECT_TRUE(CheckFinite("inputs", {}).ok());
   const std::vector<float> bad = {1.0f, 2.0f, kInf, kNaN};
   ExpectInvalid(CheckFinite("deltas", bad), "deltas: expected finite values, got inf at index 2");
+}
+
+// The scan goes block by block; the first bad value is named wherever it
+// sits: at either edge of a block, in the last, short block, or after an
+// earlier bad value of another kind in the same block.
+TEST(CheckFinite, NamesFirstBadIndexAcrossBlocks) {
+  const float kLargest = std::numeric_limits<float>::max();
+  for (size_t bad_at : {size_t{0}, size_t{255}, size_t{256}, size_t{511}, size_t{1000}}) {
+    std::vector<float> values(1001, kLargest);  // Largest finite: exponent bits 0xfe.
+    values[bad_at] = -kInf;
+    if (bad_at + 1 < values.size()) values[bad_at + 1] = kNaN;
+    ExpectInvalid(CheckFinite("g", values),
+                  absl::StrCat("g: expected finite values, got -inf at index ", bad_at));
+  }
+  std::vector<float> values(700, -kLargest);
+  values[699] = kNaN;
+  ExpectInvalid(CheckFinite("g", values), "g: expected finite values, got nan at index 699");
+  values[699] = std::numeric_limits<float>::denorm_min();
+  EXPECT_TRUE(CheckFinite("g", values).ok());
 }
 
 }  // namespace
