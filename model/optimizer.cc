@@ -179,15 +179,20 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConf
   return absl::InvalidArgumentError("optimizer.kind: unknown");
 }
 
+absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<float> grad) {
+  if (grad.size() != parameter_count_) return Step(params, grad, 0.0);  // The size error.
+  return Step(params, grad, GlobalNorm(grad));
+}
+
 // norm = ‖g‖₂ (GlobalNorm). With clip_norm c > 0, as
 // torch.nn.utils.clip_grad_norm_: g ← g·min(1, c / (norm + 1e-6)).
-absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<float> grad) {
+absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<float> grad,
+                                       double norm) {
   if (params.size() != parameter_count_ || grad.size() != parameter_count_) {
     return absl::InvalidArgumentError(absl::StrCat("optimizer step: expected ", parameter_count_,
                                                    " parameters and gradients, got ", params.size(),
                                                    " and ", grad.size()));
   }
-  const double norm = GlobalNorm(grad);
   if (!std::isfinite(norm)) {
     return absl::InvalidArgumentError(
         "gradient: expected finite values, got a non-finite norm; parameters unchanged");

@@ -39,6 +39,10 @@ class Optimizer {
   // INVALID_ARGUMENT, with params, grad and state untouched, if the spans'
   // sizes differ from parameter_count() or ‖grad‖₂ is not finite.
   absl::StatusOr<double> Step(absl::Span<float> params, absl::Span<float> grad);
+  // The same step for a caller that already holds `norm` = GlobalNorm(grad)
+  // (the learner checks it before it accepts a gradient): one pass over grad
+  // fewer, the same result. `norm` must be exactly that value.
+  absl::StatusOr<double> Step(absl::Span<float> params, absl::Span<float> grad, double norm);
 
   const OptimizerConfig& config() const { return config_; }
   size_t parameter_count() const { return parameter_count_; }
