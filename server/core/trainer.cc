@@ -380,7 +380,7 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters,
   ASSIGN_OR_RETURN(optimizer_, model::Optimizer::Create(options_.optimizer, params_.size()));
   if (!replay) JournalImport(parameters);
   params_ = std::move(parameters);
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
+  ClearGrad();
   rows_accumulated_ = 0;
   ++version_;
   ++steps_since_checkpoint_;
@@ -425,26 +425,40 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
 absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
-  Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
-                                  static_cast<Eigen::Index>(submission_grad_.size()));
-  sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+  // While G is all zeros (nothing accumulated since the last step, import or
+  // a restore of a zero G), G + g is g: no pass over G. (The one difference:
+  // a −0 in g stays −0 instead of becoming +0: equal values, at most the
+  // sign of a parameter that is exactly zero can differ.)
+  if (!grad_zero_) {
+    Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
+                                    static_cast<Eigen::Index>(submission_grad_.size()));
+    sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+  }
   // Refused here, while G is untouched, rather than by the optimizer at the
-  // step: a G whose norm overflows would fail every later step.
-  if (!std::isfinite(model::GlobalNorm(submission_grad_))) {
+  // step: a G whose norm overflows would fail every later step. The step
+  // reuses this norm.
+  const double norm = model::GlobalNorm(submission_grad_);
+  if (!std::isfinite(norm)) {
     return absl::InvalidArgumentError(
         "deltas: expected values whose accumulated parameter gradient has a finite norm, got an "
         "overflowing one (values too large?); nothing was applied");
   }
   const uint64_t total = rows_accumulated_ + rows;
   if (total >= options_.samples_per_step) {
-    RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_)));
-    std::fill(grad_.begin(), grad_.end(), 0.0f);
+    RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_), norm));
+    ClearGrad();
     rows_accumulated_ = 0;
     return true;
   }
   grad_.swap(submission_grad_);  // G ← G + g.
+  grad_zero_ = false;
   rows_accumulated_ = total;
   return false;
+}
+
+void Trainer::ClearGrad() {
+  if (!grad_zero_) std::fill(grad_.begin(), grad_.end(), 0.0f);
+  grad_zero_ = true;
 }
 
 void Trainer::RememberRequestId(const std::string& request_id, const SubmitResult& result) {
@@ -477,8 +491,9 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   return loss;
 }
 
-absl::Status Trainer::Step(absl::Span<float> grad) {
-  ASSIGN_OR_RETURN(const double gradient_norm, optimizer_->Step(absl::MakeSpan(params_), grad));
+absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
+  ASSIGN_OR_RETURN(const double gradient_norm,
+                   optimizer_->Step(absl::MakeSpan(params_), grad, norm));
   ++version_;
   ++steps_since_checkpoint_;
   if (options_.metrics) options_.metrics->RecordOptimizerStep(version_, gradient_norm);

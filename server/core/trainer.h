@@ -317,9 +317,11 @@ class Trainer {
   absl::StatusOr<bool> Accumulate(uint64_t rows);
   // Backprop of one submission into submission_grad_; returns l_s.
   absl::StatusOr<double> Gradient(const Submission& submission, float scale);
-  // Optimizer step on `grad` (G + g), version + 1. On error nothing has
-  // changed.
-  absl::Status Step(absl::Span<float> grad);
+  // Optimizer step on `grad` (G + g) whose GlobalNorm is `norm`, version + 1.
+  // On error nothing has changed.
+  absl::Status Step(absl::Span<float> grad, double norm);
+  // G = 0 (a no-op while it is).
+  void ClearGrad();
   // Journals the batch (with persistence), then publishes its snapshot (if
   // it stepped) and runs its callbacks once durable.
   void Finish(std::vector<Answer> answers, bool stepped);
@@ -356,6 +358,7 @@ class Trainer {
   std::unique_ptr<model::Optimizer> optimizer_;
   std::vector<float> params_;           // Working parameters (version_).
   std::vector<float> grad_;             // G, accumulated over submissions.
+  bool grad_zero_ = true;               // G is known to be all +0 (Accumulate skips it).
   std::vector<float> submission_grad_;  // g of one submission, then G + g.
   model::Mlp::Workspace workspace_;
   model::Matrix grad_y_;

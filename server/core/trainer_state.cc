@@ -1,5 +1,7 @@
 // Trainer persistence: how a Trainer's state is journaled, captured for a
 // checkpoint and restored (trainer.h, "With TrainerOptions::persistence").
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -132,6 +134,8 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   }
   params_ = CopyOf(c.parameters());
   grad_ = CopyOf(c.accumulated_gradient());
+  grad_zero_ = std::all_of(grad_.begin(), grad_.end(),
+                           [](float g) { return g == 0.0f && !std::signbit(g); });
   rows_accumulated_ = c.rows_accumulated();
   version_ = c.version();
   applied_ids_.clear();

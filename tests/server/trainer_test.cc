@@ -174,6 +174,52 @@ TEST(Trainer, StepsOnlyAfterSamplesPerStepRows) {
   EXPECT_EQ(trainer->snapshot()->version, 1u);
 }
 
+// G is the sum over the submissions of one step only: each step starts from
+// G = 0, and so does the accumulation after an import (the learner skips the
+// sum while it knows G is zero, and must not skip it otherwise).
+TEST(Trainer, EachStepAppliesTheSumOfItsOwnSubmissionsOnly) {
+  TrainerOptions options = LinearOptions();
+  options.samples_per_step = 2;
+  auto trainer = MakeTrainer(options);
+  // ∇ of one row: ∇W = δ·xᵀ, ∇b = δ (W00 W01 W10 W11 b0 b1).
+  auto grad = [](std::vector<float> x, std::vector<float> d) {
+    return std::vector<float>{d[0] * x[0], d[0] * x[1], d[1] * x[0], d[1] * x[1], d[0], d[1]};
+  };
+  auto expect_step = [&](const std::vector<float>& before, const std::vector<float>& g1,
+                         const std::vector<float>& g2) {
+    const std::vector<float>& after = trainer->snapshot()->parameters;
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_NEAR(after[i], before[i] - 0.1f * (g1[i] + g2[i]), 1e-5) << i;  // Rounding only.
+    }
+  };
+  const std::vector<float> p0 = trainer->snapshot()->parameters;
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 2}, {0.5f, -1})).ok());
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({3, -1}, {2, 0.25f})).ok());
+  expect_step(p0, grad({1, 2}, {0.5f, -1}), grad({3, -1}, {2, 0.25f}));
+  const std::vector<float> p1 = trainer->snapshot()->parameters;
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({-2, 1}, {1, 1}, 1)).ok());
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({0.5f, 4}, {-1, 3}, 1)).ok());
+  ASSERT_EQ(trainer->snapshot()->version, 2u);
+  expect_step(p1, grad({-2, 1}, {1, 1}), grad({0.5f, 4}, {-1, 3}));
+
+  // Half a step, then an import: the half step is dropped with G.
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({7, 7}, {5, 5}, 2)).ok());
+  const std::vector<float> imported = {1, 2, 3, 4, 5, 6};
+  absl::Notification done;
+  ASSERT_TRUE(trainer
+                  ->ImportParameters(imported,
+                                     [&](absl::StatusOr<SubmitResult> r) {
+                                       EXPECT_TRUE(r.ok()) << r.status();
+                                       done.Notify();
+                                     })
+                  .ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({1, 0}, {1, 0}, 3)).ok());
+  ASSERT_TRUE(SubmitAndWait(*trainer, OneRow({0, 1}, {0, 1}, 3)).ok());
+  ASSERT_EQ(trainer->snapshot()->version, 4u);
+  expect_step(imported, grad({1, 0}, {1, 0}), grad({0, 1}, {0, 1}));
+}
+
 TEST(Trainer, StaleVersionIsAbortedAndChangesNothing) {
   TrainerOptions options = LinearOptions();
   options.max_staleness = 1;
