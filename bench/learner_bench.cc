@@ -22,7 +22,7 @@
 // Producers keep up to max(--in_flight_steps steps, --min_in_flight_rows) rows
 // submitted and not yet answered (credits returned by the learner's
 // callbacks), so the learner is not starved by a closed loop; the callbacks
-// only count. The submissions
+// only count (and wake a waiting producer once half the window is free). The submissions
 // carry a unique request_id each, as the clients send, and a version from
 // the live snapshot; max_staleness is lifted (the queue holds several steps).
 //
@@ -179,11 +179,15 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
   server::Trainer& trainer = **created;
   const Pool pool(trainer.mlp(), rows);
 
-  // Credits: submissions in flight, returned by the learner's callbacks.
+  // Credits: submissions in flight, returned by the learner's callbacks. A
+  // producer that finds none left waits until half the window is free, so
+  // the learner wakes a producer once per half window, not per callback.
   absl::Mutex mu;
   absl::CondVar credit_returned;
   int64_t outstanding = 0;  // Guarded by mu.
+  int waiting = 0;          // Producers waiting for credits; guarded by mu.
   bool stop = false;        // Guarded by mu.
+  const int64_t refill_at = in_flight / 2;
   std::atomic<int64_t> applied_rows{0}, failed{0};
   std::atomic<bool> have_clock{false};
   clockid_t learner_clock{};
@@ -199,7 +203,7 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
       failed.fetch_add(1, std::memory_order_relaxed);
     }
     absl::MutexLock lock(&mu);
-    if (--outstanding < in_flight) credit_returned.Signal();
+    if (--outstanding <= refill_at && waiting > 0) credit_returned.SignalAll();
   };
 
   std::vector<std::thread> producers;
@@ -208,7 +212,11 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
       for (int64_t n = 0;; ++n) {
         {
           absl::MutexLock lock(&mu);
-          while (!stop && outstanding >= in_flight) credit_returned.Wait(&mu);
+          if (!stop && outstanding >= in_flight) {
+            ++waiting;
+            while (!stop && outstanding > refill_at) credit_returned.Wait(&mu);
+            --waiting;
+          }
           if (stop) return;
           ++outstanding;
         }
