@@ -61,6 +61,9 @@ ABSL_FLAG(int, rounds, 3, "rounds over all configurations; each value is the med
 ABSL_FLAG(int, producers, 3, "threads calling Trainer::Submit");
 ABSL_FLAG(int, in_flight_steps, 4, "steps of rows submitted and not yet answered, at most");
 ABSL_FLAG(int, min_in_flight_rows, 256, "rows submitted and not yet answered may be at least this");
+ABSL_FLAG(bool, request_ids, true,
+          "give each submission a unique request_id, as the clients do (false: none, so the "
+          "learner's deduplication window is never touched)");
 ABSL_FLAG(std::string, models, "cartpole,100k", "which models to run (cartpole, 100k)");
 ABSL_FLAG(std::string, cartpole_config, "configs/cartpole.textproto",
           "the CartPole ServerConfig (its first model is benchmarked)");
@@ -206,6 +209,7 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
     if (--outstanding <= refill_at && waiting > 0) credit_returned.SignalAll();
   };
 
+  const bool request_ids = absl::GetFlag(FLAGS_request_ids);
   std::vector<std::thread> producers;
   for (int p = 0; p < absl::GetFlag(FLAGS_producers); ++p) {
     producers.emplace_back([&, p] {
@@ -225,7 +229,7 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
         s.inputs = pool.inputs[i];
         s.deltas = pool.deltas[i];
         s.version = trainer.snapshot()->version;
-        s.request_id = absl::StrCat("p", p, "-", n);
+        if (request_ids) s.request_id = absl::StrCat("p", p, "-", n);
         if (!trainer.Submit(std::move(s), done).ok()) {
           failed.fetch_add(1);
           absl::MutexLock lock(&mu);
@@ -319,8 +323,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "round %d of %d done\n", round + 1, rounds);
   }
   std::printf(
-      "Learner vs math core: %d rounds of %.1fs per configuration, %d producers, median round\n\n",
-      rounds, absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_producers));
+      "Learner vs math core: %d rounds of %.1fs per configuration, %d producers, request_ids %s, "
+      "median round\n\n",
+      rounds, absl::GetFlag(FLAGS_seconds), absl::GetFlag(FLAGS_producers),
+      absl::GetFlag(FLAGS_request_ids) ? "on" : "off");
   std::printf(
       "| model | params | B (rows/step) | fed with | rows/s wall | rows/s per CPU-s | "
       "÷ core (wall) | ÷ core (CPU) |\n");
