@@ -23,7 +23,7 @@
 // submitted and not yet answered (credits returned by the learner's
 // callbacks), so the learner is not starved by a closed loop; the callbacks
 // only count (and wake a waiting producer once half the window is free). The submissions
-// carry a unique request_id each, as the clients send, and a version from
+// carry a unique request_id each (32 hex digits), as the clients send, and a version from
 // the live snapshot; max_staleness is lifted (the queue holds several steps).
 //
 //   deltaserve_learner_bench [--batches=1,8,32,256] [--seconds=1] [--rounds=3]
@@ -44,6 +44,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -229,7 +230,8 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
         s.inputs = pool.inputs[i];
         s.deltas = pool.deltas[i];
         s.version = trainer.snapshot()->version;
-        if (request_ids) s.request_id = absl::StrCat("p", p, "-", n);
+        // 32 hex digits, as client::NewRequestId makes them.
+        if (request_ids) s.request_id = absl::StrFormat("%016x%016x", p, n);
         if (!trainer.Submit(std::move(s), done).ok()) {
           failed.fetch_add(1);
           absl::MutexLock lock(&mu);
