@@ -463,8 +463,12 @@ void Trainer::ClearGrad() {
 
 void Trainer::RememberRequestId(const std::string& request_id, const SubmitResult& result) {
   if (options_.request_id_window == 0) return;
-  applied_ids_.emplace(request_id, result);
+  // One copy of the id, in applied_id_order_, which the map's key views.
   applied_id_order_.push_back(request_id);
+  if (!applied_ids_.emplace(applied_id_order_.back(), result).second) {
+    applied_id_order_.pop_back();  // Remembered already (callers look first).
+    return;
+  }
   while (applied_id_order_.size() > options_.request_id_window) {
     applied_ids_.erase(applied_id_order_.front());
     applied_id_order_.pop_front();

@@ -64,6 +64,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -369,7 +370,9 @@ class Trainer {
   std::shared_ptr<const Snapshot> latest_;
   uint64_t version_ = 0;
   uint64_t rows_accumulated_ = 0;
-  absl::flat_hash_map<std::string, SubmitResult> applied_ids_;
+  // Keys view the strings of applied_id_order_ (a deque keeps its elements
+  // in place when others are pushed or popped): one copy of each id.
+  absl::flat_hash_map<absl::string_view, SubmitResult> applied_ids_;
   std::deque<std::string> applied_id_order_;  // Oldest first.
   // Persistence (all null without it).
   std::unique_ptr<persist::ModelStore> store_;

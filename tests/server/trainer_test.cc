@@ -443,6 +443,45 @@ TEST(Trainer, TheRequestIdWindowForgetsTheOldestIds) {
   EXPECT_EQ(trainer->snapshot()->version, 4u);
 }
 
+// The window keeps one copy of each id, which its index views: short ids
+// (stored inside the string) and long ones (on the heap), through many
+// evictions, are still found with their own results, and the evicted ones
+// are not.
+TEST(Trainer, TheRequestIdWindowFindsShortAndLongIdsThroughManyEvictions) {
+  TrainerOptions options = LinearOptions();
+  options.request_id_window = 64;
+  auto trainer = MakeTrainer(options);
+  auto id = [](int i) {
+    return i % 2 == 0 ? absl::StrCat("s", i) : absl::StrCat(std::string(40, 'L'), "-", i);
+  };
+  std::vector<uint64_t> versions;
+  for (int i = 0; i < 300; ++i) {
+    Submission s = OneRow({1, 1}, {0.01f, 0.01f}, trainer->snapshot()->version);
+    s.request_id = id(i);
+    absl::StatusOr<SubmitResult> r = SubmitAndWait(*trainer, s);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_FALSE(r->duplicate) << i;
+    versions.push_back(r->version);
+  }
+  for (int i = 300 - 64; i < 300; ++i) {
+    Submission again = OneRow({1, 1}, {0.01f, 0.01f}, trainer->snapshot()->version);
+    again.request_id = id(i);
+    absl::StatusOr<SubmitResult> r = SubmitAndWait(*trainer, again);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->duplicate) << i;
+    EXPECT_EQ(r->version, versions[static_cast<size_t>(i)]) << i;
+  }
+  EXPECT_EQ(trainer->snapshot()->version, 300u);
+  for (int i : {0, 1, 300 - 65}) {
+    Submission forgotten = OneRow({1, 1}, {0.01f, 0.01f}, trainer->snapshot()->version);
+    forgotten.request_id = id(i);
+    absl::StatusOr<SubmitResult> r = SubmitAndWait(*trainer, forgotten);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->duplicate) << i;
+  }
+  EXPECT_EQ(trainer->snapshot()->version, 303u);
+}
+
 TEST(Trainer, ATooLongRequestIdIsInvalidArgument) {
   auto trainer = MakeTrainer(LinearOptions());
   Submission s = OneRow({1, 1}, {1, 1});
