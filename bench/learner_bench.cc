@@ -281,6 +281,10 @@ struct Series {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As server/main.cc: Debian's Abseil leaves absl::Mutex's deadlock
+  // detector on, which the server turns off; the learner's locks should cost
+  // here what they cost there.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   namespace b = deltaserve::bench;
   deltaserve::server::SetLogLevel(deltaserve::server::LogLevel::kWarning);
   std::vector<int> batches;
