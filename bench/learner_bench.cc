@@ -13,18 +13,24 @@
 //             Trainer::Submit with 1-row submissions; the learner batches the
 //             B submissions of a step into one backprop (trainer_batch.cc).
 //   B-row     the same Trainer fed with B-row submissions: one per step.
+//   queued    1-row and B-row again, but the producers queue all the
+//   ahead     submissions while the learner is held (LearnerGate), and the
+//             learner is timed from its release until it has answered them
+//             all: what the learner alone sustains, with no producer
+//             competing for the 2 cores and no wait for one.
 //
 // Rows/s is rows applied (answered OK) per second of wall time, and per
 // second of CPU time of the thread that applied them (the learner's own
 // clock, read through pthread_getcpuclockid), which the machine's other load
 // disturbs much less. The ratio that the goal speaks of is learner ÷ core.
 //
-// Producers keep up to max(--in_flight_steps steps, --min_in_flight_rows) rows
-// submitted and not yet answered (credits returned by the learner's
+// Producers keep up to max(--in_flight_steps steps, --min_in_flight_rows)
+// rows submitted and not yet answered (credits returned by the learner's
 // callbacks), so the learner is not starved by a closed loop; the callbacks
-// only count (and wake a waiting producer once half the window is free). The submissions
-// carry a unique request_id each (32 hex digits), as the clients send, and a version from
-// the live snapshot; max_staleness is lifted (the queue holds several steps).
+// only count (and wake a waiting producer once half the window is free).
+// The submissions carry a unique request_id each (32 hex digits), as the
+// clients send (--request_ids=false: none), and a version from the live
+// snapshot; max_staleness is lifted (the queue holds several steps).
 //
 //   deltaserve_learner_bench [--batches=1,8,32,256] [--seconds=1] [--rounds=3]
 //                            [--producers=3] [--models=cartpole,100k]
@@ -62,6 +68,8 @@ ABSL_FLAG(int, rounds, 3, "rounds over all configurations; each value is the med
 ABSL_FLAG(int, producers, 3, "threads calling Trainer::Submit");
 ABSL_FLAG(int, in_flight_steps, 4, "steps of rows submitted and not yet answered, at most");
 ABSL_FLAG(int, min_in_flight_rows, 256, "rows submitted and not yet answered may be at least this");
+ABSL_FLAG(double, queued_seconds, 0.3,
+          "queued-ahead runs: queue about this many seconds of the core's work");
 ABSL_FLAG(bool, request_ids, true,
           "give each submission a unique request_id, as the clients do (false: none, so the "
           "learner's deduplication window is never touched)");
@@ -263,6 +271,110 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
   return Rate{applied / absl::ToDoubleSeconds(end - start), applied / (cpu_end - cpu_start)};
 }
 
+// Holds the learner before its first batch until Release(); notes the
+// learner thread's CPU clock.
+class HoldGate : public server::LearnerGate {
+ public:
+  void Pass() override {
+    absl::MutexLock lock(&mu_);
+    if (!have_clock_) {
+      pthread_getcpuclockid(pthread_self(), &clock_);
+      have_clock_ = true;
+    }
+    mu_.Await(absl::Condition(&released_));
+  }
+  void Abandon() override { Release(); }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // Blocks until the learner is waiting in Pass(); its CPU clock.
+  clockid_t LearnerClock() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&have_clock_));
+    return clock_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool have_clock_ ABSL_GUARDED_BY(mu_) = false;
+  clockid_t clock_ ABSL_GUARDED_BY(mu_){};
+};
+
+// (c) The learner alone: the producers queue `count` submissions of `rows`
+// rows while the learner is held (LearnerGate), then it is released and
+// timed until it has answered them all. It never waits for a producer, and
+// no producer competes with it for a core.
+Rate QueuedRate(const Model& m, int batch, int rows, int64_t count) {
+  server::TrainerOptions options = m.options;
+  options.samples_per_step = static_cast<uint32_t>(batch);
+  options.queue_capacity = static_cast<size_t>(count) + 1;
+  auto gate = std::make_shared<HoldGate>();
+  options.gate = gate;
+  absl::StatusOr<std::unique_ptr<server::Trainer>> created =
+      server::Trainer::Create(std::move(options));
+  if (!created.ok()) {
+    std::fprintf(stderr, "trainer: %s\n", std::string(created.status().message()).c_str());
+    return {};
+  }
+  server::Trainer& trainer = **created;
+  const Pool pool(trainer.mlp(), rows);
+  const clockid_t learner_clock = gate->LearnerClock();
+
+  absl::Mutex mu;
+  int64_t answered = 0;          // Guarded by mu.
+  int64_t failed = 0;            // Guarded by mu.
+  absl::Time end = absl::Now();  // Of the last answer; guarded by mu.
+  double cpu_end = 0;            // Guarded by mu.
+  auto done = [&](absl::StatusOr<server::SubmitResult> result) {
+    absl::MutexLock lock(&mu);
+    if (!result.ok()) ++failed;
+    if (++answered == count) {
+      end = absl::Now();
+      cpu_end = ThreadCpuSeconds(learner_clock);
+    }
+  };
+  const bool request_ids = absl::GetFlag(FLAGS_request_ids);
+  const int producers = absl::GetFlag(FLAGS_producers);
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      for (int64_t n = p; n < count; n += producers) {
+        const int i = static_cast<int>((n * 7) % kPoolSize);
+        server::Submission s;
+        s.inputs = pool.inputs[i];
+        s.deltas = pool.deltas[i];
+        if (request_ids) s.request_id = absl::StrFormat("%016x%016x", p, n);
+        if (!trainer.Submit(std::move(s), done).ok()) {
+          absl::MutexLock lock(&mu);
+          ++failed;
+          ++answered;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double cpu_start = ThreadCpuSeconds(learner_clock);
+  const absl::Time start = absl::Now();
+  gate->Release();
+  auto all_answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return answered >= count; };
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&all_answered));
+  if (failed > 0) std::fprintf(stderr, "queued: %lld submissions failed\n", (long long)failed);
+  const double applied = static_cast<double>((count - failed) * rows);
+  return Rate{applied / absl::ToDoubleSeconds(end - start), applied / (cpu_end - cpu_start)};
+}
+
+// Submissions for QueuedRate: about --queued_seconds of the core's work,
+// within memory bounds (at most 200,000 submissions or ~256 MB of them).
+int64_t QueuedCount(const Model& m, int rows, const Rate& core) {
+  const double bytes = 4.0 * rows * (m.options.mlp.input_dim + m.options.mlp.layers.back().units);
+  const double wanted = core.cpu * absl::GetFlag(FLAGS_queued_seconds) / rows;
+  const double most = std::min(200000.0, 256e6 / (bytes + 256.0));
+  return static_cast<int64_t>(std::max(16.0, std::min(wanted, most)));
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -312,18 +424,26 @@ int main(int argc, char** argv) {
     models.push_back(*std::move(loaded));
   }
   // [model][batch][core, 1-row, B-row]
-  std::vector<b::Series> series(models.size() * batches.size() * 3);
+  constexpr int kKinds = 5;
+  std::vector<b::Series> series(models.size() * batches.size() * kKinds);
   auto at = [&](size_t m, size_t bi, int kind) -> b::Series& {
-    return series[(m * batches.size() + bi) * 3 + static_cast<size_t>(kind)];
+    return series[(m * batches.size() + bi) * kKinds + static_cast<size_t>(kind)];
   };
   const int rounds = absl::GetFlag(FLAGS_rounds);
   for (int round = 0; round < rounds; ++round) {
     for (size_t m = 0; m < models.size(); ++m) {
       for (size_t bi = 0; bi < batches.size(); ++bi) {
         const int batch = batches[bi];
-        at(m, bi, 0).Add(b::CoreRate(models[m], batch));
+        const b::Rate core = b::CoreRate(models[m], batch);
+        at(m, bi, 0).Add(core);
         at(m, bi, 1).Add(b::LearnerRate(models[m], batch, /*rows=*/1));
         if (batch > 1) at(m, bi, 2).Add(b::LearnerRate(models[m], batch, /*rows=*/batch));
+        at(m, bi, 3).Add(b::QueuedRate(models[m], batch, /*rows=*/1,
+                                       b::QueuedCount(models[m], /*rows=*/1, core)));
+        if (batch > 1) {
+          at(m, bi, 4).Add(b::QueuedRate(models[m], batch, /*rows=*/batch,
+                                         b::QueuedCount(models[m], batch, core)));
+        }
       }
     }
     std::fprintf(stderr, "round %d of %d done\n", round + 1, rounds);
@@ -337,13 +457,14 @@ int main(int argc, char** argv) {
       "| model | params | B (rows/step) | fed with | rows/s wall | rows/s per CPU-s | "
       "÷ core (wall) | ÷ core (CPU) |\n");
   std::printf("|---|---:|---:|---|---:|---:|---:|---:|\n");
-  const char* const kFed[] = {"core (no Trainer)", "1-row submissions", "B-row submissions"};
+  const char* const kFed[kKinds] = {"core (no Trainer)", "1-row submissions", "B-row submissions",
+                                    "1-row, queued ahead", "B-row, queued ahead"};
   for (size_t m = 0; m < models.size(); ++m) {
     const size_t params = deltaserve::model::Mlp::Create(models[m].options.mlp)->parameter_count();
     for (size_t bi = 0; bi < batches.size(); ++bi) {
       const double core_wall = b::Median(at(m, bi, 0).wall);
       const double core_cpu = b::Median(at(m, bi, 0).cpu);
-      for (int kind = 0; kind < 3; ++kind) {
+      for (int kind = 0; kind < kKinds; ++kind) {
         const b::Series& s = at(m, bi, kind);
         if (s.wall.empty()) continue;
         const double wall = b::Median(s.wall), cpu = b::Median(s.cpu);
