@@ -173,22 +173,43 @@ Rate CoreRate(const Model& m, int batch) {
               rows / (ThreadCpuSeconds(self) - cpu_start)};
 }
 
-// (b) The Trainer's learner, fed by producer threads with `rows`-row
-// submissions; samples_per_step = batch.
-Rate LearnerRate(const Model& m, int batch, int rows) {
+// A Trainer for `m` with one step per `batch` rows; null (reported) if it
+// cannot start.
+std::unique_ptr<server::Trainer> StartTrainer(const Model& m, int batch, size_t queue_capacity,
+                                              std::shared_ptr<server::LearnerGate> gate) {
   server::TrainerOptions options = m.options;
   options.samples_per_step = static_cast<uint32_t>(batch);
-  const int64_t in_flight_rows = std::max(int64_t{absl::GetFlag(FLAGS_in_flight_steps)} * batch,
-                                          int64_t{absl::GetFlag(FLAGS_min_in_flight_rows)});
-  const int64_t in_flight = std::max<int64_t>(1, in_flight_rows / rows);
-  options.queue_capacity = static_cast<size_t>(in_flight) + 1;
+  options.queue_capacity = queue_capacity;
+  options.gate = std::move(gate);
   absl::StatusOr<std::unique_ptr<server::Trainer>> created =
       server::Trainer::Create(std::move(options));
   if (!created.ok()) {
     std::fprintf(stderr, "trainer: %s\n", std::string(created.status().message()).c_str());
-    return {};
+    return nullptr;
   }
-  server::Trainer& trainer = **created;
+  return *std::move(created);
+}
+
+// Submission number `n` of producer `p`: pool entry i, and (--request_ids)
+// an id of 32 hex digits, as client::NewRequestId makes them.
+server::Submission MakeSubmission(const Pool& pool, int i, int p, int64_t n, bool request_ids) {
+  server::Submission s;
+  s.inputs = pool.inputs[i];
+  s.deltas = pool.deltas[i];
+  if (request_ids) s.request_id = absl::StrFormat("%016x%016x", p, n);
+  return s;
+}
+
+// (b) The Trainer's learner, fed by producer threads with `rows`-row
+// submissions; samples_per_step = batch.
+Rate LearnerRate(const Model& m, int batch, int rows) {
+  const int64_t in_flight_rows = std::max(int64_t{absl::GetFlag(FLAGS_in_flight_steps)} * batch,
+                                          int64_t{absl::GetFlag(FLAGS_min_in_flight_rows)});
+  const int64_t in_flight = std::max<int64_t>(1, in_flight_rows / rows);
+  std::unique_ptr<server::Trainer> started =
+      StartTrainer(m, batch, static_cast<size_t>(in_flight) + 1, /*gate=*/nullptr);
+  if (!started) return {};
+  server::Trainer& trainer = *started;
   const Pool pool(trainer.mlp(), rows);
 
   // Credits: submissions in flight, returned by the learner's callbacks. A
@@ -233,13 +254,9 @@ Rate LearnerRate(const Model& m, int batch, int rows) {
           if (stop) return;
           ++outstanding;
         }
-        const int i = static_cast<int>((n * 7 + p) % kPoolSize);
-        server::Submission s;
-        s.inputs = pool.inputs[i];
-        s.deltas = pool.deltas[i];
+        server::Submission s =
+            MakeSubmission(pool, static_cast<int>((n * 7 + p) % kPoolSize), p, n, request_ids);
         s.version = trainer.snapshot()->version;
-        // 32 hex digits, as client::NewRequestId makes them.
-        if (request_ids) s.request_id = absl::StrFormat("%016x%016x", p, n);
         if (!trainer.Submit(std::move(s), done).ok()) {
           failed.fetch_add(1);
           absl::MutexLock lock(&mu);
@@ -307,18 +324,11 @@ class HoldGate : public server::LearnerGate {
 // timed until it has answered them all. It never waits for a producer, and
 // no producer competes with it for a core.
 Rate QueuedRate(const Model& m, int batch, int rows, int64_t count) {
-  server::TrainerOptions options = m.options;
-  options.samples_per_step = static_cast<uint32_t>(batch);
-  options.queue_capacity = static_cast<size_t>(count) + 1;
   auto gate = std::make_shared<HoldGate>();
-  options.gate = gate;
-  absl::StatusOr<std::unique_ptr<server::Trainer>> created =
-      server::Trainer::Create(std::move(options));
-  if (!created.ok()) {
-    std::fprintf(stderr, "trainer: %s\n", std::string(created.status().message()).c_str());
-    return {};
-  }
-  server::Trainer& trainer = **created;
+  std::unique_ptr<server::Trainer> started =
+      StartTrainer(m, batch, static_cast<size_t>(count) + 1, gate);
+  if (!started) return {};
+  server::Trainer& trainer = *started;
   const Pool pool(trainer.mlp(), rows);
   const clockid_t learner_clock = gate->LearnerClock();
 
@@ -341,11 +351,8 @@ Rate QueuedRate(const Model& m, int batch, int rows, int64_t count) {
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&, p] {
       for (int64_t n = p; n < count; n += producers) {
-        const int i = static_cast<int>((n * 7) % kPoolSize);
-        server::Submission s;
-        s.inputs = pool.inputs[i];
-        s.deltas = pool.deltas[i];
-        if (request_ids) s.request_id = absl::StrFormat("%016x%016x", p, n);
+        server::Submission s =
+            MakeSubmission(pool, static_cast<int>((n * 7) % kPoolSize), p, n, request_ids);
         if (!trainer.Submit(std::move(s), done).ok()) {
           absl::MutexLock lock(&mu);
           ++failed;
@@ -359,11 +366,16 @@ Rate QueuedRate(const Model& m, int batch, int rows, int64_t count) {
   const absl::Time start = absl::Now();
   gate->Release();
   auto all_answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return answered >= count; };
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(&all_answered));
-  if (failed > 0) std::fprintf(stderr, "queued: %lld submissions failed\n", (long long)failed);
-  const double applied = static_cast<double>((count - failed) * rows);
-  return Rate{applied / absl::ToDoubleSeconds(end - start), applied / (cpu_end - cpu_start)};
+  Rate rate;
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&all_answered));
+    if (failed > 0) std::fprintf(stderr, "queued: %lld submissions failed\n", (long long)failed);
+    const double applied = static_cast<double>((count - failed) * rows);
+    rate = Rate{applied / absl::ToDoubleSeconds(end - start), applied / (cpu_end - cpu_start)};
+  }
+  trainer.Stop();  // Before the state its callbacks use goes away.
+  return rate;
 }
 
 // Submissions for QueuedRate: about --queued_seconds of the core's work,
