@@ -112,7 +112,7 @@ class ConnectionListener {
   int spare_fd_;       // /dev/null, closed to accept once when descriptors run out.
   const uint32_t max_connections_;
   const uint64_t descriptor_ceiling_;  // Accepted descriptors at or above it are refused.
-  std::string why_;  // How max_connections_ was chosen, for the log.
+  std::string why_;                    // How max_connections_ was chosen, for the log.
   ServerMetrics* const metrics_;
   HandOff hand_off_;
   std::thread thread_;

@@ -53,6 +53,15 @@ std::string WriteConfig(const std::string& name, const std::string& text) {
   return path;
 }
 
+// A config file: one 1 → 1 identity model "m" and `server_fields`
+// (ServerConfig fields in text format, e.g. "max_connections: 3").
+std::string WriteTinyConfig(const std::string& name, const std::string& server_fields) {
+  return WriteConfig(
+      name,
+      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } } " +
+          server_fields);
+}
+
 struct Refusal {
   int exit_code;
   std::string stderr_text;
@@ -244,10 +253,7 @@ TEST(ServerBinary, RaisesItsOpenFileLimitToTheHardLimit) {
 
 // A connection that makes no call is closed after max_connection_idle_seconds.
 TEST(ServerBinary, ClosesIdleConnections) {
-  const std::string path = WriteConfig(
-      "idle",
-      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
-      " max_connection_idle_seconds: 1");
+  const std::string path = WriteTinyConfig("idle", "max_connection_idle_seconds: 1");
   Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
   const int port = ReadListeningPort(child);
   ASSERT_GT(port, 0);
@@ -396,10 +402,7 @@ TEST(ServerBinary, SighupReloadsTheAuthFile) {
 // once one closes the next is kept again.
 TEST(ServerBinary, KeepsAtMostMaxConnectionsOpen) {
   using deltaserve::server::testing::AwaitSample;
-  const std::string path = WriteConfig(
-      "max_connections",
-      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
-      " max_connections: 3");
+  const std::string path = WriteTinyConfig("max_connections", "max_connections: 3");
   Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
   const int metrics = ReadMetricsPort(child);
   const int port = ReadListeningPort(child);
@@ -435,10 +438,7 @@ TEST(ServerBinary, KeepsAtMostMaxConnectionsOpen) {
 // A connection that never sends the HTTP/2 preface holds a descriptor only
 // until handshake_timeout_seconds.
 TEST(ServerBinary, ClosesConnectionsThatNeverHandshake) {
-  const std::string path = WriteConfig(
-      "handshake",
-      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } }"
-      " handshake_timeout_seconds: 1");
+  const std::string path = WriteTinyConfig("handshake", "handshake_timeout_seconds: 1");
   Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
   const int port = ReadListeningPort(child);
   ASSERT_GT(port, 0);
