@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -364,6 +365,11 @@ void PushSection(const std::string& deltaserve) {
     if (step < 5) continue;  // Warm-up.
     latency.Record(completed - start);
     worst_ms = std::max(worst_ms, absl::ToDoubleMilliseconds(completed - start));
+  }
+  for (int w = 0; w < kWatchers; ++w) {  // A watch that ended early says why.
+    if (std::optional<absl::Status> ended = watches[w]->WaitWithTimeout(absl::ZeroDuration())) {
+      std::fprintf(stderr, "push: watcher %d ended: %s\n", w, ended->ToString().c_str());
+    }
   }
   const LatencyHistogram::Snapshot snapshot = latency.Take();
   std::printf("\n### 4. Weight push: 100,872 parameters, %d watchers, %d steps\n\n", kWatchers,
