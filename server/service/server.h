@@ -14,6 +14,11 @@
 // refuses a non-loopback listen address without an auth file unless
 // allow_unauthenticated.
 //
+// Connections: a TCP listen address is bound and accepted by
+// ConnectionListener (connection_listener.h: at most
+// ServerConfig.max_connections open, never the last descriptors, accept never
+// stops), which hands each connection to gRPC; unix: uses gRPC's listener.
+//
 // Metrics (server/core/metrics.h, docs/operations.md) are always recorded; with
 // ServerOptions::metrics_listen_address set they are also served over HTTP
 // at /metrics.
