@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "model/dense_rows.h"
 
 namespace deltaserve::model {
 namespace {
@@ -155,15 +156,39 @@ absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const
   return absl::OkStatus();
 }
 
-// ForwardRowInvariant: Y[i] = f(X[i]), row by row (a 1-row Forward each).
+// ForwardRowInvariant, layer by layer, each layer's product by DenseRows
+// (dense_rows.h: a row's sums never depend on the other rows). Layer outputs
+// go to rows padded to a multiple of 16 floats in a 64-byte-aligned buffer,
+// so every row starts equally aligned and the activation (Eigen splits an
+// array into vector packets and a scalar remainder by address) treats each
+// row alike, wherever it is in the batch.
 absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
                                       const Eigen::Ref<const Matrix>& X, Matrix* Y,
                                       Workspace& ws) const {
+  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
   RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
-  Y->resize(X.rows(), output_dim());
-  for (Eigen::Index row = 0; row < X.rows(); ++row) {
-    RETURN_IF_ERROR(Forward(params, X.middleRows(row, 1), ws));
-    Y->row(row) = ws.output().row(0);
+  static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "rows are padded for 64-byte alignment");
+  constexpr Eigen::Index kRowAlignFloats = 16;
+  const Eigen::Index n = X.rows();
+  const float* in = X.data();
+  Eigen::Index in_stride = X.outerStride();
+  for (size_t l = 0; l < offsets_.size(); ++l) {
+    const LayerOffsets& o = offsets_[l];
+    Matrix& out = l % 2 == 0 ? ws.row_invariant_a_ : ws.row_invariant_b_;
+    const Eigen::Index stride = (o.units + kRowAlignFloats - 1) / kRowAlignFloats * kRowAlignFloats;
+    out.resize(n, stride);  // No allocation when the shape is unchanged.
+    DenseRows(in, in_stride, n, params.data() + o.weight, params.data() + o.bias, o.fan_in, o.units,
+              out.data(), stride);
+    for (Eigen::Index r = 0; r < n; ++r) {
+      MatrixMap row(out.data() + r * stride, 1, o.units);
+      Activate(spec_.layers[l].activation, row);
+    }
+    in = out.data();
+    in_stride = stride;
+  }
+  Y->resize(n, output_dim());
+  for (Eigen::Index r = 0; r < n; ++r) {
+    Y->row(r) = ConstMatrixMap(in + r * in_stride, 1, output_dim());
   }
   return absl::OkStatus();
 }

@@ -40,6 +40,9 @@ class Mlp {
     // steady batch size allocates nothing: ∂l/∂Z_l, then ∂l/∂A_{l-1}.
     std::vector<float> grad_a_;
     std::vector<float> grad_z_;
+    // ForwardRowInvariant's layer outputs, alternately (rows padded).
+    Matrix row_invariant_a_;
+    Matrix row_invariant_b_;
   };
 
   // INVALID_ARGUMENT if ValidateMlpSpec(spec) fails.
@@ -63,16 +66,17 @@ class Mlp {
   absl::Status Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                        Workspace& ws) const;
 
-  // Y = f(X; params) into *Y ([n × output_dim()], resized), one row at a
-  // time: each row goes through the same matrix–vector products whatever
-  // else X holds. So each row of Y is bit-identical for the same input row and
-  // parameters whatever other rows X holds, and wherever in X the row is —
-  // which a plain Forward is not (Eigen picks a matrix–vector kernel for 1 row
-  // and blocks a matrix product by its size). A batch of several callers'
-  // rows thus gives each caller exactly what it would get alone. One row costs
-  // what a 1-row Forward costs; a large X costs up to ~2× a single matrix
-  // product (docs/benchmarks.md). Errors as Forward; does not check
-  // finiteness. `ws` is caller-owned scratch (one per thread).
+  // Y = f(X; params) into *Y ([n × output_dim()], resized), each row of Y
+  // bit-identical for the same input row and parameters whatever other rows X
+  // holds and wherever in X the row is — which a plain Forward is not (Eigen
+  // picks a matrix–vector kernel for 1 row and blocks a matrix product by its
+  // size). A batch of several callers' rows thus gives each caller exactly
+  // what it would get alone. The products run in tiles of rows that share
+  // each load of the weights (model/dense_rows.h), so a batch of rows costs
+  // less per row than rows one at a time once the weights outgrow the cache
+  // (docs/benchmarks.md). The values equal Forward's up to float rounding.
+  // Errors as Forward; does not check finiteness. `ws` is caller-owned
+  // scratch (one per thread).
   absl::Status ForwardRowInvariant(absl::Span<const float> params,
                                    const Eigen::Ref<const Matrix>& X, Matrix* Y,
                                    Workspace& ws) const;

@@ -1,0 +1,40 @@
+// A dense layer's product computed so that each output row is a fixed
+// function of its own input row: the same bits whatever other rows are
+// computed with it and wherever it sits in the batch. Mlp::ForwardRowInvariant
+// (what the server's Forward batcher runs) is built on it.
+//
+//   Z[r, j] = b[j] + Σ_k A[r, k] · W[j, k]      W [units × fan_in] row-major
+//
+// The sum over k is always formed the same way: kDenseLanes partial sums,
+// lane l taking k ≡ l (mod kDenseLanes) in increasing k for the first
+// fan_in − fan_in mod kDenseLanes terms, then the lanes added in a fixed
+// order, then the remaining terms one by one, then the bias. Every term is a
+// multiply then an add, each correctly rounded (never fused), in every code
+// path, so the grouping of rows and units into tiles — which only decides
+// which values share a load of W — cannot change a result, on any
+// instruction set (the lanes are one vector register or several).
+//
+// Speed: tiles of kDenseTileRows rows share each load of W, and blocks of
+// units small enough to stay in the L2 cache are passed over by every tile
+// before the next block is read, so a call reads its weights from memory
+// once, not once per row. For weights that outgrow the caches that is what
+// batching callers' rows buys (docs/benchmarks.md).
+#ifndef DELTASERVE_MODEL_DENSE_ROWS_H_
+#define DELTASERVE_MODEL_DENSE_ROWS_H_
+
+#include <cstddef>
+
+namespace deltaserve::model {
+
+inline constexpr int kDenseLanes = 8;
+inline constexpr int kDenseTileRows = 4;
+
+// Z[r, ·] for rows r = 0 .. rows−1 (rows ≥ 0): row r of A starts at
+// a + r·a_stride, row r of Z at z + r·z_stride; A, W and b must not overlap Z.
+// No alignment is required.
+void DenseRows(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows, const float* w,
+               const float* b, int fan_in, int units, float* z, std::ptrdiff_t z_stride);
+
+}  // namespace deltaserve::model
+
+#endif  // DELTASERVE_MODEL_DENSE_ROWS_H_
