@@ -44,9 +44,19 @@ double BackwardFlops(const MlpSpec& spec, int64_t batch) {
   return 2 * ForwardFlops(spec, batch) - 2 * first * batch;
 }
 
+// A model whose weights (5.4 MB) outgrow the 1 MB L2 cache: what batching
+// the server's Forward rows is for.
+MlpSpec LargeSpec() {
+  MlpSpec spec;
+  spec.input_dim = 256;
+  spec.layers = {{1024, Activation::kTanh}, {1024, Activation::kTanh}, {16, Activation::kIdentity}};
+  spec.seed = 1;
+  return spec;
+}
+
 struct Fixture {
-  explicit Fixture(int64_t batch)
-      : mlp(*Mlp::Create(BenchSpec())),
+  explicit Fixture(int64_t batch, const MlpSpec& spec = BenchSpec())
+      : mlp(*Mlp::Create(spec)),
         params(mlp.InitialParameters()),
         grad(params.size(), 0.0f),
         x(Matrix::Random(batch, mlp.input_dim())),
@@ -91,6 +101,35 @@ void BM_ForwardRowInvariant(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   SetFlops(state, ForwardFlops(f.mlp.spec(), state.range(0)));
+}
+
+// The server's two ways of serving range(0) one-row Forward calls on the
+// large model: each call alone (max_batch_rows 1), or all rows as one
+// ForwardRowInvariant (the batcher). Same bits either way; "rows/s" compares.
+void BM_RowInvariantLargeOneByOne(benchmark::State& state) {
+  Fixture f(state.range(0), LargeSpec());
+  Matrix y;
+  for (auto _ : state) {
+    for (Eigen::Index r = 0; r < f.x.rows(); ++r) {
+      if (!f.mlp.ForwardRowInvariant(f.params, f.x.middleRows(r, 1), &y, f.ws).ok()) {
+        state.SkipWithError("ForwardRowInvariant failed");
+      }
+      benchmark::DoNotOptimize(y.data());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+
+void BM_RowInvariantLargeBatched(benchmark::State& state) {
+  Fixture f(state.range(0), LargeSpec());
+  Matrix y;
+  for (auto _ : state) {
+    if (!f.mlp.ForwardRowInvariant(f.params, f.x, &y, f.ws).ok()) {
+      state.SkipWithError("ForwardRowInvariant failed");
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 
 void BM_Backward(benchmark::State& state) {
@@ -165,6 +204,8 @@ void BM_PeakGemm(benchmark::State& state) {
 
 BENCHMARK(BM_Forward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_ForwardRowInvariant)->Arg(1)->Arg(32)->Arg(256);
+BENCHMARK(BM_RowInvariantLargeOneByOne)->Arg(64);
+BENCHMARK(BM_RowInvariantLargeBatched)->Arg(1)->Arg(4)->Arg(16)->Arg(64);
 BENCHMARK(BM_Backward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_ForwardBackward)->Arg(1)->Arg(32)->Arg(256);
 BENCHMARK(BM_AdamStep);

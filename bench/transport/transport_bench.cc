@@ -13,7 +13,9 @@
 //      1 and 8 calls in flight.
 //   2. Forward + SubmitDelta per step (8 simulators, 1 in flight).
 //   3. Server CPU µs per Forward row, 64 one-row simulators, batching on
-//      (max_batch_rows 256) and off (max_batch_rows 1), unary and Session.
+//      (max_batch_rows 256) and off (max_batch_rows 1), unary and Session,
+//      for the small model and (--batching_models) two larger ones whose
+//      weights outgrow the L2 cache (5.3 MB) and the L3 cache (50 MB).
 //   4. Weight push: 100k-parameter model, 64 watchers, from sending the
 //      SubmitDelta that steps to the moment the last watcher holds the version.
 // The model for 1–3 is 4 → 16 tanh → 2 identity, SGD, one row per step.
@@ -34,6 +36,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -52,6 +55,9 @@ ABSL_FLAG(int, push_window_bytes, deltaserve::client::kDefaultWatchWindowBytes,
           "weight push: each watcher's HTTP/2 stream window (client watch_window_bytes; the "
           "w-th watcher gets this + w, so each has its own connection)");
 ABSL_FLAG(std::string, sections, "1234", "which sections to run");
+ABSL_FLAG(std::string, batching_models, "small,large,huge",
+          "section 3: models, of small (4 → 16 → 2), large (256 → 1024 → 1024 → 16, 1.3M "
+          "parameters), huge (1024 → 4096 → 2048 → 16, 12.6M parameters)");
 ABSL_FLAG(std::string, model_extra, "",
           "sections 1–2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
@@ -69,6 +75,20 @@ constexpr char kSmallModel[] = R"pb(
     seed: 1
     layers { units: 16 activation: ACTIVATION_TANH }
     layers { units: 2 activation: ACTIVATION_IDENTITY }
+    optimizer { kind: SGD learning_rate: 0.001 }
+    samples_per_step: 1 %s
+  })pb";
+
+// Section 3's larger models: "m", input_dim, the three layers' units, then the
+// ModelSpec fields of the batching setting.
+constexpr char kWideModel[] = R"pb(
+  models {
+    name: "m"
+    input_dim: %d
+    seed: 1
+    layers { units: %d activation: ACTIVATION_TANH }
+    layers { units: %d activation: ACTIVATION_TANH }
+    layers { units: 16 activation: ACTIVATION_IDENTITY }
     optimizer { kind: SGD learning_rate: 0.001 }
     samples_per_step: 1 %s
   })pb";
@@ -138,11 +158,11 @@ struct LoadResult {
 // `sims` threads, each doing Forward (and SubmitDelta if `with_submit`) with
 // `depth` calls in flight, for the measured window.
 LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, int depth,
-                   bool with_submit) {
+                   bool with_submit, int input_dim = 4) {
   std::atomic<bool> stop{false}, measuring{false};
   std::atomic<uint64_t> calls{0}, errors{0};
   LatencyHistogram latency;
-  const model::Matrix x = model::Matrix::Constant(1, 4, 0.25f);
+  const model::Matrix x = model::Matrix::Constant(1, input_dim, 0.25f);
   auto done = [&](absl::Time start, const absl::Status& status) {
     if (!measuring.load(std::memory_order_relaxed)) return;
     if (!status.ok()) {
@@ -282,28 +302,41 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
 }
 
 void BatchingSection(const std::string& deltaserve) {
+  struct Model {
+    std::string name;
+    int input_dim, hidden1, hidden2;  // hidden1 = 0: the small model.
+  };
+  const Model all[] = {{"small", 4, 0, 0}, {"large", 256, 1024, 1024}, {"huge", 1024, 4096, 2048}};
+  const std::vector<std::string> wanted = absl::StrSplit(absl::GetFlag(FLAGS_batching_models), ',');
   std::printf("\n### 3. Server CPU per Forward row, 64 one-row simulators\n\n");
   std::printf(
       "| configuration | rows/s | p50 ms | p99 ms | server CPU µs/row | |\n"
       "|---|---:|---:|---:|---:|---:|\n");
-  for (Transport transport : {Transport::kUnary, Transport::kSession}) {
-    const char* name = transport == Transport::kUnary ? "unary" : "Session";
-    LoadResult results[2];
-    for (int batched : {0, 1}) {
-      const std::string config = WriteConfig(
-          absl::StrFormat(kSmallModel, batched ? "max_batch_rows: 256" : "max_batch_rows: 1"));
-      std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
-      results[batched] = RunLoad(*real, transport, 64, 1, false);
-      bool clean = false;
-      real->Stop(absl::Seconds(15), &clean);
+  for (const Model& model : all) {
+    if (std::find(wanted.begin(), wanted.end(), model.name) == wanted.end()) continue;
+    for (Transport transport : {Transport::kUnary, Transport::kSession}) {
+      const std::string name = absl::StrCat(model.name, " model, ",
+                                            transport == Transport::kUnary ? "unary" : "Session");
+      LoadResult results[2];
+      for (int batched : {0, 1}) {
+        const char* setting = batched ? "max_batch_rows: 256" : "max_batch_rows: 1";
+        const std::string config = WriteConfig(
+            model.hidden1 == 0 ? absl::StrFormat(kSmallModel, setting)
+                               : absl::StrFormat(kWideModel, model.input_dim, model.hidden1,
+                                                 model.hidden2, setting));
+        std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
+        results[batched] = RunLoad(*real, transport, 64, 1, false, model.input_dim);
+        bool clean = false;
+        real->Stop(absl::Seconds(15), &clean);
+      }
+      std::fputs(Row(absl::StrCat(name, ", unbatched (max_batch_rows 1)"), results[0]).c_str(),
+                 stdout);
+      std::fputs(Row(absl::StrCat(name, ", batched (max_batch_rows 256)"), results[1]).c_str(),
+                 stdout);
+      std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | |\n", name.c_str(),
+                  results[0].server_cpu_us_per_call / results[1].server_cpu_us_per_call);
+      std::fflush(stdout);
     }
-    std::fputs(Row(absl::StrCat(name, ", unbatched (max_batch_rows 1)"), results[0]).c_str(),
-               stdout);
-    std::fputs(Row(absl::StrCat(name, ", batched (max_batch_rows 256)"), results[1]).c_str(),
-               stdout);
-    std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | |\n", name,
-                results[0].server_cpu_us_per_call / results[1].server_cpu_us_per_call);
-    std::fflush(stdout);
   }
 }
 
