@@ -156,12 +156,14 @@ absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const
   return absl::OkStatus();
 }
 
-// ForwardRowInvariant, layer by layer, each layer's product by DenseRows
-// (dense_rows.h: a row's sums never depend on the other rows). Layer outputs
-// go to rows padded to a multiple of 16 floats in a 64-byte-aligned buffer,
-// so every row starts equally aligned and the activation (Eigen splits an
-// array into vector packets and a scalar remainder by address) treats each
-// row alike, wherever it is in the batch.
+// ForwardRowInvariant, in chunks of rows, layer by layer, each layer's
+// product by DenseRows (dense_rows.h: a row's sums never depend on the other
+// rows, so neither do the chunk boundaries). A chunk holds at most
+// kChunkBytes of one layer's outputs (and at most kChunkRows rows), so the
+// scratch stays bounded whatever the request's size. Layer outputs go to rows
+// padded to a multiple of 16 floats in a 64-byte-aligned buffer, so every row
+// starts equally aligned and the activation (Eigen splits an array into
+// vector packets and a scalar remainder by address) treats each row alike.
 absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
                                       const Eigen::Ref<const Matrix>& X, Matrix* Y,
                                       Workspace& ws) const {
@@ -169,26 +171,40 @@ absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
   RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "rows are padded for 64-byte alignment");
   constexpr Eigen::Index kRowAlignFloats = 16;
+  constexpr Eigen::Index kChunkRows = 256;
+  constexpr Eigen::Index kChunkBytes = Eigen::Index{1} << 20;
+  auto padded = [](int units) {
+    return (units + kRowAlignFloats - 1) / kRowAlignFloats * kRowAlignFloats;
+  };
+  Eigen::Index widest = 0;
+  for (const LayerOffsets& o : offsets_) widest = std::max(widest, padded(o.units));
+  const Eigen::Index chunk_rows = std::clamp<Eigen::Index>(
+      kChunkBytes / (widest * Eigen::Index{sizeof(float)}) / kDenseTileRows * kDenseTileRows,
+      kDenseTileRows, kChunkRows);
+
   const Eigen::Index n = X.rows();
-  const float* in = X.data();
-  Eigen::Index in_stride = X.outerStride();
-  for (size_t l = 0; l < offsets_.size(); ++l) {
-    const LayerOffsets& o = offsets_[l];
-    Matrix& out = l % 2 == 0 ? ws.row_invariant_a_ : ws.row_invariant_b_;
-    const Eigen::Index stride = (o.units + kRowAlignFloats - 1) / kRowAlignFloats * kRowAlignFloats;
-    out.resize(n, stride);  // No allocation when the shape is unchanged.
-    DenseRows(in, in_stride, n, params.data() + o.weight, params.data() + o.bias, o.fan_in, o.units,
-              out.data(), stride);
-    for (Eigen::Index r = 0; r < n; ++r) {
-      MatrixMap row(out.data() + r * stride, 1, o.units);
-      Activate(spec_.layers[l].activation, row);
-    }
-    in = out.data();
-    in_stride = stride;
-  }
   Y->resize(n, output_dim());
-  for (Eigen::Index r = 0; r < n; ++r) {
-    Y->row(r) = ConstMatrixMap(in + r * in_stride, 1, output_dim());
+  for (Eigen::Index first = 0; first < n; first += chunk_rows) {
+    const Eigen::Index rows = std::min(chunk_rows, n - first);
+    const float* in = X.data() + first * X.outerStride();
+    Eigen::Index in_stride = X.outerStride();
+    for (size_t l = 0; l < offsets_.size(); ++l) {
+      const LayerOffsets& o = offsets_[l];
+      Matrix& out = l % 2 == 0 ? ws.row_invariant_a_ : ws.row_invariant_b_;
+      const Eigen::Index stride = padded(o.units);
+      out.resize(rows, stride);  // No allocation when the shape is unchanged.
+      DenseRows(in, in_stride, rows, params.data() + o.weight, params.data() + o.bias, o.fan_in,
+                o.units, out.data(), stride);
+      for (Eigen::Index r = 0; r < rows; ++r) {
+        MatrixMap row(out.data() + r * stride, 1, o.units);
+        Activate(spec_.layers[l].activation, row);
+      }
+      in = out.data();
+      in_stride = stride;
+    }
+    for (Eigen::Index r = 0; r < rows; ++r) {
+      Y->row(first + r) = ConstMatrixMap(in + r * in_stride, 1, output_dim());
+    }
   }
   return absl::OkStatus();
 }

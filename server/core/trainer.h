@@ -151,7 +151,6 @@ struct Submission {
 };
 
 inline constexpr size_t kMaxRequestIdBytes = 128;
-inline constexpr Eigen::Index kForwardChunkRows = 4096;
 
 struct SubmitResult {
   uint64_t version = 0;  // Model version once applied (after the step, if any).

@@ -258,6 +258,23 @@ TEST(Mlp, ForwardRowInvariantGivesEachRowTheSameBitsWhateverTheBatch) {
   }
 }
 
+// ForwardRowInvariant computes a long batch in chunks of rows (bounded
+// scratch); a row's bits do not depend on which chunk it falls in.
+TEST(Mlp, ForwardRowInvariantGivesRowsAcrossChunksTheirOwnBits) {
+  const Mlp mlp = MakeMlp(Spec(16, {{1000, Activation::kTanh}, {2, Activation::kIdentity}}));
+  const std::vector<float> params = mlp.InitialParameters();
+  const Matrix all = RandomMatrix(600, 16, 12);  // 1000 units: chunks of 256 rows.
+  Mlp::Workspace ws;
+  Matrix batched;
+  ASSERT_TRUE(mlp.ForwardRowInvariant(params, all, &batched, ws).ok());
+  ASSERT_EQ(batched.rows(), 600);
+  for (Eigen::Index row = 0; row < all.rows(); ++row) {
+    Matrix alone;
+    ASSERT_TRUE(mlp.ForwardRowInvariant(params, all.middleRows(row, 1), &alone, ws).ok());
+    ASSERT_EQ(alone, batched.middleRows(row, 1)) << "row " << row;
+  }
+}
+
 TEST(MlpErrors, ForwardRowInvariantRejectsWrongShapes) {
   const Mlp mlp = MakeMlp(Spec(3, {{2, Activation::kIdentity}}));
   Mlp::Workspace ws;

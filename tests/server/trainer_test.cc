@@ -96,13 +96,13 @@ TEST(Trainer, ForwardMatchesMlpOnTheSnapshot) {
   EXPECT_TRUE(result->outputs.isApprox(*expected));
 }
 
-// Large batches are computed kForwardChunkRows rows at a time; every row is
-// still y = f(x) of its own input.
+// A batch many times longer than the chunks of rows ForwardRowInvariant
+// computes at once (at most 256); every row is still y = f(x) of its own input.
 TEST(Trainer, ForwardOfManyRowsIsComputedInChunksWithTheSameResult) {
   TrainerOptions options = LinearOptions();
   options.mlp.layers = {{16, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
   auto trainer = MakeTrainer(options);
-  const Eigen::Index rows = 2 * kForwardChunkRows + 3;
+  const Eigen::Index rows = 2 * 4096 + 3;
   const model::Matrix x = model::Matrix::Random(rows, 2);
   absl::StatusOr<ForwardResult> result = trainer->Forward(x);
   ASSERT_TRUE(result.ok()) << result.status();
@@ -111,7 +111,7 @@ TEST(Trainer, ForwardOfManyRowsIsComputedInChunksWithTheSameResult) {
   ASSERT_TRUE(expected.ok());
   ASSERT_EQ(result->outputs.rows(), rows);
   EXPECT_TRUE(result->outputs.isApprox(*expected, 1e-6f));
-  for (Eigen::Index r : {Eigen::Index{0}, kForwardChunkRows, rows - 1}) {
+  for (Eigen::Index r : {Eigen::Index{0}, Eigen::Index{4096}, rows - 1}) {
     EXPECT_TRUE(result->outputs.row(r).isApprox(expected->row(r), 1e-6f)) << "row " << r;
   }
 }
