@@ -34,6 +34,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -55,6 +56,7 @@ ABSL_FLAG(int, push_window_bytes, deltaserve::client::kDefaultWatchWindowBytes,
           "weight push: each watcher's HTTP/2 stream window (client watch_window_bytes; the "
           "w-th watcher gets this + w, so each has its own connection)");
 ABSL_FLAG(std::string, sections, "1234", "which sections to run");
+ABSL_FLAG(std::string, forward_sims, "1,8,64", "section 1: simulator counts, comma-separated");
 ABSL_FLAG(std::string, batching_models, "small,large,huge",
           "section 3: models, of small (4 → 16 → 2), large (256 → 1024 → 1024 → 16, 1.3M "
           "parameters), huge (1024 → 4096 → 2048 → 16, 12.6M parameters)");
@@ -260,7 +262,13 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
   std::printf(
       "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | ÷ echo, same "
       "shape |\n|---|---:|---:|---:|---:|---:|\n");
-  for (int sims : {1, 8, 64}) {
+  for (absl::string_view count : absl::StrSplit(absl::GetFlag(FLAGS_forward_sims), ',')) {
+    int sims = 0;
+    if (!absl::SimpleAtoi(count, &sims) || sims < 1) {
+      std::fprintf(stderr, "--forward_sims: expected counts >= 1, got \"%s\"\n",
+                   std::string(count).c_str());
+      std::exit(2);
+    }
     const LoadResult echo_unary = RunLoad(*echo_server, Transport::kUnary, sims, 1, false);
     const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, false);
     std::fputs(Row(absl::StrCat("echo unary, ", sims, " sims"), echo_unary).c_str(), stdout);
