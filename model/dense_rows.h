@@ -14,7 +14,7 @@
 // which values share a load of W — cannot change a result, on any
 // instruction set (the lanes are one vector register or several).
 //
-// Speed: tiles of kDenseTileRows rows share each load of W, and blocks of
+// Speed: tiles of rows (2 or 4, by instruction set) share each load of W, and blocks of
 // units small enough to stay in the L2 cache are passed over by every tile
 // before the next block is read, so a call reads its weights from memory
 // once, not once per row. For weights that outgrow the caches that is what
@@ -27,7 +27,6 @@
 namespace deltaserve::model {
 
 inline constexpr int kDenseLanes = 8;
-inline constexpr int kDenseTileRows = 4;
 
 // Z[r, ·] for rows r = 0 .. rows−1 (rows ≥ 0): row r of A starts at
 // a + r·a_stride, row r of Z at z + r·z_stride; A, W and b must not overlap Z.

@@ -178,9 +178,10 @@ absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
   };
   Eigen::Index widest = 0;
   for (const LayerOffsets& o : offsets_) widest = std::max(widest, padded(o.units));
+  constexpr Eigen::Index kChunkRowMultiple = 8;  // Whole tiles of rows (dense_rows.cc).
   const Eigen::Index chunk_rows = std::clamp<Eigen::Index>(
-      kChunkBytes / (widest * Eigen::Index{sizeof(float)}) / kDenseTileRows * kDenseTileRows,
-      kDenseTileRows, kChunkRows);
+      kChunkBytes / (widest * Eigen::Index{sizeof(float)}) / kChunkRowMultiple * kChunkRowMultiple,
+      kChunkRowMultiple, kChunkRows);
 
   const Eigen::Index n = X.rows();
   Y->resize(n, output_dim());
