@@ -6,6 +6,7 @@
 # time of each benchmark per set as a Markdown table (docs/benchmarks.md).
 #
 #   bash tools/bench_isa.sh [WORK_DIR] [REPEATS]
+#   BENCH_FILTER=REGEX picks other benchmarks (default: the training step's).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/deltaserve-bench-isa}
@@ -14,7 +15,7 @@ mkdir -p "$work"
 levels=("-march=x86-64-v2" "-march=x86-64-v3" "-march=x86-64-v4" "-march=native"
   "-march=native -mtune=generic")
 dir_of() { echo "$work/$(echo "$1" | tr -d '-' | tr ' =' '__')"; }
-filter='BM_(ForwardBackward|TrainStep|AdamStep|PeakGemm)'
+filter=${BENCH_FILTER:-'BM_(ForwardBackward|TrainStep|AdamStep|PeakGemm)'}
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 for level in "${levels[@]}"; do
