@@ -77,23 +77,26 @@ absl::Status Enqueue(ForwardBatcher& batcher, Call& call) {
   });
 }
 
-model::Matrix Inputs(int rows, float seed) {
-  model::Matrix m(rows, 3);
+model::Matrix Inputs(int rows, float seed, int cols = 3) {
+  model::Matrix m(rows, cols);
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = std::sin(seed + 0.37f * i);
   return m;
 }
 
-TEST(ForwardBatcher, CallersInOneBatchGetTheirOwnRowsBitIdenticalToUnbatched) {
-  auto trainer = MakeTrainer();
+// 1 + 2 + ... + 8 = 36 rows from 8 callers, held until they form one batch;
+// each caller gets the bits its request gets alone.
+void ExpectOneBatchGivesEachCallerItsOwnBits(TrainerOptions options) {
+  const int input_dim = options.mlp.input_dim;
+  auto trainer = MakeTrainer(std::move(options));
   auto metrics = ServerMetrics::Create({});
   ASSERT_TRUE(metrics.ok());
   ModelMetrics* m = (*metrics)->ForModel("b");
-  // 1 + 2 + ... + 8 = 36 rows: the batch forms when the last one arrives.
+  // The batch forms when the last one arrives.
   auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/36, kHoldForFullBatch, m);
   std::vector<std::unique_ptr<Call>> calls;
   for (int rows = 1; rows <= 8; ++rows) {
     calls.push_back(std::make_unique<Call>());
-    calls.back()->inputs = Inputs(rows, static_cast<float>(rows));
+    calls.back()->inputs = Inputs(rows, static_cast<float>(rows), input_dim);
     ASSERT_TRUE(Enqueue(*batcher, *calls.back()).ok());
   }
   for (auto& call : calls) {
@@ -108,6 +111,20 @@ TEST(ForwardBatcher, CallersInOneBatchGetTheirOwnRowsBitIdenticalToUnbatched) {
   const std::string text = (*metrics)->Scrape();
   EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_count", {{"model", "b"}}), 1.0);
   EXPECT_EQ(Sample(text, "deltaserve_forward_batch_rows_sum", {{"model", "b"}}), 36.0);
+}
+
+TEST(ForwardBatcher, CallersInOneBatchGetTheirOwnRowsBitIdenticalToUnbatched) {
+  ExpectOneBatchGivesEachCallerItsOwnBits(SmallOptions());
+}
+
+// Widths that take every path of the tiled product (model/dense_rows.h):
+// whole lane groups and a remainder (20 inputs), tiles of units and single
+// units (41, 9), tiles of rows and single rows (36 stacked vs 1–8 alone).
+TEST(ForwardBatcher, CallersInOneBatchOfAWideModelGetTheirOwnRowsBitIdenticalToUnbatched) {
+  TrainerOptions options = SmallOptions();
+  options.mlp.input_dim = 20;
+  options.mlp.layers = {{41, model::Activation::kTanh}, {9, model::Activation::kIdentity}};
+  ExpectOneBatchGivesEachCallerItsOwnBits(std::move(options));
 }
 
 TEST(ForwardBatcher, BatchesHoldAtMostMaxBatchRowsAndARequestNeverSplits) {
