@@ -261,6 +261,11 @@ absl::StatusOr<std::unique_ptr<WatchHandle>> TrainerClient::Watch(
     const std::string& model, std::function<void(Parameters)> on_update) const {
   std::unique_ptr<WatchHandle> handle(new WatchHandle());
   WatchHandle* h = handle.get();
+  // The stream waits for a connection instead of failing on the first
+  // connection attempt that fails: gRPC 1.51 sometimes fails one that had
+  // not (the channel reconnects a second later), and a watch that failed
+  // to start never came back.
+  h->context_.set_wait_for_ready(true);
   // The thread copies the client (a stub pointer and options), so the handle
   // does not depend on this TrainerClient staying alive.
   h->thread_ = std::thread([client = *this, h, model, on_update = std::move(on_update)] {

@@ -166,7 +166,8 @@ class WatchHandle {
 
   // Blocks until the stream has ended and the callback will not run again;
   // returns how it ended: CANCELLED after Cancel(), otherwise the server's
-  // status (OK if the server closed the stream, UNAVAILABLE if it went away).
+  // status (OK if the server closed the stream, UNAVAILABLE if it went away
+  // after the stream started; before that the stream waits for it).
   // Must not be called from the callback.
   absl::Status Wait() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -258,7 +259,12 @@ class TrainerClient {
 
   // Non-blocking watch: starts the stream on a new thread owned by the
   // returned handle and delivers every update to on_update on that thread
-  // (calls never overlap). Never fails today; StatusOr for future checks.
+  // (calls never overlap). Unlike the blocking WatchParameters, the stream
+  // waits for the server (gRPC wait_for_ready) while no connection can be
+  // made, until watch_timeout or Cancel: a failed connection attempt does
+  // not end it (gRPC 1.51 fails some loopback attempts that had not failed,
+  // docs/reliability.md). Once the stream runs, losing the server ends it
+  // (UNAVAILABLE), as before. Never fails today; StatusOr for future checks.
   // The handle holds its own copy of the client; it may outlive this one.
   absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(
       const std::string& model, std::function<void(Parameters)> on_update) const;
