@@ -18,7 +18,10 @@
 //      weights outgrow the L2 cache (5.3 MB) and the L3 cache (50 MB).
 //   4. Weight push: 100k-parameter model, 64 watchers, from sending the
 //      SubmitDelta that steps to the moment the last watcher holds the version.
+//      A watch that ends stops the section (exit 1) with each ended watch's
+//      status and the server's open socket count.
 // The model for 1–3 is 4 → 16 tanh → 2 identity, SGD, one row per step.
+#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -348,7 +352,28 @@ void BatchingSection(const std::string& deltaserve) {
   }
 }
 
-void PushSection(const std::string& deltaserve) {
+// Sockets `pid` has open (listening ones and connections): what the kernel
+// says, whatever the server counts.
+int SocketsOpen(pid_t pid) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  DIR* fds = opendir(dir.c_str());
+  if (fds == nullptr) return -1;
+  int sockets = 0;
+  while (const dirent* entry = readdir(fds)) {
+    char target[64];
+    const std::string link = absl::StrCat(dir, "/", entry->d_name);
+    const ssize_t n = readlink(link.c_str(), target, sizeof target);
+    if (n > 0 && absl::string_view(target, static_cast<size_t>(n)).substr(0, 7) == "socket:") {
+      ++sockets;
+    }
+  }
+  closedir(fds);
+  return sockets;
+}
+
+// False if a watch ended during the run (the section stops at the first step
+// it holds up).
+bool PushSection(const std::string& deltaserve) {
   constexpr int kWatchers = 64;
   const std::string config = WriteConfig(kPushModel);
   std::unique_ptr<ServerProcess> server = Spawn(deltaserve, config);
@@ -379,8 +404,13 @@ void PushSection(const std::string& deltaserve) {
   const model::Matrix x = model::Matrix::Constant(1, 128, 0.1f);
   LatencyHistogram latency;
   double worst_ms = 0;
+  bool lost_watcher = false;
   for (int step = 0; step < absl::GetFlag(FLAGS_push_steps) + 5; ++step) {
     absl::StatusOr<client::Parameters> now = driver->GetParameters();
+    if (!now.ok()) {
+      std::fprintf(stderr, "push: GetParameters %s\n", now.status().ToString().c_str());
+      continue;
+    }
     {
       absl::MutexLock lock(&mu);
       target = now->version + 1;
@@ -399,18 +429,32 @@ void PushSection(const std::string& deltaserve) {
     if (!mu.AwaitWithTimeout(absl::Condition(
                                  +[](int* h) { return *h == kWatchers; }, &holding),
                              absl::Seconds(10))) {
-      std::fprintf(stderr, "push: version %d not held by every watcher in 10 s\n",
-                   static_cast<int>(target));
+      std::fprintf(stderr, "push: version %d held by %d of %d watchers after 10 s\n",
+                   static_cast<int>(target), holding, kWatchers);
+      // A slow machine is waited out; a watch that ended never comes back,
+      // and waiting 10 s at every later step would only stretch the run (to
+      // half an hour), so the section stops and says who ended and why.
+      lost_watcher = std::any_of(watches.begin(), watches.end(), [](const auto& watch) {
+        return watch->WaitWithTimeout(absl::ZeroDuration()).has_value();
+      });
+      if (lost_watcher) break;
       continue;
     }
     if (step < 5) continue;  // Warm-up.
     latency.Record(completed - start);
     worst_ms = std::max(worst_ms, absl::ToDoubleMilliseconds(completed - start));
   }
+  int running = 0;
   for (int w = 0; w < kWatchers; ++w) {  // A watch that ended early says why.
     if (std::optional<absl::Status> ended = watches[w]->WaitWithTimeout(absl::ZeroDuration())) {
       std::fprintf(stderr, "push: watcher %d ended: %s\n", w, ended->ToString().c_str());
+    } else {
+      ++running;
     }
+  }
+  if (lost_watcher) {
+    std::fprintf(stderr, "push: %d of %d watches still running; the server has %d sockets open\n",
+                 running, kWatchers, SocketsOpen(server->pid()));
   }
   const LatencyHistogram::Snapshot snapshot = latency.Take();
   std::printf("\n### 4. Weight push: 100,872 parameters, %d watchers, %d steps\n\n", kWatchers,
@@ -423,6 +467,7 @@ void PushSection(const std::string& deltaserve) {
   watches.clear();
   bool clean = false;
   server->Stop(absl::Seconds(15), &clean);
+  return !lost_watcher;
 }
 
 }  // namespace
@@ -443,6 +488,6 @@ int main(int argc, char** argv) {
   if (sections.find('1') != std::string::npos) b::ForwardSection(server, echo);
   if (sections.find('2') != std::string::npos) b::SubmitSection(server, echo);
   if (sections.find('3') != std::string::npos) b::BatchingSection(server);
-  if (sections.find('4') != std::string::npos) b::PushSection(server);
+  if (sections.find('4') != std::string::npos && !b::PushSection(server)) return 1;
   return 0;
 }
