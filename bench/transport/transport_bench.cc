@@ -20,7 +20,8 @@
 //      SubmitDelta that steps to the moment the last watcher holds the version.
 //      A watch that ends stops the section (exit 1) with each ended watch's
 //      status and the server's open socket count.
-// The model for 1–3 is 4 → 16 tanh → 2 identity, SGD, one row per step.
+// The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
+// SGD, one row per call.
 #include <dirent.h>
 #include <unistd.h>
 
