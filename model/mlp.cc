@@ -191,16 +191,20 @@ absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
     Eigen::Index in_stride = X.outerStride();
     for (size_t l = 0; l < offsets_.size(); ++l) {
       const LayerOffsets& o = offsets_[l];
-      Matrix& out = l % 2 == 0 ? ws.row_invariant_a_ : ws.row_invariant_b_;
+      // Storage only, grown to a chunk's rows of the widest layer and never
+      // shrunk, so steady traffic allocates nothing whatever the widths.
+      Matrix& buffer = l % 2 == 0 ? ws.row_invariant_a_ : ws.row_invariant_b_;
+      const Eigen::Index needed_rows = std::min(n, chunk_rows);
+      if (buffer.size() < needed_rows * widest) buffer.resize(needed_rows, widest);
+      float* out = buffer.data();
       const Eigen::Index stride = padded(o.units);
-      out.resize(rows, stride);  // No allocation when the shape is unchanged.
       DenseRows(in, in_stride, rows, params.data() + o.weight, params.data() + o.bias, o.fan_in,
-                o.units, out.data(), stride);
+                o.units, out, stride);
       for (Eigen::Index r = 0; r < rows; ++r) {
-        MatrixMap row(out.data() + r * stride, 1, o.units);
+        MatrixMap row(out + r * stride, 1, o.units);
         Activate(spec_.layers[l].activation, row);
       }
-      in = out.data();
+      in = out;
       in_stride = stride;
     }
     for (Eigen::Index r = 0; r < rows; ++r) {

@@ -40,7 +40,8 @@ class Mlp {
     // steady batch size allocates nothing: ∂l/∂Z_l, then ∂l/∂A_{l-1}.
     std::vector<float> grad_a_;
     std::vector<float> grad_z_;
-    // ForwardRowInvariant's layer outputs, alternately (rows padded).
+    // ForwardRowInvariant's layer outputs, alternately (rows padded; storage
+    // for a chunk of rows of the widest layer).
     Matrix row_invariant_a_;
     Matrix row_invariant_b_;
   };
