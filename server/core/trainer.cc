@@ -68,7 +68,8 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
       optimizer_(std::move(optimizer)),
       params_(mlp_.InitialParameters()),
       grad_(mlp_.parameter_count(), 0.0f),
-      submission_grad_(mlp_.parameter_count(), 0.0f) {
+      submission_grad_(mlp_.parameter_count(), 0.0f),
+      applied_ids_(options_.request_id_window) {
   auto initial = std::make_shared<Snapshot>();
   initial->version = 0;
   initial->parameters = params_;
@@ -394,8 +395,8 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters,
 absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
                                             std::optional<float> replay_scale) {
   if (!submission.request_id.empty()) {
-    if (auto it = applied_ids_.find(submission.request_id); it != applied_ids_.end()) {
-      SubmitResult original = it->second;
+    if (const SubmitResult* applied = applied_ids_.Find(submission.request_id)) {
+      SubmitResult original = *applied;
       original.duplicate = true;
       return original;
     }
@@ -416,7 +417,7 @@ absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
     options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
                                               staleness, loss);
   }
-  if (!submission.request_id.empty()) RememberRequestId(submission.request_id, result);
+  if (!submission.request_id.empty()) applied_ids_.Remember(submission.request_id, result);
   if (!replay_scale) JournalSubmission(submission, scale);
   changed_since_checkpoint_ = true;
   return result;
@@ -459,20 +460,6 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
 void Trainer::ClearGrad() {
   if (!grad_zero_) std::fill(grad_.begin(), grad_.end(), 0.0f);
   grad_zero_ = true;
-}
-
-void Trainer::RememberRequestId(const std::string& request_id, const SubmitResult& result) {
-  if (options_.request_id_window == 0) return;
-  // One copy of the id, in applied_id_order_, which the map's key views.
-  applied_id_order_.push_back(request_id);
-  if (!applied_ids_.emplace(applied_id_order_.back(), result).second) {
-    applied_id_order_.pop_back();  // Remembered already (callers look first).
-    return;
-  }
-  while (applied_id_order_.size() > options_.request_id_window) {
-    applied_ids_.erase(applied_id_order_.front());
-    applied_id_order_.pop_front();
-  }
 }
 
 absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {

@@ -60,7 +60,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,6 +75,7 @@
 #include "server/core/checkpointer.h"
 #include "server/core/journal_writer.h"
 #include "server/core/metrics.h"
+#include "server/core/request_id_window.h"
 #include "server/core/snapshot.h"
 #include "server/persist/file_system.h"
 #include "server/persist/model_store.h"
@@ -302,7 +303,7 @@ class Trainer {
   // from `begin` that can be backpropagated as one: consecutive, no import,
   // no request_id already applied or repeated, none too stale, and no
   // optimizer step before the last (rows stay below samples_per_step).
-  size_t GroupEnd(const std::deque<Pending>& pending, size_t begin) const;
+  size_t GroupEnd(const std::deque<Pending>& pending, size_t begin);
   // Applies `group` (≥ 2 submissions, as GroupEnd forms them) with one
   // forward and one backward pass over all their rows: the same result as
   // applying them one by one up to float summation order. `replay_scales`:
@@ -346,9 +347,6 @@ class Trainer {
   bool CheckpointDue(absl::Time now) const;
   // Captures and schedules a checkpoint if one is due or requested.
   void MaybeCheckpoint(std::vector<Checkpointer::Done> requests);
-  // Remembers an applied submission's result under its request_id, forgetting
-  // the oldest beyond request_id_window.
-  void RememberRequestId(const std::string& request_id, const SubmitResult& result);
 
   const TrainerOptions options_;
   const model::Mlp mlp_;
@@ -369,10 +367,11 @@ class Trainer {
   std::shared_ptr<const Snapshot> latest_;
   uint64_t version_ = 0;
   uint64_t rows_accumulated_ = 0;
-  // Keys view the strings of applied_id_order_ (a deque keeps its elements
-  // in place when others are pushed or popped): one copy of each id.
-  absl::flat_hash_map<absl::string_view, SubmitResult> applied_ids_;
-  std::deque<std::string> applied_id_order_;  // Oldest first.
+  // The last request_id_window applied ids and their results.
+  RequestIdWindow<SubmitResult> applied_ids_;
+  // GroupEnd's scratch: the ids of the group it is forming (kept for its
+  // buckets).
+  absl::flat_hash_set<absl::string_view> group_ids_;
   // Persistence (all null without it).
   std::unique_ptr<persist::ModelStore> store_;
   std::unique_ptr<JournalWriter> journal_;

@@ -3,15 +3,14 @@
 #include <cmath>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "model/surrogate.h"
 #include "model/validate.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
 
-size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) const {
-  absl::flat_hash_set<absl::string_view> ids;
+size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) {
+  group_ids_.clear();
   uint64_t rows = rows_accumulated_;
   size_t end = begin;
   while (end < pending.size()) {
@@ -19,7 +18,7 @@ size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) const
     if (p.import) break;
     const Submission& s = p.submission;
     if (!s.request_id.empty() &&
-        (applied_ids_.contains(s.request_id) || !ids.insert(s.request_id).second)) {
+        (applied_ids_.Find(s.request_id) != nullptr || !group_ids_.insert(s.request_id).second)) {
       break;  // Answered as a duplicate, after what comes before it is applied.
     }
     if (options_.max_staleness != 0 && version_ - s.version > options_.max_staleness) break;
@@ -91,7 +90,7 @@ bool Trainer::ApplyGroup(const std::vector<const Submission*>& group,
       options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(s.inputs.rows()),
                                                 staleness[i], losses[i]);
     }
-    if (!s.request_id.empty()) RememberRequestId(s.request_id, result);
+    if (!s.request_id.empty()) applied_ids_.Remember(s.request_id, result);
     if (!replay_scales) JournalSubmission(s, scales[i], /*batched_with_next=*/!last);
     results->push_back(result);
   }

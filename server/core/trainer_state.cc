@@ -138,11 +138,10 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
                            [](float g) { return g == 0.0f && !std::signbit(g); });
   rows_accumulated_ = c.rows_accumulated();
   version_ = c.version();
-  applied_ids_.clear();
-  applied_id_order_.clear();
+  applied_ids_.Clear();
   for (const v1::AppliedRequest& r : c.applied_requests()) {
-    RememberRequestId(r.request_id(),
-                      SubmitResult{r.version(), r.surrogate_loss(), r.staleness(), r.stepped()});
+    applied_ids_.Remember(
+        r.request_id(), SubmitResult{r.version(), r.surrogate_loss(), r.staleness(), r.stepped()});
   }
   return absl::OkStatus();
 }
@@ -227,15 +226,14 @@ std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
   c->set_journal_seq(journal_ ? journal_->last_seq() : 0);
   c->set_rows_accumulated(rows_accumulated_);
   c->set_optimizer_steps(optimizer_->step_count());
-  for (const std::string& id : applied_id_order_) {
-    const SubmitResult& r = applied_ids_.at(id);
+  applied_ids_.ForEachOldestFirst([c](absl::string_view id, const SubmitResult& r) {
     v1::AppliedRequest* a = c->add_applied_requests();
-    a->set_request_id(id);
+    a->set_request_id(std::string(id));
     a->set_version(r.version);
     a->set_surrogate_loss(r.surrogate_loss);
     a->set_staleness(r.staleness);
     a->set_stepped(r.stepped);
-  }
+  });
   c->set_created_unix_micros(absl::ToUnixMicros(absl::Now()));
   return state;
 }

@@ -169,6 +169,31 @@ TEST_F(TrainerPersistenceTest, RequestIdWindowSurvivesACrash) {
   ExpectSameState(*live, *recovered);  // Nothing applied twice.
 }
 
+// A window that has wrapped is checkpointed and restored oldest first: after
+// the restart it keeps forgetting in the order the ids were applied.
+TEST_F(TrainerPersistenceTest, ACheckpointedWindowForgetsInTheOrderIdsWereApplied) {
+  TrainerOptions options = Options(Dir("m"));
+  options.request_id_window = 3;
+  auto live = Make(options);
+  Train(*live, 0, 5);  // r0 … r4: the window holds r2, r3, r4.
+  ASSERT_TRUE(CheckpointAndWait(*live).ok());
+  live.reset();
+  auto restored = Make(options);  // From the checkpoint: nothing after it to replay.
+  ASSERT_NE(restored, nullptr);
+  auto submit = [&](int i) {
+    auto r = SubmitAndWait(*restored, Nth(i, restored->snapshot()->version));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->duplicate;
+  };
+  EXPECT_TRUE(submit(4));   // Remembered.
+  EXPECT_FALSE(submit(1));  // Forgotten before the checkpoint; now remembered, r2 forgotten.
+  EXPECT_FALSE(submit(2));  // Applied again; r3 forgotten.
+  EXPECT_FALSE(submit(3));  // Applied again; r4 forgotten.
+  EXPECT_TRUE(submit(1));
+  EXPECT_TRUE(submit(2));
+  EXPECT_FALSE(submit(4));
+}
+
 TEST_F(TrainerPersistenceTest, AnswerAndNewVersionWaitForTheFsync) {
   FaultyFileSystem fs;
   auto trainer = Make(Options(Dir("m"), &fs));
