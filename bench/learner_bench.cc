@@ -35,6 +35,7 @@
 //   deltaserve_learner_bench [--batches=1,8,32,256] [--seconds=1] [--rounds=3]
 //                            [--producers=3] [--models=cartpole,100k]
 //                            [--cartpole_config=configs/cartpole.textproto]
+//                            [--feeds=live,queued]
 #include <pthread.h>
 #include <time.h>
 
@@ -48,6 +49,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -74,6 +76,8 @@ ABSL_FLAG(bool, request_ids, true,
           "give each submission a unique request_id, as the clients do (false: none, so the "
           "learner's deduplication window is never touched)");
 ABSL_FLAG(std::string, models, "cartpole,100k", "which models to run (cartpole, 100k)");
+ABSL_FLAG(std::string, feeds, "live,queued",
+          "which learner feeds to run beside the core: live (producers), queued (queued ahead)");
 ABSL_FLAG(std::string, cartpole_config, "configs/cartpole.textproto",
           "the CartPole ServerConfig (its first model is benchmarked)");
 
@@ -441,6 +445,8 @@ int main(int argc, char** argv) {
   auto at = [&](size_t m, size_t bi, int kind) -> b::Series& {
     return series[(m * batches.size() + bi) * kKinds + static_cast<size_t>(kind)];
   };
+  const std::string feeds = absl::GetFlag(FLAGS_feeds);
+  const bool live = absl::StrContains(feeds, "live"), queued = absl::StrContains(feeds, "queued");
   const int rounds = absl::GetFlag(FLAGS_rounds);
   for (int round = 0; round < rounds; ++round) {
     for (size_t m = 0; m < models.size(); ++m) {
@@ -448,11 +454,15 @@ int main(int argc, char** argv) {
         const int batch = batches[bi];
         const b::Rate core = b::CoreRate(models[m], batch);
         at(m, bi, 0).Add(core);
-        at(m, bi, 1).Add(b::LearnerRate(models[m], batch, /*rows=*/1));
-        if (batch > 1) at(m, bi, 2).Add(b::LearnerRate(models[m], batch, /*rows=*/batch));
-        at(m, bi, 3).Add(b::QueuedRate(models[m], batch, /*rows=*/1,
-                                       b::QueuedCount(models[m], /*rows=*/1, core)));
-        if (batch > 1) {
+        if (live) at(m, bi, 1).Add(b::LearnerRate(models[m], batch, /*rows=*/1));
+        if (live && batch > 1) {
+          at(m, bi, 2).Add(b::LearnerRate(models[m], batch, /*rows=*/batch));
+        }
+        if (queued) {
+          at(m, bi, 3).Add(b::QueuedRate(models[m], batch, /*rows=*/1,
+                                         b::QueuedCount(models[m], /*rows=*/1, core)));
+        }
+        if (queued && batch > 1) {
           at(m, bi, 4).Add(b::QueuedRate(models[m], batch, /*rows=*/batch,
                                          b::QueuedCount(models[m], batch, core)));
         }
