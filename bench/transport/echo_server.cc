@@ -1,35 +1,49 @@
 // deltaserve_echo_server: the bare-gRPC floor for bench/transport. It serves
 // deltaserve.v1.Trainer with the same messages and no math: Forward answers
-// a zero matrix of [rows × --output_dim] at version 0, SubmitDelta an empty
-// response, GetModelInfo a spec of --input_dim → --output_dim, and Session
-// echoes each call as its answer (one read and one write in flight, like the
-// real server). Flags as the real binary's where the bench needs them:
+// a zero matrix of [rows × --output_dim] at version 0, GetModelInfo a spec of
+// --input_dim → --output_dim, and Session echoes each call as its answer (one
+// read and one write in flight, like the real server).
 //
-//   deltaserve_echo_server --listen=127.0.0.1:0 [--input_dim=4 --output_dim=2]
+// Weight push floor: a "version" is a ParameterUpdate of --parameters zeros.
+// Every SubmitDelta is a step: it serializes the next version ONCE and starts
+// a write of those bytes on every WatchParameters stream that has none in
+// flight (latest-wins, one write in flight per watcher, like the real
+// server's WatchReactor, without its hub or notifier thread), then answers
+// with the new version. GetParameters answers the current version's bytes.
+// Flags as the real binary's where the bench needs them:
+//
+//   deltaserve_echo_server --listen=127.0.0.1:0 [--input_dim=4 --output_dim=2
+//       --parameters=0]
 //
 // prints "listening on ADDR" and serves until SIGTERM / SIGINT.
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/support/byte_buffer.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "host:port (port 0: the OS picks)");
 ABSL_FLAG(std::string, config, "", "ignored (the load tools pass it to every server)");
 ABSL_FLAG(std::string, log_level, "", "ignored");
 ABSL_FLAG(int, input_dim, 4, "GetModelInfo's input_dim");
 ABSL_FLAG(int, output_dim, 2, "columns of every Forward answer");
+ABSL_FLAG(int, parameters, 0, "length of every ParameterUpdate (WatchParameters, GetParameters)");
 
 namespace deltaserve::bench {
 namespace {
@@ -107,9 +121,143 @@ class EchoSession final : public grpc::ServerBidiReactor<v1::SessionRequest, v1:
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class EchoService final : public v1::Trainer::CallbackService {
+// One version on the wire: a serialized ParameterUpdate, shared (a
+// ByteBuffer's copies share its slices) by every write of it.
+struct Version {
+  uint64_t number = 0;
+  grpc::ByteBuffer bytes;
+};
+
+class PushWatch;
+
+// The versions and the streams that watch them.
+class PushFloor {
  public:
-  EchoService(int input_dim, int output_dim) : input_dim_(input_dim), output_dim_(output_dim) {}
+  explicit PushFloor(int parameters) {
+    update_.set_model("echo");
+    update_.mutable_parameters()->Resize(parameters, 0.0f);
+    latest_ = Encode(0);
+  }
+
+  std::shared_ptr<const Version> latest() const ABSL_LOCKS_EXCLUDED(latest_mu_) {
+    absl::MutexLock lock(&latest_mu_);
+    return latest_;
+  }
+
+  // Encodes version latest + 1 once and pokes every watch; returns its number.
+  uint64_t Step() ABSL_LOCKS_EXCLUDED(step_mu_, latest_mu_, watches_mu_);
+
+  void Add(PushWatch* watch) ABSL_LOCKS_EXCLUDED(watches_mu_) {
+    absl::MutexLock lock(&watches_mu_);
+    watches_.push_back(watch);
+  }
+  void Remove(PushWatch* watch) ABSL_LOCKS_EXCLUDED(watches_mu_) {
+    absl::MutexLock lock(&watches_mu_);
+    watches_.erase(std::find(watches_.begin(), watches_.end(), watch));
+  }
+
+ private:
+  std::shared_ptr<const Version> Encode(uint64_t number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(step_mu_) {
+    auto version = std::make_shared<Version>();
+    version->number = number;
+    update_.set_version(number);
+    bool own_buffer = false;
+    (void)grpc::SerializationTraits<v1::ParameterUpdate>::Serialize(update_, &version->bytes,
+                                                                    &own_buffer);
+    return version;
+  }
+
+  absl::Mutex step_mu_;  // One step at a time, in version order.
+  v1::ParameterUpdate update_ ABSL_GUARDED_BY(step_mu_);
+  mutable absl::Mutex latest_mu_;
+  std::shared_ptr<const Version> latest_ ABSL_GUARDED_BY(latest_mu_);
+  absl::Mutex watches_mu_;
+  std::vector<PushWatch*> watches_ ABSL_GUARDED_BY(watches_mu_);
+};
+
+// One WatchParameters stream: writes the newest version whenever no write is
+// in flight and it has not written that version yet. Only OnCancel and a
+// failed write finish the stream, never Poke, so OnDone (which takes the
+// floor's watches_mu_) never runs inside Step's loop over the watches.
+class PushWatch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit PushWatch(PushFloor* floor) : floor_(floor) {
+    floor_->Add(this);
+    Poke();  // The current version at once.
+  }
+
+  // Starts a write of the newest version if none is in flight and it is new.
+  void Poke() ABSL_LOCKS_EXCLUDED(mu_) {
+    const grpc::ByteBuffer* write = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || in_flight_ != nullptr) return;
+      std::shared_ptr<const Version> latest = floor_->latest();
+      if (sent_any_ && latest->number <= sent_) return;
+      sent_any_ = true;
+      sent_ = latest->number;
+      in_flight_ = std::move(latest);
+      write = &in_flight_->bytes;
+    }
+    StartWrite(write);  // Not under mu_: OnWriteDone may run inline.
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_.reset();
+      if (!ok || cancelled_) return FinishLocked();
+    }
+    Poke();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (in_flight_ == nullptr) FinishLocked();
+  }
+  void OnDone() override {
+    floor_->Remove(this);
+    delete this;
+  }
+
+ private:
+  // OnDone runs only after this reaction returns, so finishing under mu_
+  // cannot re-enter it.
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (done_) return;
+    done_ = true;
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled by the client"));
+  }
+
+  PushFloor* const floor_;
+  absl::Mutex mu_;
+  std::shared_ptr<const Version> in_flight_ ABSL_GUARDED_BY(mu_);  // null: none
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+uint64_t PushFloor::Step() {
+  absl::MutexLock step(&step_mu_);
+  std::shared_ptr<const Version> next = Encode(latest()->number + 1);
+  const uint64_t number = next->number;
+  {
+    absl::MutexLock lock(&latest_mu_);
+    latest_ = std::move(next);
+  }
+  absl::MutexLock lock(&watches_mu_);
+  for (PushWatch* watch : watches_) watch->Poke();
+  return number;
+}
+
+using EchoBase = v1::Trainer::WithRawCallbackMethod_WatchParameters<
+    v1::Trainer::WithRawCallbackMethod_GetParameters<v1::Trainer::CallbackService>>;
+
+class EchoService final : public EchoBase {
+ public:
+  EchoService(int input_dim, int output_dim, int parameters)
+      : input_dim_(input_dim), output_dim_(output_dim), push_(parameters) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest*,
@@ -131,10 +279,24 @@ class EchoService final : public v1::Trainer::CallbackService {
   }
   grpc::ServerUnaryReactor* SubmitDelta(grpc::CallbackServerContext* context,
                                         const v1::SubmitDeltaRequest*,
-                                        v1::SubmitDeltaResponse*) override {
+                                        v1::SubmitDeltaResponse* response) override {
+    response->set_version(push_.Step());
+    response->set_stepped(true);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
+  }
+  grpc::ServerUnaryReactor* GetParameters(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer*,
+                                          grpc::ByteBuffer* response) override {
+    *response = push_.latest()->bytes;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchParameters(grpc::CallbackServerContext*,
+                                                              const grpc::ByteBuffer*) override {
+    return new PushWatch(&push_);
   }
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
       grpc::CallbackServerContext*) override {
@@ -144,6 +306,7 @@ class EchoService final : public v1::Trainer::CallbackService {
  private:
   const int input_dim_;
   const int output_dim_;
+  PushFloor push_;
 };
 
 int Main() {
@@ -153,7 +316,8 @@ int Main() {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // Before gRPC starts threads.
-  EchoService service(absl::GetFlag(FLAGS_input_dim), absl::GetFlag(FLAGS_output_dim));
+  EchoService service(absl::GetFlag(FLAGS_input_dim), absl::GetFlag(FLAGS_output_dim),
+                      absl::GetFlag(FLAGS_parameters));
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
