@@ -17,12 +17,17 @@
 //      for the small model and (--batching_models) two larger ones whose
 //      weights outgrow the L2 cache (5.3 MB) and the L3 cache (50 MB).
 //   4. Weight push: 100k-parameter model, 64 watchers, from sending the
-//      SubmitDelta that steps to the moment the last watcher holds the version.
-//      A watch that ends stops the section (exit 1) with each ended watch's
-//      status and the server's open socket count.
+//      SubmitDelta that steps to the moment the last watcher holds the version,
+//      deltaserve and the echo floor (the same number of parameters, encoded
+//      once per step) stepped alternately, each with its own 64 watchers; and
+//      per step, the server's CPU (/proc, over the whole measured run) and this
+//      process's (getrusage: the watchers' and driver's threads, over each
+//      step). A watch that ends stops the section (exit 1) with each ended
+//      watch's status and the server's open socket count.
 // The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
 // SGD, one row per call.
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -372,102 +377,212 @@ int SocketsOpen(pid_t pid) {
   return sockets;
 }
 
-// False if a watch ended during the run (the section stops at the first step
-// it holds up).
-bool PushSection(const std::string& deltaserve) {
-  constexpr int kWatchers = 64;
-  const std::string config = WriteConfig(kPushModel);
-  std::unique_ptr<ServerProcess> server = Spawn(deltaserve, config);
-  absl::Mutex mu;
-  std::vector<uint64_t> seen(kWatchers, 0);
-  uint64_t target = 0;
-  int holding = 0;
-  absl::Time completed;
-  std::vector<std::unique_ptr<client::TrainerClient>> clients;
-  std::vector<std::unique_ptr<client::WatchHandle>> watches;
-  for (int w = 0; w < kWatchers; ++w) {
-    // Equal channel arguments share one connection; watchers stand for
-    // separate replicas, so each gets a distinct (one byte larger) window.
-    client::ClientOptions options;
-    options.watch_window_bytes = absl::GetFlag(FLAGS_push_window_bytes) + w;
-    absl::StatusOr<std::unique_ptr<client::TrainerClient>> c =
-        client::TrainerClient::Connect(server->address(), options);
-    clients.push_back(*std::move(c));
-    watches.push_back(*clients.back()->Watch("", [&, w](client::Parameters p) {
-      absl::MutexLock lock(&mu);
-      if (seen[w] < target && p.version >= target && ++holding == kWatchers) {
-        completed = absl::Now();
-      }
-      seen[w] = std::max(seen[w], p.version);
-    }));
+// utime + stime of this process (all its threads), in seconds.
+double OwnCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+constexpr int kWatchers = 64;
+
+// One server under the weight push: kWatchers watches, each on a connection
+// of its own, and a driver that steps the model with one SubmitDelta.
+class PushRig {
+ public:
+  PushRig(std::string name, std::unique_ptr<ServerProcess> server)
+      : name_(std::move(name)), server_(std::move(server)), seen_(kWatchers, 0) {
+    for (int w = 0; w < kWatchers; ++w) {
+      // Equal channel arguments share one connection; watchers stand for
+      // separate replicas, so each gets a distinct (one byte larger) window.
+      client::ClientOptions options;
+      options.watch_window_bytes = absl::GetFlag(FLAGS_push_window_bytes) + w;
+      absl::StatusOr<std::unique_ptr<client::TrainerClient>> c =
+          client::TrainerClient::Connect(server_->address(), options);
+      clients_.push_back(*std::move(c));
+      watches_.push_back(*clients_.back()->Watch("", [this, w](client::Parameters p) {
+        absl::MutexLock lock(&mu_);
+        if (seen_[w] < target_ && p.version >= target_ && ++holding_ == kWatchers) {
+          completed_ = absl::Now();
+        }
+        seen_[w] = std::max(seen_[w], p.version);
+      }));
+    }
+    driver_ = OwnConnection(server_->address());
   }
-  std::unique_ptr<client::TrainerClient> driver = OwnConnection(server->address());
-  const model::Matrix x = model::Matrix::Constant(1, 128, 0.1f);
-  LatencyHistogram latency;
-  double worst_ms = 0;
-  bool lost_watcher = false;
-  for (int step = 0; step < absl::GetFlag(FLAGS_push_steps) + 5; ++step) {
-    absl::StatusOr<client::Parameters> now = driver->GetParameters();
-    if (!now.ok()) {
-      std::fprintf(stderr, "push: GetParameters %s\n", now.status().ToString().c_str());
-      continue;
+  ~PushRig() {
+    watches_.clear();
+    bool clean = false;
+    server_->Stop(absl::Seconds(15), &clean);
+  }
+
+  const std::string& name() const { return name_; }
+  const ServerProcess& server() const { return *server_; }
+
+  // One SubmitDelta, then waits until every watcher holds its version; the
+  // time from sending it and this process's CPU meanwhile are recorded if
+  // `record`. False if a watch has ended (the section stops: a watch that
+  // ended never comes back, and waiting 10 s at every later step would only
+  // stretch the run).
+  bool Step(bool record) {
+    if (!version_) {  // First step, or after a failed one.
+      absl::StatusOr<client::Parameters> now = driver_->GetParameters();
+      if (!now.ok()) {
+        std::fprintf(stderr, "push %s: GetParameters %s\n", name_.c_str(),
+                     now.status().ToString().c_str());
+        return true;
+      }
+      version_ = now->version;
     }
     {
-      absl::MutexLock lock(&mu);
-      target = now->version + 1;
-      holding = 0;
-      for (uint64_t v : seen) holding += v >= target ? 1 : 0;
+      absl::MutexLock lock(&mu_);
+      target_ = *version_ + 1;
+      holding_ = 0;
+      for (uint64_t v : seen_) holding_ += v >= target_ ? 1 : 0;
     }
+    const double cpu_before = OwnCpuSeconds();
     const absl::Time start = absl::Now();
-    client::DeltaSubmission submission{x, std::nullopt, model::Matrix::Constant(1, 8, 0.01f),
-                                       now->version};
-    absl::StatusOr<client::SubmitDeltaResult> stepped = driver->SubmitDelta(submission);
-    if (!stepped.ok() || stepped->version != target) {
-      std::fprintf(stderr, "push: submit %s\n", stepped.status().ToString().c_str());
-      continue;
+    client::DeltaSubmission submission{x_, std::nullopt, model::Matrix::Constant(1, 8, 0.01f),
+                                       *version_};
+    absl::StatusOr<client::SubmitDeltaResult> stepped = driver_->SubmitDelta(submission);
+    if (!stepped.ok() || stepped->version != *version_ + 1) {
+      std::fprintf(stderr, "push %s: submit %s\n", name_.c_str(),
+                   stepped.status().ToString().c_str());
+      version_.reset();
+      return true;
     }
-    absl::MutexLock lock(&mu);
-    if (!mu.AwaitWithTimeout(absl::Condition(
-                                 +[](int* h) { return *h == kWatchers; }, &holding),
-                             absl::Seconds(10))) {
-      std::fprintf(stderr, "push: version %d held by %d of %d watchers after 10 s\n",
-                   static_cast<int>(target), holding, kWatchers);
-      // A slow machine is waited out; a watch that ended never comes back,
-      // and waiting 10 s at every later step would only stretch the run (to
-      // half an hour), so the section stops and says who ended and why.
-      lost_watcher = std::any_of(watches.begin(), watches.end(), [](const auto& watch) {
+    version_ = stepped->version;
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](int* h) { return *h == kWatchers; }, &holding_),
+                              absl::Seconds(10))) {
+      std::fprintf(stderr, "push %s: version %d held by %d of %d watchers after 10 s\n",
+                   name_.c_str(), static_cast<int>(target_), holding_, kWatchers);
+      return std::none_of(watches_.begin(), watches_.end(), [](const auto& watch) {
         return watch->WaitWithTimeout(absl::ZeroDuration()).has_value();
       });
+    }
+    if (!record) return true;
+    bench_cpu_ += OwnCpuSeconds() - cpu_before;
+    ++recorded_;
+    latency_.Record(completed_ - start);
+    worst_ms_ = std::max(worst_ms_, absl::ToDoubleMilliseconds(completed_ - start));
+    return true;
+  }
+
+  // Says which watches ended early and why (and, if any did, the server's
+  // open socket count); false if any did.
+  bool ReportEndedWatches() {
+    int running = 0;
+    for (int w = 0; w < kWatchers; ++w) {
+      if (std::optional<absl::Status> ended = watches_[w]->WaitWithTimeout(absl::ZeroDuration())) {
+        std::fprintf(stderr, "push %s: watcher %d ended: %s\n", name_.c_str(), w,
+                     ended->ToString().c_str());
+      } else {
+        ++running;
+      }
+    }
+    if (running == kWatchers) return true;
+    std::fprintf(stderr,
+                 "push %s: %d of %d watches still running; the server has %d sockets open\n",
+                 name_.c_str(), running, kWatchers, SocketsOpen(server_->pid()));
+    return false;
+  }
+
+  struct Result {
+    double p50_ms = 0, p99_ms = 0, max_ms = 0;
+    double bench_cpu_ms = 0;  // Per recorded step.
+    int steps = 0;
+  };
+  Result Take() {
+    const LatencyHistogram::Snapshot snapshot = latency_.Take();
+    return {snapshot.QuantileMs(0.5), snapshot.QuantileMs(0.99), worst_ms_,
+            recorded_ ? bench_cpu_ * 1e3 / static_cast<double>(recorded_) : 0, recorded_};
+  }
+
+ private:
+  const std::string name_;
+  std::unique_ptr<ServerProcess> server_;
+  absl::Mutex mu_;
+  std::vector<uint64_t> seen_ ABSL_GUARDED_BY(mu_);  // Newest version each watcher holds.
+  uint64_t target_ ABSL_GUARDED_BY(mu_) = 0;
+  int holding_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time completed_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<client::TrainerClient>> clients_;
+  std::vector<std::unique_ptr<client::WatchHandle>> watches_;
+  std::unique_ptr<client::TrainerClient> driver_;
+  std::optional<uint64_t> version_;  // The server's, as of the last step; nullopt: ask.
+  const model::Matrix x_ = model::Matrix::Constant(1, 128, 0.1f);
+  LatencyHistogram latency_;
+  double worst_ms_ = 0;
+  double bench_cpu_ = 0;
+  int recorded_ = 0;
+};
+
+// The echo floor (the same number of parameters, one encoding per step) and
+// deltaserve, stepped alternately (which goes first alternates too), each
+// with its own kWatchers watchers. False if a watch ended during the run.
+bool PushSection(const std::string& deltaserve, const std::string& echo) {
+  std::unique_ptr<ServerProcess> real_process = Spawn(deltaserve, WriteConfig(kPushModel));
+  absl::StatusOr<v1::ModelInfo> info = OwnConnection(real_process->address())->GetModelInfo();
+  if (!info.ok()) {
+    std::fprintf(stderr, "push: GetModelInfo %s\n", info.status().ToString().c_str());
+    return false;
+  }
+  absl::StatusOr<std::unique_ptr<ServerProcess>> echo_process =
+      ServerProcess::Start(echo, "", "warning", absl::Seconds(30),
+                           {absl::StrCat("--parameters=", info->parameter_count())});
+  if (!echo_process.ok()) {
+    std::fprintf(stderr, "cannot start %s: %s\n", echo.c_str(),
+                 echo_process.status().ToString().c_str());
+    return false;
+  }
+  PushRig rigs[2] = {PushRig("echo", *std::move(echo_process)),
+                     PushRig("deltaserve", std::move(real_process))};
+  constexpr int kWarmup = 5;
+  const int steps = absl::GetFlag(FLAGS_push_steps);
+  double server_cpu[2] = {0, 0};
+  bool lost_watcher = false;
+  for (int step = 0; step < kWarmup + steps && !lost_watcher; ++step) {
+    if (step == kWarmup) {
+      for (int r : {0, 1}) server_cpu[r] = -CpuSeconds(rigs[r].server().pid());
+    }
+    for (int i : {0, 1}) {
+      PushRig& rig = rigs[(step + i) % 2];
+      if (!rig.Step(/*record=*/step >= kWarmup)) lost_watcher = true;
       if (lost_watcher) break;
-      continue;
-    }
-    if (step < 5) continue;  // Warm-up.
-    latency.Record(completed - start);
-    worst_ms = std::max(worst_ms, absl::ToDoubleMilliseconds(completed - start));
-  }
-  int running = 0;
-  for (int w = 0; w < kWatchers; ++w) {  // A watch that ended early says why.
-    if (std::optional<absl::Status> ended = watches[w]->WaitWithTimeout(absl::ZeroDuration())) {
-      std::fprintf(stderr, "push: watcher %d ended: %s\n", w, ended->ToString().c_str());
-    } else {
-      ++running;
     }
   }
-  if (lost_watcher) {
-    std::fprintf(stderr, "push: %d of %d watches still running; the server has %d sockets open\n",
-                 running, kWatchers, SocketsOpen(server->pid()));
-  }
-  const LatencyHistogram::Snapshot snapshot = latency.Take();
-  std::printf("\n### 4. Weight push: 100,872 parameters, %d watchers, %d steps\n\n", kWatchers,
-              absl::GetFlag(FLAGS_push_steps));
+  for (int r : {0, 1}) server_cpu[r] += CpuSeconds(rigs[r].server().pid());
+  for (PushRig& rig : rigs) lost_watcher = !rig.ReportEndedWatches() || lost_watcher;
+  PushRig::Result results[2] = {rigs[0].Take(), rigs[1].Take()};
+  std::printf("\n### 4. Weight push: %d parameters, %d watchers, %d steps per server\n\n",
+              static_cast<int>(info->parameter_count()), kWatchers, steps);
   std::printf(
-      "| from sending the stepping SubmitDelta to all watchers holding the version | p50 "
-      "ms | p99 ms | max ms |\n|---|---:|---:|---:|\n| WatchParameters | %.2f | %.2f | "
-      "%.2f |\n",
-      snapshot.QuantileMs(0.5), snapshot.QuantileMs(0.99), worst_ms);
-  watches.clear();
-  bool clean = false;
-  server->Stop(absl::Seconds(15), &clean);
+      "| from sending the stepping SubmitDelta to all watchers holding the version | p50 ms | "
+      "p99 ms | max ms | server CPU ms/step | bench (watchers + driver) CPU ms/step | both "
+      "÷ 2 cores, ms/step |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  double server_ms[2];
+  for (int r : {0, 1}) {
+    const PushRig::Result& got = results[r];
+    server_ms[r] = got.steps ? server_cpu[r] * 1e3 / static_cast<double>(got.steps) : 0;
+    std::printf(
+        "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+        r == 0 ? "echo floor (bare gRPC, one encoding per step)" : "deltaserve WatchParameters",
+        got.p50_ms, got.p99_ms, got.max_ms, server_ms[r], got.bench_cpu_ms,
+        (server_ms[r] + got.bench_cpu_ms) / 2);
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? absl::StrFormat("%.2f×", a / b) : ""; };
+  std::printf("| deltaserve ÷ echo | %s | %s | %s | %s | %s | |\n",
+              ratio(results[1].p50_ms, results[0].p50_ms).c_str(),
+              ratio(results[1].p99_ms, results[0].p99_ms).c_str(),
+              ratio(results[1].max_ms, results[0].max_ms).c_str(),
+              ratio(server_ms[1], server_ms[0]).c_str(),
+              ratio(results[1].bench_cpu_ms, results[0].bench_cpu_ms).c_str());
+  std::fflush(stdout);
   return !lost_watcher;
 }
 
@@ -489,6 +604,6 @@ int main(int argc, char** argv) {
   if (sections.find('1') != std::string::npos) b::ForwardSection(server, echo);
   if (sections.find('2') != std::string::npos) b::SubmitSection(server, echo);
   if (sections.find('3') != std::string::npos) b::BatchingSection(server);
-  if (sections.find('4') != std::string::npos && !b::PushSection(server)) return 1;
+  if (sections.find('4') != std::string::npos && !b::PushSection(server, echo)) return 1;
   return 0;
 }
