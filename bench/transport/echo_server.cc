@@ -341,5 +341,9 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As server/main.cc: Debian's Abseil leaves absl::Mutex's deadlock
+  // detector on; deltaserve turns it off, so the floor does too (it showed
+  // in the floor's push profile, GraphCycles::GetId).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   return deltaserve::bench::Main();
 }

@@ -126,18 +126,36 @@ std::string WriteConfig(const std::string& text) {
   return path;
 }
 
-// utime + stime of `pid`, in seconds.
-double CpuSeconds(pid_t pid) {
+// CPU seconds a process spent in user and in kernel mode.
+struct CpuTime {
+  double user = 0, system = 0;
+  double total() const { return user + system; }
+  CpuTime operator-(const CpuTime& other) const {
+    return {user - other.user, system - other.system};
+  }
+  CpuTime& operator+=(const CpuTime& other) {
+    user += other.user;
+    system += other.system;
+    return *this;
+  }
+};
+
+// utime and stime of `pid` (/proc/PID/stat).
+CpuTime ProcessCpu(pid_t pid) {
   std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
   std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   std::istringstream fields(text.substr(text.rfind(')') + 2));
   std::string field;
-  double ticks = 0;
+  double ticks[2] = {0, 0};
   for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::stod(field);
+    if (i == 14 || i == 15) ticks[i - 14] = std::stod(field);
   }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const auto hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {ticks[0] / hz, ticks[1] / hz};
 }
+
+// utime + stime of `pid`, in seconds.
+double CpuSeconds(pid_t pid) { return ProcessCpu(pid).total(); }
 
 std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
@@ -377,14 +395,14 @@ int SocketsOpen(pid_t pid) {
   return sockets;
 }
 
-// utime + stime of this process (all its threads), in seconds.
-double OwnCpuSeconds() {
+// utime and stime of this process (all its threads).
+CpuTime OwnCpu() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   auto seconds = [](const timeval& t) {
     return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
   };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  return {seconds(usage.ru_utime), seconds(usage.ru_stime)};
 }
 
 constexpr int kWatchers = 64;
@@ -443,7 +461,7 @@ class PushRig {
       holding_ = 0;
       for (uint64_t v : seen_) holding_ += v >= target_ ? 1 : 0;
     }
-    const double cpu_before = OwnCpuSeconds();
+    const CpuTime cpu_before = OwnCpu();
     const absl::Time start = absl::Now();
     client::DeltaSubmission submission{x_, std::nullopt, model::Matrix::Constant(1, 8, 0.01f),
                                        *version_};
@@ -466,7 +484,7 @@ class PushRig {
       });
     }
     if (!record) return true;
-    bench_cpu_ += OwnCpuSeconds() - cpu_before;
+    bench_cpu_ += OwnCpu() - cpu_before;
     ++recorded_;
     latency_.Record(completed_ - start);
     worst_ms_ = std::max(worst_ms_, absl::ToDoubleMilliseconds(completed_ - start));
@@ -494,13 +512,12 @@ class PushRig {
 
   struct Result {
     double p50_ms = 0, p99_ms = 0, max_ms = 0;
-    double bench_cpu_ms = 0;  // Per recorded step.
+    CpuTime bench_cpu;  // Over the recorded steps.
     int steps = 0;
   };
   Result Take() {
     const LatencyHistogram::Snapshot snapshot = latency_.Take();
-    return {snapshot.QuantileMs(0.5), snapshot.QuantileMs(0.99), worst_ms_,
-            recorded_ ? bench_cpu_ * 1e3 / static_cast<double>(recorded_) : 0, recorded_};
+    return {snapshot.QuantileMs(0.5), snapshot.QuantileMs(0.99), worst_ms_, bench_cpu_, recorded_};
   }
 
  private:
@@ -518,7 +535,7 @@ class PushRig {
   const model::Matrix x_ = model::Matrix::Constant(1, 128, 0.1f);
   LatencyHistogram latency_;
   double worst_ms_ = 0;
-  double bench_cpu_ = 0;
+  CpuTime bench_cpu_;
   int recorded_ = 0;
 };
 
@@ -544,11 +561,11 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
                      PushRig("deltaserve", std::move(real_process))};
   constexpr int kWarmup = 5;
   const int steps = absl::GetFlag(FLAGS_push_steps);
-  double server_cpu[2] = {0, 0};
+  CpuTime server_cpu[2];
   bool lost_watcher = false;
   for (int step = 0; step < kWarmup + steps && !lost_watcher; ++step) {
     if (step == kWarmup) {
-      for (int r : {0, 1}) server_cpu[r] = -CpuSeconds(rigs[r].server().pid());
+      for (int r : {0, 1}) server_cpu[r] = ProcessCpu(rigs[r].server().pid());
     }
     for (int i : {0, 1}) {
       PushRig& rig = rigs[(step + i) % 2];
@@ -556,32 +573,41 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
       if (lost_watcher) break;
     }
   }
-  for (int r : {0, 1}) server_cpu[r] += CpuSeconds(rigs[r].server().pid());
+  for (int r : {0, 1}) server_cpu[r] = ProcessCpu(rigs[r].server().pid()) - server_cpu[r];
   for (PushRig& rig : rigs) lost_watcher = !rig.ReportEndedWatches() || lost_watcher;
   PushRig::Result results[2] = {rigs[0].Take(), rigs[1].Take()};
   std::printf("\n### 4. Weight push: %d parameters, %d watchers, %d steps per server\n\n",
               static_cast<int>(info->parameter_count()), kWatchers, steps);
   std::printf(
       "| from sending the stepping SubmitDelta to all watchers holding the version | p50 ms | "
-      "p99 ms | max ms | server CPU ms/step | bench (watchers + driver) CPU ms/step | both "
-      "÷ 2 cores, ms/step |\n|---|---:|---:|---:|---:|---:|---:|\n");
-  double server_ms[2];
+      "p99 ms | max ms | server CPU ms/step (kernel share) | bench (watchers + driver) CPU "
+      "ms/step (kernel share) | both ÷ 2 cores, ms/step |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  // Milliseconds per step of `cpu`, and the kernel's share of it.
+  auto per_step = [](const CpuTime& cpu, int steps) {
+    const double ms = steps ? cpu.total() * 1e3 / static_cast<double>(steps) : 0;
+    return std::make_pair(
+        ms,
+        absl::StrFormat("%.2f (%.0f%%)", ms, cpu.total() > 0 ? 100 * cpu.system / cpu.total() : 0));
+  };
+  double server_ms[2], bench_ms[2];
   for (int r : {0, 1}) {
     const PushRig::Result& got = results[r];
-    server_ms[r] = got.steps ? server_cpu[r] * 1e3 / static_cast<double>(got.steps) : 0;
+    const auto [server, server_text] = per_step(server_cpu[r], got.steps);
+    const auto [bench, bench_text] = per_step(got.bench_cpu, got.steps);
+    server_ms[r] = server;
+    bench_ms[r] = bench;
     std::printf(
-        "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+        "| %s | %.2f | %.2f | %.2f | %s | %s | %.2f |\n",
         r == 0 ? "echo floor (bare gRPC, one encoding per step)" : "deltaserve WatchParameters",
-        got.p50_ms, got.p99_ms, got.max_ms, server_ms[r], got.bench_cpu_ms,
-        (server_ms[r] + got.bench_cpu_ms) / 2);
+        got.p50_ms, got.p99_ms, got.max_ms, server_text.c_str(), bench_text.c_str(),
+        (server + bench) / 2);
   }
   auto ratio = [](double a, double b) { return b > 0 ? absl::StrFormat("%.2f×", a / b) : ""; };
   std::printf("| deltaserve ÷ echo | %s | %s | %s | %s | %s | |\n",
               ratio(results[1].p50_ms, results[0].p50_ms).c_str(),
               ratio(results[1].p99_ms, results[0].p99_ms).c_str(),
               ratio(results[1].max_ms, results[0].max_ms).c_str(),
-              ratio(server_ms[1], server_ms[0]).c_str(),
-              ratio(results[1].bench_cpu_ms, results[0].bench_cpu_ms).c_str());
+              ratio(server_ms[1], server_ms[0]).c_str(), ratio(bench_ms[1], bench_ms[0]).c_str());
   std::fflush(stdout);
   return !lost_watcher;
 }
@@ -591,6 +617,10 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As server/main.cc and sim/sim_main.cc: Debian's Abseil leaves
+  // absl::Mutex's deadlock detector on; the client threads here (section 4's
+  // watchers) should cost what they cost in a simulator or replica.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   namespace b = ::deltaserve::bench;
   const std::string server = absl::GetFlag(FLAGS_server_binary);
   const std::string echo = absl::GetFlag(FLAGS_echo_binary);
