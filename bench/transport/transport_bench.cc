@@ -408,11 +408,15 @@ CpuTime OwnCpu() {
 constexpr int kWatchers = 64;
 
 // One server under the weight push: kWatchers watches, each on a connection
-// of its own, and a driver that steps the model with one SubmitDelta.
+// of its own, and a driver that steps the model with one SubmitDelta. Every
+// update must carry `parameters` values.
 class PushRig {
  public:
-  PushRig(std::string name, std::unique_ptr<ServerProcess> server)
-      : name_(std::move(name)), server_(std::move(server)), seen_(kWatchers, 0) {
+  PushRig(std::string name, std::unique_ptr<ServerProcess> server, size_t parameters)
+      : name_(std::move(name)),
+        server_(std::move(server)),
+        parameters_(parameters),
+        seen_(kWatchers, 0) {
     for (int w = 0; w < kWatchers; ++w) {
       // Equal channel arguments share one connection; watchers stand for
       // separate replicas, so each gets a distinct (one byte larger) window.
@@ -423,6 +427,7 @@ class PushRig {
       clients_.push_back(*std::move(c));
       watches_.push_back(*clients_.back()->Watch("", [this, w](client::Parameters p) {
         absl::MutexLock lock(&mu_);
+        if (p.parameters.size() != parameters_) ++wrong_size_;
         if (seen_[w] < target_ && p.version >= target_ && ++holding_ == kWatchers) {
           completed_ = absl::Now();
         }
@@ -492,8 +497,17 @@ class PushRig {
   }
 
   // Says which watches ended early and why (and, if any did, the server's
-  // open socket count); false if any did.
+  // open socket count), and how many updates had the wrong size; false if
+  // any watch ended or any update had the wrong size.
   bool ReportEndedWatches() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (wrong_size_ > 0) {
+        std::fprintf(stderr, "push %s: %d updates did not have %d parameters\n", name_.c_str(),
+                     wrong_size_, static_cast<int>(parameters_));
+        return false;
+      }
+    }
     int running = 0;
     for (int w = 0; w < kWatchers; ++w) {
       if (std::optional<absl::Status> ended = watches_[w]->WaitWithTimeout(absl::ZeroDuration())) {
@@ -523,7 +537,9 @@ class PushRig {
  private:
   const std::string name_;
   std::unique_ptr<ServerProcess> server_;
+  const size_t parameters_;
   absl::Mutex mu_;
+  int wrong_size_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint64_t> seen_ ABSL_GUARDED_BY(mu_);  // Newest version each watcher holds.
   uint64_t target_ ABSL_GUARDED_BY(mu_) = 0;
   int holding_ ABSL_GUARDED_BY(mu_) = 0;
@@ -557,8 +573,9 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
                  echo_process.status().ToString().c_str());
     return false;
   }
-  PushRig rigs[2] = {PushRig("echo", *std::move(echo_process)),
-                     PushRig("deltaserve", std::move(real_process))};
+  const auto parameters = static_cast<size_t>(info->parameter_count());
+  PushRig rigs[2] = {PushRig("echo", *std::move(echo_process), parameters),
+                     PushRig("deltaserve", std::move(real_process), parameters)};
   constexpr int kWarmup = 5;
   const int steps = absl::GetFlag(FLAGS_push_steps);
   CpuTime server_cpu[2];
