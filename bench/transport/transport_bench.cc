@@ -157,9 +157,12 @@ CpuTime ProcessCpu(pid_t pid) {
 // utime + stime of `pid`, in seconds.
 double CpuSeconds(pid_t pid) { return ProcessCpu(pid).total(); }
 
+// Starts `binary` and waits until it listens; then removes `config` (a
+// WriteConfig file, read by then; "" for none).
 std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
       ServerProcess::Start(binary, config, "warning", absl::Seconds(30));
+  if (!config.empty()) std::remove(config.c_str());
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start %s: %s\n", binary.c_str(),
                  server.status().ToString().c_str());
