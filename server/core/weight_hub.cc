@@ -82,7 +82,11 @@ void WeightHub::Unsubscribe(const Subscription::Slot* slot) {
                slots_.end());
 }
 
-bool WeightHub::NotifierHasWork() const { return stopping_ || changes_ != delivered_; }
+// With no subscriber a change waits (undelivered) until one subscribes: a
+// model nobody watches does not wake the notifier at every step.
+bool WeightHub::NotifierHasWork() const {
+  return stopping_ || (changes_ != delivered_ && !slots_.empty());
+}
 
 void WeightHub::NotifierLoop() {
   for (;;) {

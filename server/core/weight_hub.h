@@ -76,7 +76,9 @@ class WeightHub {
   std::shared_ptr<const Snapshot> latest() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // `on_change` is called from the notifier thread after a newer version or
-  // Close() (at least once after each; several may coalesce into one call).
+  // Close() (at least once after each; several may coalesce into one call;
+  // changes made while nobody was subscribed may give one call soon after
+  // subscribing).
   // It should not block (it delays the other subscribers' pokes) and must
   // not call Subscribe or destroy its own Subscription. RESOURCE_EXHAUSTED
   // if `max_subscribers` (0 = no limit) are already subscribed.

@@ -70,6 +70,26 @@ TEST(WeightHub, SubscribersArePokedUntilTheySeeTheNewestVersion) {
   EXPECT_LE(recorder.pokes(), 10);  // Pokes coalesce; never more than changes.
 }
 
+// Versions published while nobody watches are not delivered to anyone (the
+// notifier sleeps through them); a subscriber that comes later is poked for
+// what follows, and for a pending Close.
+TEST(WeightHub, ASubscriberAfterUnwatchedVersionsIsPokedForTheNextOnes) {
+  WeightHub hub("m", MakeSnapshot(0));
+  for (uint64_t v = 1; v <= 5; ++v) hub.Publish(MakeSnapshot(v));
+  Recorder recorder(hub);
+  auto subscription = hub.Subscribe(recorder.Callback());
+  ASSERT_TRUE(subscription.ok());
+  hub.Publish(MakeSnapshot(6));
+  EXPECT_TRUE(recorder.AwaitSeen(6));
+  subscription->reset();
+  hub.Publish(MakeSnapshot(7));
+  hub.Close();  // Nobody subscribed: pending.
+  Recorder late(hub);
+  auto late_subscription = hub.Subscribe(late.Callback());
+  ASSERT_TRUE(late_subscription.ok());
+  EXPECT_TRUE(late.AwaitSeen(Recorder::kClosed));
+}
+
 // The learner publishes; a subscriber that blocks in its callback must not
 // hold it: Publish only stores and wakes the hub's notifier thread.
 TEST(WeightHub, PublishNeverWaitsForASubscriber) {
