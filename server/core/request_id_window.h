@@ -3,8 +3,8 @@
 // original result instead of being applied twice (trainer.h, step 0).
 //
 // Every submission a client library sends carries an id, so this sits on
-// the learner's path once per submission; it is built to cost one hash and
-// no allocation there once warm:
+// the learner's path once per submission; each Find or Remember costs one
+// hash of the id and, once warm, no allocation:
 //   - entries live in a ring of at most `capacity` slots, oldest overwritten
 //     first; a slot's string keeps its buffer, so remembering an id copies
 //     its bytes without allocating (ids are at most kMaxRequestIdBytes);
@@ -30,7 +30,8 @@ namespace deltaserve::server {
 template <typename Result>
 class RequestIdWindow {
  public:
-  // Remembers at most `capacity` ids (0: none, Remember does nothing).
+  // Remembers at most `capacity` ids (0: none, Remember does nothing;
+  // slots are numbered in 32 bits, so at most 2^32 − 1).
   explicit RequestIdWindow(size_t capacity)
       : capacity_(capacity), index_(0, SlotHash{&ring_}, SlotEq{&ring_}) {}
 
