@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,11 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
   }
   if (options.max_request_rows == 0) {
     return absl::InvalidArgumentError("max_request_rows: expected >= 1, got 0");
+  }
+  if (options.request_id_window > std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id_window: expected at most ",
+                                                   std::numeric_limits<uint32_t>::max(), ", got ",
+                                                   options.request_id_window));
   }
   return absl::OkStatus();
 }

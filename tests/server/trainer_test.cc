@@ -80,6 +80,9 @@ TEST(Trainer, InvalidOptionsAreRejected) {
   options = LinearOptions();
   options.optimizer.learning_rate = -1;
   EXPECT_EQ(Trainer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options = LinearOptions();
+  options.request_id_window = size_t{1} << 32;  // Its slots are numbered in 32 bits.
+  EXPECT_EQ(Trainer::Create(options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Trainer, ForwardMatchesMlpOnTheSnapshot) {
