@@ -49,7 +49,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -445,8 +444,18 @@ int main(int argc, char** argv) {
   auto at = [&](size_t m, size_t bi, int kind) -> b::Series& {
     return series[(m * batches.size() + bi) * kKinds + static_cast<size_t>(kind)];
   };
-  const std::string feeds = absl::GetFlag(FLAGS_feeds);
-  const bool live = absl::StrContains(feeds, "live"), queued = absl::StrContains(feeds, "queued");
+  bool live = false, queued = false;
+  for (absl::string_view feed : absl::StrSplit(absl::GetFlag(FLAGS_feeds), ',')) {
+    if (feed == "live") {
+      live = true;
+    } else if (feed == "queued") {
+      queued = true;
+    } else {
+      std::fprintf(stderr, "--feeds: expected live and/or queued, got \"%s\"\n",
+                   std::string(feed).c_str());
+      return 2;
+    }
+  }
   const int rounds = absl::GetFlag(FLAGS_rounds);
   for (int round = 0; round < rounds; ++round) {
     for (size_t m = 0; m < models.size(); ++m) {

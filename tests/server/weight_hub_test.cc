@@ -70,9 +70,10 @@ TEST(WeightHub, SubscribersArePokedUntilTheySeeTheNewestVersion) {
   EXPECT_LE(recorder.pokes(), 10);  // Pokes coalesce; never more than changes.
 }
 
-// Versions published while nobody watches are not delivered to anyone (the
-// notifier sleeps through them); a subscriber that comes later is poked for
-// what follows, and for a pending Close.
+// Versions published while nobody watches wait undelivered (the notifier
+// does not wake for them); a subscriber that comes later is poked for what
+// follows, and for a Close made while nobody was subscribed. (That the
+// notifier stays asleep is measured, not tested: docs/benchmarks.md.)
 TEST(WeightHub, ASubscriberAfterUnwatchedVersionsIsPokedForTheNextOnes) {
   WeightHub hub("m", MakeSnapshot(0));
   for (uint64_t v = 1; v <= 5; ++v) hub.Publish(MakeSnapshot(v));
