@@ -1,6 +1,8 @@
 #include "client/trainer_client.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -38,10 +40,17 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 
 namespace {
 
-grpc::ChannelArguments BaseChannelArguments(int max_message_bytes) {
+grpc::ChannelArguments BaseChannelArguments(int max_message_bytes,
+                                            absl::Duration max_reconnect_backoff) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(max_message_bytes);
   args.SetMaxSendMessageSize(max_message_bytes);
+  // Reconnect 200 ms after a failed attempt (gRPC: 1 s), then at most
+  // max_reconnect_backoff apart (gRPC: 120 s); gRPC takes int milliseconds.
+  const int backoff_ms = static_cast<int>(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(max_reconnect_backoff), 1, INT32_MAX));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(200, backoff_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff_ms);
   // Ping an idle connection every 30 s (also while only a watch is open) so
   // a vanished server ends the watch instead of leaving it hanging.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
@@ -53,14 +62,16 @@ grpc::ChannelArguments BaseChannelArguments(int max_message_bytes) {
 }  // namespace
 
 std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target, int max_message_bytes,
-                                             const ChannelSecurity& security) {
-  return security.CreateChannel(target, BaseChannelArguments(max_message_bytes));
+                                             const ChannelSecurity& security,
+                                             absl::Duration max_reconnect_backoff) {
+  return security.CreateChannel(target,
+                                BaseChannelArguments(max_message_bytes, max_reconnect_backoff));
 }
 
 std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target, int max_message_bytes,
-                                                  int window_bytes,
-                                                  const ChannelSecurity& security) {
-  grpc::ChannelArguments args = BaseChannelArguments(max_message_bytes);
+                                                  int window_bytes, const ChannelSecurity& security,
+                                                  absl::Duration max_reconnect_backoff) {
+  grpc::ChannelArguments args = BaseChannelArguments(max_message_bytes, max_reconnect_backoff);
   // Different arguments than CreateChannel's → a connection of its own (gRPC
   // shares subchannels only between equal arguments); the marker keeps it
   // separate also when window_bytes is 0.
@@ -120,6 +131,12 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
     return absl::InvalidArgumentError(absl::StrCat("timeout must be finite and positive, got ",
                                                    absl::FormatDuration(options.timeout)));
   }
+  if (options.max_reconnect_backoff <= absl::ZeroDuration() ||
+      options.max_reconnect_backoff == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_reconnect_backoff must be finite and positive, got ",
+                     absl::FormatDuration(options.max_reconnect_backoff)));
+  }
   if (options.max_message_bytes <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes must be > 0, got ", options.max_message_bytes));
@@ -130,10 +147,11 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
   }
   ASSIGN_OR_RETURN(const ChannelSecurity security, ChannelSecurity::Load(options.security));
   std::shared_ptr<grpc::Channel> channel =
-      CreateChannel(target, options.max_message_bytes, security);
+      CreateChannel(target, options.max_message_bytes, security, options.max_reconnect_backoff);
   std::shared_ptr<v1::Trainer::StubInterface> stub = v1::Trainer::NewStub(channel);
   std::shared_ptr<v1::Trainer::StubInterface> watch_stub = v1::Trainer::NewStub(
-      CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes, security));
+      CreateWatchChannel(target, options.max_message_bytes, options.watch_window_bytes, security,
+                         options.max_reconnect_backoff));
   return std::make_unique<TrainerClient>(std::move(stub), std::move(options), std::move(watch_stub),
                                          v1::Admin::NewStub(channel));
 }
@@ -194,7 +212,9 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
   const v1::SubmitDeltaRequest request = internal::SubmitRequestFor(submission, model);
   v1::SubmitDeltaResponse response;
   absl::Status status;
-  absl::Duration backoff = absl::Milliseconds(50);
+  // Retries 100 ms, then 200 ms later: the second comes after the channel's
+  // first reconnect (160-240 ms after a failed connect, kDefaultMaxReconnectBackoff).
+  absl::Duration backoff = absl::Milliseconds(100);
   for (int attempt = 0;; ++attempt) {
     status = Unary(&v1::Trainer::StubInterface::SubmitDelta, request, &response);
     const bool retryable = absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status);

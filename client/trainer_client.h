@@ -62,6 +62,12 @@ inline constexpr int kDefaultMaxMessageBytes = 64 << 20;
 // message being read. Small, so a slow reader holds ~one update in flight.
 inline constexpr int kDefaultWatchWindowBytes = 64;
 
+// Longest wait between a channel's reconnection attempts while the server is
+// down (gRPC's own is 120 s): a restarted server is noticed within this. The
+// first wait is min(200 ms, this), not gRPC's 1 s, which is also how long a
+// spurious failed connect keeps a channel failing fast.
+inline constexpr absl::Duration kDefaultMaxReconnectBackoff = absl::Seconds(2);
+
 struct ClientOptions {
   // Deadline of every unary call (GetModelInfo, Forward, SubmitDelta,
   // GetParameters), measured from the moment the call starts. Must be finite.
@@ -80,6 +86,9 @@ struct ClientOptions {
   // again, up to this many times, with the same request_id: the server
   // applies a request_id once, so a retry never applies δ twice.
   int submit_retries = 2;
+  // Cap of the reconnect backoff of both channels (kDefaultMaxReconnectBackoff
+  // above). Finite and positive.
+  absl::Duration max_reconnect_backoff = kDefaultMaxReconnectBackoff;
   // TLS, client certificate and bearer token (client/channel_security.h).
   // Default: plaintext, and the token from $DELTASERVE_TOKEN if it is set.
   SecurityOptions security;
@@ -99,12 +108,15 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // A channel to `target` ("127.0.0.1:50051", "dns:///host:port",
 // "unix:/path/to/socket") with `security`'s credentials (default: plaintext,
-// no token), send/receive limits of max_message_bytes and HTTP/2 keepalive
-// pings so a watch notices a dead peer. Never blocks; connection errors
-// (also a failed TLS handshake) surface on the first call as UNAVAILABLE.
-std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
-                                             int max_message_bytes = kDefaultMaxMessageBytes,
-                                             const ChannelSecurity& security = {});
+// no token), send/receive limits of max_message_bytes, HTTP/2 keepalive
+// pings so a watch notices a dead peer, and reconnection attempts at most
+// max_reconnect_backoff apart (first after min(200 ms, it)). Never blocks;
+// connection errors (also a failed TLS handshake) surface on the first call
+// as UNAVAILABLE.
+std::shared_ptr<grpc::Channel> CreateChannel(
+    const std::string& target, int max_message_bytes = kDefaultMaxMessageBytes,
+    const ChannelSecurity& security = {},
+    absl::Duration max_reconnect_backoff = kDefaultMaxReconnectBackoff);
 
 // A channel for WatchParameters streams: as CreateChannel, plus BDP probing
 // off and an HTTP/2 stream window of `window_bytes` (grpc.http2.bdp_probe = 0,
@@ -112,10 +124,10 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& target,
 // waiting and gets the newest version instead of a transport backlog (see the
 // top of this file). window_bytes 0: exactly CreateChannel's arguments (a
 // distinct channel nonetheless). Never blocks.
-std::shared_ptr<grpc::Channel> CreateWatchChannel(const std::string& target,
-                                                  int max_message_bytes = kDefaultMaxMessageBytes,
-                                                  int window_bytes = kDefaultWatchWindowBytes,
-                                                  const ChannelSecurity& security = {});
+std::shared_ptr<grpc::Channel> CreateWatchChannel(
+    const std::string& target, int max_message_bytes = kDefaultMaxMessageBytes,
+    int window_bytes = kDefaultWatchWindowBytes, const ChannelSecurity& security = {},
+    absl::Duration max_reconnect_backoff = kDefaultMaxReconnectBackoff);
 
 // y = f(X; Θ) and the model version Θ belongs to.
 struct ForwardResult {
@@ -198,9 +210,10 @@ class TrainerClient {
   // A client whose unary calls go over CreateChannel(target,
   // options.max_message_bytes) and whose watches go over a second connection,
   // CreateWatchChannel(target, options.max_message_bytes,
-  // options.watch_window_bytes), both with options.security.
-  // INVALID_ARGUMENT if target is empty, options.timeout is not finite and
-  // positive, max_message_bytes <= 0, watch_window_bytes < 0, or a security
+  // options.watch_window_bytes), both with options.security and
+  // options.max_reconnect_backoff. INVALID_ARGUMENT if target is empty,
+  // options.timeout or max_reconnect_backoff is not finite and positive,
+  // max_message_bytes <= 0, watch_window_bytes < 0, or a security
   // file or the token cannot be read (ChannelSecurity::Load). Does not
   // contact the server.
   static absl::StatusOr<std::unique_ptr<TrainerClient>> Connect(const std::string& target,

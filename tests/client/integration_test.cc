@@ -5,12 +5,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,6 +22,8 @@
 #include "absl/time/time.h"
 #include "client/replica.h"
 #include "client/trainer_client.h"
+#include "deltaserve/v1/trainer.grpc.pb.h"
+#include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "model/mlp.h"
 #include "proto/wire.h"
@@ -31,6 +36,7 @@ using ::deltaserve::client::testing::kInputDim;
 using ::deltaserve::client::testing::kModelName;
 using ::deltaserve::client::testing::kOutputDim;
 using ::deltaserve::client::testing::ServerTest;
+namespace v1 = ::deltaserve::v1;
 
 constexpr absl::Duration kWait = absl::Seconds(20);
 constexpr float kTolerance = 1e-5f;
@@ -226,6 +232,108 @@ TEST_F(ClientIntegration, ReplicaKeepsServingItsSnapshotWhenTheServerGoesAway) {
   replica->reset();
 }
 
+// A listening socket on a free 127.0.0.1 port, standing in for a server that
+// is not there: a connection it accepts and closes before gRPC's handshake is
+// a failed attempt for the client. Returns the descriptor (-1 and errno on
+// failure) and sets *address to "127.0.0.1:port".
+int ListenOnLoopback(std::string* address) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int one = 1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0 || listen(fd, 64) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    const int error = errno;
+    close(fd);
+    errno = error;
+    return -1;
+  }
+  *address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  return fd;
+}
+
+// Accepts and closes connections at `stand_in` until *done; returns how many.
+int RefuseConnectionsUntil(int stand_in, const std::atomic<bool>* done) {
+  int attempts = 0;
+  while (!done->load()) {
+    pollfd waiting{stand_in, POLLIN, 0};
+    if (poll(&waiting, 1, /*timeout_ms=*/20) != 1) continue;
+    const int connection = accept(stand_in, nullptr, nullptr);
+    if (connection < 0) continue;
+    close(connection);
+    ++attempts;
+  }
+  return attempts;
+}
+
+// While the server is down, a channel tries again at most
+// max_reconnect_backoff apart. With gRPC's own backoff (1 s, growing 1.6× to
+// 120 s) a client noticed a server back after a long outage up to two minutes
+// late, well past a simulator's retry budget. Counted at a stand-in that
+// fails every attempt, during one call that waits for ready for 1.5 s: with
+// a 100 ms cap ≈ 15 attempts, with gRPC's backoff 2.
+TEST(ClientChannel, ReconnectAttemptsComeAtMostMaxReconnectBackoffApart) {
+  std::string address;
+  const int stand_in = ListenOnLoopback(&address);
+  ASSERT_GE(stand_in, 0) << std::strerror(errno);
+  std::unique_ptr<v1::Trainer::Stub> stub = v1::Trainer::NewStub(
+      CreateChannel(address, kDefaultMaxMessageBytes, {}, absl::Milliseconds(100)));
+  std::atomic<bool> done{false};
+  grpc::Status status;
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1500));
+    v1::GetModelInfoRequest request;
+    v1::ModelInfo response;
+    status = stub->GetModelInfo(&context, request, &response);
+    done = true;
+  });
+  const int attempts = RefuseConnectionsUntil(stand_in, &done);
+  caller.join();
+  close(stand_in);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_GE(attempts, 6) << "the channel waited longer than its 100 ms cap between attempts";
+}
+
+// TrainerClient::Connect gives its channels options.max_reconnect_backoff
+// (the watch channel here: a Watch waits for ready), and refuses a cap that
+// is not finite and positive.
+TEST(ClientChannel, ConnectUsesMaxReconnectBackoff) {
+  for (const absl::Duration bad : {absl::ZeroDuration(), absl::InfiniteDuration()}) {
+    ClientOptions options;
+    options.max_reconnect_backoff = bad;
+    auto refused = TrainerClient::Connect("127.0.0.1:1", options);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+    EXPECT_NE(refused.status().message().find("max_reconnect_backoff"), std::string::npos)
+        << refused.status();
+  }
+  std::string address;
+  const int stand_in = ListenOnLoopback(&address);
+  ASSERT_GE(stand_in, 0) << std::strerror(errno);
+  ClientOptions options;
+  options.max_reconnect_backoff = absl::Milliseconds(100);
+  options.watch_timeout = absl::Milliseconds(1500);
+  auto client = TrainerClient::Connect(address, options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::atomic<bool> done{false};
+  auto handle = (*client)->Watch("", [](Parameters) {});
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  std::thread waiter([&] {
+    (*handle)->Wait().IgnoreError();  // checked below
+    done = true;
+  });
+  const int attempts = RefuseConnectionsUntil(stand_in, &done);
+  waiter.join();
+  close(stand_in);
+  EXPECT_TRUE(absl::IsDeadlineExceeded((*handle)->Wait())) << (*handle)->Wait();
+  EXPECT_GE(attempts, 6) << "the watch channel waited longer than its 100 ms cap between attempts";
+}
+
 // gRPC 1.51 sometimes fails a loopback connection attempt that had not failed
 // (it reads connect's errno after calls that overwrote it; fixed upstream in
 // grpc/grpc#35064) and with it every call that does not wait for ready; the
@@ -235,18 +343,9 @@ TEST_F(ClientIntegration, ReplicaKeepsServingItsSnapshotWhenTheServerGoesAway) {
 // machine). Here the first attempt fails for real: a socket standing in for
 // the server closes it, then the server starts on that port.
 TEST(ClientWatch, AWatchWhoseFirstConnectionAttemptFailsWaitsForTheServer) {
-  const int stand_in = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::string address;
+  const int stand_in = ListenOnLoopback(&address);
   ASSERT_GE(stand_in, 0) << std::strerror(errno);
-  const int one = 1;
-  ASSERT_EQ(setsockopt(stand_in, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof addr;
-  ASSERT_EQ(bind(stand_in, reinterpret_cast<sockaddr*>(&addr), length), 0) << std::strerror(errno);
-  ASSERT_EQ(listen(stand_in, 8), 0);
-  ASSERT_EQ(getsockname(stand_in, reinterpret_cast<sockaddr*>(&addr), &length), 0);
-  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
   auto client = TrainerClient::Connect(address);
   ASSERT_TRUE(client.ok()) << client.status();
 
