@@ -7,6 +7,9 @@ the first one got, after the first has exited. Every wait is bounded.
 
 import concurrent.futures
 import os
+import select
+import socket
+import threading
 import time
 import unittest
 
@@ -156,6 +159,61 @@ class RestartTest(unittest.TestCase):
         self.assertLess(time.monotonic() - start, 5.0)
         self.assertFalse(replica._thread.is_alive())
         self.assertFalse(replica.wait_for_version(0, 0.1))
+
+
+class ReconnectBackoffTest(unittest.TestCase):
+    """While the server is down the channel tries again at most max_reconnect_backoff
+    apart (gRPC's own backoff grows to 120 s). Counted at a stand-in socket that
+    accepts and closes every connection before gRPC's handshake (a failed attempt),
+    during one call that waits for ready for 1.5 s: with a 0.1 s cap about 15
+    attempts, with gRPC's backoff 2."""
+
+    def count_attempts(self, call):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        done = threading.Event()
+        outcome = []
+
+        def run():
+            try:
+                call(address)
+            except deltaserve_client.DeltaserveError as e:
+                outcome.append(e)
+            finally:
+                done.set()
+
+        caller = threading.Thread(target=run, daemon=True)
+        caller.start()
+        attempts = 0
+        while not done.is_set():
+            if select.select([listener], [], [], 0.02)[0]:
+                connection, _ = listener.accept()
+                connection.close()
+                attempts += 1
+        caller.join(10.0)
+        return attempts, outcome
+
+    def test_unary_and_watch_channels_reconnect_at_the_capped_backoff(self):
+        def unary(address):
+            with TrainerClient(address, model="mlp", timeout=1.5, wait_for_ready=True,
+                               max_reconnect_backoff=0.1) as c:
+                c.get_model_info()
+
+        def watch(address):
+            with TrainerClient(address, model="mlp", timeout=1.5, wait_for_ready=True,
+                               max_reconnect_backoff=0.1) as c:
+                for _ in c.watch(timeout=1.5):
+                    pass
+
+        for name, call in (("unary", unary), ("watch", watch)):
+            attempts, outcome = self.count_attempts(call)
+            self.assertEqual(len(outcome), 1, name)
+            self.assertIsInstance(outcome[0], deltaserve_client.DeadlineExceeded, name)
+            self.assertGreaterEqual(attempts, 6, "%s channel: %d attempts in 1.5 s; it waited "
+                                    "longer than its 0.1 s cap between them" % (name, attempts))
 
 
 if __name__ == "__main__":

@@ -242,7 +242,9 @@ class TrainerClient:
             request_id=request_id if request_id is not None else uuid.uuid4().hex)
         if outputs is not None:
             req.outputs.CopyFrom(to_matrix(outputs))
-        backoff = 0.05
+        # 100 ms, then 200 ms: the second retry comes after the channel's first
+        # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
+        backoff = 0.1
         for attempt in range(retries + 1):
             try:
                 return self._call(self._stub.SubmitDelta, req, timeout, wait_for_ready)
