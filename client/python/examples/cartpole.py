@@ -7,7 +7,10 @@
 Each thread runs one CartPole (gym CartPole-v1 physics), takes the policy's
 logits from the server (a Forward round trip per step) or from a shared
 NumpyReplica (weights pushed by the server), and after each episode submits
-X = states, y~ = logits used, delta = (softmax(z) - onehot(a)) * A / N.
+X = states, y~ = logits used, delta = (softmax(z) - onehot(a)) * A / N; with
+a replica it then waits (at most 1 s) until the replica holds the version that
+includes the episode, so a lagging replica cannot make every thread act, and
+submit, on weights many steps old.
 Prints progress and stops at the target average return over the last 100
 episodes (or after --episodes / --time-limit). Needs deltaserve_client: pip
 installed, or found next to this file (client/python), with its stubs (see
@@ -27,6 +30,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from deltaserve_client import (Aborted, NumpyReplica, ResourceExhausted,  # noqa: E402
                                TrainerClient, security)
+
+
+REPLICA_SYNC_SECONDS = 1.0  # longest wait for the replica to hold a thread's own update
 
 
 class CartPole:
@@ -90,7 +96,7 @@ class Stats:
             return float(np.mean(self.returns)) if self.returns else 0.0
 
 
-def simulate(client, policy, seed, stats, args):
+def simulate(client, policy, replica, seed, stats, args):
     rng = np.random.default_rng(seed)
     env = CartPole(rng)
     episodes = 0
@@ -111,7 +117,12 @@ def simulate(client, policy, seed, stats, args):
         x, y = np.array(states), np.array(logits)
         delta = reinforce_deltas(y, np.array(actions), np.ones(len(actions), np.float32))
         try:
-            client.submit_delta(x, delta, min(versions), outputs=y)
+            applied = client.submit_delta(x, delta, min(versions), outputs=y).version
+            if replica:
+                # Act on weights that include this episode: without the wait a
+                # replica that lags (a busy machine) has every thread push the
+                # same stale direction for many steps, and REINFORCE can collapse.
+                replica.wait_for_version(applied, timeout=REPLICA_SYNC_SECONDS)
         except (Aborted, ResourceExhausted):
             pass  # too stale, or the learner's queue is full: drop this episode
         stats.add(len(actions), versions[-1], args.target)
@@ -127,7 +138,8 @@ def train(server, threads=8, actions="replica", seed=1, target=475.0, episodes=0
     replica = NumpyReplica(client).start() if actions == "replica" else None
     policy = replica.forward if replica else client.forward
     stats = Stats()
-    workers = [threading.Thread(target=simulate, args=(client, policy, seed * 1000 + i, stats, args),
+    workers = [threading.Thread(target=simulate,
+                                args=(client, policy, replica, seed * 1000 + i, stats, args),
                                 daemon=True) for i in range(threads)]
     start = time.monotonic()
     for w in workers:
