@@ -43,6 +43,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -67,6 +68,9 @@ ABSL_FLAG(int, push_window_bytes, deltaserve::client::kDefaultWatchWindowBytes,
           "w-th watcher gets this + w, so each has its own connection)");
 ABSL_FLAG(std::string, sections, "1234", "which sections to run");
 ABSL_FLAG(std::string, forward_sims, "1,8,64", "section 1: simulator counts, comma-separated");
+ABSL_FLAG(std::string, forward_depths, "0,1,8",
+          "section 1: calls in flight per simulator, comma-separated; 0 = unary, n >= 1 = a "
+          "Session (and an echo stream) with n in flight");
 ABSL_FLAG(std::string, batching_models, "small,large,huge",
           "section 3: models, of small (4 → 16 → 2), large (256 → 1024 → 1024 → 16, 1.3M "
           "parameters), huge (1024 → 4096 → 2048 → 16, 12.6M parameters)");
@@ -157,6 +161,30 @@ CpuTime ProcessCpu(pid_t pid) {
 // utime + stime of `pid`, in seconds.
 double CpuSeconds(pid_t pid) { return ProcessCpu(pid).total(); }
 
+// Context switches (voluntary and not) of `pid`'s threads alive now, from
+// /proc/PID/task/*/status: a thread hand-off per call shows here first.
+uint64_t ContextSwitches(pid_t pid) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return 0;
+  uint64_t switches = 0;
+  while (const dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream status(absl::StrCat(tasks, "/", entry->d_name, "/status"));
+    std::string line;
+    while (std::getline(status, line)) {
+      const size_t colon = line.find(':');
+      if (colon == std::string::npos || line.find("ctxt_switches") == std::string::npos) continue;
+      uint64_t count = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)), &count)) {
+        switches += count;
+      }
+    }
+  }
+  closedir(dir);
+  return switches;
+}
+
 // Starts `binary` and waits until it listens; then removes `config` (a
 // WriteConfig file, read by then; "" for none).
 std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config) {
@@ -185,6 +213,7 @@ struct LoadResult {
   double calls_per_second = 0;
   double p50_ms = 0, p99_ms = 0;
   double server_cpu_us_per_call = 0;
+  double server_switches_per_call = 0;  // Context switches of the server's threads.
   uint64_t errors = 0;
 };
 
@@ -245,12 +274,14 @@ LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, i
   }
   absl::SleepFor(absl::Milliseconds(500));
   const double cpu_before = CpuSeconds(server.pid());
+  const uint64_t switches_before = ContextSwitches(server.pid());
   const absl::Time start = absl::Now();
   measuring = true;
   absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_seconds)));
   measuring = false;
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu = CpuSeconds(server.pid()) - cpu_before;
+  const auto switches = static_cast<double>(ContextSwitches(server.pid()) - switches_before);
   stop = true;
   for (std::thread& t : threads) t.join();
   LoadResult result;
@@ -259,13 +290,15 @@ LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, i
   result.p50_ms = snapshot.QuantileMs(0.5);
   result.p99_ms = snapshot.QuantileMs(0.99);
   result.server_cpu_us_per_call = calls.load() ? cpu * 1e6 / static_cast<double>(calls.load()) : 0;
+  result.server_switches_per_call = calls.load() ? switches / static_cast<double>(calls.load()) : 0;
   result.errors = errors.load();
   return result;
 }
 
 std::string Row(const std::string& what, const LoadResult& r, double floor = 0) {
-  return absl::StrFormat("| %s | %.0f | %.3f | %.3f | %.1f | %s |%s\n", what, r.calls_per_second,
-                         r.p50_ms, r.p99_ms, r.server_cpu_us_per_call,
+  return absl::StrFormat("| %s | %.0f | %.3f | %.3f | %.1f | %.2f | %s |%s\n", what,
+                         r.calls_per_second, r.p50_ms, r.p99_ms, r.server_cpu_us_per_call,
+                         r.server_switches_per_call,
                          floor > 0 ? absl::StrFormat("%.2f×", r.calls_per_second / floor) : "",
                          r.errors ? absl::StrCat(" errors: ", r.errors) : "");
 }
@@ -291,8 +324,18 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
   ServerProcess* real = servers.real.get();
   std::printf("\n### 1. Forward (1 row), calls/s and latency\n\n");
   std::printf(
-      "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | ÷ echo, same "
-      "shape |\n|---|---:|---:|---:|---:|---:|\n");
+      "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | server ctx switches/call "
+      "| ÷ echo, same shape |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  std::vector<int> depths;
+  for (absl::string_view piece : absl::StrSplit(absl::GetFlag(FLAGS_forward_depths), ',')) {
+    int depth = -1;
+    if (!absl::SimpleAtoi(piece, &depth) || depth < 0) {
+      std::fprintf(stderr, "--forward_depths: expected counts >= 0, got \"%s\"\n",
+                   std::string(piece).c_str());
+      std::exit(2);
+    }
+    depths.push_back(depth);
+  }
   for (absl::string_view count : absl::StrSplit(absl::GetFlag(FLAGS_forward_sims), ',')) {
     int sims = 0;
     if (!absl::SimpleAtoi(count, &sims) || sims < 1) {
@@ -300,14 +343,17 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
                    std::string(count).c_str());
       std::exit(2);
     }
-    const LoadResult echo_unary = RunLoad(*echo_server, Transport::kUnary, sims, 1, false);
-    const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, false);
-    std::fputs(Row(absl::StrCat("echo unary, ", sims, " sims"), echo_unary).c_str(), stdout);
-    std::fputs(Row(absl::StrCat("deltaserve unary, ", sims, " sims"), real_unary,
-                   echo_unary.calls_per_second)
-                   .c_str(),
-               stdout);
-    for (int depth : {1, 8}) {
+    for (int depth : depths) {
+      if (depth == 0) {
+        const LoadResult echo_unary = RunLoad(*echo_server, Transport::kUnary, sims, 1, false);
+        const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, false);
+        std::fputs(Row(absl::StrCat("echo unary, ", sims, " sims"), echo_unary).c_str(), stdout);
+        std::fputs(Row(absl::StrCat("deltaserve unary, ", sims, " sims"), real_unary,
+                       echo_unary.calls_per_second)
+                       .c_str(),
+                   stdout);
+        continue;
+      }
       const LoadResult echo_stream = RunLoad(*echo_server, Transport::kSession, sims, depth, false);
       const LoadResult session = RunLoad(*real, Transport::kSession, sims, depth, false);
       std::fputs(
@@ -329,8 +375,8 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
   ServerProcess* real = servers.real.get();
   std::printf("\n### 2. Forward + SubmitDelta per step (1 row), 8 simulators, steps/s\n\n");
   std::printf(
-      "| configuration | steps/s | p50 ms | p99 ms | server CPU µs/step | ÷ echo, same "
-      "transport |\n|---|---:|---:|---:|---:|---:|\n");
+      "| configuration | steps/s | p50 ms | p99 ms | server CPU µs/step | server ctx switches/step "
+      "| ÷ echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (Transport transport : {Transport::kUnary, Transport::kSession}) {
     const char* name = transport == Transport::kUnary ? "unary" : "Session";
     const LoadResult floor = RunLoad(*echo_server, transport, 8, 1, true);
@@ -349,8 +395,8 @@ void BatchingSection(const std::string& deltaserve) {
   const std::vector<std::string> wanted = absl::StrSplit(absl::GetFlag(FLAGS_batching_models), ',');
   std::printf("\n### 3. Server CPU per Forward row, 64 one-row simulators\n\n");
   std::printf(
-      "| configuration | rows/s | p50 ms | p99 ms | server CPU µs/row | |\n"
-      "|---|---:|---:|---:|---:|---:|\n");
+      "| configuration | rows/s | p50 ms | p99 ms | server CPU µs/row | server ctx switches/row | "
+      "|\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Model& model : all) {
     if (std::find(wanted.begin(), wanted.end(), model.name) == wanted.end()) continue;
     for (Transport transport : {Transport::kUnary, Transport::kSession}) {
@@ -372,7 +418,7 @@ void BatchingSection(const std::string& deltaserve) {
                  stdout);
       std::fputs(Row(absl::StrCat(name, ", batched (max_batch_rows 256)"), results[1]).c_str(),
                  stdout);
-      std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | |\n", name.c_str(),
+      std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | | |\n", name.c_str(),
                   results[0].server_cpu_us_per_call / results[1].server_cpu_us_per_call);
       std::fflush(stdout);
     }
