@@ -126,7 +126,8 @@ SessionReactor::Actions SessionReactor::DecideLocked() {
     writing_ = true;
     actions.write = &writes_.front();
   }
-  if (!reading_ && !read_closed_ && unanswered_ + writes_.size() < max_in_flight_) {
+  if (!reading_ && !read_closed_ && !dispatching_ &&
+      unanswered_ + writes_.size() < max_in_flight_) {
     reading_ = true;
     actions.read = true;
   }
@@ -147,12 +148,18 @@ void SessionReactor::OnReadDone(bool ok) {  // Step 2.
     if (!ok) {
       read_closed_ = true;
     } else if (!ending_.has_value()) {
-      bytes.Swap(&read_buffer_);  // The next read may start before Dispatch.
+      bytes.Swap(&read_buffer_);
       ++unanswered_;
+      dispatching_ = true;
       dispatch = true;
     }
   });
-  if (dispatch) Dispatch(bytes, start);
+  if (!dispatch) return;
+  Dispatch(bytes, start);
+  // Only now the next read: an answer computed inline is queued by now, so
+  // its write starts first and the read's flow-control update goes out with
+  // it (asked for before, it went alone: two sendmsg per call, not one).
+  Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { dispatching_ = false; });
 }
 
 void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point start) {

@@ -26,7 +26,9 @@
 //      SessionSubmitDelta with its code and its time from read to answer).
 //   4. Advance(): writes the front of the queue if no write is in flight;
 //      reads the next call if no read is in flight, the client has not
-//      half-closed and unanswered + queued < max_in_flight.
+//      half-closed, the last call read has been dispatched (an answer
+//      computed inline is then written before the next read is asked for,
+//      so both go out in one sendmsg) and unanswered + queued < max_in_flight.
 //   5. Ending: the client cancels (OnCancel or a failed write: CANCELLED),
 //      the server shuts down (Close(): UNAVAILABLE) or a request did not parse
 //      (INVALID_ARGUMENT): nothing more is read or written, answers still to
@@ -138,7 +140,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
   // True if OnDone has run and nothing holds the reactor any more.
   bool DeletableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return done_ && unanswered_ == 0 && pins_ == 0 && starting_ == 0;
+    return done_ && unanswered_ == 0 && pins_ == 0 && starting_ == 0 && !dispatching_;
   }
 
   const ModelRegistry* const models_;
@@ -156,6 +158,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mu_);
   size_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;
   int starting_ ABSL_GUARDED_BY(mu_) = 0;  // Decided ops not yet performed.
+  // OnReadDone is dispatching the call it read: no next read yet (step 4),
+  // and the reactor stays alive until it is done.
+  bool dispatching_ ABSL_GUARDED_BY(mu_) = false;
   int pins_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<grpc::Status> ending_ ABSL_GUARDED_BY(mu_);  // Step 5.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
