@@ -1,10 +1,17 @@
-// Built with -ffp-contract=off (model/CMakeLists.txt): every `acc += x * w`
-// is a multiply then an add, each correctly rounded, in every code path below
-// — GCC would otherwise fuse some of them into one rounding and not others,
-// depending on the tile shape, and a row's bits would depend on its tile.
+// Built with -ffp-contract=off (model/CMakeLists.txt), so the compiler
+// never fuses a multiply and an add on its own: GCC would otherwise fuse some
+// and not others, depending on the tile shape, and a row's bits would depend
+// on its tile. Every term of a sum goes through one step, the same in every
+// code path of a build: a fused multiply-add (one rounding) where the
+// instruction set has FMA, else a multiply then an add.
 #include "model/dense_rows.h"
 
 #include <algorithm>
+#include <cmath>
+
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 namespace deltaserve::model {
 namespace {
@@ -28,6 +35,23 @@ typedef float UnalignedVec
     __attribute__((vector_size(kVecFloats * sizeof(float)), aligned(alignof(float)), may_alias));
 static_assert(kDenseLanes == 8 && kDenseLanes % kVecFloats == 0,
               "Tile's lane sum is written for 8 lanes");
+#if defined(__FMA__)
+static_assert(kVecFloats == 8, "FMA implies AVX: one 8-float vector a lane group");
+#endif
+
+// One term of a scalar sum: acc + x·w, as the vector code forms it.
+inline float MulAdd(float x, float w, float acc) {
+#if defined(__FMA__)
+  return std::fma(x, w, acc);
+#else
+  return acc + x * w;
+#endif
+}
+
+// Sums the 8 lanes of a group in dense_rows.h's fixed order.
+inline float SumLanes(const float (&s)[kDenseLanes]) {
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
 
 // Tile shapes, by how many vector registers the instruction set has: rows ×
 // units of a tile of several rows, and units of a lone row's tile. Enough
@@ -70,7 +94,13 @@ void Tile(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
       for (int p = 0; p < kParts; ++p) {
         const Vec ak =
             *reinterpret_cast<const UnalignedVec*>(a + r * a_stride + k + p * kVecFloats);
-        for (int j = 0; j < kUnits; ++j) acc[r][j][p] += ak * wk[j][p];
+        for (int j = 0; j < kUnits; ++j) {
+#if defined(__FMA__)
+          acc[r][j][p] = _mm256_fmadd_ps(ak, wk[j][p], acc[r][j][p]);
+#else
+          acc[r][j][p] += ak * wk[j][p];
+#endif
+        }
       }
     }
   }
@@ -79,14 +109,14 @@ void Tile(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
     for (int j = 0; j < kUnits; ++j) {
       const float* wj = w + static_cast<std::ptrdiff_t>(j0 + j) * fan_in;
       float tail = 0.0f;
-      for (int k = body; k < fan_in; ++k) tail += ar[k] * wj[k];
+      for (int k = body; k < fan_in; ++k) tail = MulAdd(ar[k], wj[k], tail);
       // With no whole lane group (fan_in < kDenseLanes) every lane is +0 and
       // their sum is +0: the same value, without the adds, for every row.
       float lanes = 0.0f;
       if (body > 0) {
         float s[kDenseLanes];
         for (int l = 0; l < kDenseLanes; ++l) s[l] = acc[r][j][l / kVecFloats][l % kVecFloats];
-        lanes = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        lanes = SumLanes(s);
       }
       z[r * z_stride + j0 + j] = b[j0 + j] + (lanes + tail);
     }
@@ -105,6 +135,79 @@ void Rows(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
   for (; j < units; ++j) Tile<kRows, 1>(a, a_stride, w, b, fan_in, j, z, z_stride);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__FMA__)
+// With AVX-512, two rows share a 16-float vector: unit j's lanes for rows
+// 2q (low half) and 2q + 1 (high half), against unit j's 8 weights loaded into
+// both halves straight from memory. Twice Tile's multiply-adds per
+// instruction, and the only shuffle is the one putting two rows' inputs side
+// by side, once per pair and lane group. Each lane is the same chain of fused
+// multiply-adds as in Tile, so a row's bits do not depend on which it ran in.
+constexpr bool kRowPairs = true;
+// 8 rows × 4 units: 16 accumulators, each load of W serving 8 rows (fewer
+// rows re-read W from L2 often enough to show; more units gain nothing).
+constexpr int kPairTilePairs = 4, kPairTileUnits = 4;
+
+typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
+
+template <int kPairs, int kUnits>
+void PairTile(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b, int fan_in,
+              int j0, float* z, std::ptrdiff_t z_stride) {
+  const int body = fan_in - fan_in % kDenseLanes;
+  Vec16 acc[kPairs][kUnits];
+  for (int q = 0; q < kPairs; ++q) {
+    for (int j = 0; j < kUnits; ++j) acc[q][j] = Vec16{};
+  }
+  // Shuffles of GCC's vector extension, not intrinsics: GCC 12's AVX-512
+  // broadcast and cast intrinsics warn inside its own headers under -Werror.
+  for (int k = 0; k < body; k += kDenseLanes) {
+    Vec16 wk[kUnits];
+    for (int j = 0; j < kUnits; ++j) {
+      const Vec w8 = *reinterpret_cast<const UnalignedVec*>(
+          w + static_cast<std::ptrdiff_t>(j0 + j) * fan_in + k);
+      wk[j] = _mm512_maskz_broadcast_f32x8(0xFFFF, w8);
+    }
+    for (int q = 0; q < kPairs; ++q) {
+      const float* a0 = a + 2 * q * a_stride + k;
+      const Vec lo = *reinterpret_cast<const UnalignedVec*>(a0);
+      const Vec hi = *reinterpret_cast<const UnalignedVec*>(a0 + a_stride);
+      const Vec16 aq =
+          __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      for (int j = 0; j < kUnits; ++j) acc[q][j] = _mm512_fmadd_ps(aq, wk[j], acc[q][j]);
+    }
+  }
+  for (int q = 0; q < kPairs; ++q) {
+    for (int h = 0; h < 2; ++h) {
+      const float* ar = a + (2 * q + h) * a_stride;
+      for (int j = 0; j < kUnits; ++j) {
+        const float* wj = w + static_cast<std::ptrdiff_t>(j0 + j) * fan_in;
+        float tail = 0.0f;
+        for (int k = body; k < fan_in; ++k) tail = MulAdd(ar[k], wj[k], tail);
+        float lanes = 0.0f;  // +0 with no whole lane group, as in Tile.
+        if (body > 0) {
+          float s[kDenseLanes];
+          for (int l = 0; l < kDenseLanes; ++l) s[l] = acc[q][j][h * kDenseLanes + l];
+          lanes = SumLanes(s);
+        }
+        z[(2 * q + h) * z_stride + j0 + j] = b[j0 + j] + (lanes + tail);
+      }
+    }
+  }
+}
+
+// All units of 2·kPairs rows, as Rows.
+template <int kPairs, int kUnits>
+void PairRows(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b, int fan_in,
+              int units, float* z, std::ptrdiff_t z_stride) {
+  int j = 0;
+  for (; j + kUnits <= units; j += kUnits) {
+    PairTile<kPairs, kUnits>(a, a_stride, w, b, fan_in, j, z, z_stride);
+  }
+  for (; j < units; ++j) PairTile<kPairs, 1>(a, a_stride, w, b, fan_in, j, z, z_stride);
+}
+#else
+constexpr bool kRowPairs = false;
+#endif
+
 }  // namespace
 
 void DenseRows(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows, const float* w,
@@ -120,7 +223,23 @@ void DenseRows(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows, con
     const int block_units = std::min(block, units - j0);
     const float* wb = w + static_cast<std::ptrdiff_t>(j0) * fan_in;
     std::ptrdiff_t r = 0;
-    for (; r + kTileRows <= rows; r += kTileRows) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__FMA__)
+    for (; r + 2 * kPairTilePairs <= rows; r += 2 * kPairTilePairs) {
+      PairRows<kPairTilePairs, kPairTileUnits>(a + r * a_stride, a_stride, wb, b + j0, fan_in,
+                                               block_units, z + r * z_stride + j0, z_stride);
+    }
+    if (r + 4 <= rows) {
+      PairRows<2, kPairTileUnits>(a + r * a_stride, a_stride, wb, b + j0, fan_in, block_units,
+                                  z + r * z_stride + j0, z_stride);
+      r += 4;
+    }
+    if (r + 2 <= rows) {
+      PairRows<1, kPairTileUnits>(a + r * a_stride, a_stride, wb, b + j0, fan_in, block_units,
+                                  z + r * z_stride + j0, z_stride);
+      r += 2;
+    }
+#endif
+    for (; !kRowPairs && r + kTileRows <= rows; r += kTileRows) {
       Rows<kTileRows, kTileUnits>(a + r * a_stride, a_stride, wb, b + j0, fan_in, block_units,
                                   z + r * z_stride + j0, z_stride);
     }

@@ -8,17 +8,20 @@
 // The sum over k is always formed the same way: kDenseLanes partial sums,
 // lane l taking k ≡ l (mod kDenseLanes) in increasing k for the first
 // fan_in − fan_in mod kDenseLanes terms, then the lanes added in a fixed
-// order, then the remaining terms one by one, then the bias. Every term is a
-// multiply then an add, each correctly rounded (never fused), in every code
-// path, so the grouping of rows and units into tiles — which only decides
-// which values share a load of W — cannot change a result, on any
-// instruction set (the lanes are one vector register or several).
+// order, then the remaining terms one by one, then the bias. Every term is
+// formed the same way in every code path of a build — one fused multiply-add
+// where the instruction set has FMA (x86-64-v3 and up), else a multiply then
+// an add, each correctly rounded — so the grouping of rows and units into
+// tiles, which only decides which values share a load of W, cannot change a
+// result (the lanes are half a vector register, one, or half of one). Builds
+// for instruction sets with and without FMA may differ in the last bits.
 //
-// Speed: tiles of rows (2 or 4, by instruction set) share each load of W, and blocks of
-// units small enough to stay in the L2 cache are passed over by every tile
-// before the next block is read, so a call reads its weights from memory
-// once, not once per row. For weights that outgrow the caches that is what
-// batching callers' rows buys (docs/benchmarks.md).
+// Speed: tiles of rows (2 or 4 by instruction set; with AVX-512, 8 rows held
+// two to a register) share each load of W, and blocks of units small enough
+// to stay in the L2 cache are passed over by every tile before the next block
+// is read, so a call reads its weights from memory once, not once per row.
+// For weights that outgrow the caches that is what batching callers' rows
+// buys (docs/benchmarks.md).
 #ifndef DELTASERVE_MODEL_DENSE_ROWS_H_
 #define DELTASERVE_MODEL_DENSE_ROWS_H_
 

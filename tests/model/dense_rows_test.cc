@@ -53,7 +53,7 @@ bool SameBits(const float* x, const float* y, size_t n) {
 // units); row counts below, at and above a row tile.
 const int kFanIns[] = {1, 3, 7, 8, 9, 16, 31, 64, 100, 5000};
 const int kUnits[] = {1, 2, 3, 7, 8, 9, 17, 20};
-const int kRows[] = {1, 3, 4, 5, 9};
+const int kRows[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 17};
 
 TEST(DenseRows, ComputesTheAffineMapOfEachRow) {
   uint32_t seed = 1;
@@ -89,7 +89,7 @@ TEST(DenseRows, EachRowGetsTheSameBitsWhateverElseIsComputed) {
   for (int fan_in : kFanIns) {
     for (int units : kUnits) {
       const Layer layer = RandomLayer(fan_in, units, seed++);
-      constexpr int kAll = 11;
+      constexpr int kAll = 19;
       const std::vector<float> a = RandomRows(kAll, fan_in, seed++);
       const std::vector<float> all = Dense(layer, a.data(), kAll);
       for (int start = 0; start < kAll; ++start) {
