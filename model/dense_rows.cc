@@ -136,6 +136,7 @@ void Rows(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
 }
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__FMA__)
+#define DELTASERVE_DENSE_ROW_PAIRS 1
 // With AVX-512, two rows share a 16-float vector: unit j's lanes for rows
 // 2q (low half) and 2q + 1 (high half), against unit j's 8 weights loaded into
 // both halves straight from memory. Twice Tile's multiply-adds per
@@ -157,8 +158,10 @@ void PairTile(const float* a, std::ptrdiff_t a_stride, const float* w, const flo
   for (int q = 0; q < kPairs; ++q) {
     for (int j = 0; j < kUnits; ++j) acc[q][j] = Vec16{};
   }
-  // Shuffles of GCC's vector extension, not intrinsics: GCC 12's AVX-512
-  // broadcast and cast intrinsics warn inside its own headers under -Werror.
+  // The zero-masking broadcast with a full mask, and a vector-extension
+  // shuffle for the pair: GCC 12's plain _mm512_broadcast_f32x8 and
+  // _mm512_castps256_ps512 warn inside its own headers under -Werror
+  // (-Wmaybe-uninitialized, from _mm512_undefined_ps).
   for (int k = 0; k < body; k += kDenseLanes) {
     Vec16 wk[kUnits];
     for (int j = 0; j < kUnits; ++j) {
@@ -223,7 +226,7 @@ void DenseRows(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows, con
     const int block_units = std::min(block, units - j0);
     const float* wb = w + static_cast<std::ptrdiff_t>(j0) * fan_in;
     std::ptrdiff_t r = 0;
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__FMA__)
+#if defined(DELTASERVE_DENSE_ROW_PAIRS)
     for (; r + 2 * kPairTilePairs <= rows; r += 2 * kPairTilePairs) {
       PairRows<kPairTilePairs, kPairTileUnits>(a + r * a_stride, a_stride, wb, b + j0, fan_in,
                                                block_units, z + r * z_stride + j0, z_stride);
