@@ -1,13 +1,16 @@
 // Built with -ffp-contract=off (model/CMakeLists.txt), so the compiler
 // never fuses a multiply and an add on its own: GCC would otherwise fuse some
 // and not others, depending on the tile shape, and a row's bits would depend
-// on its tile. Every term of a sum goes through one step, the same in every
-// code path of a build: a fused multiply-add (one rounding) where the
-// instruction set has FMA, else a multiply then an add.
+// on its tile. Every term of a lane sum goes through one step, the same in
+// every code path of a build: a fused multiply-add (one rounding) where the
+// instruction set has FMA, else a multiply then an add. The remainder's terms
+// (fewer than kDenseLanes) are a multiply then an add in every build, so a
+// layer narrower than one lane group keeps the plain sequential sum it had
+// before FMA was used (the forward fuzzer compares such a model's answers
+// with Mlp::Forward bit for bit).
 #include "model/dense_rows.h"
 
 #include <algorithm>
-#include <cmath>
 
 #if defined(__FMA__)
 #include <immintrin.h>
@@ -38,15 +41,6 @@ static_assert(kDenseLanes == 8 && kDenseLanes % kVecFloats == 0,
 #if defined(__FMA__)
 static_assert(kVecFloats == 8, "FMA implies AVX: one 8-float vector a lane group");
 #endif
-
-// One term of a scalar sum: acc + x·w, as the vector code forms it.
-inline float MulAdd(float x, float w, float acc) {
-#if defined(__FMA__)
-  return std::fma(x, w, acc);
-#else
-  return acc + x * w;
-#endif
-}
 
 // Sums the 8 lanes of a group in dense_rows.h's fixed order.
 inline float SumLanes(const float (&s)[kDenseLanes]) {
@@ -109,7 +103,7 @@ void Tile(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
     for (int j = 0; j < kUnits; ++j) {
       const float* wj = w + static_cast<std::ptrdiff_t>(j0 + j) * fan_in;
       float tail = 0.0f;
-      for (int k = body; k < fan_in; ++k) tail = MulAdd(ar[k], wj[k], tail);
+      for (int k = body; k < fan_in; ++k) tail += ar[k] * wj[k];  // Never fused.
       // With no whole lane group (fan_in < kDenseLanes) every lane is +0 and
       // their sum is +0: the same value, without the adds, for every row.
       float lanes = 0.0f;
@@ -123,17 +117,22 @@ void Tile(const float* a, std::ptrdiff_t a_stride, const float* w, const float* 
   }
 }
 
-// All units of kRows rows: tiles of kUnits units, then the remaining units
-// one at a time.
-template <int kRows, int kUnits>
-void Rows(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b, int fan_in,
-          int units, float* z, std::ptrdiff_t z_stride) {
+// A tile of outputs starting at unit j0 (Tile, PairTile).
+using TileFn = void (*)(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b,
+                        int fan_in, int j0, float* z, std::ptrdiff_t z_stride);
+
+// All units of one tile's rows: tiles of kUnits units, then the remaining
+// units one at a time.
+template <int kUnits, TileFn kTile, TileFn kOneUnit>
+void AllUnits(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b, int fan_in,
+              int units, float* z, std::ptrdiff_t z_stride) {
   int j = 0;
-  for (; j + kUnits <= units; j += kUnits) {
-    Tile<kRows, kUnits>(a, a_stride, w, b, fan_in, j, z, z_stride);
-  }
-  for (; j < units; ++j) Tile<kRows, 1>(a, a_stride, w, b, fan_in, j, z, z_stride);
+  for (; j + kUnits <= units; j += kUnits) kTile(a, a_stride, w, b, fan_in, j, z, z_stride);
+  for (; j < units; ++j) kOneUnit(a, a_stride, w, b, fan_in, j, z, z_stride);
 }
+
+template <int kRows, int kUnits>
+constexpr auto Rows = AllUnits<kUnits, Tile<kRows, kUnits>, Tile<kRows, 1>>;
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__FMA__)
 #define DELTASERVE_DENSE_ROW_PAIRS 1
@@ -184,7 +183,7 @@ void PairTile(const float* a, std::ptrdiff_t a_stride, const float* w, const flo
       for (int j = 0; j < kUnits; ++j) {
         const float* wj = w + static_cast<std::ptrdiff_t>(j0 + j) * fan_in;
         float tail = 0.0f;
-        for (int k = body; k < fan_in; ++k) tail = MulAdd(ar[k], wj[k], tail);
+        for (int k = body; k < fan_in; ++k) tail += ar[k] * wj[k];  // Never fused.
         float lanes = 0.0f;  // +0 with no whole lane group, as in Tile.
         if (body > 0) {
           float s[kDenseLanes];
@@ -197,16 +196,9 @@ void PairTile(const float* a, std::ptrdiff_t a_stride, const float* w, const flo
   }
 }
 
-// All units of 2·kPairs rows, as Rows.
+// All units of 2·kPairs rows.
 template <int kPairs, int kUnits>
-void PairRows(const float* a, std::ptrdiff_t a_stride, const float* w, const float* b, int fan_in,
-              int units, float* z, std::ptrdiff_t z_stride) {
-  int j = 0;
-  for (; j + kUnits <= units; j += kUnits) {
-    PairTile<kPairs, kUnits>(a, a_stride, w, b, fan_in, j, z, z_stride);
-  }
-  for (; j < units; ++j) PairTile<kPairs, 1>(a, a_stride, w, b, fan_in, j, z, z_stride);
-}
+constexpr auto PairRows = AllUnits<kUnits, PairTile<kPairs, kUnits>, PairTile<kPairs, 1>>;
 #else
 constexpr bool kRowPairs = false;
 #endif

@@ -9,9 +9,10 @@
 // lane l taking k ≡ l (mod kDenseLanes) in increasing k for the first
 // fan_in − fan_in mod kDenseLanes terms, then the lanes added in a fixed
 // order, then the remaining terms one by one, then the bias. Every term is
-// formed the same way in every code path of a build — one fused multiply-add
-// where the instruction set has FMA (x86-64-v3 and up), else a multiply then
-// an add, each correctly rounded — so the grouping of rows and units into
+// formed the same way in every code path of a build — in the lanes one fused
+// multiply-add where the instruction set has FMA (x86-64-v3 and up), else a
+// multiply then an add, each correctly rounded; the remaining terms always a
+// multiply then an add — so the grouping of rows and units into
 // tiles, which only decides which values share a load of W, cannot change a
 // result (the lanes are half a vector register, one, or half of one). Builds
 // for instruction sets with and without FMA may differ in the last bits.
