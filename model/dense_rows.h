@@ -27,6 +27,7 @@
 #define DELTASERVE_MODEL_DENSE_ROWS_H_
 
 #include <cstddef>
+#include <vector>
 
 namespace deltaserve::model {
 
@@ -35,8 +36,27 @@ inline constexpr int kDenseLanes = 8;
 // Z[r, ·] for rows r = 0 .. rows−1 (rows ≥ 0): row r of A starts at
 // a + r·a_stride, row r of Z at z + r·z_stride; A, W and b must not overlap Z.
 // No alignment is required.
+//
+// Runs the first of DenseRowsKernels(), chosen once per process, so every
+// call in a process forms its sums the same way.
 void DenseRows(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows, const float* w,
                const float* b, int fan_in, int units, float* z, std::ptrdiff_t z_stride);
+
+// The kernel is compiled for the build's own instruction set ("build") and,
+// on x86-64, also for AVX2 + FMA ("avx2-fma") and AVX-512 ("avx512"), so that
+// a binary built for x86-64-v2 (the container images) still runs the wide
+// kernel where the CPU has it. Each follows the contract above; copies for
+// different instruction sets may differ in the last bits (FMA or not).
+using DenseRowsFn = void(const float* a, std::ptrdiff_t a_stride, std::ptrdiff_t rows,
+                         const float* w, const float* b, int fan_in, int units, float* z,
+                         std::ptrdiff_t z_stride);
+struct DenseRowsKernel {
+  const char* name;  // "build", "avx2-fma" or "avx512"
+  DenseRowsFn* run;
+};
+// The copies this CPU runs, the widest first (on a tie "build" first):
+// DenseRows uses the first.
+const std::vector<DenseRowsKernel>& DenseRowsKernels();
 
 }  // namespace deltaserve::model
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -35,11 +36,13 @@ std::vector<float> RandomRows(int rows, int width, uint32_t seed) {
   return a;
 }
 
-// Z for `rows` rows of `a` (stride fan_in) into a [rows × units] buffer.
-std::vector<float> Dense(const Layer& layer, const float* a, int rows) {
+// Z for `rows` rows of `a` (stride fan_in) into a [rows × units] buffer, by
+// `kernel` (DenseRows unless given).
+std::vector<float> Dense(const Layer& layer, const float* a, int rows,
+                         DenseRowsFn* kernel = &DenseRows) {
   std::vector<float> z(static_cast<size_t>(rows) * layer.units, NAN);
-  DenseRows(a, layer.fan_in, rows, layer.w.data(), layer.b.data(), layer.fan_in, layer.units,
-            z.data(), layer.units);
+  kernel(a, layer.fan_in, rows, layer.w.data(), layer.b.data(), layer.fan_in, layer.units, z.data(),
+         layer.units);
   return z;
 }
 
@@ -55,14 +58,28 @@ const int kFanIns[] = {1, 3, 7, 8, 9, 16, 31, 64, 100, 5000};
 const int kUnits[] = {1, 2, 3, 7, 8, 9, 17, 20};
 const int kRows[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 17};
 
-TEST(DenseRows, ComputesTheAffineMapOfEachRow) {
+// Every copy of the kernel this CPU runs (dense_rows.h) is held to the
+// contract, not only the one DenseRows picked.
+class DenseRowsKernelTest : public ::testing::TestWithParam<DenseRowsKernel> {};
+
+INSTANTIATE_TEST_SUITE_P(ThisCpu, DenseRowsKernelTest, ::testing::ValuesIn(DenseRowsKernels()),
+                         [](const ::testing::TestParamInfo<DenseRowsKernel>& info) {
+                           std::string name = info.param.name;
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name;
+                         });
+
+TEST_P(DenseRowsKernelTest, ComputesTheAffineMapOfEachRow) {
+  DenseRowsFn* const kernel = GetParam().run;
   uint32_t seed = 1;
   for (int fan_in : kFanIns) {
     for (int units : kUnits) {
       const Layer layer = RandomLayer(fan_in, units, seed++);
       for (int rows : kRows) {
         const std::vector<float> a = RandomRows(rows, fan_in, seed++);
-        const std::vector<float> z = Dense(layer, a.data(), rows);
+        const std::vector<float> z = Dense(layer, a.data(), rows, kernel);
         for (int r = 0; r < rows; ++r) {
           for (int j = 0; j < units; ++j) {
             double expected = layer.b[j];
@@ -84,14 +101,15 @@ TEST(DenseRows, ComputesTheAffineMapOfEachRow) {
 
 // The contract: a row's outputs are the same bits computed alone, in a tile
 // with others, at any position, from any (misaligned) address.
-TEST(DenseRows, EachRowGetsTheSameBitsWhateverElseIsComputed) {
+TEST_P(DenseRowsKernelTest, EachRowGetsTheSameBitsWhateverElseIsComputed) {
+  DenseRowsFn* const kernel = GetParam().run;
   uint32_t seed = 100;
   for (int fan_in : kFanIns) {
     for (int units : kUnits) {
       const Layer layer = RandomLayer(fan_in, units, seed++);
       constexpr int kAll = 19;
       const std::vector<float> a = RandomRows(kAll, fan_in, seed++);
-      const std::vector<float> all = Dense(layer, a.data(), kAll);
+      const std::vector<float> all = Dense(layer, a.data(), kAll, kernel);
       for (int start = 0; start < kAll; ++start) {
         for (int rows : kRows) {
           if (start + rows > kAll) continue;
@@ -100,7 +118,7 @@ TEST(DenseRows, EachRowGetsTheSameBitsWhateverElseIsComputed) {
           std::vector<float> shifted(static_cast<size_t>(rows) * fan_in + 1);
           std::memcpy(shifted.data() + 1, a.data() + static_cast<size_t>(start) * fan_in,
                       static_cast<size_t>(rows) * fan_in * sizeof(float));
-          const std::vector<float> part = Dense(layer, shifted.data() + 1, rows);
+          const std::vector<float> part = Dense(layer, shifted.data() + 1, rows, kernel);
           EXPECT_TRUE(
               SameBits(part.data(), all.data() + static_cast<size_t>(start) * units, part.size()))
               << "fan_in " << fan_in << ", units " << units << ", rows " << start << ".."
@@ -109,6 +127,20 @@ TEST(DenseRows, EachRowGetsTheSameBitsWhateverElseIsComputed) {
       }
     }
   }
+}
+
+// DenseRows runs the first copy listed; the build's own copy is always there.
+TEST(DenseRows, RunsTheFirstKernelListed) {
+  const std::vector<DenseRowsKernel>& kernels = DenseRowsKernels();
+  ASSERT_FALSE(kernels.empty());
+  int builds = 0;
+  for (const DenseRowsKernel& k : kernels) builds += std::string(k.name) == "build";
+  EXPECT_EQ(builds, 1);
+  const Layer layer = RandomLayer(100, 20, 3);
+  const std::vector<float> a = RandomRows(9, 100, 4);
+  const std::vector<float> picked = Dense(layer, a.data(), 9);
+  const std::vector<float> first = Dense(layer, a.data(), 9, kernels.front().run);
+  EXPECT_TRUE(SameBits(picked.data(), first.data(), picked.size())) << kernels.front().name;
 }
 
 TEST(DenseRows, HonoursStridesAndWritesNothingElse) {
