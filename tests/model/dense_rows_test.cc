@@ -130,6 +130,9 @@ TEST_P(DenseRowsKernelTest, EachRowGetsTheSameBitsWhateverElseIsComputed) {
 }
 
 // DenseRows runs the first copy listed; the build's own copy is always there.
+// (It tells copies apart where the build's flags are narrower than the CPU:
+// isa_builds' x86-64-v2 and -v3 builds, where the first is a wider copy whose
+// fused sums differ in the last bits from the build's own.)
 TEST(DenseRows, RunsTheFirstKernelListed) {
   const std::vector<DenseRowsKernel>& kernels = DenseRowsKernels();
   ASSERT_FALSE(kernels.empty());
