@@ -67,7 +67,9 @@ def main():
 
     failed = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for rel, code, stderr in pool.map(check, sorted(units)):
+        # By path only: a file compiled more than once (model/dense_rows_kernel.cc,
+        # once per instruction set) is listed, and checked, once per compilation.
+        for rel, code, stderr in pool.map(check, sorted(units, key=lambda unit: unit[0])):
             if code != 0:
                 failed.append(rel)
                 print(f"--- {rel}\n{stderr}")
