@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/cli.h"
+#include "model/dense_rows.h"
 #include "server/core/config.h"
 #include "server/core/log.h"
 #include "server/service/server.h"
@@ -174,7 +175,8 @@ int main(int argc, char** argv) {
   server::LogInfo(
       "config ",
       absl::GetFlag(FLAGS_config).empty() ? "(built-in default)" : absl::GetFlag(FLAGS_config),
-      "; open files limit ", open_files);
+      "; open files limit ", open_files, "; Forward kernel ",
+      ::deltaserve::model::DenseRowsKernels().front().name);
   std::printf("listening on %s\n", (*running)->address().c_str());
   std::fflush(stdout);
 

@@ -27,6 +27,7 @@
 #include "client/trainer_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/dense_rows.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/support/child_process.h"
 #include "tests/support/closed_by_peer.h"
@@ -249,6 +250,20 @@ TEST(ServerBinary, RaisesItsOpenFileLimitToTheHardLimit) {
   const std::string log = ReadAll(child.err);
   EXPECT_EQ(Wait(child), 0) << log;
   EXPECT_THAT(log, HasSubstr("open files limit"));
+}
+
+// The start-up log names the Forward kernel copy this CPU runs
+// (model/dense_rows.h): how an operator tells a container on an AVX-512 host
+// from one that fell back to the build's own kernel.
+TEST(ServerBinary, LogsTheForwardKernelItRuns) {
+  Child child = Spawn({"--listen=127.0.0.1:0"});
+  ASSERT_THAT(ReadLine(child.out), MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+  EXPECT_THAT(log,
+              HasSubstr(absl::StrCat("; Forward kernel ",
+                                     deltaserve::model::DenseRowsKernels().front().name, "\n")));
 }
 
 // A connection that makes no call is closed after max_connection_idle_seconds.
