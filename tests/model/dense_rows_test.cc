@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -9,6 +10,11 @@
 #include "gtest/gtest.h"
 
 namespace deltaserve::model {
+
+// Test names and failures show a kernel by its name (found by ADL, so here
+// and not in the unnamed namespace).
+void PrintTo(const DenseRowsKernel& kernel, std::ostream* os) { *os << kernel.name; }
+
 namespace {
 
 struct Layer {
