@@ -178,7 +178,7 @@ absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
   };
   Eigen::Index widest = 0;
   for (const LayerOffsets& o : offsets_) widest = std::max(widest, padded(o.units));
-  constexpr Eigen::Index kChunkRowMultiple = 8;  // Whole tiles of rows (dense_rows.cc).
+  constexpr Eigen::Index kChunkRowMultiple = 8;  // Whole row tiles (dense_rows_kernel.cc).
   const Eigen::Index chunk_rows = std::clamp<Eigen::Index>(
       kChunkBytes / (widest * Eigen::Index{sizeof(float)}) / kChunkRowMultiple * kChunkRowMultiple,
       kChunkRowMultiple, kChunkRows);
