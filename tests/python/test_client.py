@@ -246,20 +246,30 @@ class ErrorMappingTest(unittest.TestCase):
 
 
 class PythonCartPoleTest(unittest.TestCase):
-    """The Python example simulator improves on a random policy (~22)."""
+    """The Python example simulator learns CartPole through the server."""
 
-    def test_short_run_improves(self):
+    TARGET = 100.0           # average return over 100 episodes; a random policy gets ~22
+    EPISODES_PER_THREAD = 250
+
+    def test_threads_acting_through_the_replica_reach_the_target(self):
+        # The run stops at the target, as a user's would. Judging a fixed number
+        # of episodes instead also judged where asynchronous REINFORCE wanders
+        # after it learned (CI saw averages of 74 and 9 after 240 episodes of
+        # runs that had passed 100 on the way); reaching 100 took 103-162
+        # episodes over 20 runs here, beside three busy loops too.
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "client",
                                         "python", "examples"))
         import cartpole
         config_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs",
                                    "cartpole.textproto")
         with open(config_path) as f, LocalServer(BIN, f.read()) as server:
-            avg, episodes, _ = cartpole.train(server.address, threads=4, actions="replica",
-                                              seed=3, target=0, episodes=60, time_limit=60,
-                                              progress=False)
-        self.assertEqual(episodes, 240)
-        self.assertGreater(avg, 80.0)
+            avg, episodes, seconds = cartpole.train(
+                server.address, threads=4, actions="replica", seed=3, target=self.TARGET,
+                episodes=self.EPISODES_PER_THREAD, time_limit=120, progress=False)
+        self.assertGreaterEqual(
+            avg, self.TARGET, "average %.1f after %d episodes (%.1f s): the target was not reached"
+            % (avg, episodes, seconds))
+        self.assertLess(episodes, 4 * self.EPISODES_PER_THREAD)
 
 
 class SlowWatcherTest(ServerTestCase):
