@@ -132,6 +132,16 @@ size_t ParameterCount(const MlpSpec& spec) {
   return count;
 }
 
+size_t MultiplyAddsPerRow(const MlpSpec& spec) {
+  size_t count = 0;
+  size_t fan_in = static_cast<size_t>(spec.input_dim);
+  for (const LayerSpec& layer : spec.layers) {
+    count += static_cast<size_t>(layer.units) * fan_in;
+    fan_in = static_cast<size_t>(layer.units);
+  }
+  return count;
+}
+
 const char* ActivationName(Activation activation) {
   switch (activation) {
     case Activation::kIdentity:

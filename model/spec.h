@@ -73,6 +73,9 @@ absl::Status ValidateSurrogateConfig(const SurrogateConfig& config);
 // Number of float32 parameters: Σ units·(fan_in + 1). Spec must be valid.
 size_t ParameterCount(const MlpSpec& spec);
 
+// Multiply-adds one row of Forward costs: Σ units·fan_in. Spec must be valid.
+size_t MultiplyAddsPerRow(const MlpSpec& spec);
+
 // "tanh", "relu", ... for messages.
 const char* ActivationName(Activation activation);
 

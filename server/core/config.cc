@@ -118,6 +118,7 @@ void FillModelDefaults(v1::ModelSpec* spec) {
   if (spec->queue_capacity() == 0) spec->set_queue_capacity(kDefaultQueueCapacity);
   if (spec->max_request_rows() == 0) spec->set_max_request_rows(kDefaultMaxRequestRows);
   if (spec->max_batch_rows() == 0) spec->set_max_batch_rows(kDefaultMaxBatchRows);
+  if (spec->min_batch_macs() == 0) spec->set_min_batch_macs(kDefaultMinBatchMacs);
 }
 
 void FillDefaults(v1::ServerConfig* config) {
@@ -281,6 +282,8 @@ absl::StatusOr<ForwardBatchingOptions> ForwardBatchingOptionsFromProto(const v1:
   options.max_batch_rows =
       spec.max_batch_rows() == 0 ? kDefaultMaxBatchRows : spec.max_batch_rows();
   options.max_queue_delay = absl::Microseconds(spec.max_queue_delay_us());
+  options.min_batch_macs =
+      spec.min_batch_macs() == 0 ? kDefaultMinBatchMacs : spec.min_batch_macs();
   return options;
 }
 

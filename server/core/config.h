@@ -48,7 +48,7 @@ absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string&
 // The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
 // (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
 // delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
-// max_batch_rows 0 → 256,
+// max_batch_rows 0 → 256, min_batch_macs 0 → 65536,
 // max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
 // max_connection_idle_seconds 0 → 300, max_connections 0 → 4096,
 // handshake_timeout_seconds 0 → 20, persistence: durability COMMIT,
@@ -88,7 +88,7 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::Mod
 absl::StatusOr<PersistenceOptions> PersistenceOptionsFromProto(
     const deltaserve::v1::ServerConfig& config, const deltaserve::v1::ModelSpec& spec,
     const std::string& state_dir);
-// The spec's Forward batching (max_batch_rows, max_queue_delay_us), defaults
+// The spec's Forward batching (max_batch_rows, max_queue_delay_us, min_batch_macs), defaults
 // filled. INVALID_ARGUMENT if max_queue_delay_us exceeds kMaxQueueDelayMicros.
 absl::StatusOr<ForwardBatchingOptions> ForwardBatchingOptionsFromProto(
     const deltaserve::v1::ModelSpec& spec);

@@ -25,33 +25,24 @@ absl::StatusOr<std::unique_ptr<ForwardBatcher>> ForwardBatcher::Create(
 
 ForwardBatcher::ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions options,
                                ModelMetrics* metrics)
-    : trainer_(trainer), options_(options), metrics_(metrics) {
+    : trainer_(trainer),
+      options_(options),
+      metrics_(metrics),
+      macs_per_row_(model::MultiplyAddsPerRow(trainer->mlp().spec())) {
   if (options_.max_batch_rows > 1) thread_ = std::thread([this] { Loop(); });
 }
 
 ForwardBatcher::~ForwardBatcher() { Stop(); }
 
+bool ForwardBatcher::ComputesInline(Eigen::Index rows) const {
+  // rows ≤ max_request_rows (< 2^32) and macs_per_row_ < 2^31: no overflow.
+  return options_.max_batch_rows == 1 ||
+         static_cast<uint64_t>(rows) * macs_per_row_ < options_.min_batch_macs;
+}
+
 absl::Status ForwardBatcher::Enqueue(model::Matrix inputs, Done done) {
   RETURN_IF_ERROR(trainer_->ValidateForwardInputs(inputs));
-  if (options_.max_batch_rows == 1) {  // Unbatched: the caller's thread computes.
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return ShuttingDown(trainer_->name());
-    }
-    std::shared_ptr<const Snapshot> snapshot = trainer_->snapshot();
-    ForwardResult result;
-    Trainer::ForwardScratch scratch;
-    absl::Status status = trainer_->ForwardAt(*snapshot, inputs, &result.outputs, scratch);
-    if (status.ok()) status = Trainer::CheckForwardOutputs(result.outputs);
-    if (!status.ok()) {
-      std::move(done)(status);
-      return absl::OkStatus();
-    }
-    if (metrics_ != nullptr) metrics_->RecordForwardBatch(static_cast<uint64_t>(inputs.rows()));
-    result.version = snapshot->version;
-    std::move(done)(std::move(result));
-    return absl::OkStatus();
-  }
+  if (ComputesInline(inputs.rows())) return ComputeHere(inputs, std::move(done));
   absl::MutexLock lock(&mu_);
   if (stopping_) return ShuttingDown(trainer_->name());
   if (queue_.size() >= kMaxQueuedRequests) {
@@ -61,6 +52,26 @@ absl::Status ForwardBatcher::Enqueue(model::Matrix inputs, Done done) {
   }
   queued_rows_ += static_cast<size_t>(inputs.rows());
   queue_.push_back(Request{std::move(inputs), std::move(done), absl::Now()});
+  return absl::OkStatus();
+}
+
+absl::Status ForwardBatcher::ComputeHere(const model::Matrix& inputs, Done done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return ShuttingDown(trainer_->name());
+  }
+  std::shared_ptr<const Snapshot> snapshot = trainer_->snapshot();
+  ForwardResult result;
+  Trainer::ForwardScratch scratch;
+  absl::Status status = trainer_->ForwardAt(*snapshot, inputs, &result.outputs, scratch);
+  if (status.ok()) status = Trainer::CheckForwardOutputs(result.outputs);
+  if (!status.ok()) {
+    std::move(done)(status);
+    return absl::OkStatus();
+  }
+  if (metrics_ != nullptr) metrics_->RecordForwardBatch(static_cast<uint64_t>(inputs.rows()));
+  result.version = snapshot->version;
+  std::move(done)(std::move(result));
   return absl::OkStatus();
 }
 

@@ -21,8 +21,15 @@
 //      caller only.
 //   5. Stop(): requests still queued fail with UNAVAILABLE, the thread exits.
 //
-// max_batch_rows = 1 is the unbatched path: no thread; Enqueue computes the
-// Forward itself (Trainer::Forward) and calls `done` before returning.
+// Cheap requests skip all of this: a request whose product costs fewer than
+// min_batch_macs multiply-adds (rows × the model's multiply-adds per row) is
+// computed by Enqueue itself, on the caller's thread, on the newest
+// snapshot, and `done` is called before Enqueue returns. Waking the batcher
+// thread costs ≈ 5–10 µs a request (docs/benchmarks.md); below the default
+// threshold the product itself costs less than that, so stacking cannot win
+// it back, and it is small enough not to hold up a gRPC reaction.
+// max_batch_rows = 1 is the unbatched path: every request is computed that
+// way, and there is no thread.
 //
 // No gRPC here; callbacks must not block (they run on the batcher thread).
 #ifndef DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_
@@ -46,11 +53,20 @@
 
 namespace deltaserve::server {
 
+// The multiply-adds below which a request is computed inline, by default:
+// one row of the large 64 → 256 → 256 → 64 model (98,304) is batched, one row
+// of CartPole's 4 → 32 → 2 (192) is not; 65,536 multiply-adds of one row take
+// ≈ 3 µs here (BM_ForwardRowInvariant).
+inline constexpr uint64_t kDefaultMinBatchMacs = 65536;
+
 struct ForwardBatchingOptions {
   // Rows one batch may stack; 1 = no batching (see the file comment). ≥ 1.
   uint32_t max_batch_rows = 256;
   // How long the oldest request may wait for a fuller batch; 0 = never wait.
   absl::Duration max_queue_delay = absl::ZeroDuration();
+  // A request costing fewer multiply-adds than this is computed inline, in
+  // Enqueue (see the file comment); 0 = every request goes to the batcher.
+  uint64_t min_batch_macs = kDefaultMinBatchMacs;
 };
 
 class ForwardBatcher {
@@ -60,7 +76,8 @@ class ForwardBatcher {
   static constexpr size_t kMaxQueuedRequests = 4096;
 
   // Called exactly once per accepted request: from the batcher thread, from
-  // Stop() (UNAVAILABLE), or, unbatched, from inside Enqueue. Must not block.
+  // Stop() (UNAVAILABLE), or, for a request computed inline, from inside
+  // Enqueue. Must not block.
   using Done = absl::AnyInvocable<void(absl::StatusOr<ForwardResult>) &&>;
 
   // `trainer` (and `metrics`, if not null) must outlive the batcher. Starts
@@ -80,7 +97,8 @@ class ForwardBatcher {
 
   // Step 1. On OK `done` will be called exactly once (see Done); on error it
   // is not called: Trainer::ValidateForwardInputs' errors, RESOURCE_EXHAUSTED
-  // when the queue is full, UNAVAILABLE after Stop(). Never blocks.
+  // when the queue is full, UNAVAILABLE after Stop(). Never blocks; a request
+  // below min_batch_macs (or any, when max_batch_rows is 1) is computed here.
   absl::Status Enqueue(model::Matrix inputs, Done done) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Step 5. Idempotent; blocks until the thread has exited (the batch it is
@@ -89,6 +107,9 @@ class ForwardBatcher {
 
   // Requests waiting (not yet taken into a batch).
   size_t queued() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Whether a request of `rows` rows is computed inline by Enqueue.
+  bool ComputesInline(Eigen::Index rows) const;
 
  private:
   struct Request {
@@ -99,6 +120,8 @@ class ForwardBatcher {
 
   ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions options, ModelMetrics* metrics);
 
+  // Enqueue's inline path: computes `inputs` on the newest snapshot, calls `done`.
+  absl::Status ComputeHere(const model::Matrix& inputs, Done done) ABSL_LOCKS_EXCLUDED(mu_);
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
   // Steps 2–3: blocks for the next batch; empty once stopping.
   std::deque<Request> TakeBatch() ABSL_LOCKS_EXCLUDED(mu_);
@@ -108,6 +131,7 @@ class ForwardBatcher {
   const Trainer* const trainer_;
   const ForwardBatchingOptions options_;
   ModelMetrics* const metrics_;
+  const uint64_t macs_per_row_;
 
   // Batcher-thread state.
   model::Matrix stacked_;

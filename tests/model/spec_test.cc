@@ -35,6 +35,10 @@ TEST(ValidateMlpSpec, AcceptsValidSpecAndCountsParameters) {
   EXPECT_EQ(ParameterCount(ValidSpec()), 8u * 5 + 2u * 9);
 }
 
+TEST(MultiplyAddsPerRow, CountsEachLayersWeightsButNotItsBiases) {
+  EXPECT_EQ(MultiplyAddsPerRow(ValidSpec()), 8u * 4 + 2u * 8);
+}
+
 TEST(ValidateMlpSpec, RejectsBadSpecsSayingWhatWasExpected) {
   MlpSpec spec = ValidSpec();
   spec.input_dim = 0;

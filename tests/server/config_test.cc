@@ -64,12 +64,30 @@ TEST(Config, FillDefaultsUsesTheDocumentedValues) {
   EXPECT_FLOAT_EQ(a.surrogate().delta_scale(), 1.0f);
   EXPECT_EQ(a.samples_per_step(), 1u);
   EXPECT_EQ(a.queue_capacity(), 1024u);
+  EXPECT_EQ(a.max_batch_rows(), 256u);
+  EXPECT_EQ(a.min_batch_macs(), 65536u);
   const v1::ModelSpec& b = config.models(1);
   EXPECT_FLOAT_EQ(b.optimizer().learning_rate(), 0.5f);  // Set values stay.
   EXPECT_FLOAT_EQ(b.optimizer().beta1(), 0.9f);
   EXPECT_FLOAT_EQ(b.optimizer().beta2(), 0.999f);
   EXPECT_FLOAT_EQ(b.optimizer().epsilon(), 1e-8f);
   EXPECT_EQ(config.max_message_bytes(), kDefaultMaxMessageBytes);
+}
+
+TEST(Config, ForwardBatchingOptionsComeFromTheSpec) {
+  v1::ModelSpec spec = testing::ParseText<v1::ModelSpec>(R"pb(max_batch_rows: 32
+                                                              max_queue_delay_us: 250
+                                                              min_batch_macs: 1)pb");
+  absl::StatusOr<ForwardBatchingOptions> options = ForwardBatchingOptionsFromProto(spec);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->max_batch_rows, 32u);
+  EXPECT_EQ(options->max_queue_delay, absl::Microseconds(250));
+  EXPECT_EQ(options->min_batch_macs, 1u);
+  options = ForwardBatchingOptionsFromProto(v1::ModelSpec());  // Unset: the defaults.
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->max_batch_rows, kDefaultMaxBatchRows);
+  EXPECT_EQ(options->max_queue_delay, absl::ZeroDuration());
+  EXPECT_EQ(options->min_batch_macs, kDefaultMinBatchMacs);
 }
 
 TEST(Config, UnspecifiedOptimizerKindIsSgd) {

@@ -55,10 +55,13 @@ std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options = SmallOptions(),
   return *std::move(trainer);
 }
 
+// min_batch_macs 0: every request goes to the batcher, however cheap, so that
+// these small models' requests are batched.
 std::unique_ptr<ForwardBatcher> MakeBatcher(const Trainer* trainer, uint32_t max_batch_rows,
-                                            absl::Duration delay, ModelMetrics* metrics = nullptr) {
+                                            absl::Duration delay, ModelMetrics* metrics = nullptr,
+                                            uint64_t min_batch_macs = 0) {
   absl::StatusOr<std::unique_ptr<ForwardBatcher>> batcher =
-      ForwardBatcher::Create(trainer, {max_batch_rows, delay}, metrics);
+      ForwardBatcher::Create(trainer, {max_batch_rows, delay, min_batch_macs}, metrics);
   EXPECT_TRUE(batcher.ok()) << batcher.status();
   return *std::move(batcher);
 }
@@ -344,6 +347,58 @@ TEST(ForwardBatcher, MaxBatchRowsOneComputesInTheCallersThread) {
   Call late;
   late.inputs = Inputs(1, 1.0f);
   EXPECT_EQ(Enqueue(*batcher, late).code(), absl::StatusCode::kUnavailable);
+}
+
+// SmallOptions' model costs 3·16 + 16·2 = 80 multiply-adds a row.
+TEST(ForwardBatcher, RequestsBelowMinBatchMacsAreComputedInTheCallersThread) {
+  auto trainer = MakeTrainer();
+  // 2 rows (160) are computed inline; 3 rows (240) wait in the batcher's
+  // queue, held there for a fuller batch.
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, kHoldForFullBatch,
+                             /*metrics=*/nullptr, /*min_batch_macs=*/161);
+  EXPECT_TRUE(batcher->ComputesInline(2));
+  EXPECT_FALSE(batcher->ComputesInline(3));
+  Call cheap;
+  cheap.inputs = Inputs(2, 1.0f);
+  ASSERT_TRUE(Enqueue(*batcher, cheap).ok());
+  ASSERT_TRUE(cheap.done.HasBeenNotified());  // Before Enqueue returned.
+  ASSERT_TRUE(cheap.result.ok()) << cheap.result.status();
+  absl::StatusOr<ForwardResult> alone = trainer->Forward(cheap.inputs);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_EQ(cheap.result->outputs, alone->outputs);
+  EXPECT_EQ(cheap.result->version, alone->version);
+  EXPECT_EQ(batcher->queued(), 0u);
+  Call costly;
+  costly.inputs = Inputs(3, 2.0f);
+  ASSERT_TRUE(Enqueue(*batcher, costly).ok());
+  EXPECT_FALSE(costly.done.HasBeenNotified());
+  EXPECT_EQ(batcher->queued(), 1u);
+  batcher->Stop();
+  ASSERT_TRUE(costly.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(costly.result.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ForwardBatcher, ByDefaultSmallModelsComputeInlineAndLargeOnesBatch) {
+  auto small = MakeTrainer();
+  auto small_batcher = ForwardBatcher::Create(small.get(), ForwardBatchingOptions{});
+  ASSERT_TRUE(small_batcher.ok());
+  EXPECT_EQ((*small_batcher)->options().min_batch_macs, kDefaultMinBatchMacs);
+  EXPECT_TRUE((*small_batcher)->ComputesInline(1));
+  EXPECT_TRUE((*small_batcher)->ComputesInline(819));   // 65,520 multiply-adds.
+  EXPECT_FALSE((*small_batcher)->ComputesInline(820));  // 65,600.
+  TrainerOptions options = SmallOptions();              // 64 → 256 → 256 → 64: 98,304 a row.
+  options.mlp.input_dim = 64;
+  options.mlp.layers = {{256, model::Activation::kTanh},
+                        {256, model::Activation::kTanh},
+                        {64, model::Activation::kIdentity}};
+  auto large = MakeTrainer(std::move(options));
+  auto large_batcher = ForwardBatcher::Create(large.get(), ForwardBatchingOptions{});
+  ASSERT_TRUE(large_batcher.ok());
+  EXPECT_FALSE((*large_batcher)->ComputesInline(1));
+  // max_batch_rows 1 computes every request inline, whatever it costs.
+  auto unbatched = ForwardBatcher::Create(large.get(), {1, absl::ZeroDuration(), 0});
+  ASSERT_TRUE(unbatched.ok());
+  EXPECT_TRUE((*unbatched)->ComputesInline(4096));
 }
 
 TEST(ForwardBatcher, CreateRejectsZeroRowsAndBadDelays) {

@@ -329,8 +329,9 @@ TEST_F(SessionTest, ShutdownEndsOpenSessionsUnavailableWithoutHanging) {
 
 // Many sessions with one row per call: the batcher stacks their rows (fewer
 // products than calls) and every answer equals the unary Forward bit for bit.
+// (min_batch_macs: 1, or this small model's rows would be computed inline.)
 TEST_F(SessionTest, ConcurrentSessionsAreBatchedAndEachGetsItsOwnRows) {
-  Start("max_staleness: 1000 max_batch_rows: 64");
+  Start("max_staleness: 1000 max_batch_rows: 64 min_batch_macs: 1");
   constexpr int kSessions = 8;
   constexpr int kCalls = 64;  // Per session, all written before reading.
   std::vector<std::thread> clients;
