@@ -104,12 +104,17 @@ std::vector<float> ParametersOf(const v1::ParameterUpdate& update) {
   return {update.parameters().begin(), update.parameters().end()};
 }
 
-TEST_F(ServiceTest, ForwardEqualsMlpForwardOnServedParameters) {
-  Start(kSmallModel);
+// The small model's Forward is computed in the handler by default; with
+// min_batch_macs: 1 it goes through the batcher thread, which Finishes the rpc.
+class ServiceForwardTest : public ServiceTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ServiceForwardTest, ForwardEqualsMlpForwardOnServedParameters) {
+  const std::string config = testing::SmallModelConfig("max_staleness: 1000 " + GetParam());
+  Start(config);
   const std::vector<float> x = {0.1f, -0.2f, 0.3f, 0.4f, 1.0f, 2.0f, -3.0f, 0.5f};
   v1::ForwardResponse response;
   ASSERT_TRUE(Forward("m", WireMatrix(2, 4, x), &response).ok());
-  absl::StatusOr<model::Mlp> mlp = MlpOf(ParseText<v1::ServerConfig>(kSmallModel));
+  absl::StatusOr<model::Mlp> mlp = MlpOf(ParseText<v1::ServerConfig>(config));
   ASSERT_TRUE(mlp.ok());
   absl::StatusOr<model::Matrix> expected =
       mlp->Forward(ParametersOf(Parameters("m")), testing::CoreMatrix(2, 4, x));
@@ -119,6 +124,12 @@ TEST_F(ServiceTest, ForwardEqualsMlpForwardOnServedParameters) {
   ASSERT_EQ(response.outputs().cols(), 2u);
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(response.outputs().data(i), expected->data()[i], 1e-6);
 }
+
+INSTANTIATE_TEST_SUITE_P(ForwardPaths, ServiceForwardTest,
+                         ::testing::Values(std::string(), std::string("min_batch_macs: 1")),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param.empty() ? "InlineForward" : "BatchedForward";
+                         });
 
 TEST_F(ServiceTest, EmptyModelNameMeansTheFirstModel) {
   Start(kSmallModel);

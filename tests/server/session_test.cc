@@ -52,10 +52,15 @@ v1::SessionRequest SubmitCall(uint64_t id, const v1::SubmitDeltaRequest& submit)
 
 v1::Matrix Row(float a) { return WireMatrix(1, 4, {a, -a, 0.5f * a, 1.0f}); }
 
-class SessionTest : public testing::LoopbackServerTest {
+// Each test runs twice, once per Forward path: this small model's Forwards
+// are computed in the reaction by default, and with min_batch_macs: 1 every
+// one goes to the batcher thread, whose answers reach the stream from
+// outside any reaction.
+class SessionTest : public testing::LoopbackServerTest,
+                    public ::testing::WithParamInterface<std::string> {
  protected:
   void Start(const std::string& extra = "max_staleness: 1000") {
-    StartServer(testing::SmallModelConfig(extra));
+    StartServer(testing::SmallModelConfig(absl::StrCat(extra, " ", GetParam())));
   }
 
   v1::SubmitDeltaRequest OneRowSubmit(uint64_t version = 0) {
@@ -84,7 +89,7 @@ class SessionTest : public testing::LoopbackServerTest {
   }
 };
 
-TEST_F(SessionTest, CallsAreAnsweredByIdExactlyAsTheirUnaryRpcs) {
+TEST_P(SessionTest, CallsAreAnsweredByIdExactlyAsTheirUnaryRpcs) {
   Start();
   auto context = Context();
   std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
@@ -145,7 +150,7 @@ TEST_F(SessionTest, CallsAreAnsweredByIdExactlyAsTheirUnaryRpcs) {
   EXPECT_EQ(Count("SessionSubmitDelta", "OK"), 1.0);
 }
 
-TEST_F(SessionTest, ARequestWithoutACallIsACallErrorAndTheStreamGoesOn) {
+TEST_P(SessionTest, ARequestWithoutACallIsACallErrorAndTheStreamGoesOn) {
   Start();
   auto context = Context();
   std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
@@ -187,7 +192,7 @@ class RawSession final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   absl::Notification done_;
 };
 
-TEST_F(SessionTest, BytesThatAreNotASessionRequestEndTheStreamInvalidArgument) {
+TEST_P(SessionTest, BytesThatAreNotASessionRequestEndTheStreamInvalidArgument) {
   Start();
   grpc::GenericStub generic(channel_);
   auto context = Context();
@@ -208,7 +213,7 @@ TEST_F(SessionTest, BytesThatAreNotASessionRequestEndTheStreamInvalidArgument) {
 // With the learner held, every submission stays unanswered: the server reads
 // exactly kDefaultMaxInFlight calls and then no more, however many the
 // client sends — its writes stop at HTTP/2 flow control.
-TEST_F(SessionTest, AClientThatFloodsCallsIsReadOnlyUpToTheInFlightBound) {
+TEST_P(SessionTest, AClientThatFloodsCallsIsReadOnlyUpToTheInFlightBound) {
   gate_->Close();
   Start("max_staleness: 1000 queue_capacity: 100000");
   Trainer* trainer = server_->trainer("m");
@@ -248,7 +253,7 @@ TEST_F(SessionTest, AClientThatFloodsCallsIsReadOnlyUpToTheInFlightBound) {
 // Forward answers come back at once, but the client reads none: the write
 // queue fills, the server stops reading, others are unaffected, and cancel
 // ends the stream.
-TEST_F(SessionTest, AClientThatNeverReadsAnswersIsFlowControlled) {
+TEST_P(SessionTest, AClientThatNeverReadsAnswersIsFlowControlled) {
   Start();
   auto context = Context();
   std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
@@ -278,7 +283,7 @@ TEST_F(SessionTest, AClientThatNeverReadsAnswersIsFlowControlled) {
   EXPECT_LT(Count("SessionForward", "OK"), kSent / 4);
 }
 
-TEST_F(SessionTest, CancellingWithCallsInFlightEndsTheStreamAndLosesNothingElse) {
+TEST_P(SessionTest, CancellingWithCallsInFlightEndsTheStreamAndLosesNothingElse) {
   gate_->Close();
   Start();
   Trainer* trainer = server_->trainer("m");
@@ -295,7 +300,7 @@ TEST_F(SessionTest, CancellingWithCallsInFlightEndsTheStreamAndLosesNothingElse)
   EXPECT_EQ(next.version(), 2u);
 }
 
-TEST_F(SessionTest, ShutdownEndsOpenSessionsUnavailableWithoutHanging) {
+TEST_P(SessionTest, ShutdownEndsOpenSessionsUnavailableWithoutHanging) {
   gate_->Close();
   Start();
   Trainer* trainer = server_->trainer("m");
@@ -329,9 +334,10 @@ TEST_F(SessionTest, ShutdownEndsOpenSessionsUnavailableWithoutHanging) {
 
 // Many sessions with one row per call: the batcher stacks their rows (fewer
 // products than calls) and every answer equals the unary Forward bit for bit.
-// (min_batch_macs: 1, or this small model's rows would be computed inline.)
-TEST_F(SessionTest, ConcurrentSessionsAreBatchedAndEachGetsItsOwnRows) {
-  Start("max_staleness: 1000 max_batch_rows: 64 min_batch_macs: 1");
+// (Only with min_batch_macs: 1 — inline, every call is a product of its own.)
+using SessionBatchingTest = SessionTest;
+TEST_P(SessionBatchingTest, ConcurrentSessionsAreBatchedAndEachGetsItsOwnRows) {
+  Start("max_staleness: 1000 max_batch_rows: 64");
   constexpr int kSessions = 8;
   constexpr int kCalls = 64;  // Per session, all written before reading.
   std::vector<std::thread> clients;
@@ -371,6 +377,16 @@ TEST_F(SessionTest, ConcurrentSessionsAreBatchedAndEachGetsItsOwnRows) {
   EXPECT_EQ(rows, kSessions * kCalls * 2.0);  // Session calls, then the unary ones.
   EXPECT_LT(products, rows) << "no two Forward requests were ever batched together";
 }
+
+std::string ForwardPathName(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param.empty() ? "InlineForward" : "BatchedForward";
+}
+
+INSTANTIATE_TEST_SUITE_P(ForwardPaths, SessionTest,
+                         ::testing::Values(std::string(), std::string("min_batch_macs: 1")),
+                         ForwardPathName);
+INSTANTIATE_TEST_SUITE_P(ForwardPaths, SessionBatchingTest,
+                         ::testing::Values(std::string("min_batch_macs: 1")), ForwardPathName);
 
 }  // namespace
 }  // namespace deltaserve::server
