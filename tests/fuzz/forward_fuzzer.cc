@@ -6,7 +6,11 @@
 // on a fresh Trainer of a small model (input 3 → 4 tanh → 3 relu → 2
 // identity), so that each input is judged on its own, deterministically.
 // Invariant: no crash or sanitizer report; an accepted Forward returns
-// [rows × 2] at version 0, bit-identical to Mlp::Forward on the snapshot; a
+// [rows × 2] at version 0, each row bit-identical to Mlp::Forward of that row
+// alone on the snapshot (not of the whole batch: Eigen's GEMM blocks by the
+// batch's size, so its rows' last bits depend on the batch — a 14-row batch
+// of rows like (1, 2, 0) differed from each row alone by 2 ulps — while
+// Trainer::Forward computes every row the same way whatever the batch); a
 // rejection is INVALID_ARGUMENT or RESOURCE_EXHAUSTED; either way (Forward never writes) the
 // parameters are bit-identical to the initial ones, and a valid submission
 // afterwards is applied and advances the version.
@@ -61,11 +65,16 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
       Check(result->outputs.rows() == inputs->rows() && result->outputs.cols() == 2,
             absl::StrCat("Forward returned [", result->outputs.rows(), " x ",
                          result->outputs.cols(), "] for ", inputs->rows(), " input rows"));
-      absl::StatusOr<model::Matrix> expected = trainer->mlp().Forward(initial, *inputs);
-      Check(expected.ok(), absl::StrCat("Mlp::Forward refused what Trainer::Forward accepted: ",
-                                        expected.status().ToString()));
-      Check(SameBits(result->outputs, *expected),
-            "Trainer::Forward differs from Mlp::Forward on the same parameters");
+      for (Eigen::Index r = 0; r < inputs->rows(); ++r) {
+        const model::Matrix row = inputs->row(r);
+        absl::StatusOr<model::Matrix> expected = trainer->mlp().Forward(initial, row);
+        Check(expected.ok(), absl::StrCat("Mlp::Forward refused a row Trainer::Forward accepted: ",
+                                          expected.status().ToString()));
+        Check(SameBits(result->outputs.row(r), *expected),
+              absl::StrCat("row ", r,
+                           " of Trainer::Forward differs from Mlp::Forward of that "
+                           "row alone on the same parameters"));
+      }
     } else {
       // INVALID_ARGUMENT (shape, values), RESOURCE_EXHAUSTED (max_request_rows).
       const absl::StatusCode code = result.status().code();
