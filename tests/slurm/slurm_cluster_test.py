@@ -111,7 +111,7 @@ SlurmctldPort={ctld_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={self.munge_socket}
+AuthInfo=socket={self.munge_socket},cred_expire=5
 CredType=cred/munge
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool/%n
@@ -130,8 +130,8 @@ SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
 ReturnToService=2
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1
-KillWait=10
+SchedulerParameters=bf_interval=1,sched_interval=1
+KillWait=5
 MinJobAge=600
 NodeName=n1 NodeHostname={self.hostname} NodeAddr=127.0.0.1 Port={n1_port} CPUs=8 RealMemory=1000
 NodeName=n2 NodeHostname={self.hostname} NodeAddr=127.0.0.1 Port={n2_port} CPUs=8 RealMemory=1000
