@@ -10,7 +10,8 @@
 #   test   build + everything `make test` and `make demo` use: GoogleTest,
 #          gmock, Google Benchmark, clang-14 with libFuzzer and the sanitizer
 #          runtimes, the Python client's packaging tools, plots, the
-#          container test's engine (podman, netavark + iptables) and tools
+#          container test's engine (podman, netavark + iptables) and tools,
+#          Slurm and munge for the Slurm test
 #   all    the same as test (the default; `make test` and `make demo` use it)
 #   torch  all + python3-torch, for tools/make_golden.py and tools/torch_bench.py
 #          (DELTASERVE_WITH_TORCH=1 also adds it)
@@ -60,6 +61,10 @@ test_packages=(
   # file or directory" without it); podman only Recommends/Suggests these.
   podman runc netavark aardvark-dns iptables
   debootstrap python3-yaml
+  # Slurm test (tests/slurm): munged, slurmctld, slurmd and the client
+  # commands (sbatch, scontrol, ...), started by the test itself, not by
+  # systemd; policy-rc.d below keeps the packages from starting their services.
+  slurm-wlm munge
   # Optional: faster rebuilds (the image's build stage uses it too).
   ccache
 )
