@@ -297,7 +297,7 @@ def main():
         sims = sbatch("--array=0-1", f"--output={shared}/sims-%A_%a.out",
                       os.path.join(scripts, "simulators.sbatch"), *sim_flags)
         jobs = [trainer, f"{sims}_0", f"{sims}_1"]
-        start = wait_version("the trainer to serve", 0, jobs)
+        start = wait_version("the trainer to serve its first version", 0, jobs)
         reached = wait_version(f"the version to reach {start + args.steps}",
                                start + args.steps, jobs)
         print(f"trainer job {trainer} and array {sims}: version {start} -> {reached}", flush=True)
@@ -307,6 +307,10 @@ def main():
         cluster.run(["scontrol", "requeue", f"{sims}_1"])
 
         def rejoined():
+            cluster.check_daemons()
+            state = cluster.job(f"{sims}_1").get("JobState", "gone")
+            if state not in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "COMPLETING"):
+                raise Failure(f"requeued task {sims}_1 is {state} before running episodes again")
             with open(sim_out, errors="replace") as f:
                 text = f.read()
             after = text.split("restart 1 on ", 1)
