@@ -281,7 +281,7 @@ def main():
             return int(m.group(1)) if m else None
 
         def wait_version(what, at_least, jobs):
-            def reached():
+            def version_at_least():
                 cluster.check_daemons()
                 for job_id in jobs:
                     state = cluster.job(job_id).get("JobState", "gone")
@@ -289,7 +289,7 @@ def main():
                         raise Failure(f"job {job_id} is {state} while waiting for {what}")
                 v = version()
                 return v is not None and v >= at_least and v
-            return wait_for(what, reached, left(), interval=0.5)
+            return wait_for(what, version_at_least, left(), interval=0.5)
 
         # 1. The trainer job and a simulator array, meeting through trainer.addr.
         trainer = sbatch(f"--output={shared}/trainer-%j.out",
@@ -297,7 +297,7 @@ def main():
         sims = sbatch("--array=0-1", f"--output={shared}/sims-%A_%a.out",
                       os.path.join(scripts, "simulators.sbatch"), *sim_flags)
         jobs = [trainer, f"{sims}_0", f"{sims}_1"]
-        start = wait_version("the trainer to serve its first version", 0, jobs)
+        start = wait_version("the first trained version", 1, jobs)
         reached = wait_version(f"the version to reach {start + args.steps}",
                                start + args.steps, jobs)
         print(f"trainer job {trainer} and array {sims}: version {start} -> {reached}", flush=True)
