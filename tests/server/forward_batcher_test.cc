@@ -382,7 +382,7 @@ TEST(ForwardBatcher, ByDefaultSmallModelsComputeInlineAndLargeOnesBatch) {
   auto small = MakeTrainer();
   auto small_batcher = ForwardBatcher::Create(small.get(), ForwardBatchingOptions{});
   ASSERT_TRUE(small_batcher.ok());
-  EXPECT_EQ((*small_batcher)->options().min_batch_macs, kDefaultMinBatchMacs);
+  EXPECT_EQ((*small_batcher)->options().min_batch_macs, wire::kDefaultMinBatchMacs);
   EXPECT_TRUE((*small_batcher)->ComputesInline(1));
   EXPECT_TRUE((*small_batcher)->ComputesInline(819));   // 65,520 multiply-adds.
   EXPECT_FALSE((*small_batcher)->ComputesInline(820));  // 65,600.
