@@ -50,12 +50,14 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
 #include "model/spec.h"
+#include "proto/config_defaults.h"
 
 namespace deltaserve::client {
 
-// Largest message sent or received by channels from CreateChannel; matches
-// the server's default (ServerConfig.max_message_bytes = 0 → 64 MiB).
-inline constexpr int kDefaultMaxMessageBytes = 64 << 20;
+// Largest message sent or received by channels from CreateChannel: the
+// server's default ServerConfig.max_message_bytes (64 MiB). An int, as gRPC
+// takes it.
+inline constexpr int kDefaultMaxMessageBytes = static_cast<int>(wire::kDefaultMaxMessageBytes);
 
 // HTTP/2 stream window of watch channels (CreateWatchChannel): how many bytes
 // of updates the transport may receive ahead of the reader, beyond the

@@ -35,24 +35,24 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
 };
 
 void FillOptimizerDefaults(v1::OptimizerConfig* o) {
-  if (o->kind() == v1::OptimizerConfig::KIND_UNSPECIFIED) o->set_kind(v1::OptimizerConfig::SGD);
-  if (o->learning_rate() == 0) o->set_learning_rate(0.01f);
-  if (o->kind() == v1::OptimizerConfig::MOMENTUM && o->momentum() == 0) o->set_momentum(0.9f);
+  if (o->kind() == v1::OptimizerConfig::KIND_UNSPECIFIED) o->set_kind(wire::kDefaultOptimizerKind);
+  if (o->learning_rate() == 0) o->set_learning_rate(wire::kDefaultLearningRate);
+  if (o->kind() == v1::OptimizerConfig::MOMENTUM && o->momentum() == 0) {
+    o->set_momentum(wire::kDefaultMomentum);
+  }
   if (o->kind() == v1::OptimizerConfig::ADAM || o->kind() == v1::OptimizerConfig::ADAMW) {
-    if (o->beta1() == 0) o->set_beta1(0.9f);
-    if (o->beta2() == 0) o->set_beta2(0.999f);
-    if (o->epsilon() == 0) o->set_epsilon(1e-8f);
+    if (o->beta1() == 0) o->set_beta1(wire::kDefaultBeta1);
+    if (o->beta2() == 0) o->set_beta2(wire::kDefaultBeta2);
+    if (o->epsilon() == 0) o->set_epsilon(wire::kDefaultEpsilon);
   }
 }
 
 void FillSurrogateDefaults(v1::SurrogateConfig* s) {
-  if (s->mode() == v1::SurrogateConfig::MODE_UNSPECIFIED) {
-    s->set_mode(v1::SurrogateConfig::CURRENT);
-  }
+  if (s->mode() == v1::SurrogateConfig::MODE_UNSPECIFIED) s->set_mode(wire::kDefaultSurrogateMode);
   if (s->reduction() == v1::SurrogateConfig::REDUCTION_UNSPECIFIED) {
-    s->set_reduction(v1::SurrogateConfig::SUM);
+    s->set_reduction(wire::kDefaultSurrogateReduction);
   }
-  if (s->delta_scale() == 0) s->set_delta_scale(1.0f);
+  if (s->delta_scale() == 0) s->set_delta_scale(wire::kDefaultDeltaScale);
 }
 
 absl::Status ValidateModel(const v1::ModelSpec& spec) {
@@ -114,36 +114,38 @@ absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
 void FillModelDefaults(v1::ModelSpec* spec) {
   FillOptimizerDefaults(spec->mutable_optimizer());
   FillSurrogateDefaults(spec->mutable_surrogate());
-  if (spec->samples_per_step() == 0) spec->set_samples_per_step(1);
-  if (spec->queue_capacity() == 0) spec->set_queue_capacity(kDefaultQueueCapacity);
-  if (spec->max_request_rows() == 0) spec->set_max_request_rows(kDefaultMaxRequestRows);
-  if (spec->max_batch_rows() == 0) spec->set_max_batch_rows(kDefaultMaxBatchRows);
-  if (spec->min_batch_macs() == 0) spec->set_min_batch_macs(kDefaultMinBatchMacs);
+  if (spec->samples_per_step() == 0) spec->set_samples_per_step(wire::kDefaultSamplesPerStep);
+  if (spec->queue_capacity() == 0) spec->set_queue_capacity(wire::kDefaultQueueCapacity);
+  if (spec->max_request_rows() == 0) spec->set_max_request_rows(wire::kDefaultMaxRequestRows);
+  if (spec->max_batch_rows() == 0) spec->set_max_batch_rows(wire::kDefaultMaxBatchRows);
+  if (spec->min_batch_macs() == 0) spec->set_min_batch_macs(wire::kDefaultMinBatchMacs);
 }
 
 void FillDefaults(v1::ServerConfig* config) {
   for (v1::ModelSpec& spec : *config->mutable_models()) FillModelDefaults(&spec);
-  if (config->max_message_bytes() == 0) config->set_max_message_bytes(kDefaultMaxMessageBytes);
+  if (config->max_message_bytes() == 0)
+    config->set_max_message_bytes(wire::kDefaultMaxMessageBytes);
   if (config->max_watchers_per_model() == 0) {
-    config->set_max_watchers_per_model(kDefaultMaxWatchersPerModel);
+    config->set_max_watchers_per_model(wire::kDefaultMaxWatchersPerModel);
   }
   if (config->max_connection_idle_seconds() == 0) {
-    config->set_max_connection_idle_seconds(kDefaultMaxConnectionIdleSeconds);
+    config->set_max_connection_idle_seconds(wire::kDefaultMaxConnectionIdleSeconds);
   }
-  if (config->max_connections() == 0) config->set_max_connections(kDefaultMaxConnections);
+  if (config->max_connections() == 0) config->set_max_connections(wire::kDefaultMaxConnections);
   if (config->handshake_timeout_seconds() == 0) {
-    config->set_handshake_timeout_seconds(kDefaultHandshakeTimeoutSeconds);
+    config->set_handshake_timeout_seconds(wire::kDefaultHandshakeTimeoutSeconds);
   }
   v1::PersistenceConfig* p = config->mutable_persistence();
   if (p->durability() == v1::PersistenceConfig::DURABILITY_UNSPECIFIED) {
-    p->set_durability(v1::PersistenceConfig::COMMIT);
+    p->set_durability(wire::kDefaultDurability);
   }
-  if (p->sync_interval_ms() == 0) p->set_sync_interval_ms(kDefaultSyncIntervalMs);
-  if (p->checkpoint_every_steps() == 0) p->set_checkpoint_every_steps(kDefaultCheckpointEverySteps);
+  if (p->sync_interval_ms() == 0) p->set_sync_interval_ms(wire::kDefaultSyncIntervalMs);
+  if (p->checkpoint_every_steps() == 0)
+    p->set_checkpoint_every_steps(wire::kDefaultCheckpointEverySteps);
   if (p->checkpoint_every_seconds() == 0) {
-    p->set_checkpoint_every_seconds(kDefaultCheckpointEverySeconds);
+    p->set_checkpoint_every_seconds(wire::kDefaultCheckpointEverySeconds);
   }
-  if (p->keep_checkpoints() == 0) p->set_keep_checkpoints(kDefaultKeepCheckpoints);
+  if (p->keep_checkpoints() == 0) p->set_keep_checkpoints(wire::kDefaultKeepCheckpoints);
 }
 
 absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
@@ -280,10 +282,10 @@ absl::StatusOr<ForwardBatchingOptions> ForwardBatchingOptionsFromProto(const v1:
   }
   ForwardBatchingOptions options;
   options.max_batch_rows =
-      spec.max_batch_rows() == 0 ? kDefaultMaxBatchRows : spec.max_batch_rows();
+      spec.max_batch_rows() == 0 ? wire::kDefaultMaxBatchRows : spec.max_batch_rows();
   options.max_queue_delay = absl::Microseconds(spec.max_queue_delay_us());
   options.min_batch_macs =
-      spec.min_batch_macs() == 0 ? kDefaultMinBatchMacs : spec.min_batch_macs();
+      spec.min_batch_macs() == 0 ? wire::kDefaultMinBatchMacs : spec.min_batch_macs();
   return options;
 }
 

@@ -10,25 +10,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "deltaserve/v1/config.pb.h"
+#include "proto/config_defaults.h"
 #include "server/core/forward_batcher.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
 
-// Used when ServerConfig.max_message_bytes is 0: 64 MiB, enough for a
-// 10M-parameter ParameterUpdate (40 MB of float32 plus framing).
-inline constexpr uint32_t kDefaultMaxMessageBytes = 64u << 20;
-inline constexpr uint32_t kDefaultQueueCapacity = 1024;
-inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
-inline constexpr uint32_t kDefaultMaxRequestRows = 65536;
-inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
-inline constexpr uint32_t kDefaultMaxConnections = 4096;
-inline constexpr uint32_t kDefaultHandshakeTimeoutSeconds = 20;
-inline constexpr uint32_t kDefaultSyncIntervalMs = 100;
-inline constexpr uint64_t kDefaultCheckpointEverySteps = 10000;
-inline constexpr uint32_t kDefaultCheckpointEverySeconds = 300;
-inline constexpr uint32_t kDefaultKeepCheckpoints = 3;
-inline constexpr uint32_t kDefaultMaxBatchRows = 256;
+// ModelSpec.max_queue_delay_us above this is INVALID_ARGUMENT.
 inline constexpr uint32_t kMaxQueueDelayMicros = 1'000'000;
 
 // Any message from protobuf text format: INVALID_ARGUMENT "not a TYPE in text
@@ -45,16 +33,11 @@ absl::StatusOr<deltaserve::v1::ServerConfig> ParseServerConfig(absl::string_view
 // the file; parse errors are prefixed with it.
 absl::StatusOr<deltaserve::v1::ServerConfig> LoadServerConfig(const std::string& path);
 
-// The wire defaults made explicit: learning_rate 0 → 0.01, momentum 0 → 0.9
-// (MOMENTUM), beta1/beta2/epsilon 0 → 0.9/0.999/1e-8 (ADAM, ADAMW),
-// delta_scale 0 → 1, samples_per_step 0 → 1, queue_capacity 0 → 1024, max_request_rows 0 → 65536,
-// max_batch_rows 0 → 256, min_batch_macs 0 → 65536,
-// max_message_bytes 0 → 64 MiB, max_watchers_per_model 0 → 1024,
-// max_connection_idle_seconds 0 → 300, max_connections 0 → 4096,
-// handshake_timeout_seconds 0 → 20, persistence: durability COMMIT,
-// sync_interval_ms 100, checkpoint_every_steps 10000,
-// checkpoint_every_seconds 300, keep_checkpoints 3; UNSPECIFIED kind/mode/reduction →
-// SGD, CURRENT, SUM. max_staleness 0 stays 0: no limit. Fields that are set stay as they are.
+// The wire defaults made explicit: every field config.proto marks
+// `(default: V)` that is 0 (or UNSPECIFIED) becomes V, the value defined in
+// proto/config_defaults.h; momentum only for MOMENTUM, beta1/beta2/epsilon
+// only for ADAM and ADAMW. max_staleness and max_queue_delay_us 0 stay 0
+// (no limit, never wait). Fields that are set stay as they are.
 void FillDefaults(deltaserve::v1::ServerConfig* config);
 void FillModelDefaults(deltaserve::v1::ModelSpec* spec);
 

@@ -48,25 +48,20 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model/spec.h"
+#include "proto/config_defaults.h"
 #include "server/core/metrics.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
 
-// The multiply-adds below which a request is computed inline, by default:
-// one row of the large 64 → 256 → 256 → 64 model (98,304) is batched, one row
-// of CartPole's 4 → 32 → 2 (192) is not; 65,536 multiply-adds of one row take
-// ≈ 3.5 µs here (BM_ForwardRowInvariant/1: 83,968 in 4.5 µs).
-inline constexpr uint64_t kDefaultMinBatchMacs = 65536;
-
 struct ForwardBatchingOptions {
   // Rows one batch may stack; 1 = no batching (see the file comment). ≥ 1.
-  uint32_t max_batch_rows = 256;
+  uint32_t max_batch_rows = wire::kDefaultMaxBatchRows;
   // How long the oldest request may wait for a fuller batch; 0 = never wait.
   absl::Duration max_queue_delay = absl::ZeroDuration();
   // A request costing fewer multiply-adds than this is computed inline, in
   // Enqueue (see the file comment); 0 = every request goes to the batcher.
-  uint64_t min_batch_macs = kDefaultMinBatchMacs;
+  uint64_t min_batch_macs = wire::kDefaultMinBatchMacs;
 };
 
 class ForwardBatcher {

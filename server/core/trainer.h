@@ -72,6 +72,7 @@
 #include "model/mlp.h"
 #include "model/optimizer.h"
 #include "model/spec.h"
+#include "proto/config_defaults.h"
 #include "server/core/checkpointer.h"
 #include "server/core/journal_writer.h"
 #include "server/core/metrics.h"
@@ -95,33 +96,36 @@ class LearnerGate {
   virtual void Abandon() = 0;
 };
 
-// Where and how a Trainer keeps its state (defaults already filled in).
+// Where and how a Trainer keeps its state. The field initialisers are the
+// config's defaults (proto/config_defaults.h).
 struct PersistenceOptions {
   std::string dir;                    // This model's directory; empty: nothing is kept.
   persist::FileSystem* fs = nullptr;  // Null: persist::FileSystem::Default().
   Durability durability = Durability::kCommit;
-  absl::Duration sync_interval = absl::Milliseconds(100);  // kInterval only.
-  uint64_t checkpoint_every_steps = 10000;
-  absl::Duration checkpoint_every = absl::Seconds(300);
-  uint32_t keep_checkpoints = 3;
+  absl::Duration sync_interval =
+      absl::Milliseconds(wire::kDefaultSyncIntervalMs);  // kInterval only.
+  uint64_t checkpoint_every_steps = wire::kDefaultCheckpointEverySteps;
+  absl::Duration checkpoint_every = absl::Seconds(wire::kDefaultCheckpointEverySeconds);
+  uint32_t keep_checkpoints = wire::kDefaultKeepCheckpoints;
   // Written into checkpoints; a checkpoint whose network differs refuses to
   // restore (FAILED_PRECONDITION saying what differs).
   deltaserve::v1::ModelSpec spec;
 };
 
-// Everything a Trainer needs, in core types (defaults already filled in).
+// Everything a Trainer needs, in core types. The field initialisers are the
+// config's defaults (proto/config_defaults.h), where it has one.
 struct TrainerOptions {
   std::string name;  // For messages; non-empty.
   model::MlpSpec mlp;
   model::OptimizerConfig optimizer;
   model::SurrogateConfig surrogate;
-  uint32_t samples_per_step = 1;  // Rows per optimizer step; ≥ 1.
-  uint64_t max_staleness = 0;     // More versions behind → ABORTED; 0 = no limit.
+  uint32_t samples_per_step = wire::kDefaultSamplesPerStep;  // Rows per optimizer step; ≥ 1.
+  uint64_t max_staleness = 0;  // More versions behind → ABORTED; 0 = no limit.
   bool staleness_scaled_lr = false;
-  size_t queue_capacity = 1024;  // Submissions waiting; ≥ 1.
+  size_t queue_capacity = wire::kDefaultQueueCapacity;  // Submissions waiting; ≥ 1.
   // Rows one Forward or one submission may carry; more → RESOURCE_EXHAUSTED.
   // Bounds the memory a request costs (docs/reliability.md).
-  size_t max_request_rows = 65536;
+  size_t max_request_rows = wire::kDefaultMaxRequestRows;
   // Applied request_ids remembered for deduplication (the most recent ones).
   size_t request_id_window = 10000;
   // Optional (null: record nothing). Must outlive the Trainer.

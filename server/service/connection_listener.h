@@ -40,6 +40,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/config_defaults.h"
 
 namespace deltaserve::server {
 
@@ -48,7 +49,7 @@ class ServerMetrics;
 struct ConnectionListenerOptions {
   // Open connections at most (ServerConfig.max_connections). Lowered to what
   // the open-files limit leaves after reserved_descriptors.
-  uint32_t max_connections = 4096;
+  uint32_t max_connections = wire::kDefaultMaxConnections;
   // Descriptors below the open-files limit that connections never take.
   uint32_t reserved_descriptors = 128;
   // Records the open count and refusals. Must outlive the listener; may be null.

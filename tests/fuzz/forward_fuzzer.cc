@@ -25,22 +25,20 @@
 #include "proto/wire.h"
 #include "server/core/trainer.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::fuzz {
 namespace {
 
 server::TrainerOptions ForwardOptions() {
-  server::TrainerOptions options;
-  options.name = "fwd";
-  options.mlp.input_dim = 3;
-  options.mlp.layers = {{4, model::Activation::kTanh},
-                        {3, model::Activation::kRelu},
-                        {2, model::Activation::kIdentity}};
-  options.mlp.seed = 11;
-  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
-  options.optimizer.learning_rate = 0.05f;
-  options.samples_per_step = 2;
-  return options;
+  return server::testing::TrainerOptionsBuilder("fwd", /*input_dim=*/3)
+      .Layers({{4, model::Activation::kTanh},
+               {3, model::Activation::kRelu},
+               {2, model::Activation::kIdentity}})
+      .Seed(11)
+      .Sgd(0.05f)
+      .SamplesPerStep(2)
+      .Build();
 }
 
 bool SameBits(const model::Matrix& a, const model::Matrix& b) {

@@ -26,6 +26,7 @@
 #include "server/core/log.h"
 #include "server/persist/model_store.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::fuzz {
 namespace {
@@ -39,28 +40,13 @@ std::string Root() {
 }
 
 server::TrainerOptions Options(const std::string& dir) {
-  server::TrainerOptions o;
-  o.name = "m";
-  o.mlp.input_dim = 3;
-  o.mlp.layers = {{4, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
-  o.mlp.seed = 5;
-  o.optimizer.kind = model::OptimizerConfig::Kind::kAdam;
-  o.optimizer.learning_rate = 0.01f;
-  o.optimizer.beta1 = 0.9f;
-  o.optimizer.beta2 = 0.999f;
-  o.optimizer.epsilon = 1e-8f;
-  o.samples_per_step = 1;
-  o.persistence.dir = dir;
-  o.persistence.checkpoint_every_steps = 1u << 30;
-  deltaserve::v1::ModelSpec& spec = o.persistence.spec;
-  spec.set_name("m");
-  spec.set_input_dim(3);
-  spec.add_layers()->set_units(4);
-  spec.mutable_layers(0)->set_activation(deltaserve::v1::ACTIVATION_TANH);
-  spec.add_layers()->set_units(2);
-  spec.mutable_layers(1)->set_activation(deltaserve::v1::ACTIVATION_IDENTITY);
-  spec.mutable_optimizer()->set_kind(deltaserve::v1::OptimizerConfig::ADAM);
-  return o;
+  return server::testing::TrainerOptionsBuilder("m", /*input_dim=*/3)
+      .Layers({{4, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+      .Seed(5)
+      .Adam(0.01f)
+      .SamplesPerStep(1)
+      .PersistIn(dir)
+      .Build();
 }
 
 void Write(const std::string& path, const uint8_t* data, size_t size) {

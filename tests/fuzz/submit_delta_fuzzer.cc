@@ -33,6 +33,7 @@
 #include "server/core/trainer.h"
 #include "server/service/convert.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::fuzz {
 namespace {
@@ -46,36 +47,26 @@ struct Model {
 };
 
 server::TrainerOptions SgdOptions() {
-  server::TrainerOptions options;
-  options.name = "sgd";
-  options.mlp.input_dim = 3;
-  options.mlp.layers = {{4, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
-  options.mlp.seed = 5;
-  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
-  options.optimizer.learning_rate = 0.05f;
-  options.surrogate.mode = model::SurrogateConfig::Mode::kAnchored;
-  options.samples_per_step = 3;
-  options.max_staleness = 1;
-  return options;
+  return server::testing::TrainerOptionsBuilder("sgd", /*input_dim=*/3)
+      .Layers({{4, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+      .Seed(5)
+      .Sgd(0.05f)
+      .Surrogate(model::SurrogateConfig::Mode::kAnchored)
+      .SamplesPerStep(3)
+      .MaxStaleness(1)
+      .Build();
 }
 
 server::TrainerOptions AdamOptions() {
-  server::TrainerOptions options;
-  options.name = "adam";
-  options.mlp.input_dim = 3;
-  options.mlp.layers = {{4, model::Activation::kRelu}, {2, model::Activation::kSigmoid}};
-  options.mlp.seed = 9;
-  options.optimizer.kind = model::OptimizerConfig::Kind::kAdam;
-  options.optimizer.learning_rate = 0.01f;
-  options.optimizer.beta1 = 0.9f;
-  options.optimizer.beta2 = 0.999f;
-  options.optimizer.epsilon = 1e-8f;
-  options.optimizer.clip_norm = 1.0f;
-  options.surrogate.mode = model::SurrogateConfig::Mode::kCurrent;
-  options.surrogate.reduction = model::SurrogateConfig::Reduction::kMean;
-  options.samples_per_step = 3;
-  options.staleness_scaled_lr = true;
-  return options;
+  return server::testing::TrainerOptionsBuilder("adam", /*input_dim=*/3)
+      .Layers({{4, model::Activation::kRelu}, {2, model::Activation::kSigmoid}})
+      .Seed(9)
+      .Adam(0.01f)
+      .ClipNorm(1.0f)
+      .Surrogate(model::SurrogateConfig::Mode::kCurrent, model::SurrogateConfig::Reduction::kMean)
+      .SamplesPerStep(3)
+      .StalenessScaledLr()
+      .Build();
 }
 
 void MustApply(server::Trainer& trainer, server::Submission s, bool expect_step,

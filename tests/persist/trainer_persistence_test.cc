@@ -17,6 +17,7 @@
 #include "tests/persist/temp_dir.h"
 #include "tests/server/held_gate.h"
 #include "tests/server/submit_and_wait.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {
@@ -47,34 +48,17 @@ Submission Nth(int i, uint64_t version) {
 }
 
 // Adam (state to restore) and two rows per step (a partial gradient to restore).
+testing::TrainerOptionsBuilder Builder(int hidden_units = 8) {
+  return testing::TrainerOptionsBuilder("m", /*input_dim=*/4)
+      .Layers({{hidden_units, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+      .Seed(3)
+      .Adam(0.01f)
+      .SamplesPerStep(2)
+      .StalenessScaledLr();
+}
+
 TrainerOptions Options(const std::string& dir, persist::FileSystem* fs = nullptr) {
-  TrainerOptions o;
-  o.name = "m";
-  o.mlp.input_dim = 4;
-  o.mlp.layers = {{8, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
-  o.mlp.seed = 3;
-  o.optimizer.kind = model::OptimizerConfig::Kind::kAdam;
-  o.optimizer.learning_rate = 0.01f;
-  o.optimizer.beta1 = 0.9f;
-  o.optimizer.beta2 = 0.999f;
-  o.optimizer.epsilon = 1e-8f;
-  o.samples_per_step = 2;
-  o.staleness_scaled_lr = true;
-  o.persistence.dir = dir;
-  o.persistence.fs = fs;
-  o.persistence.checkpoint_every_steps = 1000000;        // Only the checkpoints a test asks for.
-  deltaserve::v1::ModelSpec& spec = o.persistence.spec;  // What the server would store.
-  spec.set_name("m");
-  spec.set_input_dim(4);
-  for (const model::LayerSpec& layer : o.mlp.layers) {
-    deltaserve::v1::LayerSpec* l = spec.add_layers();
-    l->set_units(static_cast<uint32_t>(layer.units));
-    l->set_activation(layer.activation == model::Activation::kTanh
-                          ? deltaserve::v1::ACTIVATION_TANH
-                          : deltaserve::v1::ACTIVATION_IDENTITY);
-  }
-  spec.mutable_optimizer()->set_kind(deltaserve::v1::OptimizerConfig::ADAM);
-  return o;
+  return Builder().PersistIn(dir, fs).Build();
 }
 
 std::unique_ptr<Trainer> Make(TrainerOptions options) {
@@ -334,9 +318,7 @@ TEST_F(TrainerPersistenceTest, ImportRejectsWrongCountAndNonFinite) {
 
 TEST_F(TrainerPersistenceTest, ADirectoryForAnotherNetworkIsRefused) {
   { auto first = Make(Options(Dir("m"))); }
-  TrainerOptions wider = Options(Dir("m"));
-  wider.mlp.layers[0].units = 16;
-  wider.persistence.spec.mutable_layers(0)->set_units(16);
+  TrainerOptions wider = Builder(/*hidden_units=*/16).PersistIn(Dir("m")).Build();
   auto refused = Trainer::Create(std::move(wider));
   ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("4 → 8 tanh → 2 identity"));

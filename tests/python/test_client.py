@@ -5,7 +5,9 @@ PYTHONPATH with client/python and <build>/python. Each test class starts its
 own `deltaserve` on 127.0.0.1:0 and stops it.
 """
 
+import ast
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -16,7 +18,8 @@ import grpc
 import numpy as np
 
 import deltaserve_client
-from deltaserve_client import LocalServer, NumpyMlp, NumpyReplica, TrainerClient
+from deltaserve_client import LocalServer, NumpyMlp, NumpyReplica, TrainerClient, convert
+from deltaserve_client.client import DEFAULT_MAX_MESSAGE_BYTES
 from support import BIN, ServerTestCase, model_config
 
 CONFIG = (model_config("mlp", 3, [(8, "TANH"), (5, "RELU"), (2, "SIGMOID")], 11,
@@ -202,6 +205,68 @@ class ClientTest(ServerTestCase):
             next(stream)
         with self.assertRaises(deltaserve_client.NotFound):
             next(self.client("no-such-model").watch())
+
+
+class ConvertTest(unittest.TestCase):
+    """deltaserve_client.convert: the requests TrainerClient and Session both send."""
+
+    PACKAGE = os.path.dirname(deltaserve_client.__file__)
+    CONFIG_PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto",
+                                "deltaserve", "v1", "config.proto")
+
+    def test_a_submit_request_carries_every_argument(self):
+        r = convert.submit_delta_request("m", [[1, 2]], [[3]], 4, [[5]], True, "id-1")
+        self.assertEqual((r.model, r.version, r.request_id), ("m", 4, "id-1"))
+        self.assertEqual(r.objective, deltaserve_client.trainer_pb2.MAXIMIZE)
+        np.testing.assert_array_equal(convert.from_matrix(r.inputs), [[1, 2]])
+        np.testing.assert_array_equal(convert.from_matrix(r.deltas), [[3]])
+        np.testing.assert_array_equal(convert.from_matrix(r.outputs), [[5]])
+
+    def test_a_submit_without_outputs_or_id_leaves_outputs_unset_and_gets_a_fresh_id(self):
+        a = convert.submit_delta_request("m", [1, 2], [3], 0, None, False, None)
+        b = convert.submit_delta_request("m", [1, 2], [3], 0, None, False, None)
+        self.assertFalse(a.HasField("outputs"))
+        self.assertEqual(a.objective, deltaserve_client.trainer_pb2.MINIMIZE)
+        self.assertEqual(len(a.request_id), 32)
+        self.assertNotEqual(a.request_id, b.request_id)
+
+    def test_more_than_two_dimensions_is_invalid_argument(self):
+        with self.assertRaises(deltaserve_client.InvalidArgument):
+            convert.to_matrix(np.zeros((2, 2, 2)))
+
+    def test_the_default_message_limit_is_the_servers(self):
+        with open(self.CONFIG_PROTO, encoding="utf-8") as f:
+            proto = f.read()
+        # config.proto's convention: "(default: V)" in the field's comment.
+        match = re.search(r"\(default: (\d+) MiB\)[^;]*?uint32 max_message_bytes = ", proto)
+        self.assertIsNotNone(match, "no (default: N MiB) on ServerConfig.max_message_bytes")
+        self.assertEqual(DEFAULT_MAX_MESSAGE_BYTES, int(match.group(1)) << 20)
+
+    def test_no_module_of_the_package_imports_one_that_imports_it(self):
+        imports = {}  # module → the deltaserve_client modules it imports (anywhere in it)
+        for name in os.listdir(self.PACKAGE):
+            if not name.endswith(".py") or name == "__init__.py":
+                continue
+            with open(os.path.join(self.PACKAGE, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            found = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found.add(node.module)
+                elif isinstance(node, ast.Import):
+                    found.update(alias.name for alias in node.names)
+            imports["deltaserve_client." + name[:-3]] = {
+                m for m in found if m.startswith("deltaserve_client.")}
+        self.assertIn("deltaserve_client.convert", imports["deltaserve_client.session"])
+
+        def reaches(start, target, seen):
+            for m in imports.get(start, ()):
+                if m == target or (m not in seen and reaches(m, target, seen | {m})):
+                    return True
+            return False
+
+        for module in imports:
+            self.assertFalse(reaches(module, module, {module}), "%s imports itself" % module)
 
 
 class ErrorMappingTest(unittest.TestCase):

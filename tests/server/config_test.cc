@@ -71,7 +71,7 @@ TEST(Config, FillDefaultsUsesTheDocumentedValues) {
   EXPECT_FLOAT_EQ(b.optimizer().beta1(), 0.9f);
   EXPECT_FLOAT_EQ(b.optimizer().beta2(), 0.999f);
   EXPECT_FLOAT_EQ(b.optimizer().epsilon(), 1e-8f);
-  EXPECT_EQ(config.max_message_bytes(), kDefaultMaxMessageBytes);
+  EXPECT_EQ(config.max_message_bytes(), wire::kDefaultMaxMessageBytes);
 }
 
 TEST(Config, ForwardBatchingOptionsComeFromTheSpec) {
@@ -85,9 +85,9 @@ TEST(Config, ForwardBatchingOptionsComeFromTheSpec) {
   EXPECT_EQ(options->min_batch_macs, 1u);
   options = ForwardBatchingOptionsFromProto(v1::ModelSpec());  // Unset: the defaults.
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_EQ(options->max_batch_rows, kDefaultMaxBatchRows);
+  EXPECT_EQ(options->max_batch_rows, wire::kDefaultMaxBatchRows);
   EXPECT_EQ(options->max_queue_delay, absl::ZeroDuration());
-  EXPECT_EQ(options->min_batch_macs, kDefaultMinBatchMacs);
+  EXPECT_EQ(options->min_batch_macs, wire::kDefaultMinBatchMacs);
 }
 
 TEST(Config, UnspecifiedOptimizerKindIsSgd) {

@@ -25,6 +25,7 @@
 #include "server/core/trainer.h"
 #include "tests/server/metrics_scrape.h"
 #include "tests/server/test_util.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {
@@ -37,14 +38,11 @@ constexpr absl::Duration kHoldForFullBatch = absl::Seconds(60);
 
 // input 3 → 16 tanh → 2 identity, SGD: one δ per step.
 TrainerOptions SmallOptions() {
-  TrainerOptions options;
-  options.name = "b";
-  options.mlp.input_dim = 3;
-  options.mlp.layers = {{16, model::Activation::kTanh}, {2, model::Activation::kIdentity}};
-  options.mlp.seed = 5;
-  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
-  options.optimizer.learning_rate = 0.05f;
-  return options;
+  return testing::TrainerOptionsBuilder("b", /*input_dim=*/3)
+      .Layers({{16, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+      .Seed(5)
+      .Sgd(0.05f)
+      .Build();
 }
 
 std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options = SmallOptions(),
@@ -382,7 +380,7 @@ TEST(ForwardBatcher, ByDefaultSmallModelsComputeInlineAndLargeOnesBatch) {
   auto small = MakeTrainer();
   auto small_batcher = ForwardBatcher::Create(small.get(), ForwardBatchingOptions{});
   ASSERT_TRUE(small_batcher.ok());
-  EXPECT_EQ((*small_batcher)->options().min_batch_macs, kDefaultMinBatchMacs);
+  EXPECT_EQ((*small_batcher)->options().min_batch_macs, wire::kDefaultMinBatchMacs);
   EXPECT_TRUE((*small_batcher)->ComputesInline(1));
   EXPECT_TRUE((*small_batcher)->ComputesInline(819));   // 65,520 multiply-adds.
   EXPECT_FALSE((*small_batcher)->ComputesInline(820));  // 65,600.

@@ -1,5 +1,5 @@
 // Helpers shared by the server tests: specs and matrices from literals.
-// No gRPC (the core tests link none); see grpc_test_util.h for that.
+// No gRPC (the core tests link none); the gRPC fixture is loopback_server.h.
 #ifndef DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 #define DELTASERVE_TESTS_SERVER_TEST_UTIL_H_
 

@@ -18,6 +18,7 @@
 #include "tests/server/metrics_scrape.h"
 #include "tests/server/submit_and_wait.h"
 #include "tests/server/test_util.h"
+#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {
@@ -31,16 +32,13 @@ constexpr absl::Duration kWait = absl::Seconds(30);
 
 // y = W·x + b with W [2 × 2]: parameters are W00 W01 W10 W11 b0 b1.
 TrainerOptions LinearOptions() {
-  TrainerOptions options;
-  options.name = "lin";
-  options.mlp.input_dim = 2;
-  options.mlp.layers = {{2, model::Activation::kIdentity}};
-  options.mlp.seed = 7;
-  options.optimizer.kind = model::OptimizerConfig::Kind::kSgd;
-  options.optimizer.learning_rate = 0.1f;
-  options.surrogate.mode = model::SurrogateConfig::Mode::kCurrent;
-  options.max_staleness = 100;
-  return options;
+  return testing::TrainerOptionsBuilder("lin", /*input_dim=*/2)
+      .Layers({{2, model::Activation::kIdentity}})
+      .Seed(7)
+      .Sgd(0.1f)
+      .Surrogate(model::SurrogateConfig::Mode::kCurrent)
+      .MaxStaleness(100)
+      .Build();
 }
 
 Submission OneRow(std::vector<float> x, std::vector<float> delta, uint64_t version = 0) {

@@ -22,7 +22,8 @@ from deltaserve_client.errors import (Aborted, AlreadyExists, Cancelled, DataLos
                                       Unavailable, Unimplemented, Unknown, error_class,
                                       from_rpc_error)
 from deltaserve_client._stubs import StubsNotFoundError, config_pb2, trainer_pb2, trainer_pb2_grpc
-from deltaserve_client.client import TrainerClient, WatchStream, from_matrix, to_matrix
+from deltaserve_client.client import TrainerClient, WatchStream
+from deltaserve_client.convert import from_matrix, to_matrix
 from deltaserve_client.local_server import LocalServer
 from deltaserve_client.mlp import NumpyMlp
 from deltaserve_client.replica import NumpyReplica

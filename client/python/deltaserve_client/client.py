@@ -37,20 +37,20 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 
 import grpc
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import Message
 
 from deltaserve_client import security
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
-
-if TYPE_CHECKING:
-    from deltaserve_client.session import Session
+from deltaserve_client.convert import (forward_request, forward_result, from_matrix,
+                                       parameters_result, submit_delta_request, to_matrix)
 from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
-                                     from_rpc_error)
+                                      from_rpc_error)
+from deltaserve_client.session import DEFAULT_MAX_IN_FLIGHT, Session
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the server's default max_message_bytes
@@ -58,25 +58,15 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the server's default max_message_bytes
 # receive ahead of the reader, beyond the message being read (module docstring).
 DEFAULT_WATCH_WINDOW_BYTES = 64
 
-ChannelOptions = Sequence[Tuple[str, Any]]
+# gRPC channel arguments: (key, value) with an int or str value.
+ChannelOption = Tuple[str, Union[int, str]]
+ChannelOptions = Sequence[ChannelOption]
 
+# to_matrix and from_matrix (deltaserve_client.convert) are public here too.
+__all__ = ["TrainerClient", "WatchStream", "ChannelOptions", "to_matrix", "from_matrix",
+           "DEFAULT_TARGET", "DEFAULT_MAX_MESSAGE_BYTES", "DEFAULT_WATCH_WINDOW_BYTES"]
 
-def to_matrix(array: npt.ArrayLike) -> "trainer_pb2.Matrix":
-    """A numpy array [rows x cols] (or a vector: one row) as a float32 deltaserve.v1.Matrix.
-
-    Raises InvalidArgument (a ValueError) for arrays of more than 2 dimensions.
-    """
-    a = np.atleast_2d(np.asarray(array, dtype=np.float32))
-    if a.ndim != 2:
-        raise InvalidArgument("expected a 2-D array, got shape %s" % (a.shape,))
-    m = trainer_pb2.Matrix(rows=a.shape[0], cols=a.shape[1])
-    m.data.extend(a.ravel().tolist())
-    return m
-
-
-def from_matrix(matrix: "trainer_pb2.Matrix") -> np.ndarray:
-    """A deltaserve.v1.Matrix as a float32 numpy array [rows x cols]."""
-    return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
+_Response = TypeVar("_Response")
 
 
 class TrainerClient:
@@ -127,7 +117,7 @@ class TrainerClient:
         watch_channel: Optional[grpc.Channel] = None
         if channel is None:
             backoff_ms = max(1, int(max_reconnect_backoff * 1000))
-            options: List[Tuple[str, Any]] = [
+            options: List[ChannelOption] = [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.initial_reconnect_backoff_ms", min(200, backoff_ms)),
@@ -141,7 +131,7 @@ class TrainerClient:
                                   ("grpc.http2.lookahead_bytes", int(watch_window_bytes))]
             overrides = dict(channel_options or ())
 
-            def merged(base: List[Tuple[str, Any]]) -> List[Tuple[str, Any]]:
+            def merged(base: List[ChannelOption]) -> List[ChannelOption]:
                 return [(k, v) for k, v in base if k not in overrides] + list(overrides.items())
 
             secured = dict(tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file,
@@ -169,8 +159,8 @@ class TrainerClient:
     def __repr__(self) -> str:
         return "TrainerClient(%r, model=%r)" % (self.target, self.model)
 
-    def _call(self, method: Callable[..., Any], request: Any, timeout: Optional[float],
-              wait_for_ready: Optional[bool]) -> Any:
+    def _call(self, method: Callable[..., _Response], request: Message,
+              timeout: Optional[float], wait_for_ready: Optional[bool]) -> _Response:
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout,
                           wait_for_ready=self.wait_for_ready if wait_for_ready is None
@@ -211,10 +201,8 @@ class TrainerClient:
         Returns (outputs float32 [n x output_dim], version that produced them).
         Raises InvalidArgument for a wrong width or non-finite inputs.
         """
-        resp = self._call(self._stub.Forward,
-                          trainer_pb2.ForwardRequest(model=self.model, inputs=to_matrix(inputs)),
-                          timeout, wait_for_ready)
-        return from_matrix(resp.outputs), int(resp.version)
+        return forward_result(self._call(self._stub.Forward, forward_request(self.model, inputs),
+                                         timeout, wait_for_ready))
 
     def submit_delta(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
@@ -235,13 +223,8 @@ class TrainerClient:
         ``version`` is too stale, ResourceExhausted if the learner's queue is full,
         InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
-        req = trainer_pb2.SubmitDeltaRequest(
-            model=self.model, inputs=to_matrix(inputs), deltas=to_matrix(deltas),
-            version=int(version),
-            objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
-            request_id=request_id if request_id is not None else uuid.uuid4().hex)
-        if outputs is not None:
-            req.outputs.CopyFrom(to_matrix(outputs))
+        req = submit_delta_request(self.model, inputs, deltas, version, outputs, maximize,
+                                   request_id)
         # 100 ms, then 200 ms: the second retry comes after the channel's first
         # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
         backoff = 0.1
@@ -258,17 +241,15 @@ class TrainerClient:
     def get_parameters(self, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
         """Returns (parameters float32 [parameter_count], version); layout as in ModelSpec."""
-        update = self._call(self._stub.GetParameters,
-                            trainer_pb2.GetParametersRequest(model=self.model), timeout,
-                            wait_for_ready)
-        return np.asarray(update.parameters, dtype=np.float32), int(update.version)
+        return parameters_result(self._call(self._stub.GetParameters,
+                                            trainer_pb2.GetParametersRequest(model=self.model),
+                                            timeout, wait_for_ready))
 
-    def session(self, max_in_flight: int = 64) -> "Session":
+    def session(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> Session:
         """A Session stream for this client's model: many forward / submit_delta calls
         in flight on one stream, answered by id (deltaserve_client.session). Use it
         as a context manager, or close() it. Like a watch, the stream has no deadline;
         each blocking call waits at most the client's ``timeout``."""
-        from deltaserve_client.session import Session
         return Session(self, max_in_flight)
 
     def watch(self, timeout: Optional[float] = None,
@@ -290,10 +271,18 @@ class TrainerClient:
         return WatchStream(call)
 
 
+class _UpdateCall(Protocol):
+    """A WatchParameters call as gRPC returns it: an iterator that can be cancelled."""
+
+    def __next__(self) -> trainer_pb2.ParameterUpdate: ...
+
+    def cancel(self) -> bool: ...
+
+
 class WatchStream(Iterator[Tuple[np.ndarray, int]]):
     """Iterator over a WatchParameters stream of (parameters, version), with cancel()."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: _UpdateCall) -> None:
         self._call = call
 
     def __iter__(self) -> "WatchStream":
@@ -304,7 +293,7 @@ class WatchStream(Iterator[Tuple[np.ndarray, int]]):
             update = next(self._call)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
-        return np.asarray(update.parameters, dtype=np.float32), int(update.version)
+        return parameters_result(update)
 
     def cancel(self) -> None:
         """Cancels the stream; a blocked or later next() raises Cancelled."""

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from deltaserve_client.client import TrainerClient, WatchStream
 from deltaserve_client.errors import (DeadlineExceeded, DeltaserveError, FailedPrecondition,
-                                      InvalidArgument, Unavailable)
+                                      Unavailable)
 from deltaserve_client.mlp import NumpyMlp
 
 

@@ -21,42 +21,63 @@ from __future__ import annotations
 
 import queue
 import threading
-import uuid
 from concurrent.futures import Future
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Protocol, Tuple, Union, cast
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
-from deltaserve_client._stubs import trainer_pb2
+from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
+from deltaserve_client.convert import forward_request, forward_result, submit_delta_request
 from deltaserve_client.errors import (DeltaserveError, FailedPrecondition, Unavailable,
                                       error_class, from_rpc_error)
 
 DEFAULT_MAX_IN_FLIGHT = 64
-_END = object()  # Put on the request queue: half-close the stream.
 
 
-def _from_matrix(matrix: "trainer_pb2.Matrix") -> np.ndarray:
-    return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
+class _End:
+    """Put on the request queue: half-close the stream."""
+
+
+_END = _End()
+_Answer = Union[Tuple[np.ndarray, int], trainer_pb2.SubmitDeltaResponse]
+
+
+class SessionOwner(Protocol):
+    """What a Session uses of the TrainerClient that opens it (TrainerClient is one)."""
+
+    model: str
+    timeout: float
+    wait_for_ready: bool
+    _stub: trainer_pb2_grpc.TrainerStub
+
+
+class _ResponseCall(Protocol):
+    """A Session call as gRPC returns it: an iterator of answers that can be cancelled."""
+
+    def __iter__(self) -> Iterator[trainer_pb2.SessionResponse]: ...
+
+    def cancel(self) -> bool: ...
 
 
 class Session:
     """One Session stream of ``client`` (a TrainerClient) for ``client.model``."""
 
-    def __init__(self, client: Any, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+    def __init__(self, client: SessionOwner, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         if max_in_flight < 1:
             raise FailedPrecondition("max_in_flight must be >= 1, got %r" % (max_in_flight,))
         self._client = client
         self._room = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
-        self._pending: Dict[int, Tuple[Future, str]] = {}
+        self._pending: Dict[int, Tuple[Future[_Answer], str]] = {}
         self._next_id = 1
         self._ended: Optional[DeltaserveError] = None
         self._closing = False
-        self._requests: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._call = client._stub.Session(self._request_iterator(),
-                                          wait_for_ready=client.wait_for_ready)
+        self._requests: queue.SimpleQueue[Union[trainer_pb2.SessionRequest, _End]] = \
+            queue.SimpleQueue()
+        self._call: _ResponseCall = client._stub.Session(self._request_iterator(),
+                                                         wait_for_ready=client.wait_for_ready)
         self._reader = threading.Thread(target=self._read, name="deltaserve-session",
                                         daemon=True)
         self._reader.start()
@@ -69,28 +90,20 @@ class Session:
 
     # ---- asynchronous calls ----
 
-    def forward_async(self, inputs: npt.ArrayLike) -> "Future[Tuple[np.ndarray, int]]":
+    def forward_async(self, inputs: npt.ArrayLike) -> Future[Tuple[np.ndarray, int]]:
         """Future of (outputs float32 [n x output_dim], version), as TrainerClient.forward."""
-        from deltaserve_client.client import to_matrix
-        request = trainer_pb2.SessionRequest(
-            forward=trainer_pb2.ForwardRequest(model=self._client.model,
-                                               inputs=to_matrix(inputs)))
-        return self._issue(request, "forward")
+        request = trainer_pb2.SessionRequest(forward=forward_request(self._client.model, inputs))
+        return cast("Future[Tuple[np.ndarray, int]]", self._issue(request, "forward"))
 
     def submit_delta_async(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                            outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                            request_id: Optional[str] = None
-                           ) -> "Future[trainer_pb2.SubmitDeltaResponse]":
+                           ) -> Future[trainer_pb2.SubmitDeltaResponse]:
         """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries)."""
-        from deltaserve_client.client import to_matrix
-        submit = trainer_pb2.SubmitDeltaRequest(
-            model=self._client.model, inputs=to_matrix(inputs), deltas=to_matrix(deltas),
-            version=int(version),
-            objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
-            request_id=request_id if request_id is not None else uuid.uuid4().hex)
-        if outputs is not None:
-            submit.outputs.CopyFrom(to_matrix(outputs))
-        return self._issue(trainer_pb2.SessionRequest(submit=submit), "submit")
+        submit = submit_delta_request(self._client.model, inputs, deltas, version, outputs,
+                                      maximize, request_id)
+        return cast("Future[trainer_pb2.SubmitDeltaResponse]",
+                    self._issue(trainer_pb2.SessionRequest(submit=submit), "submit"))
 
     # ---- the blocking wrapper ----
 
@@ -131,9 +144,9 @@ class Session:
     def _timeout(self, timeout: Optional[float]) -> float:
         return self._client.timeout if timeout is None else timeout
 
-    def _issue(self, request: "trainer_pb2.SessionRequest", kind: str) -> Future:
+    def _issue(self, request: trainer_pb2.SessionRequest, kind: str) -> Future[_Answer]:
         self._room.acquire()  # Bounded: waits while max_in_flight calls are unanswered.
-        future: Future = Future()
+        future: Future[_Answer] = Future()
         with self._lock:
             refusal = FailedPrecondition("Session is closed") if self._closing else self._ended
             if refusal is None:
@@ -147,10 +160,10 @@ class Session:
         self._requests.put(request)
         return future
 
-    def _request_iterator(self) -> Iterator["trainer_pb2.SessionRequest"]:
+    def _request_iterator(self) -> Iterator[trainer_pb2.SessionRequest]:
         while True:
             request = self._requests.get()
-            if request is _END:
+            if isinstance(request, _End):
                 return
             yield request
 
@@ -170,7 +183,7 @@ class Session:
                                  Unavailable("Session stream ended before the call was answered"))
         self._requests.put(_END)  # Ends the request iterator if it is still waiting.
 
-    def _answer(self, response: "trainer_pb2.SessionResponse") -> None:
+    def _answer(self, response: trainer_pb2.SessionResponse) -> None:
         with self._lock:
             entry = self._pending.pop(response.id, None)
         if entry is None:
@@ -182,8 +195,7 @@ class Session:
             code = _CODES.get(response.error.code, grpc.StatusCode.UNKNOWN)
             future.set_exception(error_class(code)(response.error.message, code))
         elif which == "forward" and kind == "forward":
-            future.set_result((_from_matrix(response.forward.outputs),
-                               int(response.forward.version)))
+            future.set_result(forward_result(response.forward))
         elif which == "submit" and kind == "submit":
             future.set_result(response.submit)
         else:

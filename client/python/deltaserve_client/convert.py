@@ -1,0 +1,62 @@
+"""numpy arrays to and from the deltaserve.v1 messages: the one place the client
+builds a request or reads a result, shared by TrainerClient (unary calls) and
+Session (the stream), so both send the same bytes for the same arguments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+from deltaserve_client._stubs import trainer_pb2
+from deltaserve_client.errors import InvalidArgument
+
+
+def to_matrix(array: npt.ArrayLike) -> trainer_pb2.Matrix:
+    """A numpy array [rows x cols] (or a vector: one row) as a float32 deltaserve.v1.Matrix.
+
+    Raises InvalidArgument (a ValueError) for arrays of more than 2 dimensions.
+    """
+    a = np.atleast_2d(np.asarray(array, dtype=np.float32))
+    if a.ndim != 2:
+        raise InvalidArgument("expected a 2-D array, got shape %s" % (a.shape,))
+    m = trainer_pb2.Matrix(rows=a.shape[0], cols=a.shape[1])
+    m.data.extend(a.ravel().tolist())
+    return m
+
+
+def from_matrix(matrix: trainer_pb2.Matrix) -> np.ndarray:
+    """A deltaserve.v1.Matrix as a float32 numpy array [rows x cols]."""
+    return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
+
+
+def forward_request(model: str, inputs: npt.ArrayLike) -> trainer_pb2.ForwardRequest:
+    """The ForwardRequest for ``inputs`` [n x input_dim] (or one row)."""
+    return trainer_pb2.ForwardRequest(model=model, inputs=to_matrix(inputs))
+
+
+def forward_result(response: trainer_pb2.ForwardResponse) -> Tuple[np.ndarray, int]:
+    """(outputs float32 [n x output_dim], version that produced them)."""
+    return from_matrix(response.outputs), int(response.version)
+
+
+def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
+                         outputs: Optional[npt.ArrayLike], maximize: bool,
+                         request_id: Optional[str]) -> trainer_pb2.SubmitDeltaRequest:
+    """The SubmitDeltaRequest for δ = ``deltas`` at ``inputs`` (TrainerClient.submit_delta
+    describes the arguments); request_id None → a new random one."""
+    request = trainer_pb2.SubmitDeltaRequest(
+        model=model, inputs=to_matrix(inputs), deltas=to_matrix(deltas), version=int(version),
+        objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
+        request_id=request_id if request_id is not None else uuid.uuid4().hex)
+    if outputs is not None:
+        request.outputs.CopyFrom(to_matrix(outputs))
+    return request
+
+
+def parameters_result(update: trainer_pb2.ParameterUpdate) -> Tuple[np.ndarray, int]:
+    """(parameters float32 [parameter_count], version); layout as in ModelSpec."""
+    return np.asarray(update.parameters, dtype=np.float32), int(update.version)
