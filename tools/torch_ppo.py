@@ -138,16 +138,17 @@ def main():
                 critic_opt.step()
         obs_stats.update(raw_obs.reshape(T * E, obs_dim))
         if len(curve.returns) >= 20 and curve.average() >= args.target:
-            reached = (env_steps, curve.elapsed())
+            reached = (env_steps, curve.elapsed(), curve.cpu_seconds())
     curve.close()
     if reached:
         print("PPO seed %d: average of the last 20 returns %.1f >= %.0f after %d env steps, "
-              "%.1f s wall" % (args.seed, curve.average(), args.target, reached[0], reached[1]),
+              "%.1f s wall, %.1f s CPU" % (args.seed, curve.average(), args.target, *reached),
               flush=True)
     else:
         print("PPO seed %d: target %.0f not reached; average of the last 20 returns %.1f after "
-              "%d env steps, %.1f s wall" % (args.seed, args.target, curve.average(), env_steps,
-                                            curve.elapsed()), flush=True)
+              "%d env steps, %.1f s wall, %.1f s CPU" % (
+                  args.seed, args.target, curve.average(), env_steps, curve.elapsed(),
+                  curve.cpu_seconds()), flush=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ class LearningCurve:
     def __init__(self, path, window, print_every=10):
         self.window, self.print_every = window, print_every
         self.returns = []
-        self.start = time.monotonic()
+        self.start, self.cpu_start = time.monotonic(), time.process_time()
         self.file = open(path, "w", newline="") if path else None
         self.writer = csv.writer(self.file) if self.file else None
         if self.writer:
@@ -90,6 +90,10 @@ class LearningCurve:
 
     def elapsed(self):
         return time.monotonic() - self.start
+
+    def cpu_seconds(self):
+        """CPU time of this process since the curve started (a loaded machine stretches wall)."""
+        return time.process_time() - self.cpu_start
 
     def close(self):
         if self.file:

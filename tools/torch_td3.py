@@ -128,7 +128,8 @@ def main():
                 polyak(t, c, args.tau)
     curve.close()
     print("TD3 seed %d hidden %d: average of the last 10 returns %.1f after %d env steps, "
-          "%.1f s wall" % (args.seed, h, curve.average(), args.steps, curve.elapsed()), flush=True)
+          "%.1f s wall, %.1f s CPU" % (args.seed, h, curve.average(), args.steps, curve.elapsed(),
+                                       curve.cpu_seconds()), flush=True)
 
 
 if __name__ == "__main__":
