@@ -13,8 +13,8 @@
 #          container test's engine (podman, netavark + iptables) and tools,
 #          Slurm and munge for the Slurm test
 #   all    the same as test (the default; `make test` and `make demo` use it)
-#   torch  all + python3-torch, for tools/make_golden.py and tools/torch_bench.py
-#          (DELTASERVE_WITH_TORCH=1 also adds it)
+#   torch  the same as test (kept for old scripts: python3-torch is now in the
+#          test profile, since tests compare with torch autograd)
 #
 # The lists were found by running `make test` and `make demo` in a fresh
 # debootstrap rootfs (scripts/fresh_machine_test.sh, docs/fresh_machine.md),
@@ -67,19 +67,19 @@ test_packages=(
   slurm-wlm munge
   # Optional: faster rebuilds (the image's build stage uses it too).
   ccache
+  # The PyTorch references (tools/torch_*.py) and the tests that compare
+  # with torch autograd (tests/python/test_algorithms.py).
+  python3-torch
 )
 case "$profile" in
   build) packages=("${build_packages[@]}") ;;
   test | all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
-  torch) packages=("${build_packages[@]}" "${test_packages[@]}" python3-torch) ;;
+  torch) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
   *)
     echo "install_deps: unknown profile \"$profile\"; expected build, test, all or torch" >&2
     exit 2
     ;;
 esac
-if [[ "${DELTASERVE_WITH_TORCH:-0}" == 1 && "$profile" != torch ]]; then
-  packages+=(python3-torch)
-fi
 
 # One dpkg-query for all of them ("ii" = installed); unknown names print
 # nothing on stdout, so they count as missing. (No process substitution: a
