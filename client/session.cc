@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/convert.h"
+#include "proto/grpc_status.h"
 
 namespace deltaserve::client {
 namespace {
@@ -239,8 +240,7 @@ void Session::Fail(Callback& done, const absl::Status& status) {
 
 void Session::Deliver(Callback& done, v1::SessionResponse& response) {
   if (response.has_error()) {
-    return Fail(done, absl::Status(static_cast<absl::StatusCode>(response.error().code()),
-                                   response.error().message()));
+    return Fail(done, FromCallError(response.error()));
   }
   if (auto* forward = std::get_if<ForwardCallback>(&done)) {
     if (!response.has_forward()) {

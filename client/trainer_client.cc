@@ -30,16 +30,6 @@ Parameters FromProto(const v1::ParameterUpdate& update) {
   return params;
 }
 
-}  // namespace
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  // grpc::StatusCode and absl::StatusCode share the canonical numbering.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
-namespace {
-
 grpc::ChannelArguments BaseChannelArguments(int max_message_bytes,
                                             absl::Duration max_reconnect_backoff) {
   grpc::ChannelArguments args;

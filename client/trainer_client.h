@@ -51,6 +51,7 @@
 #include "grpcpp/support/status.h"
 #include "model/spec.h"
 #include "proto/config_defaults.h"
+#include "proto/grpc_status.h"
 
 namespace deltaserve::client {
 
@@ -104,9 +105,9 @@ class Session;
 // A new random request_id (32 hex digits, 128 bits) for SubmitDelta.
 std::string NewRequestId();
 
-// The single place where a gRPC status becomes an absl::Status: same
-// canonical code (numeric values agree), same message.
-absl::Status FromGrpcStatus(const grpc::Status& status);
+// A gRPC status as an absl::Status: same canonical code, same message
+// (proto/grpc_status.h, shared with the server).
+using ::deltaserve::FromGrpcStatus;
 
 // A channel to `target` ("127.0.0.1:50051", "dns:///host:port",
 // "unix:/path/to/socket") with `security`'s credentials (default: plaintext,

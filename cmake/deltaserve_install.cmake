@@ -7,7 +7,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(DELTASERVE_EXPORTED base model proto grpc_proto wire client)
+set(DELTASERVE_EXPORTED base model proto grpc_proto grpc_status wire client)
 foreach(name ${DELTASERVE_EXPORTED})
   set_target_properties(deltaserve_${name} PROPERTIES EXPORT_NAME ${name})
   list(APPEND DELTASERVE_EXPORTED_TARGETS deltaserve_${name})

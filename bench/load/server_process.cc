@@ -12,12 +12,11 @@
 #include <fstream>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "base/address.h"
 
 namespace deltaserve::load {
 namespace {
@@ -59,16 +58,10 @@ absl::StatusOr<int64_t> ReadRssKib(pid_t pid) {
 }
 
 bool IsLocalTarget(absl::string_view target) {
-  if (absl::StartsWith(target, "unix:") || absl::StartsWith(target, "unix-abstract:")) {
-    return true;
+  for (const absl::string_view scheme : {"ipv4:", "ipv6:", "dns:///"}) {
+    if (absl::ConsumePrefix(&target, scheme)) break;
   }
-  absl::ConsumePrefix(&target, "ipv4:");
-  absl::ConsumePrefix(&target, "ipv6:");
-  absl::ConsumePrefix(&target, "dns:///");
-  if (absl::StartsWith(target, "[::1]:") || absl::StartsWith(target, "localhost:")) return true;
-  if (!absl::StartsWith(target, "127.")) return false;
-  const std::vector<absl::string_view> parts = absl::StrSplit(target, ':');
-  return parts.size() == 2;
+  return base::IsLoopbackAddress(target);
 }
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(

@@ -20,8 +20,9 @@ namespace deltaserve::load {
 // is gone, INTERNAL if the file has no VmRSS line (e.g. a zombie).
 absl::StatusOr<int64_t> ReadRssKib(pid_t pid);
 
-// True for targets that stay on this machine: 127.x.y.z:port, [::1]:port,
-// localhost:port (with an optional ipv4:/ipv6: scheme) and unix:PATH.
+// True for targets that stay on this machine: base::IsLoopbackAddress after an
+// optional ipv4:, ipv6: or dns:/// scheme (127.x.y.z:port, [::1]:port,
+// localhost:port, unix:PATH, unix-abstract:NAME).
 bool IsLocalTarget(absl::string_view target);
 
 class ServerProcess {

@@ -31,6 +31,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/address.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/security/server_credentials.h"
@@ -38,7 +39,7 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/byte_buffer.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:0", "host:port (port 0: the OS picks)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "host:port or [IPv6]:port (port 0: the OS picks)");
 ABSL_FLAG(std::string, config, "", "ignored (the load tools pass it to every server)");
 ABSL_FLAG(std::string, log_level, "", "ignored");
 ABSL_FLAG(int, input_dim, 4, "GetModelInfo's input_dim");
@@ -321,6 +322,12 @@ int Main() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<deltaserve::base::Address> address = deltaserve::base::ParseAddress(listen);
+  if (!address.ok()) {
+    std::fprintf(stderr, "deltaserve_echo_server: --listen %s\n",
+                 std::string(address.status().message()).c_str());
+    return 2;
+  }
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -328,7 +335,8 @@ int Main() {
     std::fprintf(stderr, "deltaserve_echo_server: cannot listen on %s\n", listen.c_str());
     return 2;
   }
-  std::printf("listening on %s:%d\n", listen.substr(0, listen.rfind(':')).c_str(), port);
+  address->port = static_cast<uint16_t>(port);
+  std::printf("listening on %s\n", deltaserve::base::FormatAddress(*address).c_str());
   std::fflush(stdout);
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

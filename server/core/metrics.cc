@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/address.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
@@ -18,26 +18,6 @@
 namespace deltaserve::server {
 namespace {
 
-constexpr absl::string_view kStatusCodeNames[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
 constexpr absl::string_view kRpcNames[] = {
     "GetModelInfo",    "Forward", "SubmitDelta",    "GetParameters",
     "WatchParameters", "Session", "SessionForward", "SessionSubmitDelta",
@@ -47,8 +27,7 @@ constexpr absl::string_view kRejectReasonNames[] = {
     "invalid", "stale", "queue_full", "shutting_down", "other",
 };
 
-// One name per enumerator: a new rpc, reason or code without a name fails here.
-static_assert(std::size(kStatusCodeNames) == kNumStatusCodes);
+// One name per enumerator: a new rpc or reason without a name fails here.
 static_assert(std::size(kRpcNames) == kNumRpcs);
 static_assert(std::size(kRejectReasonNames) == kNumRejectReasons);
 
@@ -83,17 +62,13 @@ const prometheus::Histogram::BucketBoundaries& LossBuckets() {
   return *buckets;
 }
 
-// OK if `address` is "host:port" with a numeric port in [0, 65535].
+// OK if `address` is host:port or [IPv6]:port (the host is required: the
+// server turns ":PORT" into 127.0.0.1:PORT before it gets here).
 absl::Status ValidateListenAddress(absl::string_view address) {
-  const size_t colon = address.rfind(':');
-  uint32_t port = 0;
-  if (colon == absl::string_view::npos || colon == 0 ||
-      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics listen address \"", address,
-                     "\": expected host:port (e.g. 0.0.0.0:9464; port 0 lets the OS pick)"));
-  }
-  return absl::OkStatus();
+  const absl::StatusOr<base::Address> parsed = base::ParseAddress(address);
+  if (parsed.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("metrics listen address ", parsed.status().message()));
 }
 
 }  // namespace
@@ -214,9 +189,9 @@ absl::string_view RejectReasonName(RejectReason reason) {
   return kRejectReasonNames[static_cast<int>(reason)];
 }
 
-absl::string_view StatusCodeName(int code) {
+std::string StatusCodeName(int code) {
   if (code < 0 || code >= kNumStatusCodes) code = kUnknownCode;
-  return kStatusCodeNames[code];
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 void ModelMetrics::RecordRpc(Rpc rpc, int code, double seconds) {
@@ -304,8 +279,8 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
   for (int r = 0; r < kNumRpcs; ++r) {
     const std::string rpc(kRpcNames[r]);
     for (int c = 0; c < kNumStatusCodes; ++c) {
-      m->rpc_requests_[r][c] = &f.rpc_requests.Add(
-          {{"model", name}, {"rpc", rpc}, {"code", std::string(kStatusCodeNames[c])}});
+      m->rpc_requests_[r][c] =
+          &f.rpc_requests.Add({{"model", name}, {"rpc", rpc}, {"code", StatusCodeName(c)}});
     }
     m->rpc_latency_[r] = &f.rpc_latency.Add({{"model", name}, {"rpc", rpc}}, LatencyBuckets());
   }

@@ -90,11 +90,12 @@ RejectReason RejectReasonFromStatus(absl::StatusCode code);
 
 // Label values, e.g. RpcName(Rpc::kForward) == "Forward",
 // RejectReasonName(RejectReason::kQueueFull) == "queue_full",
-// StatusCodeName(5) == "NOT_FOUND" (gRPC and absl share the numbering; an
-// out-of-range code is reported as "UNKNOWN").
+// StatusCodeName(5) == "NOT_FOUND" (absl::StatusCodeToString: the canonical
+// names, which gRPC and absl share with their numbering; an out-of-range code
+// is reported as "UNKNOWN").
 absl::string_view RpcName(Rpc rpc);
 absl::string_view RejectReasonName(RejectReason reason);
-absl::string_view StatusCodeName(int code);
+std::string StatusCodeName(int code);
 
 // One model's metrics. Every method is thread-safe and never blocks on
 // anything but a histogram's own uncontended mutex. Owned by ServerMetrics;

@@ -3,8 +3,8 @@
 #include <utility>
 #include <vector>
 
+#include "proto/grpc_status.h"
 #include "server/service/convert.h"
-#include "server/service/grpc_status.h"
 
 namespace deltaserve::server {
 namespace {

@@ -36,19 +36,6 @@ v1::Role RequiredRole(absl::string_view method) {
   return v1::ADMIN;
 }
 
-absl::string_view RoleName(v1::Role role) {
-  switch (role) {
-    case v1::OBSERVER:
-      return "OBSERVER";
-    case v1::SIMULATOR:
-      return "SIMULATOR";
-    case v1::ADMIN:
-      return "ADMIN";
-    default:
-      return "ROLE_UNSPECIFIED";
-  }
-}
-
 absl::Status ValidateAuthConfig(const v1::AuthConfig& config) {
   std::set<std::string> names;
   std::set<std::string> digests;
@@ -162,9 +149,9 @@ absl::StatusOr<std::string> Authorizer::Check(std::optional<absl::string_view> a
   const v1::Role required = RequiredRole(method);
   if (match->role < required) {
     metrics_->RecordAuthFailure(kPermissionDenied, match->name);
-    return absl::PermissionDeniedError(absl::StrCat("principal \"", match->name, "\" (",
-                                                    RoleName(match->role), ") may not call ",
-                                                    method, ": it needs ", RoleName(required)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("principal \"", match->name, "\" (", v1::Role_Name(match->role),
+                     ") may not call ", method, ": it needs ", v1::Role_Name(required)));
   }
   return match->name;
 }

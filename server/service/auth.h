@@ -59,9 +59,6 @@ inline constexpr absl::string_view kImportParametersMethod =
 // default: a new rpc needs ADMIN until it is added to this table).
 deltaserve::v1::Role RequiredRole(absl::string_view method);
 
-// "OBSERVER", "SIMULATOR", "ADMIN" (the enum's names).
-absl::string_view RoleName(deltaserve::v1::Role role);
-
 // Checks an AuthConfig: every principal has a non-empty unique name, a role
 // other than ROLE_UNSPECIFIED, and a token_sha256 of 64 lowercase hex digits
 // no other principal has. INVALID_ARGUMENT naming the principal otherwise.

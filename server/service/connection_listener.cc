@@ -18,8 +18,8 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/address.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 
@@ -36,35 +36,6 @@ constexpr absl::Duration kSweepAtCapEvery = absl::Milliseconds(50);
 constexpr absl::Duration kRefusalLogEvery = absl::Seconds(10);
 // Accepts per listening socket per wake-up, so two sockets take turns.
 constexpr int kAcceptsPerWake = 64;
-
-struct HostPort {
-  std::string host;  // Without brackets; empty for ":port".
-  uint16_t port = 0;
-};
-
-absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
-  const auto invalid = [&address] {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "listen address \"", address, "\": expected host:port, [v6]:port or unix:PATH"));
-  };
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return invalid();
-  HostPort parsed;
-  parsed.host = address.substr(0, colon);
-  uint32_t port = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) return invalid();
-  parsed.port = static_cast<uint16_t>(port);
-  if (parsed.host.size() >= 2 && parsed.host.front() == '[' && parsed.host.back() == ']') {
-    parsed.host = parsed.host.substr(1, parsed.host.size() - 2);
-  } else if (parsed.host.find(':') != std::string::npos) {
-    return invalid();  // An IPv6 address needs its brackets.
-  }
-  return parsed;
-}
-
-bool IsWildcard(const std::string& host) {
-  return host.empty() || host == "0.0.0.0" || host == "::";
-}
 
 // A listening socket on `addr`, or -1 with errno set.
 int ListenOn(const sockaddr* addr, socklen_t length, bool v6only) {
@@ -103,7 +74,7 @@ void CloseAll(const std::vector<int>& fds) {
 // The listening sockets for `where` on `port` (0: the OS picks, one port
 // for all). EADDRINUSE anywhere fails the whole bind; an address family the
 // host lacks is skipped if another bound.
-absl::StatusOr<std::vector<int>> ListenAll(const std::string& address, const HostPort& where,
+absl::StatusOr<std::vector<int>> ListenAll(const std::string& address, const base::Address& where,
                                            uint16_t port) {
   std::vector<int> fds;
   const auto failed = [&](int error) {
@@ -118,7 +89,7 @@ absl::StatusOr<std::vector<int>> ListenAll(const std::string& address, const Hos
   };
   // A wildcard is one dual-stack IPv6 socket, or IPv4 alone on a host
   // without IPv6.
-  if (IsWildcard(where.host)) {
+  if (where.is_wildcard()) {
     sockaddr_in6 any6{};
     any6.sin6_family = AF_INET6;
     any6.sin6_addr = in6addr_any;
@@ -183,8 +154,12 @@ uint64_t OpenDescriptors() {
 
 absl::StatusOr<std::unique_ptr<ConnectionListener>> ConnectionListener::Bind(
     const std::string& address, const ConnectionListenerOptions& options) {
-  absl::StatusOr<HostPort> where = SplitHostPort(address);
-  if (!where.ok()) return where.status();
+  // TCP only: unix sockets stay with gRPC's own listener.
+  absl::StatusOr<base::Address> where =
+      base::ParseAddress(address, {/*any_host=*/true, /*unix_socket=*/false});
+  if (!where.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("listen address ", where.status().message()));
+  }
   absl::StatusOr<std::vector<int>> fds = ListenAll(address, *where, where->port);
   // Port 0 on a name with several addresses: the port the first one got
   // can be taken on another; the OS picks again.

@@ -65,13 +65,14 @@ class ConnectionListener {
   // How long accept pauses after failing for want of descriptors or memory.
   static constexpr absl::Duration kResourcePause = absl::Milliseconds(100);
 
-  // Binds and listens on `address`, "host:port" or "[v6]:port" (port 0: the
-  // OS picks; a wildcard host, "0.0.0.0" or "[::]", listens on IPv6 and IPv4
-  // where the host has both; a name listens on every address it resolves
-  // to, with one port). Connections wait in the kernel's backlog until
-  // Start. UNAVAILABLE naming the address if it cannot bind (e.g. another
-  // process listens there: SO_REUSEPORT is never set), INVALID_ARGUMENT if
-  // the address is not host:port.
+  // Binds and listens on `address`, "host:port", "[v6]:port" or ":port"
+  // (base/address.h; port 0: the OS picks; a wildcard host, none, "0.0.0.0"
+  // or "[::]", listens on IPv6 and IPv4 where the host has both; a name
+  // listens on every address it resolves to, with one port). Connections
+  // wait in the kernel's backlog until Start. UNAVAILABLE naming the address
+  // if it cannot bind (e.g. another process listens there: SO_REUSEPORT is
+  // never set), INVALID_ARGUMENT if the address is none of those forms (a
+  // unix socket included: gRPC listens on those itself).
   static absl::StatusOr<std::unique_ptr<ConnectionListener>> Bind(
       const std::string& address, const ConnectionListenerOptions& options);
 

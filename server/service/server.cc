@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/address.h"
 #include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -27,11 +28,13 @@
 namespace deltaserve::server {
 namespace {
 
-// "host:port" with the port the OS picked; "unix:..." as given.
+// `requested` (an address Start parsed) with the port the OS picked; a unix
+// socket as given.
 std::string BoundAddress(const std::string& requested, int port) {
-  if (absl::StartsWith(requested, "unix")) return requested;
-  const size_t colon = requested.rfind(':');
-  return absl::StrCat(requested.substr(0, colon), ":", port);
+  absl::StatusOr<base::Address> address = base::ParseAddress(requested, base::kListenForms);
+  if (!address.ok() || address->is_unix()) return requested;
+  address->port = static_cast<uint16_t>(port);
+  return base::FormatAddress(*address);
 }
 
 }  // namespace
@@ -42,6 +45,11 @@ std::string ModelHealthServiceName(absl::string_view model) {
 
 absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     const deltaserve::v1::ServerConfig& config, const ServerOptions& options) {
+  absl::StatusOr<base::Address> listen =
+      base::ParseAddress(options.listen_address, base::kListenForms);
+  if (!listen.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("listen address ", listen.status().message()));
+  }
   RETURN_IF_ERROR(CheckListenExposure(options.listen_address, !options.auth_file.empty(),
                                       options.allow_unauthenticated));
   ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
@@ -50,7 +58,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
       !options.tls_client_ca_file.empty()) {
     ASSIGN_OR_RETURN(tls, ServerTls::Create({options.tls_cert_file, options.tls_key_file,
                                              options.tls_client_ca_file}));
-  } else if (!options.auth_file.empty() && !IsLoopbackAddress(options.listen_address)) {
+  } else if (!options.auth_file.empty() && !base::IsLoopback(*listen)) {
     LogWarning("--auth_file without TLS on ", options.listen_address,
                ": tokens cross the network in plaintext (add --tls_cert_file/--tls_key_file)");
   }
@@ -68,7 +76,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   // a second server on the port refuses with one line, and clients wait in
   // the backlog until the server serves. unix: stays with gRPC's listener.
   std::unique_ptr<ConnectionListener> listener;
-  if (!absl::StartsWith(options.listen_address, "unix:")) {
+  if (!listen->is_unix()) {
     ConnectionListenerOptions accept;
     accept.max_connections = prepared.max_connections();
     accept.reserved_descriptors = kReservedDescriptors;

@@ -66,10 +66,11 @@ inline constexpr char kTrainerServiceName[] = "deltaserve.v1.Trainer";
 std::string ModelHealthServiceName(absl::string_view model);
 
 struct ServerOptions {
-  // "host:port" (port 0: the OS picks) or "unix:PATH".
+  // "host:port", "[v6]:port", ":port", "unix:PATH" or "unix-abstract:NAME"
+  // (base/address.h; port 0: the OS picks).
   std::string listen_address = "127.0.0.1:0";
-  // "host:port" of the Prometheus endpoint (port 0: the OS picks; ":PORT"
-  // without a host binds 127.0.0.1). Empty:
+  // "host:port" or "[v6]:port" of the Prometheus endpoint (port 0: the OS
+  // picks; ":PORT" without a host binds 127.0.0.1). Empty:
   // metrics are recorded (see metrics()) but nothing listens.
   std::string metrics_listen_address;
   // How long Shutdown lets watch streams end before cancelling them.

@@ -3,9 +3,9 @@
 #include <utility>
 #include <vector>
 
+#include "proto/grpc_status.h"
 #include "server/service/call_paths.h"
 #include "server/service/convert.h"
-#include "server/service/grpc_status.h"
 
 namespace deltaserve::server {
 namespace {
@@ -21,9 +21,7 @@ const grpc::Status& ServerClosing() {
 
 // `response` answers with `status`'s code and message (step 3).
 void SetError(const absl::Status& status, v1::SessionResponse* response) {
-  v1::CallError* error = response->mutable_error();
-  error->set_code(static_cast<int32_t>(status.code()));
-  error->set_message(std::string(status.message()));
+  ToCallError(status, response->mutable_error());
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "server/service/tls.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -17,9 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/address.h"
 #include "base/status_macros.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
@@ -204,27 +202,9 @@ absl::Status ServerTls::Reload() {
   return absl::OkStatus();
 }
 
-bool IsLoopbackAddress(absl::string_view address) {
-  if (absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:")) {
-    return true;
-  }
-  const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos) return false;
-  std::string host(address.substr(0, colon));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (absl::AsciiStrToLower(host) == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
-  return false;
-}
-
 absl::Status CheckListenExposure(absl::string_view listen_address, bool has_auth_file,
                                  bool allow_unauthenticated) {
-  if (has_auth_file || allow_unauthenticated || IsLoopbackAddress(listen_address)) {
+  if (has_auth_file || allow_unauthenticated || base::IsLoopbackAddress(listen_address)) {
     return absl::OkStatus();
   }
   return absl::FailedPreconditionError(absl::StrCat(

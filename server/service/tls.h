@@ -72,12 +72,9 @@ class ServerTls {
   int generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// True for unix: addresses and host:port whose host is localhost, 127.0.0.0/8
-// or ::1 (bracketed or not): only processes on this machine can connect.
-bool IsLoopbackAddress(absl::string_view address);
-
 // FAILED_PRECONDITION with one line saying what to do when `listen_address`
-// is not loopback, there is no auth file and open access was not asked for
+// is not loopback (base::IsLoopbackAddress; an address that does not parse is
+// not loopback), there is no auth file and open access was not asked for
 // (--allow_unauthenticated); OK otherwise.
 absl::Status CheckListenExposure(absl::string_view listen_address, bool has_auth_file,
                                  bool allow_unauthenticated);

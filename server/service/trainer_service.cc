@@ -4,10 +4,10 @@
 
 #include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
+#include "proto/grpc_status.h"
 #include "proto/wire.h"
 #include "server/service/call_paths.h"
 #include "server/service/convert.h"
-#include "server/service/grpc_status.h"
 #include "server/service/watch_reactor.h"
 
 namespace deltaserve::server {

@@ -3,8 +3,8 @@
 #include <optional>
 #include <utility>
 
+#include "proto/grpc_status.h"
 #include "server/core/errors.h"
-#include "server/service/grpc_status.h"
 
 namespace deltaserve::server {
 

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "base/address.h"
 #include "base/token.h"
 #include "gtest/gtest.h"
 #include "server/core/metrics.h"
@@ -195,12 +196,12 @@ TEST(Authorizer, FromFileNamesTheFileInItsErrors) {
 TEST(ListenExposure, OnlyLoopbackMayListenWithoutAnAuthFile) {
   for (const char* loopback : {"127.0.0.1:50051", "127.8.9.1:1", "[::1]:50051", "localhost:0",
                                "LOCALHOST:1", "unix:/tmp/ds.sock", "unix-abstract:ds"}) {
-    EXPECT_TRUE(IsLoopbackAddress(loopback)) << loopback;
+    EXPECT_TRUE(base::IsLoopbackAddress(loopback)) << loopback;
     EXPECT_TRUE(CheckListenExposure(loopback, false, false).ok()) << loopback;
   }
   for (const char* open : {"0.0.0.0:50051", "[::]:50051", ":50051", "10.0.0.1:1", "trainer:50051",
                            "128.0.0.1:1", "[::2]:1", "garbage"}) {
-    EXPECT_FALSE(IsLoopbackAddress(open)) << open;
+    EXPECT_FALSE(base::IsLoopbackAddress(open)) << open;
     const absl::Status refused = CheckListenExposure(open, false, false);
     EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << open;
     EXPECT_EQ(refused.message().find('\n'), absl::string_view::npos);

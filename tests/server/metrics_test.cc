@@ -2,6 +2,7 @@
 // HTTP endpoint (loopback, OS-picked port) reads back.
 #include "server/core/metrics.h"
 
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -132,6 +133,35 @@ TEST(ServerMetrics, OutOfRangeStatusCodeCountsAsUnknown) {
   EXPECT_EQ(Sample((*created)->Scrape(), "deltaserve_rpc_requests_total",
                    {{"model", "m"}, {"rpc", "Forward"}, {"code", "UNKNOWN"}}),
             1.0);
+}
+
+// The code label values dashboards and alerts query: StatusCodeName
+// (absl::StatusCodeToString) must keep producing exactly these.
+TEST(ServerMetrics, StatusCodeLabelsAreTheCanonicalNames) {
+  const char* const labels[] = {
+      "OK",
+      "CANCELLED",
+      "UNKNOWN",
+      "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED",
+      "NOT_FOUND",
+      "ALREADY_EXISTS",
+      "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION",
+      "ABORTED",
+      "OUT_OF_RANGE",
+      "UNIMPLEMENTED",
+      "INTERNAL",
+      "UNAVAILABLE",
+      "DATA_LOSS",
+      "UNAUTHENTICATED",
+  };
+  ASSERT_EQ(std::size(labels), static_cast<size_t>(kNumStatusCodes));
+  for (int code = 0; code < kNumStatusCodes; ++code) {
+    EXPECT_EQ(StatusCodeName(code), labels[code]) << code;
+  }
+  EXPECT_EQ(StatusCodeName(kNumStatusCodes), "UNKNOWN");
 }
 
 TEST(ServerMetrics, MalformedAddressIsInvalidArgument) {
