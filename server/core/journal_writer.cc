@@ -31,12 +31,14 @@ JournalWriter::JournalWriter(persist::ModelStore* store, uint64_t next_seq, Dura
 JournalWriter::~JournalWriter() { Stop(); }
 
 uint64_t JournalWriter::Add(const deltaserve::v1::JournalEntry& entry) {
+  DELTASERVE_DCHECK_OWNED(learner_);
   const uint64_t seq = next_seq_++;
   persist::EncodeRecord(seq, entry.SerializeAsString(), &buffer_);
   return seq;
 }
 
 absl::Status JournalWriter::Write() {
+  DELTASERVE_DCHECK_OWNED(learner_);
   std::shared_ptr<persist::WritableFile> segment;
   {
     absl::MutexLock lock(&mu_);
@@ -56,6 +58,7 @@ absl::Status JournalWriter::Write() {
 }
 
 absl::Status JournalWriter::Roll() {
+  DELTASERVE_DCHECK_OWNED(learner_);
   ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> next,
                    store_->StartSegment(next_seq_, /*sync_dir=*/false));
   absl::MutexLock lock(&mu_);

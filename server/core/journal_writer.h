@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/check.h"
 #include "deltaserve/v1/state.pb.h"
 #include "server/persist/model_store.h"
 
@@ -50,15 +51,23 @@ class JournalWriter {
   // Stop()s.
   ~JournalWriter();
 
-  // Learner only (steps 1–2 and Roll). Add returns the entry's seq.
+  // Learner only (steps 1–2, last_seq and Roll): the first call binds them
+  // to its thread and a call from any other thread fails a DCHECK until
+  // ReleaseLearner(). Add returns the entry's seq.
   uint64_t Add(const deltaserve::v1::JournalEntry& entry);
   absl::Status Write() ABSL_LOCKS_EXCLUDED(mu_);
   // Seq of the last entry added (0: none yet).
-  uint64_t last_seq() const { return next_seq_ - 1; }
+  uint64_t last_seq() const {
+    DELTASERVE_DCHECK_OWNED(learner_);
+    return next_seq_ - 1;
+  }
   // After Write: later entries go to a new segment starting at last_seq()+1
   // (segments then end where a checkpoint begins, so old ones can be
   // deleted whole). On error the current segment stays in use.
   absl::Status Roll() ABSL_LOCKS_EXCLUDED(mu_);
+  // The learner-only methods pass to another thread (the next one to call
+  // them), e.g. from Trainer::Create to the learner thread.
+  void ReleaseLearner() { learner_.Release(); }
 
   // Step 3. Completions run in the order they were committed.
   void Commit(Completion done) ABSL_LOCKS_EXCLUDED(mu_);
@@ -91,6 +100,7 @@ class JournalWriter {
   const absl::Duration interval_;
 
   // Learner only.
+  ThreadOwner learner_;
   uint64_t next_seq_;
   std::string buffer_;  // Records added since the last Write.
 

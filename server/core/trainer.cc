@@ -62,6 +62,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
   auto trainer = std::unique_ptr<Trainer>(
       new Trainer(std::move(options), std::move(mlp), std::move(optimizer), std::move(on_publish)));
   if (!trainer->options_.persistence.dir.empty()) RETURN_IF_ERROR(trainer->OpenState());
+  // The learner state passes from this thread (restore, replay) to the learner.
+  trainer->learner_owner_.Release();
+  if (trainer->journal_) trainer->journal_->ReleaseLearner();
   trainer->learner_ = std::thread([t = trainer.get()] { t->LearnerLoop(); });
   return trainer;
 }
@@ -223,6 +226,8 @@ void Trainer::Stop() {
   std::call_once(join_once_, [this] {
     if (learner_.joinable()) learner_.join();
     // The learner has exited: its state is ours to read.
+    learner_owner_.Release();
+    if (journal_) journal_->ReleaseLearner();
     if (journal_) journal_->Stop();
     if (checkpointer_) {
       checkpointer_->Stop();
@@ -255,6 +260,7 @@ bool Trainer::AwaitQueued(size_t n, absl::Duration timeout) const {
 }
 
 Trainer::Batch Trainer::TakeBatch() {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (options_.gate) options_.gate->Pass();
   Batch batch;
   absl::Status refusal;
@@ -285,6 +291,7 @@ Trainer::Batch Trainer::TakeBatch() {
 }
 
 void Trainer::LearnerLoop() {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   for (Batch batch = TakeBatch(); !batch.stopping; batch = TakeBatch()) {
     std::deque<Pending>& pending = batch.pending;
     std::vector<absl::StatusOr<SubmitResult>> results(pending.size(), ShuttingDown(name()));
@@ -294,18 +301,12 @@ void Trainer::LearnerLoop() {
         absl::MutexLock lock(&queue_mu_);
         if (stopping_) break;  // The rest keep ShuttingDown.
       }
-      const size_t end = pending[i].import ? i + 1 : GroupEnd(pending, i);
-      std::vector<absl::StatusOr<SubmitResult>> grouped;
-      if (end - i > 1) {
-        std::vector<const Submission*> group;
-        for (size_t j = i; j < end; ++j) group.push_back(&pending[j].submission);
-        if (ApplyGroup(group, /*replay_scales=*/nullptr, &grouped)) {
-          std::move(grouped.begin(), grouped.end(), results.begin() + static_cast<long>(i));
-        }
-      }
-      for (size_t j = i; j < end && grouped.empty(); ++j) {  // One by one.
-        results[j] = pending[j].import ? ApplyImport(*std::move(pending[j].import))
-                                       : Apply(pending[j].submission);
+      size_t end = i + 1;
+      if (pending[i].import) {
+        results[i] = ApplyImport(*std::move(pending[i].import));
+      } else {
+        end = GroupEnd(pending, i);
+        ApplyLive(pending, i, end, results);
       }
       for (size_t j = i; j < end; ++j) {
         stepped = stepped || (results[j].ok() && results[j]->stepped && !results[j]->duplicate);
@@ -323,7 +324,9 @@ void Trainer::LearnerLoop() {
 }
 
 void Trainer::Finish(std::vector<Answer> answers, bool stepped) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (answers.empty()) return;  // Woken only for a checkpoint.
+  DELTASERVE_DCHECK(!stepped || version_ > latest_->version, "a step makes a newer version");
   std::shared_ptr<const Snapshot> snapshot = stepped ? MakeSnapshot() : nullptr;
   if (snapshot) latest_ = snapshot;
   if (!journal_) {
@@ -358,6 +361,7 @@ void Trainer::Complete(const absl::Status& durable, std::vector<Answer>& answers
 }
 
 std::shared_ptr<const Snapshot> Trainer::MakeSnapshot() const {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   auto next = std::make_shared<Snapshot>();
   next->version = version_;
   next->parameters = params_;
@@ -382,10 +386,11 @@ absl::Status Trainer::ValidateImport(const std::vector<float>& parameters) const
   return model::CheckFinite("parameters", parameters);
 }
 
-absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters, bool replay) {
+absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   RETURN_IF_ERROR(ValidateImport(parameters));  // Again: a journal may have been tampered with.
   ASSIGN_OR_RETURN(optimizer_, model::Optimizer::Create(options_.optimizer, params_.size()));
-  if (!replay) JournalImport(parameters);
+  JournalImport(parameters);
   params_ = std::move(parameters);
   ClearGrad();
   rows_accumulated_ = 0;
@@ -398,38 +403,8 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters,
   return SubmitResult{version_, 0.0, 0, /*stepped=*/true};
 }
 
-absl::StatusOr<SubmitResult> Trainer::Apply(const Submission& submission,
-                                            std::optional<float> replay_scale) {
-  if (!submission.request_id.empty()) {
-    if (const SubmitResult* applied = applied_ids_.Find(submission.request_id)) {
-      SubmitResult original = *applied;
-      original.duplicate = true;
-      return original;
-    }
-  }
-  // Submit rejected versions newer than the snapshot, and versions only grow.
-  const uint64_t staleness = version_ - submission.version;
-  if (!replay_scale && options_.max_staleness != 0 && staleness > options_.max_staleness) {
-    return StaleVersion(name(), submission.version, version_, options_.max_staleness);
-  }
-  const float scale = replay_scale                   ? *replay_scale
-                      : options_.staleness_scaled_lr ? 1.0f / (1.0f + static_cast<float>(staleness))
-                                                     : 1.0f;
-  ASSIGN_OR_RETURN(double loss, Gradient(submission, scale));
-  SubmitResult result{version_, loss, staleness, /*stepped=*/false};
-  ASSIGN_OR_RETURN(result.stepped, Accumulate(static_cast<uint64_t>(submission.inputs.rows())));
-  result.version = version_;
-  if (options_.metrics) {
-    options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
-                                              staleness, loss);
-  }
-  if (!submission.request_id.empty()) applied_ids_.Remember(submission.request_id, result);
-  if (!replay_scale) JournalSubmission(submission, scale);
-  changed_since_checkpoint_ = true;
-  return result;
-}
-
 absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
   // While G is all zeros (nothing accumulated since the last step, import or
@@ -464,11 +439,13 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
 }
 
 void Trainer::ClearGrad() {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (!grad_zero_) std::fill(grad_.begin(), grad_.end(), 0.0f);
   grad_zero_ = true;
 }
 
 absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
   ASSIGN_OR_RETURN(double loss, model::Surrogate(options_.surrogate, s.objective,
                                                  workspace_.output(), s.acted, s.deltas, &grad_y_));
@@ -488,7 +465,11 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   return loss;
 }
 
+// The one place an optimizer step happens (trainer.h): per-step state
+// (schedules, statistics merged per step) is updated here, after the
+// optimizer accepted the step.
 absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   ASSIGN_OR_RETURN(const double gradient_norm,
                    optimizer_->Step(absl::MakeSpan(params_), grad, norm));
   ++version_;

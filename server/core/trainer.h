@@ -68,6 +68,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "base/check.h"
 #include "deltaserve/v1/state.pb.h"
 #include "model/mlp.h"
 #include "model/optimizer.h"
@@ -295,35 +296,76 @@ class Trainer {
   void LearnerLoop() ABSL_LOCKS_EXCLUDED(queue_mu_);
   // Blocks until work is available, a checkpoint is due or Stop().
   Batch TakeBatch() ABSL_LOCKS_EXCLUDED(queue_mu_);
-  // Steps 1–3 of the header comment. Learner thread only. `replay_scale`:
-  // replaying a journaled submission with the scale it was applied with
-  // (no staleness check, nothing journaled).
-  absl::StatusOr<SubmitResult> Apply(const Submission& submission,
-                                     std::optional<float> replay_scale = std::nullopt);
+
+  // The learner's one apply path. Two entry points share every rule:
+  //   ApplyLive (trainer_batch.cc): what the learner took from the queue.
+  //     Per submission: step 0 (duplicates), ApplyGate (step 1 and the
+  //     1/(1+s) scale); then ApplyScaled.
+  //   Replay (trainer_state.cc): journaled submissions at Create, with the
+  //     scale each was applied with: no gate, then ApplyScaled.
+  // ApplyScaled computes g for the whole group (Gradient for one
+  // submission, GroupGradient for more), accumulates it (Accumulate, which
+  // calls Step: the one place an optimizer step happens) and calls Applied
+  // for each member (the one place a submission counts as applied). New
+  // per-step state belongs in Step, new per-submission state in Applied;
+  // both entry points then keep it alike, which bit-exact replay needs.
+  //
+  // Applies pending[begin, end) — one submission, or a group as GroupEnd
+  // forms it — into results[begin, end). A group that cannot apply as one
+  // (non-finite loss or gradient, refused step) changes nothing and is
+  // applied as batches of one instead.
+  void ApplyLive(const std::deque<Pending>& pending, size_t begin, size_t end,
+                 std::vector<absl::StatusOr<SubmitResult>>& results);
+  // The end of the group of submissions from `begin` that can be
+  // backpropagated as one: consecutive, no import, no request_id already
+  // applied or repeated, none too stale, and no optimizer step before the
+  // last (rows stay below samples_per_step).
+  size_t GroupEnd(const std::deque<Pending>& pending, size_t begin);
+  // Step 0: the original result (duplicate = true) if `submission`'s
+  // request_id is among the remembered ones.
+  std::optional<SubmitResult> Duplicate(const Submission& submission) const;
+  // Staleness s = version − submission.version (Submit refused versions
+  // newer than the snapshot, and versions only grow).
+  uint64_t Staleness(const Submission& submission) const;
+  // Step 1: s > max_staleness (when max_staleness > 0).
+  bool TooStale(uint64_t staleness) const;
+  // Step 1 and the live scale: ABORTED if too stale, else 1/(1+s) with
+  // staleness_scaled_lr, 1 without.
+  absl::StatusOr<float> ApplyGate(const Submission& submission) const;
+  // Replays journaled `group` (one submission, or a group the learner
+  // applied as one) with the scales it was applied with. Nothing is
+  // journaled: the journal is opened after replay.
+  absl::Status Replay(absl::Span<const Submission* const> group, absl::Span<const float> scales);
+  // Steps 2–3 for `group` (≥ 1 submission, scales[i] for group[i]), then
+  // Applied for each; `results` gets one result per member. On error
+  // nothing has changed: one submission's own error; for a group, the
+  // first failure (its members are then applied one by one, or replay
+  // fails).
+  absl::Status ApplyScaled(absl::Span<const Submission* const> group,
+                           absl::Span<const float> scales, std::vector<SubmitResult>* results);
+  // The per-submission "applied" hook, live and replayed alike: metrics,
+  // the request_id window, the journal (a no-op during replay: not open
+  // yet). `batched_with_next`: the next member of the group follows it.
+  void Applied(const Submission& submission, const SubmitResult& result, float scale,
+               bool batched_with_next);
   // INVALID_ARGUMENT unless parameter_count finite values.
   absl::Status ValidateImport(const std::vector<float>& parameters) const;
-  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters, bool replay = false);
-  // Learner batching (trainer_batch.cc). The end of the group of submissions
-  // from `begin` that can be backpropagated as one: consecutive, no import,
-  // no request_id already applied or repeated, none too stale, and no
-  // optimizer step before the last (rows stay below samples_per_step).
-  size_t GroupEnd(const std::deque<Pending>& pending, size_t begin);
-  // Applies `group` (≥ 2 submissions, as GroupEnd forms them) with one
-  // forward and one backward pass over all their rows: the same result as
-  // applying them one by one up to float summation order. `replay_scales`:
-  // replaying journaled ones (no staleness check, nothing journaled).
-  // Returns false, having changed nothing, if any member would be rejected
-  // (non-finite loss or gradient, refused step): then apply them one by one.
-  bool ApplyGroup(const std::vector<const Submission*>& group,
-                  const std::vector<float>* replay_scales,
-                  std::vector<absl::StatusOr<SubmitResult>>* results);
+  // Applies (or replays) an import, then journals it (a no-op during
+  // replay: the journal is not open yet).
+  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters);
   // submission_grad_ holds g of `rows` rows: checks ‖G + g‖, then steps or
   // accumulates; whether it stepped. On error nothing has changed.
   absl::StatusOr<bool> Accumulate(uint64_t rows);
   // Backprop of one submission into submission_grad_; returns l_s.
   absl::StatusOr<double> Gradient(const Submission& submission, float scale);
-  // Optimizer step on `grad` (G + g) whose GlobalNorm is `norm`, version + 1.
-  // On error nothing has changed.
+  // With X = [X1; ...; Xk] stacked: one forward and one backward pass into
+  // submission_grad_, the same g as one by one up to float summation
+  // order; `losses` gets each member's l_s. On error nothing has changed.
+  absl::Status GroupGradient(absl::Span<const Submission* const> group,
+                             absl::Span<const float> scales, std::vector<double>* losses);
+  // The one place an optimizer step happens: a step on `grad` (G + g) whose
+  // GlobalNorm is `norm`, version + 1. Per-step state goes here. On error
+  // nothing has changed.
   absl::Status Step(absl::Span<float> grad, double norm);
   // G = 0 (a no-op while it is).
   void ClearGrad();
@@ -340,10 +382,11 @@ class Trainer {
   void FailAll(std::deque<Pending>& pending, const absl::Status& status);
 
   // Persistence (trainer_state.cc). Learner thread, or Create/Stop.
+  // ReplayGroup decodes journaled entries and calls Replay or ApplyImport.
   absl::Status OpenState();
   absl::Status Restore(const deltaserve::v1::StateCheckpoint& checkpoint);
   absl::StatusOr<Submission> FromJournal(const deltaserve::v1::JournaledSubmission& j) const;
-  void JournalSubmission(const Submission& submission, float scale, bool batched_with_next = false);
+  void JournalSubmission(const Submission& submission, float scale, bool batched_with_next);
   absl::Status ReplayGroup(const std::vector<const deltaserve::v1::JournalEntry*>& entries,
                            uint64_t first_seq);
   void JournalImport(const std::vector<float>& parameters);
@@ -356,7 +399,11 @@ class Trainer {
   const model::Mlp mlp_;
   const PublishCallback on_publish_;
 
-  // Learner-thread state (no lock: only the learner touches it after Create).
+  // Learner-thread state (no lock). Owned by the thread in Create()
+  // (restore and replay), handed to the learner thread when it starts, and
+  // back to Stop() once it has joined; every method that touches it
+  // DCHECKs ownership (DELTASERVE_DCHECK_OWNED(learner_owner_)).
+  ThreadOwner learner_owner_;
   std::unique_ptr<model::Optimizer> optimizer_;
   std::vector<float> params_;           // Working parameters (version_).
   std::vector<float> grad_;             // G, accumulated over submissions.
@@ -364,7 +411,7 @@ class Trainer {
   std::vector<float> submission_grad_;  // g of one submission, then G + g.
   model::Mlp::Workspace workspace_;
   model::Matrix grad_y_;
-  model::Matrix group_inputs_;  // ApplyGroup's scratch: the group's rows, stacked.
+  model::Matrix group_inputs_;  // GroupGradient's scratch: the group's rows, stacked.
   model::Matrix group_grad_y_;
   // The last snapshot made (published or waiting for its commit): holds
   // params_ as of the last step, which is what a checkpoint captures.

@@ -1,15 +1,63 @@
-// Learner batching: submissions that fall in the same optimizer step are
-// backpropagated as one batch (trainer.h, GroupEnd and ApplyGroup).
+// The learner's apply path (trainer.h, "The learner's one apply path"): the
+// live entry point, the rules both entry points share, and the group
+// (stacked) gradient.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
+#include "base/status_macros.h"
 #include "model/surrogate.h"
 #include "model/validate.h"
+#include "server/core/errors.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
 
+void Trainer::ApplyLive(const std::deque<Pending>& pending, size_t begin, size_t end,
+                        std::vector<absl::StatusOr<SubmitResult>>& results) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
+  DELTASERVE_DCHECK(begin < end && end <= pending.size() && results.size() == pending.size());
+  if (end - begin > 1) {
+    std::vector<const Submission*> group;
+    std::vector<float> scales;
+    uint64_t rows = rows_accumulated_;
+    for (size_t i = begin; i < end; ++i) {
+      const Submission& s = pending[i].submission;
+      DELTASERVE_DCHECK(!pending[i].import && !Duplicate(s), "GroupEnd formed this group");
+      DELTASERVE_DCHECK(rows < options_.samples_per_step, "only the last member may step");
+      rows += static_cast<uint64_t>(s.inputs.rows());
+      absl::StatusOr<float> scale = ApplyGate(s);
+      DELTASERVE_DCHECK(scale.ok(), "GroupEnd admits no submission that is too stale");
+      if (!scale.ok()) break;
+      group.push_back(&s);
+      scales.push_back(*scale);
+    }
+    std::vector<SubmitResult> applied;
+    if (group.size() == end - begin && ApplyScaled(group, scales, &applied).ok()) {
+      std::move(applied.begin(), applied.end(), results.begin() + static_cast<long>(begin));
+      return;
+    }
+  }
+  for (size_t i = begin; i < end; ++i) {  // Batches of one.
+    const Submission& s = pending[i].submission;
+    if (std::optional<SubmitResult> duplicate = Duplicate(s)) {
+      results[i] = *duplicate;
+      continue;
+    }
+    absl::StatusOr<float> scale = ApplyGate(s);
+    std::vector<SubmitResult> applied;
+    if (!scale.ok()) {
+      results[i] = scale.status();
+    } else if (absl::Status status = ApplyScaled({&s}, {*scale}, &applied); !status.ok()) {
+      results[i] = status;
+    } else {
+      results[i] = applied[0];
+    }
+  }
+}
+
 size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   group_ids_.clear();
   uint64_t rows = rows_accumulated_;
   size_t end = begin;
@@ -21,7 +69,7 @@ size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) {
         (applied_ids_.Find(s.request_id) != nullptr || !group_ids_.insert(s.request_id).second)) {
       break;  // Answered as a duplicate, after what comes before it is applied.
     }
-    if (options_.max_staleness != 0 && version_ - s.version > options_.max_staleness) break;
+    if (TooStale(Staleness(s))) break;
     rows += static_cast<uint64_t>(s.inputs.rows());
     ++end;
     if (rows >= options_.samples_per_step) break;  // This one steps: the group ends with it.
@@ -29,14 +77,89 @@ size_t Trainer::GroupEnd(const std::deque<Pending>& pending, size_t begin) {
   return std::max(end, begin + 1);  // A submission that starts a group is always in it.
 }
 
+std::optional<SubmitResult> Trainer::Duplicate(const Submission& submission) const {
+  if (submission.request_id.empty()) return std::nullopt;
+  const SubmitResult* applied = applied_ids_.Find(submission.request_id);
+  if (applied == nullptr) return std::nullopt;
+  SubmitResult original = *applied;
+  original.duplicate = true;
+  return original;
+}
+
+uint64_t Trainer::Staleness(const Submission& submission) const {
+  return version_ - submission.version;
+}
+
+bool Trainer::TooStale(uint64_t staleness) const {
+  return options_.max_staleness != 0 && staleness > options_.max_staleness;
+}
+
+absl::StatusOr<float> Trainer::ApplyGate(const Submission& submission) const {
+  DELTASERVE_DCHECK(submission.version <= version_, "Submit refuses versions from the future");
+  const uint64_t staleness = Staleness(submission);
+  if (TooStale(staleness)) {
+    return StaleVersion(name(), submission.version, version_, options_.max_staleness);
+  }
+  if (!options_.staleness_scaled_lr) return 1.0f;
+  return 1.0f / (1.0f + static_cast<float>(staleness));
+}
+
+absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
+                                  absl::Span<const float> scales,
+                                  std::vector<SubmitResult>* results) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
+  DELTASERVE_DCHECK(!group.empty() && scales.size() == group.size());
+  std::vector<uint64_t> staleness;
+  uint64_t rows = 0;
+  for (const Submission* s : group) {
+    staleness.push_back(Staleness(*s));
+    rows += static_cast<uint64_t>(s->inputs.rows());
+  }
+  std::vector<double> losses;
+  if (group.size() == 1) {
+    ASSIGN_OR_RETURN(const double loss, Gradient(*group[0], scales[0]));
+    losses.push_back(loss);
+  } else {
+    RETURN_IF_ERROR(GroupGradient(group, scales, &losses));
+  }
+  const uint64_t version_before = version_;
+  ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
+  DELTASERVE_DCHECK(rows_accumulated_ < options_.samples_per_step);
+  DELTASERVE_DCHECK(stepped == (rows_accumulated_ == 0) && stepped == grad_zero_);
+  DELTASERVE_DCHECK(version_ == version_before + (stepped ? 1 : 0));
+  results->clear();
+  for (size_t i = 0; i < group.size(); ++i) {
+    const bool last = i + 1 == group.size();
+    // Only the last member can have stepped (GroupEnd; a journaled group
+    // was formed the same way).
+    const SubmitResult result{last ? version_ : version_before, losses[i], staleness[i],
+                              /*stepped=*/last && stepped};
+    Applied(*group[i], result, scales[i], /*batched_with_next=*/!last);
+    results->push_back(result);
+  }
+  changed_since_checkpoint_ = true;
+  return absl::OkStatus();
+}
+
+void Trainer::Applied(const Submission& submission, const SubmitResult& result, float scale,
+                      bool batched_with_next) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
+  if (options_.metrics) {
+    options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
+                                              result.staleness, result.surrogate_loss);
+  }
+  if (!submission.request_id.empty()) applied_ids_.Remember(submission.request_id, result);
+  JournalSubmission(submission, scale, batched_with_next);
+}
+
 // With X = [X₁; …; Xₖ] (the members' rows stacked), one forward pass gives
 // Y = [Y₁; …; Yₖ]; each member's surrogate gives its l_s and ∂l_s/∂Yᵢ
 // (× its scale), stacked into ∂L/∂Y; one backward pass gives
 // g = Σᵢ ∂l_sᵢ/∂Θ. Row i of a dense layer only ever meets row i, so this is
 // the one-by-one result up to the order of the float sums.
-bool Trainer::ApplyGroup(const std::vector<const Submission*>& group,
-                         const std::vector<float>* replay_scales,
-                         std::vector<absl::StatusOr<SubmitResult>>* results) {
+absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
+                                    absl::Span<const float> scales, std::vector<double>* losses) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   Eigen::Index total = 0;
   for (const Submission* s : group) total += s->inputs.rows();
   group_inputs_.resize(total, mlp_.input_dim());
@@ -46,56 +169,25 @@ bool Trainer::ApplyGroup(const std::vector<const Submission*>& group,
     group_inputs_.middleRows(row, s->inputs.rows()) = s->inputs;
     row += s->inputs.rows();
   }
-  if (!mlp_.Forward(params_, group_inputs_, workspace_).ok()) return false;
-
-  std::vector<double> losses;
-  std::vector<uint64_t> staleness;
-  std::vector<float> scales;
+  RETURN_IF_ERROR(mlp_.Forward(params_, group_inputs_, workspace_));
+  losses->clear();
   row = 0;
   for (size_t i = 0; i < group.size(); ++i) {
     const Submission& s = *group[i];
     const Eigen::Index n = s.inputs.rows();
-    staleness.push_back(version_ - s.version);
-    scales.push_back(replay_scales ? (*replay_scales)[i]
-                     : options_.staleness_scaled_lr
-                         ? 1.0f / (1.0f + static_cast<float>(staleness.back()))
-                         : 1.0f);
-    absl::StatusOr<double> loss =
-        model::Surrogate(options_.surrogate, s.objective, workspace_.output().middleRows(row, n),
-                         s.acted, s.deltas, &grad_y_);
-    if (!loss.ok() || !std::isfinite(*loss)) return false;
-    if (scales.back() != 1.0f) grad_y_ *= scales.back();
+    ASSIGN_OR_RETURN(const double loss, model::Surrogate(options_.surrogate, s.objective,
+                                                         workspace_.output().middleRows(row, n),
+                                                         s.acted, s.deltas, &grad_y_));
+    if (!std::isfinite(loss)) return absl::InvalidArgumentError("surrogate loss: not finite");
+    if (scales[i] != 1.0f) grad_y_ *= scales[i];
     group_grad_y_.middleRows(row, n) = grad_y_;
-    losses.push_back(*loss);
+    losses->push_back(loss);
     row += n;
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  if (!mlp_.Backward(params_, group_inputs_, workspace_, group_grad_y_,
-                     absl::MakeSpan(submission_grad_))
-           .ok() ||
-      !model::CheckFinite("gradient", submission_grad_).ok()) {
-    return false;
-  }
-  const uint64_t version_before = version_;
-  absl::StatusOr<bool> stepped = Accumulate(static_cast<uint64_t>(total));
-  if (!stepped.ok()) return false;
-
-  results->clear();
-  for (size_t i = 0; i < group.size(); ++i) {
-    const Submission& s = *group[i];
-    const bool last = i + 1 == group.size();
-    SubmitResult result{last ? version_ : version_before, losses[i], staleness[i],
-                        /*stepped=*/last && *stepped};
-    if (options_.metrics) {
-      options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(s.inputs.rows()),
-                                                staleness[i], losses[i]);
-    }
-    if (!s.request_id.empty()) applied_ids_.Remember(s.request_id, result);
-    if (!replay_scales) JournalSubmission(s, scales[i], /*batched_with_next=*/!last);
-    results->push_back(result);
-  }
-  changed_since_checkpoint_ = true;
-  return true;
+  RETURN_IF_ERROR(mlp_.Backward(params_, group_inputs_, workspace_, group_grad_y_,
+                                absl::MakeSpan(submission_grad_)));
+  return model::CheckFinite("gradient", submission_grad_);
 }
 
 }  // namespace deltaserve::server

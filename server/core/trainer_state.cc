@@ -39,6 +39,7 @@ std::vector<float> CopyOf(const google::protobuf::RepeatedField<float>& values) 
 }  // namespace
 
 absl::Status Trainer::OpenState() {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   const PersistenceOptions& p = options_.persistence;
   const absl::Time start = absl::Now();
   persist::FileSystem* fs = p.fs != nullptr ? p.fs : persist::FileSystem::Default();
@@ -96,6 +97,7 @@ absl::Status Trainer::OpenState() {
 }
 
 absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   const std::string optimizer =
       v1::OptimizerConfig::Kind_Name(options_.persistence.spec.optimizer().kind());
   ASSIGN_OR_RETURN(model::MlpSpec saved, wire::MlpSpecFromProto(c.spec()));
@@ -162,7 +164,7 @@ absl::Status Trainer::ReplayGroup(const std::vector<const v1::JournalEntry*>& en
                                   uint64_t first_seq) {
   absl::Status replayed;
   if (entries.size() == 1 && entries[0]->has_import()) {
-    replayed = ApplyImport(CopyOf(entries[0]->import().parameters()), /*replay=*/true).status();
+    replayed = ApplyImport(CopyOf(entries[0]->import().parameters())).status();
   } else {
     std::vector<Submission> submissions;
     std::vector<float> scales;
@@ -175,23 +177,29 @@ absl::Status Trainer::ReplayGroup(const std::vector<const v1::JournalEntry*>& en
       submissions.push_back(*std::move(s));
       scales.push_back(entry->submission().scale());
     }
-    if (replayed.ok() && submissions.size() == 1) {
-      replayed = Apply(submissions[0], scales[0]).status();
-    } else if (replayed.ok()) {
-      std::vector<const Submission*> group;
-      for (const Submission& s : submissions) group.push_back(&s);
-      std::vector<absl::StatusOr<SubmitResult>> results;
-      if (!ApplyGroup(group, &scales, &results)) {
-        replayed = absl::InternalError("the batched group no longer applies as one");
-      }
-    }
+    std::vector<const Submission*> group;
+    for (const Submission& s : submissions) group.push_back(&s);
+    if (replayed.ok()) replayed = Replay(group, scales);
   }
   if (replayed.ok()) return absl::OkStatus();
   return absl::DataLossError(absl::StrCat("model \"", name(), "\": journal entry seq ", first_seq,
                                           " does not replay: ", replayed.message()));
 }
 
+absl::Status Trainer::Replay(absl::Span<const Submission* const> group,
+                             absl::Span<const float> scales) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
+  DELTASERVE_DCHECK(journal_ == nullptr, "replay journals nothing: the journal opens after it");
+  // As live, step 0: an id already applied is not applied again.
+  if (group.size() == 1 && Duplicate(*group[0])) return absl::OkStatus();
+  std::vector<SubmitResult> applied;
+  absl::Status replayed = ApplyScaled(group, scales, &applied);
+  if (replayed.ok() || group.size() == 1) return replayed;
+  return absl::InternalError("the batched group no longer applies as one");
+}
+
 void Trainer::JournalSubmission(const Submission& s, float scale, bool batched_with_next) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (!journal_) return;
   v1::JournalEntry entry;
   v1::JournaledSubmission* j = entry.mutable_submission();
@@ -207,6 +215,7 @@ void Trainer::JournalSubmission(const Submission& s, float scale, bool batched_w
 }
 
 void Trainer::JournalImport(const std::vector<float>& parameters) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (!journal_) return;
   v1::JournalEntry entry;
   CopyTo(parameters, entry.mutable_import()->mutable_parameters());
@@ -214,6 +223,7 @@ void Trainer::JournalImport(const std::vector<float>& parameters) {
 }
 
 std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   auto state = std::make_unique<CheckpointState>();
   state->parameters = latest_;  // Equal to params_: every step makes a snapshot.
   state->accumulated_gradient = grad_;
@@ -239,12 +249,14 @@ std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
 }
 
 bool Trainer::CheckpointDue(absl::Time now) const {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   const PersistenceOptions& p = options_.persistence;
   return steps_since_checkpoint_ >= p.checkpoint_every_steps ||
          (changed_since_checkpoint_ && now >= last_checkpoint_ + p.checkpoint_every);
 }
 
 void Trainer::MaybeCheckpoint(std::vector<Checkpointer::Done> requests) {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (!persistent()) return;  // Checkpoint() refused the requests.
   const absl::Time now = absl::Now();
   if (requests.empty() && !CheckpointDue(now)) return;
