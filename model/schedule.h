@@ -50,8 +50,10 @@ class LearningRateSchedule {
   //     kExponential  lr·gamma^j
   // Up to T these equal torch's LinearLR (start_factor 1, end_factor
   // final/lr), CosineAnnealingLR (T_max T, eta_min final), StepLR and
-  // ExponentialLR; after T kLinear and kCosine hold at final. Always
-  // finite and >= 0 (gamma^j may underflow to 0).
+  // ExponentialLR; after T kLinear and kCosine hold at final. Always >= 0
+  // (gamma^j may underflow to 0); finite except for kStep/kExponential with
+  // gamma > 1, whose rate overflows to +inf eventually (Optimizer::Step
+  // refuses such a step).
   double LearningRateAt(uint64_t k) const;
 
   const LearningRateScheduleConfig& config() const { return config_; }
