@@ -229,11 +229,26 @@ absl::StatusOr<Matrix> Mlp::Forward(absl::Span<const float> params,
 //   ∂l/∂X = G_1 · W_1                (only when asked for)
 // G lives in grad_z_, ∂l/∂A_{l-1} is written to grad_a_, and the two buffers
 // swap roles for the next layer down (the derivative is applied in place).
+// Without grad (InputGradient) the ∂l/∂W_l and ∂l/∂b_l lines are skipped:
+// the products that carry G down are the same, so ∂l/∂X is the same bits.
 absl::Status Mlp::Backward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                            Workspace& ws, const Eigen::Ref<const Matrix>& dY,
                            absl::Span<float> grad, Matrix* dX) const {
-  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
   RETURN_IF_ERROR(CheckSize("gradient", parameter_count_, grad.size()));
+  return BackPropagate(params, X, ws, dY, grad.data(), dX);
+}
+
+absl::Status Mlp::InputGradient(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                                Workspace& ws, const Eigen::Ref<const Matrix>& dY,
+                                Matrix* dX) const {
+  if (dX == nullptr) return absl::InvalidArgumentError("input gradient: expected an output matrix");
+  return BackPropagate(params, X, ws, dY, /*grad=*/nullptr, dX);
+}
+
+absl::Status Mlp::BackPropagate(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                                Workspace& ws, const Eigen::Ref<const Matrix>& dY, float* grad,
+                                Matrix* dX) const {
+  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
   RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   const Eigen::Index n = X.rows();
   if (dY.rows() != n || dY.cols() != output_dim()) {
@@ -263,14 +278,16 @@ absl::Status Mlp::Backward(absl::Span<const float> params, const Eigen::Ref<cons
     MatrixMap g(ws.grad_z_.data(), n, o.units);
     MultiplyByActivationDerivative(spec_.layers[l].activation, a, g);
 
-    MatrixMap dw(grad.data() + o.weight, o.units, o.fan_in);
-    if (l == 0) {
-      dw.noalias() += g.transpose() * X;
-    } else {
-      dw.noalias() += g.transpose() * ws.activations_[l - 1];
+    if (grad != nullptr) {
+      MatrixMap dw(grad + o.weight, o.units, o.fan_in);
+      if (l == 0) {
+        dw.noalias() += g.transpose() * X;
+      } else {
+        dw.noalias() += g.transpose() * ws.activations_[l - 1];
+      }
+      RowVectorMap db(grad + o.bias, o.units);
+      for (Eigen::Index i = 0; i < n; ++i) db += g.row(i);
     }
-    RowVectorMap db(grad.data() + o.bias, o.units);
-    for (Eigen::Index i = 0; i < n; ++i) db += g.row(i);
 
     ConstMatrixMap w(params.data() + o.weight, o.units, o.fan_in);
     if (l > 0) {

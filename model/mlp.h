@@ -96,6 +96,17 @@ class Mlp {
                         Workspace& ws, const Eigen::Ref<const Matrix>& dY, absl::Span<float> grad,
                         Matrix* dX = nullptr) const;
 
+  // The read-only vector-Jacobian product of the last Forward(params, X, ws)
+  // (same params and X): *dX = ∂(Σ dY ⊙ Y)/∂X = dYᵀ·∂Y/∂X [n × input_dim()]
+  // (resized), the ∂l/∂X that Backward gives for the same dY, without
+  // computing or touching any parameter gradient. dY [n × output_dim()].
+  // INVALID_ARGUMENT on shape mismatch; FAILED_PRECONDITION if ws holds no
+  // Forward of an n-row batch. Leaves ws's activations as they were, so
+  // several VJPs may follow one Forward. Allocates only when the batch grows
+  // (and when *dX must be resized).
+  absl::Status InputGradient(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                             Workspace& ws, const Eigen::Ref<const Matrix>& dY, Matrix* dX) const;
+
  private:
   struct LayerOffsets {
     size_t weight;  // index of W_l[0,0] in the flat buffer
@@ -103,6 +114,12 @@ class Mlp {
     int fan_in;
     int units;
   };
+
+  // Backward and InputGradient: grad == nullptr skips every parameter
+  // gradient (∂l/∂W_l, ∂l/∂b_l); dX == nullptr skips ∂l/∂X.
+  absl::Status BackPropagate(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
+                             Workspace& ws, const Eigen::Ref<const Matrix>& dY, float* grad,
+                             Matrix* dX) const;
 
   Mlp(MlpSpec spec, std::vector<LayerOffsets> offsets, size_t parameter_count)
       : spec_(std::move(spec)), offsets_(std::move(offsets)), parameter_count_(parameter_count) {}

@@ -19,16 +19,20 @@ namespace {
 //   kMomentum:  b ← g (step 1),  b ← μ·b + g (later)
 //               g ← g + μ·b (nesterov)  or  g ← b
 //   p ← p − lr·g
+// with lr the step's scheduled rate, rounded to float as torch does when it
+// applies a Python-float rate to a float32 tensor.
 class SgdOptimizer final : public Optimizer {
  public:
-  SgdOptimizer(const OptimizerConfig& config, size_t parameter_count)
-      : Optimizer(config, parameter_count),
+  SgdOptimizer(const OptimizerConfig& config, size_t parameter_count,
+               const LearningRateSchedule& schedule)
+      : Optimizer(config, parameter_count, schedule),
         momentum_(config.kind == OptimizerConfig::Kind::kMomentum ? config.momentum : 0.0f),
         buffer_(momentum_ != 0.0f ? parameter_count : 0, 0.0f) {}
 
  private:
-  void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step) override {
-    const float lr = config().learning_rate;
+  void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step,
+              double learning_rate) override {
+    const float lr = static_cast<float>(learning_rate);
     const float wd = config().weight_decay;
     const float mu = momentum_;
     const size_t n = params.size();
@@ -68,22 +72,25 @@ class SgdOptimizer final : public Optimizer {
 //   Adam:  g ← g + λ·p            AdamW:  p ← p·(1 − lr·λ)
 //   m ← β₁·m + (1 − β₁)·g,   v ← β₂·v + (1 − β₂)·g²
 //   p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
-// The bias corrections are computed in double, as torch does in Python.
+// with lr the step's scheduled rate. The bias corrections, lr/(1 − β₁ᵗ) and
+// 1 − lr·λ are computed in double, as torch does in Python.
 class AdamOptimizer final : public Optimizer {
  public:
-  AdamOptimizer(const OptimizerConfig& config, size_t parameter_count)
-      : Optimizer(config, parameter_count),
+  AdamOptimizer(const OptimizerConfig& config, size_t parameter_count,
+                const LearningRateSchedule& schedule)
+      : Optimizer(config, parameter_count, schedule),
         decoupled_(config.kind == OptimizerConfig::Kind::kAdamW),
         m_(parameter_count, 0.0f),
         v_(parameter_count, 0.0f) {}
 
  private:
-  void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step) override {
+  void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step,
+              double learning_rate) override {
     const OptimizerConfig& c = config();
     const double t = static_cast<double>(step);
     const double correction1 = 1.0 - std::pow(static_cast<double>(c.beta1), t);
     const double correction2 = 1.0 - std::pow(static_cast<double>(c.beta2), t);
-    const float step_size = static_cast<float>(c.learning_rate / correction1);
+    const float step_size = static_cast<float>(learning_rate / correction1);
     const float inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(correction2));
     const float b1 = c.beta1, b2 = c.beta2, eps = c.epsilon;
     const float one_minus_b1 = static_cast<float>(1.0 - c.beta1);
@@ -91,8 +98,7 @@ class AdamOptimizer final : public Optimizer {
     // Exactly one of these is active: L2 (Adam) or decoupled decay (AdamW).
     const float l2 = decoupled_ ? 0.0f : c.weight_decay;
     const float decay =
-        decoupled_ ? static_cast<float>(1.0 - static_cast<double>(c.learning_rate) * c.weight_decay)
-                   : 1.0f;
+        decoupled_ ? static_cast<float>(1.0 - learning_rate * c.weight_decay) : 1.0f;
     const size_t n = params.size();
     float* __restrict p = params.data();
     const float* __restrict g = grad.data();
@@ -168,13 +174,15 @@ absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConf
   if (parameter_count == 0) {
     return absl::InvalidArgumentError("parameter_count: expected > 0, got 0");
   }
+  ASSIGN_OR_RETURN(const LearningRateSchedule schedule,
+                   LearningRateSchedule::Create(config.schedule, config.learning_rate));
   switch (config.kind) {
     case OptimizerConfig::Kind::kSgd:
     case OptimizerConfig::Kind::kMomentum:
-      return std::unique_ptr<Optimizer>(new SgdOptimizer(config, parameter_count));
+      return std::unique_ptr<Optimizer>(new SgdOptimizer(config, parameter_count, schedule));
     case OptimizerConfig::Kind::kAdam:
     case OptimizerConfig::Kind::kAdamW:
-      return std::unique_ptr<Optimizer>(new AdamOptimizer(config, parameter_count));
+      return std::unique_ptr<Optimizer>(new AdamOptimizer(config, parameter_count, schedule));
   }
   return absl::InvalidArgumentError("optimizer.kind: unknown");
 }
@@ -197,6 +205,12 @@ absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<floa
     return absl::InvalidArgumentError(
         "gradient: expected finite values, got a non-finite norm; parameters unchanged");
   }
+  const double rate = learning_rate();
+  if (!std::isfinite(rate)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer.schedule: the learning rate of step ", step_count_,
+                     " is not finite (gamma > 1 overflowed); parameters unchanged"));
+  }
   if (config_.clip_norm > 0) {
     const double coef = static_cast<double>(config_.clip_norm) / (norm + 1e-6);
     if (coef < 1.0) {
@@ -205,7 +219,7 @@ absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<floa
     }
   }
   ++step_count_;
-  Update(params, grad, step_count_);
+  Update(params, grad, step_count_, rate);
   return norm;
 }
 

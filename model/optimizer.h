@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "model/schedule.h"
 #include "model/spec.h"
 
 namespace deltaserve::model {
@@ -35,9 +36,13 @@ class Optimizer {
   // min(1, clip_norm / (‖grad‖₂ + 1e-6)) exactly as
   // torch.nn.utils.clip_grad_norm_ does. Then updates params as the
   // torch.optim class of the same kind would (SGD, SGD with momentum and
-  // dampening 0, Adam, AdamW; amsgrad off). Returns ‖grad‖₂ before clipping.
-  // INVALID_ARGUMENT, with params, grad and state untouched, if the spans'
-  // sizes differ from parameter_count() or ‖grad‖₂ is not finite.
+  // dampening 0, Adam, AdamW; amsgrad off) with the learning rate
+  // learning_rate() — config().schedule at step_count() — in place of
+  // config().learning_rate (AdamW's decoupled decay uses it too, as torch's
+  // schedulers do). Returns ‖grad‖₂ before clipping. INVALID_ARGUMENT, with
+  // params, grad and state untouched, if the spans' sizes differ from
+  // parameter_count(), ‖grad‖₂ is not finite, or the schedule's rate is not
+  // finite (an EXPONENTIAL or STEP schedule with gamma > 1 that overflowed).
   absl::StatusOr<double> Step(absl::Span<float> params, absl::Span<float> grad);
   // The same step for a caller that already holds `norm` = GlobalNorm(grad)
   // (the learner checks it before it accepts a gradient): one pass over grad
@@ -47,6 +52,12 @@ class Optimizer {
   const OptimizerConfig& config() const { return config_; }
   size_t parameter_count() const { return parameter_count_; }
   int64_t step_count() const { return step_count_; }
+  // The learning rate the next Step uses: the schedule's rate after
+  // step_count() steps (so it continues after Restore). With the default
+  // constant schedule, exactly config().learning_rate.
+  double learning_rate() const {
+    return schedule_.LearningRateAt(static_cast<uint64_t>(step_count_));
+  }
 
   // The state a checkpoint needs besides step_count(): the optimizer's
   // buffers in a fixed order — none (SGD), [momentum b] (MOMENTUM), [m, v]
@@ -58,18 +69,22 @@ class Optimizer {
   absl::Status Restore(int64_t step_count, const std::vector<std::vector<float>>& buffers);
 
  protected:
-  Optimizer(const OptimizerConfig& config, size_t parameter_count)
-      : config_(config), parameter_count_(parameter_count) {}
+  Optimizer(const OptimizerConfig& config, size_t parameter_count,
+            const LearningRateSchedule& schedule)
+      : config_(config), parameter_count_(parameter_count), schedule_(schedule) {}
 
   // Applies the update for step number `step` (1-based) to params using grad
-  // (already clipped). Sizes are checked by Step.
-  virtual void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step) = 0;
+  // (already clipped) and the step's learning rate (finite, >= 0; in place of
+  // config().learning_rate). Sizes are checked by Step.
+  virtual void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step,
+                      double learning_rate) = 0;
   // The buffers state() and Restore() see, in that order.
   virtual std::vector<std::vector<float>*> buffers() = 0;
 
  private:
   OptimizerConfig config_;
   size_t parameter_count_;
+  LearningRateSchedule schedule_;
   int64_t step_count_ = 0;
 };
 

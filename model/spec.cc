@@ -99,7 +99,7 @@ absl::Status ValidateOptimizerConfig(const OptimizerConfig& c) {
     RETURN_IF_ERROR(CheckHyper(std::isfinite(c.epsilon) && c.epsilon > 0, "epsilon",
                                "a finite value > 0", c.epsilon));
   }
-  return absl::OkStatus();
+  return ValidateLearningRateSchedule(c.schedule);
 }
 
 absl::Status ValidateSurrogateConfig(const SurrogateConfig& config) {

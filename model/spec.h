@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "model/eigen.h"
+#include "model/schedule.h"
 
 namespace deltaserve::model {
 
@@ -46,6 +47,9 @@ struct OptimizerConfig {
   float epsilon = 1e-8f;
   float weight_decay = 0.0f;  // L2 for kSgd/kMomentum/kAdam; decoupled for kAdamW.
   float clip_norm = 0.0f;     // Global L2 norm clip before the step; 0 = none.
+  // The rate of each step (model/schedule.h); the default is constant at
+  // learning_rate.
+  LearningRateScheduleConfig schedule;
 };
 
 struct SurrogateConfig {
@@ -64,7 +68,8 @@ absl::Status ValidateMlpSpec(const MlpSpec& spec);
 
 // INVALID_ARGUMENT for non-finite or out-of-range hyper-parameters
 // (learning_rate <= 0, betas outside [0, 1), epsilon <= 0, negative
-// momentum/weight_decay/clip_norm, nesterov without momentum).
+// momentum/weight_decay/clip_norm, nesterov without momentum) and for an
+// invalid schedule (ValidateLearningRateSchedule).
 absl::Status ValidateOptimizerConfig(const OptimizerConfig& config);
 
 // INVALID_ARGUMENT unless delta_scale is finite and > 0.

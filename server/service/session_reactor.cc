@@ -181,6 +181,15 @@ void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point s
           *models_, unknown_model_, request.submit(),
           AnswerTo(id, Rpc::kSessionSubmitDelta, start, &v1::SessionResponse::mutable_submit));
       return;
+    case v1::SessionRequest::kInputGradient: {
+      // The same code the unary InputGradient rpc gives until it is served.
+      v1::SessionResponse unimplemented;
+      unimplemented.set_id(id);
+      SetError(absl::UnimplementedError("input_gradient: not served by this server yet"),
+               &unimplemented);
+      Answer(std::move(unimplemented));
+      return;
+    }
     case v1::SessionRequest::CALL_NOT_SET:
       break;
   }

@@ -179,6 +179,36 @@ class FakeTrainerStub : public deltaserve::v1::Trainer::StubInterface {
       grpc::CompletionQueue*) override {
     return nullptr;
   }
+  // Not faked: InputGradient and ListModels answer UNIMPLEMENTED, as a
+  // server without them does.
+  grpc::Status InputGradient(grpc::ClientContext*, const deltaserve::v1::InputGradientRequest&,
+                             deltaserve::v1::InputGradientResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "InputGradient is not faked");
+  }
+  grpc::Status ListModels(grpc::ClientContext*, const deltaserve::v1::ListModelsRequest&,
+                          deltaserve::v1::ListModelsResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "ListModels is not faked");
+  }
+  AsyncReader<deltaserve::v1::InputGradientResponse>* AsyncInputGradientRaw(
+      grpc::ClientContext*, const deltaserve::v1::InputGradientRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
+  AsyncReader<deltaserve::v1::InputGradientResponse>* PrepareAsyncInputGradientRaw(
+      grpc::ClientContext*, const deltaserve::v1::InputGradientRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
+  AsyncReader<deltaserve::v1::ListModelsResponse>* AsyncListModelsRaw(
+      grpc::ClientContext*, const deltaserve::v1::ListModelsRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
+  AsyncReader<deltaserve::v1::ListModelsResponse>* PrepareAsyncListModelsRaw(
+      grpc::ClientContext*, const deltaserve::v1::ListModelsRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
   // No Session: async() is null, so TrainerClient::OpenSession fails.
   using SessionStream = grpc::ClientReaderWriterInterface<deltaserve::v1::SessionRequest,
                                                           deltaserve::v1::SessionResponse>;

@@ -1,13 +1,17 @@
 // Agreement with PyTorch (tools/make_golden.py) to 1e-5 relative: forward,
 // backward (parameter and input gradients) and five optimizer steps of every
-// kind, with and without weight decay and clipping.
+// kind, with and without weight decay and clipping; the input gradient
+// through a running-mean/std normalisation; and, to 1e-6 relative, the
+// learning-rate schedules against torch's schedulers.
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "model/mlp.h"
+#include "model/normalization.h"
 #include "model/optimizer.h"
+#include "model/schedule.h"
 #include "tests/model/golden_file.h"
 
 #ifndef DELTASERVE_GOLDEN_DIR
@@ -137,6 +141,93 @@ TEST(GoldenOptimizer, FiveStepsMatchTorchForEveryConfiguration) {
     }
     EXPECT_EQ((*optimizer)->step_count(), 5);
   }
+}
+
+// `key n v0 .. v(n-1)` as doubles (GoldenCase::Vector rounds to float).
+std::vector<double> DoubleVector(const GoldenCase& c, const std::string& key) {
+  const std::vector<std::string> tokens = c.Tokens(key).value();
+  std::vector<double> values;
+  for (size_t i = 1; i < tokens.size(); ++i) values.push_back(std::stod(tokens[i]));
+  EXPECT_EQ(values.size(), std::stoul(tokens.at(0))) << key;
+  return values;
+}
+
+LearningRateScheduleConfig ParseSchedule(const GoldenCase& c) {
+  using Kind = LearningRateScheduleConfig::Kind;
+  const std::string kind = c.Tokens("kind").value().at(0);
+  LearningRateScheduleConfig config;
+  if (kind == "linear") {
+    config.kind = Kind::kLinear;
+  } else if (kind == "cosine") {
+    config.kind = Kind::kCosine;
+  } else if (kind == "step") {
+    config.kind = Kind::kStep;
+  } else if (kind == "exponential") {
+    config.kind = Kind::kExponential;
+  } else {
+    EXPECT_EQ(kind, "constant");
+  }
+  config.warmup_steps = static_cast<uint64_t>(c.Scalar("warmup_steps").value());
+  config.total_steps = static_cast<uint64_t>(c.Scalar("total_steps").value());
+  config.final_learning_rate = static_cast<float>(c.Scalar("final_learning_rate").value());
+  config.step_size = static_cast<uint64_t>(c.Scalar("step_size").value());
+  config.gamma = static_cast<float>(c.Scalar("gamma").value());
+  return config;
+}
+
+TEST(GoldenSchedule, ClosedFormsMatchTorchSchedulersWithinTheirRange) {
+  auto cases = ReadGoldenFile(GoldenPath("schedules.txt"));
+  ASSERT_TRUE(cases.ok()) << cases.status();
+  // linear down and up, cosine to a floor and to 0, step, exponential, warmup.
+  ASSERT_EQ(cases->size(), 7u);
+  for (const GoldenCase& c : *cases) {
+    SCOPED_TRACE(c.name());
+    auto schedule =
+        LearningRateSchedule::Create(ParseSchedule(c), c.Scalar("learning_rate").value());
+    ASSERT_TRUE(schedule.ok()) << schedule.status();
+    const std::vector<double> rates = DoubleVector(c, "rates");
+    ASSERT_GT(rates.size(), 7u);
+    for (size_t k = 0; k < rates.size(); ++k) {
+      EXPECT_NEAR(schedule->LearningRateAt(k), rates[k], 1e-6 * rates[k]) << "step " << k;
+    }
+  }
+}
+
+// y = mlp(clip((x − mean)/sqrt(var + ε), −c, c)) and ∂(y·δ)/∂x by torch's
+// autograd, with some inputs clipped: Normalize, Forward, InputGradient and
+// RunningMeanStd::Backward composed by the chain rule.
+TEST(GoldenInputGradient, ThroughNormalizationMatchesTorchAutograd) {
+  auto cases = ReadGoldenFile(GoldenPath("input_gradient_normalized.txt"));
+  ASSERT_TRUE(cases.ok()) << cases.status();
+  ASSERT_EQ(cases->size(), 1u);
+  const GoldenCase& c = cases->front();
+  auto mlp = Mlp::Create(ParseSpec(c));
+  ASSERT_TRUE(mlp.ok()) << mlp.status();
+  InputNormalizationConfig config;
+  config.kind = InputNormalizationConfig::Kind::kRunningMeanStd;
+  config.clip = static_cast<float>(c.Scalar("clip").value());
+  config.epsilon = static_cast<float>(c.Scalar("epsilon").value());
+  auto normalizer = RunningMeanStd::FromStatistics(config, DoubleVector(c, "mean"),
+                                                   DoubleVector(c, "var"), /*count=*/1.0);
+  ASSERT_TRUE(normalizer.ok()) << normalizer.status();
+  const std::vector<float> params = c.Vector("params").value();
+  const Matrix x = c.MatrixRecord("x").value();
+  const Matrix dx_torch = c.MatrixRecord("dx").value();
+
+  Matrix z;
+  ASSERT_TRUE(normalizer->Normalize(x, &z).ok());
+  ExpectClose(z, c.MatrixRecord("z").value(), "normalised inputs");
+  Mlp::Workspace ws;
+  ASSERT_TRUE(mlp->Forward(params, z, ws).ok());
+  ExpectClose(ws.output(), c.MatrixRecord("y").value(), "forward y");
+  Matrix dz, dx;
+  ASSERT_TRUE(mlp->InputGradient(params, z, ws, c.MatrixRecord("delta").value(), &dz).ok());
+  ASSERT_TRUE(normalizer->Backward(x, dz, &dx).ok());
+  ExpectClose(dx, dx_torch, "input gradient");
+  int clipped = 0;
+  for (Eigen::Index i = 0; i < dx_torch.size(); ++i) clipped += dx_torch.data()[i] == 0.0f;
+  EXPECT_GT(clipped, 0) << "the golden case must clip some inputs";
+  EXPECT_LT(clipped, dx_torch.size()) << "and pass others";
 }
 
 }  // namespace

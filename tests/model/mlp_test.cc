@@ -1,7 +1,9 @@
-// Mlp: deterministic init, forward/backward against finite differences of an
-// independent double-precision reference, accumulation, shape errors.
+// Mlp: deterministic init, forward/backward and the read-only input VJP
+// (alone and through the input normalisation) against finite differences of
+// an independent double-precision reference, accumulation, shape errors.
 #include "model/mlp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <thread>
@@ -9,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/normalization.h"
 
 namespace deltaserve::model {
 namespace {
@@ -137,6 +140,83 @@ void ExpectBackwardMatchesFiniteDifferences(const MlpSpec& spec, int batch) {
 }
 
 class BackwardFiniteDifferenceTest : public ::testing::TestWithParam<Activation> {};
+
+// The read-only VJP gives Backward's ∂l/∂X bit for bit (the same products),
+// touches no parameter gradient, and can be repeated after one Forward.
+TEST(MlpInputGradient, EqualsBackwardsInputGradientWithoutParameterGradient) {
+  const MlpSpec spec =
+      Spec(5, {{7, Activation::kTanh}, {4, Activation::kRelu}, {3, Activation::kSigmoid}});
+  const Mlp mlp = MakeMlp(spec);
+  const std::vector<float> params = mlp.InitialParameters();
+  const Matrix x = RandomMatrix(6, 5, 21);
+  const Matrix dy = RandomMatrix(6, 3, 22);
+  Mlp::Workspace ws;
+  ASSERT_TRUE(mlp.Forward(params, x, ws).ok());
+  const Matrix y = ws.output();
+  Matrix vjp, vjp_again, dx;
+  ASSERT_TRUE(mlp.InputGradient(params, x, ws, dy, &vjp).ok());
+  ASSERT_TRUE(mlp.InputGradient(params, x, ws, dy, &vjp_again).ok());
+  std::vector<float> grad(params.size(), 0.0f);
+  ASSERT_TRUE(mlp.Backward(params, x, ws, dy, absl::MakeSpan(grad), &dx).ok());
+  EXPECT_EQ(vjp, dx);
+  EXPECT_EQ(vjp_again, dx);
+  EXPECT_EQ(ws.output(), y);  // The activations are left as Forward made them.
+  EXPECT_GT(vjp.cwiseAbs().maxCoeff(), 0.0f);
+}
+
+// ∂(Σ dY ⊙ f(N(X)))/∂X with N the running-mean/std normalisation, against
+// central differences (step 1e-6) of a double reference of the composition;
+// some inputs are clipped (their gradient is 0) and some are not.
+TEST(MlpInputGradient, ThroughNormalizationMatchesFiniteDifferences) {
+  const MlpSpec spec = Spec(3, {{6, Activation::kTanh}, {2, Activation::kIdentity}});
+  const Mlp mlp = MakeMlp(spec);
+  std::vector<float> params = mlp.InitialParameters();
+  for (size_t i = 0; i < params.size(); ++i) params[i] += 0.05f * static_cast<float>(i % 5);
+  InputNormalizationConfig config;
+  config.kind = InputNormalizationConfig::Kind::kRunningMeanStd;
+  config.clip = 1.5f;
+  auto normalizer =
+      RunningMeanStd::FromStatistics(config, {0.5, -1.0, 2.0}, {0.8, 2.5, 0.3}, 100.0);
+  ASSERT_TRUE(normalizer.ok()) << normalizer.status();
+  const Matrix x = 2.0f * RandomMatrix(8, 3, 31);
+  const Matrix dy = RandomMatrix(8, 2, 32);
+
+  Matrix z, dz, dx;
+  ASSERT_TRUE(normalizer->Normalize(x, &z).ok());
+  Mlp::Workspace ws;
+  ASSERT_TRUE(mlp.Forward(params, z, ws).ok());
+  ASSERT_TRUE(mlp.InputGradient(params, z, ws, dy, &dz).ok());
+  ASSERT_TRUE(normalizer->Backward(x, dz, &dx).ok());
+
+  const std::vector<double> p(params.begin(), params.end());
+  const MatrixD dyd = dy.cast<double>();
+  auto loss = [&](const MatrixD& xs) {
+    MatrixD zs(xs.rows(), xs.cols());
+    for (Eigen::Index i = 0; i < xs.rows(); ++i) {
+      for (Eigen::Index j = 0; j < xs.cols(); ++j) {
+        const double s = std::sqrt(normalizer->var()[j] + static_cast<double>(config.epsilon));
+        zs(i, j) = std::clamp((xs(i, j) - normalizer->mean()[j]) / s, -1.5, 1.5);
+      }
+    }
+    return ReferenceLoss(spec, p, zs, dyd);
+  };
+  constexpr double kStep = 1e-6;
+  MatrixD xp = x.cast<double>();
+  int clipped = 0;
+  for (Eigen::Index i = 0; i < xp.size(); ++i) {
+    const double saved = xp.data()[i];
+    xp.data()[i] = saved + kStep;
+    const double up = loss(xp);
+    xp.data()[i] = saved - kStep;
+    const double down = loss(xp);
+    xp.data()[i] = saved;
+    const double fd = (up - down) / (2 * kStep);
+    clipped += fd == 0.0;
+    EXPECT_NEAR(dx.data()[i], fd, 1e-5 * (1 + std::abs(fd))) << "dl/dX index " << i;
+  }
+  EXPECT_GT(clipped, 0);
+  EXPECT_LT(clipped, xp.size());
+}
 
 TEST_P(BackwardFiniteDifferenceTest, SingleLayerMatches) {
   for (int batch : {1, 4}) {
@@ -357,6 +437,25 @@ TEST(MlpErrors, ForwardRejectsWrongShapes) {
   auto bad_params = mlp.Forward(short_params, Matrix::Zero(1, 3), ws);
   EXPECT_EQ(bad_params.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad_params.message(), HasSubstr("parameters: expected 8 floats, got 7"));
+}
+
+TEST(MlpErrors, InputGradientRejectsWrongShapesAndMissingForward) {
+  const Mlp mlp = MakeMlp(Spec(3, {{2, Activation::kTanh}}));
+  const std::vector<float> params = mlp.InitialParameters();
+  const Matrix x = RandomMatrix(4, 3, 1);
+  Mlp::Workspace ws;
+  Matrix dx;
+  EXPECT_EQ(mlp.InputGradient(params, x, ws, Matrix::Zero(4, 2), &dx).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(mlp.Forward(params, x, ws).ok());
+  EXPECT_EQ(mlp.InputGradient(params, x, ws, Matrix::Zero(4, 3), &dx).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mlp.InputGradient(params, x, ws, Matrix::Zero(4, 2), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      mlp.InputGradient(absl::MakeConstSpan(params).subspan(1), x, ws, Matrix::Zero(4, 2), &dx)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(MlpErrors, BackwardRejectsWrongShapesAndMissingForward) {

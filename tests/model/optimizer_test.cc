@@ -146,5 +146,89 @@ TEST(OptimizerErrors, BadStepLeavesParametersAndStateUnchanged) {
   EXPECT_EQ(adam->step_count(), 0);
 }
 
+// Each step k uses the schedule's lr(k): plain SGD moves by exactly
+// float(lr(k))·g, and learning_rate() reports the rate of the next step,
+// continuing after Restore.
+TEST(OptimizerSchedule, SgdStepUsesTheScheduledRateOfItsStep) {
+  OptimizerConfig config;
+  config.learning_rate = 1.0f;
+  config.schedule.kind = LearningRateScheduleConfig::Kind::kLinear;
+  config.schedule.warmup_steps = 2;
+  config.schedule.total_steps = 4;
+  config.schedule.final_learning_rate = 0.5f;
+  auto sgd = Make(config, 1);
+  const float expected_rates[] = {0.5f, 1.0f, 1.0f, 0.875f, 0.75f, 0.625f, 0.5f, 0.5f};
+  std::vector<float> p = {0.0f};
+  float expected_p = 0.0f;
+  for (float rate : expected_rates) {
+    EXPECT_EQ(sgd->learning_rate(), rate) << "step " << sgd->step_count();
+    std::vector<float> g = {1.0f};
+    ASSERT_TRUE(sgd->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+    expected_p -= rate;
+    EXPECT_EQ(p[0], expected_p);
+  }
+  ASSERT_TRUE(sgd->Restore(3, {}).ok());
+  EXPECT_EQ(sgd->learning_rate(), 0.875);
+}
+
+// torch's AdamW multiplies p by (1 − lr·λ) with the scheduler's lr; the
+// first step of a scheduled AdamW thus equals the first step of a constant
+// AdamW at that rate, bit for bit, and differs from one at the base rate.
+TEST(OptimizerSchedule, AdamWDecoupledDecayUsesTheScheduledRate) {
+  OptimizerConfig scheduled;
+  scheduled.kind = Kind::kAdamW;
+  scheduled.learning_rate = 0.1f;
+  scheduled.weight_decay = 0.5f;
+  scheduled.schedule.warmup_steps = 4;  // lr(0) = 0.025
+  OptimizerConfig constant = scheduled;
+  constant.schedule = {};
+  constant.learning_rate = 0.025f;
+  auto a = Make(scheduled, 3);
+  auto b = Make(constant, 3);
+  std::vector<float> pa = {1.0f, -2.0f, 0.5f}, pb = pa;
+  std::vector<float> ga = {0.3f, 0.0f, -0.1f}, gb = ga;
+  ASSERT_TRUE(a->Step(absl::MakeSpan(pa), absl::MakeSpan(ga)).ok());
+  ASSERT_TRUE(b->Step(absl::MakeSpan(pb), absl::MakeSpan(gb)).ok());
+  EXPECT_EQ(pa, pb);
+  // The zero-gradient element moves by the decay alone: p·(1 − lr(0)·λ).
+  EXPECT_FLOAT_EQ(pa[1], -2.0f * (1.0f - 0.025f * 0.5f));
+}
+
+TEST(OptimizerSchedule, ConstantScheduleReportsTheConfiguredRate) {
+  OptimizerConfig config;
+  config.kind = Kind::kAdam;
+  config.learning_rate = 0.003f;
+  auto adam = Make(config, 2);
+  EXPECT_EQ(adam->learning_rate(), static_cast<double>(0.003f));
+}
+
+TEST(OptimizerSchedule, InvalidScheduleIsRejectedAtCreate) {
+  OptimizerConfig config;
+  config.schedule.kind = LearningRateScheduleConfig::Kind::kCosine;
+  auto optimizer = Optimizer::Create(config, 4);
+  EXPECT_EQ(optimizer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(optimizer.status().message(), HasSubstr("optimizer.schedule.total_steps"));
+}
+
+// A schedule whose rate has overflowed (gamma > 1) refuses the step and
+// changes nothing.
+TEST(OptimizerSchedule, NonFiniteRateLeavesEverythingUnchanged) {
+  OptimizerConfig config;
+  config.kind = Kind::kMomentum;
+  config.momentum = 0.9f;
+  config.schedule.kind = LearningRateScheduleConfig::Kind::kExponential;
+  config.schedule.gamma = 1e30f;
+  auto momentum = Make(config, 2);
+  ASSERT_TRUE(momentum->Restore(20, {{0.5f, 0.5f}}).ok());
+  std::vector<float> p = {1.0f, 2.0f};
+  std::vector<float> g = {0.1f, 0.2f};
+  auto status = momentum->Step(absl::MakeSpan(p), absl::MakeSpan(g)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("not finite"));
+  EXPECT_EQ(p, (std::vector<float>{1.0f, 2.0f}));
+  EXPECT_EQ(momentum->step_count(), 20);
+  EXPECT_EQ(momentum->state()[0][0], 0.5f);
+}
+
 }  // namespace
 }  // namespace deltaserve::model
