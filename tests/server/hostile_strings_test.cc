@@ -98,19 +98,25 @@ TEST(ModelNameLimit, ANameAtTheLimitIsServed) {
   EXPECT_TRUE(config.ok()) << config.status();
 }
 
-TEST(FloodHeapRelease, TrimsOnceWhenAFloodHasEnded) {
-  FloodHeapRelease release(/*flood=*/8);
+TEST(FloodHeapRelease, TrimsAsAFloodEbbsAndWhenItHasEnded) {
+  FloodHeapRelease release(/*flood=*/8, /*delay=*/absl::ZeroDuration());
   for (int i = 0; i < 12; ++i) release.Opened();
   for (int i = 0; i < 8; ++i) release.Closed();  // 4 left: more than 12 / 4.
   EXPECT_EQ(release.trims(), 0u);
-  release.Closed();  // 3 left: the flood is over.
+  release.Closed();  // 3 left: a quarter of the peak.
+  EXPECT_TRUE(release.AwaitTrims(1, absl::Seconds(30)));
+  release.Closed();
+  release.Closed();
   EXPECT_EQ(release.trims(), 1u);
-  for (int i = 0; i < 3; ++i) release.Closed();  // Below a new flood: no more trims.
-  EXPECT_EQ(release.trims(), 1u);
+  release.Closed();  // None left: the flood is over.
+  EXPECT_TRUE(release.AwaitTrims(2, absl::Seconds(30)));
+  for (int i = 0; i < 7; ++i) release.Opened();  // Below a new flood: no more trims.
+  for (int i = 0; i < 7; ++i) release.Closed();
+  EXPECT_EQ(release.trims(), 2u);
 }
 
 TEST(FloodHeapRelease, FewStreamsNeverTrim) {
-  FloodHeapRelease release(/*flood=*/8);
+  FloodHeapRelease release(/*flood=*/8, /*delay=*/absl::ZeroDuration());
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 7; ++i) release.Opened();
     for (int i = 0; i < 7; ++i) release.Closed();
