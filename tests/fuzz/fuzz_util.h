@@ -28,6 +28,7 @@
 #include "google/protobuf/text_format.h"
 #include "model/spec.h"
 #include "server/core/config.h"
+#include "server/core/errors.h"
 #include "server/core/metrics.h"
 #include "server/core/model_registry.h"
 #include "server/core/trainer.h"
