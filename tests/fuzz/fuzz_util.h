@@ -67,8 +67,10 @@ inline void CheckBounded(const absl::Status& status, absl::string_view where) {
 // message.
 inline void CheckModelLookup(const std::string& name) {
   static server::ModelRegistry* const registry = [] {
-    auto metrics = server::ServerMetrics::Create({});
-    Check(metrics.ok(), "ServerMetrics::Create failed");
+    auto created_metrics = server::ServerMetrics::Create({});
+    Check(created_metrics.ok(), "ServerMetrics::Create failed");
+    // Held by a static, like the registry, so LeakSanitizer sees them reachable.
+    static server::ServerMetrics* const metrics = created_metrics->release();
     auto config = server::PrepareServerConfig(
         *server::ParseServerConfig(R"pb(models {
                                           name: "m"
@@ -76,7 +78,7 @@ inline void CheckModelLookup(const std::string& name) {
                                           layers { units: 1 activation: ACTIVATION_IDENTITY }
                                         })pb"));
     Check(config.ok(), "the lookup registry's config does not validate");
-    auto created = server::ModelRegistry::Create(*config, metrics->release());
+    auto created = server::ModelRegistry::Create(*config, metrics);
     Check(created.ok(), "ModelRegistry::Create failed");
     return created->release();  // Lives as long as the process.
   }();
