@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
     return kExitBadConfig;
   }
   server::SetLogLevel(level);
+  server::RouteProtobufLogs();
 
   absl::StatusOr<deltaserve::v1::ServerConfig> config = ReadConfig();
   if (!config.ok()) {

@@ -14,19 +14,24 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "proto/wire.h"
+#include "server/core/errors.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
 namespace {
 
-// Keeps the first parse error as "line L, column C: message" (1-based).
+// Keeps the first parse error as "line L, column C: message" (1-based), the
+// message cut to 256 bytes (it may quote a token of the text whole).
 class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
-    if (first_.empty())
-      first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+    constexpr size_t kKept = 256;
+    if (!first_.empty()) return;
+    first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
+                          absl::string_view(message).substr(0, kKept));
+    if (message.size() > kKept) absl::StrAppend(&first_, "... (", message.size(), " bytes)");
   }
   const std::string& first() const { return first_; }
 
@@ -163,6 +168,11 @@ absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
     if (spec.name().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("models[", i, "].name: expected a non-empty name"));
+    }
+    if (spec.name().size() > kMaxModelNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("models[", i, "].name: expected at most ",
+                                                     kMaxModelNameBytes, " bytes, got ",
+                                                     ClientString(spec.name())));
     }
     if (!names.insert(spec.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -1,12 +1,26 @@
 #include "server/core/errors.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace deltaserve::server {
 
+std::string ClientString(absl::string_view s, size_t max_bytes) {
+  std::string quoted = absl::StrCat("\"", absl::CHexEscape(s.substr(0, max_bytes)), "\"");
+  if (s.size() > max_bytes) absl::StrAppend(&quoted, "... (", s.size(), " bytes)");
+  return quoted;
+}
+
+absl::Status ModelNameTooLong(absl::string_view name) {
+  return absl::InvalidArgumentError(absl::StrCat("model: expected a name of at most ",
+                                                 kMaxModelNameBytes, " bytes, got ",
+                                                 ClientString(name)));
+}
+
 absl::Status ModelNotFound(absl::string_view name, const std::vector<std::string>& served) {
-  return absl::NotFoundError(absl::StrCat("model \"", name, "\" not found; this server serves \"",
+  return absl::NotFoundError(absl::StrCat("model ", ClientString(name),
+                                          " not found; this server serves \"",
                                           absl::StrJoin(served, "\", \""), "\""));
 }
 

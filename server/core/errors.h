@@ -16,7 +16,30 @@
 
 namespace deltaserve::server {
 
-// NOT_FOUND: model "x" is not served here; lists the names that are.
+// A model name, configured or requested, is at most this many bytes. A
+// request naming a longer one is INVALID_ARGUMENT before any lookup
+// (ModelNameTooLong); a config with a longer one is refused.
+inline constexpr size_t kMaxModelNameBytes = 128;
+
+// Bytes of a client's string that ClientString shows.
+inline constexpr size_t kClientStringBytes = 64;
+
+// A string a client sent (a model name, a request_id, ...), fit to quote in an
+// error message, a log line or a metric label: double-quoted, at most
+// `max_bytes` of its bytes, non-printable and non-ASCII bytes, quotes and
+// backslashes C-escaped (\xff, \", \\), and when cut, "... (N bytes)" after
+// the closing quote. The result is ASCII and at most 4 * max_bytes + 32 bytes,
+// e.g. ClientString("cartpole") == "\"cartpole\"" and
+// ClientString(std::string(9000, 'm')) == "\"mmm...m\"... (9000 bytes)".
+// Every message that carries a client's string passes it through this.
+std::string ClientString(absl::string_view s, size_t max_bytes = kClientStringBytes);
+
+// INVALID_ARGUMENT: a requested model name longer than kMaxModelNameBytes.
+absl::Status ModelNameTooLong(absl::string_view name);
+
+// NOT_FOUND: model "x" is not served here; lists the names that are (the
+// configured ones, each at most kMaxModelNameBytes). `name` is quoted with
+// ClientString.
 absl::Status ModelNotFound(absl::string_view name, const std::vector<std::string>& served);
 
 // UNAVAILABLE: the server (or one model's learner) is shutting down.

@@ -42,6 +42,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
 }
 
 absl::StatusOr<ServedModel*> ModelRegistry::Find(absl::string_view name) const {
+  if (name.size() > kMaxModelNameBytes) return ModelNameTooLong(name);
   if (name.empty()) return models_.front().get();
   for (const auto& model : models_) {
     if (model->spec.name() == name) return model.get();

@@ -48,8 +48,9 @@ class ModelRegistry {
       std::shared_ptr<LearnerGate> gate = nullptr, const std::string& state_dir = "",
       persist::FileSystem* state_fs = nullptr);
 
-  // "" → the default (first) model; NOT_FOUND (ModelNotFound) for unknown
-  // names. The pointer lives as long as the registry.
+  // "" → the default (first) model; INVALID_ARGUMENT (ModelNameTooLong) for a
+  // name over kMaxModelNameBytes, before any comparison; NOT_FOUND
+  // (ModelNotFound) for unknown names. The pointer lives as long as the registry.
   absl::StatusOr<ServedModel*> Find(absl::string_view name) const;
 
   const std::vector<std::string>& names() const { return names_; }

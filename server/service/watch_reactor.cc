@@ -5,6 +5,7 @@
 
 #include "proto/grpc_status.h"
 #include "server/core/errors.h"
+#include "server/core/heap_release.h"
 
 namespace deltaserve::server {
 
@@ -12,6 +13,7 @@ WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMet
                            size_t max_watchers)
     : hub_(hub), encoder_(encoder), metrics_(metrics), start_(std::chrono::steady_clock::now()) {
   metrics_->AddWatchers(+1);
+  FloodHeapRelease::Streams().Opened();
   absl::StatusOr<std::unique_ptr<WeightHub::Subscription>> subscription =
       hub_->Subscribe([this] { Advance(); }, max_watchers);  // Step 3.
   if (!subscription.ok()) {
@@ -86,6 +88,7 @@ void WatchReactor::OnDone() {  // Step 7. No lock held: see WeightHub::Subscript
     code = finish_code_;
   }
   metrics_->AddWatchers(-1);
+  FloodHeapRelease::Streams().Closed();
   metrics_->RecordRpc(
       Rpc::kWatchParameters, static_cast<int>(code),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());

@@ -68,6 +68,7 @@ void RunModel(const deltaserve::v1::ModelSpec& spec) {
   const uint32_t rows = sps < kMaxRows ? sps : kMaxRows;
   SubmitOutcome outcome = SubmitAndWait(*trainer, KnownGood(*trainer, static_cast<int>(rows), 0));
   if (!outcome.accepted()) {
+    CheckBounded(outcome.status(), why);
     Check(outcome.status().code() == absl::StatusCode::kInvalidArgument,
           absl::StrCat(why,
                        ": a small finite submission failed with a code other than "
@@ -92,6 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<deltaserve::v1::ServerConfig> parsed = deltaserve::server::ParseServerConfig(text);
   if (!parsed.ok()) {
+    deltaserve::fuzz::CheckBounded(parsed.status(), "ParseServerConfig");
     Check(parsed.status().code() == absl::StatusCode::kInvalidArgument,
           absl::StrCat("ParseServerConfig: ", parsed.status().ToString()));
     return 0;
@@ -99,6 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<deltaserve::v1::ServerConfig> config =
       deltaserve::server::PrepareServerConfig(*std::move(parsed));
   if (!config.ok()) {
+    deltaserve::fuzz::CheckBounded(config.status(), "PrepareServerConfig");
     Check(config.status().code() == absl::StatusCode::kInvalidArgument,
           absl::StrCat("PrepareServerConfig: ", config.status().ToString()));
     return 0;

@@ -51,8 +51,10 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
   std::unique_ptr<server::Trainer> trainer = MustCreate(ForwardOptions());
   const std::vector<float> initial = trainer->snapshot()->parameters;
 
+  CheckModelLookup(request.model());
   absl::StatusOr<model::Matrix> inputs = wire::MatrixFromProto("inputs", request.inputs());
   if (!inputs.ok()) {
+    CheckBounded(inputs.status(), "MatrixFromProto");
     Check(inputs.status().code() == absl::StatusCode::kInvalidArgument,
           absl::StrCat("MatrixFromProto rejected with a code other than INVALID_ARGUMENT: ",
                        inputs.status().ToString()));
@@ -75,6 +77,7 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
       }
     } else {
       // INVALID_ARGUMENT (shape, values), RESOURCE_EXHAUSTED (max_request_rows).
+      CheckBounded(result.status(), "Forward");
       const absl::StatusCode code = result.status().code();
       Check(code == absl::StatusCode::kInvalidArgument ||
                 code == absl::StatusCode::kResourceExhausted,

@@ -27,6 +27,10 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
 #include "model/spec.h"
+#include "server/core/config.h"
+#include "server/core/errors.h"
+#include "server/core/metrics.h"
+#include "server/core/model_registry.h"
 #include "server/core/trainer.h"
 
 namespace deltaserve::fuzz {
@@ -44,6 +48,52 @@ inline constexpr absl::Duration kCallbackTimeout = absl::Seconds(20);
 
 inline void Check(bool condition, const std::string& what) {
   if (!condition) Fail(what);
+}
+
+// Every error message an input provokes is at most this long: a client's
+// string is quoted as a bounded slice (server::ClientString), never whole.
+inline constexpr size_t kMaxErrorMessageBytes = 1024;
+
+// `status` (an error) has a message of at most kMaxErrorMessageBytes.
+inline void CheckBounded(const absl::Status& status, absl::string_view where) {
+  Check(status.message().size() <= kMaxErrorMessageBytes,
+        absl::StrCat(where, ": an error message of ", status.message().size(),
+                     " bytes: ", status.message().substr(0, 200), "..."));
+}
+
+// The lookup every request's `model` goes through (ModelRegistry::Find, on a
+// registry serving "m"): "" and "m" are found; any other name is
+// INVALID_ARGUMENT (over kMaxModelNameBytes) or NOT_FOUND, with a bounded
+// message.
+inline void CheckModelLookup(const std::string& name) {
+  static server::ModelRegistry* const registry = [] {
+    auto created_metrics = server::ServerMetrics::Create({});
+    Check(created_metrics.ok(), "ServerMetrics::Create failed");
+    // Held by a static, like the registry, so LeakSanitizer sees them reachable.
+    static server::ServerMetrics* const metrics = created_metrics->release();
+    auto config = server::PrepareServerConfig(
+        *server::ParseServerConfig(R"pb(models {
+                                          name: "m"
+                                          input_dim: 1
+                                          layers { units: 1 activation: ACTIVATION_IDENTITY }
+                                        })pb"));
+    Check(config.ok(), "the lookup registry's config does not validate");
+    auto created = server::ModelRegistry::Create(*config, metrics);
+    Check(created.ok(), "ModelRegistry::Create failed");
+    return created->release();  // Lives as long as the process.
+  }();
+  absl::StatusOr<server::ServedModel*> found = registry->Find(name);
+  if (name.empty() || name == "m") {
+    Check(found.ok(), absl::StrCat("model \"", name, "\" not found"));
+    return;
+  }
+  Check(!found.ok(), "an unknown model was found");
+  const absl::StatusCode want = name.size() > server::kMaxModelNameBytes
+                                    ? absl::StatusCode::kInvalidArgument
+                                    : absl::StatusCode::kNotFound;
+  Check(found.status().code() == want,
+        absl::StrCat("lookup of a name of ", name.size(), " bytes: ", found.status().code()));
+  CheckBounded(found.status(), "model lookup");
 }
 
 // Input bytes as a message: protobuf text format when the first byte is '#'

@@ -79,12 +79,14 @@ void Run(const uint8_t* data, size_t size) {
     auto store = persist::ModelStore::Open(persist::FileSystem::Default(), dir, 3);
     Check(store.ok(), "ModelStore::Open failed");
     absl::StatusOr<persist::Recovered> recovered = (*store)->Recover();
+    if (!recovered.ok()) CheckBounded(recovered.status(), "Recover");
     Check(recovered.ok() || absl::IsDataLoss(recovered.status()),
           absl::StrCat("Recover: unexpected ", recovered.status().ToString()));
   }
   Lay(dir, data, size);  // Recover may have cut or renamed files.
   absl::StatusOr<std::unique_ptr<server::Trainer>> trainer = server::Trainer::Create(Options(dir));
   if (!trainer.ok()) {
+    CheckBounded(trainer.status(), "Trainer::Create");
     Check(absl::IsDataLoss(trainer.status()) || absl::IsFailedPrecondition(trainer.status()),
           absl::StrCat("Trainer::Create: unexpected ", trainer.status().ToString()));
     return;

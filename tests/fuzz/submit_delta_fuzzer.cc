@@ -149,6 +149,7 @@ void RunOne(const Model& m, const deltaserve::v1::SubmitDeltaRequest& request) {
     }
   }
   Check(!rejected.ok(), "rejected with OK");
+  CheckBounded(rejected, why);
   const std::string after = absl::StrCat(why, ": rejected (", rejected.ToString(), ")");
   ExpectUnchanged(*trainer, before->parameters, before->version, after);
   Check(BitIdentical(Finish(*trainer, after), m.reference),
@@ -164,6 +165,7 @@ void RunOne(const Model& m, const deltaserve::v1::SubmitDeltaRequest& request) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   deltaserve::v1::SubmitDeltaRequest request;
   if (!deltaserve::fuzz::ParseInput(data, size, &request)) return 0;
+  deltaserve::fuzz::CheckModelLookup(request.model());
   for (const deltaserve::fuzz::Model& m : deltaserve::fuzz::Models()) {
     deltaserve::fuzz::RunOne(m, request);
   }

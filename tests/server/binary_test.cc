@@ -13,19 +13,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/token.h"
 #include "client/trainer_client.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "model/dense_rows.h"
 #include "tests/server/metrics_scrape.h"
@@ -530,6 +540,97 @@ TEST(ServerBinary, SurvivesAConnectionFloodBeyondItsOpenFilesLimit) {
   const std::string log = ReadAll(child.err);
   EXPECT_EQ(Wait(child), 0) << log;
   EXPECT_THAT(log, HasSubstr("refusing connections"));
+}
+
+}  // namespace
+
+namespace {
+
+// Sends `count` Forward calls whose bytes are `0a 02 ff fe` (field `model`
+// holding invalid UTF-8) on one channel to `address`, 100 at a time; the
+// number answered INVALID_ARGUMENT.
+int SendInvalidUtf8Forwards(const std::string& address, int count) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  const std::string bytes("\x0a\x02\xff\xfe", 4);
+  std::atomic<int> invalid{0};
+  for (int sent = 0; sent < count;) {
+    const int batch = std::min(100, count - sent);
+    std::atomic<int> left{batch};
+    absl::Notification done;
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<grpc::ByteBuffer> responses(batch);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    for (int i = 0; i < batch; ++i) {
+      contexts.push_back(std::make_unique<grpc::ClientContext>());
+      contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      stub.UnaryCall(contexts.back().get(), "/deltaserve.v1.Trainer/Forward", grpc::StubOptions(),
+                     &request, &responses[i], [&](grpc::Status status) {
+                       if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) ++invalid;
+                       if (--left == 0) done.Notify();
+                     });
+    }
+    if (!done.WaitForNotificationWithTimeout(absl::Seconds(60))) {
+      ADD_FAILURE() << "calls unanswered after 60 s";
+      std::abort();  // The callbacks still reference this frame.
+    }
+    sent += batch;
+  }
+  return invalid.load();
+}
+
+// 10,000 requests with invalid UTF-8 are all answered INVALID_ARGUMENT and
+// leave at most `max_protobuf_lines` lines of protobuf's complaint in the log.
+// At the default level the metrics endpoint (its address is an info line)
+// must count them as INVALID_ARGUMENT Forwards of model "".
+void FloodWithInvalidUtf8(bool default_level, size_t max_protobuf_lines) {
+  constexpr int kRequests = 10000;
+  std::vector<std::string> args = {"--listen=127.0.0.1:0"};
+  if (default_level) {
+    args.push_back("--metrics_listen=127.0.0.1:0");
+  } else {
+    args.push_back("--log_level=error");
+  }
+  Child child = Spawn(args);
+  const std::string listening = ReadLine(child.out);
+  ASSERT_THAT(listening, MatchesRegex("listening on 127\\.0\\.0\\.1:[0-9]+"));
+  const int port = default_level ? ReadMetricsPort(child) : 0;
+  // Read all the time, so a flood of lines cannot block the server on a full pipe.
+  std::string log;
+  std::thread reader([&] { log = ReadAll(child.err); });
+  const absl::Time start = absl::Now();
+  const int invalid = SendInvalidUtf8Forwards(listening.substr(strlen("listening on ")), kRequests);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(invalid, kRequests);
+  if (default_level) {
+    EXPECT_EQ(deltaserve::server::testing::AwaitSample(
+                  port, "deltaserve_rpc_requests_total",
+                  {{"model", ""}, {"rpc", "Forward"}, {"code", "INVALID_ARGUMENT"}}, kRequests),
+              kRequests);
+  }
+  EXPECT_EQ(kill(child.pid, SIGTERM), 0);
+  reader.join();
+  EXPECT_EQ(Wait(child), 0) << log.substr(0, 4096);
+  size_t protobuf_lines = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "invalid UTF-8")) {
+      ++protobuf_lines;
+      EXPECT_THAT(std::string(line), HasSubstr(" W deltaserve: protobuf: "));
+    }
+  }
+  // 5 lines per 10 s window: at most one window's worth per started 10 s.
+  EXPECT_LE(protobuf_lines,
+            std::min<size_t>(max_protobuf_lines, 5 * (1 + absl::ToInt64Seconds(took) / 10)));
+  EXPECT_LE(std::count(log.begin(), log.end(), '\n'), 30) << log.substr(0, 4096);
+}
+
+TEST(ServerBinary, InvalidUtf8FloodLeavesAFewLogLinesAtTheDefaultLevel) {
+  FloodWithInvalidUtf8(/*default_level=*/true, 25);
+}
+
+TEST(ServerBinary, InvalidUtf8FloodLeavesNoLogLineAtLevelError) {
+  FloodWithInvalidUtf8(/*default_level=*/false, 0);
 }
 
 }  // namespace
