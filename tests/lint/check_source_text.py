@@ -11,7 +11,7 @@
    `...`). It must exist relative to the repository root or to the file
    that names it, or lie where a .gitignore of the tree says generated
    files go (client/python/_generated, docker/secrets). A bare document
-   name in capitals (`DESIGN.md`, `README.md`) must name a tracked file.
+   name in capitals (such as README.md) must name a tracked file.
 2. Every C++ string or character literal is ASCII: strings a user greps are
    ASCII; symbols belong in comments and docs.
 
