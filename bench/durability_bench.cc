@@ -240,8 +240,8 @@ int main(int argc, char** argv) {
   using deltaserve::bench::Model;
   deltaserve::server::SetLogLevel(deltaserve::server::LogLevel::kWarning);
   const std::string root = absl::GetFlag(FLAGS_dir);
-  const std::vector<Model> submit_models = {{"CartPole 4→64→2 (450 params)", 4, {64}, 2},
-                                            {"100k params 64→256→256→64", 64, {256, 256}, 64}};
+  const std::vector<Model> submit_models = {{"CartPole 4->64->2 (450 params)", 4, {64}, 2},
+                                            {"100k params 64->256->256->64", 64, {256, 256}, 64}};
   const std::vector<Level> levels = {{"no --state_dir", false, ""},
                                      {"NONE", true, "durability: NONE"},
                                      {"INTERVAL 100 ms", true, "durability: INTERVAL"},
@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
     for (size_t l = 0; l < levels.size(); ++l) {
       const deltaserve::bench::Measured& r = measured[m * levels.size() + l];
       const double rate = deltaserve::bench::Median(r.per_second);
-      std::printf("| %s | %s | %.0f | %.2f× | %.3f | %.3f | %lld |\n",
+      std::printf("| %s | %s | %.0f | %.2fx | %.3f | %.3f | %lld |\n",
                   submit_models[m].label.c_str(), levels[l].label.c_str(), rate,
                   base > 0 ? rate / base : 0.0, r.latency.QuantileMs(0.5),
                   r.latency.QuantileMs(0.99), static_cast<long long>(r.failed));

@@ -55,6 +55,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/cli.h"
 #include "model/mlp.h"
 #include "model/optimizer.h"
 #include "model/surrogate.h"
@@ -408,10 +409,7 @@ struct Series {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  // As server/main.cc: Debian's Abseil leaves absl::Mutex's deadlock
-  // detector on, which the server turns off; the learner's locks should cost
-  // here what they cost there.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  deltaserve::base::DisableMutexDeadlockDetection();
   namespace b = deltaserve::bench;
   deltaserve::server::SetLogLevel(deltaserve::server::LogLevel::kWarning);
   std::vector<int> batches;
@@ -486,7 +484,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_request_ids) ? "on" : "off");
   std::printf(
       "| model | params | B (rows/step) | fed with | rows/s wall | rows/s per CPU-s | "
-      "÷ core (wall) | ÷ core (CPU) |\n");
+      "/ core (wall) | / core (CPU) |\n");
   std::printf("|---|---:|---:|---|---:|---:|---:|---:|\n");
   const char* const kFed[kKinds] = {"core (no Trainer)", "1-row submissions", "B-row submissions",
                                     "1-row, queued ahead", "B-row, queued ahead"};
@@ -499,7 +497,7 @@ int main(int argc, char** argv) {
         const b::Series& s = at(m, bi, kind);
         if (s.wall.empty()) continue;
         const double wall = b::Median(s.wall), cpu = b::Median(s.cpu);
-        std::printf("| %s | %zu | %d | %s | %.0f | %.0f | %.2f× | %.2f× |\n",
+        std::printf("| %s | %zu | %d | %s | %.0f | %.0f | %.2fx | %.2fx |\n",
                     models[m].label.c_str(), params, batches[bi], kFed[kind], wall, cpu,
                     core_wall > 0 ? wall / core_wall : 0.0, core_cpu > 0 ? cpu / core_cpu : 0.0);
       }

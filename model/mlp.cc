@@ -63,9 +63,9 @@ void MultiplyByActivationDerivative(Activation activation, const Matrix& a, Matr
 
 absl::Status CheckBatch(int input_dim, const Eigen::Ref<const Matrix>& x) {
   if (x.rows() < 1 || x.cols() != input_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("inputs: expected [n × ", input_dim,
-                                                   "] with n ≥ 1, got [", x.rows(), " × ", x.cols(),
-                                                   "]"));
+    return absl::InvalidArgumentError(absl::StrCat("inputs: expected [n x ", input_dim,
+                                                   "] with n >= 1, got [", x.rows(), " x ",
+                                                   x.cols(), "]"));
   }
   return absl::OkStatus();
 }
@@ -252,8 +252,8 @@ absl::Status Mlp::BackPropagate(absl::Span<const float> params, const Eigen::Ref
   RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   const Eigen::Index n = X.rows();
   if (dY.rows() != n || dY.cols() != output_dim()) {
-    return absl::InvalidArgumentError(absl::StrCat("output gradient: expected [", n, " × ",
-                                                   output_dim(), "], got [", dY.rows(), " × ",
+    return absl::InvalidArgumentError(absl::StrCat("output gradient: expected [", n, " x ",
+                                                   output_dim(), "], got [", dY.rows(), " x ",
                                                    dY.cols(), "]"));
   }
   if (ws.activations_.size() != offsets_.size() || ws.activations_.back().rows() != n) {

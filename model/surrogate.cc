@@ -9,8 +9,8 @@ namespace {
 absl::Status CheckShape(const char* what, const Eigen::Ref<const Matrix>& m, Eigen::Index rows,
                         Eigen::Index cols) {
   if (m.rows() != rows || m.cols() != cols) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": expected [", rows, " × ", cols,
-                                                   "] like the outputs, got [", m.rows(), " × ",
+    return absl::InvalidArgumentError(absl::StrCat(what, ": expected [", rows, " x ", cols,
+                                                   "] like the outputs, got [", m.rows(), " x ",
                                                    m.cols(), "]"));
   }
   return absl::OkStatus();

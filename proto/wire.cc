@@ -12,8 +12,8 @@ namespace v1 = ::deltaserve::v1;
 absl::StatusOr<model::Matrix> MatrixFromProto(absl::string_view what, const v1::Matrix& proto) {
   const uint64_t expected = static_cast<uint64_t>(proto.rows()) * proto.cols();
   if (expected != static_cast<uint64_t>(proto.data_size())) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": expected rows·cols = ", proto.rows(),
-                                                   "·", proto.cols(), " = ", expected,
+    return absl::InvalidArgumentError(absl::StrCat(what, ": expected rows*cols = ", proto.rows(),
+                                                   "*", proto.cols(), " = ", expected,
                                                    " values, got ", proto.data_size()));
   }
   model::Matrix matrix(static_cast<Eigen::Index>(proto.rows()),

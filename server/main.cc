@@ -34,7 +34,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "base/cli.h"
 #include "model/dense_rows.h"
 #include "server/core/config.h"
@@ -69,7 +68,7 @@ namespace {
 
 namespace server = ::deltaserve::server;
 
-constexpr int kExitBadConfig = 2;
+constexpr int kExitBadConfig = deltaserve::base::kExitBadFlag;
 constexpr int kExitCannotServe = 1;
 
 // The config as written; DeltaServer::Start fills defaults and validates it.
@@ -121,13 +120,8 @@ rlim_t RaiseOpenFileLimit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
-  // detector on; gRPC locks absl::Mutex on every call, and the detector's
-  // bookkeeping showed up as 2–3% of the server's CPU profile under Forward
-  // traffic (perf). Tests keep it on.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (std::optional<int> exit_code =
-          deltaserve::base::HandleHelpAndVersion(Program(), argc, argv)) {
+  deltaserve::base::DisableMutexDeadlockDetection();
+  if (std::optional<int> exit_code = deltaserve::base::CheckCommandLine(Program(), argc, argv)) {
     return *exit_code;
   }
   absl::ParseCommandLine(argc, argv);

@@ -42,7 +42,8 @@ ABSL_FLAG(int, episodes, 1500, "training episodes");
 ABSL_FLAG(int, episodes_per_submit, 8, "whole episodes per SubmitDelta");
 ABSL_FLAG(double, sigma, 0.5, "exploration standard deviation");
 ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");
-ABSL_FLAG(std::string, acted, "sample", "ỹ sent: 'sample' (a_t), 'mean' (μ_t) or 'none'");
+ABSL_FLAG(std::string, acted, "sample",
+          "acted outputs sent: 'sample' (a_t), 'mean' (mu_t) or 'none'");
 ABSL_FLAG(double, threshold, -3.0, "return threshold for episodes_to_threshold");
 ABSL_FLAG(int, report_every, 100, "episodes between progress lines; 0 = none");
 

@@ -12,6 +12,36 @@
 
 namespace deltaserve::sim {
 
+absl::string_view TransportName(Transport transport) {
+  switch (transport) {
+    case Transport::kSession:
+      return "session";
+    case Transport::kUnary:
+      return "unary";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Transport> ParseTransport(absl::string_view name) {
+  for (Transport transport : {Transport::kSession, Transport::kUnary}) {
+    if (name == TransportName(transport)) return transport;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("transport: expected 'session' or 'unary', got '", name, "'"));
+}
+
+bool AbslParseFlag(absl::string_view text, Transport* transport, std::string* error) {
+  absl::StatusOr<Transport> parsed = ParseTransport(text);
+  if (!parsed.ok()) {
+    *error = std::string(parsed.status().message());
+    return false;
+  }
+  *transport = *parsed;
+  return true;
+}
+
+std::string AbslUnparseFlag(Transport transport) { return std::string(TransportName(transport)); }
+
 absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
   // The runner's RetryPolicy (retry.h) is the simulators' only retry layer:
   // the client's own SubmitDelta retries would nest inside its backoff.
@@ -25,10 +55,6 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
                    WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
                      return client->GetModelInfo(options.model);
                    }));
-  if (options.transport != "session" && options.transport != "unary") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--transport must be 'session' or 'unary', got '", options.transport, "'"));
-  }
   std::unique_ptr<Runner> runner(new Runner(std::move(options), client, std::move(info)));
   runner->counts_.retries = counts;
   RETURN_IF_ERROR(runner->CheckShape());
@@ -80,7 +106,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
   if (options_.rows_per_forward > 0 && inputs.rows() > options_.rows_per_forward) {
     return ForwardInPieces(inputs);
   }
-  if (options_.transport == "unary") return client_->Forward(inputs, options_.model);
+  if (options_.transport == Transport::kUnary) return client_->Forward(inputs, options_.model);
   ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   absl::StatusOr<client::ForwardResult> result = session->ForwardSync(inputs, options_.model);
   if (absl::IsUnavailable(result.status())) session_.reset();
@@ -100,7 +126,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
     all.version = std::min(all.version, answer->version);
     return absl::OkStatus();
   };
-  if (options_.transport == "unary") {
+  if (options_.transport == Transport::kUnary) {
     for (Eigen::Index first = 0; first < rows; first += piece) {
       RETURN_IF_ERROR(
           take(first, client_->Forward(inputs.middleRows(first, std::min(piece, rows - first)),
@@ -131,7 +157,8 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
 
 absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(
     const client::DeltaSubmission& submission) {
-  if (options_.transport == "unary") return client_->SubmitDelta(submission, options_.model);
+  if (options_.transport == Transport::kUnary)
+    return client_->SubmitDelta(submission, options_.model);
   ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   absl::StatusOr<client::SubmitDeltaResult> result =
       session->SubmitDeltaSync(submission, options_.model);

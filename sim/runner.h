@@ -7,8 +7,8 @@
 //   ...
 //   ASSIGN_OR_RETURN(client::SubmitDeltaResult result, runner->Submit(acted, build));
 //
-// Every Forward and SubmitDelta goes over the transport options.transport
-// names: a Session stream (default) or unary rpcs.
+// Every Forward and SubmitDelta goes over options.transport: a Session
+// stream (default) or unary rpcs.
 //
 // Not thread-safe: one Runner per simulator thread.
 #ifndef DELTASERVE_SIM_RUNNER_H_
@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "client/session.h"
 #include "client/trainer_client.h"
 #include "deltaserve/v1/trainer.pb.h"
@@ -28,14 +29,25 @@
 
 namespace deltaserve::sim {
 
+// How Forward and SubmitDelta reach the server.
+enum class Transport {
+  kSession,  // "session": one Session stream (client/session.h), reopened after it ends
+  kUnary,    // "unary": one rpc per call
+};
+
+// "session" or "unary".
+absl::string_view TransportName(Transport transport);
+// The Transport `name` names; INVALID_ARGUMENT naming the choices otherwise.
+absl::StatusOr<Transport> ParseTransport(absl::string_view name);
+// Abseil flag support: a Transport flag takes TransportName's values.
+bool AbslParseFlag(absl::string_view text, Transport* transport, std::string* error);
+std::string AbslUnparseFlag(Transport transport);
+
 struct RunnerOptions {
   std::string server = "127.0.0.1:50051";  // host:port or unix:PATH
   std::string model;                       // "" = the server's default model
   std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
-  // How Forward and SubmitDelta reach the server: "session" (one Session
-  // stream, client/session.h; reopened after it ends) or "unary" (one rpc
-  // per call).
-  std::string transport = "session";
+  Transport transport = Transport::kSession;
   // Rows per Forward call when a simulator asks for several at once (its
   // --envs): 0 = all of them in one call; 1 = one call per environment
   // step. On a Session the calls are all in flight together (the server's
@@ -109,7 +121,7 @@ class Runner {
   const std::shared_ptr<client::TrainerClient> client_;
   const deltaserve::v1::ModelInfo info_;
   std::unique_ptr<PolicySource> policy_;
-  std::unique_ptr<client::Session> session_;  // transport "session": null until first use.
+  std::unique_ptr<client::Session> session_;  // Transport::kSession: null until first use.
   RunnerCounts counts_;
 };
 

@@ -8,7 +8,7 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
 ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");
-ABSL_FLAG(std::string, transport, "session",
+ABSL_FLAG(deltaserve::sim::Transport, transport, deltaserve::sim::Transport::kSession,
           "'session' (Forward and SubmitDelta on one Session stream) or 'unary' (one rpc each)");
 ABSL_FLAG(int, rows_per_forward, 0,
           "rows per Forward call when several environments step at once: 0 = all in one call, "

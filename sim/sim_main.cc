@@ -6,7 +6,6 @@
 
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "base/cli.h"
 #include "client/security_flags.h"
 
@@ -14,12 +13,7 @@ namespace deltaserve::sim {
 
 int SimulatorMain(int argc, char** argv, absl::string_view name,
                   absl::FunctionRef<absl::StatusOr<int>()> run) {
-  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
-  // detector on; gRPC locks an absl::Mutex on every call, and a simulator
-  // makes one or two calls per environment step, so the detector's
-  // bookkeeping is paid on the hot path (see server/main.cc, which measured
-  // it). Tests keep it on.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  base::DisableMutexDeadlockDetection();
   const base::ProgramInfo program = {
       std::string(name),
       absl::StrCat("usage: ", name, " --server=HOST:PORT [flags]\n\nA deltaserve simulator (sim/",
@@ -27,7 +21,7 @@ int SimulatorMain(int argc, char** argv, absl::string_view name,
                    ".cc): steps its environments, asks the server for actions, sends the "
                    "deltas back."),
       {"sim/", client::kSecurityFlagsFile}};
-  if (std::optional<int> exit_code = base::HandleHelpAndVersion(program, argc, argv)) {
+  if (std::optional<int> exit_code = base::CheckCommandLine(program, argc, argv)) {
     return *exit_code;
   }
   absl::ParseCommandLine(argc, argv);

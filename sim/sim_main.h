@@ -12,8 +12,9 @@
 
 namespace deltaserve::sim {
 
-// Turns off absl::Mutex's deadlock detector (why: sim_main.cc), answers
-// --help and --version (base/cli.h: exit 0), parses the command line into the
+// Turns off absl::Mutex's deadlock detector (why: base/cli.h), answers
+// --help and --version (base/cli.h: exit 0) and refuses a bad flag (exit 2),
+// parses the command line into the
 // ABSL_FLAGs, calls `run` and returns the process's
 // exit code: run's value if it returned one, else 1 with "NAME: STATUS" on
 // stderr.

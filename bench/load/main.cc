@@ -64,7 +64,7 @@ ABSL_FLAG(absl::Duration, report_every, absl::Seconds(10), "interval of the prog
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(60), "RSS samples before this are warm-up");
 ABSL_FLAG(absl::Duration, rss_every, absl::Seconds(1), "RSS sampling interval");
 ABSL_FLAG(double, rss_band_pct, 5.0,
-          "criterion: post-warm-up RSS within ±this % of its mean (exit 3 if not); 0 = off");
+          "criterion: post-warm-up RSS within +/-this % of its mean (exit 3 if not); 0 = off");
 ABSL_FLAG(std::string, rss_csv, "", "also write every RSS sample as seconds,kib to this file");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of every unary call");
 ABSL_FLAG(bool, allow_resource_exhausted, false,
@@ -105,7 +105,7 @@ std::string CheckFlags() {
     return "--watchers: expected 0..4096";
   }
   if (absl::GetFlag(FLAGS_rows) < 1 || absl::GetFlag(FLAGS_submit_every) < 1) {
-    return "--rows and --submit_every: expected ≥ 1";
+    return "--rows and --submit_every: expected >= 1";
   }
   for (absl::Duration d : {absl::GetFlag(FLAGS_duration), absl::GetFlag(FLAGS_report_every),
                            absl::GetFlag(FLAGS_rss_every), absl::GetFlag(FLAGS_timeout)}) {
@@ -283,7 +283,7 @@ std::string Verdict(const Totals& totals, const ExpectedCodes& expected, const R
   if (!server_ok) absl::StrAppend(&reasons, " server did not stop cleanly;");
   *exit_code = reasons.empty() ? kExitPass : kExitErrors;
   if (rss.within_band.has_value() && !*rss.within_band) {
-    absl::StrAppend(&reasons, " RSS after warm-up outside ±", rss.criterion_pct, "%;");
+    absl::StrAppend(&reasons, " RSS after warm-up outside +/-", rss.criterion_pct, "%;");
     if (*exit_code == kExitPass) *exit_code = kExitRss;
   }
   return reasons.empty() ? "PASS" : absl::StrCat("FAIL:", reasons);
@@ -346,7 +346,7 @@ int Run(Server& server, const deltaserve::v1::ModelInfo& info) {
 int main(int argc, char** argv) {
   namespace load = ::deltaserve::load;
   if (std::optional<int> exit_code =
-          deltaserve::base::HandleHelpAndVersion(load::Program(), argc, argv)) {
+          deltaserve::base::CheckCommandLine(load::Program(), argc, argv)) {
     return *exit_code;
   }
   absl::ParseCommandLine(argc, argv);

@@ -83,9 +83,9 @@ std::string RssText(const RssSummary& rss) {
                               : *rss.within_band           ? "within"
                                                            : "OUTSIDE";
   absl::StrAppend(
-      &out, absl::StrFormat("rss after warm-up (t ≥ %.0f s, %d samples): min %s, "
+      &out, absl::StrFormat("rss after warm-up (t >= %.0f s, %d samples): min %s, "
                             "max %s, mean %s MiB; band %+.2f%% / %+.2f%% of mean "
-                            "(criterion ±%.1f%%: %s)\n",
+                            "(criterion +/-%.1f%%: %s)\n",
                             rss.warmup_seconds, rss.samples_after_warmup, Mib(rss.warm_min_kib),
                             Mib(rss.warm_max_kib), Mib(static_cast<int64_t>(rss.warm_mean_kib)),
                             rss.band_low_pct, rss.band_high_pct, rss.criterion_pct, verdict));

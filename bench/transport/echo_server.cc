@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/address.h"
+#include "base/cli.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/security/server_credentials.h"
@@ -349,9 +350,6 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  // As server/main.cc: Debian's Abseil leaves absl::Mutex's deadlock
-  // detector on; deltaserve turns it off, so the floor does too (it showed
-  // in the floor's push profile, GraphCycles::GetId).
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  deltaserve::base::DisableMutexDeadlockDetection();
   return deltaserve::bench::Main();
 }

@@ -54,12 +54,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/cli.h"
 #include "bench/load/latency_histogram.h"
 #include "bench/load/server_process.h"
 #include "client/session.h"
 #include "client/trainer_client.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "sim/runner.h"
 
 ABSL_FLAG(std::string, server_binary, "", "the deltaserve binary");
 ABSL_FLAG(std::string, echo_binary, "", "the deltaserve_echo_server binary");
@@ -74,10 +76,10 @@ ABSL_FLAG(std::string, forward_depths, "0,1,8",
           "section 1: calls in flight per simulator, comma-separated; 0 = unary, n >= 1 = a "
           "Session (and an echo stream) with n in flight");
 ABSL_FLAG(std::string, batching_models, "small,large,huge",
-          "section 3: models, of small (4 → 16 → 2), large (256 → 1024 → 1024 → 16, 1.3M "
-          "parameters), huge (1024 → 4096 → 2048 → 16, 12.6M parameters)");
+          "section 3: models, of small (4 -> 16 -> 2), large (256 -> 1024 -> 1024 -> 16, 1.3M "
+          "parameters), huge (1024 -> 4096 -> 2048 -> 16, 12.6M parameters)");
 ABSL_FLAG(std::string, model_extra, "",
-          "sections 1–2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
+          "sections 1-2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
 namespace deltaserve::bench {
 namespace {
@@ -209,7 +211,8 @@ std::unique_ptr<client::TrainerClient> OwnConnection(const std::string& target) 
   return std::make_unique<client::TrainerClient>(v1::Trainer::NewStub(channel));
 }
 
-enum class Transport { kUnary, kSession };
+using ::deltaserve::sim::Transport;
+using ::deltaserve::sim::TransportName;
 
 struct LoadResult {
   double calls_per_second = 0;
@@ -301,7 +304,7 @@ std::string Row(const std::string& what, const LoadResult& r, double floor = 0) 
   return absl::StrFormat("| %s | %.0f | %.3f | %.3f | %.1f | %.2f | %s |%s\n", what,
                          r.calls_per_second, r.p50_ms, r.p99_ms, r.server_cpu_us_per_call,
                          r.server_switches_per_call,
-                         floor > 0 ? absl::StrFormat("%.2f×", r.calls_per_second / floor) : "",
+                         floor > 0 ? absl::StrFormat("%.2fx", r.calls_per_second / floor) : "",
                          r.errors ? absl::StrCat(" errors: ", r.errors) : "");
 }
 
@@ -326,8 +329,8 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
   ServerProcess* real = servers.real.get();
   std::printf("\n### 1. Forward (1 row), calls/s and latency\n\n");
   std::printf(
-      "| configuration | calls/s | p50 ms | p99 ms | server CPU µs/call | server ctx switches/call "
-      "| ÷ echo, same shape |\n|---|---:|---:|---:|---:|---:|---:|\n");
+      "| configuration | calls/s | p50 ms | p99 ms | server CPU us/call | server ctx switches/call "
+      "| / echo, same shape |\n|---|---:|---:|---:|---:|---:|---:|\n");
   std::vector<int> depths;
   for (absl::string_view piece : absl::StrSplit(absl::GetFlag(FLAGS_forward_depths), ',')) {
     int depth = -1;
@@ -359,10 +362,10 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
       const LoadResult echo_stream = RunLoad(*echo_server, Transport::kSession, sims, depth, false);
       const LoadResult session = RunLoad(*real, Transport::kSession, sims, depth, false);
       std::fputs(
-          Row(absl::StrCat("echo stream, ", sims, " sims × ", depth, " in flight"), echo_stream)
+          Row(absl::StrCat("echo stream, ", sims, " sims x ", depth, " in flight"), echo_stream)
               .c_str(),
           stdout);
-      std::fputs(Row(absl::StrCat("deltaserve Session, ", sims, " sims × ", depth, " in flight"),
+      std::fputs(Row(absl::StrCat("deltaserve Session, ", sims, " sims x ", depth, " in flight"),
                      session, echo_stream.calls_per_second)
                      .c_str(),
                  stdout);
@@ -377,10 +380,10 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
   ServerProcess* real = servers.real.get();
   std::printf("\n### 2. Forward + SubmitDelta per step (1 row), 8 simulators, steps/s\n\n");
   std::printf(
-      "| configuration | steps/s | p50 ms | p99 ms | server CPU µs/step | server ctx switches/step "
-      "| ÷ echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
+      "| configuration | steps/s | p50 ms | p99 ms | server CPU us/step | server ctx switches/step "
+      "| / echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (Transport transport : {Transport::kUnary, Transport::kSession}) {
-    const char* name = transport == Transport::kUnary ? "unary" : "Session";
+    const absl::string_view name = TransportName(transport);
     const LoadResult floor = RunLoad(*echo_server, transport, 8, 1, true);
     const LoadResult got = RunLoad(*real, transport, 8, 1, true);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
@@ -397,13 +400,12 @@ void BatchingSection(const std::string& deltaserve) {
   const std::vector<std::string> wanted = absl::StrSplit(absl::GetFlag(FLAGS_batching_models), ',');
   std::printf("\n### 3. Server CPU per Forward row, 64 one-row simulators\n\n");
   std::printf(
-      "| configuration | rows/s | p50 ms | p99 ms | server CPU µs/row | server ctx switches/row | "
+      "| configuration | rows/s | p50 ms | p99 ms | server CPU us/row | server ctx switches/row | "
       "|\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Model& model : all) {
     if (std::find(wanted.begin(), wanted.end(), model.name) == wanted.end()) continue;
     for (Transport transport : {Transport::kUnary, Transport::kSession}) {
-      const std::string name = absl::StrCat(model.name, " model, ",
-                                            transport == Transport::kUnary ? "unary" : "Session");
+      const std::string name = absl::StrCat(model.name, " model, ", TransportName(transport));
       LoadResult results[2];
       for (int batched : {0, 1}) {
         const char* setting =
@@ -423,7 +425,7 @@ void BatchingSection(const std::string& deltaserve) {
           Row(absl::StrCat(name, ", batched (max_batch_rows 256, min_batch_macs 1)"), results[1])
               .c_str(),
           stdout);
-      std::printf("| %s: CPU/row unbatched ÷ batched | | | | %.2f× | | |\n", name.c_str(),
+      std::printf("| %s: CPU/row unbatched / batched | | | | %.2fx | | |\n", name.c_str(),
                   results[0].server_cpu_us_per_call / results[1].server_cpu_us_per_call);
       std::fflush(stdout);
     }
@@ -652,7 +654,7 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
   std::printf(
       "| from sending the stepping SubmitDelta to all watchers holding the version | p50 ms | "
       "p99 ms | max ms | server CPU ms/step (kernel share) | bench (watchers + driver) CPU "
-      "ms/step (kernel share) | both ÷ 2 cores, ms/step |\n|---|---:|---:|---:|---:|---:|---:|\n");
+      "ms/step (kernel share) | both / 2 cores, ms/step |\n|---|---:|---:|---:|---:|---:|---:|\n");
   // Milliseconds per step of `cpu`, and the kernel's share of it.
   auto per_step = [](const CpuTime& cpu, int steps) {
     const double ms = steps ? cpu.total() * 1e3 / static_cast<double>(steps) : 0;
@@ -673,8 +675,8 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
         got.p50_ms, got.p99_ms, got.max_ms, server_text.c_str(), bench_text.c_str(),
         (server + bench) / 2);
   }
-  auto ratio = [](double a, double b) { return b > 0 ? absl::StrFormat("%.2f×", a / b) : ""; };
-  std::printf("| deltaserve ÷ echo | %s | %s | %s | %s | %s | |\n",
+  auto ratio = [](double a, double b) { return b > 0 ? absl::StrFormat("%.2fx", a / b) : ""; };
+  std::printf("| deltaserve / echo | %s | %s | %s | %s | %s | |\n",
               ratio(results[1].p50_ms, results[0].p50_ms).c_str(),
               ratio(results[1].p99_ms, results[0].p99_ms).c_str(),
               ratio(results[1].max_ms, results[0].max_ms).c_str(),
@@ -688,10 +690,7 @@ bool PushSection(const std::string& deltaserve, const std::string& echo) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  // As server/main.cc and sim/sim_main.cc: Debian's Abseil leaves
-  // absl::Mutex's deadlock detector on; the client threads here (section 4's
-  // watchers) should cost what they cost in a simulator or replica.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  deltaserve::base::DisableMutexDeadlockDetection();
   namespace b = ::deltaserve::bench;
   const std::string server = absl::GetFlag(FLAGS_server_binary);
   const std::string echo = absl::GetFlag(FLAGS_echo_binary);

@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
       "deltaserve-cli",
       deltaserve::client::cli::kUsage,
       {"client/cli/", deltaserve::client::kSecurityFlagsFile}};
-  if (std::optional<int> exit_code = deltaserve::base::HandleHelpAndVersion(program, argc, argv)) {
+  if (std::optional<int> exit_code = deltaserve::base::CheckCommandLine(program, argc, argv)) {
     return *exit_code;
   }
   absl::SetProgramUsageMessage(deltaserve::client::cli::kUsage);

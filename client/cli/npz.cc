@@ -326,7 +326,7 @@ absl::StatusOr<std::vector<float>> ParametersFromTensors(const deltaserve::v1::M
   if (!by_name.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected tensor \"", by_name.begin()->first, "\": model \"", spec.name(),
-                     "\" has ", spec.layers_size(), " layers (tensors 0.weight … ",
+                     "\" has ", spec.layers_size(), " layers (tensors 0.weight ... ",
                      2 * (spec.layers_size() - 1), ".bias)"));
   }
   return parameters;

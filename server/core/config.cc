@@ -221,7 +221,7 @@ std::string DescribeModel(const v1::ModelSpec& spec) {
         absl::StrCat(spec.layers(l).units(), " ",
                      mlp.ok() ? model::ActivationName(mlp->layers[l].activation) : "(invalid)"));
   }
-  return absl::StrCat("model \"", spec.name(), "\": ", absl::StrJoin(widths, " → "), ", ",
+  return absl::StrCat("model \"", spec.name(), "\": ", absl::StrJoin(widths, " -> "), ", ",
                       OptimizerName(spec.optimizer().kind()), " lr ",
                       spec.optimizer().learning_rate(), ", samples_per_step ",
                       spec.samples_per_step(), ", max_staleness ", spec.max_staleness(),

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/check.h"
 #include "base/status_macros.h"
 #include "server/core/errors.h"
 
@@ -125,7 +126,10 @@ std::deque<ForwardBatcher::Request> ForwardBatcher::TakeBatch() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      DELTASERVE_DCHECK(!batch.empty() && rows <= queued_rows_,
+                        "a batch takes at least one request, and only queued rows");
       queued_rows_ -= rows;
+      DELTASERVE_DCHECK(queue_.empty() == (queued_rows_ == 0));
     }
   }
   for (Request& request : abandoned) std::move(request.done)(ShuttingDown(trainer_->name()));

@@ -24,10 +24,11 @@
 // Cheap requests skip all of this: a request whose product costs fewer than
 // min_batch_macs multiply-adds (rows × the model's multiply-adds per row) is
 // computed by Enqueue itself, on the caller's thread, on the newest
-// snapshot, and `done` is called before Enqueue returns. Waking the batcher
-// thread costs ≈ 5–10 µs a request (docs/benchmarks.md); below the default
-// threshold the product itself costs less than that, so stacking cannot win
-// it back, and it is small enough not to hold up a gRPC reaction.
+// snapshot, and `done` is called before Enqueue returns. The default
+// threshold is set where the product costs less server CPU than waking the
+// batcher thread, so stacking cannot win it back, and it is small enough not
+// to hold up a gRPC reaction (the measurements: docs/benchmarks.md, "Small
+// Forwards computed in the handler").
 // max_batch_rows = 1 is the unbatched path: every request is computed that
 // way, and there is no thread.
 //

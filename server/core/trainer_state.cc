@@ -18,13 +18,13 @@ namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
 namespace {
 
-// "4 → 16 tanh → 2 identity, ADAM": what must match for a state to restore.
+// "4 -> 16 tanh -> 2 identity, ADAM": what must match for a state to restore.
 std::string NetworkShape(const model::MlpSpec& mlp, absl::string_view optimizer) {
   std::vector<std::string> parts = {absl::StrCat(mlp.input_dim)};
   for (const model::LayerSpec& layer : mlp.layers) {
     parts.push_back(absl::StrCat(layer.units, " ", model::ActivationName(layer.activation)));
   }
-  return absl::StrCat(absl::StrJoin(parts, " → "), ", ", optimizer);
+  return absl::StrCat(absl::StrJoin(parts, " -> "), ", ", optimizer);
 }
 
 void CopyTo(absl::Span<const float> values, google::protobuf::RepeatedField<float>* out) {

@@ -26,6 +26,8 @@
 
 namespace deltaserve::server {
 
+class WatchReactor;
+
 class WeightHub {
  public:
   // Keeps a subscriber registered while alive. Destroying it unregisters the
@@ -39,6 +41,7 @@ class WeightHub {
 
    private:
     friend class WeightHub;
+    friend class WatchReactor;  // Only to name Slot::mu in its lock order.
     struct Slot {
       absl::Mutex mu;
       std::function<void()> on_change ABSL_GUARDED_BY(mu);
@@ -98,9 +101,13 @@ class WeightHub {
   void NotifierLoop() ABSL_LOCKS_EXCLUDED(mu_);
   bool NotifierHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  friend class WatchReactor;  // Only to name mu_ in its lock order.
+
   const std::string model_;
 
-  mutable absl::Mutex mu_;
+  // A subscriber's callback runs under its Slot::mu and may call latest() or
+  // closed().
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(Subscription::Slot::mu);
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Subscription::Slot>> slots_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

@@ -19,10 +19,10 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
   ASSIGN_OR_RETURN(submission.acted, wire::MatrixFromProto("outputs", request.outputs()));
   const bool acted_omitted = request.outputs().rows() == 0 && request.outputs().cols() == 0;
   if (!acted_omitted && submission.acted.rows() == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("outputs: expected ", submission.inputs.rows(),
-                     " rows (one per input row) or an empty matrix (ỹ = y), got 0 rows and ",
-                     request.outputs().cols(), " columns"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "outputs: expected ", submission.inputs.rows(),
+        " rows (one per input row) or an empty matrix (acted outputs = y), got 0 rows and ",
+        request.outputs().cols(), " columns"));
   }
   submission.version = request.version();
   submission.request_id = request.request_id();

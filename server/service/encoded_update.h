@@ -21,6 +21,8 @@
 
 namespace deltaserve::server {
 
+class WatchReactor;
+
 // One version, ready to write: a serialized deltaserve.v1.ParameterUpdate.
 struct EncodedUpdate {
   uint64_t version = 0;
@@ -42,6 +44,8 @@ class EncodedUpdateCache {
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  friend class WatchReactor;  // Only to name mu_ in its lock order.
+
   const std::string model_;
   absl::Mutex mu_;
   std::shared_ptr<const EncodedUpdate> cached_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/check.h"
 #include "proto/grpc_status.h"
 #include "server/service/call_paths.h"
 #include "server/service/convert.h"
@@ -99,6 +100,7 @@ void SessionReactor::Advance(absl::FunctionRef<void()> update) {
     if (actions.finish.has_value()) Finish(*actions.finish);
     absl::MutexLock lock(&mu_);
     starting_ -= actions.count();
+    DELTASERVE_DCHECK(starting_ >= 0);
     actions = DecideLocked();
     if (actions.count() == 0) {
       if (!DeletableLocked()) return;
@@ -142,6 +144,7 @@ void SessionReactor::OnReadDone(bool ok) {  // Step 2.
   grpc::ByteBuffer bytes;
   bool dispatch = false;
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DELTASERVE_DCHECK(reading_ && !dispatching_, "OnReadDone without a read in flight");
     reading_ = false;
     if (!ok) {
       read_closed_ = true;
@@ -157,13 +160,17 @@ void SessionReactor::OnReadDone(bool ok) {  // Step 2.
   // Only now the next read: an answer computed inline is queued by now, so
   // its write starts first and the read's flow-control update goes out with
   // it (asked for before, it went alone: two sendmsg per call, not one).
-  Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { dispatching_ = false; });
+  Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DELTASERVE_DCHECK(dispatching_);
+    dispatching_ = false;
+  });
 }
 
 void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point start) {
   v1::SessionRequest request;
   if (absl::Status parsed = ParseRequest(bytes, &request); !parsed.ok()) {
     Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      DELTASERVE_DCHECK(unanswered_ > 0);
       --unanswered_;
       EndLocked(ToGrpcStatus(parsed));
     });
@@ -222,6 +229,7 @@ void SessionReactor::Answer(v1::SessionResponse response) {  // Step 3.
   grpc::ByteBuffer bytes;
   SerializeResponse(response, &bytes);
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DELTASERVE_DCHECK(unanswered_ > 0, "an answer to a call that is not unanswered");
     --unanswered_;
     if (!ending_.has_value() && !finished_) writes_.push_back(std::move(bytes));
   });
@@ -229,6 +237,7 @@ void SessionReactor::Answer(v1::SessionResponse response) {  // Step 3.
 
 void SessionReactor::OnWriteDone(bool ok) {  // Step 4.
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DELTASERVE_DCHECK(writing_ && !writes_.empty(), "OnWriteDone without a write in flight");
     writing_ = false;
     if (!writes_.empty()) writes_.pop_front();
     if (!ok) EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "Session: the client is gone"));
@@ -255,6 +264,7 @@ void SessionReactor::Pin() {
 void SessionReactor::Close() {
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EndLocked(ServerClosing());
+    DELTASERVE_DCHECK(pins_ > 0, "Close() without Pin()");
     --pins_;
   });
 }
@@ -268,7 +278,10 @@ void SessionReactor::OnDone() {  // Step 7.
   }
   unknown_model_->RecordRpc(Rpc::kSession, static_cast<int>(code),
                             std::chrono::duration<double>(Clock::now() - start_).count());
-  Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { done_ = true; });
+  Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DELTASERVE_DCHECK(finished_ && !done_, "OnDone before Finish, or twice");
+    done_ = true;
+  });
 }
 
 }  // namespace deltaserve::server

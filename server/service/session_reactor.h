@@ -151,7 +151,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
   grpc::ByteBuffer read_buffer_;  // Written by gRPC while reading_.
 
-  absl::Mutex mu_;
+  // Lock order: SessionRegistry::CloseAll pins each session under its own mu_.
+  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(SessionRegistry::mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;  // Client half-closed.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;      // writes_.front() in flight.

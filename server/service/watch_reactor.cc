@@ -3,6 +3,7 @@
 #include <optional>
 #include <utility>
 
+#include "base/check.h"
 #include "proto/grpc_status.h"
 #include "server/core/errors.h"
 #include "server/core/heap_release.h"
@@ -58,6 +59,7 @@ void WatchReactor::Advance() {
 }
 
 grpc::Status WatchReactor::MarkFinished(grpc::Status status) {
+  DELTASERVE_DCHECK(!finished_ && in_flight_ == nullptr, "Finish twice, or with a write in flight");
   finished_ = true;
   finish_code_ = status.error_code();
   return status;
@@ -66,6 +68,7 @@ grpc::Status WatchReactor::MarkFinished(grpc::Status status) {
 void WatchReactor::OnWriteDone(bool ok) {  // Step 4.
   {
     absl::MutexLock lock(&mu_);
+    DELTASERVE_DCHECK(in_flight_ != nullptr, "OnWriteDone without a write in flight");
     in_flight_.reset();
     if (!ok) cancelled_ = true;
   }
@@ -85,6 +88,7 @@ void WatchReactor::OnDone() {  // Step 7. No lock held: see WeightHub::Subscript
   grpc::StatusCode code;
   {
     absl::MutexLock lock(&mu_);
+    DELTASERVE_DCHECK(finished_, "OnDone before Finish");
     code = finish_code_;
   }
   metrics_->AddWatchers(-1);

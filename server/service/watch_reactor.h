@@ -68,7 +68,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   const std::chrono::steady_clock::time_point start_;
   std::unique_ptr<WeightHub::Subscription> subscription_;
 
-  absl::Mutex mu_;
+  // Lock order: the hub's notifier calls Advance() under the subscriber's
+  // Slot::mu; Advance() calls the hub and the encoder under mu_.
+  absl::Mutex mu_ ABSL_ACQUIRED_AFTER(WeightHub::Subscription::Slot::mu)
+      ABSL_ACQUIRED_BEFORE(WeightHub::mu_, EncodedUpdateCache::mu_);
   std::shared_ptr<const EncodedUpdate> in_flight_ ABSL_GUARDED_BY(mu_);  // null: none
   bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t sent_version_ ABSL_GUARDED_BY(mu_) = 0;

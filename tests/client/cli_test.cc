@@ -185,6 +185,12 @@ TEST(CliUsage, HelpListsSubcommandsAndFlagsAndExitsZero) {
   }
 }
 
+TEST(CliUsage, AnUnknownFlagIsOneLineAndExitsTwo) {
+  const CliRun run = RunCli("info --no_such_flag");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_EQ(run.output, "deltaserve-cli: unknown flag --no_such_flag (--help lists the flags)\n");
+}
+
 TEST(CliUsage, VersionPrintsTheProjectVersion) {
   const CliRun version = RunCli("--version");
   EXPECT_EQ(version.exit_code, 0);

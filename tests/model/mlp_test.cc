@@ -431,7 +431,7 @@ TEST(MlpErrors, ForwardRejectsWrongShapes) {
   Mlp::Workspace ws;
   auto wrong_width = mlp.Forward(params, Matrix::Zero(2, 4), ws);
   EXPECT_EQ(wrong_width.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(wrong_width.message(), HasSubstr("expected [n × 3] with n ≥ 1, got [2 × 4]"));
+  EXPECT_THAT(wrong_width.message(), HasSubstr("expected [n x 3] with n >= 1, got [2 x 4]"));
   EXPECT_EQ(mlp.Forward(params, Matrix::Zero(0, 3), ws).code(), absl::StatusCode::kInvalidArgument);
   const std::vector<float> short_params(params.size() - 1, 0.0f);
   auto bad_params = mlp.Forward(short_params, Matrix::Zero(1, 3), ws);
@@ -469,7 +469,7 @@ TEST(MlpErrors, BackwardRejectsWrongShapesAndMissingForward) {
   ASSERT_TRUE(mlp.Forward(params, x, ws).ok());
   auto bad_dy = mlp.Backward(params, x, ws, Matrix::Ones(4, 3), absl::MakeSpan(grad));
   EXPECT_EQ(bad_dy.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad_dy.message(), HasSubstr("expected [4 × 2], got [4 × 3]"));
+  EXPECT_THAT(bad_dy.message(), HasSubstr("expected [4 x 2], got [4 x 3]"));
   std::vector<float> short_grad(params.size() + 1, 0.0f);
   EXPECT_EQ(mlp.Backward(params, x, ws, Matrix::Ones(4, 2), absl::MakeSpan(short_grad)).code(),
             absl::StatusCode::kInvalidArgument);

@@ -103,11 +103,11 @@ TEST(SurrogateErrors, ShapeMismatchesAndBadConfigAreInvalidArgument) {
   auto bad_delta =
       Surrogate(Config(Mode::kAnchored), Objective::kMinimize, kY, kActed, Matrix::Zero(2, 2), &g);
   EXPECT_EQ(bad_delta.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad_delta.status().message(), HasSubstr("deltas: expected [2 × 3]"));
+  EXPECT_THAT(bad_delta.status().message(), HasSubstr("deltas: expected [2 x 3]"));
   auto bad_acted =
       Surrogate(Config(Mode::kCurrent), Objective::kMinimize, kY, Matrix::Zero(1, 3), kDelta, &g);
   EXPECT_EQ(bad_acted.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad_acted.status().message(), HasSubstr("acted outputs: expected [2 × 3]"));
+  EXPECT_THAT(bad_acted.status().message(), HasSubstr("acted outputs: expected [2 x 3]"));
   auto bad_scale =
       Surrogate(Config(Mode::kCurrent, 0.0f), Objective::kMinimize, kY, kActed, kDelta, &g);
   EXPECT_EQ(bad_scale.status().code(), absl::StatusCode::kInvalidArgument);

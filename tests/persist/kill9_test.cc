@@ -300,8 +300,8 @@ TEST(StateDirBinary, RefusesAStateDirForAnotherNetworkWithOneLine) {
   EXPECT_EQ(testing::ReadAll(refused.out), "");
   EXPECT_EQ(testing::Wait(refused), 2);
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
-  EXPECT_THAT(err, HasSubstr("4 → 16 tanh → 2 identity, ADAM"));
-  EXPECT_THAT(err, HasSubstr("4 → 32 tanh → 2 identity, ADAM"));
+  EXPECT_THAT(err, HasSubstr("4 -> 16 tanh -> 2 identity, ADAM"));
+  EXPECT_THAT(err, HasSubstr("4 -> 32 tanh -> 2 identity, ADAM"));
 }
 
 }  // namespace

@@ -321,8 +321,8 @@ TEST_F(TrainerPersistenceTest, ADirectoryForAnotherNetworkIsRefused) {
   TrainerOptions wider = Builder(/*hidden_units=*/16).PersistIn(Dir("m")).Build();
   auto refused = Trainer::Create(std::move(wider));
   ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(refused.status().message(), HasSubstr("4 → 8 tanh → 2 identity"));
-  EXPECT_THAT(refused.status().message(), HasSubstr("4 → 16 tanh → 2 identity"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("4 -> 8 tanh -> 2 identity"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("4 -> 16 tanh -> 2 identity"));
 }
 
 TEST_F(TrainerPersistenceTest, CheckpointWithoutStateDirIsFailedPrecondition) {

@@ -4,13 +4,12 @@
 // absl::Mutex, CondVar and Notification live in that shared library, built
 // without -fsanitize=thread, so TSan never sees their lock and unlock: every
 // access guarded by an absl::Mutex would be reported as a data race (a false
-// positive; tests/sanitizers/README.md shows a 15-line program that gets
-// two). Suppressing those reports would hide real races in the same code, so
-// instead this file, linked into the TSan test binary (before the library),
-// interposes the library's entry points: each definition below forwards to
-// the library's own (dlsym(RTLD_NEXT)) and adds the happens-before edge the
-// operation implies, with __tsan_acquire/__tsan_release on the object's
-// address:
+// positive; tests/sanitizers/tsan_probe.cc, built without this file, is a
+// short program that gets them). Suppressing those reports would hide real races in the same code,
+// so instead this file, linked into the TSan test binary (before the library), interposes the
+// library's entry points: each definition below forwards to the library's own (dlsym(RTLD_NEXT))
+// and adds the happens-before edge the operation implies, with __tsan_acquire/__tsan_release on the
+// object's address:
 //   - acquiring a Mutex (Lock, TryLock when it succeeds, LockWhen..., Reader*)
 //     acquires; releasing it (Unlock, ReaderUnlock) releases;
 //   - Await* and CondVar::Wait* release the Mutex before waiting and acquire

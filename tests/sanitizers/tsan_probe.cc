@@ -1,4 +1,5 @@
-// Probe of the TSan setup (tests/sanitizers/check_tsan.sh runs it twice).
+// Probe of the TSan setup (tests/sanitizers/build_sanitized.sh builds it with
+// and without tsan_absl_shim.cc and runs it).
 // Built with -fsanitize=thread against Debian's Abseil:
 //   tsan_probe        must run clean: the counter and `data` are properly
 //                     synchronised by absl::Mutex / absl::Notification, which

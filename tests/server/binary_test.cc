@@ -117,6 +117,26 @@ TEST(ServerBinary, RefusesAMissingConfigFile) {
                        "/nonexistent/x.textproto");
 }
 
+// --help promises exit code 2 for a bad flag: Abseil's parser alone would
+// exit 1 (and print more than one line).
+TEST(ServerBinary, RefusesAnUnknownFlagWithExitCodeTwo) {
+  Refusal refusal = RunToExit({"--listen=127.0.0.1:0", "--no_such_flag=1"});
+  ExpectOneLineRefusal(refusal, "deltaserve: unknown flag --no_such_flag");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+TEST(ServerBinary, RefusesAFlagValueThatDoesNotParseWithExitCodeTwo) {
+  Refusal refusal = RunToExit({"--allow_unauthenticated=maybe"});
+  ExpectOneLineRefusal(refusal, "bad value \"maybe\" for flag --allow_unauthenticated");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+TEST(ServerBinary, RefusesAFlagWithoutItsValueWithExitCodeTwo) {
+  Refusal refusal = RunToExit({"--listen"});
+  ExpectOneLineRefusal(refusal, "flag --listen needs a value");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
 TEST(ServerBinary, RefusesAnUnknownLogLevel) {
   ExpectOneLineRefusal(RunToExit({"--log_level=loud"}), "--log_level");
 }

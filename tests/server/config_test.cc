@@ -151,7 +151,7 @@ TEST(Config, LoadServerConfigNamesAMissingFile) {
 
 TEST(Config, DescribeModelIsOneLine) {
   EXPECT_EQ(DescribeModel(DefaultServerConfig().models(0)),
-            "model \"default\": 4 → 64 tanh → 2 identity, adam lr 0.01, samples_per_step 1, "
+            "model \"default\": 4 -> 64 tanh -> 2 identity, adam lr 0.01, samples_per_step 1, "
             "max_staleness 1000000, queue_capacity 1024");
 }
 

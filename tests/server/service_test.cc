@@ -336,7 +336,7 @@ TEST_F(ServiceTest, BadInputIsRejectedAndLeavesParametersBitIdentical) {
   };
   const std::vector<SubmitCase> submit_cases = {
       {"data size", [](auto& r) { r.mutable_inputs()->add_data(1); },
-       grpc::StatusCode::INVALID_ARGUMENT, "inputs: expected rows·cols = 1·4 = 4 values, got 5"},
+       grpc::StatusCode::INVALID_ARGUMENT, "inputs: expected rows*cols = 1*4 = 4 values, got 5"},
       {"input cols",
        [](auto& r) {
          *r.mutable_inputs() = WireMatrix(1, 3, {1, 2, 3});

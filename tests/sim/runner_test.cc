@@ -41,7 +41,7 @@ double ForwardCalls(const server::DeltaServer& server) {
   return calls;
 }
 
-class RowsPerForwardTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+class RowsPerForwardTest : public ::testing::TestWithParam<std::tuple<Transport, int>> {};
 
 TEST_P(RowsPerForwardTest, PiecesGiveTheOutputsOfOneCallWithEveryRow) {
   const auto [transport, rows_per_forward] = GetParam();
@@ -87,10 +87,11 @@ TEST_P(RowsPerForwardTest, PiecesGiveTheOutputsOfOneCallWithEveryRow) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, RowsPerForwardTest,
-                         ::testing::Combine(::testing::Values("session", "unary"),
+                         ::testing::Combine(::testing::Values(Transport::kSession,
+                                                              Transport::kUnary),
                                             ::testing::Values(1, 2)),
                          [](const ::testing::TestParamInfo<RowsPerForwardTest::ParamType>& info) {
-                           return std::get<0>(info.param) + "_" +
+                           return std::string(TransportName(std::get<0>(info.param))) + "_" +
                                   std::to_string(std::get<1>(info.param)) + "_rows";
                          });
 

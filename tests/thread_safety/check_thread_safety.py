@@ -4,8 +4,16 @@
 GCC ignores ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED; clang checks them.
 For every translation unit of ours in BUILD/compile_commands.json (not
 generated code, not third-party), this reruns the compile command with
-clang++-14 -fsyntax-only -Wthread-safety -Werror, and fails listing every
-file with a finding. A clang that is missing fails the check (never skips it).
+clang++-14 -fsyntax-only -Wthread-safety -Wthread-safety-beta -Werror, and
+fails listing every file with a finding. A clang that is missing fails the
+check (never skips it).
+
+Lock order: ABSL_ACQUIRED_BEFORE / ABSL_ACQUIRED_AFTER are checked only under
+-Wthread-safety-beta (clang 14), and only where one function body holds one
+mutex while it takes the other. Before the tree is checked, a canary that
+takes two mutexes against their declared order must fail with "must be
+acquired before": if it compiles, the flags no longer check lock order and
+the check fails.
 
     check_thread_safety.py BUILD_DIR REPO_DIR [CLANG]
 """
@@ -19,6 +27,21 @@ import sys
 OURS = ("base/", "model/", "proto/wire", "server/", "client/", "sim/", "tests/server/")
 # GCC-only flags clang 14 rejects or warns about.
 DROP = {"-fno-semantic-interposition"}
+FLAGS = ["-fsyntax-only", "-Wthread-safety", "-Wthread-safety-beta", "-Werror",
+         "-Wno-unknown-warning-option"]
+# Takes `outer` while holding `inner`, against the declared order.
+LOCK_ORDER_CANARY = """
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+struct Canary {
+  absl::Mutex outer;
+  absl::Mutex inner ABSL_ACQUIRED_AFTER(outer);
+  void Inverted() {
+    absl::MutexLock a(&inner);
+    absl::MutexLock b(&outer);
+  }
+};
+"""
 
 
 def clang_command(entry, clang):
@@ -35,8 +58,14 @@ def clang_command(entry, clang):
         if arg in DROP or arg == "-c":
             continue
         out.append(arg)
-    return out + ["-fsyntax-only", "-Wthread-safety", "-Wthread-safety-beta", "-Werror",
-                  "-Wno-unknown-warning-option"]
+    return out + FLAGS
+
+
+def lock_order_is_checked(clang):
+    """True if `clang` with FLAGS rejects LOCK_ORDER_CANARY for its order."""
+    run = subprocess.run([clang, "-std=c++17", "-x", "c++", "-"] + FLAGS,
+                         input=LOCK_ORDER_CANARY, capture_output=True, text=True)
+    return run.returncode != 0 and "must be acquired before" in run.stderr
 
 
 def main():
@@ -48,6 +77,10 @@ def main():
         print(f"FAIL: {clang} is not usable ({e}); scripts/install_deps.sh installs clang-14")
         return 1
     print(version.stdout.splitlines()[0])
+    if not lock_order_is_checked(clang):
+        print(f"FAIL: {clang} {' '.join(FLAGS)} accepts a lock-order violation "
+              "(tests/thread_safety/check_thread_safety.py LOCK_ORDER_CANARY)")
+        return 1
     entries = json.load(open(os.path.join(build, "compile_commands.json")))
     units = []
     for entry in entries:

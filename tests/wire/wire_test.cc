@@ -155,7 +155,7 @@ TEST(MatrixFromProto, WrongDataSizeSaysWhatWasExpected) {
   proto.add_data(1.f);
   absl::StatusOr<model::Matrix> matrix = MatrixFromProto("deltas", proto);
   EXPECT_EQ(matrix.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(matrix.status().message(), "deltas: expected rows·cols = 2·3 = 6 values, got 1");
+  EXPECT_EQ(matrix.status().message(), "deltas: expected rows*cols = 2*3 = 6 values, got 1");
 }
 
 TEST(MatrixToProto, CopiesABlockOfALargerMatrixRowByRow) {
