@@ -33,18 +33,28 @@ struct MlpSpec {
   uint64_t seed = 0;
 };
 
+// The optimizer's and the surrogate's defaults (torch.optim's, and momentum
+// 0.9): their one definition. The wire contract's defaults
+// (proto/config_defaults.h) are these values.
+inline constexpr float kDefaultLearningRate = 0.01f;
+inline constexpr float kDefaultMomentum = 0.9f;  // kMomentum: what an unset momentum means.
+inline constexpr float kDefaultBeta1 = 0.9f;
+inline constexpr float kDefaultBeta2 = 0.999f;
+inline constexpr float kDefaultEpsilon = 1e-8f;
+inline constexpr float kDefaultDeltaScale = 1.0f;
+
 // torch.optim semantics for the same hyper-parameters. Fields are used as
 // given: the defaults of the wire contract (0 → 0.01 etc.) are filled in by
 // whoever converts from protobuf.
 struct OptimizerConfig {
   enum class Kind { kSgd, kMomentum, kAdam, kAdamW };
   Kind kind = Kind::kSgd;
-  float learning_rate = 0.01f;
+  float learning_rate = kDefaultLearningRate;
   float momentum = 0.0f;  // kMomentum only.
   bool nesterov = false;  // kMomentum only.
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float epsilon = 1e-8f;
+  float beta1 = kDefaultBeta1;
+  float beta2 = kDefaultBeta2;
+  float epsilon = kDefaultEpsilon;
   float weight_decay = 0.0f;  // L2 for kSgd/kMomentum/kAdam; decoupled for kAdamW.
   float clip_norm = 0.0f;     // Global L2 norm clip before the step; 0 = none.
   // The rate of each step (model/schedule.h); the default is constant at
@@ -55,8 +65,8 @@ struct OptimizerConfig {
 struct SurrogateConfig {
   enum class Mode { kAnchored, kCurrent };
   enum class Reduction { kSum, kMean };
-  Mode mode = Mode::kCurrent;  // The default (docs/surrogate.md).
-  float delta_scale = 1.0f;    // ε
+  Mode mode = Mode::kCurrent;              // The default (docs/surrogate.md).
+  float delta_scale = kDefaultDeltaScale;  // ε
   Reduction reduction = Reduction::kSum;
 };
 

@@ -13,24 +13,25 @@
 #include <cstdint>
 
 #include "deltaserve/v1/config.pb.h"
+#include "model/spec.h"
 
 namespace deltaserve::wire {
 
-// OptimizerConfig (torch.optim's defaults, and momentum 0.9).
+// OptimizerConfig: the math core's defaults (model/spec.h).
 inline constexpr deltaserve::v1::OptimizerConfig::Kind kDefaultOptimizerKind =
     deltaserve::v1::OptimizerConfig::SGD;
-inline constexpr float kDefaultLearningRate = 0.01f;
-inline constexpr float kDefaultMomentum = 0.9f;  // MOMENTUM only.
-inline constexpr float kDefaultBeta1 = 0.9f;     // ADAM, ADAMW.
-inline constexpr float kDefaultBeta2 = 0.999f;   // ADAM, ADAMW.
-inline constexpr float kDefaultEpsilon = 1e-8f;  // ADAM, ADAMW.
+inline constexpr float kDefaultLearningRate = model::kDefaultLearningRate;
+inline constexpr float kDefaultMomentum = model::kDefaultMomentum;  // MOMENTUM only.
+inline constexpr float kDefaultBeta1 = model::kDefaultBeta1;        // ADAM, ADAMW.
+inline constexpr float kDefaultBeta2 = model::kDefaultBeta2;        // ADAM, ADAMW.
+inline constexpr float kDefaultEpsilon = model::kDefaultEpsilon;    // ADAM, ADAMW.
 
 // SurrogateConfig (CURRENT: docs/surrogate.md).
 inline constexpr deltaserve::v1::SurrogateConfig::Mode kDefaultSurrogateMode =
     deltaserve::v1::SurrogateConfig::CURRENT;
 inline constexpr deltaserve::v1::SurrogateConfig::Reduction kDefaultSurrogateReduction =
     deltaserve::v1::SurrogateConfig::SUM;
-inline constexpr float kDefaultDeltaScale = 1.0f;
+inline constexpr float kDefaultDeltaScale = model::kDefaultDeltaScale;
 
 // ModelSpec.
 inline constexpr uint32_t kDefaultSamplesPerStep = 1;
