@@ -13,7 +13,7 @@ namespace {
 absl::Status CheckRows(const char* what, int dim, const Eigen::Ref<const Matrix>& x) {
   if (x.rows() < 1 || x.cols() != dim) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": expected [n × ", dim, "] with n ≥ 1, got [", x.rows(), " × ", x.cols(), "]"));
+        what, ": expected [n x ", dim, "] with n >= 1, got [", x.rows(), " x ", x.cols(), "]"));
   }
   return absl::OkStatus();
 }

@@ -19,7 +19,7 @@ mlp_<arch>.txt   a network with parameters FED from the file (so the C++
 optimizers.txt   for each optimizer configuration: initial flat parameters,
                  5 fixed random gradients, the pre-clip norms torch reports
                  and the parameters after every step.
-schedules.txt    for each learning-rate schedule (DESIGN.md's closed forms,
+schedules.txt    for each learning-rate schedule (docs/model.md's closed forms,
                  as torch.optim.lr_scheduler computes them): its fields and
                  `rates count r0 r1 ...`, the rate of steps k = 0, 1, ... within
                  the scheduler's range, with 17 significant digits (doubles).

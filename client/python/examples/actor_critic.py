@@ -1,6 +1,6 @@
 """The math of PPO and TD3 as the δ each network receives, in numpy.
 
-Sign convention (DESIGN.md): δ = ∂loss/∂output for a loss to MINIMISE, one row per sample,
+Sign convention (docs/model.md): δ = ∂loss/∂output for a loss to MINIMISE, one row per sample,
 the minibatch mean's 1/N included. A deltaserve client sends these rows with SubmitDelta
 (reduction SUM); tools/torch_ppo.py and tools/torch_td3.py minimise the same losses with
 torch autograd, and tests/python/test_algorithms.py checks every function here against
