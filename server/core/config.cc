@@ -224,6 +224,10 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec
   ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
   ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
   ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
+  if (spec.input_normalization().kind() == v1::InputNormalization::RUNNING_MEAN_STD) {
+    return absl::InvalidArgumentError(
+        "input_normalization: RUNNING_MEAN_STD is not implemented yet");
+  }
   options.samples_per_step = spec.samples_per_step();
   options.max_staleness = spec.max_staleness();
   options.staleness_scaled_lr = spec.staleness_scaled_lr();
