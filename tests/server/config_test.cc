@@ -201,6 +201,10 @@ TEST(Config, DescribeModelIsOneLine) {
   EXPECT_EQ(DescribeModel(DefaultServerConfig().models(0)),
             "model \"default\": 4 → 64 tanh → 2 identity, adam lr 0.01, samples_per_step 1, "
             "max_staleness 1000000, queue_capacity 1024");
+  v1::ModelSpec scheduled = DefaultServerConfig().models(0);
+  scheduled.mutable_optimizer()->mutable_schedule()->set_kind(v1::LearningRateSchedule::COSINE);
+  scheduled.mutable_optimizer()->mutable_schedule()->set_warmup_steps(100);
+  EXPECT_THAT(DescribeModel(scheduled), HasSubstr("adam lr 0.01 (COSINE schedule, warmup 100), "));
 }
 
 }  // namespace
