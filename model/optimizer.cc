@@ -145,7 +145,8 @@ std::vector<absl::Span<const float>> Optimizer::state() const {
   return spans;
 }
 
-absl::Status Optimizer::Restore(int64_t step_count, const std::vector<std::vector<float>>& saved) {
+absl::Status Optimizer::Restore(int64_t step_count, int64_t state_step_count,
+                                const std::vector<std::vector<float>>& saved) {
   std::vector<std::vector<float>*> own = buffers();
   if (saved.size() != own.size()) {
     return absl::InvalidArgumentError(
@@ -159,13 +160,20 @@ absl::Status Optimizer::Restore(int64_t step_count, const std::vector<std::vecto
                                                      saved[i].size()));
     }
   }
-  if (step_count < 0) {
+  if (step_count < 0 || state_step_count < 0 || state_step_count > step_count) {
     return absl::InvalidArgumentError(
-        absl::StrCat("optimizer state: expected step count >= 0, got ", step_count));
+        absl::StrCat("optimizer state: expected 0 <= state step count <= step count, got ",
+                     state_step_count, " and ", step_count));
   }
   for (size_t i = 0; i < saved.size(); ++i) *own[i] = saved[i];
   step_count_ = step_count;
+  state_step_count_ = state_step_count;
   return absl::OkStatus();
+}
+
+void Optimizer::ResetState() {
+  for (std::vector<float>* b : buffers()) std::fill(b->begin(), b->end(), 0.0f);
+  state_step_count_ = 0;
 }
 
 absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConfig& config,
@@ -219,7 +227,8 @@ absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<floa
     }
   }
   ++step_count_;
-  Update(params, grad, step_count_, rate);
+  ++state_step_count_;
+  Update(params, grad, state_step_count_, rate);
   return norm;
 }
 

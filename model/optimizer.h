@@ -51,7 +51,12 @@ class Optimizer {
 
   const OptimizerConfig& config() const { return config_; }
   size_t parameter_count() const { return parameter_count_; }
+  // Steps taken: the schedule's k. ResetState keeps it.
   int64_t step_count() const { return step_count_; }
+  // Steps taken since the state was last reset (Create, ResetState): the t
+  // of Adam's bias corrections and of momentum's first step (torch's
+  // per-parameter state['step']). Equals step_count() unless ResetState ran.
+  int64_t state_step_count() const { return state_step_count_; }
   // The learning rate the next Step uses: the schedule's rate after
   // step_count() steps (so it continues after Restore). With the default
   // constant schedule, exactly config().learning_rate.
@@ -63,19 +68,26 @@ class Optimizer {
   // buffers in a fixed order — none (SGD), [momentum b] (MOMENTUM), [m, v]
   // (ADAM, ADAMW) — each parameter_count() long.
   std::vector<absl::Span<const float>> state() const;
-  // Sets step_count and the buffers (as state() orders them), so that the
-  // next Step continues exactly where the saved optimizer left off.
-  // INVALID_ARGUMENT, changing nothing, if their number or sizes differ.
-  absl::Status Restore(int64_t step_count, const std::vector<std::vector<float>>& buffers);
+  // Sets step_count, state_step_count and the buffers (as state() orders
+  // them), so that the next Step continues exactly where the saved optimizer
+  // left off. INVALID_ARGUMENT, changing nothing, if their number or sizes
+  // differ, or unless 0 <= state_step_count <= step_count.
+  absl::Status Restore(int64_t step_count, int64_t state_step_count,
+                       const std::vector<std::vector<float>>& buffers);
+  // The state a freshly created optimizer has (buffers zero,
+  // state_step_count 0), keeping step_count: a new optimizer whose schedule
+  // continues, as torch's when a scheduler outlives a re-created optimizer.
+  void ResetState();
 
  protected:
   Optimizer(const OptimizerConfig& config, size_t parameter_count,
             const LearningRateSchedule& schedule)
       : config_(config), parameter_count_(parameter_count), schedule_(schedule) {}
 
-  // Applies the update for step number `step` (1-based) to params using grad
-  // (already clipped) and the step's learning rate (finite, >= 0; in place of
-  // config().learning_rate). Sizes are checked by Step.
+  // Applies the update for state step `step` (state_step_count(), 1-based)
+  // to params using grad (already clipped) and the step's learning rate
+  // (finite, >= 0; in place of config().learning_rate). Sizes are checked by
+  // Step.
   virtual void Update(absl::Span<float> params, absl::Span<const float> grad, int64_t step,
                       double learning_rate) = 0;
   // The buffers state() and Restore() see, in that order.
@@ -86,6 +98,7 @@ class Optimizer {
   size_t parameter_count_;
   LearningRateSchedule schedule_;
   int64_t step_count_ = 0;
+  int64_t state_step_count_ = 0;
 };
 
 }  // namespace deltaserve::model

@@ -106,6 +106,36 @@ model::SurrogateConfig::Reduction ReductionFromProto(v1::SurrogateConfig::Reduct
   }
 }
 
+model::LearningRateScheduleConfig::Kind ScheduleKindFromProto(v1::LearningRateSchedule::Kind kind) {
+  using Kind = model::LearningRateScheduleConfig::Kind;
+  switch (kind) {
+    case v1::LearningRateSchedule::KIND_UNSPECIFIED:
+    case v1::LearningRateSchedule::CONSTANT:
+      return Kind::kConstant;
+    case v1::LearningRateSchedule::LINEAR:
+      return Kind::kLinear;
+    case v1::LearningRateSchedule::COSINE:
+      return Kind::kCosine;
+    case v1::LearningRateSchedule::STEP:
+      return Kind::kStep;
+    case v1::LearningRateSchedule::EXPONENTIAL:
+      return Kind::kExponential;
+    default:
+      return Unchecked<Kind>(kind);
+  }
+}
+
+model::LearningRateScheduleConfig ScheduleFromProto(const v1::LearningRateSchedule& s) {
+  model::LearningRateScheduleConfig schedule;
+  schedule.kind = ScheduleKindFromProto(s.kind());
+  schedule.warmup_steps = s.warmup_steps();
+  schedule.total_steps = s.total_steps();
+  schedule.final_learning_rate = s.final_learning_rate();
+  schedule.step_size = s.step_size();
+  schedule.gamma = s.gamma();
+  return schedule;
+}
+
 }  // namespace
 
 absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const v1::ModelSpec& spec) {
@@ -140,6 +170,7 @@ absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(const v1::Optimi
   config.epsilon = c.epsilon();
   config.weight_decay = c.weight_decay();
   config.clip_norm = c.clip_norm();
+  config.schedule = ScheduleFromProto(c.schedule());
   RETURN_IF_ERROR(model::ValidateOptimizerConfig(config));
   return config;
 }

@@ -32,9 +32,11 @@ void MatrixToProto(const Eigen::Ref<const model::Matrix>& matrix, deltaserve::v1
 // sizes beyond int32, and whatever model::ValidateMlpSpec rejects.
 absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const deltaserve::v1::ModelSpec& spec);
 
-// The hyper-parameters as given, validated by model::ValidateOptimizerConfig
-// / ValidateSurrogateConfig. UNSPECIFIED kinds map to the contract's defaults
-// (SGD; CURRENT; SUM); numeric defaults (0 → 0.01 etc.) are the server
+// The hyper-parameters as given (the optimizer's with its schedule),
+// validated by model::ValidateOptimizerConfig / ValidateSurrogateConfig,
+// whose messages name the field ("optimizer.schedule.total_steps: ...").
+// UNSPECIFIED kinds map to the contract's defaults (SGD; CONSTANT; CURRENT;
+// SUM); numeric defaults (0 → 0.01 etc.) are the server
 // config's to fill (server/core/config.h) before this is called.
 absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(
     const deltaserve::v1::OptimizerConfig& config);

@@ -105,6 +105,13 @@ int Info(const TrainerClient& client) {
       "optimizer: %s lr=%g momentum=%g nesterov=%d beta1=%g beta2=%g eps=%g wd=%g clip=%g\n",
       deltaserve::v1::OptimizerConfig::Kind_Name(opt.kind()), opt.learning_rate(), opt.momentum(),
       opt.nesterov(), opt.beta1(), opt.beta2(), opt.epsilon(), opt.weight_decay(), opt.clip_norm());
+  const auto& schedule = opt.schedule();
+  absl::PrintF("schedule: %s warmup_steps=%d total_steps=%d final_lr=%g step_size=%d gamma=%g\n",
+               deltaserve::v1::LearningRateSchedule::Kind_Name(schedule.kind()),
+               schedule.warmup_steps(), schedule.total_steps(), schedule.final_learning_rate(),
+               schedule.step_size(), schedule.gamma());
+  absl::PrintF("optimizer_steps: %d\nlearning_rate: %g\n", info->optimizer_steps(),
+               info->learning_rate());
   absl::PrintF("surrogate: %s delta_scale=%g reduction=%s\n",
                deltaserve::v1::SurrogateConfig::Mode_Name(sur.mode()), sur.delta_scale(),
                deltaserve::v1::SurrogateConfig::Reduction_Name(sur.reduction()));

@@ -221,9 +221,18 @@ std::string DescribeModel(const v1::ModelSpec& spec) {
         absl::StrCat(spec.layers(l).units(), " ",
                      mlp.ok() ? model::ActivationName(mlp->layers[l].activation) : "(invalid)"));
   }
+  const v1::LearningRateSchedule& schedule = spec.optimizer().schedule();
+  const bool constant = schedule.kind() == v1::LearningRateSchedule::KIND_UNSPECIFIED ||
+                        schedule.kind() == v1::LearningRateSchedule::CONSTANT;
+  const std::string scheduled =
+      !constant || schedule.warmup_steps() > 0
+          ? absl::StrCat(
+                " (", constant ? "CONSTANT" : v1::LearningRateSchedule::Kind_Name(schedule.kind()),
+                " schedule, warmup ", schedule.warmup_steps(), ")")
+          : "";
   return absl::StrCat("model \"", spec.name(), "\": ", absl::StrJoin(widths, " -> "), ", ",
                       OptimizerName(spec.optimizer().kind()), " lr ",
-                      spec.optimizer().learning_rate(), ", samples_per_step ",
+                      spec.optimizer().learning_rate(), scheduled, ", samples_per_step ",
                       spec.samples_per_step(), ", max_staleness ", spec.max_staleness(),
                       ", queue_capacity ", spec.queue_capacity());
 }
@@ -234,6 +243,10 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec
   ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
   ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
   ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
+  if (spec.input_normalization().kind() == v1::InputNormalization::RUNNING_MEAN_STD) {
+    return absl::InvalidArgumentError(
+        "input_normalization: RUNNING_MEAN_STD is not implemented yet");
+  }
   options.samples_per_step = spec.samples_per_step();
   options.max_staleness = spec.max_staleness();
   options.staleness_scaled_lr = spec.staleness_scaled_lr();

@@ -56,11 +56,13 @@ absl::StatusOr<deltaserve::v1::ServerConfig> PrepareServerConfig(
 // lr 0.01, samples_per_step 1, max_staleness 1000000, seed 1; defaults filled.
 deltaserve::v1::ServerConfig DefaultServerConfig();
 
-// One line per model for the startup log: name, layer widths, optimizer.
+// One line per model for the startup log: name, layer widths, optimizer
+// (and its schedule's kind and warmup, unless constant without warmup).
 std::string DescribeModel(const deltaserve::v1::ModelSpec& spec);
 
 // Everything a Trainer needs, from a ModelSpec whose defaults are filled.
-// INVALID_ARGUMENT for what proto/wire.h's conversions reject; the
+// INVALID_ARGUMENT for what proto/wire.h's conversions reject and for
+// input_normalization RUNNING_MEAN_STD (not implemented yet); the
 // options' own checks are ValidateTrainerOptions' (server/core/trainer.h).
 absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::ModelSpec& spec);
 

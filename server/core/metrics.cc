@@ -123,6 +123,10 @@ struct ServerMetrics::Families {
                           .Name("deltaserve_gradient_norm")
                           .Help("Global gradient norm of the last optimizer step, before clipping.")
                           .Register(registry)),
+        learning_rate(prometheus::BuildGauge()
+                          .Name("deltaserve_learning_rate")
+                          .Help("Learning rate the next optimizer step will use (the schedule's).")
+                          .Register(registry)),
         queue_depth(prometheus::BuildGauge()
                         .Name("deltaserve_queue_depth")
                         .Help("Submissions waiting for the learner.")
@@ -160,6 +164,7 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Histogram>& staleness;
   prometheus::Family<prometheus::Histogram>& surrogate_loss;
   prometheus::Family<prometheus::Gauge>& gradient_norm;
+  prometheus::Family<prometheus::Gauge>& learning_rate;
   prometheus::Family<prometheus::Gauge>& queue_depth;
   prometheus::Family<prometheus::Gauge>& watchers;
   prometheus::Family<prometheus::Counter>& auth_failures;
@@ -229,6 +234,8 @@ void ModelMetrics::RecordOptimizerStep(uint64_t version, double gradient_norm) {
 
 void ModelMetrics::SetVersion(uint64_t version) { version_->Set(static_cast<double>(version)); }
 
+void ModelMetrics::SetLearningRate(double rate) { learning_rate_->Set(rate); }
+
 void ModelMetrics::SetQueueDepth(int64_t depth) { queue_depth_->Set(static_cast<double>(depth)); }
 
 void ModelMetrics::AddWatchers(int64_t delta) { watchers_->Increment(static_cast<double>(delta)); }
@@ -297,6 +304,7 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
   m->staleness_ = &f.staleness.Add({{"model", name}}, StalenessBuckets());
   m->surrogate_loss_ = &f.surrogate_loss.Add({{"model", name}}, LossBuckets());
   m->gradient_norm_ = &f.gradient_norm.Add({{"model", name}});
+  m->learning_rate_ = &f.learning_rate.Add({{"model", name}});
   m->queue_depth_ = &f.queue_depth.Add({{"model", name}});
   m->watchers_ = &f.watchers.Add({{"model", name}});
 

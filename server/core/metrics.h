@@ -22,6 +22,7 @@
 //   submission_staleness{model}               histogram (versions)
 //   surrogate_loss{model}                     histogram
 //   gradient_norm{model}                      gauge (last step, before clipping)
+//   learning_rate{model}                      gauge (the next step's rate)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
 //   auth_failures_total{reason,principal}     counter (server-wide)
@@ -128,6 +129,10 @@ class ModelMetrics {
   // Sets the version gauge without counting a step (model load, restore).
   void SetVersion(uint64_t version);
 
+  // The learning rate the model's next optimizer step will use (its
+  // schedule's; set at load, restore and after each step).
+  void SetLearningRate(double rate);
+
   // Submissions waiting in the model's queue.
   void SetQueueDepth(int64_t depth);
 
@@ -151,6 +156,7 @@ class ModelMetrics {
   prometheus::Histogram* staleness_ = nullptr;
   prometheus::Histogram* surrogate_loss_ = nullptr;
   prometheus::Gauge* gradient_norm_ = nullptr;
+  prometheus::Gauge* learning_rate_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* watchers_ = nullptr;
 };

@@ -82,10 +82,13 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
   auto initial = std::make_shared<Snapshot>();
   initial->version = 0;
   initial->parameters = params_;
+  initial->optimizer_steps = 0;
+  initial->learning_rate = optimizer_->learning_rate();
   latest_ = initial;
   snapshot_ = std::move(initial);
   if (ModelMetrics* metrics = options_.metrics) {
     metrics->SetVersion(version_);
+    metrics->SetLearningRate(optimizer_->learning_rate());
     metrics->SetQueueDepth(0);
   }
 }
@@ -365,6 +368,8 @@ std::shared_ptr<const Snapshot> Trainer::MakeSnapshot() const {
   auto next = std::make_shared<Snapshot>();
   next->version = version_;
   next->parameters = params_;
+  next->optimizer_steps = static_cast<uint64_t>(optimizer_->step_count());
+  next->learning_rate = optimizer_->learning_rate();
   return next;
 }
 
@@ -389,7 +394,9 @@ absl::Status Trainer::ValidateImport(const std::vector<float>& parameters) const
 absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   RETURN_IF_ERROR(ValidateImport(parameters));  // Again: a journal may have been tampered with.
-  ASSIGN_OR_RETURN(optimizer_, model::Optimizer::Create(options_.optimizer, params_.size()));
+  // The optimizer starts afresh, but an import is not a step: the
+  // schedule's k (step_count) goes on.
+  optimizer_->ResetState();
   JournalImport(parameters);
   params_ = std::move(parameters);
   ClearGrad();
@@ -474,7 +481,10 @@ absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
                    optimizer_->Step(absl::MakeSpan(params_), grad, norm));
   ++version_;
   ++steps_since_checkpoint_;
-  if (options_.metrics) options_.metrics->RecordOptimizerStep(version_, gradient_norm);
+  if (options_.metrics) {
+    options_.metrics->RecordOptimizerStep(version_, gradient_norm);
+    options_.metrics->SetLearningRate(optimizer_->learning_rate());
+  }
   return absl::OkStatus();
 }
 

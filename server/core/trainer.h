@@ -245,7 +245,8 @@ class Trainer {
 
   // Queues an import of `parameters` (parameter_count values, finite): in
   // order with submissions, the parameters are replaced, the optimizer
-  // state, accumulated gradient and rows reset, version + 1; `done` gets
+  // state (Optimizer::ResetState: buffers and Adam's t; not the schedule's
+  // step count), accumulated gradient and rows reset, version + 1; `done` gets
   // {version} (stepped = true). Errors as Submit (INVALID_ARGUMENT for a
   // wrong count or non-finite values).
   absl::Status ImportParameters(std::vector<float> parameters, SubmitCallback done)

@@ -84,7 +84,10 @@ absl::Status Trainer::OpenState() {
     latest_ = MakeSnapshot();
     snapshot_ = latest_;
   }
-  if (options_.metrics) options_.metrics->SetVersion(version_);
+  if (options_.metrics) {
+    options_.metrics->SetVersion(version_);
+    options_.metrics->SetLearningRate(optimizer_->learning_rate());
+  }
   if (fresh) {
     LogInfo("model \"", name(), "\": new state in ", p.dir);
   } else {
@@ -130,7 +133,9 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
     return absl::DataLossError(absl::StrCat("model \"", name(), "\": the checkpoint in ",
                                             options_.persistence.dir, " holds non-finite values"));
   }
-  if (absl::Status restored = optimizer_->Restore(c.optimizer_steps(), buffers); !restored.ok()) {
+  const int64_t state_steps = c.optimizer_steps() - c.optimizer_steps_at_reset();
+  if (absl::Status restored = optimizer_->Restore(c.optimizer_steps(), state_steps, buffers);
+      !restored.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("model \"", name(), "\": ", restored.message()));
   }
@@ -236,6 +241,7 @@ std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
   c->set_journal_seq(journal_ ? journal_->last_seq() : 0);
   c->set_rows_accumulated(rows_accumulated_);
   c->set_optimizer_steps(optimizer_->step_count());
+  c->set_optimizer_steps_at_reset(optimizer_->step_count() - optimizer_->state_step_count());
   applied_ids_.ForEachOldestFirst([c](absl::string_view id, const SubmitResult& r) {
     v1::AppliedRequest* a = c->add_applied_requests();
     a->set_request_id(std::string(id));

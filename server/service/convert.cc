@@ -13,6 +13,10 @@ namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
 
 absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& request) {
+  if (request.return_input_gradient()) {
+    return absl::UnimplementedError(
+        "return_input_gradient: not implemented yet; nothing was applied (send it false)");
+  }
   Submission submission;
   ASSIGN_OR_RETURN(submission.inputs, wire::MatrixFromProto("inputs", request.inputs()));
   ASSIGN_OR_RETURN(submission.deltas, wire::MatrixFromProto("deltas", request.deltas()));

@@ -1,7 +1,9 @@
 #include "server/service/trainer_service.h"
 
+#include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "proto/grpc_status.h"
@@ -134,11 +136,20 @@ grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerCont
   }
   v1::GetParametersRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
+  absl::Status status = model.status();
   if (model.ok()) {
-    *response = SerializeParameterUpdate((*model)->spec.name(), *(*model)->trainer->snapshot());
+    const std::shared_ptr<const Snapshot> snapshot = (*model)->trainer->snapshot();
+    if (parsed.min_version() > snapshot->version) {
+      status = absl::UnimplementedError(absl::StrCat(
+          "min_version: waiting for a newer version is not implemented yet; the model is at "
+          "version ",
+          snapshot->version, ", asked for ", parsed.min_version()));
+    } else {
+      *response = SerializeParameterUpdate((*model)->spec.name(), *snapshot);
+    }
   }
   return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetParameters, start,
-                         model.status());
+                         status);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
@@ -165,12 +176,14 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TrainerService::Ses
 }
 
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {
-  const uint64_t version = model.trainer->snapshot()->version;
+  // One snapshot: version, steps and rate belong together.
+  const std::shared_ptr<const Snapshot> snapshot = model.trainer->snapshot();
   *response->mutable_spec() = model.spec;
-  response->set_version(version);
+  response->set_version(snapshot->version);
   response->set_parameter_count(model.trainer->mlp().parameter_count());
   response->set_output_dim(static_cast<uint32_t>(model.trainer->mlp().output_dim()));
-  response->set_optimizer_steps(version);
+  response->set_optimizer_steps(snapshot->optimizer_steps);
+  response->set_learning_rate(snapshot->learning_rate);
 }
 
 }  // namespace deltaserve::server

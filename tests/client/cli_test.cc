@@ -76,6 +76,9 @@ TEST_F(Cli, InfoPrintsNameVersionAndParameterCount) {
   EXPECT_TRUE(absl::StrContains(run.output, absl::StrCat("parameters: ", info->parameter_count())))
       << run.output;
   EXPECT_TRUE(absl::StrContains(run.output, "layers: 3 -> 8 tanh -> 2 identity")) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "optimizer_steps: 0\n")) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "learning_rate: 0.05\n")) << run.output;  // SGD lr.
+  EXPECT_TRUE(absl::StrContains(run.output, "schedule: KIND_UNSPECIFIED")) << run.output;
 }
 
 TEST_F(Cli, ForwardPrintsTheServersOutputsAndVersion) {

@@ -167,7 +167,7 @@ TEST(OptimizerSchedule, SgdStepUsesTheScheduledRateOfItsStep) {
     expected_p -= rate;
     EXPECT_EQ(p[0], expected_p);
   }
-  ASSERT_TRUE(sgd->Restore(3, {}).ok());
+  ASSERT_TRUE(sgd->Restore(3, 3, {}).ok());
   EXPECT_EQ(sgd->learning_rate(), 0.875);
 }
 
@@ -219,7 +219,7 @@ TEST(OptimizerSchedule, NonFiniteRateLeavesEverythingUnchanged) {
   config.schedule.kind = LearningRateScheduleConfig::Kind::kExponential;
   config.schedule.gamma = 1e30f;
   auto momentum = Make(config, 2);
-  ASSERT_TRUE(momentum->Restore(20, {{0.5f, 0.5f}}).ok());
+  ASSERT_TRUE(momentum->Restore(20, 20, {{0.5f, 0.5f}}).ok());
   std::vector<float> p = {1.0f, 2.0f};
   std::vector<float> g = {0.1f, 0.2f};
   auto status = momentum->Step(absl::MakeSpan(p), absl::MakeSpan(g)).status();
@@ -228,6 +228,46 @@ TEST(OptimizerSchedule, NonFiniteRateLeavesEverythingUnchanged) {
   EXPECT_EQ(p, (std::vector<float>{1.0f, 2.0f}));
   EXPECT_EQ(momentum->step_count(), 20);
   EXPECT_EQ(momentum->state()[0][0], 0.5f);
+}
+
+// ResetState gives what a new Adam would do (t restarts at 1, moments 0)
+// while the schedule goes on at step_count().
+TEST(OptimizerSchedule, ResetStateKeepsTheScheduleStep) {
+  OptimizerConfig config;
+  config.kind = Kind::kAdam;
+  config.learning_rate = 0.1f;
+  config.schedule.kind = LearningRateScheduleConfig::Kind::kExponential;
+  config.schedule.gamma = 0.5f;
+  auto adam = Make(config, 2);
+  std::vector<float> p = {1.0f, 2.0f};
+  for (int i = 0; i < 3; ++i) {
+    std::vector<float> g = {0.1f, -0.2f};
+    ASSERT_TRUE(adam->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+  }
+  adam->ResetState();
+  EXPECT_EQ(adam->step_count(), 3);
+  EXPECT_EQ(adam->state_step_count(), 0);
+  EXPECT_EQ(adam->state()[0][0], 0.0f);
+  EXPECT_EQ(adam->state()[1][1], 0.0f);
+  EXPECT_EQ(adam->learning_rate(), static_cast<double>(0.1f * 0.125f));
+  // The next step equals the first step of a fresh constant Adam at lr(3).
+  OptimizerConfig fresh_config = config;
+  fresh_config.schedule = {};
+  fresh_config.learning_rate = 0.1f * 0.125f;
+  auto fresh = Make(fresh_config, 2);
+  std::vector<float> q = p;
+  std::vector<float> g = {0.3f, 0.4f}, h = g;
+  ASSERT_TRUE(adam->Step(absl::MakeSpan(p), absl::MakeSpan(g)).ok());
+  ASSERT_TRUE(fresh->Step(absl::MakeSpan(q), absl::MakeSpan(h)).ok());
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(adam->step_count(), 4);
+  EXPECT_EQ(adam->state_step_count(), 1);
+}
+
+TEST(OptimizerSchedule, RestoreRefusesAStateStepCountAboveTheStepCount) {
+  auto sgd = Make(OptimizerConfig{}, 1);
+  EXPECT_EQ(sgd->Restore(2, 3, {}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sgd->step_count(), 0);
 }
 
 }  // namespace

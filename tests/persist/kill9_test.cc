@@ -6,7 +6,9 @@
 // test finds out by retrying them with their request_id (duplicate = true).
 //
 // samples_per_step 1, so each applied submission is one version: a response's
-// version says where in the order the server applied it.
+// version says where in the order the server applied it. A learning-rate
+// schedule (COSINE with warmup) is on, so a restored step count that is off
+// by one changes the parameters, and the restored rate is checked too.
 #include <signal.h>
 
 #include <atomic>
@@ -52,7 +54,11 @@ constexpr char kConfig[] = R"pb(
     layers { units: 16 activation: ACTIVATION_TANH }
     layers { units: 2 activation: ACTIVATION_IDENTITY }
     seed: 11
-    optimizer { kind: ADAM learning_rate: 0.01 }
+    optimizer {
+      kind: ADAM
+      learning_rate: 0.01
+      schedule { kind: COSINE warmup_steps: 25 total_steps: 400 final_learning_rate: 0.001 }
+    }
     samples_per_step: 1
   }
   persistence { checkpoint_every_steps: 7 keep_checkpoints: 2 }
@@ -225,6 +231,11 @@ TEST(Kill9, EveryAcknowledgedSubmissionSurvivesAndRestartIsBitExact) {
     ASSERT_EQ(reference.snapshot()->parameters, params->parameters)
         << "cycle " << cycle << ": restored parameters differ from the replay at version "
         << params->version;
+    auto info = admin->GetModelInfo("");
+    ASSERT_TRUE(info.ok()) << info.status();
+    ASSERT_EQ(info->version(), params->version);  // No client submits before step 3.
+    ASSERT_EQ(info->optimizer_steps(), params->version) << "cycle " << cycle;
+    ASSERT_EQ(info->learning_rate(), reference.snapshot()->learning_rate) << "cycle " << cycle;
 
     // 3. Clients submit until the kill; the kill comes after a random
     //    number of acknowledgements (0 = right away).

@@ -304,6 +304,103 @@ TEST_F(TrainerPersistenceTest, ImportIsJournaledAndReplayed) {
   ExpectSameState(*live, *recovered);
 }
 
+// SGD keeps no buffers: its step count is all a checkpoint holds of it, and
+// under warmup + LINEAR the schedule reads it at every step.
+constexpr float kScheduledRate = 0.05f;
+model::LearningRateScheduleConfig WarmupLinear() {
+  model::LearningRateScheduleConfig schedule;
+  schedule.kind = model::LearningRateScheduleConfig::Kind::kLinear;
+  schedule.warmup_steps = 4;
+  schedule.total_steps = 6;
+  schedule.final_learning_rate = 0.001f;
+  return schedule;
+}
+
+TrainerOptions ScheduledSgd(const std::string& dir) {
+  return testing::TrainerOptionsBuilder("m", /*input_dim=*/4)
+      .Layers({{8, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+      .Seed(3)
+      .Sgd(kScheduledRate)
+      .Schedule(WarmupLinear())
+      .PersistIn(dir)
+      .Build();
+}
+
+// lr(k) of WarmupLinear at kScheduledRate.
+double ScheduledRate(uint64_t k) {
+  auto schedule = model::LearningRateSchedule::Create(WarmupLinear(), kScheduledRate);
+  EXPECT_TRUE(schedule.ok()) << schedule.status();
+  return schedule->LearningRateAt(k);
+}
+
+void ExpectScheduleAt(const Trainer& trainer, uint64_t k) {
+  EXPECT_EQ(trainer.snapshot()->optimizer_steps, k);
+  EXPECT_EQ(trainer.snapshot()->learning_rate, ScheduledRate(k));
+}
+
+// A restart continues k: the rate goes on where it was (no second warmup),
+// and the steps after it equal a run that never stopped.
+TEST_F(TrainerPersistenceTest, ScheduleContinuesAcrossARestart) {
+  auto reference = Make(ScheduledSgd(""));
+  Train(*reference, 0, 10);
+  {
+    auto first = Make(ScheduledSgd(Dir("m")));
+    Train(*first, 0, 5);  // One row or more each, samples_per_step 1: 5 steps.
+    ExpectScheduleAt(*first, 5);
+  }
+  auto restarted = Make(ScheduledSgd(Dir("m")));
+  ExpectScheduleAt(*restarted, 5);
+  Train(*restarted, 5, 10);
+  ExpectSameState(*reference, *restarted);
+  ExpectScheduleAt(*restarted, 10);
+}
+
+// The journal replay reproduces k: a crash copy (initial checkpoint + 7
+// journaled steps) restores to k = 7.
+TEST_F(TrainerPersistenceTest, JournalReplayReproducesTheScheduleStep) {
+  auto live = Make(ScheduledSgd(Dir("m")));
+  Train(*live, 0, 7);
+  auto recovered = Make(ScheduledSgd(CrashCopy(Dir("m"), Dir("crash"))));
+  ExpectScheduleAt(*recovered, 7);
+  Train(*live, 7, 9);
+  Train(*recovered, 7, 9);
+  ExpectSameState(*live, *recovered);
+}
+
+// After an import, a checkpoint keeps both k (the schedule's) and the
+// optimizer state's own step count (Adam's t, restarted by the import):
+// a restart goes on exactly as a run that never stopped.
+TEST_F(TrainerPersistenceTest, ImportThenRestartKeepsTheScheduleStepAndAdamsStep) {
+  model::LearningRateScheduleConfig exponential;
+  exponential.kind = model::LearningRateScheduleConfig::Kind::kExponential;
+  exponential.gamma = 0.9f;
+  auto options = [&](const std::string& dir) {
+    return Builder().Schedule(exponential).PersistIn(dir).Build();
+  };
+  std::vector<float> imported;
+  auto run_until_import = [&](Trainer& trainer) {
+    Train(trainer, 0, 6);
+    imported.assign(trainer.mlp().parameter_count(), 0.125f);
+    ASSERT_TRUE(testing::ImportAndWait(trainer, imported).ok());
+    Train(trainer, 6, 9);
+  };
+  auto reference = Make(options(""));
+  ASSERT_NO_FATAL_FAILURE(run_until_import(*reference));
+  const uint64_t steps = reference->snapshot()->optimizer_steps;
+  EXPECT_LT(steps, reference->snapshot()->version);  // The import made a version, not a step.
+  {
+    auto first = Make(options(Dir("m")));
+    ASSERT_NO_FATAL_FAILURE(run_until_import(*first));
+    ExpectSameState(*reference, *first);
+  }  // Stop: final checkpoint.
+  auto restarted = Make(options(Dir("m")));
+  EXPECT_EQ(restarted->snapshot()->optimizer_steps, steps);
+  EXPECT_EQ(restarted->snapshot()->learning_rate, reference->snapshot()->learning_rate);
+  Train(*reference, 9, 14);
+  Train(*restarted, 9, 14);
+  ExpectSameState(*reference, *restarted);
+}
+
 TEST_F(TrainerPersistenceTest, ImportRejectsWrongCountAndNonFinite) {
   auto trainer = Make(Options(""));
   const size_t n = trainer->mlp().parameter_count();

@@ -25,7 +25,10 @@ from support import BIN, ServerTestCase, model_config
 CONFIG = (model_config("mlp", 3, [(8, "TANH"), (5, "RELU"), (2, "SIGMOID")], 11,
                        "kind: SGD learning_rate: 0.05", "  samples_per_step: 1\n  max_staleness: 2\n")
           + model_config("linear", 4, [(2, "IDENTITY")], 5, "kind: ADAM learning_rate: 0.05",
-                         "  samples_per_step: 1\n"))
+                         "  samples_per_step: 1\n")
+          + model_config("scheduled", 2, [(1, "IDENTITY")], 3,
+                         "kind: SGD learning_rate: 0.5 schedule { kind: LINEAR warmup_steps: 2 "
+                         "total_steps: 4 final_learning_rate: 0.25 }"))
 
 
 class ClientTest(ServerTestCase):
@@ -44,6 +47,17 @@ class ClientTest(ServerTestCase):
         self.assertEqual(info.spec.name, "mlp")
         self.assertEqual(info.output_dim, 2)
         self.assertEqual(info.parameter_count, 8 * 4 + 5 * 9 + 2 * 6)
+
+    def test_model_info_reports_the_next_steps_scheduled_learning_rate(self):
+        c = self.client("scheduled")
+        # Warmup 0.25, 0.5, then LINEAR from 0.5 to 0.25 over 4 steps (exact in binary).
+        expected = [0.25, 0.5, 0.5, 0.4375, 0.375]
+        for k, rate in enumerate(expected):
+            info = c.get_model_info()
+            self.assertEqual(info.optimizer_steps, k)
+            self.assertEqual(info.learning_rate, rate)
+            x = np.ones((1, 2), dtype=np.float32)
+            c.submit_delta(x, np.ones((1, 1), dtype=np.float32), info.version)
 
     def test_forward_matches_the_numpy_replica(self):
         c = self.client("mlp")

@@ -112,6 +112,54 @@ TEST(ServerBinary, RefusesAnInvalidModel) {
   EXPECT_EQ(refusal.exit_code, 2);
 }
 
+// A model field the server refuses, and the one line that names it.
+struct RefusedModelField {
+  const char* name;
+  const char* model_fields;  // ModelSpec fields in text format.
+  const char* reason;
+};
+
+class ServerBinaryRefusesModelField : public ::testing::TestWithParam<RefusedModelField> {};
+
+TEST_P(ServerBinaryRefusesModelField, WithOneLineNamingTheField) {
+  const RefusedModelField& c = GetParam();
+  const std::string path = WriteConfig(
+      c.name, absl::StrCat("models { name: \"m\" input_dim: 1 layers { units: 1 activation: "
+                           "ACTIVATION_IDENTITY } ",
+                           c.model_fields, " }"));
+  Refusal refusal = RunToExit({"--config=" + path, "--listen=127.0.0.1:0"});
+  ExpectOneLineRefusal(refusal, absl::StrCat("model \"m\": ", c.reason));
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+// DESIGN.md's invalid schedules, and what is not implemented yet.
+INSTANTIATE_TEST_SUITE_P(
+    Schedules, ServerBinaryRefusesModelField,
+    ::testing::Values(
+        RefusedModelField{"linear_without_total_steps", "optimizer { schedule { kind: LINEAR } }",
+                          "optimizer.schedule.total_steps: expected > 0 for LINEAR, got 0"},
+        RefusedModelField{"cosine_without_total_steps",
+                          "optimizer { schedule { kind: COSINE warmup_steps: 5 } }",
+                          "optimizer.schedule.total_steps: expected > 0 for COSINE, got 0"},
+        RefusedModelField{"step_without_step_size",
+                          "optimizer { schedule { kind: STEP gamma: 0.5 } }",
+                          "optimizer.schedule.step_size: expected > 0 for STEP, got 0"},
+        RefusedModelField{"step_with_zero_gamma",
+                          "optimizer { schedule { kind: STEP step_size: 10 } }",
+                          "optimizer.schedule.gamma: expected a finite value > 0 for STEP, got 0"},
+        RefusedModelField{
+            "exponential_with_negative_gamma",
+            "optimizer { schedule { kind: EXPONENTIAL gamma: -0.5 } }",
+            "optimizer.schedule.gamma: expected a finite value > 0 for EXPONENTIAL, got -0.5"},
+        RefusedModelField{"negative_final_learning_rate",
+                          "optimizer { schedule { kind: LINEAR total_steps: 10 "
+                          "final_learning_rate: -0.001 } }",
+                          "optimizer.schedule.final_learning_rate: expected a finite value >= 0, "
+                          "got -0.001"},
+        RefusedModelField{"running_mean_std", "input_normalization { kind: RUNNING_MEAN_STD }",
+                          "input_normalization: RUNNING_MEAN_STD is not implemented yet"}),
+    [](const ::testing::TestParamInfo<RefusedModelField>& info) { return info.param.name; });
+
 TEST(ServerBinary, RefusesAMissingConfigFile) {
   ExpectOneLineRefusal(RunToExit({"--config=/nonexistent/x.textproto"}),
                        "/nonexistent/x.textproto");
@@ -325,6 +373,14 @@ TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
       layers { units: 2 activation: ACTIVATION_IDENTITY }
     }
   )pb");
+  ServeThenStop({"--config=" + path, "--listen=127.0.0.1:0"}, SIGTERM);
+}
+
+TEST(ServerBinary, ServesAValidSchedule) {
+  const std::string path = WriteConfig(
+      "valid_schedule",
+      "models { name: \"m\" input_dim: 1 layers { units: 1 activation: ACTIVATION_IDENTITY } "
+      "optimizer { schedule { kind: COSINE warmup_steps: 10 total_steps: 100 } } }");
   ServeThenStop({"--config=" + path, "--listen=127.0.0.1:0"}, SIGTERM);
 }
 

@@ -127,12 +127,60 @@ TEST(Config, InvalidConfigsAreRejectedWithOneLineReasons) {
       {"models { name: \"a\" input_dim: 1 " + layer + " surrogate { mode: 7 } }", "surrogate.mode"},
       {"max_message_bytes: 3000000000 models { name: \"a\" input_dim: 1 " + layer + " }",
        "max_message_bytes: expected at most 2147483647"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " optimizer { schedule { kind: COSINE } } }",
+       "model \"a\": optimizer.schedule.total_steps: expected > 0 for COSINE, got 0"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " optimizer { schedule { kind: 9 } } }",
+       "model \"a\": optimizer.schedule.kind"},
+      {"models { name: \"a\" input_dim: 1 " + layer +
+           " input_normalization { kind: RUNNING_MEAN_STD } }",
+       "model \"a\": input_normalization: RUNNING_MEAN_STD is not implemented yet"},
   };
   for (const Case& c : cases) {
     const std::string problem = Problem(c.text);
     EXPECT_THAT(problem, HasSubstr(c.reason)) << c.text;
     EXPECT_THAT(problem, Not(HasSubstr("\n"))) << c.text;
   }
+}
+
+// The schedule reaches the Trainer's optimizer as configured; unset, it is
+// CONSTANT.
+TEST(Config, TrainerOptionsCarryTheSchedule) {
+  absl::StatusOr<v1::ServerConfig> config =
+      PrepareServerConfig(testing::ParseText<v1::ServerConfig>(
+          R"pb(models {
+                 name: "m"
+                 input_dim: 1
+                 layers { units: 1 activation: ACTIVATION_IDENTITY }
+                 optimizer {
+                   schedule {
+                     kind: STEP
+                     warmup_steps: 3
+                     total_steps: 7
+                     final_learning_rate: 0.5
+                     step_size: 11
+                     gamma: 0.25
+                   }
+                 }
+               }
+               models {
+                 name: "plain"
+                 input_dim: 1
+                 layers { units: 1 activation: ACTIVATION_IDENTITY }
+               })pb"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<TrainerOptions> options = TrainerOptionsFromProto(config->models(0));
+  ASSERT_TRUE(options.ok()) << options.status();
+  const model::LearningRateScheduleConfig& s = options->optimizer.schedule;
+  EXPECT_EQ(s.kind, model::LearningRateScheduleConfig::Kind::kStep);
+  EXPECT_EQ(s.warmup_steps, 3u);
+  EXPECT_EQ(s.total_steps, 7u);
+  EXPECT_EQ(s.final_learning_rate, 0.5f);
+  EXPECT_EQ(s.step_size, 11u);
+  EXPECT_EQ(s.gamma, 0.25f);
+  absl::StatusOr<TrainerOptions> plain = TrainerOptionsFromProto(config->models(1));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->optimizer.schedule.kind, model::LearningRateScheduleConfig::Kind::kConstant);
+  EXPECT_EQ(plain->optimizer.schedule.warmup_steps, 0u);
 }
 
 TEST(Config, LoadServerConfigReadsTextFormatFile) {
@@ -153,6 +201,10 @@ TEST(Config, DescribeModelIsOneLine) {
   EXPECT_EQ(DescribeModel(DefaultServerConfig().models(0)),
             "model \"default\": 4 -> 64 tanh -> 2 identity, adam lr 0.01, samples_per_step 1, "
             "max_staleness 1000000, queue_capacity 1024");
+  v1::ModelSpec scheduled = DefaultServerConfig().models(0);
+  scheduled.mutable_optimizer()->mutable_schedule()->set_kind(v1::LearningRateSchedule::COSINE);
+  scheduled.mutable_optimizer()->mutable_schedule()->set_warmup_steps(100);
+  EXPECT_THAT(DescribeModel(scheduled), HasSubstr("adam lr 0.01 (COSINE schedule, warmup 100), "));
 }
 
 }  // namespace

@@ -155,6 +155,78 @@ TEST_F(ServiceTest, GetModelInfoReportsSpecWithDefaultsFilled) {
   EXPECT_EQ(info.output_dim(), 2u);
 }
 
+// ModelInfo.learning_rate is the rate the next step uses: lr(k) with k the
+// steps taken, here EXPONENTIAL with warmup (DESIGN.md's closed form).
+TEST_F(ServiceTest, GetModelInfoLearningRateFollowsTheSchedule) {
+  Start(R"pb(models {
+               name: "m"
+               input_dim: 4
+               seed: 3
+               layers { units: 8 activation: ACTIVATION_TANH }
+               layers { units: 2 activation: ACTIVATION_IDENTITY }
+               optimizer {
+                 kind: SGD
+                 learning_rate: 0.01
+                 schedule { kind: EXPONENTIAL warmup_steps: 2 gamma: 0.5 }
+               }
+             })pb");
+  const double lr = 0.01f;
+  auto expected = [lr](uint64_t k) { return k < 2 ? lr * (k + 1) / 2 : lr * std::pow(0.5, k - 2); };
+  for (uint64_t k = 0; k < 6; ++k) {
+    v1::GetModelInfoRequest request;
+    request.set_model("m");
+    v1::ModelInfo info;
+    ASSERT_TRUE(stub_->GetModelInfo(Context().get(), request, &info).ok());
+    EXPECT_EQ(info.optimizer_steps(), k);
+    EXPECT_NEAR(info.learning_rate(), expected(k), 1e-15) << "k = " << k;
+    EXPECT_EQ(info.spec().optimizer().schedule().kind(), v1::LearningRateSchedule::EXPONENTIAL);
+    TrainSteps(1);
+  }
+}
+
+// Not implemented yet: refused with UNIMPLEMENTED, nothing applied.
+TEST_F(ServiceTest, SubmitDeltaAskingForTheInputGradientIsUnimplemented) {
+  Start(kSmallModel);
+  const v1::ParameterUpdate before = Parameters("m");
+  v1::SubmitDeltaRequest request = OnesRequest();
+  request.set_return_input_gradient(true);
+  const grpc::Status status = Submit(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("return_input_gradient: not implemented yet"));
+  const v1::ParameterUpdate after = Parameters("m");
+  EXPECT_EQ(after.version(), before.version());
+  EXPECT_EQ(ParametersOf(after), ParametersOf(before));
+  // The same request without it applies.
+  request.set_return_input_gradient(false);
+  EXPECT_TRUE(Submit(request).ok());
+  EXPECT_EQ(Parameters("m").version(), 1u);
+}
+
+// min_version at or below the version answers at once; above it, waiting is
+// not implemented yet.
+TEST_F(ServiceTest, GetParametersAboveTheVersionIsUnimplemented) {
+  Start(kSmallModel);
+  TrainSteps(1);
+  for (uint64_t min_version : {0u, 1u}) {
+    v1::GetParametersRequest request;
+    request.set_model("m");
+    request.set_min_version(min_version);
+    v1::ParameterUpdate update;
+    const grpc::Status status = stub_->GetParameters(Context().get(), request, &update);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(update.version(), 1u);
+    EXPECT_EQ(update.parameters_size(), 8 * 5 + 2 * 9);
+  }
+  v1::GetParametersRequest request;
+  request.set_model("m");
+  request.set_min_version(2);
+  v1::ParameterUpdate update;
+  const grpc::Status status = stub_->GetParameters(Context().get(), request, &update);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("min_version"));
+  EXPECT_THAT(status.error_message(), HasSubstr("not implemented yet"));
+}
+
 // l(Θ) = ½‖f(X; Θ) − Y*‖² over a fixed batch.
 double TrueLoss(const v1::ForwardResponse& y, const std::vector<float>& target) {
   double loss = 0;

@@ -167,6 +167,30 @@ TEST_P(SessionTest, ARequestWithoutACallIsACallErrorAndTheStreamGoesOn) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// Not implemented yet: the unary rpc's UNIMPLEMENTED as a CallError, nothing
+// applied, and the stream goes on.
+TEST_P(SessionTest, ASubmitAskingForTheInputGradientIsUnimplemented) {
+  Start();
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::SubmitDeltaRequest asking = OneRowSubmit();
+  asking.set_return_input_gradient(true);
+  ASSERT_TRUE(stream->Write(SubmitCall(5, asking)));
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 1);
+  ASSERT_EQ(answers[5].result_case(), v1::SessionResponse::kError);
+  const grpc::Status unary = Submit(asking);
+  EXPECT_EQ(unary.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(answers[5].error().code(), static_cast<int>(unary.error_code()));
+  EXPECT_EQ(answers[5].error().message(), unary.error_message());
+  EXPECT_THAT(answers[5].error().message(), HasSubstr("return_input_gradient"));
+  ASSERT_TRUE(stream->Write(SubmitCall(6, OneRowSubmit())));
+  answers = ReadAnswers(*stream, 1);
+  ASSERT_EQ(answers[6].result_case(), v1::SessionResponse::kSubmit);
+  EXPECT_EQ(answers[6].submit().version(), 1u);  // Only this one was applied.
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 // A raw bidi client, for bytes the typed stub cannot send.
 class RawSession final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:

@@ -46,6 +46,11 @@ class TrainerOptionsBuilder {
   TrainerOptionsBuilder& Adam(float learning_rate) {
     return Optimizer(model::OptimizerConfig::Kind::kAdam, learning_rate);
   }
+  // The optimizer's learning-rate schedule (model/schedule.h).
+  TrainerOptionsBuilder& Schedule(const model::LearningRateScheduleConfig& schedule) {
+    options_.optimizer.schedule = schedule;
+    return *this;
+  }
   TrainerOptionsBuilder& ClipNorm(float clip_norm) {
     options_.optimizer.clip_norm = clip_norm;
     return *this;

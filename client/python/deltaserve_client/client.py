@@ -185,7 +185,9 @@ class TrainerClient:
 
     def get_model_info(self, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> "trainer_pb2.ModelInfo":
-        """The deltaserve.v1.ModelInfo: spec, version, parameter_count, output_dim.
+        """The deltaserve.v1.ModelInfo: spec, version, parameter_count, output_dim,
+        optimizer_steps and learning_rate (the rate the next optimizer step will
+        use, under the spec's optimizer.schedule).
 
         Raises NotFound for an unknown model name.
         """
