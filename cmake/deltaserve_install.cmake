@@ -16,10 +16,13 @@ install(TARGETS ${DELTASERVE_EXPORTED_TARGETS} EXPORT deltaserveTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(TARGETS deltaserve deltaserve-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-# Headers keep their repository paths ("client/trainer_client.h"); the
-# generated ones their proto paths ("deltaserve/v1/trainer.pb.h").
+# Headers go under the project's prefix, as the build includes them
+# ("deltaserve/client/trainer_client.h"), next to the generated ones
+# ("deltaserve/v1/trainer.pb.h"): nothing of ours claims a generic name such as
+# include/base/.
 foreach(dir base model proto client)
-  install(DIRECTORY ${DELTASERVE_SOURCE_ROOT}/${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/${dir}
+  install(DIRECTORY ${DELTASERVE_SOURCE_ROOT}/${dir}/
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/deltaserve/${dir}
     FILES_MATCHING PATTERN "*.h" PATTERN "cli" EXCLUDE PATTERN "examples" EXCLUDE
     PATTERN "python" EXCLUDE)
 endforeach()
