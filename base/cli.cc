@@ -1,4 +1,4 @@
-#include "base/cli.h"
+#include "deltaserve/base/cli.h"
 
 #include <algorithm>
 #include <iostream>

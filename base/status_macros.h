@@ -7,23 +7,23 @@
 #include "absl/status/statusor.h"
 
 // Returns `expr` from the enclosing function if it is not OK.
-#define RETURN_IF_ERROR(expr)                 \
+#define DELTASERVE_RETURN_IF_ERROR(expr)      \
   do {                                        \
     const ::absl::Status _ds_status = (expr); \
     if (!_ds_status.ok()) return _ds_status;  \
   } while (false)
 
-#define DS_STATUS_CONCAT_INNER_(a, b) a##b
-#define DS_STATUS_CONCAT_(a, b) DS_STATUS_CONCAT_INNER_(a, b)
+#define DELTASERVE_STATUS_CONCAT_INNER_(a, b) a##b
+#define DELTASERVE_STATUS_CONCAT_(a, b) DELTASERVE_STATUS_CONCAT_INNER_(a, b)
 
-// `ASSIGN_OR_RETURN(auto x, MakeX());` declares x from an OK StatusOr, or
+// `DELTASERVE_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from an OK StatusOr, or
 // returns its status from the enclosing function.
-#define ASSIGN_OR_RETURN(lhs, rexpr) \
-  DS_ASSIGN_OR_RETURN_IMPL_(DS_STATUS_CONCAT_(_ds_statusor_, __LINE__), lhs, rexpr)
+#define DELTASERVE_ASSIGN_OR_RETURN(lhs, rexpr) \
+  DELTASERVE_ASSIGN_OR_RETURN_IMPL_(DELTASERVE_STATUS_CONCAT_(_ds_statusor_, __LINE__), lhs, rexpr)
 
-#define DS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)    \
-  auto statusor = (rexpr);                                 \
-  if (!statusor.ok()) return std::move(statusor).status(); \
+#define DELTASERVE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
+  auto statusor = (rexpr);                                      \
+  if (!statusor.ok()) return std::move(statusor).status();      \
   lhs = std::move(statusor).value()
 
 #endif  // DELTASERVE_BASE_STATUS_MACROS_H_

@@ -1,4 +1,4 @@
-#include "base/token.h"
+#include "deltaserve/base/token.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>

@@ -32,12 +32,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "bench/load/latency_histogram.h"
-#include "client/trainer_client.h"
-#include "server/core/config.h"
-#include "server/core/log.h"
-#include "server/core/trainer.h"
-#include "server/service/server.h"
+#include "deltaserve/bench/load/latency_histogram.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/service/server.h"
 
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(2), "measuring time per configuration and round");
 ABSL_FLAG(int, rounds, 3,

@@ -55,13 +55,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "base/cli.h"
-#include "model/mlp.h"
-#include "model/optimizer.h"
-#include "model/surrogate.h"
-#include "server/core/config.h"
-#include "server/core/log.h"
-#include "server/core/trainer.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/model/optimizer.h"
+#include "deltaserve/model/surrogate.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/core/trainer.h"
 
 ABSL_FLAG(std::string, batches, "1,8,32,256", "rows per optimizer step (B), comma-separated");
 ABSL_FLAG(double, seconds, 1.0, "measuring time per configuration and round");

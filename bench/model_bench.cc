@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "model/mlp.h"
-#include "model/optimizer.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/model/optimizer.h"
 
 namespace deltaserve::model {
 namespace {

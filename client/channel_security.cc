@@ -1,4 +1,4 @@
-#include "client/channel_security.h"
+#include "deltaserve/client/channel_security.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -9,7 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/client_interceptor.h"
 
@@ -32,7 +32,7 @@ absl::StatusOr<std::string> ResolveToken(const SecurityOptions& options) {
     token = options.token;
     source = "token";
   } else if (!options.token_file.empty()) {
-    ASSIGN_OR_RETURN(token, ReadFile("token file", options.token_file));
+    DELTASERVE_ASSIGN_OR_RETURN(token, ReadFile("token file", options.token_file));
     token = std::string(absl::StripAsciiWhitespace(token));
     source = absl::StrCat("token file ", options.token_file);
     if (token.empty()) return absl::InvalidArgumentError(absl::StrCat(source, " is empty"));
@@ -89,15 +89,17 @@ absl::StatusOr<ChannelSecurity> ChannelSecurity::Load(const SecurityOptions& opt
   security.tls_ = !options.tls_ca_file.empty() || !options.tls_cert_file.empty() ||
                   !options.tls_server_name.empty();
   if (!options.tls_ca_file.empty()) {
-    ASSIGN_OR_RETURN(security.ssl_.pem_root_certs, ReadFile("CA file", options.tls_ca_file));
+    DELTASERVE_ASSIGN_OR_RETURN(security.ssl_.pem_root_certs,
+                                ReadFile("CA file", options.tls_ca_file));
   }
   if (!options.tls_cert_file.empty()) {
-    ASSIGN_OR_RETURN(security.ssl_.pem_cert_chain,
-                     ReadFile("certificate file", options.tls_cert_file));
-    ASSIGN_OR_RETURN(security.ssl_.pem_private_key, ReadFile("key file", options.tls_key_file));
+    DELTASERVE_ASSIGN_OR_RETURN(security.ssl_.pem_cert_chain,
+                                ReadFile("certificate file", options.tls_cert_file));
+    DELTASERVE_ASSIGN_OR_RETURN(security.ssl_.pem_private_key,
+                                ReadFile("key file", options.tls_key_file));
   }
   security.server_name_ = options.tls_server_name;
-  ASSIGN_OR_RETURN(std::string token, ResolveToken(options));
+  DELTASERVE_ASSIGN_OR_RETURN(std::string token, ResolveToken(options));
   if (!token.empty()) security.authorization_ = absl::StrCat("Bearer ", token);
   return security;
 }

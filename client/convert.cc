@@ -1,6 +1,6 @@
-#include "client/convert.h"
+#include "deltaserve/client/convert.h"
 
-#include "proto/wire.h"
+#include "deltaserve/proto/wire.h"
 
 namespace deltaserve::client::internal {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
 #include "deltaserve/v1/trainer.pb.h"
 
 namespace deltaserve::client::internal {

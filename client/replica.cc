@@ -1,11 +1,11 @@
-#include "client/replica.h"
+#include "deltaserve/client/replica.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "proto/wire.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/proto/wire.h"
 
 namespace deltaserve::client {
 
@@ -13,12 +13,12 @@ absl::StatusOr<std::unique_ptr<Replica>> Replica::Create(std::shared_ptr<Trainer
                                                          const std::string& model,
                                                          ReplicaOptions options) {
   if (client == nullptr) return absl::InvalidArgumentError("Replica needs a TrainerClient");
-  ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info, client->GetModelInfo(model));
+  DELTASERVE_ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info, client->GetModelInfo(model));
   if (info.spec().name().empty()) info.mutable_spec()->set_name(model);
-  ASSIGN_OR_RETURN(model::MlpSpec spec, wire::MlpSpecFromProto(info.spec()));
-  ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(std::move(spec)));
+  DELTASERVE_ASSIGN_OR_RETURN(model::MlpSpec spec, wire::MlpSpecFromProto(info.spec()));
+  DELTASERVE_ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(std::move(spec)));
   // Later calls use the resolved name, so the replica stays on this model.
-  ASSIGN_OR_RETURN(Parameters initial, client->GetParameters(info.spec().name()));
+  DELTASERVE_ASSIGN_OR_RETURN(Parameters initial, client->GetParameters(info.spec().name()));
   if (initial.parameters.size() != mlp.parameter_count()) {
     return absl::InternalError(absl::StrCat("server sent ", initial.parameters.size(),
                                             " parameters for model \"", info.spec().name(),
@@ -54,7 +54,7 @@ absl::StatusOr<ForwardResult> Replica::Forward(
   // every Replica that thread uses.
   thread_local model::Mlp::Workspace workspace;
   ForwardResult result;
-  ASSIGN_OR_RETURN(result.version, Forward(inputs, workspace));
+  DELTASERVE_ASSIGN_OR_RETURN(result.version, Forward(inputs, workspace));
   result.outputs = workspace.output();
   return result;
 }
@@ -62,7 +62,7 @@ absl::StatusOr<ForwardResult> Replica::Forward(
 absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                           model::Mlp::Workspace& workspace) const {
   const std::shared_ptr<const Parameters> params = snapshot();
-  RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
   return params->version;
 }
 

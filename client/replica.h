@@ -26,10 +26,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/mlp.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/client_context.h"
-#include "model/mlp.h"
 
 namespace deltaserve::client {
 

@@ -1,4 +1,4 @@
-#include "client/security_flags.h"
+#include "deltaserve/client/security_flags.h"
 
 #include <string>
 

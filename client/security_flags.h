@@ -11,7 +11,7 @@
 #ifndef DELTASERVE_CLIENT_SECURITY_FLAGS_H_
 #define DELTASERVE_CLIENT_SECURITY_FLAGS_H_
 
-#include "client/channel_security.h"
+#include "deltaserve/client/channel_security.h"
 
 namespace deltaserve::client {
 

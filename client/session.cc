@@ -1,11 +1,11 @@
-#include "client/session.h"
+#include "deltaserve/client/session.h"
 
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/convert.h"
-#include "proto/grpc_status.h"
+#include "deltaserve/client/convert.h"
+#include "deltaserve/proto/grpc_status.h"
 
 namespace deltaserve::client {
 namespace {

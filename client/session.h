@@ -4,7 +4,7 @@
 // callback or future. One stream pays gRPC's per-call cost once instead of
 // once per call.
 //
-//   ASSIGN_OR_RETURN(std::unique_ptr<client::Session> session, client->OpenSession());
+//   DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<client::Session> session, client->OpenSession());
 //   std::future<absl::StatusOr<ForwardResult>> y = session->Forward(x);
 //   session->SubmitDelta(submission, [](absl::StatusOr<SubmitDeltaResult> r) { ... });
 //   absl::StatusOr<ForwardResult> now = session->ForwardSync(x);   // blocking
@@ -44,7 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"

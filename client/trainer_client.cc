@@ -1,4 +1,4 @@
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,13 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "base/status_macros.h"
-#include "client/convert.h"
-#include "client/session.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/client/convert.h"
+#include "deltaserve/client/session.h"
+#include "deltaserve/proto/wire.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
-#include "proto/wire.h"
 
 namespace deltaserve::client {
 namespace {
@@ -135,7 +135,8 @@ absl::StatusOr<std::unique_ptr<TrainerClient>> TrainerClient::Connect(const std:
     return absl::InvalidArgumentError(
         absl::StrCat("watch_window_bytes must be >= 0, got ", options.watch_window_bytes));
   }
-  ASSIGN_OR_RETURN(const ChannelSecurity security, ChannelSecurity::Load(options.security));
+  DELTASERVE_ASSIGN_OR_RETURN(const ChannelSecurity security,
+                              ChannelSecurity::Load(options.security));
   std::shared_ptr<grpc::Channel> channel =
       CreateChannel(target, options.max_message_bytes, security, options.max_reconnect_backoff);
   std::shared_ptr<v1::Trainer::StubInterface> stub = v1::Trainer::NewStub(channel);
@@ -153,7 +154,7 @@ absl::StatusOr<v1::CheckpointResponse> TrainerClient::Checkpoint(const std::stri
   v1::CheckpointResponse response;
   grpc::ClientContext context;
   SetDeadline(context, options_.timeout);
-  RETURN_IF_ERROR(FromGrpcStatus(admin_stub_->Checkpoint(&context, request, &response)));
+  DELTASERVE_RETURN_IF_ERROR(FromGrpcStatus(admin_stub_->Checkpoint(&context, request, &response)));
   return response;
 }
 
@@ -166,7 +167,8 @@ absl::StatusOr<uint64_t> TrainerClient::ImportParameters(
   v1::ImportParametersResponse response;
   grpc::ClientContext context;
   SetDeadline(context, options_.timeout);
-  RETURN_IF_ERROR(FromGrpcStatus(admin_stub_->ImportParameters(&context, request, &response)));
+  DELTASERVE_RETURN_IF_ERROR(
+      FromGrpcStatus(admin_stub_->ImportParameters(&context, request, &response)));
   return response.version();
 }
 
@@ -185,7 +187,7 @@ absl::StatusOr<v1::ModelInfo> TrainerClient::GetModelInfo(const std::string& mod
   v1::GetModelInfoRequest request;
   request.set_model(model);
   v1::ModelInfo info;
-  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetModelInfo, request, &info));
+  DELTASERVE_RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetModelInfo, request, &info));
   return info;
 }
 
@@ -193,7 +195,7 @@ absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const mode
                                                      const std::string& model) const {
   const v1::ForwardRequest request = internal::ForwardRequestFor(inputs, model);
   v1::ForwardResponse response;
-  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::Forward, request, &response));
+  DELTASERVE_RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::Forward, request, &response));
   return internal::ForwardResultFrom(response);
 }
 
@@ -212,7 +214,7 @@ absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmissi
     absl::SleepFor(backoff);
     backoff *= 2;
   }
-  RETURN_IF_ERROR(status);
+  DELTASERVE_RETURN_IF_ERROR(status);
   return internal::SubmitResultFrom(response);
 }
 
@@ -231,7 +233,7 @@ absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model
   v1::GetParametersRequest request;
   request.set_model(model);
   v1::ParameterUpdate update;
-  RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetParameters, request, &update));
+  DELTASERVE_RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetParameters, request, &update));
   return FromProto(update);
 }
 

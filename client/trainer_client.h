@@ -42,16 +42,16 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "client/channel_security.h"
+#include "deltaserve/client/channel_security.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/proto/config_defaults.h"
+#include "deltaserve/proto/grpc_status.h"
 #include "deltaserve/v1/admin.grpc.pb.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
-#include "model/spec.h"
-#include "proto/config_defaults.h"
-#include "proto/grpc_status.h"
 
 namespace deltaserve::client {
 

@@ -1,10 +1,10 @@
 // DenseRows: the kernel copy for this CPU, chosen once.
-#include "model/dense_rows.h"
+#include "deltaserve/model/dense_rows.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "model/dense_rows_kernels.h"
+#include "deltaserve/model/dense_rows_kernels.h"
 
 namespace deltaserve::model {
 namespace {

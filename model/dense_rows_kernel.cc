@@ -15,7 +15,7 @@
 // for the CPU it runs on. Nothing here may call an inline function with
 // external linkage (std::max, say): the linker would keep one copy of it,
 // compiled for whichever instruction set came first.
-#include "model/dense_rows_kernels.h"
+#include "deltaserve/model/dense_rows_kernels.h"
 
 #if defined(__FMA__)
 #include <immintrin.h>

@@ -6,7 +6,7 @@
 
 #include <cstddef>
 
-#include "model/dense_rows.h"
+#include "deltaserve/model/dense_rows.h"
 
 namespace deltaserve::model::dense_rows_kernels {
 

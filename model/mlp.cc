@@ -1,4 +1,4 @@
-#include "model/mlp.h"
+#include "deltaserve/model/mlp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "model/dense_rows.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/model/dense_rows.h"
 
 namespace deltaserve::model {
 namespace {
@@ -81,7 +81,7 @@ absl::Status CheckSize(const char* what, size_t expected, size_t got) {
 }  // namespace
 
 absl::StatusOr<Mlp> Mlp::Create(MlpSpec spec) {
-  RETURN_IF_ERROR(ValidateMlpSpec(spec));
+  DELTASERVE_RETURN_IF_ERROR(ValidateMlpSpec(spec));
   std::vector<LayerOffsets> offsets;
   offsets.reserve(spec.layers.size());
   size_t next = 0;
@@ -134,8 +134,8 @@ std::vector<float> Mlp::InitialParameters() const {
 // pass and Eigen skips its zero fill); then the activation runs in place.
 absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                           Workspace& ws) const {
-  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
-  RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
+  DELTASERVE_RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
+  DELTASERVE_RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   const Eigen::Index n = X.rows();
   ws.activations_.resize(offsets_.size());
   for (size_t l = 0; l < offsets_.size(); ++l) {
@@ -167,8 +167,8 @@ absl::Status Mlp::Forward(absl::Span<const float> params, const Eigen::Ref<const
 absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
                                       const Eigen::Ref<const Matrix>& X, Matrix* Y,
                                       Workspace& ws) const {
-  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
-  RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
+  DELTASERVE_RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
+  DELTASERVE_RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "rows are padded for 64-byte alignment");
   constexpr Eigen::Index kRowAlignFloats = 16;
   constexpr Eigen::Index kChunkRows = 256;
@@ -217,7 +217,7 @@ absl::Status Mlp::ForwardRowInvariant(absl::Span<const float> params,
 absl::StatusOr<Matrix> Mlp::Forward(absl::Span<const float> params,
                                     const Eigen::Ref<const Matrix>& X) const {
   Workspace ws;
-  RETURN_IF_ERROR(Forward(params, X, ws));
+  DELTASERVE_RETURN_IF_ERROR(Forward(params, X, ws));
   return std::move(ws.activations_.back());
 }
 
@@ -234,7 +234,7 @@ absl::StatusOr<Matrix> Mlp::Forward(absl::Span<const float> params,
 absl::Status Mlp::Backward(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                            Workspace& ws, const Eigen::Ref<const Matrix>& dY,
                            absl::Span<float> grad, Matrix* dX) const {
-  RETURN_IF_ERROR(CheckSize("gradient", parameter_count_, grad.size()));
+  DELTASERVE_RETURN_IF_ERROR(CheckSize("gradient", parameter_count_, grad.size()));
   return BackPropagate(params, X, ws, dY, grad.data(), dX);
 }
 
@@ -248,8 +248,8 @@ absl::Status Mlp::InputGradient(absl::Span<const float> params, const Eigen::Ref
 absl::Status Mlp::BackPropagate(absl::Span<const float> params, const Eigen::Ref<const Matrix>& X,
                                 Workspace& ws, const Eigen::Ref<const Matrix>& dY, float* grad,
                                 Matrix* dX) const {
-  RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
-  RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
+  DELTASERVE_RETURN_IF_ERROR(CheckSize("parameters", parameter_count_, params.size()));
+  DELTASERVE_RETURN_IF_ERROR(CheckBatch(spec_.input_dim, X));
   const Eigen::Index n = X.rows();
   if (dY.rows() != n || dY.cols() != output_dim()) {
     return absl::InvalidArgumentError(absl::StrCat("output gradient: expected [", n, " x ",

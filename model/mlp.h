@@ -20,7 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::model {
 

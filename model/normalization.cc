@@ -1,11 +1,11 @@
-#include "model/normalization.h"
+#include "deltaserve/model/normalization.h"
 
 #include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model {
 namespace {
@@ -71,7 +71,7 @@ ColumnMoments::ColumnMoments(int dim)
 // then merged into the running moments by ChanMerge (the first batch is
 // copied, so one batch's moments are exactly its own).
 absl::Status ColumnMoments::Add(const Eigen::Ref<const Matrix>& X) {
-  RETURN_IF_ERROR(CheckRows("inputs", dim(), X));
+  DELTASERVE_RETURN_IF_ERROR(CheckRows("inputs", dim(), X));
   const size_t d = mean_.size();
   const double n = static_cast<double>(X.rows());
   std::vector<double> batch_mean(d, 0.0);
@@ -122,7 +122,7 @@ absl::StatusOr<RunningMeanStd> RunningMeanStd::Create(int input_dim,
 absl::StatusOr<RunningMeanStd> RunningMeanStd::FromStatistics(
     const InputNormalizationConfig& config, std::vector<double> mean, std::vector<double> var,
     double count) {
-  RETURN_IF_ERROR(ValidateInputNormalizationConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(ValidateInputNormalizationConfig(config));
   if (config.kind != InputNormalizationConfig::Kind::kRunningMeanStd) {
     return absl::InvalidArgumentError(
         "input_normalization.kind: expected RUNNING_MEAN_STD for running statistics, got NONE");
@@ -191,7 +191,7 @@ void RunningMeanStd::UpdateStd() {
 // u_ij = (x_ij − μ_j) / s_j with s_j = sqrt(σ²_j + ε), all in double;
 // z_ij = float(clamp(u_ij, −c, c)).
 absl::Status RunningMeanStd::Normalize(const Eigen::Ref<const Matrix>& X, Matrix* Z) const {
-  RETURN_IF_ERROR(CheckRows("inputs", input_dim(), X));
+  DELTASERVE_RETURN_IF_ERROR(CheckRows("inputs", input_dim(), X));
   const double c = config_.clip;
   Z->resize(X.rows(), X.cols());
   for (Eigen::Index i = 0; i < X.rows(); ++i) {
@@ -206,8 +206,8 @@ absl::Status RunningMeanStd::Normalize(const Eigen::Ref<const Matrix>& X, Matrix
 // ∂z/∂x = 1/s_j inside [−c, c] and 0 outside, with u_ij as in Normalize.
 absl::Status RunningMeanStd::Backward(const Eigen::Ref<const Matrix>& X,
                                       const Eigen::Ref<const Matrix>& dZ, Matrix* dX) const {
-  RETURN_IF_ERROR(CheckRows("inputs", input_dim(), X));
-  RETURN_IF_ERROR(CheckRows("input gradient", input_dim(), dZ));
+  DELTASERVE_RETURN_IF_ERROR(CheckRows("inputs", input_dim(), X));
+  DELTASERVE_RETURN_IF_ERROR(CheckRows("input gradient", input_dim(), dZ));
   if (dZ.rows() != X.rows()) {
     return absl::InvalidArgumentError(absl::StrCat("input gradient: expected ", X.rows(),
                                                    " rows (one per input row), got ", dZ.rows()));

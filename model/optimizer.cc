@@ -1,11 +1,11 @@
-#include "model/optimizer.h"
+#include "deltaserve/model/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model {
 namespace {
@@ -178,12 +178,12 @@ void Optimizer::ResetState() {
 
 absl::StatusOr<std::unique_ptr<Optimizer>> Optimizer::Create(const OptimizerConfig& config,
                                                              size_t parameter_count) {
-  RETURN_IF_ERROR(ValidateOptimizerConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(ValidateOptimizerConfig(config));
   if (parameter_count == 0) {
     return absl::InvalidArgumentError("parameter_count: expected > 0, got 0");
   }
-  ASSIGN_OR_RETURN(const LearningRateSchedule schedule,
-                   LearningRateSchedule::Create(config.schedule, config.learning_rate));
+  DELTASERVE_ASSIGN_OR_RETURN(const LearningRateSchedule schedule,
+                              LearningRateSchedule::Create(config.schedule, config.learning_rate));
   switch (config.kind) {
     case OptimizerConfig::Kind::kSgd:
     case OptimizerConfig::Kind::kMomentum:

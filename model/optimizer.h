@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "model/schedule.h"
-#include "model/spec.h"
+#include "deltaserve/model/schedule.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::model {
 

@@ -1,10 +1,10 @@
-#include "model/schedule.h"
+#include "deltaserve/model/schedule.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model {
 namespace {
@@ -69,7 +69,7 @@ absl::Status ValidateLearningRateSchedule(const LearningRateScheduleConfig& c) {
 
 absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(
     const LearningRateScheduleConfig& config, double learning_rate) {
-  RETURN_IF_ERROR(ValidateLearningRateSchedule(config));
+  DELTASERVE_RETURN_IF_ERROR(ValidateLearningRateSchedule(config));
   if (!(std::isfinite(learning_rate) && learning_rate > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("optimizer.learning_rate: expected a finite value > 0, got ", learning_rate));

@@ -1,11 +1,11 @@
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model {
 namespace {
@@ -76,14 +76,14 @@ absl::Status ValidateOptimizerConfig(const OptimizerConfig& c) {
                        static_cast<int>(c.kind)));
   }
   // Comparisons with NaN are false, so each check below also rejects NaN.
-  RETURN_IF_ERROR(CheckHyper(std::isfinite(c.learning_rate) && c.learning_rate > 0, "learning_rate",
-                             "a finite value > 0", c.learning_rate));
-  RETURN_IF_ERROR(CheckHyper(std::isfinite(c.weight_decay) && c.weight_decay >= 0, "weight_decay",
-                             "a finite value >= 0", c.weight_decay));
-  RETURN_IF_ERROR(CheckHyper(std::isfinite(c.clip_norm) && c.clip_norm >= 0, "clip_norm",
-                             "a finite value >= 0 (0 = no clipping)", c.clip_norm));
+  DELTASERVE_RETURN_IF_ERROR(CheckHyper(std::isfinite(c.learning_rate) && c.learning_rate > 0,
+                                        "learning_rate", "a finite value > 0", c.learning_rate));
+  DELTASERVE_RETURN_IF_ERROR(CheckHyper(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
+                                        "weight_decay", "a finite value >= 0", c.weight_decay));
+  DELTASERVE_RETURN_IF_ERROR(CheckHyper(std::isfinite(c.clip_norm) && c.clip_norm >= 0, "clip_norm",
+                                        "a finite value >= 0 (0 = no clipping)", c.clip_norm));
   if (c.kind == Kind::kMomentum) {
-    RETURN_IF_ERROR(
+    DELTASERVE_RETURN_IF_ERROR(
         CheckHyper(c.momentum >= 0 && c.momentum < 1, "momentum", "a value in [0, 1)", c.momentum));
     if (c.nesterov && c.momentum == 0) {
       return absl::InvalidArgumentError(
@@ -94,10 +94,12 @@ absl::Status ValidateOptimizerConfig(const OptimizerConfig& c) {
         "optimizer.nesterov: expected only with kind MOMENTUM (and momentum > 0)");
   }
   if (c.kind == Kind::kAdam || c.kind == Kind::kAdamW) {
-    RETURN_IF_ERROR(CheckHyper(c.beta1 >= 0 && c.beta1 < 1, "beta1", "a value in [0, 1)", c.beta1));
-    RETURN_IF_ERROR(CheckHyper(c.beta2 >= 0 && c.beta2 < 1, "beta2", "a value in [0, 1)", c.beta2));
-    RETURN_IF_ERROR(CheckHyper(std::isfinite(c.epsilon) && c.epsilon > 0, "epsilon",
-                               "a finite value > 0", c.epsilon));
+    DELTASERVE_RETURN_IF_ERROR(
+        CheckHyper(c.beta1 >= 0 && c.beta1 < 1, "beta1", "a value in [0, 1)", c.beta1));
+    DELTASERVE_RETURN_IF_ERROR(
+        CheckHyper(c.beta2 >= 0 && c.beta2 < 1, "beta2", "a value in [0, 1)", c.beta2));
+    DELTASERVE_RETURN_IF_ERROR(CheckHyper(std::isfinite(c.epsilon) && c.epsilon > 0, "epsilon",
+                                          "a finite value > 0", c.epsilon));
   }
   return ValidateLearningRateSchedule(c.schedule);
 }

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "model/eigen.h"
-#include "model/schedule.h"
+#include "deltaserve/model/eigen.h"
+#include "deltaserve/model/schedule.h"
 
 namespace deltaserve::model {
 

@@ -1,7 +1,7 @@
-#include "model/surrogate.h"
+#include "deltaserve/model/surrogate.h"
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model {
 namespace {
@@ -25,14 +25,15 @@ absl::StatusOr<double> Surrogate(const SurrogateConfig& config, Objective object
                                  const Eigen::Ref<const Matrix>& y,
                                  const Eigen::Ref<const Matrix>& acted,
                                  const Eigen::Ref<const Matrix>& delta, Matrix* grad_y) {
-  RETURN_IF_ERROR(ValidateSurrogateConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(ValidateSurrogateConfig(config));
   if (objective != Objective::kMinimize && objective != Objective::kMaximize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "objective: expected MINIMIZE or MAXIMIZE, got enum value ", static_cast<int>(objective)));
   }
-  RETURN_IF_ERROR(CheckShape("deltas", delta, y.rows(), y.cols()));
+  DELTASERVE_RETURN_IF_ERROR(CheckShape("deltas", delta, y.rows(), y.cols()));
   const bool anchored = config.mode == SurrogateConfig::Mode::kAnchored && acted.rows() != 0;
-  if (acted.rows() != 0) RETURN_IF_ERROR(CheckShape("acted outputs", acted, y.rows(), y.cols()));
+  if (acted.rows() != 0)
+    DELTASERVE_RETURN_IF_ERROR(CheckShape("acted outputs", acted, y.rows(), y.cols()));
 
   const float signed_scale =
       objective == Objective::kMaximize ? -config.delta_scale : config.delta_scale;

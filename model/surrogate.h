@@ -14,7 +14,7 @@
 #define DELTASERVE_MODEL_SURROGATE_H_
 
 #include "absl/status/statusor.h"
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::model {
 

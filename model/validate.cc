@@ -1,4 +1,4 @@
-#include "model/validate.h"
+#include "deltaserve/model/validate.h"
 
 #include <algorithm>
 #include <cmath>

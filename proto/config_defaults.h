@@ -12,8 +12,8 @@
 
 #include <cstdint>
 
+#include "deltaserve/model/spec.h"
 #include "deltaserve/v1/config.pb.h"
-#include "model/spec.h"
 
 namespace deltaserve::wire {
 

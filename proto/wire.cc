@@ -1,10 +1,10 @@
-#include "proto/wire.h"
+#include "deltaserve/proto/wire.h"
 
 #include <algorithm>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::wire {
 namespace v1 = ::deltaserve::v1;
@@ -152,10 +152,11 @@ absl::StatusOr<model::MlpSpec> MlpSpecFromProto(const v1::ModelSpec& spec) {
       return absl::InvalidArgumentError(absl::StrCat("layers[", l, "].units: expected at most ",
                                                      INT32_MAX, ", got ", layer.units()));
     }
-    ASSIGN_OR_RETURN(model::Activation activation, ActivationFromProto(l, layer.activation()));
+    DELTASERVE_ASSIGN_OR_RETURN(model::Activation activation,
+                                ActivationFromProto(l, layer.activation()));
     mlp.layers.push_back(model::LayerSpec{static_cast<int>(layer.units()), activation});
   }
-  RETURN_IF_ERROR(model::ValidateMlpSpec(mlp));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateMlpSpec(mlp));
   return mlp;
 }
 
@@ -171,7 +172,7 @@ absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(const v1::Optimi
   config.weight_decay = c.weight_decay();
   config.clip_norm = c.clip_norm();
   config.schedule = ScheduleFromProto(c.schedule());
-  RETURN_IF_ERROR(model::ValidateOptimizerConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateOptimizerConfig(config));
   return config;
 }
 
@@ -180,7 +181,7 @@ absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(const v1::Surrog
   config.mode = ModeFromProto(c.mode());
   config.reduction = ReductionFromProto(c.reduction());
   config.delta_scale = c.delta_scale();
-  RETURN_IF_ERROR(model::ValidateSurrogateConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateSurrogateConfig(config));
   return config;
 }
 

@@ -10,9 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/model/spec.h"
 #include "deltaserve/v1/config.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
-#include "model/spec.h"
 
 namespace deltaserve::wire {
 

@@ -34,12 +34,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
-#include "base/cli.h"
-#include "model/dense_rows.h"
-#include "server/core/config.h"
-#include "server/core/log.h"
-#include "server/service/server.h"
-#include "server/service/tls.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/model/dense_rows.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/service/server.h"
+#include "deltaserve/server/service/tls.h"
 
 ABSL_FLAG(std::string, config, "",
           "deltaserve.v1.ServerConfig in protobuf text format; empty: the built-in default model");

@@ -20,13 +20,13 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "base/status_macros.h"
-#include "sim/algorithms/spsa.h"
-#include "sim/envs/linear_target_task.h"
-#include "sim/reporting.h"
-#include "sim/runner.h"
-#include "sim/runner_flags.h"
-#include "sim/sim_main.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/sim/algorithms/spsa.h"
+#include "deltaserve/sim/envs/linear_target_task.h"
+#include "deltaserve/sim/reporting.h"
+#include "deltaserve/sim/runner.h"
+#include "deltaserve/sim/runner_flags.h"
+#include "deltaserve/sim/sim_main.h"
 
 ABSL_FLAG(uint64_t, seed, 1, "seed for inputs, SPSA directions and cost noise");
 ABSL_FLAG(uint64_t, task_seed, 42, "seed of the target matrix A");
@@ -49,15 +49,15 @@ struct Quality {
 
 absl::StatusOr<double> TrueLoss(Runner& runner, const LinearTargetTask& task,
                                 const model::Matrix& x_test) {
-  ASSIGN_OR_RETURN(client::ForwardResult forward, runner.Fetch(x_test));
+  DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult forward, runner.Fetch(x_test));
   return task.TrueLoss(x_test, forward.outputs);
 }
 
 absl::StatusOr<Quality> Measure(Runner& runner, const LinearTargetTask& task,
                                 const model::Matrix& x_test) {
   Quality quality;
-  ASSIGN_OR_RETURN(quality.loss, TrueLoss(runner, task, x_test));
-  ASSIGN_OR_RETURN(client::Parameters params, runner.GetParameters());
+  DELTASERVE_ASSIGN_OR_RETURN(quality.loss, TrueLoss(runner, task, x_test));
+  DELTASERVE_ASSIGN_OR_RETURN(client::Parameters params, runner.GetParameters());
   quality.distance = task.DistanceToOptimum(params.parameters);
   return quality;
 }
@@ -91,13 +91,14 @@ class SpsaDeltas {
 };
 
 absl::StatusOr<int> Run() {
-  ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(RunnerOptionsFromFlags()));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner,
+                              Runner::Connect(RunnerOptionsFromFlags()));
   const LinearTargetTask task(runner->input_dim(), runner->output_dim(),
                               absl::GetFlag(FLAGS_task_seed), absl::GetFlag(FLAGS_noise));
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::mt19937_64 test_rng(absl::GetFlag(FLAGS_task_seed) + 1);
   const model::Matrix x_test = task.SampleInputs(256, test_rng);
-  ASSIGN_OR_RETURN(const Quality initial, Measure(*runner, task, x_test));
+  DELTASERVE_ASSIGN_OR_RETURN(const Quality initial, Measure(*runner, task, x_test));
 
   const int iterations = absl::GetFlag(FLAGS_iterations);
   const int eval_every = std::max(1, absl::GetFlag(FLAGS_eval_every));
@@ -105,17 +106,17 @@ absl::StatusOr<int> Run() {
                   rng);
   for (int iter = 1; iter <= iterations; ++iter) {
     const model::Matrix inputs = task.SampleInputs(absl::GetFlag(FLAGS_batch), rng);
-    ASSIGN_OR_RETURN(const client::ForwardResult forward, runner->Fetch(inputs));
-    ASSIGN_OR_RETURN(const client::SubmitDeltaResult result,
-                     runner->Submit(forward, [&](const client::ForwardResult& y) {
-                       return spsa.At(inputs, y);
-                     }));
+    DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult forward, runner->Fetch(inputs));
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult result,
+                                runner->Submit(forward, [&](const client::ForwardResult& y) {
+                                  return spsa.At(inputs, y);
+                                }));
     if (iter % eval_every == 0 || iter == iterations) {
-      ASSIGN_OR_RETURN(const double loss, TrueLoss(*runner, task, x_test));
+      DELTASERVE_ASSIGN_OR_RETURN(const double loss, TrueLoss(*runner, task, x_test));
       Report("iter=%d true_loss=%.5f version=%d\n", iter, loss, result.version);
     }
   }
-  ASSIGN_OR_RETURN(const Quality final, Measure(*runner, task, x_test));
+  DELTASERVE_ASSIGN_OR_RETURN(const Quality final, Measure(*runner, task, x_test));
   const bool converged = final.loss < absl::GetFlag(FLAGS_loss_threshold);
   Report(
       "result initial_loss=%.5f final_loss=%.5f initial_distance=%.4f distance_to_optimum=%.4f "

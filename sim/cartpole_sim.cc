@@ -26,15 +26,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "sim/algorithms/episode_buffer.h"
-#include "sim/algorithms/policy_gradient.h"
-#include "sim/algorithms/reinforce.h"
-#include "sim/envs/cartpole_env.h"
-#include "sim/reporting.h"
-#include "sim/runner.h"
-#include "sim/runner_flags.h"
-#include "sim/sim_main.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/policy_gradient.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
+#include "deltaserve/sim/envs/cartpole_env.h"
+#include "deltaserve/sim/reporting.h"
+#include "deltaserve/sim/runner.h"
+#include "deltaserve/sim/runner_flags.h"
+#include "deltaserve/sim/sim_main.h"
 
 ABSL_FLAG(std::string, actions, "roundtrip",
           "'roundtrip': a Forward RPC per step; 'replica': a local Replica updated by the "
@@ -130,14 +130,14 @@ absl::StatusOr<int> Run() {
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   ReinforceOptions reinforce;
   reinforce.gamma = static_cast<float>(absl::GetFlag(FLAGS_gamma));
-  ASSIGN_OR_RETURN(reinforce.baseline, ParseBaseline(absl::GetFlag(FLAGS_baseline)));
+  DELTASERVE_ASSIGN_OR_RETURN(reinforce.baseline, ParseBaseline(absl::GetFlag(FLAGS_baseline)));
 
   RunnerOptions options = RunnerOptionsFromFlags();
   options.actions = absl::GetFlag(FLAGS_actions);
   options.input_dim = CartPole::kObservationDim;
   options.output_dim = CartPole::kNumActions;
   options.task = "CartPole";
-  ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(std::move(options)));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(std::move(options)));
 
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   CartPoleFleet fleet(std::max(1, absl::GetFlag(FLAGS_envs)), seed);
@@ -153,7 +153,7 @@ absl::StatusOr<int> Run() {
   while ((max_episodes == 0 || episodes < max_episodes) &&
          (max_seconds == 0 || elapsed() < max_seconds)) {
     fleet.Observe(&observations);
-    ASSIGN_OR_RETURN(const uint64_t version, runner->Act(observations, &logits));
+    DELTASERVE_ASSIGN_OR_RETURN(const uint64_t version, runner->Act(observations, &logits));
     steps += fleet.size();
     for (const int episode_return : fleet.Step(observations, logits, version, rng, &finished)) {
       ++episodes;
@@ -164,7 +164,7 @@ absl::StatusOr<int> Run() {
       }
     }
     if (finished.episodes() < episodes_per_submit) continue;
-    RETURN_IF_ERROR(SubmitEpisodes(finished, reinforce, *runner));
+    DELTASERVE_RETURN_IF_ERROR(SubmitEpisodes(finished, reinforce, *runner));
     finished.Clear();
   }
   Report(

@@ -26,15 +26,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "sim/algorithms/episode_buffer.h"
-#include "sim/algorithms/gaussian_policy.h"
-#include "sim/algorithms/reinforce.h"
-#include "sim/envs/point_mass_env.h"
-#include "sim/reporting.h"
-#include "sim/runner.h"
-#include "sim/runner_flags.h"
-#include "sim/sim_main.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/gaussian_policy.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
+#include "deltaserve/sim/envs/point_mass_env.h"
+#include "deltaserve/sim/reporting.h"
+#include "deltaserve/sim/runner.h"
+#include "deltaserve/sim/runner_flags.h"
+#include "deltaserve/sim/sim_main.h"
 
 ABSL_FLAG(std::string, actions, "replica", "'roundtrip' or 'replica' (see cartpole_sim)");
 ABSL_FLAG(uint64_t, seed, 1, "seed for start states and exploration noise");
@@ -73,7 +73,7 @@ absl::StatusOr<double> GreedyReturn(Runner& runner) {
       states(i, 0) = obs[0];
       states(i, 1) = obs[1];
     }
-    RETURN_IF_ERROR(runner.Act(states, &means).status());
+    DELTASERVE_RETURN_IF_ERROR(runner.Act(states, &means).status());
     for (int i = 0; i < kStarts; ++i) total += envs[i].Step(means(i, 0));
   }
   return total / kStarts;
@@ -100,7 +100,7 @@ absl::StatusOr<double> PlayEpisode(PointMass& env, Exploration& exploration, Run
   while (!env.done()) {
     state(0, 0) = obs[0];
     state(0, 1) = obs[1];
-    ASSIGN_OR_RETURN(const uint64_t version, runner.Act(state, &mean));
+    DELTASERVE_ASSIGN_OR_RETURN(const uint64_t version, runner.Act(state, &mean));
     const float mu = mean(0, 0);
     const float action = exploration.Act(mu);
     const float reward = env.Step(action);
@@ -127,13 +127,13 @@ absl::Status SubmitEpisodes(const EpisodeBuffer& episodes, float sigma, Acted ac
 }
 
 absl::StatusOr<int> Run() {
-  ASSIGN_OR_RETURN(const Acted acted, ParseActed(absl::GetFlag(FLAGS_acted)));
+  DELTASERVE_ASSIGN_OR_RETURN(const Acted acted, ParseActed(absl::GetFlag(FLAGS_acted)));
   RunnerOptions options = RunnerOptionsFromFlags();
   options.actions = absl::GetFlag(FLAGS_actions);
   options.input_dim = PointMass::kObservationDim;
   options.output_dim = 1;
   options.task = "PointMass";
-  ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(std::move(options)));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(std::move(options)));
 
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const float sigma = static_cast<float>(absl::GetFlag(FLAGS_sigma));
@@ -150,7 +150,8 @@ absl::StatusOr<int> Run() {
   ReturnWindow last100(100), last50(50);
   int episodes_to_threshold = -1;
   for (int episode = 1; episode <= absl::GetFlag(FLAGS_episodes); ++episode) {
-    ASSIGN_OR_RETURN(const double episode_return, PlayEpisode(env, exploration, *runner, &buffer));
+    DELTASERVE_ASSIGN_OR_RETURN(const double episode_return,
+                                PlayEpisode(env, exploration, *runner, &buffer));
     last100.Add(episode_return);
     last50.Add(episode_return);
     if (episodes_to_threshold < 0 && last50.full() && last50.mean() >= threshold) {
@@ -161,10 +162,10 @@ absl::StatusOr<int> Run() {
              buffer.min_version());
     }
     if (buffer.episodes() < per_submit) continue;
-    RETURN_IF_ERROR(SubmitEpisodes(buffer, sigma, acted, reinforce, *runner));
+    DELTASERVE_RETURN_IF_ERROR(SubmitEpisodes(buffer, sigma, acted, reinforce, *runner));
     buffer.Clear();
   }
-  ASSIGN_OR_RETURN(const double greedy, GreedyReturn(*runner));
+  DELTASERVE_ASSIGN_OR_RETURN(const double greedy, GreedyReturn(*runner));
   Report(
       "result final_return=%.3f greedy_return=%.3f episodes_to_threshold=%d updates=%d "
       "aborted=%d\n",

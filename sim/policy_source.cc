@@ -1,11 +1,11 @@
-#include "sim/policy_source.h"
+#include "deltaserve/sim/policy_source.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "client/replica.h"
-#include "model/mlp.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/client/replica.h"
+#include "deltaserve/model/mlp.h"
 
 namespace deltaserve::sim {
 namespace {
@@ -16,7 +16,7 @@ class RoundTripSource final : public PolicySource {
 
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Matrix* outputs) override {
-    ASSIGN_OR_RETURN(client::ForwardResult result, round_trip_(inputs));
+    DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult result, round_trip_(inputs));
     *outputs = std::move(result.outputs);
     return result.version;
   }
@@ -31,7 +31,7 @@ class ReplicaSource final : public PolicySource {
 
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Matrix* outputs) override {
-    ASSIGN_OR_RETURN(uint64_t version, replica_->Forward(inputs, workspace_));
+    DELTASERVE_ASSIGN_OR_RETURN(uint64_t version, replica_->Forward(inputs, workspace_));
     *outputs = workspace_.output();
     return version;
   }
@@ -55,8 +55,8 @@ absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     return std::make_unique<RoundTripSource>(std::move(round_trip));
   }
   if (kind == "replica") {
-    ASSIGN_OR_RETURN(std::unique_ptr<client::Replica> replica,
-                     client::Replica::Create(std::move(client), model));
+    DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<client::Replica> replica,
+                                client::Replica::Create(std::move(client), model));
     return std::make_unique<ReplicaSource>(std::move(replica));
   }
   return absl::InvalidArgumentError(

@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/trainer_client.h"
-#include "model/spec.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::sim {
 

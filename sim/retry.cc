@@ -1,11 +1,11 @@
-#include "sim/retry.h"
+#include "deltaserve/sim/retry.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::sim {
 namespace {
@@ -62,9 +62,10 @@ absl::StatusOr<client::SubmitDeltaResult> SubmitWithRetry(const RetryPolicy& pol
       return GaveUp(result.status(), "refetches", refetches);
     }
     ++counts->refetches;
-    ASSIGN_OR_RETURN(client::ForwardResult fresh,
-                     WithBackoff<client::ForwardResult>(
-                         policy, counts, [&] { return rpcs.refetch(submission.inputs); }));
+    DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult fresh,
+                                WithBackoff<client::ForwardResult>(policy, counts, [&] {
+                                  return rpcs.refetch(submission.inputs);
+                                }));
     submission = build(fresh);
     if (submission.request_id.empty()) submission.request_id = client::NewRequestId();
   }

@@ -28,8 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/trainer_client.h"
-#include "model/spec.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::sim {
 

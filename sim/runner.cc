@@ -1,4 +1,4 @@
-#include "sim/runner.h"
+#include "deltaserve/sim/runner.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::sim {
 
@@ -48,19 +48,19 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
   client::ClientOptions client_options;
   client_options.submit_retries = 0;
   client_options.security = options.security;
-  ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
-                   client::TrainerClient::Connect(options.server, client_options));
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
+                              client::TrainerClient::Connect(options.server, client_options));
   RetryCounts counts;
-  ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info,
-                   WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
-                     return client->GetModelInfo(options.model);
-                   }));
+  DELTASERVE_ASSIGN_OR_RETURN(deltaserve::v1::ModelInfo info,
+                              WithBackoff<deltaserve::v1::ModelInfo>(options.retry, &counts, [&] {
+                                return client->GetModelInfo(options.model);
+                              }));
   std::unique_ptr<Runner> runner(new Runner(std::move(options), client, std::move(info)));
   runner->counts_.retries = counts;
-  RETURN_IF_ERROR(runner->CheckShape());
+  DELTASERVE_RETURN_IF_ERROR(runner->CheckShape());
   const RunnerOptions& o = runner->options_;
   Runner* r = runner.get();
-  ASSIGN_OR_RETURN(
+  DELTASERVE_ASSIGN_OR_RETURN(
       runner->policy_,
       WithBackoff<std::unique_ptr<PolicySource>>(o.retry, &runner->counts_.retries, [&] {
         return MakePolicySource(
@@ -94,7 +94,7 @@ absl::StatusOr<client::ForwardResult> Runner::Fetch(const Eigen::Ref<const model
 
 absl::StatusOr<client::Session*> Runner::SessionOrOpen() {
   if (session_ == nullptr) {
-    ASSIGN_OR_RETURN(
+    DELTASERVE_ASSIGN_OR_RETURN(
         session_,
         client_->OpenSession(options_.rows_per_forward > 0 ? client::kDefaultSessionInFlight : 1));
   }
@@ -107,7 +107,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
     return ForwardInPieces(inputs);
   }
   if (options_.transport == Transport::kUnary) return client_->Forward(inputs, options_.model);
-  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   absl::StatusOr<client::ForwardResult> result = session->ForwardSync(inputs, options_.model);
   if (absl::IsUnavailable(result.status())) session_.reset();
   return result;
@@ -128,13 +128,13 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
   };
   if (options_.transport == Transport::kUnary) {
     for (Eigen::Index first = 0; first < rows; first += piece) {
-      RETURN_IF_ERROR(
+      DELTASERVE_RETURN_IF_ERROR(
           take(first, client_->Forward(inputs.middleRows(first, std::min(piece, rows - first)),
                                        options_.model)));
     }
     return all;
   }
-  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   std::vector<std::future<absl::StatusOr<client::ForwardResult>>> answers;
   for (Eigen::Index first = 0; first < rows; first += piece) {
     answers.push_back(
@@ -151,7 +151,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
     status.Update(take(static_cast<Eigen::Index>(i) * piece, answers[i].get()));
   }
   if (absl::IsUnavailable(status)) session_.reset();
-  RETURN_IF_ERROR(status);
+  DELTASERVE_RETURN_IF_ERROR(status);
   return all;
 }
 
@@ -159,7 +159,7 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(
     const client::DeltaSubmission& submission) {
   if (options_.transport == Transport::kUnary)
     return client_->SubmitDelta(submission, options_.model);
-  ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
   absl::StatusOr<client::SubmitDeltaResult> result =
       session->SubmitDeltaSync(submission, options_.model);
   if (absl::IsUnavailable(result.status())) session_.reset();
@@ -176,8 +176,9 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(const client::ForwardRe
   SubmitRpcs rpcs;
   rpcs.submit = [&](const client::DeltaSubmission& submission) { return SubmitOnce(submission); };
   rpcs.refetch = [&](const model::Matrix& inputs) { return ForwardOnce(inputs); };
-  ASSIGN_OR_RETURN(client::SubmitDeltaResult result,
-                   SubmitWithRetry(options_.retry, rpcs, build, acted, &counts_.retries));
+  DELTASERVE_ASSIGN_OR_RETURN(
+      client::SubmitDeltaResult result,
+      SubmitWithRetry(options_.retry, rpcs, build, acted, &counts_.retries));
   ++counts_.submits;
   if (result.stepped) ++counts_.steps;
   return result;

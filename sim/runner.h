@@ -2,10 +2,10 @@
 // on a deltaserve server, the source of its actions, the retry policy
 // (sim/retry.h) on every RPC, and the counts its summary line reports.
 //
-//   ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(options));
-//   ASSIGN_OR_RETURN(uint64_t version, runner->Act(observations, &logits));
+//   DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, Runner::Connect(options));
+//   DELTASERVE_ASSIGN_OR_RETURN(uint64_t version, runner->Act(observations, &logits));
 //   ...
-//   ASSIGN_OR_RETURN(client::SubmitDeltaResult result, runner->Submit(acted, build));
+//   DELTASERVE_ASSIGN_OR_RETURN(client::SubmitDeltaResult result, runner->Submit(acted, build));
 //
 // Every Forward and SubmitDelta goes over options.transport: a Session
 // stream (default) or unary rpcs.
@@ -20,12 +20,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/session.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/session.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/sim/policy_source.h"
+#include "deltaserve/sim/retry.h"
 #include "deltaserve/v1/trainer.pb.h"
-#include "model/spec.h"
-#include "sim/policy_source.h"
-#include "sim/retry.h"
 
 namespace deltaserve::sim {
 

@@ -1,10 +1,10 @@
-#include "sim/runner_flags.h"
+#include "deltaserve/sim/runner_flags.h"
 
 #include <algorithm>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "client/security_flags.h"
+#include "deltaserve/client/security_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
 ABSL_FLAG(std::string, model, "", "model name; empty = the server's default model");

@@ -10,7 +10,7 @@
 #ifndef DELTASERVE_SIM_RUNNER_FLAGS_H_
 #define DELTASERVE_SIM_RUNNER_FLAGS_H_
 
-#include "sim/runner.h"
+#include "deltaserve/sim/runner.h"
 
 namespace deltaserve::sim {
 

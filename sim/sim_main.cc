@@ -1,4 +1,4 @@
-#include "sim/sim_main.h"
+#include "deltaserve/sim/sim_main.h"
 
 #include <cstdio>
 #include <optional>
@@ -6,8 +6,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "base/cli.h"
-#include "client/security_flags.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/client/security_flags.h"
 
 namespace deltaserve::sim {
 

@@ -1,4 +1,4 @@
-#include "bench/load/latency_histogram.h"
+#include "deltaserve/bench/load/latency_histogram.h"
 
 #include <algorithm>
 #include <cmath>

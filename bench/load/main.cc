@@ -38,12 +38,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "base/cli.h"
-#include "bench/load/report.h"
-#include "bench/load/server_process.h"
-#include "bench/load/workload.h"
-#include "client/security_flags.h"
-#include "client/trainer_client.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/bench/load/report.h"
+#include "deltaserve/bench/load/server_process.h"
+#include "deltaserve/bench/load/workload.h"
+#include "deltaserve/client/security_flags.h"
+#include "deltaserve/client/trainer_client.h"
 
 ABSL_FLAG(std::string, server_binary, "",
           "deltaserve binary to start on 127.0.0.1:0 (stopped with SIGTERM at the end)");

@@ -1,4 +1,4 @@
-#include "bench/load/report.h"
+#include "deltaserve/bench/load/report.h"
 
 #include <algorithm>
 #include <cmath>

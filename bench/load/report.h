@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/load/rpc_stats.h"
-#include "bench/load/workload.h"
+#include "deltaserve/bench/load/rpc_stats.h"
+#include "deltaserve/bench/load/workload.h"
 
 namespace deltaserve::load {
 

@@ -1,4 +1,4 @@
-#include "bench/load/rpc_stats.h"
+#include "deltaserve/bench/load/rpc_stats.h"
 
 #include "absl/strings/str_cat.h"
 

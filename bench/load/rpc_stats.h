@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "bench/load/latency_histogram.h"
+#include "deltaserve/bench/load/latency_histogram.h"
 
 namespace deltaserve::load {
 

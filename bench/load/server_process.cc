@@ -1,4 +1,4 @@
-#include "bench/load/server_process.h"
+#include "deltaserve/bench/load/server_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "base/address.h"
+#include "deltaserve/base/address.h"
 
 namespace deltaserve::load {
 namespace {

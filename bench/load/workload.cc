@@ -1,4 +1,4 @@
-#include "bench/load/workload.h"
+#include "deltaserve/bench/load/workload.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/create_channel.h"

@@ -19,9 +19,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "bench/load/latency_histogram.h"
-#include "bench/load/rpc_stats.h"
-#include "client/channel_security.h"
+#include "deltaserve/bench/load/latency_histogram.h"
+#include "deltaserve/bench/load/rpc_stats.h"
+#include "deltaserve/client/channel_security.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 

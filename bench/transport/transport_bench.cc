@@ -54,14 +54,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "base/cli.h"
-#include "bench/load/latency_histogram.h"
-#include "bench/load/server_process.h"
-#include "client/session.h"
-#include "client/trainer_client.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/bench/load/latency_histogram.h"
+#include "deltaserve/bench/load/server_process.h"
+#include "deltaserve/client/session.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/sim/runner.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "sim/runner.h"
 
 ABSL_FLAG(std::string, server_binary, "", "the deltaserve binary");
 ABSL_FLAG(std::string, echo_binary, "", "the deltaserve_echo_server binary");

@@ -20,15 +20,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "base/cli.h"
-#include "base/token.h"
-#include "client/cli/matrix_text.h"
-#include "client/cli/npz.h"
-#include "client/security_flags.h"
-#include "client/trainer_client.h"
+#include "deltaserve/base/cli.h"
+#include "deltaserve/base/token.h"
+#include "deltaserve/client/cli/matrix_text.h"
+#include "deltaserve/client/cli/npz.h"
+#include "deltaserve/client/security_flags.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/proto/wire.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
-#include "proto/wire.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address: host:port or unix:/path/to/socket");

@@ -1,4 +1,4 @@
-#include "client/cli/matrix_text.h"
+#include "deltaserve/client/cli/matrix_text.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -6,7 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::client::cli {
 

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::client::cli {
 

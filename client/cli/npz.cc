@@ -1,4 +1,4 @@
-#include "client/cli/npz.h"
+#include "deltaserve/client/cli/npz.h"
 
 #include <array>
 #include <cstring>

@@ -3,10 +3,10 @@
 #include <cstdio>
 #include <random>
 
-#include "client/replica.h"
-#include "sim/algorithms/episode_buffer.h"
-#include "sim/algorithms/policy_gradient.h"
-#include "sim/envs/cartpole_env.h"
+#include "deltaserve/client/replica.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/policy_gradient.h"
+#include "deltaserve/sim/envs/cartpole_env.h"
 
 using namespace deltaserve;
 int main(int argc, char** argv) {

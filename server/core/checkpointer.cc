@@ -1,11 +1,11 @@
-#include "server/core/checkpointer.h"
+#include "deltaserve/server/core/checkpointer.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
-#include "base/status_macros.h"
-#include "server/core/log.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/log.h"
 
 namespace deltaserve::server {
 
@@ -48,7 +48,8 @@ void Checkpointer::Stop() {
 
 absl::StatusOr<CheckpointInfo> Checkpointer::WriteNow(const CheckpointState& state) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(persist::ModelStore::Written written, store_->WriteCheckpoint(ToProto(state)));
+  DELTASERVE_ASSIGN_OR_RETURN(persist::ModelStore::Written written,
+                              store_->WriteCheckpoint(ToProto(state)));
   const uint64_t version = state.header.version();
   LogInfo("checkpoint ", written.path, ": version ", version, ", ", written.bytes, " bytes in ",
           absl::FormatDuration(absl::Now() - start), " (learner paused ",

@@ -15,9 +15,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/snapshot.h"
+#include "deltaserve/server/persist/model_store.h"
 #include "deltaserve/v1/state.pb.h"
-#include "server/core/snapshot.h"
-#include "server/persist/model_store.h"
 
 namespace deltaserve::server {
 

@@ -1,4 +1,4 @@
-#include "server/core/config.h"
+#include "deltaserve/server/core/config.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -10,12 +10,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/trainer.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
-#include "proto/wire.h"
-#include "server/core/errors.h"
-#include "server/core/trainer.h"
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
@@ -61,8 +61,8 @@ void FillSurrogateDefaults(v1::SurrogateConfig* s) {
 }
 
 absl::Status ValidateModel(const v1::ModelSpec& spec) {
-  ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
-  RETURN_IF_ERROR(ForwardBatchingOptionsFromProto(spec).status());
+  DELTASERVE_ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
+  DELTASERVE_RETURN_IF_ERROR(ForwardBatchingOptionsFromProto(spec).status());
   return ValidateTrainerOptions(options);
 }
 
@@ -106,13 +106,13 @@ absl::Status LoadTextMessage(const std::string& path, google::protobuf::Message*
 
 absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text) {
   v1::ServerConfig config;
-  RETURN_IF_ERROR(ParseTextMessage(text, &config));
+  DELTASERVE_RETURN_IF_ERROR(ParseTextMessage(text, &config));
   return config;
 }
 
 absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
   v1::ServerConfig config;
-  RETURN_IF_ERROR(LoadTextMessage(path, &config));
+  DELTASERVE_RETURN_IF_ERROR(LoadTextMessage(path, &config));
   return config;
 }
 
@@ -189,7 +189,7 @@ absl::Status ValidateServerConfig(const v1::ServerConfig& config) {
 
 absl::StatusOr<v1::ServerConfig> PrepareServerConfig(v1::ServerConfig config) {
   FillDefaults(&config);
-  RETURN_IF_ERROR(ValidateServerConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(ValidateServerConfig(config));
   return config;
 }
 
@@ -240,9 +240,9 @@ std::string DescribeModel(const v1::ModelSpec& spec) {
 absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec) {
   TrainerOptions options;
   options.name = spec.name();
-  ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
-  ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
-  ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
+  DELTASERVE_ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
+  DELTASERVE_ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
+  DELTASERVE_ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
   if (spec.input_normalization().kind() == v1::InputNormalization::RUNNING_MEAN_STD) {
     return absl::InvalidArgumentError(
         "input_normalization: RUNNING_MEAN_STD is not implemented yet");

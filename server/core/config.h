@@ -9,10 +9,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/proto/config_defaults.h"
+#include "deltaserve/server/core/forward_batcher.h"
+#include "deltaserve/server/core/trainer.h"
 #include "deltaserve/v1/config.pb.h"
-#include "proto/config_defaults.h"
-#include "server/core/forward_batcher.h"
-#include "server/core/trainer.h"
 
 namespace deltaserve::server {
 

@@ -1,4 +1,4 @@
-#include "server/core/errors.h"
+#include "deltaserve/server/core/errors.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"

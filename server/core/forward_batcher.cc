@@ -1,12 +1,12 @@
-#include "server/core/forward_batcher.h"
+#include "deltaserve/server/core/forward_batcher.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "base/check.h"
-#include "base/status_macros.h"
-#include "server/core/errors.h"
+#include "deltaserve/base/check.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/errors.h"
 
 namespace deltaserve::server {
 
@@ -42,7 +42,7 @@ bool ForwardBatcher::ComputesInline(Eigen::Index rows) const {
 }
 
 absl::Status ForwardBatcher::Enqueue(model::Matrix inputs, Done done) {
-  RETURN_IF_ERROR(trainer_->ValidateForwardInputs(inputs));
+  DELTASERVE_RETURN_IF_ERROR(trainer_->ValidateForwardInputs(inputs));
   if (ComputesInline(inputs.rows())) return ComputeHere(inputs, std::move(done));
   absl::MutexLock lock(&mu_);
   if (stopping_) return ShuttingDown(trainer_->name());

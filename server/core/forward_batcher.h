@@ -48,10 +48,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "model/spec.h"
-#include "proto/config_defaults.h"
-#include "server/core/metrics.h"
-#include "server/core/trainer.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/proto/config_defaults.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/trainer.h"
 
 namespace deltaserve::server {
 

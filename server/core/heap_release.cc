@@ -1,9 +1,9 @@
-#include "server/core/heap_release.h"
+#include "deltaserve/server/core/heap_release.h"
 
 #include <malloc.h>
 
 #include "absl/time/clock.h"
-#include "base/check.h"
+#include "deltaserve/base/check.h"
 
 namespace deltaserve::server {
 

@@ -1,10 +1,10 @@
-#include "server/core/journal_writer.h"
+#include "deltaserve/server/core/journal_writer.h"
 
 #include <utility>
 
-#include "base/status_macros.h"
-#include "server/core/log.h"
-#include "server/persist/journal.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/persist/journal.h"
 
 namespace deltaserve::server {
 
@@ -12,7 +12,8 @@ absl::StatusOr<std::unique_ptr<JournalWriter>> JournalWriter::Create(persist::Mo
                                                                      uint64_t next_seq,
                                                                      Durability durability,
                                                                      absl::Duration interval) {
-  ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> segment, store->StartSegment(next_seq));
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> segment,
+                              store->StartSegment(next_seq));
   return std::unique_ptr<JournalWriter>(
       new JournalWriter(store, next_seq, durability, interval, std::move(segment)));
 }
@@ -42,7 +43,7 @@ absl::Status JournalWriter::Write() {
   std::shared_ptr<persist::WritableFile> segment;
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(failure_);
+    DELTASERVE_RETURN_IF_ERROR(failure_);
     segment = segment_;
   }
   if (buffer_.empty()) return absl::OkStatus();
@@ -59,8 +60,8 @@ absl::Status JournalWriter::Write() {
 
 absl::Status JournalWriter::Roll() {
   DELTASERVE_DCHECK_OWNED(learner_);
-  ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> next,
-                   store_->StartSegment(next_seq_, /*sync_dir=*/false));
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<persist::WritableFile> next,
+                              store_->StartSegment(next_seq_, /*sync_dir=*/false));
   absl::MutexLock lock(&mu_);
   // The old segment stays open while a Pending refers to it, until its fsync.
   if (durability_ == Durability::kInterval && dirty_) {
@@ -112,7 +113,7 @@ absl::Status JournalWriter::SyncFiles(const std::deque<Pending>& pending) {
     sync_dir = sync_dir || p.sync_dir;
     if (p.file.get() == last) continue;
     last = p.file.get();
-    RETURN_IF_ERROR(p.file->Sync());
+    DELTASERVE_RETURN_IF_ERROR(p.file->Sync());
   }
   return sync_dir ? store_->SyncDir() : absl::OkStatus();
 }

@@ -30,9 +30,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "base/check.h"
+#include "deltaserve/base/check.h"
+#include "deltaserve/server/persist/model_store.h"
 #include "deltaserve/v1/state.pb.h"
-#include "server/persist/model_store.h"
 
 namespace deltaserve::server {
 

@@ -1,4 +1,4 @@
-#include "server/core/log.h"
+#include "deltaserve/server/core/log.h"
 
 #include <atomic>
 #include <cstdio>

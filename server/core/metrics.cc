@@ -1,4 +1,4 @@
-#include "server/core/metrics.h"
+#include "deltaserve/server/core/metrics.h"
 
 #include <exception>
 #include <iterator>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/address.h"
+#include "deltaserve/base/address.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"

@@ -1,10 +1,10 @@
-#include "server/core/model_registry.h"
+#include "deltaserve/server/core/model_registry.h"
 
 #include <utility>
 
-#include "base/status_macros.h"
-#include "server/core/config.h"
-#include "server/core/errors.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/errors.h"
 
 namespace deltaserve::server {
 
@@ -14,26 +14,28 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     persist::FileSystem* state_fs) {
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
-    ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
+    DELTASERVE_ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
     auto model = std::make_unique<ServedModel>();
     model->spec = spec;
     model->metrics = metrics->ForModel(spec.name());
     options.metrics = model->metrics;
     options.gate = gate;
-    ASSIGN_OR_RETURN(options.persistence, PersistenceOptionsFromProto(config, spec, state_dir));
+    DELTASERVE_ASSIGN_OR_RETURN(options.persistence,
+                                PersistenceOptionsFromProto(config, spec, state_dir));
     options.persistence.fs = state_fs;
     options.on_failed = [registry = registry.get(), name = spec.name()](const absl::Status& cause) {
       registry->ModelFailed(name, cause);
     };
     model->hub = std::make_unique<WeightHub>(spec.name(), /*initial=*/nullptr);
     WeightHub* hub = model->hub.get();
-    ASSIGN_OR_RETURN(model->trainer,
-                     Trainer::Create(std::move(options), [hub](std::shared_ptr<const Snapshot> s) {
-                       hub->Publish(std::move(s));
-                     }));
-    ASSIGN_OR_RETURN(ForwardBatchingOptions batching, ForwardBatchingOptionsFromProto(spec));
-    ASSIGN_OR_RETURN(model->batcher,
-                     ForwardBatcher::Create(model->trainer.get(), batching, model->metrics));
+    DELTASERVE_ASSIGN_OR_RETURN(
+        model->trainer,
+        Trainer::Create(std::move(options),
+                        [hub](std::shared_ptr<const Snapshot> s) { hub->Publish(std::move(s)); }));
+    DELTASERVE_ASSIGN_OR_RETURN(ForwardBatchingOptions batching,
+                                ForwardBatchingOptionsFromProto(spec));
+    DELTASERVE_ASSIGN_OR_RETURN(
+        model->batcher, ForwardBatcher::Create(model->trainer.get(), batching, model->metrics));
     hub->Publish(model->trainer->snapshot());
     registry->names_.push_back(spec.name());
     registry->models_.push_back(std::move(model));

@@ -14,11 +14,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/forward_batcher.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/core/weight_hub.h"
 #include "deltaserve/v1/config.pb.h"
-#include "server/core/forward_batcher.h"
-#include "server/core/metrics.h"
-#include "server/core/trainer.h"
-#include "server/core/weight_hub.h"
 
 namespace deltaserve::server {
 

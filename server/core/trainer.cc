@@ -1,4 +1,4 @@
-#include "server/core/trainer.h"
+#include "deltaserve/server/core/trainer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,12 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
-#include "base/status_macros.h"
-#include "model/optimizer.h"
-#include "model/surrogate.h"
-#include "model/validate.h"
-#include "server/core/errors.h"
-#include "server/core/log.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/model/optimizer.h"
+#include "deltaserve/model/surrogate.h"
+#include "deltaserve/model/validate.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/log.h"
 
 namespace deltaserve::server {
 namespace {
@@ -33,9 +33,9 @@ absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t 
 
 absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
   if (options.name.empty()) return absl::InvalidArgumentError("name: expected non-empty");
-  RETURN_IF_ERROR(model::ValidateMlpSpec(options.mlp));
-  RETURN_IF_ERROR(model::ValidateOptimizerConfig(options.optimizer));
-  RETURN_IF_ERROR(model::ValidateSurrogateConfig(options.surrogate));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateMlpSpec(options.mlp));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateOptimizerConfig(options.optimizer));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateSurrogateConfig(options.surrogate));
   if (options.samples_per_step == 0) {
     return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
   }
@@ -55,13 +55,13 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
                                                          PublishCallback on_publish) {
-  RETURN_IF_ERROR(ValidateTrainerOptions(options));
-  ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
-  ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
-                   model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
+  DELTASERVE_RETURN_IF_ERROR(ValidateTrainerOptions(options));
+  DELTASERVE_ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
+                              model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
   auto trainer = std::unique_ptr<Trainer>(
       new Trainer(std::move(options), std::move(mlp), std::move(optimizer), std::move(on_publish)));
-  if (!trainer->options_.persistence.dir.empty()) RETURN_IF_ERROR(trainer->OpenState());
+  if (!trainer->options_.persistence.dir.empty()) DELTASERVE_RETURN_IF_ERROR(trainer->OpenState());
   // The learner state passes from this thread (restore, replay) to the learner.
   trainer->learner_owner_.Release();
   if (trainer->journal_) trainer->journal_->ReleaseLearner();
@@ -101,12 +101,12 @@ std::shared_ptr<const Snapshot> Trainer::snapshot() const {
 }
 
 absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) const {
-  RETURN_IF_ERROR(ValidateForwardInputs(inputs));
+  DELTASERVE_RETURN_IF_ERROR(ValidateForwardInputs(inputs));
   std::shared_ptr<const Snapshot> snap = snapshot();
   ForwardResult result;
   ForwardScratch scratch;
-  RETURN_IF_ERROR(ForwardAt(*snap, inputs, &result.outputs, scratch));
-  RETURN_IF_ERROR(CheckForwardOutputs(result.outputs));
+  DELTASERVE_RETURN_IF_ERROR(ForwardAt(*snap, inputs, &result.outputs, scratch));
+  DELTASERVE_RETURN_IF_ERROR(CheckForwardOutputs(result.outputs));
   result.version = snap->version;
   return result;
 }
@@ -115,7 +115,7 @@ absl::Status Trainer::ValidateForwardInputs(const model::Matrix& inputs) const {
   if (inputs.rows() == 0) {
     return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
   }
-  RETURN_IF_ERROR(CheckRows(inputs.rows()));
+  DELTASERVE_RETURN_IF_ERROR(CheckRows(inputs.rows()));
   return CheckShape("inputs", inputs, inputs.rows(), "", mlp_.input_dim(),
                     absl::StrCat("input_dim of model \"", name(), "\""));
 }
@@ -143,15 +143,15 @@ absl::Status Trainer::CheckRows(int64_t rows) const {
 absl::Status Trainer::ValidateContent(const Submission& s, bool row_limit) const {
   const int64_t n = s.inputs.rows();
   if (n == 0) return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
-  if (row_limit) RETURN_IF_ERROR(CheckRows(n));
+  if (row_limit) DELTASERVE_RETURN_IF_ERROR(CheckRows(n));
   const std::string model = absl::StrCat("model \"", name(), "\"");
-  RETURN_IF_ERROR(CheckShape("inputs", s.inputs, n, "", mlp_.input_dim(),
-                             absl::StrCat("input_dim of ", model)));
+  DELTASERVE_RETURN_IF_ERROR(CheckShape("inputs", s.inputs, n, "", mlp_.input_dim(),
+                                        absl::StrCat("input_dim of ", model)));
   const std::string out_why = absl::StrCat("output_dim of ", model);
-  RETURN_IF_ERROR(
+  DELTASERVE_RETURN_IF_ERROR(
       CheckShape("deltas", s.deltas, n, "one per input row", mlp_.output_dim(), out_why));
   if (s.acted.rows() != 0) {
-    RETURN_IF_ERROR(
+    DELTASERVE_RETURN_IF_ERROR(
         CheckShape("outputs", s.acted, n, "one per input row", mlp_.output_dim(), out_why));
   }
   if (s.request_id.size() > kMaxRequestIdBytes) {
@@ -162,16 +162,16 @@ absl::Status Trainer::ValidateContent(const Submission& s, bool row_limit) const
 }
 
 absl::Status Trainer::ValidateSubmission(const Submission& s) const {
-  RETURN_IF_ERROR(ValidateContent(s));
+  DELTASERVE_RETURN_IF_ERROR(ValidateContent(s));
   const uint64_t current = snapshot()->version;
   if (s.version > current) return FutureVersion(name(), s.version, current);
   return absl::OkStatus();
 }
 
 absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
-  RETURN_IF_ERROR(ValidateSubmission(submission));
+  DELTASERVE_RETURN_IF_ERROR(ValidateSubmission(submission));
   absl::MutexLock lock(&queue_mu_);
-  RETURN_IF_ERROR(Refusal());
+  DELTASERVE_RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
   queue_.push_back(Pending{std::move(submission), std::nullopt, std::move(done)});
   // Under queue_mu_, so concurrent submitters store depths in queue order.
@@ -180,9 +180,9 @@ absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
 }
 
 absl::Status Trainer::ImportParameters(std::vector<float> parameters, SubmitCallback done) {
-  RETURN_IF_ERROR(ValidateImport(parameters));
+  DELTASERVE_RETURN_IF_ERROR(ValidateImport(parameters));
   absl::MutexLock lock(&queue_mu_);
-  RETURN_IF_ERROR(Refusal());
+  DELTASERVE_RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
   queue_.push_back(Pending{Submission{}, std::move(parameters), std::move(done)});
   return absl::OkStatus();
@@ -194,7 +194,7 @@ absl::Status Trainer::Checkpoint(Checkpointer::Done done) {
         "model \"", name(), "\" keeps no state: start the server with --state_dir to checkpoint"));
   }
   absl::MutexLock lock(&queue_mu_);
-  RETURN_IF_ERROR(Refusal());
+  DELTASERVE_RETURN_IF_ERROR(Refusal());
   checkpoint_requests_.push_back(std::move(done));
   return absl::OkStatus();
 }
@@ -393,7 +393,8 @@ absl::Status Trainer::ValidateImport(const std::vector<float>& parameters) const
 
 absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
-  RETURN_IF_ERROR(ValidateImport(parameters));  // Again: a journal may have been tampered with.
+  DELTASERVE_RETURN_IF_ERROR(
+      ValidateImport(parameters));  // Again: a journal may have been tampered with.
   // The optimizer starts afresh, but an import is not a step: the
   // schedule's k (step_count) goes on.
   optimizer_->ResetState();
@@ -434,7 +435,7 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   }
   const uint64_t total = rows_accumulated_ + rows;
   if (total >= options_.samples_per_step) {
-    RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_), norm));
+    DELTASERVE_RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_), norm));
     ClearGrad();
     rows_accumulated_ = 0;
     return true;
@@ -453,12 +454,13 @@ void Trainer::ClearGrad() {
 
 absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
-  RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
-  ASSIGN_OR_RETURN(double loss, model::Surrogate(options_.surrogate, s.objective,
-                                                 workspace_.output(), s.acted, s.deltas, &grad_y_));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
+  DELTASERVE_ASSIGN_OR_RETURN(
+      double loss, model::Surrogate(options_.surrogate, s.objective, workspace_.output(), s.acted,
+                                    s.deltas, &grad_y_));
   if (scale != 1.0f) grad_y_ *= scale;
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  RETURN_IF_ERROR(
+  DELTASERVE_RETURN_IF_ERROR(
       mlp_.Backward(params_, s.inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_)));
   // Finite inputs can still overflow (e.g. |δ| near FLT_MAX); such a gradient
   // would poison every parameter, so it is refused before it is accumulated.
@@ -467,8 +469,8 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
         absl::StrCat("deltas: expected values whose surrogate loss is finite, got ", loss,
                      " (values too large?)"));
   }
-  RETURN_IF_ERROR(model::CheckFinite("parameter gradient of this submission (values too large?)",
-                                     submission_grad_));
+  DELTASERVE_RETURN_IF_ERROR(model::CheckFinite(
+      "parameter gradient of this submission (values too large?)", submission_grad_));
   return loss;
 }
 
@@ -477,8 +479,8 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
 // optimizer accepted the step.
 absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
-  ASSIGN_OR_RETURN(const double gradient_norm,
-                   optimizer_->Step(absl::MakeSpan(params_), grad, norm));
+  DELTASERVE_ASSIGN_OR_RETURN(const double gradient_norm,
+                              optimizer_->Step(absl::MakeSpan(params_), grad, norm));
   ++version_;
   ++steps_since_checkpoint_;
   if (options_.metrics) {

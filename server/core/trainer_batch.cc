@@ -5,11 +5,11 @@
 #include <cmath>
 #include <utility>
 
-#include "base/status_macros.h"
-#include "model/surrogate.h"
-#include "model/validate.h"
-#include "server/core/errors.h"
-#include "server/core/trainer.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/model/surrogate.h"
+#include "deltaserve/model/validate.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/trainer.h"
 
 namespace deltaserve::server {
 
@@ -117,13 +117,13 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
   }
   std::vector<double> losses;
   if (group.size() == 1) {
-    ASSIGN_OR_RETURN(const double loss, Gradient(*group[0], scales[0]));
+    DELTASERVE_ASSIGN_OR_RETURN(const double loss, Gradient(*group[0], scales[0]));
     losses.push_back(loss);
   } else {
-    RETURN_IF_ERROR(GroupGradient(group, scales, &losses));
+    DELTASERVE_RETURN_IF_ERROR(GroupGradient(group, scales, &losses));
   }
   const uint64_t version_before = version_;
-  ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
+  DELTASERVE_ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
   DELTASERVE_DCHECK(rows_accumulated_ < options_.samples_per_step);
   DELTASERVE_DCHECK(stepped == (rows_accumulated_ == 0) && stepped == grad_zero_);
   DELTASERVE_DCHECK(version_ == version_before + (stepped ? 1 : 0));
@@ -169,15 +169,16 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
     group_inputs_.middleRows(row, s->inputs.rows()) = s->inputs;
     row += s->inputs.rows();
   }
-  RETURN_IF_ERROR(mlp_.Forward(params_, group_inputs_, workspace_));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, group_inputs_, workspace_));
   losses->clear();
   row = 0;
   for (size_t i = 0; i < group.size(); ++i) {
     const Submission& s = *group[i];
     const Eigen::Index n = s.inputs.rows();
-    ASSIGN_OR_RETURN(const double loss, model::Surrogate(options_.surrogate, s.objective,
-                                                         workspace_.output().middleRows(row, n),
-                                                         s.acted, s.deltas, &grad_y_));
+    DELTASERVE_ASSIGN_OR_RETURN(
+        const double loss,
+        model::Surrogate(options_.surrogate, s.objective, workspace_.output().middleRows(row, n),
+                         s.acted, s.deltas, &grad_y_));
     if (!std::isfinite(loss)) return absl::InvalidArgumentError("surrogate loss: not finite");
     if (scales[i] != 1.0f) grad_y_ *= scales[i];
     group_grad_y_.middleRows(row, n) = grad_y_;
@@ -185,8 +186,8 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
     row += n;
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  RETURN_IF_ERROR(mlp_.Backward(params_, group_inputs_, workspace_, group_grad_y_,
-                                absl::MakeSpan(submission_grad_)));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(params_, group_inputs_, workspace_, group_grad_y_,
+                                           absl::MakeSpan(submission_grad_)));
   return model::CheckFinite("gradient", submission_grad_);
 }
 

@@ -7,12 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "base/status_macros.h"
-#include "model/spec.h"
-#include "model/validate.h"
-#include "proto/wire.h"
-#include "server/core/log.h"
-#include "server/core/trainer.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/model/validate.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/core/trainer.h"
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
@@ -43,19 +43,19 @@ absl::Status Trainer::OpenState() {
   const PersistenceOptions& p = options_.persistence;
   const absl::Time start = absl::Now();
   persist::FileSystem* fs = p.fs != nullptr ? p.fs : persist::FileSystem::Default();
-  ASSIGN_OR_RETURN(store_, persist::ModelStore::Open(fs, p.dir, p.keep_checkpoints));
-  ASSIGN_OR_RETURN(persist::Recovered recovered, store_->Recover());
+  DELTASERVE_ASSIGN_OR_RETURN(store_, persist::ModelStore::Open(fs, p.dir, p.keep_checkpoints));
+  DELTASERVE_ASSIGN_OR_RETURN(persist::Recovered recovered, store_->Recover());
   for (const std::string& warning : recovered.warnings) {
     LogWarning("model \"", name(), "\": ", warning);
   }
-  if (recovered.checkpoint) RETURN_IF_ERROR(Restore(*recovered.checkpoint));
+  if (recovered.checkpoint) DELTASERVE_RETURN_IF_ERROR(Restore(*recovered.checkpoint));
   uint64_t seq = recovered.checkpoint ? recovered.checkpoint->journal_seq() : 0;
   // Submissions the learner batched together are replayed together.
   std::vector<const v1::JournalEntry*> group;
   for (const v1::JournalEntry& entry : recovered.entries) {
     group.push_back(&entry);
     if (entry.has_submission() && entry.submission().batched_with_next()) continue;
-    RETURN_IF_ERROR(ReplayGroup(group, seq + 1));
+    DELTASERVE_RETURN_IF_ERROR(ReplayGroup(group, seq + 1));
     seq += group.size();
     group.clear();
   }
@@ -65,15 +65,15 @@ absl::Status Trainer::OpenState() {
                                             "batched group (entry seq ",
                                             seq + group.size(), ")"));
   }
-  ASSIGN_OR_RETURN(journal_, JournalWriter::Create(store_.get(), recovered.next_seq, p.durability,
-                                                   p.sync_interval));
+  DELTASERVE_ASSIGN_OR_RETURN(journal_, JournalWriter::Create(store_.get(), recovered.next_seq,
+                                                              p.durability, p.sync_interval));
   checkpointer_ = std::make_unique<Checkpointer>(store_.get());
   latest_ = MakeSnapshot();
   const bool fresh = !recovered.checkpoint && recovered.entries.empty();
   if (fresh || !recovered.entries.empty()) {
     // A new directory gets a checkpoint at once, so that the spec it belongs
     // to is on disk; a replayed one, so the next start need not replay again.
-    RETURN_IF_ERROR(checkpointer_->WriteNow(*CaptureState()).status());
+    DELTASERVE_RETURN_IF_ERROR(checkpointer_->WriteNow(*CaptureState()).status());
   }
   steps_since_checkpoint_ = 0;
   changed_since_checkpoint_ = false;
@@ -103,7 +103,7 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   const std::string optimizer =
       v1::OptimizerConfig::Kind_Name(options_.persistence.spec.optimizer().kind());
-  ASSIGN_OR_RETURN(model::MlpSpec saved, wire::MlpSpecFromProto(c.spec()));
+  DELTASERVE_ASSIGN_OR_RETURN(model::MlpSpec saved, wire::MlpSpecFromProto(c.spec()));
   const std::string saved_shape =
       NetworkShape(saved, v1::OptimizerConfig::Kind_Name(c.spec().optimizer().kind()));
   const std::string configured = NetworkShape(options_.mlp, optimizer);
@@ -157,11 +157,11 @@ absl::StatusOr<Submission> Trainer::FromJournal(const v1::JournaledSubmission& j
   Submission s;
   s.request_id = j.request_id();
   s.version = j.version();
-  ASSIGN_OR_RETURN(s.objective, wire::ObjectiveFromProto(j.objective()));
-  ASSIGN_OR_RETURN(s.inputs, wire::MatrixFromProto("inputs", j.inputs()));
-  ASSIGN_OR_RETURN(s.acted, wire::MatrixFromProto("acted", j.acted()));
-  ASSIGN_OR_RETURN(s.deltas, wire::MatrixFromProto("deltas", j.deltas()));
-  RETURN_IF_ERROR(ValidateContent(s, /*row_limit=*/false));
+  DELTASERVE_ASSIGN_OR_RETURN(s.objective, wire::ObjectiveFromProto(j.objective()));
+  DELTASERVE_ASSIGN_OR_RETURN(s.inputs, wire::MatrixFromProto("inputs", j.inputs()));
+  DELTASERVE_ASSIGN_OR_RETURN(s.acted, wire::MatrixFromProto("acted", j.acted()));
+  DELTASERVE_ASSIGN_OR_RETURN(s.deltas, wire::MatrixFromProto("deltas", j.deltas()));
+  DELTASERVE_RETURN_IF_ERROR(ValidateContent(s, /*row_limit=*/false));
   return s;
 }
 

@@ -1,9 +1,9 @@
-#include "server/core/weight_hub.h"
+#include "deltaserve/server/core/weight_hub.h"
 
 #include <algorithm>
 #include <utility>
 
-#include "server/core/errors.h"
+#include "deltaserve/server/core/errors.h"
 
 namespace deltaserve::server {
 

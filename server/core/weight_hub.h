@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/core/snapshot.h"
+#include "deltaserve/server/core/snapshot.h"
 
 namespace deltaserve::server {
 

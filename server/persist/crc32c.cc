@@ -1,4 +1,4 @@
-#include "server/persist/crc32c.h"
+#include "deltaserve/server/persist/crc32c.h"
 
 #include <array>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "server/persist/file_system.h"
+#include "deltaserve/server/persist/file_system.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::persist {
 namespace {
@@ -151,11 +151,11 @@ std::string JoinPath(absl::string_view dir, absl::string_view name) {
 absl::Status WriteFileAtomically(FileSystem& fs, const std::string& path, absl::string_view data) {
   const std::string temp = absl::StrCat(path, ".tmp");
   {
-    ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.CreateFile(temp));
-    RETURN_IF_ERROR(file->Append(data));
-    RETURN_IF_ERROR(file->Sync());
+    DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, fs.CreateFile(temp));
+    DELTASERVE_RETURN_IF_ERROR(file->Append(data));
+    DELTASERVE_RETURN_IF_ERROR(file->Sync());
   }
-  RETURN_IF_ERROR(fs.Rename(temp, path));
+  DELTASERVE_RETURN_IF_ERROR(fs.Rename(temp, path));
   const size_t slash = path.rfind('/');
   return fs.SyncDir(slash == std::string::npos ? "." : path.substr(0, slash));
 }

@@ -1,9 +1,9 @@
-#include "server/persist/journal.h"
+#include "deltaserve/server/persist/journal.h"
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "server/persist/crc32c.h"
+#include "deltaserve/server/persist/crc32c.h"
 
 namespace deltaserve::persist {
 namespace {

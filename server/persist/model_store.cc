@@ -1,4 +1,4 @@
-#include "server/persist/model_store.h"
+#include "deltaserve/server/persist/model_store.h"
 
 #include <algorithm>
 #include <cstring>
@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "base/status_macros.h"
-#include "server/persist/crc32c.h"
-#include "server/persist/journal.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/persist/crc32c.h"
+#include "deltaserve/server/persist/journal.h"
 
 namespace deltaserve::persist {
 namespace v1 = ::deltaserve::v1;
@@ -40,7 +40,7 @@ struct Listed {
 };
 
 absl::StatusOr<Listed> List(FileSystem& fs, const std::string& dir) {
-  ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDir(dir));
+  DELTASERVE_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDir(dir));
   Listed listed;
   for (std::string& name : names) {
     if (auto seq = SeqOf(name, kCheckpointPrefix, kCheckpointSuffix)) {
@@ -99,20 +99,20 @@ absl::StatusOr<v1::StateCheckpoint> DecodeCheckpoint(absl::string_view bytes) {
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(FileSystem* fs, std::string dir,
                                                              uint32_t keep_checkpoints) {
-  RETURN_IF_ERROR(fs->CreateDirs(dir));
+  DELTASERVE_RETURN_IF_ERROR(fs->CreateDirs(dir));
   return std::unique_ptr<ModelStore>(
       new ModelStore(fs, std::move(dir), std::max<uint32_t>(keep_checkpoints, 1)));
 }
 
 absl::StatusOr<Recovered> ModelStore::Recover() {
-  ASSIGN_OR_RETURN(Listed listed, List(*fs_, dir_));
+  DELTASERVE_ASSIGN_OR_RETURN(Listed listed, List(*fs_, dir_));
   Recovered recovered;
 
   // 1. The newest checkpoint that verifies.
   std::vector<std::string> corrupt;
   for (auto it = listed.checkpoints.rbegin(); it != listed.checkpoints.rend(); ++it) {
     const std::string path = JoinPath(dir_, it->second);
-    ASSIGN_OR_RETURN(std::string bytes, fs_->ReadFile(path));
+    DELTASERVE_ASSIGN_OR_RETURN(std::string bytes, fs_->ReadFile(path));
     absl::StatusOr<v1::StateCheckpoint> checkpoint = DecodeCheckpoint(bytes);
     if (checkpoint.ok() && checkpoint->journal_seq() == it->first) {
       recovered.checkpoint = *std::move(checkpoint);
@@ -133,7 +133,7 @@ absl::StatusOr<Recovered> ModelStore::Recover() {
   for (size_t i = 0; i < listed.segments.size(); ++i) {
     const std::string path = JoinPath(dir_, listed.segments[i].second);
     const bool last = i + 1 == listed.segments.size();
-    ASSIGN_OR_RETURN(std::string content, fs_->ReadFile(path));
+    DELTASERVE_ASSIGN_OR_RETURN(std::string content, fs_->ReadFile(path));
     const ParsedSegment parsed = ParseSegment(content);
     for (const Record& record : parsed.records) {
       if (record.seq < expected) continue;  // Already in the checkpoint.
@@ -174,21 +174,21 @@ absl::StatusOr<Recovered> ModelStore::Recover() {
   recovered.next_seq = expected;
 
   // 3. Only now change anything on disk.
-  if (cut) RETURN_IF_ERROR(fs_->Truncate(cut->first, cut->second));
+  if (cut) DELTASERVE_RETURN_IF_ERROR(fs_->Truncate(cut->first, cut->second));
   for (const std::string& path : corrupt) {
-    RETURN_IF_ERROR(fs_->Rename(path, absl::StrCat(path, ".corrupt")));
+    DELTASERVE_RETURN_IF_ERROR(fs_->Rename(path, absl::StrCat(path, ".corrupt")));
   }
   for (const std::string& name : listed.temporaries) {
-    RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, name)));
+    DELTASERVE_RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, name)));
   }
   return recovered;
 }
 
 absl::StatusOr<std::shared_ptr<WritableFile>> ModelStore::StartSegment(uint64_t first_seq,
                                                                        bool sync_dir) {
-  ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
-                   fs_->CreateFile(JoinPath(dir_, SegmentFileName(first_seq))));
-  if (sync_dir) RETURN_IF_ERROR(fs_->SyncDir(dir_));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                              fs_->CreateFile(JoinPath(dir_, SegmentFileName(first_seq))));
+  if (sync_dir) DELTASERVE_RETURN_IF_ERROR(fs_->SyncDir(dir_));
   return std::shared_ptr<WritableFile>(std::move(file));
 }
 
@@ -198,25 +198,25 @@ absl::StatusOr<ModelStore::Written> ModelStore::WriteCheckpoint(
     const v1::StateCheckpoint& checkpoint) {
   const std::string path = JoinPath(dir_, CheckpointFileName(checkpoint.journal_seq()));
   const std::string bytes = EncodeCheckpoint(checkpoint);
-  RETURN_IF_ERROR(WriteFileAtomically(*fs_, path, bytes));
-  RETURN_IF_ERROR(Prune());
+  DELTASERVE_RETURN_IF_ERROR(WriteFileAtomically(*fs_, path, bytes));
+  DELTASERVE_RETURN_IF_ERROR(Prune());
   return Written{path, bytes.size()};
 }
 
 absl::Status ModelStore::Prune() {
-  ASSIGN_OR_RETURN(Listed listed, List(*fs_, dir_));
+  DELTASERVE_ASSIGN_OR_RETURN(Listed listed, List(*fs_, dir_));
   const size_t n = listed.checkpoints.size();
   if (n == 0) return absl::OkStatus();
   const size_t drop = n > keep_checkpoints_ ? n - keep_checkpoints_ : 0;
   for (size_t i = 0; i < drop; ++i) {
-    RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, listed.checkpoints[i].second)));
+    DELTASERVE_RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, listed.checkpoints[i].second)));
   }
   const uint64_t oldest_kept = listed.checkpoints[drop].first;
   // Segment i holds entries [first_i, first_{i+1}); it is only needed if
   // some of them come after the oldest kept checkpoint.
   for (size_t i = 0; i + 1 < listed.segments.size(); ++i) {
     if (listed.segments[i + 1].first > oldest_kept + 1) break;
-    RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, listed.segments[i].second)));
+    DELTASERVE_RETURN_IF_ERROR(fs_->Remove(JoinPath(dir_, listed.segments[i].second)));
   }
   return fs_->SyncDir(dir_);
 }

@@ -28,8 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/server/persist/file_system.h"
 #include "deltaserve/v1/state.pb.h"
-#include "server/persist/file_system.h"
 
 namespace deltaserve::persist {
 

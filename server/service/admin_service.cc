@@ -1,10 +1,10 @@
-#include "server/service/admin_service.h"
+#include "deltaserve/server/service/admin_service.h"
 
 #include <utility>
 #include <vector>
 
-#include "proto/grpc_status.h"
-#include "server/service/convert.h"
+#include "deltaserve/proto/grpc_status.h"
+#include "deltaserve/server/service/convert.h"
 
 namespace deltaserve::server {
 namespace {

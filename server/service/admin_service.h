@@ -8,11 +8,11 @@
 #ifndef DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
 #define DELTASERVE_SERVER_SERVICE_ADMIN_SERVICE_H_
 
+#include "deltaserve/server/core/model_registry.h"
+#include "deltaserve/server/service/auth.h"
 #include "deltaserve/v1/admin.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/core/model_registry.h"
-#include "server/service/auth.h"
 
 namespace deltaserve::server {
 

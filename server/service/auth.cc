@@ -1,4 +1,4 @@
-#include "server/service/auth.h"
+#include "deltaserve/server/service/auth.h"
 
 #include <set>
 #include <utility>
@@ -6,9 +6,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "server/core/config.h"
-#include "server/core/log.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/log.h"
 
 namespace deltaserve::server {
 namespace {
@@ -74,7 +74,7 @@ std::unique_ptr<Authorizer> Authorizer::AllowAll(ServerMetrics* metrics) {
 absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(std::string path,
                                                                  ServerMetrics* metrics) {
   if (path.empty()) return absl::InvalidArgumentError("--auth_file: empty path");
-  ASSIGN_OR_RETURN(std::shared_ptr<const Table> table, Load(path));
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<const Table> table, Load(path));
   LogInfo("auth: ", table->size(), " principal(s) from ", path);
   return std::unique_ptr<Authorizer>(new Authorizer(std::move(path), metrics, std::move(table)));
 }
@@ -84,7 +84,7 @@ Authorizer::Authorizer(std::string path, ServerMetrics* metrics, std::shared_ptr
 
 absl::StatusOr<std::shared_ptr<const Authorizer::Table>> Authorizer::Load(const std::string& path) {
   v1::AuthConfig config;
-  RETURN_IF_ERROR(LoadTextMessage(path, &config));
+  DELTASERVE_RETURN_IF_ERROR(LoadTextMessage(path, &config));
   const absl::Status valid = ValidateAuthConfig(config);
   if (!valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));

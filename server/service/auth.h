@@ -33,10 +33,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "base/token.h"
+#include "deltaserve/base/token.h"
+#include "deltaserve/server/core/metrics.h"
 #include "deltaserve/v1/auth.pb.h"
 #include "grpcpp/server_context.h"
-#include "server/core/metrics.h"
 
 namespace deltaserve::server {
 

@@ -1,10 +1,10 @@
-#include "server/service/call_paths.h"
+#include "deltaserve/server/service/call_paths.h"
 
 #include <memory>
 #include <utility>
 
-#include "proto/wire.h"
-#include "server/service/convert.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/service/convert.h"
 
 namespace deltaserve::server {
 namespace {

@@ -16,9 +16,9 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/model_registry.h"
 #include "deltaserve/v1/trainer.pb.h"
-#include "server/core/metrics.h"
-#include "server/core/model_registry.h"
 
 namespace deltaserve::server {
 

@@ -1,4 +1,4 @@
-#include "server/service/connection_listener.h"
+#include "deltaserve/server/service/connection_listener.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -19,9 +19,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/address.h"
-#include "server/core/log.h"
-#include "server/core/metrics.h"
+#include "deltaserve/base/address.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/core/metrics.h"
 
 namespace deltaserve::server {
 namespace {

@@ -40,7 +40,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/config_defaults.h"
+#include "deltaserve/proto/config_defaults.h"
 
 namespace deltaserve::server {
 

@@ -1,13 +1,13 @@
-#include "server/service/convert.h"
+#include "deltaserve/server/service/convert.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/proto/wire.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
-#include "proto/wire.h"
 
 namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
@@ -18,9 +18,10 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
         "return_input_gradient: not implemented yet; nothing was applied (send it false)");
   }
   Submission submission;
-  ASSIGN_OR_RETURN(submission.inputs, wire::MatrixFromProto("inputs", request.inputs()));
-  ASSIGN_OR_RETURN(submission.deltas, wire::MatrixFromProto("deltas", request.deltas()));
-  ASSIGN_OR_RETURN(submission.acted, wire::MatrixFromProto("outputs", request.outputs()));
+  DELTASERVE_ASSIGN_OR_RETURN(submission.inputs, wire::MatrixFromProto("inputs", request.inputs()));
+  DELTASERVE_ASSIGN_OR_RETURN(submission.deltas, wire::MatrixFromProto("deltas", request.deltas()));
+  DELTASERVE_ASSIGN_OR_RETURN(submission.acted,
+                              wire::MatrixFromProto("outputs", request.outputs()));
   const bool acted_omitted = request.outputs().rows() == 0 && request.outputs().cols() == 0;
   if (!acted_omitted && submission.acted.rows() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -30,7 +31,7 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
   }
   submission.version = request.version();
   submission.request_id = request.request_id();
-  ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
+  DELTASERVE_ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
   return submission;
 }
 

@@ -7,11 +7,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/server/core/snapshot.h"
+#include "deltaserve/server/core/trainer.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/byte_buffer.h"
-#include "server/core/snapshot.h"
-#include "server/core/trainer.h"
 
 namespace deltaserve::server {
 

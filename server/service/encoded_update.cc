@@ -1,6 +1,6 @@
-#include "server/service/encoded_update.h"
+#include "deltaserve/server/service/encoded_update.h"
 
-#include "server/service/convert.h"
+#include "deltaserve/server/service/convert.h"
 
 namespace deltaserve::server {
 

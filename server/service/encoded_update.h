@@ -16,8 +16,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "deltaserve/server/core/snapshot.h"
 #include "grpcpp/support/byte_buffer.h"
-#include "server/core/snapshot.h"
 
 namespace deltaserve::server {
 

@@ -1,4 +1,4 @@
-#include "server/service/server.h"
+#include "deltaserve/server/service/server.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,22 +8,22 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "base/address.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/address.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/model_registry.h"
+#include "deltaserve/server/service/admin_service.h"
+#include "deltaserve/server/service/auth.h"
+#include "deltaserve/server/service/connection_listener.h"
+#include "deltaserve/server/service/tls.h"
+#include "deltaserve/server/service/trainer_service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "server/core/config.h"
-#include "server/core/log.h"
-#include "server/core/metrics.h"
-#include "server/core/model_registry.h"
-#include "server/service/admin_service.h"
-#include "server/service/auth.h"
-#include "server/service/connection_listener.h"
-#include "server/service/tls.h"
-#include "server/service/trainer_service.h"
 
 namespace deltaserve::server {
 namespace {
@@ -50,14 +50,14 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   if (!listen.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("listen address ", listen.status().message()));
   }
-  RETURN_IF_ERROR(CheckListenExposure(options.listen_address, !options.auth_file.empty(),
-                                      options.allow_unauthenticated));
-  ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
+  DELTASERVE_RETURN_IF_ERROR(CheckListenExposure(options.listen_address, !options.auth_file.empty(),
+                                                 options.allow_unauthenticated));
+  DELTASERVE_ASSIGN_OR_RETURN(deltaserve::v1::ServerConfig prepared, PrepareServerConfig(config));
   std::unique_ptr<ServerTls> tls;
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
       !options.tls_client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(tls, ServerTls::Create({options.tls_cert_file, options.tls_key_file,
-                                             options.tls_client_ca_file}));
+    DELTASERVE_ASSIGN_OR_RETURN(tls, ServerTls::Create({options.tls_cert_file, options.tls_key_file,
+                                                        options.tls_client_ca_file}));
   } else if (!options.auth_file.empty() && !base::IsLoopback(*listen)) {
     LogWarning("--auth_file without TLS on ", options.listen_address,
                ": tokens cross the network in plaintext (add --tls_cert_file/--tls_key_file)");
@@ -66,7 +66,8 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   const std::string metrics_listen = absl::StartsWith(options.metrics_listen_address, ":")
                                          ? absl::StrCat("127.0.0.1", options.metrics_listen_address)
                                          : options.metrics_listen_address;
-  ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics, ServerMetrics::Create({metrics_listen}));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<ServerMetrics> metrics,
+                              ServerMetrics::Create({metrics_listen}));
   std::string metrics_address;
   if (metrics->port() != 0) {
     metrics_address = BoundAddress(metrics_listen, metrics->port());
@@ -81,15 +82,15 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
     accept.max_connections = prepared.max_connections();
     accept.reserved_descriptors = kReservedDescriptors;
     accept.metrics = metrics.get();
-    ASSIGN_OR_RETURN(listener, ConnectionListener::Bind(options.listen_address, accept));
+    DELTASERVE_ASSIGN_OR_RETURN(listener, ConnectionListener::Bind(options.listen_address, accept));
   }
   std::unique_ptr<Authorizer> authorizer = Authorizer::AllowAll(metrics.get());
   if (!options.auth_file.empty()) {
-    ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
+    DELTASERVE_ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
-                   ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
-                                         options.state_dir, options.state_fs));
+  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
+                              ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
+                                                    options.state_dir, options.state_fs));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
@@ -98,7 +99,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
       new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
                       prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
                       std::move(listener)));
-  RETURN_IF_ERROR(server->Bind(prepared));
+  DELTASERVE_RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
   return server;

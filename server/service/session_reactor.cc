@@ -1,12 +1,12 @@
-#include "server/service/session_reactor.h"
+#include "deltaserve/server/service/session_reactor.h"
 
 #include <utility>
 #include <vector>
 
-#include "base/check.h"
-#include "proto/grpc_status.h"
-#include "server/service/call_paths.h"
-#include "server/service/convert.h"
+#include "deltaserve/base/check.h"
+#include "deltaserve/proto/grpc_status.h"
+#include "deltaserve/server/service/call_paths.h"
+#include "deltaserve/server/service/convert.h"
 
 namespace deltaserve::server {
 namespace {

@@ -53,11 +53,11 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/model_registry.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/core/metrics.h"
-#include "server/core/model_registry.h"
 
 namespace deltaserve::server {
 

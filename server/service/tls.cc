@@ -1,4 +1,4 @@
-#include "server/service/tls.h"
+#include "deltaserve/server/service/tls.h"
 
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/address.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/address.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/server/core/log.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
-#include "server/core/log.h"
 
 namespace deltaserve::server {
 namespace {
@@ -81,10 +81,10 @@ absl::StatusOr<Pems> ReadAndValidate(const TlsFiles& files) {
     return absl::InvalidArgumentError("TLS needs both --tls_cert_file and --tls_key_file");
   }
   Pems pems;
-  ASSIGN_OR_RETURN(pems.cert, ReadPem("tls_cert_file", files.cert_file));
-  ASSIGN_OR_RETURN(pems.key, ReadPem("tls_key_file", files.key_file));
-  ASSIGN_OR_RETURN(std::vector<Cert> chain,
-                   ParseCertificates("tls_cert_file", files.cert_file, pems.cert));
+  DELTASERVE_ASSIGN_OR_RETURN(pems.cert, ReadPem("tls_cert_file", files.cert_file));
+  DELTASERVE_ASSIGN_OR_RETURN(pems.key, ReadPem("tls_key_file", files.key_file));
+  DELTASERVE_ASSIGN_OR_RETURN(std::vector<Cert> chain,
+                              ParseCertificates("tls_cert_file", files.cert_file, pems.cert));
   Bio key_bio = MemoryBio(pems.key);
   Key key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
   if (key == nullptr) {
@@ -98,8 +98,8 @@ absl::StatusOr<Pems> ReadAndValidate(const TlsFiles& files) {
                                                    files.cert_file));
   }
   if (!files.client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(pems.ca, ReadPem("tls_client_ca_file", files.client_ca_file));
-    RETURN_IF_ERROR(
+    DELTASERVE_ASSIGN_OR_RETURN(pems.ca, ReadPem("tls_client_ca_file", files.client_ca_file));
+    DELTASERVE_RETURN_IF_ERROR(
         ParseCertificates("tls_client_ca_file", files.client_ca_file, pems.ca).status());
   }
   return pems;
@@ -128,7 +128,7 @@ void RemoveGeneration(const std::string& dir, int generation) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(TlsFiles files) {
-  RETURN_IF_ERROR(ReadAndValidate(files).status());
+  DELTASERVE_RETURN_IF_ERROR(ReadAndValidate(files).status());
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern =
       absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/deltaserve-tls-XXXXXX");
@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(TlsFiles files) {
   std::unique_ptr<ServerTls> tls(new ServerTls(std::move(files), pattern));
   {
     absl::MutexLock lock(&tls->mu_);
-    RETURN_IF_ERROR(tls->Stage());
+    DELTASERVE_RETURN_IF_ERROR(tls->Stage());
   }
   const std::string current = tls->dir_ + "/current/";
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
@@ -171,15 +171,15 @@ ServerTls::~ServerTls() {
 }
 
 absl::Status ServerTls::Stage() {
-  ASSIGN_OR_RETURN(Pems pems, ReadAndValidate(files_));
+  DELTASERVE_ASSIGN_OR_RETURN(Pems pems, ReadAndValidate(files_));
   const int next = generation_ + 1;
   const std::string gen = GenerationDir(dir_, next);
   if (mkdir(gen.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::InternalError(absl::StrCat(gen, ": ", std::strerror(errno)));
   }
-  RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kKeyName), pems.key));
-  RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kCertName), pems.cert));
-  if (mutual()) RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kCaName), pems.ca));
+  DELTASERVE_RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kKeyName), pems.key));
+  DELTASERVE_RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kCertName), pems.cert));
+  if (mutual()) DELTASERVE_RETURN_IF_ERROR(WriteFile(absl::StrCat(gen, "/", kCaName), pems.ca));
   // One rename switches key, certificate and CA together: gRPC never reads a
   // key from one generation and a certificate from another.
   const std::string link = dir_ + "/current";
@@ -197,7 +197,7 @@ absl::Status ServerTls::Stage() {
 
 absl::Status ServerTls::Reload() {
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(Stage());
+  DELTASERVE_RETURN_IF_ERROR(Stage());
   LogInfo("TLS: reloaded ", files_.cert_file, mutual() ? " and " + files_.client_ca_file : "");
   return absl::OkStatus();
 }

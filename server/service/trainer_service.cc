@@ -1,16 +1,16 @@
-#include "server/service/trainer_service.h"
+#include "deltaserve/server/service/trainer_service.h"
 
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
+#include "deltaserve/proto/grpc_status.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/service/call_paths.h"
+#include "deltaserve/server/service/convert.h"
+#include "deltaserve/server/service/watch_reactor.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
-#include "proto/grpc_status.h"
-#include "proto/wire.h"
-#include "server/service/call_paths.h"
-#include "server/service/convert.h"
-#include "server/service/watch_reactor.h"
 
 namespace deltaserve::server {
 namespace {

@@ -26,15 +26,15 @@
 #include <map>
 #include <memory>
 
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/model_registry.h"
+#include "deltaserve/server/service/auth.h"
+#include "deltaserve/server/service/convert.h"
+#include "deltaserve/server/service/encoded_update.h"
+#include "deltaserve/server/service/session_reactor.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/core/metrics.h"
-#include "server/core/model_registry.h"
-#include "server/service/auth.h"
-#include "server/service/convert.h"
-#include "server/service/encoded_update.h"
-#include "server/service/session_reactor.h"
 
 namespace deltaserve::server {
 

@@ -1,12 +1,12 @@
-#include "server/service/watch_reactor.h"
+#include "deltaserve/server/service/watch_reactor.h"
 
 #include <optional>
 #include <utility>
 
-#include "base/check.h"
-#include "proto/grpc_status.h"
-#include "server/core/errors.h"
-#include "server/core/heap_release.h"
+#include "deltaserve/base/check.h"
+#include "deltaserve/proto/grpc_status.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/heap_release.h"
 
 namespace deltaserve::server {
 

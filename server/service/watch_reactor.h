@@ -36,11 +36,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/weight_hub.h"
+#include "deltaserve/server/service/encoded_update.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/core/metrics.h"
-#include "server/core/weight_hub.h"
-#include "server/service/encoded_update.h"
 
 namespace deltaserve::server {
 

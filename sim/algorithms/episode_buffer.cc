@@ -1,4 +1,4 @@
-#include "sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
 
 #include <algorithm>
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::sim {
 

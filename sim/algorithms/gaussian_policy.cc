@@ -1,4 +1,4 @@
-#include "sim/algorithms/gaussian_policy.h"
+#include "deltaserve/sim/algorithms/gaussian_policy.h"
 
 namespace deltaserve::sim {
 

@@ -6,8 +6,8 @@
 #ifndef DELTASERVE_SIM_ALGORITHMS_GAUSSIAN_POLICY_H_
 #define DELTASERVE_SIM_ALGORITHMS_GAUSSIAN_POLICY_H_
 
-#include "model/spec.h"
-#include "sim/algorithms/reinforce.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
 
 namespace deltaserve::sim {
 

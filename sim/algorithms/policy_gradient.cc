@@ -1,4 +1,4 @@
-#include "sim/algorithms/policy_gradient.h"
+#include "deltaserve/sim/algorithms/policy_gradient.h"
 
 #include <algorithm>
 #include <cmath>

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "model/spec.h"
-#include "sim/algorithms/episode_buffer.h"
-#include "sim/algorithms/reinforce.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
 
 namespace deltaserve::sim {
 

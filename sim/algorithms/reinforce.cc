@@ -1,4 +1,4 @@
-#include "sim/algorithms/reinforce.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
 
 #include <algorithm>
 #include <cmath>

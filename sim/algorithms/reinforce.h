@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "model/spec.h"
-#include "sim/algorithms/episode_buffer.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/sim/algorithms/episode_buffer.h"
 
 namespace deltaserve::sim {
 

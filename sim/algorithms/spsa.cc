@@ -1,4 +1,4 @@
-#include "sim/algorithms/spsa.h"
+#include "deltaserve/sim/algorithms/spsa.h"
 
 #include <vector>
 

@@ -1,4 +1,4 @@
-#include "sim/envs/cartpole_env.h"
+#include "deltaserve/sim/envs/cartpole_env.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "sim/envs/linear_target_task.h"
+#include "deltaserve/sim/envs/linear_target_task.h"
 
 #include <cmath>
 

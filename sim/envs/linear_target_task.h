@@ -13,7 +13,7 @@
 #include <random>
 
 #include "absl/types/span.h"
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 namespace deltaserve::sim {
 

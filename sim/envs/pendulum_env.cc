@@ -1,4 +1,4 @@
-#include "sim/envs/pendulum_env.h"
+#include "deltaserve/sim/envs/pendulum_env.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "sim/envs/point_mass_env.h"
+#include "deltaserve/sim/envs/point_mass_env.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "base/address.h"
+#include "deltaserve/base/address.h"
 
 #include <string>
 

@@ -12,9 +12,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/tests/client/test_server.h"
 #include "gtest/gtest.h"
-#include "tests/client/test_server.h"
 
 namespace deltaserve::client {
 namespace {

@@ -20,14 +20,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "client/replica.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/replica.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/tests/client/test_server.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "proto/wire.h"
-#include "tests/client/test_server.h"
 
 namespace deltaserve::client {
 namespace {

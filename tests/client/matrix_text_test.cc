@@ -1,4 +1,4 @@
-#include "client/cli/matrix_text.h"
+#include "deltaserve/client/cli/matrix_text.h"
 
 #include <sstream>
 

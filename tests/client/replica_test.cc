@@ -1,14 +1,14 @@
 // Replica over a fake stub: local forward with the model core, updates from
 // the watch stream, rejection of malformed updates.
-#include "client/replica.h"
+#include "deltaserve/client/replica.h"
 
 #include <memory>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/tests/client/fake_trainer_stub.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "tests/client/fake_trainer_stub.h"
 
 namespace deltaserve::client {
 namespace {

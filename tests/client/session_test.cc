@@ -1,7 +1,7 @@
 // client::Session against a real server on loopback: answers equal the unary
 // calls', errors carry the unary code and message, many threads and many
 // calls in flight within the bound, Close, cancel and server shutdown.
-#include "client/session.h"
+#include "deltaserve/client/session.h"
 
 #include <atomic>
 #include <cmath>
@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "deltaserve/tests/client/fake_trainer_stub.h"
+#include "deltaserve/tests/client/test_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/client/fake_trainer_stub.h"
-#include "tests/client/test_server.h"
 
 namespace deltaserve::client {
 namespace {

@@ -14,10 +14,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/tests/client/test_server.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "tests/client/test_server.h"
 
 namespace deltaserve::client {
 namespace {

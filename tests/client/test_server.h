@@ -6,10 +6,10 @@
 #include <memory>
 #include <string>
 
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/server/service/server.h"
 #include "deltaserve/v1/config.pb.h"
 #include "gtest/gtest.h"
-#include "server/service/server.h"
 
 namespace deltaserve::client::testing {
 

@@ -1,4 +1,4 @@
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
 
 #include <chrono>
 #include <memory>
@@ -8,8 +8,8 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "deltaserve/tests/client/fake_trainer_stub.h"
 #include "gtest/gtest.h"
-#include "tests/client/fake_trainer_stub.h"
 
 namespace deltaserve::client {
 namespace {

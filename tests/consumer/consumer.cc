@@ -2,8 +2,8 @@
 // prints "consumer: version V, outputs R x C". Exit 1 on any error.
 #include <iostream>
 
-#include "client/trainer_client.h"
-#include "model/spec.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/spec.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

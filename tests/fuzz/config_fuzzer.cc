@@ -21,10 +21,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/fuzz/fuzz_util.h"
 #include "deltaserve/v1/config.pb.h"
-#include "server/core/config.h"
-#include "server/core/trainer.h"
-#include "tests/fuzz/fuzz_util.h"
 
 namespace deltaserve::fuzz {
 namespace {

@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/fuzz/fuzz_util.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 #include "deltaserve/v1/trainer.pb.h"
-#include "proto/wire.h"
-#include "server/core/trainer.h"
-#include "tests/fuzz/fuzz_util.h"
-#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::fuzz {
 namespace {

@@ -24,14 +24,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/model/spec.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/model_registry.h"
+#include "deltaserve/server/core/trainer.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
-#include "model/spec.h"
-#include "server/core/config.h"
-#include "server/core/errors.h"
-#include "server/core/metrics.h"
-#include "server/core/model_registry.h"
-#include "server/core/trainer.h"
 
 namespace deltaserve::fuzz {
 

@@ -22,11 +22,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "model/validate.h"
-#include "server/core/log.h"
-#include "server/persist/model_store.h"
-#include "tests/fuzz/fuzz_util.h"
-#include "tests/server/trainer_options_builder.h"
+#include "deltaserve/model/validate.h"
+#include "deltaserve/server/core/log.h"
+#include "deltaserve/server/persist/model_store.h"
+#include "deltaserve/tests/fuzz/fuzz_util.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 
 namespace deltaserve::fuzz {
 namespace {

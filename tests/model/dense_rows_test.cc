@@ -1,4 +1,4 @@
-#include "model/dense_rows.h"
+#include "deltaserve/model/dense_rows.h"
 
 #include <cmath>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "tests/model/golden_file.h"
+#include "deltaserve/tests/model/golden_file.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -6,7 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "deltaserve/base/status_macros.h"
 
 namespace deltaserve::model::testing {
 namespace {
@@ -39,7 +39,7 @@ absl::StatusOr<std::vector<float>> ParseFloats(const std::string& key,
   std::vector<float> values;
   values.reserve(count);
   for (size_t i = first; i < tokens.size(); ++i) {
-    ASSIGN_OR_RETURN(double v, ParseDouble(key, tokens[i]));
+    DELTASERVE_ASSIGN_OR_RETURN(double v, ParseDouble(key, tokens[i]));
     values.push_back(static_cast<float>(v));
   }
   return values;
@@ -56,7 +56,7 @@ absl::StatusOr<std::vector<std::string>> GoldenCase::Tokens(const std::string& k
 }
 
 absl::StatusOr<double> GoldenCase::Scalar(const std::string& key) const {
-  ASSIGN_OR_RETURN(auto tokens, Tokens(key));
+  DELTASERVE_ASSIGN_OR_RETURN(auto tokens, Tokens(key));
   if (tokens.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(key, ": expected one value"));
   }
@@ -64,18 +64,18 @@ absl::StatusOr<double> GoldenCase::Scalar(const std::string& key) const {
 }
 
 absl::StatusOr<std::vector<float>> GoldenCase::Vector(const std::string& key) const {
-  ASSIGN_OR_RETURN(auto tokens, Tokens(key));
+  DELTASERVE_ASSIGN_OR_RETURN(auto tokens, Tokens(key));
   if (tokens.empty()) return absl::InvalidArgumentError(absl::StrCat(key, ": empty"));
-  ASSIGN_OR_RETURN(size_t count, ParseCount(key, tokens[0]));
+  DELTASERVE_ASSIGN_OR_RETURN(size_t count, ParseCount(key, tokens[0]));
   return ParseFloats(key, tokens, 1, count);
 }
 
 absl::StatusOr<Matrix> GoldenCase::MatrixRecord(const std::string& key) const {
-  ASSIGN_OR_RETURN(auto tokens, Tokens(key));
+  DELTASERVE_ASSIGN_OR_RETURN(auto tokens, Tokens(key));
   if (tokens.size() < 2) return absl::InvalidArgumentError(absl::StrCat(key, ": no shape"));
-  ASSIGN_OR_RETURN(size_t rows, ParseCount(key, tokens[0]));
-  ASSIGN_OR_RETURN(size_t cols, ParseCount(key, tokens[1]));
-  ASSIGN_OR_RETURN(auto values, ParseFloats(key, tokens, 2, rows * cols));
+  DELTASERVE_ASSIGN_OR_RETURN(size_t rows, ParseCount(key, tokens[0]));
+  DELTASERVE_ASSIGN_OR_RETURN(size_t cols, ParseCount(key, tokens[1]));
+  DELTASERVE_ASSIGN_OR_RETURN(auto values, ParseFloats(key, tokens, 2, rows * cols));
   return Matrix(ConstMatrixMap(values.data(), static_cast<Eigen::Index>(rows),
                                static_cast<Eigen::Index>(cols)));
 }

@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/model/normalization.h"
+#include "deltaserve/model/optimizer.h"
+#include "deltaserve/model/schedule.h"
+#include "deltaserve/tests/model/golden_file.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "model/normalization.h"
-#include "model/optimizer.h"
-#include "model/schedule.h"
-#include "tests/model/golden_file.h"
 
 #ifndef DELTASERVE_GOLDEN_DIR
 #error "DELTASERVE_GOLDEN_DIR must name tests/model/golden"

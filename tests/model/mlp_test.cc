@@ -1,7 +1,7 @@
 // Mlp: deterministic init, forward/backward and the read-only input VJP
 // (alone and through the input normalisation) against finite differences of
 // an independent double-precision reference, accumulation, shape errors.
-#include "model/mlp.h"
+#include "deltaserve/model/mlp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,9 +9,9 @@
 #include <thread>
 #include <vector>
 
+#include "deltaserve/model/normalization.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/normalization.h"
 
 namespace deltaserve::model {
 namespace {

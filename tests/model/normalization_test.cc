@@ -2,7 +2,7 @@
 // double) reference of the stacked rows, the exact update order of
 // stable-baselines3, Normalize and its Backward, and errors that change
 // nothing.
-#include "model/normalization.h"
+#include "deltaserve/model/normalization.h"
 
 #include <cmath>
 #include <limits>

@@ -1,6 +1,6 @@
 // Optimizer: hand-computed steps, clipping, and errors that leave state alone.
 // (Agreement with torch over many steps is in golden_test.cc.)
-#include "model/optimizer.h"
+#include "deltaserve/model/optimizer.h"
 
 #include <cmath>
 #include <limits>

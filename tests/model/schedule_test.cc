@@ -1,7 +1,7 @@
 // LearningRateSchedule: hand-computed rates (warmup, every kind, holding at
 // final after T) and the validation errors. Agreement with torch's schedulers
 // is in golden_test.cc.
-#include "model/schedule.h"
+#include "deltaserve/model/schedule.h"
 
 #include <cmath>
 #include <limits>

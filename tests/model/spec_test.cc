@@ -1,14 +1,14 @@
 // Spec and config validation, ParameterCount, CheckFinite.
-#include "model/spec.h"
+#include "deltaserve/model/spec.h"
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "deltaserve/model/validate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/validate.h"
 
 namespace deltaserve::model {
 namespace {

@@ -1,14 +1,14 @@
 // The surrogate's formulas (docs/architecture.md §1 table) and the sign that makes a
 // client's true gradient descend its loss.
-#include "model/surrogate.h"
+#include "deltaserve/model/surrogate.h"
 
 #include <iostream>
 #include <vector>
 
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/model/optimizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "model/optimizer.h"
 
 namespace deltaserve::model {
 namespace {

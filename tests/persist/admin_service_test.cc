@@ -5,14 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "deltaserve/tests/persist/faulty_file_system.h"
+#include "deltaserve/tests/persist/temp_dir.h"
+#include "deltaserve/tests/server/loopback_server.h"
 #include "deltaserve/v1/admin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
-#include "tests/persist/faulty_file_system.h"
-#include "tests/persist/temp_dir.h"
-#include "tests/server/loopback_server.h"
 
 namespace deltaserve::server {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "server/persist/file_system.h"
+#include "deltaserve/server/persist/file_system.h"
 
 namespace deltaserve::testing {
 

@@ -3,15 +3,15 @@
 // journal to its learner thread). Checked by a DCHECK, so the failing case
 // runs only where DCHECKs are on (no NDEBUG: the default and sanitizer
 // builds).
-#include "server/core/journal_writer.h"
+#include "deltaserve/server/core/journal_writer.h"
 
 #include <memory>
 #include <thread>
 
+#include "deltaserve/server/persist/file_system.h"
+#include "deltaserve/server/persist/model_store.h"
+#include "deltaserve/tests/persist/temp_dir.h"
 #include "gtest/gtest.h"
-#include "server/persist/file_system.h"
-#include "server/persist/model_store.h"
-#include "tests/persist/temp_dir.h"
 
 namespace deltaserve::server {
 namespace {

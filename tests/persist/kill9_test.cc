@@ -27,14 +27,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "client/trainer_client.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/persist/temp_dir.h"
+#include "deltaserve/tests/server/submit_and_wait.h"
+#include "deltaserve/tests/support/child_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/config.h"
-#include "server/core/trainer.h"
-#include "tests/persist/temp_dir.h"
-#include "tests/server/submit_and_wait.h"
-#include "tests/support/child_process.h"
 
 namespace deltaserve {
 namespace {

@@ -1,6 +1,6 @@
 // The state directory's formats and recovery rules (server/persist/):
 // every corruption a crash or a bad disk can produce, made on purpose.
-#include "server/persist/model_store.h"
+#include "deltaserve/server/persist/model_store.h"
 
 #include <filesystem>
 #include <fstream>
@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "deltaserve/server/persist/crc32c.h"
+#include "deltaserve/server/persist/journal.h"
+#include "deltaserve/tests/persist/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/persist/crc32c.h"
-#include "server/persist/journal.h"
-#include "tests/persist/temp_dir.h"
 
 namespace deltaserve::persist {
 namespace {

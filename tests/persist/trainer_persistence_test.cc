@@ -9,15 +9,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/persist/journal.h"
+#include "deltaserve/tests/persist/faulty_file_system.h"
+#include "deltaserve/tests/persist/temp_dir.h"
+#include "deltaserve/tests/server/held_gate.h"
+#include "deltaserve/tests/server/submit_and_wait.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/trainer.h"
-#include "server/persist/journal.h"
-#include "tests/persist/faulty_file_system.h"
-#include "tests/persist/temp_dir.h"
-#include "tests/server/held_gate.h"
-#include "tests/server/submit_and_wait.h"
-#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {

@@ -1,20 +1,20 @@
 // The Authorizer and the token helpers as specifications: which role each
 // method needs (deny by default), what an AuthConfig must look like, and how
 // each kind of bad credential is answered.
-#include "server/service/auth.h"
+#include "deltaserve/server/service/auth.h"
 
 #include <cctype>
 
 #include <set>
 #include <string>
 
-#include "base/address.h"
-#include "base/token.h"
+#include "deltaserve/base/address.h"
+#include "deltaserve/base/token.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/service/tls.h"
+#include "deltaserve/tests/security/test_pki.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "server/service/tls.h"
-#include "tests/security/test_pki.h"
-#include "tests/server/metrics_scrape.h"
 
 namespace deltaserve::server {
 namespace {

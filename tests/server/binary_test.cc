@@ -30,17 +30,17 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "base/token.h"
-#include "client/trainer_client.h"
+#include "deltaserve/base/token.h"
+#include "deltaserve/client/trainer_client.h"
+#include "deltaserve/model/dense_rows.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/support/child_process.h"
+#include "deltaserve/tests/support/closed_by_peer.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "model/dense_rows.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/support/child_process.h"
-#include "tests/support/closed_by_peer.h"
 
 namespace {
 

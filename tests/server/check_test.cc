@@ -1,7 +1,7 @@
 // base/check.h: CHECK, DCHECK and ThreadOwner. The death tests need DCHECKs
 // on (no NDEBUG: the default build and the sanitizer builds); a build with
 // NDEBUG reports them as skipped and checks instead that DCHECKs compile out.
-#include "base/check.h"
+#include "deltaserve/base/check.h"
 
 #include <thread>
 

@@ -14,13 +14,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "deltaserve/proto/config_defaults.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/forward_batcher.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/config_defaults.h"
-#include "server/core/config.h"
-#include "server/core/forward_batcher.h"
-#include "server/core/trainer.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

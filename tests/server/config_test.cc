@@ -1,11 +1,11 @@
-#include "server/core/config.h"
+#include "deltaserve/server/core/config.h"
 
 #include <fstream>
 #include <string>
 
+#include "deltaserve/tests/server/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

@@ -2,7 +2,7 @@
 // descriptors it is given, as gRPC does, so the tests control how many are
 // open. The defect it replaces: gRPC 1.51's listener stopped accepting for
 // good after one accept() failed with EMFILE.
-#include "server/service/connection_listener.h"
+#include "deltaserve/server/service/connection_listener.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,10 +17,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/support/closed_by_peer.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/support/closed_by_peer.h"
 
 namespace deltaserve::server {
 namespace {

@@ -1,11 +1,11 @@
-#include "server/service/encoded_update.h"
+#include "deltaserve/server/service/encoded_update.h"
 
 #include <memory>
 
+#include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "gtest/gtest.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

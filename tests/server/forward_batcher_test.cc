@@ -5,7 +5,7 @@
 // Batches are made deterministic without timing: with a long max_queue_delay
 // the batcher holds the oldest request until max_batch_rows rows wait, so
 // enqueueing exactly max_batch_rows rows forms exactly one batch.
-#include "server/core/forward_batcher.h"
+#include "deltaserve/server/core/forward_batcher.h"
 
 #include <atomic>
 #include <cmath>
@@ -19,13 +19,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/server/test_util.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "server/core/trainer.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/server/test_util.h"
-#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {

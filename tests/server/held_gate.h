@@ -5,7 +5,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/core/trainer.h"
+#include "deltaserve/server/core/trainer.h"
 
 namespace deltaserve::server::testing {
 

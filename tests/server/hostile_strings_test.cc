@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/errors.h"
+#include "deltaserve/server/core/heap_release.h"
+#include "deltaserve/tests/server/loopback_server.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/config.h"
-#include "server/core/errors.h"
-#include "server/core/heap_release.h"
-#include "tests/server/loopback_server.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

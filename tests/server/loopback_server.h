@@ -12,14 +12,14 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/service/server.h"
+#include "deltaserve/tests/server/held_gate.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "server/service/server.h"
-#include "tests/server/held_gate.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server::testing {
 

@@ -14,17 +14,17 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/service/server.h"
+#include "deltaserve/tests/server/loopback_server.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "server/core/trainer.h"
-#include "server/service/server.h"
-#include "tests/server/loopback_server.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

@@ -1,6 +1,6 @@
 // ServerMetrics: what the trainer records is what a Prometheus scrape of the
 // HTTP endpoint (loopback, OS-picked port) reads back.
-#include "server/core/metrics.h"
+#include "deltaserve/server/core/metrics.h"
 
 #include <iterator>
 #include <map>
@@ -8,9 +8,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/server/metrics_scrape.h"
 
 namespace deltaserve::server {
 namespace {

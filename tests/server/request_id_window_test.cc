@@ -1,4 +1,4 @@
-#include "server/core/request_id_window.h"
+#include "deltaserve/server/core/request_id_window.h"
 
 #include <cstdint>
 #include <deque>

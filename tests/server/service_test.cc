@@ -18,6 +18,13 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "deltaserve/model/mlp.h"
+#include "deltaserve/proto/wire.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/service/convert.h"
+#include "deltaserve/server/service/server.h"
+#include "deltaserve/tests/server/loopback_server.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -25,14 +32,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "model/mlp.h"
-#include "proto/wire.h"
-#include "server/core/trainer.h"
-#include "server/service/convert.h"
-#include "server/service/server.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "tests/server/loopback_server.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

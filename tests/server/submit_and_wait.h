@@ -11,8 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/trainer.h"
 #include "gtest/gtest.h"
-#include "server/core/trainer.h"
 
 namespace deltaserve::server::testing {
 

@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "deltaserve/model/spec.h"
+#include "deltaserve/server/core/snapshot.h"
 #include "deltaserve/v1/config.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
-#include "model/spec.h"
-#include "server/core/snapshot.h"
 
 namespace deltaserve::server::testing {
 

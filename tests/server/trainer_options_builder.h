@@ -16,10 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "deltaserve/model/spec.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/server/persist/file_system.h"
 #include "deltaserve/v1/config.pb.h"
-#include "model/spec.h"
-#include "server/core/trainer.h"
-#include "server/persist/file_system.h"
 
 namespace deltaserve::server::testing {
 

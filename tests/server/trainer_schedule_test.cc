@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/trainer.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/server/submit_and_wait.h"
+#include "deltaserve/tests/server/test_util.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "server/core/trainer.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/server/submit_and_wait.h"
-#include "tests/server/test_util.h"
-#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/core/trainer.h"
+#include "deltaserve/server/core/trainer.h"
 
 #include <cmath>
 #include <limits>
@@ -11,14 +11,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/tests/server/held_gate.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
+#include "deltaserve/tests/server/submit_and_wait.h"
+#include "deltaserve/tests/server/test_util.h"
+#include "deltaserve/tests/server/trainer_options_builder.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/metrics.h"
-#include "tests/server/held_gate.h"
-#include "tests/server/metrics_scrape.h"
-#include "tests/server/submit_and_wait.h"
-#include "tests/server/test_util.h"
-#include "tests/server/trainer_options_builder.h"
 
 namespace deltaserve::server {
 namespace {

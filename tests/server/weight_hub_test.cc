@@ -1,4 +1,4 @@
-#include "server/core/weight_hub.h"
+#include "deltaserve/server/core/weight_hub.h"
 
 #include <atomic>
 #include <memory>
@@ -6,8 +6,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/tests/server/test_util.h"
 #include "gtest/gtest.h"
-#include "tests/server/test_util.h"
 
 namespace deltaserve::server {
 namespace {

@@ -5,7 +5,7 @@
 //   θ̇' = clip(θ̇ + (15·sin θ + 3·u)·0.05, −8, 8),  θ' = θ + 0.05·θ̇'.
 // tests/python/test_pendulum.py checks the numpy environment against the
 // same numbers.
-#include "sim/envs/pendulum_env.h"
+#include "deltaserve/sim/envs/pendulum_env.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 // The simulators' retry policy (sim/retry.h): which codes are retried, how,
 // and that spent budgets and other codes fail with the server's code.
-#include "sim/retry.h"
+#include "deltaserve/sim/retry.h"
 
 #include <vector>
 

@@ -2,7 +2,7 @@
 // (on a Session all in flight at once, unary one after another) gives
 // exactly the outputs of one call with every row, at the same version, on a
 // real server on loopback.
-#include "sim/runner.h"
+#include "deltaserve/sim/runner.h"
 
 #include <memory>
 #include <string>
@@ -10,11 +10,11 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/service/server.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
 #include "gtest/gtest.h"
-#include "server/core/config.h"
-#include "server/core/metrics.h"
-#include "server/service/server.h"
-#include "tests/server/metrics_scrape.h"
 
 namespace deltaserve::sim {
 namespace {

@@ -4,15 +4,15 @@
 #include <random>
 #include <vector>
 
+#include "deltaserve/sim/algorithms/episode_buffer.h"
+#include "deltaserve/sim/algorithms/gaussian_policy.h"
+#include "deltaserve/sim/algorithms/policy_gradient.h"
+#include "deltaserve/sim/algorithms/reinforce.h"
+#include "deltaserve/sim/algorithms/spsa.h"
+#include "deltaserve/sim/envs/cartpole_env.h"
+#include "deltaserve/sim/envs/linear_target_task.h"
+#include "deltaserve/sim/envs/point_mass_env.h"
 #include "gtest/gtest.h"
-#include "sim/algorithms/episode_buffer.h"
-#include "sim/algorithms/gaussian_policy.h"
-#include "sim/algorithms/policy_gradient.h"
-#include "sim/algorithms/reinforce.h"
-#include "sim/algorithms/spsa.h"
-#include "sim/envs/cartpole_env.h"
-#include "sim/envs/linear_target_task.h"
-#include "sim/envs/point_mass_env.h"
 
 namespace deltaserve::sim {
 namespace {

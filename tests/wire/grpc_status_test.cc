@@ -1,4 +1,4 @@
-#include "proto/grpc_status.h"
+#include "deltaserve/proto/grpc_status.h"
 
 #include <string>
 

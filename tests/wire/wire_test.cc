@@ -1,4 +1,4 @@
-#include "proto/wire.h"
+#include "deltaserve/proto/wire.h"
 
 #include "gtest/gtest.h"
 
