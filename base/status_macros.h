@@ -1,5 +1,6 @@
-// RETURN_IF_ERROR and ASSIGN_OR_RETURN for absl::Status / absl::StatusOr,
-// which Abseil 20220623 does not provide.
+// DELTASERVE_RETURN_IF_ERROR and DELTASERVE_ASSIGN_OR_RETURN for absl::Status /
+// absl::StatusOr, which Abseil 20220623 does not provide. Prefixed so that
+// they never collide with a consumer's own RETURN_IF_ERROR.
 #ifndef DELTASERVE_BASE_STATUS_MACROS_H_
 #define DELTASERVE_BASE_STATUS_MACROS_H_
 
