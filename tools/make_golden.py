@@ -73,7 +73,8 @@ def flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def make_mlp(out_dir, gen, name, input_dim, layers, batch):
+def random_linears(gen, input_dim, layers):
+    """torch.nn.Linear layers for `layers` [(units, activation)], weights drawn from `gen`."""
     linears = []
     fan_in = input_dim
     for units, _ in layers:
@@ -83,6 +84,11 @@ def make_mlp(out_dir, gen, name, input_dim, layers, batch):
             linear.bias.copy_(torch.randn(units, generator=gen) * 0.3)
         linears.append(linear)
         fan_in = units
+    return linears
+
+
+def make_mlp(out_dir, gen, name, input_dim, layers, batch):
+    linears = random_linears(gen, input_dim, layers)
     x = torch.randn(batch, input_dim, generator=gen).requires_grad_(True)
     a = x
     for linear, (_, act) in zip(linears, layers):
@@ -233,15 +239,7 @@ def make_input_gradient_normalized(out_dir):
     gen = torch.Generator().manual_seed(20261206)
     input_dim, layers, batch = 4, [(6, "tanh"), (5, "relu"), (2, "sigmoid")], 6
     clip, epsilon = float32(1.5), float32(1e-8)
-    linears = []
-    fan_in = input_dim
-    for units, _ in layers:
-        linear = torch.nn.Linear(fan_in, units)
-        with torch.no_grad():
-            linear.weight.copy_(torch.randn(units, fan_in, generator=gen) * 0.6)
-            linear.bias.copy_(torch.randn(units, generator=gen) * 0.3)
-        linears.append(linear)
-        fan_in = units
+    linears = random_linears(gen, input_dim, layers)
     mean = torch.randn(input_dim, generator=gen, dtype=torch.float64)
     var = torch.rand(input_dim, generator=gen, dtype=torch.float64) * 2 + 0.1
     # Inputs spread so that some normalised values fall outside [-clip, clip].
