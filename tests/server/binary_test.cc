@@ -132,7 +132,7 @@ TEST_P(ServerBinaryRefusesModelField, WithOneLineNamingTheField) {
   EXPECT_EQ(refusal.exit_code, 2);
 }
 
-// DESIGN.md's invalid schedules, and what is not implemented yet.
+// The invalid schedules of docs/model.md, and what is not implemented yet.
 INSTANTIATE_TEST_SUITE_P(
     Schedules, ServerBinaryRefusesModelField,
     ::testing::Values(

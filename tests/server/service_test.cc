@@ -156,7 +156,7 @@ TEST_F(ServiceTest, GetModelInfoReportsSpecWithDefaultsFilled) {
 }
 
 // ModelInfo.learning_rate is the rate the next step uses: lr(k) with k the
-// steps taken, here EXPONENTIAL with warmup (DESIGN.md's closed form).
+// steps taken, here EXPONENTIAL with warmup (docs/model.md's closed form).
 TEST_F(ServiceTest, GetModelInfoLearningRateFollowsTheSchedule) {
   Start(R"pb(models {
                name: "m"

@@ -1,5 +1,5 @@
 // A Trainer with a learning-rate schedule: each optimizer step uses lr(k),
-// k the optimizer steps taken before it (DESIGN.md, "Learning-rate
+// k the optimizer steps taken before it (docs/model.md, "Learning-rate
 // schedules"); the published snapshot and the metrics report the next
 // step's rate; ImportParameters resets the optimizer state but not k.
 #include <algorithm>
@@ -47,7 +47,7 @@ std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options) {
   return trainer.ok() ? *std::move(trainer) : nullptr;
 }
 
-// DESIGN.md's closed forms, written out here independently of
+// docs/model.md's closed forms, written out here independently of
 // model/schedule.cc.
 double LinearRate(uint64_t k, double final_rate, uint64_t total) {
   const double lr = kBaseRate;
