@@ -129,6 +129,7 @@ if [[ ${FRESH_REBOOTSTRAP:-0} == 1 || ! -s $tarball ]]; then
   mirror=$(host_debian_mirror)
   [[ -n $mirror ]] || die "no 'bookworm' deb source in the host's apt sources: which mirror?"
   bare=$(mktemp -d "$dir/bare.XXXXXX")
+  chmod 755 "$bare"  # mktemp's 0700 would become the rootfs's "/".
   say "debootstrap --variant=minbase --include=make,git bookworm from $mirror"
   t=$SECONDS
   debootstrap --variant=minbase --include=make,git bookworm "$bare" "$mirror" >>"$log_file" 2>&1 ||
@@ -150,6 +151,10 @@ rm -rf --one-file-system "$rootfs"
 mkdir -p "$rootfs"
 t=$SECONDS
 tar -C "$rootfs" --numeric-owner -xf "$tarball"
+# "/" as on a real machine: a tarball cached before the chmod above has the
+# 0700 of mktemp's directory, and then no user but root can reach /bin/sh
+# (munge's postinst runs `su munge`: "su: failed to execute /bin/sh").
+chmod 755 "$rootfs"
 say "rootfs unpacked from $tarball in $((SECONDS - t)) s: $rootfs"
 cp -L /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
 
