@@ -26,6 +26,9 @@ v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submission,
   request.set_version(submission.version);
   request.set_objective(wire::ObjectiveToProto(submission.objective));
   request.set_request_id(submission.request_id.empty() ? NewRequestId() : submission.request_id);
+  if (!submission.metrics.empty()) {
+    request.mutable_metrics()->insert(submission.metrics.begin(), submission.metrics.end());
+  }
   return request;
 }
 

@@ -15,6 +15,8 @@ deltaserve::v1::ForwardRequest ForwardRequestFor(const Eigen::Ref<const model::M
                                                  const std::string& model);
 
 // request_id: the submission's, or a NewRequestId() when it is empty.
+// The metrics are copied as they are: callers check them first
+// (wire::ValidateMetrics).
 deltaserve::v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submission,
                                                     const std::string& model);
 

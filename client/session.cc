@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "deltaserve/client/convert.h"
+#include "deltaserve/proto/client_metrics.h"
 #include "deltaserve/proto/grpc_status.h"
 
 namespace deltaserve::client {
@@ -75,6 +76,10 @@ absl::StatusOr<ForwardResult> Session::ForwardSync(const Eigen::Ref<const model:
 
 void Session::SubmitDelta(const DeltaSubmission& submission, SubmitCallback done,
                           const std::string& model) {
+  if (absl::Status valid = wire::ValidateMetrics(submission.metrics); !valid.ok()) {
+    std::move(done)(valid);  // Refused here: nothing is sent.
+    return;
+  }
   v1::SessionRequest request;
   *request.mutable_submit() = internal::SubmitRequestFor(submission, model);
   Issue(std::move(request), std::move(done));

@@ -76,7 +76,9 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
 
   // δ for the rows of submission.inputs; answered once applied (as the unary
   // SubmitDelta: ABORTED if too stale, RESOURCE_EXHAUSTED if the queue is
-  // full). No retries here: see the top of this file.
+  // full). No retries here: see the top of this file. Metrics that break a
+  // rule (DeltaSubmission::metrics): `done` gets INVALID_ARGUMENT at once,
+  // on the calling thread, and nothing is sent.
   void SubmitDelta(const DeltaSubmission& submission, SubmitCallback done,
                    const std::string& model = "") ABSL_LOCKS_EXCLUDED(mu_);
   std::future<absl::StatusOr<SubmitDeltaResult>> SubmitDelta(const DeltaSubmission& submission,

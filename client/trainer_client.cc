@@ -12,6 +12,7 @@
 #include "deltaserve/base/status_macros.h"
 #include "deltaserve/client/convert.h"
 #include "deltaserve/client/session.h"
+#include "deltaserve/proto/client_metrics.h"
 #include "deltaserve/proto/wire.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -201,6 +202,7 @@ absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const mode
 
 absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmission& submission,
                                                              const std::string& model) const {
+  DELTASERVE_RETURN_IF_ERROR(wire::ValidateMetrics(submission.metrics));
   const v1::SubmitDeltaRequest request = internal::SubmitRequestFor(submission, model);
   v1::SubmitDeltaResponse response;
   absl::Status status;

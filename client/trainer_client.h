@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -148,6 +149,13 @@ struct DeltaSubmission {
   // Unique per submission; empty: SubmitDelta makes one (NewRequestId). Set
   // it yourself to keep it across your own retries of the same submission.
   std::string request_id = "";
+  // Values to report with it (e.g. {"episode_return", 195.0}), kept by the
+  // server if the submission is applied and shown on its /metrics as
+  // deltaserve_client_metric{model, name} (docs/operations.md). Names match
+  // [A-Za-z_][A-Za-z0-9_]{0,63}, values are finite, at most 64 names
+  // (proto/client_metrics.h): otherwise SubmitDelta fails with
+  // INVALID_ARGUMENT naming the rule, and nothing is sent.
+  std::map<std::string, double> metrics = {};
 };
 
 // The server's answer to a SubmitDelta (see SubmitDeltaResponse).
@@ -243,6 +251,8 @@ class TrainerClient {
   // DEADLINE_EXCEEDED and UNAVAILABLE are retried (options().submit_retries)
   // with the same request_id, so a call that timed out after the server
   // applied it is answered with the original result (duplicate = true).
+  // INVALID_ARGUMENT without sending anything if submission.metrics breaks
+  // a rule (see DeltaSubmission::metrics).
   absl::StatusOr<SubmitDeltaResult> SubmitDelta(const DeltaSubmission& submission,
                                                 const std::string& model = "") const;
 

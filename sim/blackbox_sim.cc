@@ -10,8 +10,11 @@
 //   result initial_loss=1.31 final_loss=0.004 initial_distance=2.1 distance_to_optimum=0.05
 // (aborted=: SubmitDelta replies ABORTED, each re-estimated at fresh outputs
 // and resent). Exit code 0 only if final_loss < --loss_threshold
-// (converged), 2 if not, 1 if an RPC failed for good (sim/retry.h).
+// (converged), 2 if not, 1 if an RPC failed for good (sim/retry.h). Each
+// submission reports true_loss, its batch's true loss at the outputs it was
+// estimated at, to the server's /metrics.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -107,10 +110,14 @@ absl::StatusOr<int> Run() {
   for (int iter = 1; iter <= iterations; ++iter) {
     const model::Matrix inputs = task.SampleInputs(absl::GetFlag(FLAGS_batch), rng);
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult forward, runner->Fetch(inputs));
-    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult result,
-                                runner->Submit(forward, [&](const client::ForwardResult& y) {
-                                  return spsa.At(inputs, y);
-                                }));
+    // No episodes here: the batch's true loss at the outputs it was sent
+    // with is what a dashboard can follow (/metrics).
+    const std::map<std::string, double> metrics = {
+        {"true_loss", task.TrueLoss(inputs, forward.outputs)}};
+    DELTASERVE_ASSIGN_OR_RETURN(
+        const client::SubmitDeltaResult result,
+        runner->Submit(
+            forward, [&](const client::ForwardResult& y) { return spsa.At(inputs, y); }, metrics));
     if (iter % eval_every == 0 || iter == iterations) {
       DELTASERVE_ASSIGN_OR_RETURN(const double loss, TrueLoss(*runner, task, x_test));
       Report("iter=%d true_loss=%.5f version=%d\n", iter, loss, result.version);

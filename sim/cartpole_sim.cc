@@ -13,7 +13,9 @@
 //   episode=12 return=37 version=5 sim=3 t=0.412
 // and at exit:
 //   summary sim=3 episodes=300 steps=41234 submits=100 aborted=0 mean_return_last100=212.3
-// (aborted: SubmitDelta replies ABORTED, each refetched and resent). Exit
+// (aborted: SubmitDelta replies ABORTED, each refetched and resent). Each
+// submission reports episode_return and episode_length (the means of its
+// episodes) to the server's /metrics. Exit
 // code 0 unless an RPC failed for good (sim/retry.h says which retry).
 #include <chrono>
 #include <cstdint>
@@ -119,7 +121,7 @@ absl::Status SubmitEpisodes(const EpisodeBuffer& finished, const ReinforceOption
     return client::DeltaSubmission{batch.inputs, logits.outputs,
                                    SoftmaxDeltas(batch, logits.outputs), logits.version};
   };
-  return runner.Submit({batch.acted, batch.version}, build).status();
+  return runner.Submit({batch.acted, batch.version}, build, EpisodeMetrics(finished)).status();
 }
 
 absl::StatusOr<int> Run() {

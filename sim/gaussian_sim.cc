@@ -14,7 +14,9 @@
 // greedy_return: mean return of a = μ(s) on 100 fixed start states;
 // episodes_to_threshold: first episode at which the mean of the last 50
 // returns reached --threshold (-1 if never); updates: optimizer steps;
-// aborted: SubmitDelta replies ABORTED (each refetched and resent).
+// aborted: SubmitDelta replies ABORTED (each refetched and resent). Each
+// submission reports episode_return and episode_length (the means of its
+// episodes) to the server's /metrics.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -123,7 +125,7 @@ absl::Status SubmitEpisodes(const EpisodeBuffer& episodes, float sigma, Acted ac
     return client::DeltaSubmission{batch.inputs, std::move(acted_outputs),
                                    GaussianDeltas(batch, means.outputs, sigma), means.version};
   };
-  return runner.Submit({batch.acted, batch.version}, build).status();
+  return runner.Submit({batch.acted, batch.version}, build, EpisodeMetrics(episodes)).status();
 }
 
 absl::StatusOr<int> Run() {

@@ -171,14 +171,20 @@ absl::StatusOr<client::Parameters> Runner::GetParameters() {
                                          [&] { return client_->GetParameters(options_.model); });
 }
 
-absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(const client::ForwardResult& acted,
-                                                         const SubmissionBuilder& build) {
+absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
+    const client::ForwardResult& acted, const SubmissionBuilder& build,
+    const std::map<std::string, double>& metrics) {
+  const SubmissionBuilder with_metrics = [&](const client::ForwardResult& outputs) {
+    client::DeltaSubmission submission = build(outputs);
+    if (!metrics.empty()) submission.metrics = metrics;
+    return submission;
+  };
   SubmitRpcs rpcs;
   rpcs.submit = [&](const client::DeltaSubmission& submission) { return SubmitOnce(submission); };
   rpcs.refetch = [&](const model::Matrix& inputs) { return ForwardOnce(inputs); };
   DELTASERVE_ASSIGN_OR_RETURN(
       client::SubmitDeltaResult result,
-      SubmitWithRetry(options_.retry, rpcs, build, acted, &counts_.retries));
+      SubmitWithRetry(options_.retry, rpcs, with_metrics, acted, &counts_.retries));
   ++counts_.submits;
   if (result.stepped) ++counts_.steps;
   return result;

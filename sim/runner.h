@@ -15,6 +15,7 @@
 #define DELTASERVE_SIM_RUNNER_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -98,8 +99,11 @@ class Runner {
 
   // Sends build(acted) with SubmitWithRetry (ABORTED → Fetch the inputs
   // again and send build(fresh)); returns the accepted submission's answer.
-  absl::StatusOr<client::SubmitDeltaResult> Submit(const client::ForwardResult& acted,
-                                                   const SubmissionBuilder& build);
+  // `metrics` go with every attempt (DeltaSubmission::metrics; the server
+  // keeps those of the one it applies).
+  absl::StatusOr<client::SubmitDeltaResult> Submit(
+      const client::ForwardResult& acted, const SubmissionBuilder& build,
+      const std::map<std::string, double>& metrics = {});
 
  private:
   Runner(RunnerOptions options, std::shared_ptr<client::TrainerClient> client,

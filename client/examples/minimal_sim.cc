@@ -27,9 +27,12 @@ int main(int argc, char** argv) {
       done = step.done();
     }
     buffer.EndEpisode();
-    std::printf("episode=%d return=%d\n", episode, env.steps());
+    const double steps = env.steps();  // reward 1 per step: the return
+    std::printf("episode=%d return=%.0f\n", episode, steps);
     env.Reset();
     sim::PolicyGradientBatch b = sim::BuildReinforce(buffer, {});  // δ = ∂loss/∂logits
-    (void)trainer->SubmitDelta({b.inputs, b.acted, b.deltas, b.version});
+    client::DeltaSubmission s{b.inputs, b.acted, b.deltas, b.version};
+    s.metrics = {{"episode_return", steps}, {"episode_length", steps}};  // shown on /metrics
+    (void)trainer->SubmitDelta(s);
   }
 }

@@ -1,5 +1,6 @@
 #include "deltaserve/server/core/metrics.h"
 
+#include <algorithm>
 #include <exception>
 #include <iterator>
 #include <utility>
@@ -27,9 +28,17 @@ constexpr absl::string_view kRejectReasonNames[] = {
     "invalid", "stale", "queue_full", "shutting_down", "other",
 };
 
+// Indexed by wire::MetricRule − 1 (kOk has no name).
+constexpr absl::string_view kMetricDropReasonNames[] = {
+    "invalid_name",
+    "not_finite",
+    "too_many_names",
+};
+
 // One name per enumerator: a new rpc or reason without a name fails here.
 static_assert(std::size(kRpcNames) == kNumRpcs);
 static_assert(std::size(kRejectReasonNames) == kNumRejectReasons);
+static_assert(std::size(kMetricDropReasonNames) == kNumMetricDropReasons);
 
 constexpr int kUnknownCode = static_cast<int>(absl::StatusCode::kUnknown);
 
@@ -150,7 +159,17 @@ struct ServerMetrics::Families {
         connections_refused(prometheus::BuildCounter()
                                 .Name("deltaserve_connections_refused_total")
                                 .Help("Connections accepted and closed at once, by reason.")
-                                .Register(registry)) {}
+                                .Register(registry)),
+        client_metric(prometheus::BuildGauge()
+                          .Name("deltaserve_client_metric")
+                          .Help("Mean of the last 100 values clients reported with applied "
+                                "submissions, by model and metric name.")
+                          .Register(registry)),
+        client_metrics_dropped(prometheus::BuildCounter()
+                                   .Name("deltaserve_client_metrics_dropped_total")
+                                   .Help("Reported metrics of applied submissions that were not "
+                                         "kept, by reason.")
+                                   .Register(registry)) {}
 
   prometheus::Family<prometheus::Counter>& rpc_requests;
   prometheus::Family<prometheus::Histogram>& rpc_latency;
@@ -171,6 +190,8 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Family<prometheus::Gauge>& connections;
   prometheus::Family<prometheus::Counter>& connections_refused;
+  prometheus::Family<prometheus::Gauge>& client_metric;
+  prometheus::Family<prometheus::Counter>& client_metrics_dropped;
 };
 
 RejectReason RejectReasonFromStatus(absl::StatusCode code) {
@@ -192,6 +213,10 @@ absl::string_view RpcName(Rpc rpc) { return kRpcNames[static_cast<int>(rpc)]; }
 
 absl::string_view RejectReasonName(RejectReason reason) {
   return kRejectReasonNames[static_cast<int>(reason)];
+}
+
+absl::string_view MetricDropReasonName(wire::MetricRule rule) {
+  return kMetricDropReasonNames[static_cast<int>(rule) - 1];
 }
 
 std::string StatusCodeName(int code) {
@@ -239,6 +264,54 @@ void ModelMetrics::SetLearningRate(double rate) { learning_rate_->Set(rate); }
 void ModelMetrics::SetQueueDepth(int64_t depth) { queue_depth_->Set(static_cast<double>(depth)); }
 
 void ModelMetrics::AddWatchers(int64_t delta) { watchers_->Increment(static_cast<double>(delta)); }
+
+double ModelMetrics::ClientSeries::Mean() const {
+  const size_t n = total < ring.size() ? static_cast<size_t>(total) : ring.size();
+  if (n == 0) return 0.0;
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) sum += ring[i];
+  return sum / static_cast<double>(n);
+}
+
+void ModelMetrics::RecordClientMetrics(absl::Span<const ClientMetric> metrics) {
+  absl::MutexLock lock(&client_mu_);
+  for (const ClientMetric& metric : metrics) {
+    wire::MetricRule rule = wire::CheckMetric(metric.name, metric.value);
+    auto it = client_series_.end();
+    if (rule == wire::MetricRule::kOk) {
+      it = client_series_.find(metric.name);
+      if (it == client_series_.end()) {
+        if (client_series_.size() >= wire::kMaxMetricNames) {
+          rule = wire::MetricRule::kTooManyNames;
+        } else {
+          // The first report of a name: its one allocation and its series.
+          it = client_series_.emplace(metric.name, ClientSeries()).first;
+          it->second.gauge =
+              &client_metric_family_->Add({{"model", model_}, {"name", metric.name}});
+        }
+      }
+    }
+    if (rule != wire::MetricRule::kOk) {
+      client_metrics_dropped_[static_cast<int>(rule) - 1]->Increment();
+      continue;
+    }
+    ClientSeries& series = it->second;
+    series.ring[series.total % series.ring.size()] = metric.value;
+    ++series.total;
+    series.gauge->Set(series.Mean());
+  }
+}
+
+std::vector<ClientMetricSummary> ModelMetrics::ClientMetrics() const {
+  absl::MutexLock lock(&client_mu_);
+  std::vector<ClientMetricSummary> summaries;
+  summaries.reserve(client_series_.size());
+  for (const auto& [name, series] : client_series_) {
+    const uint64_t count = std::min<uint64_t>(series.total, series.ring.size());
+    summaries.push_back(ClientMetricSummary{name, series.Mean(), count, series.total});
+  }
+  return summaries;
+}
 
 ServerMetrics::ServerMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -307,6 +380,12 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
   m->learning_rate_ = &f.learning_rate.Add({{"model", name}});
   m->queue_depth_ = &f.queue_depth.Add({{"model", name}});
   m->watchers_ = &f.watchers.Add({{"model", name}});
+  m->model_ = name;
+  m->client_metric_family_ = &f.client_metric;
+  for (int i = 0; i < kNumMetricDropReasons; ++i) {
+    m->client_metrics_dropped_[i] = &f.client_metrics_dropped.Add(
+        {{"model", name}, {"reason", std::string(kMetricDropReasonNames[i])}});
+  }
 
   ModelMetrics* raw = m.get();
   models_.emplace(name, std::move(m));

@@ -29,6 +29,16 @@
 //   reloads_total{what,result}                counter (server-wide)
 //   connections                               gauge (server-wide)
 //   connections_refused_total{reason}         counter (server-wide)
+//   client_metric{model,name}                 gauge (mean of the last 100 reports)
+//   client_metrics_dropped_total{model,reason} counter
+//
+// Reported metrics (client_metric): the values simulators attach to their
+// submissions (SubmitDeltaRequest.metrics), recorded for applied ones only.
+// Their names come from clients, so they are bounded: at most
+// wire::kMaxMetricNames series per model (proto/client_metrics.h), each a
+// ring of wire::kMetricWindow values; a metric that breaks a rule is counted
+// in client_metrics_dropped_total under one of three fixed reasons and
+// leaves no other trace (no series, no log line).
 #ifndef DELTASERVE_SERVER_CORE_METRICS_H_
 #define DELTASERVE_SERVER_CORE_METRICS_H_
 
@@ -37,16 +47,21 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "deltaserve/proto/client_metrics.h"
 
 namespace prometheus {
 class Counter;
 class Exposer;
+template <typename T>
+class Family;
 class Gauge;
 class Histogram;
 class Registry;
@@ -86,6 +101,25 @@ enum class RejectReason {
 };
 inline constexpr int kNumRejectReasons = static_cast<int>(RejectReason::kOther) + 1;
 
+// Why a reported metric was dropped (label reason="invalid_name", ...):
+// wire::MetricRule without kOk.
+inline constexpr int kNumMetricDropReasons = static_cast<int>(wire::MetricRule::kTooManyNames);
+
+// One value a client reported with a submission (SubmitDeltaRequest.metrics),
+// as received: ModelMetrics::RecordClientMetrics checks the rules.
+struct ClientMetric {
+  std::string name;
+  double value = 0.0;
+};
+
+// A reported metric's aggregate (ModelMetrics::ClientMetrics).
+struct ClientMetricSummary {
+  std::string name;
+  double mean = 0.0;   // Of the last `count` reports (what the gauge shows).
+  uint64_t count = 0;  // Reports in the mean: min(total, wire::kMetricWindow).
+  uint64_t total = 0;  // Reports kept since the server started.
+};
+
 // Maps a Trainer error to its reason, following docs/architecture.md §6.
 RejectReason RejectReasonFromStatus(absl::StatusCode code);
 
@@ -96,6 +130,8 @@ RejectReason RejectReasonFromStatus(absl::StatusCode code);
 // is reported as "UNKNOWN").
 absl::string_view RpcName(Rpc rpc);
 absl::string_view RejectReasonName(RejectReason reason);
+// "invalid_name", "not_finite" or "too_many_names" (not for kOk).
+absl::string_view MetricDropReasonName(wire::MetricRule rule);
 std::string StatusCodeName(int code);
 
 // One model's metrics. Every method is thread-safe and never blocks on
@@ -140,9 +176,30 @@ class ModelMetrics {
   // it ends.
   void AddWatchers(int64_t delta);
 
+  // The metrics an applied submission reported. Each one that follows the
+  // rules (proto/client_metrics.h) joins its name's ring of the last
+  // wire::kMetricWindow values and sets client_metric{model,name} to their
+  // mean; a new name beyond wire::kMaxMetricNames, a bad name or a
+  // non-finite value is dropped and counted by reason. Allocates only for a
+  // name seen for the first time (at most kMaxMetricNames per model); holds
+  // client_mu_ for the few metrics of one call.
+  void RecordClientMetrics(absl::Span<const ClientMetric> metrics) ABSL_LOCKS_EXCLUDED(client_mu_);
+
+  // The current aggregate of every kept name, sorted by name (for a live
+  // view; /metrics shows the same means). Holds client_mu_ while it copies.
+  std::vector<ClientMetricSummary> ClientMetrics() const ABSL_LOCKS_EXCLUDED(client_mu_);
+
  private:
   friend class ServerMetrics;
   ModelMetrics() = default;
+
+  // One kept name: the gauge and the ring of its last reports.
+  struct ClientSeries {
+    prometheus::Gauge* gauge = nullptr;
+    std::array<double, wire::kMetricWindow> ring{};
+    uint64_t total = 0;  // Reports so far; the next goes to ring[total % size].
+    double Mean() const;
+  };
 
   std::array<std::array<prometheus::Counter*, kNumStatusCodes>, kNumRpcs> rpc_requests_{};
   std::array<prometheus::Histogram*, kNumRpcs> rpc_latency_{};
@@ -159,6 +216,12 @@ class ModelMetrics {
   prometheus::Gauge* learning_rate_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* watchers_ = nullptr;
+
+  std::string model_;  // The label value of this model's series.
+  prometheus::Family<prometheus::Gauge>* client_metric_family_ = nullptr;
+  std::array<prometheus::Counter*, kNumMetricDropReasons> client_metrics_dropped_{};
+  mutable absl::Mutex client_mu_;
+  std::map<std::string, ClientSeries, std::less<>> client_series_ ABSL_GUARDED_BY(client_mu_);
 };
 
 struct MetricsOptions {

@@ -39,10 +39,11 @@
 // snapshot, and a restart recovers from disk.
 //
 // With TrainerOptions::metrics set, the Trainer records what only it sees —
-// applied submissions (rows, staleness, l_s), optimizer steps (version,
-// gradient norm before clipping) and the queue depth — each before the
-// submission's callback runs. Rejections are the caller's to count (it sees
-// every error, from Submit and from the callback).
+// applied submissions (rows, staleness, l_s, and the metrics the client
+// reported with them), optimizer steps (version, gradient norm before
+// clipping) and the queue depth — each before the submission's callback
+// runs. A duplicate or refused submission's reported metrics are not kept. Rejections are the
+// caller's to count (it sees every error, from Submit and from the callback).
 //
 // The Trainer knows nothing of gRPC or protobuf.
 #ifndef DELTASERVE_SERVER_CORE_TRAINER_H_
@@ -154,6 +155,11 @@ struct Submission {
   model::Objective objective = model::Objective::kMinimize;
   // Client-chosen id; empty: never deduplicated. At most kMaxRequestIdBytes.
   std::string request_id;
+  // What the client reported with it (SubmitDeltaRequest.metrics), unchecked:
+  // recorded by Applied (ModelMetrics::RecordClientMetrics checks the
+  // rules), never journaled — observability, not state, so a replayed
+  // submission has none.
+  std::vector<ClientMetric> metrics;
 };
 
 inline constexpr size_t kMaxRequestIdBytes = 128;

@@ -147,6 +147,7 @@ void Trainer::Applied(const Submission& submission, const SubmitResult& result, 
   if (options_.metrics) {
     options_.metrics->RecordSubmissionApplied(static_cast<uint64_t>(submission.inputs.rows()),
                                               result.staleness, result.surrogate_loss);
+    if (!submission.metrics.empty()) options_.metrics->RecordClientMetrics(submission.metrics);
   }
   if (!submission.request_id.empty()) applied_ids_.Remember(submission.request_id, result);
   JournalSubmission(submission, scale, batched_with_next);

@@ -31,6 +31,12 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
   }
   submission.version = request.version();
   submission.request_id = request.request_id();
+  if (!request.metrics().empty()) {
+    submission.metrics.reserve(static_cast<size_t>(request.metrics().size()));
+    for (const auto& [name, value] : request.metrics()) {
+      submission.metrics.push_back(ClientMetric{name, value});
+    }
+  }
   DELTASERVE_ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
   return submission;
 }

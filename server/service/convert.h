@@ -17,7 +17,9 @@ namespace deltaserve::server {
 
 // The SubmitDeltaRequest's matrices in core types. The wire's `outputs` is ỹ,
 // the output the client acted on (Submission::acted); absent, or rows = cols
-// = 0 with no data, means ỹ = y (a 0-row `acted`). UNIMPLEMENTED for
+// = 0 with no data, means ỹ = y (a 0-row `acted`). Reported metrics are
+// copied as they are: a bad one never fails the submission (the Trainer
+// drops it once applied, ModelMetrics::RecordClientMetrics). UNIMPLEMENTED for
 // return_input_gradient (not served yet).
 absl::StatusOr<Submission> SubmissionFromProto(const deltaserve::v1::SubmitDeltaRequest& request);
 

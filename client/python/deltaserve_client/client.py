@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterator, List, Optional, Protocol, Sequence, Tuple, TypeVar, Union
+from typing import (Callable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple,
+                    TypeVar, Union)
 
 import grpc
 import numpy as np
@@ -210,7 +211,9 @@ class TrainerClient:
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                      request_id: Optional[str] = None, retries: int = 2,
                      timeout: Optional[float] = None,
-                     wait_for_ready: Optional[bool] = None) -> "trainer_pb2.SubmitDeltaResponse":
+                     wait_for_ready: Optional[bool] = None,
+                     metrics: Optional[Mapping[str, float]] = None
+                     ) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
 
         outputs: the acted output ỹ (same shape as deltas), or None for ỹ = y.
@@ -220,13 +223,18 @@ class TrainerClient:
         found the server restarting (Unavailable) is sent again up to ``retries``
         times with the same id: if the first attempt was applied, the retry gets
         the original response (``duplicate`` set) and nothing is applied twice.
+        metrics: values to report with it, e.g. ``{"episode_return": 195.0}``; the
+        server keeps them if the submission is applied and shows the mean of each
+        name's last 100 on /metrics (deltaserve_client_metric{model, name}). Names
+        match [A-Za-z_][A-Za-z0-9_]{0,63}, values are finite, at most 64 names:
+        otherwise InvalidArgument naming the rule, and nothing is sent.
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
         staleness, stepped, duplicate) once the δ is applied. Raises Aborted if
         ``version`` is too stale, ResourceExhausted if the learner's queue is full,
         InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
         req = submit_delta_request(self.model, inputs, deltas, version, outputs, maximize,
-                                   request_id)
+                                   request_id, metrics)
         # 100 ms, then 200 ms: the second retry comes after the channel's first
         # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
         backoff = 0.1

@@ -5,8 +5,11 @@ Session (the stream), so both send the same bytes for the same arguments.
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 import uuid
-from typing import Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,17 +46,57 @@ def forward_result(response: trainer_pb2.ForwardResponse) -> Tuple[np.ndarray, i
     return from_matrix(response.outputs), int(response.version)
 
 
+# The rules of SubmitDeltaRequest.metrics (trainer.proto; the C++ client's
+# proto/client_metrics.h states the same): the server drops a metric that
+# breaks one, so the client refuses it before sending.
+MAX_METRIC_NAMES = 64
+_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def check_metrics(metrics: Optional[Mapping[str, float]]) -> Dict[str, float]:
+    """The reported metrics as {name: float}, or InvalidArgument (a ValueError) naming the
+    rule a metric breaks: names match [A-Za-z_][A-Za-z0-9_]{0,63}, values are finite
+    real numbers, at most 64 names. None → {}."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgument("metrics: expected a mapping of name to number, got %s"
+                              % type(metrics).__name__)
+    if len(metrics) > MAX_METRIC_NAMES:
+        raise InvalidArgument("metrics: at most %d names per model, got %d in one submission; "
+                              "nothing was sent" % (MAX_METRIC_NAMES, len(metrics)))
+    checked: Dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or _METRIC_NAME.fullmatch(name) is None:
+            raise InvalidArgument("metrics: name %.80r must match [A-Za-z_][A-Za-z0-9_]{0,63}; "
+                                  "nothing was sent" % (name,))
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InvalidArgument("metrics: value of %r must be a real number, got %s; "
+                                  "nothing was sent" % (name, type(value).__name__))
+        if not math.isfinite(float(value)):
+            raise InvalidArgument("metrics: value of %r must be finite, got %r; nothing was sent"
+                                  % (name, float(value)))
+        checked[name] = float(value)
+    return checked
+
+
 def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                          outputs: Optional[npt.ArrayLike], maximize: bool,
-                         request_id: Optional[str]) -> trainer_pb2.SubmitDeltaRequest:
+                         request_id: Optional[str],
+                         metrics: Optional[Mapping[str, float]] = None
+                         ) -> trainer_pb2.SubmitDeltaRequest:
     """The SubmitDeltaRequest for δ = ``deltas`` at ``inputs`` (TrainerClient.submit_delta
-    describes the arguments); request_id None → a new random one."""
+    describes the arguments); request_id None → a new random one. Raises InvalidArgument
+    for metrics that break a rule (check_metrics)."""
+    checked = check_metrics(metrics)
     request = trainer_pb2.SubmitDeltaRequest(
         model=model, inputs=to_matrix(inputs), deltas=to_matrix(deltas), version=int(version),
         objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
         request_id=request_id if request_id is not None else uuid.uuid4().hex)
     if outputs is not None:
         request.outputs.CopyFrom(to_matrix(outputs))
+    if checked:
+        request.metrics.update(checked)
     return request
 
 

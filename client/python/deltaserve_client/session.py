@@ -22,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Dict, Iterator, Optional, Protocol, Tuple, Union, cast
+from typing import Dict, Iterator, Mapping, Optional, Protocol, Tuple, Union, cast
 
 import grpc
 import numpy as np
@@ -97,11 +97,13 @@ class Session:
 
     def submit_delta_async(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                            outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
-                           request_id: Optional[str] = None
+                           request_id: Optional[str] = None,
+                           metrics: Optional[Mapping[str, float]] = None
                            ) -> Future[trainer_pb2.SubmitDeltaResponse]:
-        """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries)."""
+        """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries).
+        Metrics that break a rule raise InvalidArgument here, before anything is sent."""
         submit = submit_delta_request(self._client.model, inputs, deltas, version, outputs,
-                                      maximize, request_id)
+                                      maximize, request_id, metrics)
         return cast("Future[trainer_pb2.SubmitDeltaResponse]",
                     self._issue(trainer_pb2.SessionRequest(submit=submit), "submit"))
 
@@ -115,10 +117,13 @@ class Session:
     def submit_delta(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                      request_id: Optional[str] = None,
-                     timeout: Optional[float] = None) -> "trainer_pb2.SubmitDeltaResponse":
+                     timeout: Optional[float] = None,
+                     metrics: Optional[Mapping[str, float]] = None
+                     ) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ and blocks until it is applied; see TrainerClient.submit_delta."""
         return self.submit_delta_async(inputs, deltas, version, outputs, maximize,
-                                       request_id=request_id).result(self._timeout(timeout))
+                                       request_id=request_id, metrics=metrics
+                                       ).result(self._timeout(timeout))
 
     def in_flight(self) -> int:
         with self._lock:

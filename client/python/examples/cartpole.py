@@ -117,7 +117,10 @@ def simulate(client, policy, replica, seed, stats, args):
         x, y = np.array(states), np.array(logits)
         delta = reinforce_deltas(y, np.array(actions), np.ones(len(actions), np.float32))
         try:
-            applied = client.submit_delta(x, delta, min(versions), outputs=y).version
+            # Reward 1 per step: the return is the episode's length.
+            metrics = {"episode_return": float(len(actions)), "episode_length": len(actions)}
+            applied = client.submit_delta(x, delta, min(versions), outputs=y,
+                                          metrics=metrics).version
             if replica:
                 # Act on weights that include this episode: without the wait a
                 # replica that lags (a busy machine) has every thread push the

@@ -19,5 +19,6 @@ with NumpyReplica(client) as policy:  # weights pushed by the server; or client.
             obs, done = env.step(action)
         x, y = np.array(xs), np.array(zs)
         delta = reinforce_deltas(y, np.array(acts), np.ones(len(acts), np.float32))
-        client.submit_delta(x, delta, min(versions), outputs=y)  # delta = d loss / d logits
+        client.submit_delta(x, delta, min(versions), outputs=y,  # delta = d loss / d logits
+                            metrics={"episode_return": len(acts), "episode_length": len(acts)})
         print("episode=%d return=%d version=%d" % (episode, len(acts), versions[-1]))
