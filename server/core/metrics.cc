@@ -19,8 +19,8 @@ namespace deltaserve::server {
 namespace {
 
 constexpr absl::string_view kRpcNames[] = {
-    "GetModelInfo",    "Forward", "SubmitDelta",    "GetParameters",
-    "WatchParameters", "Session", "SessionForward", "SessionSubmitDelta",
+    "GetModelInfo", "Forward",        "SubmitDelta",        "GetParameters", "WatchParameters",
+    "Session",      "SessionForward", "SessionSubmitDelta", "ListModels",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {
@@ -135,6 +135,10 @@ struct ServerMetrics::Families {
                      .Name("deltaserve_watchers")
                      .Help("Open WatchParameters streams.")
                      .Register(registry)),
+        parameter_waiters(prometheus::BuildGauge()
+                              .Name("deltaserve_parameter_waiters")
+                              .Help("GetParameters calls waiting for min_version (long-polls).")
+                              .Register(registry)),
         auth_failures(prometheus::BuildCounter()
                           .Name("deltaserve_auth_failures_total")
                           .Help("Calls refused by --auth_file, by reason and principal name.")
@@ -167,6 +171,7 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& learning_rate;
   prometheus::Family<prometheus::Gauge>& queue_depth;
   prometheus::Family<prometheus::Gauge>& watchers;
+  prometheus::Family<prometheus::Gauge>& parameter_waiters;
   prometheus::Family<prometheus::Counter>& auth_failures;
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Family<prometheus::Gauge>& connections;
@@ -240,6 +245,10 @@ void ModelMetrics::SetQueueDepth(int64_t depth) { queue_depth_->Set(static_cast<
 
 void ModelMetrics::AddWatchers(int64_t delta) { watchers_->Increment(static_cast<double>(delta)); }
 
+void ModelMetrics::AddParameterWaiters(int64_t delta) {
+  parameter_waiters_->Increment(static_cast<double>(delta));
+}
+
 ServerMetrics::ServerMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       families_(std::make_unique<Families>(*registry_)) {}
@@ -307,6 +316,7 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
   m->learning_rate_ = &f.learning_rate.Add({{"model", name}});
   m->queue_depth_ = &f.queue_depth.Add({{"model", name}});
   m->watchers_ = &f.watchers.Add({{"model", name}});
+  m->parameter_waiters_ = &f.parameter_waiters.Add({{"model", name}});
 
   ModelMetrics* raw = m.get();
   models_.emplace(name, std::move(m));

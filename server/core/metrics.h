@@ -25,6 +25,7 @@
 //   learning_rate{model}                      gauge (the next step's rate)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
+//   parameter_waiters{model}                  gauge (GetParameters long-polls waiting)
 //   auth_failures_total{reason,principal}     counter (server-wide)
 //   reloads_total{what,result}                counter (server-wide)
 //   connections                               gauge (server-wide)
@@ -69,8 +70,9 @@ enum class Rpc {
   kSession,
   kSessionForward,
   kSessionSubmitDelta,
+  kListModels,  // Names no model: counted under model "" (ServerMetrics::UnknownModel).
 };
-inline constexpr int kNumRpcs = static_cast<int>(Rpc::kSessionSubmitDelta) + 1;
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kListModels) + 1;
 
 // Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
 // gRPC and absl share; any other value is counted as UNKNOWN.
@@ -140,6 +142,10 @@ class ModelMetrics {
   // it ends.
   void AddWatchers(int64_t delta);
 
+  // GetParameters calls parked waiting for min_version: +1 when one parks,
+  // −1 when it ends (answered, cancelled, deadline or shutdown).
+  void AddParameterWaiters(int64_t delta);
+
  private:
   friend class ServerMetrics;
   ModelMetrics() = default;
@@ -159,6 +165,7 @@ class ModelMetrics {
   prometheus::Gauge* learning_rate_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* watchers_ = nullptr;
+  prometheus::Gauge* parameter_waiters_ = nullptr;
 };
 
 struct MetricsOptions {
