@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "deltaserve/proto/grpc_status.h"
+#include "grpcpp/server_context.h"
 
 namespace deltaserve::server {
 

@@ -148,13 +148,12 @@ TEST(CliModels, ModelsPrintsOneLinePerModelTheDefaultFirst) {
     ASSERT_EQ(run.exit_code, 0) << run.output;
     const std::vector<std::string> lines = absl::StrSplit(run.output, '\n', absl::SkipEmpty());
     ASSERT_EQ(lines.size(), 2u) << run.output;
-    EXPECT_EQ(lines[0], absl::StrCat(kModelName,
-                                     " version=0 optimizer_steps=0 parameters=",
-                                     first_info->parameter_count(), " input_dim=3 output_dim=",
-                                     kOutputDim, " default"));
-    EXPECT_EQ(lines[1], absl::StrCat("aa_second version=0 optimizer_steps=0 parameters=",
-                                     second_info->parameter_count(), " input_dim=5 output_dim=",
-                                     kOutputDim));
+    EXPECT_EQ(lines[0], absl::StrCat(kModelName, " version=0 optimizer_steps=0 parameters=",
+                                     first_info->parameter_count(),
+                                     " input_dim=3 output_dim=", kOutputDim, " default"));
+    EXPECT_EQ(lines[1],
+              absl::StrCat("aa_second version=0 optimizer_steps=0 parameters=",
+                           second_info->parameter_count(), " input_dim=5 output_dim=", kOutputDim));
   }
 }
 

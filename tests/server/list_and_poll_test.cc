@@ -25,8 +25,8 @@ namespace deltaserve::server {
 namespace {
 
 namespace v1 = ::deltaserve::v1;
-using ::testing::HasSubstr;
 using testing::ContextWithDeadline;
+using ::testing::HasSubstr;
 using testing::kWait;
 using testing::WireMatrix;
 
@@ -208,7 +208,8 @@ TEST_F(ListAndPollTest, AboveTheVersionItWaitsForAStepAndGetsTheNewestVersion) {
   EXPECT_EQ(now.version(), 1u);
   EXPECT_EQ(ParametersOf(get->response), ParametersOf(now));
   EXPECT_TRUE(AwaitWaiters("m", 0));
-  EXPECT_EQ(GetParametersCount("m", "OK"), 2.0);  // The long-poll and Parameters().
+  // The long-poll, and the Parameters() of Step() and of this test.
+  EXPECT_EQ(GetParametersCount("m", "OK"), 3.0);
 }
 
 // Waiters of one model are answered by its own steps only, and every waiter
@@ -246,7 +247,11 @@ TEST_F(ListAndPollTest, EachModelsWaitersFollowTheirOwnModel) {
 
 TEST_F(ListAndPollTest, TheDeadlineEndsTheWaitAndTheWaiterIsGone) {
   StartServer(kSmallModel);
-  std::unique_ptr<PendingGet> get = GetAsync("m", 5, absl::Milliseconds(300));
+  EXPECT_EQ(Parameters("m").version(), 0u);  // Connected: the deadline is all waiting.
+  // Long enough to see it parked on a loaded machine; a parked call is
+  // counted by the server when it ends.
+  std::unique_ptr<PendingGet> get = GetAsync("m", 5, absl::Seconds(3));
+  ASSERT_TRUE(AwaitWaiters("m", 1)) << "the call never parked";
   ASSERT_TRUE(get->done.WaitForNotificationWithTimeout(kWait));
   EXPECT_EQ(get->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << get->status.error_message();
@@ -254,13 +259,13 @@ TEST_F(ListAndPollTest, TheDeadlineEndsTheWaitAndTheWaiterIsGone) {
   // DEADLINE_EXCEEDED, or CANCELLED if the client's cancel arrived first).
   EXPECT_TRUE(AwaitWaiters("m", 0)) << "the waiter outlived its deadline";
   const absl::Time deadline = absl::Now() + kWait;
-  while (GetParametersCount("m", "DEADLINE_EXCEEDED") + GetParametersCount("m", "CANCELLED") <
-             1 &&
+  while (GetParametersCount("m", "DEADLINE_EXCEEDED") + GetParametersCount("m", "CANCELLED") < 1 &&
          absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));  // Polls the counter; not a synchronisation.
   }
   EXPECT_EQ(GetParametersCount("m", "DEADLINE_EXCEEDED") + GetParametersCount("m", "CANCELLED"),
-            1.0);
+            1.0)
+      << server_->metrics()->Scrape();
   // The server goes on: a plain call, then a long-poll answered by a step.
   EXPECT_EQ(Parameters("m").version(), 0u);
   std::unique_ptr<PendingGet> next = GetAsync("m", 1);
