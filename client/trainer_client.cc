@@ -231,12 +231,38 @@ absl::StatusOr<std::unique_ptr<Session>> TrainerClient::OpenSession(size_t max_i
   return std::unique_ptr<Session>(new Session(async, max_in_flight, options_.timeout));
 }
 
-absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model) const {
+absl::StatusOr<Parameters> TrainerClient::GetParameters(const std::string& model,
+                                                        uint64_t min_version,
+                                                        absl::Duration timeout) const {
+  grpc::ClientContext context;
+  return GetParameters(&context, model, min_version, timeout);
+}
+
+absl::StatusOr<Parameters> TrainerClient::GetParameters(grpc::ClientContext* context,
+                                                        const std::string& model,
+                                                        uint64_t min_version,
+                                                        absl::Duration timeout) const {
+  if (timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GetParameters timeout: expected >= 0 (0: the client's), got ",
+                     absl::FormatDuration(timeout)));
+  }
+  if (context->deadline() == std::chrono::system_clock::time_point::max()) {
+    SetDeadline(*context, timeout == absl::ZeroDuration() ? options_.timeout : timeout);
+  }
   v1::GetParametersRequest request;
   request.set_model(model);
+  request.set_min_version(min_version);
   v1::ParameterUpdate update;
-  DELTASERVE_RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::GetParameters, request, &update));
+  DELTASERVE_RETURN_IF_ERROR(FromGrpcStatus(stub_->GetParameters(context, request, &update)));
   return FromProto(update);
+}
+
+absl::StatusOr<std::vector<v1::ModelInfo>> TrainerClient::ListModels() const {
+  v1::ListModelsResponse response;
+  DELTASERVE_RETURN_IF_ERROR(
+      Unary(&v1::Trainer::StubInterface::ListModels, v1::ListModelsRequest(), &response));
+  return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
 }
 
 absl::Status TrainerClient::WatchParameters(

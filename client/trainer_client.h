@@ -256,8 +256,28 @@ class TrainerClient {
   absl::StatusOr<SubmitDeltaResult> SubmitDelta(const DeltaSubmission& submission,
                                                 const std::string& model = "") const;
 
-  // The current parameters and their version.
-  absl::StatusOr<Parameters> GetParameters(const std::string& model = "") const;
+  // The current parameters and their version. With `min_version` above the
+  // model's version the call is a long-poll: the server answers once the
+  // model reaches min_version, with the NEWEST version then (never an older
+  // one in between), so a puller that asks for last_seen + 1 always acts on
+  // the newest weights. DEADLINE_EXCEEDED if that does not happen within
+  // `timeout` (zero: options().timeout; InfiniteDuration: no deadline),
+  // UNAVAILABLE if the server shuts down meanwhile, RESOURCE_EXHAUSTED if
+  // the model already has max_parameter_waiters_per_model such calls
+  // waiting. min_version 0 (or <= the version) answers at once.
+  absl::StatusOr<Parameters> GetParameters(const std::string& model = "", uint64_t min_version = 0,
+                                           absl::Duration timeout = absl::ZeroDuration()) const;
+
+  // Same, with a caller-owned fresh context: another thread may end the wait
+  // with context->TryCancel() (→ CANCELLED; the server drops the waiter).
+  // Its deadline is set here from `timeout` unless already set.
+  absl::StatusOr<Parameters> GetParameters(grpc::ClientContext* context, const std::string& model,
+                                           uint64_t min_version,
+                                           absl::Duration timeout = absl::ZeroDuration()) const;
+
+  // Every model the server serves, each as GetModelInfo returns it, the
+  // default model first.
+  absl::StatusOr<std::vector<deltaserve::v1::ModelInfo>> ListModels() const;
 
   // A Session stream (client/session.h) on the unary calls' channel: many
   // Forward / SubmitDelta calls in flight at once, at most `max_in_flight`

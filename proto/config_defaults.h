@@ -47,6 +47,7 @@ inline constexpr uint64_t kDefaultMinBatchMacs = 65536;
 // of float32 plus framing).
 inline constexpr uint32_t kDefaultMaxMessageBytes = 64u << 20;
 inline constexpr uint32_t kDefaultMaxWatchersPerModel = 1024;
+inline constexpr uint32_t kDefaultMaxParameterWaitersPerModel = 1024;
 inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
 inline constexpr uint32_t kDefaultMaxConnections = 4096;
 inline constexpr uint32_t kDefaultHandshakeTimeoutSeconds = 20;

@@ -39,6 +39,9 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
 ABSL_FLAG(std::string, inputs, "",
           "forward: one input row as CSV (e.g. 1,2,3,4); empty = CSV rows on stdin");
 ABSL_FLAG(bool, all, false, "params: print every parameter, one per line");
+ABSL_FLAG(uint64_t, min_version, 0,
+          "params: wait (up to --timeout) until the model reaches this version, then print the "
+          "newest; 0 = at once");
 ABSL_FLAG(int64_t, count, 0, "watch: stop after this many updates; 0 = until --timeout");
 ABSL_FLAG(std::string, service, "", "health: service name to check; empty = the whole server");
 ABSL_FLAG(std::string, output, "", "export: the .npz file to write");
@@ -55,8 +58,11 @@ constexpr char kUsage[] =
     "\n"
     "Subcommands:\n"
     "  info     model spec, version and parameter count\n"
+    "  models   every served model, one line each, the default first: NAME version=V\n"
+    "           optimizer_steps=S parameters=P input_dim=I output_dim=O [default]\n"
     "  forward  outputs (CSV) for --inputs=1,2,3 or CSV rows on stdin, then '# version: V'\n"
-    "  params   version, parameter count and the first values (--all: every value)\n"
+    "  params   version, parameter count and the first values (--all: every value);\n"
+    "           --min_version=V waits until the model reaches V, then prints the newest\n"
     "  watch    print each parameter version as it is published, until --count=N updates\n"
     "           or --timeout passes (exit 0 either way)\n"
     "  health   grpc.health.v1 Check of --service; exit 0 only if SERVING\n"
@@ -120,6 +126,18 @@ int Info(const TrainerClient& client) {
   return kExitOk;
 }
 
+int Models(const TrainerClient& client) {
+  auto models = client.ListModels();
+  if (!models.ok()) return Fail(models.status());
+  for (size_t i = 0; i < models->size(); ++i) {
+    const deltaserve::v1::ModelInfo& info = (*models)[i];
+    absl::PrintF("%s version=%d optimizer_steps=%d parameters=%d input_dim=%d output_dim=%d%s\n",
+                 info.spec().name(), info.version(), info.optimizer_steps(), info.parameter_count(),
+                 info.spec().input_dim(), info.output_dim(), i == 0 ? " default" : "");
+  }
+  return kExitOk;
+}
+
 int Forward(const TrainerClient& client) {
   absl::StatusOr<model::Matrix> inputs;
   const std::string row = absl::GetFlag(FLAGS_inputs);
@@ -138,7 +156,7 @@ int Forward(const TrainerClient& client) {
 }
 
 int Params(const TrainerClient& client) {
-  auto params = client.GetParameters(absl::GetFlag(FLAGS_model));
+  auto params = client.GetParameters(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_min_version));
   if (!params.ok()) return Fail(params.status());
   absl::PrintF("model: %s\nversion: %d\ncount: %d\n", params->model, params->version,
                params->parameters.size());
@@ -274,6 +292,7 @@ int Run(const std::vector<char*>& args) {
   auto client = TrainerClient::Connect(absl::GetFlag(FLAGS_target), options);
   if (!client.ok()) return Fail(client.status());
   if (command == "info") return Info(**client);
+  if (command == "models" || command == "list-models") return Models(**client);
   if (command == "forward") return Forward(**client);
   if (command == "params") return Params(**client);
   if (command == "watch") return Watch(**client);

@@ -133,6 +133,9 @@ void FillDefaults(v1::ServerConfig* config) {
   if (config->max_watchers_per_model() == 0) {
     config->set_max_watchers_per_model(wire::kDefaultMaxWatchersPerModel);
   }
+  if (config->max_parameter_waiters_per_model() == 0) {
+    config->set_max_parameter_waiters_per_model(wire::kDefaultMaxParameterWaitersPerModel);
+  }
   if (config->max_connection_idle_seconds() == 0) {
     config->set_max_connection_idle_seconds(wire::kDefaultMaxConnectionIdleSeconds);
   }

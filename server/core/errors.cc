@@ -40,6 +40,13 @@ absl::Status TooManyWatchers(absl::string_view model, size_t limit) {
       " watchers, the most max_watchers_per_model allows; close one or raise the limit"));
 }
 
+absl::Status TooManyParameterWaiters(absl::string_view model, size_t limit) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("model \"", model, "\" has ", limit,
+                   " GetParameters calls waiting for a newer version (min_version), the most "
+                   "max_parameter_waiters_per_model allows; retry later or raise the limit"));
+}
+
 absl::Status StaleVersion(absl::string_view model, uint64_t version, uint64_t current,
                           uint64_t max_staleness) {
   return absl::AbortedError(

@@ -48,6 +48,10 @@ absl::Status ShuttingDown(absl::string_view model);
 // RESOURCE_EXHAUSTED: the model already has `limit` WatchParameters streams.
 absl::Status TooManyWatchers(absl::string_view model, size_t limit);
 
+// RESOURCE_EXHAUSTED: the model already has `limit` GetParameters calls
+// waiting for a newer version (min_version long-polls).
+absl::Status TooManyParameterWaiters(absl::string_view model, size_t limit);
+
 // RESOURCE_EXHAUSTED: the model's submission queue holds `capacity` entries.
 absl::Status QueueFull(absl::string_view model, size_t capacity);
 

@@ -20,8 +20,8 @@ namespace deltaserve::server {
 namespace {
 
 constexpr absl::string_view kRpcNames[] = {
-    "GetModelInfo",    "Forward", "SubmitDelta",    "GetParameters",
-    "WatchParameters", "Session", "SessionForward", "SessionSubmitDelta",
+    "GetModelInfo", "Forward",        "SubmitDelta",        "GetParameters", "WatchParameters",
+    "Session",      "SessionForward", "SessionSubmitDelta", "ListModels",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {
@@ -144,6 +144,10 @@ struct ServerMetrics::Families {
                      .Name("deltaserve_watchers")
                      .Help("Open WatchParameters streams.")
                      .Register(registry)),
+        parameter_waiters(prometheus::BuildGauge()
+                              .Name("deltaserve_parameter_waiters")
+                              .Help("GetParameters calls waiting for min_version (long-polls).")
+                              .Register(registry)),
         auth_failures(prometheus::BuildCounter()
                           .Name("deltaserve_auth_failures_total")
                           .Help("Calls refused by --auth_file, by reason and principal name.")
@@ -186,6 +190,7 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& learning_rate;
   prometheus::Family<prometheus::Gauge>& queue_depth;
   prometheus::Family<prometheus::Gauge>& watchers;
+  prometheus::Family<prometheus::Gauge>& parameter_waiters;
   prometheus::Family<prometheus::Counter>& auth_failures;
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Family<prometheus::Gauge>& connections;
@@ -313,6 +318,10 @@ std::vector<ClientMetricSummary> ModelMetrics::ClientMetrics() const {
   return summaries;
 }
 
+void ModelMetrics::AddParameterWaiters(int64_t delta) {
+  parameter_waiters_->Increment(static_cast<double>(delta));
+}
+
 ServerMetrics::ServerMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       families_(std::make_unique<Families>(*registry_)) {}
@@ -386,6 +395,7 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
     m->client_metrics_dropped_[i] = &f.client_metrics_dropped.Add(
         {{"model", name}, {"reason", std::string(kMetricDropReasonNames[i])}});
   }
+  m->parameter_waiters_ = &f.parameter_waiters.Add({{"model", name}});
 
   ModelMetrics* raw = m.get();
   models_.emplace(name, std::move(m));

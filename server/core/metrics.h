@@ -25,6 +25,7 @@
 //   learning_rate{model}                      gauge (the next step's rate)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
+//   parameter_waiters{model}                  gauge (GetParameters long-polls waiting)
 //   auth_failures_total{reason,principal}     counter (server-wide)
 //   reloads_total{what,result}                counter (server-wide)
 //   connections                               gauge (server-wide)
@@ -84,8 +85,9 @@ enum class Rpc {
   kSession,
   kSessionForward,
   kSessionSubmitDelta,
+  kListModels,  // Names no model: counted under model "" (ServerMetrics::UnknownModel).
 };
-inline constexpr int kNumRpcs = static_cast<int>(Rpc::kSessionSubmitDelta) + 1;
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kListModels) + 1;
 
 // Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
 // gRPC and absl share; any other value is counted as UNKNOWN.
@@ -188,6 +190,9 @@ class ModelMetrics {
   // The current aggregate of every kept name, sorted by name (for a live
   // view; /metrics shows the same means). Holds client_mu_ while it copies.
   std::vector<ClientMetricSummary> ClientMetrics() const ABSL_LOCKS_EXCLUDED(client_mu_);
+  // GetParameters calls parked waiting for min_version: +1 when one parks,
+  // −1 when it ends (answered, cancelled, deadline or shutdown).
+  void AddParameterWaiters(int64_t delta);
 
  private:
   friend class ServerMetrics;
@@ -222,6 +227,7 @@ class ModelMetrics {
   std::array<prometheus::Counter*, kNumMetricDropReasons> client_metrics_dropped_{};
   mutable absl::Mutex client_mu_;
   std::map<std::string, ClientSeries, std::less<>> client_series_ ABSL_GUARDED_BY(client_mu_);
+  prometheus::Gauge* parameter_waiters_ = nullptr;
 };
 
 struct MetricsOptions {

@@ -24,6 +24,13 @@ WeightHub::~WeightHub() {
     stopping_ = true;
   }
   notifier_.join();
+  // The server closes hubs first; should one not be, no waiter is lost.
+  std::vector<WaitDone> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left = TakeWaiters(/*all=*/true);
+  }
+  for (WaitDone& done : left) done(ShuttingDown(model_));
 }
 
 void WeightHub::Publish(std::shared_ptr<const Snapshot> snapshot) {
@@ -34,9 +41,15 @@ void WeightHub::Publish(std::shared_ptr<const Snapshot> snapshot) {
 }
 
 void WeightHub::Close() {
-  absl::MutexLock lock(&mu_);
-  closed_ = true;
-  ++changes_;
+  std::vector<WaitDone> parked;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    ++changes_;
+    parked = TakeWaiters(/*all=*/true);
+  }
+  // Here, not on the notifier: once Close returns every waiter has its answer.
+  for (WaitDone& done : parked) done(ShuttingDown(model_));
 }
 
 bool WeightHub::closed() const {
@@ -64,6 +77,42 @@ absl::StatusOr<std::unique_ptr<WeightHub::Subscription>> WeightHub::Subscribe(
   return std::unique_ptr<Subscription>(new Subscription(this, std::move(slot)));
 }
 
+absl::StatusOr<WeightHub::Wait> WeightHub::AwaitVersion(uint64_t min_version, WaitDone done,
+                                                        size_t max_waiters) {
+  absl::MutexLock lock(&mu_);
+  if (latest_ != nullptr && latest_->version >= min_version) return Wait{latest_, 0};
+  if (closed_) return ShuttingDown(model_);
+  if (max_waiters != 0 && waiters_.size() >= max_waiters) {
+    return TooManyParameterWaiters(model_, max_waiters);
+  }
+  const uint64_t ticket = next_ticket_++;
+  waiters_.emplace(ticket, Waiter{min_version, std::move(done)});
+  return Wait{nullptr, ticket};
+}
+
+bool WeightHub::CancelWait(uint64_t ticket) {
+  absl::MutexLock lock(&mu_);
+  return waiters_.erase(ticket) == 1;
+}
+
+size_t WeightHub::waiter_count() const {
+  absl::MutexLock lock(&mu_);
+  return waiters_.size();
+}
+
+std::vector<WeightHub::WaitDone> WeightHub::TakeWaiters(bool all) {
+  std::vector<WaitDone> taken;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (all || (latest_ != nullptr && latest_->version >= it->second.min_version)) {
+      taken.push_back(std::move(it->second.done));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return taken;
+}
+
 size_t WeightHub::subscriber_count() const {
   absl::MutexLock lock(&mu_);
   return slots_.size();
@@ -85,19 +134,25 @@ void WeightHub::Unsubscribe(const Subscription::Slot* slot) {
 // With no subscriber a change waits (undelivered) until one subscribes: a
 // model nobody watches does not wake the notifier at every step.
 bool WeightHub::NotifierHasWork() const {
-  return stopping_ || (changes_ != delivered_ && !slots_.empty());
+  return stopping_ || (changes_ != delivered_ && (!slots_.empty() || !waiters_.empty()));
 }
 
 void WeightHub::NotifierLoop() {
   for (;;) {
     std::vector<std::shared_ptr<Subscription::Slot>> slots;
+    std::vector<WaitDone> reached;
+    std::shared_ptr<const Snapshot> newest;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &WeightHub::NotifierHasWork));
       if (changes_ == delivered_) return;  // Stopping, nothing pending.
       delivered_ = changes_;
       slots = slots_;
+      reached = TakeWaiters(/*all=*/false);
+      newest = latest_;
     }
+    // Outside mu_: each answer is the newest version, whichever step reached it.
+    for (WaitDone& done : reached) done(newest);
     // Outside mu_: a callback may call latest() or closed().
     for (const auto& slot : slots) {
       absl::MutexLock lock(&slot->mu);

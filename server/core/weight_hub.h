@@ -8,11 +8,18 @@
 // pokes coalesce (a subscriber is poked at least once after each change, not
 // once per version). The hub knows nothing of gRPC: encoding a version for
 // the wire is the service's (server/service/encoded_update.h).
+//
+// The hub also parks long-polls (GetParametersRequest.min_version above the
+// version): AwaitVersion keeps a callback until the model reaches the asked
+// version; the notifier thread then calls it with the newest snapshot (not
+// the one that first reached it: never a backlog), and Close() calls every
+// parked one with UNAVAILABLE. The learner still does no per-waiter work.
 #ifndef DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 #define DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -91,6 +98,35 @@ class WeightHub {
 
   size_t subscriber_count() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A parked long-poll's end: the newest snapshot (version >= the one asked
+  // for), or UNAVAILABLE (the hub was closed).
+  using WaitDone = std::function<void(absl::StatusOr<std::shared_ptr<const Snapshot>>)>;
+
+  // What AwaitVersion did: `ready` is set when latest() had already reached
+  // the version (`done` is then dropped, never called); otherwise `ticket`
+  // names the parked waiter for CancelWait.
+  struct Wait {
+    std::shared_ptr<const Snapshot> ready;
+    uint64_t ticket = 0;  // > 0 when parked.
+  };
+
+  // Returns latest() if its version is >= `min_version`. Otherwise parks
+  // `done`, which is called exactly once, without the hub's lock: from the
+  // notifier thread with the newest snapshot once the version is reached,
+  // or from Close() (or the destructor) with UNAVAILABLE — unless
+  // CancelWait(ticket) took it back first. `done` must not block.
+  // UNAVAILABLE if closed; RESOURCE_EXHAUSTED if `max_waiters` (0 = no
+  // limit) are already parked.
+  absl::StatusOr<Wait> AwaitVersion(uint64_t min_version, WaitDone done, size_t max_waiters = 0)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Takes back a parked waiter: true if it was still parked (its `done` will
+  // never be called); false if `done` has been called or is being called.
+  bool CancelWait(uint64_t ticket) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Waiters parked now.
+  size_t waiter_count() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Blocks until no subscription is left (true) or `deadline` passes (false).
   bool AwaitNoSubscribers(absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -100,6 +136,13 @@ class WeightHub {
   // until the destructor, delivering what is pending before it exits.
   void NotifierLoop() ABSL_LOCKS_EXCLUDED(mu_);
   bool NotifierHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes and returns every waiter (all = true) or those latest_ satisfies.
+  std::vector<WaitDone> TakeWaiters(bool all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  struct Waiter {
+    uint64_t min_version;
+    WaitDone done;
+  };
 
   friend class WatchReactor;  // Only to name mu_ in its lock order.
 
@@ -111,6 +154,8 @@ class WeightHub {
   std::shared_ptr<const Snapshot> latest_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Subscription::Slot>> slots_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);  // By ticket.
+  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;    // Publishes and Close so far.
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // changes_ the notifier has poked for.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

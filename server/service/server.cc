@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   std::unique_ptr<DeltaServer> server(
       new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
                       prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
-                      std::move(listener)));
+                      std::move(listener), prepared.max_parameter_waiters_per_model()));
   DELTASERVE_RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
@@ -109,7 +109,8 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
                          std::unique_ptr<ModelRegistry> models, ServerOptions options,
                          uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
                          std::unique_ptr<ServerTls> tls,
-                         std::unique_ptr<ConnectionListener> listener)
+                         std::unique_ptr<ConnectionListener> listener,
+                         uint32_t max_parameter_waiters_per_model)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
@@ -117,7 +118,8 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
       authorizer_(std::move(authorizer)),
       tls_(std::move(tls)),
       service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
-                                                max_watchers_per_model, authorizer_.get())),
+                                                max_watchers_per_model, authorizer_.get(),
+                                                max_parameter_waiters_per_model)),
       admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())),
       listener_(std::move(listener)) {}
 
@@ -214,10 +216,13 @@ void DeltaServer::Shutdown() {
     if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   }
   const absl::Time deadline = absl::Now() + options_.shutdown_grace;
-  models_->CloseHubs();       // Watch streams end with UNAVAILABLE ...
+  models_->CloseHubs();       // Watch streams and GetParameters long-polls end with UNAVAILABLE ...
   service_->CloseSessions();  // ... so do Session streams ...
   models_->StopTrainers();    // ... and queued submissions and Forwards.
   if (!models_->AwaitWatchersGone(deadline)) LogWarning("watch streams still open at the deadline");
+  if (!service_->AwaitParameterWaitersGone(deadline)) {
+    LogWarning("GetParameters long-polls still open at the deadline");
+  }
   if (!service_->AwaitSessionsGone(deadline)) {
     LogWarning("Session streams still open at the deadline (clients not reading)");
   }

@@ -134,7 +134,8 @@ class DeltaServer {
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch and
   // Session streams end with UNAVAILABLE, learners and Forward batchers stop
-  // (queued submissions and Forwards get UNAVAILABLE), waits for the watch
+  // (queued submissions and Forwards get UNAVAILABLE; so do GetParameters
+  // calls waiting for min_version), waits for the watch, long-poll
   // and Session streams to end (at most shutdown_grace; a stream whose
   // client does not read is then cancelled), then the gRPC server shuts down at once: connections
   // with no call in flight do not hold it. Idempotent, thread-safe; blocks
@@ -161,7 +162,8 @@ class DeltaServer {
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
               std::unique_ptr<ModelRegistry> models, ServerOptions options,
               uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-              std::unique_ptr<ServerTls> tls, std::unique_ptr<ConnectionListener> listener);
+              std::unique_ptr<ServerTls> tls, std::unique_ptr<ConnectionListener> listener,
+              uint32_t max_parameter_waiters_per_model);
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();

@@ -53,11 +53,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
 }  // namespace
 
 TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics,
-                               uint32_t max_watchers_per_model, const Authorizer* authorizer)
+                               uint32_t max_watchers_per_model, const Authorizer* authorizer,
+                               uint32_t max_parameter_waiters_per_model)
     : models_(models),
       authorizer_(authorizer),
       unknown_model_(metrics->UnknownModel()),
-      max_watchers_per_model_(max_watchers_per_model) {
+      max_watchers_per_model_(max_watchers_per_model),
+      max_parameter_waiters_per_model_(max_parameter_waiters_per_model) {
   for (const auto& model : models_->models()) {
     encoders_.emplace(model.get(), std::make_unique<EncodedUpdateCache>(model->spec.name()));
   }
@@ -136,20 +138,21 @@ grpc::ServerUnaryReactor* TrainerService::GetParameters(grpc::CallbackServerCont
   }
   v1::GetParametersRequest parsed;
   absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
-  absl::Status status = model.status();
-  if (model.ok()) {
-    const std::shared_ptr<const Snapshot> snapshot = (*model)->trainer->snapshot();
-    if (parsed.min_version() > snapshot->version) {
-      status = absl::UnimplementedError(absl::StrCat(
-          "min_version: waiting for a newer version is not implemented yet; the model is at "
-          "version ",
-          snapshot->version, ", asked for ", parsed.min_version()));
-    } else {
-      *response = SerializeParameterUpdate((*model)->spec.name(), *snapshot);
-    }
+  if (!model.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kGetParameters, start,
+                           model.status());
   }
-  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetParameters, start,
-                         status);
+  const std::shared_ptr<const Snapshot> snapshot = (*model)->trainer->snapshot();
+  if (parsed.min_version() <= snapshot->version) {
+    *response = SerializeParameterUpdate((*model)->spec.name(), *snapshot);
+    return RecordAndFinish(context->DefaultReactor(), (*model)->metrics, Rpc::kGetParameters, start,
+                           absl::OkStatus());
+  }
+  // The long-poll: parked in the hub, answered from its notifier (or at
+  // shutdown, cancellation or the deadline); no thread waits.
+  return new ParameterWaitReactor(
+      context, response, (*model)->hub.get(), encoders_.at(*model).get(), (*model)->metrics,
+      &parameter_waiters_, parsed.min_version(), max_parameter_waiters_per_model_, start);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::WatchParameters(
@@ -173,6 +176,26 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TrainerService::Ses
     return new FinishedBidiReactor(ToGrpcStatus(denied));
   }
   return new SessionReactor(models_, unknown_model_, &sessions_);
+}
+
+grpc::ServerUnaryReactor* TrainerService::ListModels(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kListModelsMethod); !denied.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kListModels, start,
+                           denied);
+  }
+  v1::ListModelsRequest parsed;
+  absl::Status status = ParseRequest(*request, &parsed);
+  if (status.ok()) {
+    v1::ListModelsResponse list;
+    // models() is in configuration order: the default model first.
+    for (const auto& model : models_->models()) ModelInfo(*model, list.add_models());
+    SerializeResponse(list, response);
+  }
+  return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kListModels, start,
+                         status);
 }
 
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {

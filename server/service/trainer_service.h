@@ -31,6 +31,7 @@
 #include "deltaserve/server/service/auth.h"
 #include "deltaserve/server/service/convert.h"
 #include "deltaserve/server/service/encoded_update.h"
+#include "deltaserve/server/service/parameter_wait_reactor.h"
 #include "deltaserve/server/service/session_reactor.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -44,7 +45,8 @@ using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
     v1::Trainer::WithRawCallbackMethod_Forward<v1::Trainer::WithRawCallbackMethod_SubmitDelta<
         v1::Trainer::WithRawCallbackMethod_GetParameters<
             v1::Trainer::WithRawCallbackMethod_WatchParameters<
-                v1::Trainer::WithRawCallbackMethod_Session<v1::Trainer::Service>>>>>>;
+                v1::Trainer::WithRawCallbackMethod_Session<
+                    v1::Trainer::WithRawCallbackMethod_ListModels<v1::Trainer::Service>>>>>>>;
 }  // namespace internal
 
 class TrainerService final : public internal::RawTrainerService {
@@ -53,8 +55,11 @@ class TrainerService final : public internal::RawTrainerService {
   // takes at most `max_watchers_per_model` WatchParameters streams at once
   // (0 = no limit); one more is RESOURCE_EXHAUSTED. `authorizer` (not null)
   // must outlive the service too.
+  // A GetParameters with min_version above the version waits (parked in the
+  // model's WeightHub, no thread held); each model takes at most
+  // `max_parameter_waiters_per_model` of them (0 = no limit).
   TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model,
-                 const Authorizer* authorizer);
+                 const Authorizer* authorizer, uint32_t max_parameter_waiters_per_model = 0);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
@@ -72,6 +77,11 @@ class TrainerService final : public internal::RawTrainerService {
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Session(
       grpc::CallbackServerContext* context) override;
+  // Every served model's ModelInfo, the default first; counted under the
+  // unknown-model bucket (model ""), as it names no model.
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
   // Shutdown: every open Session ends with UNAVAILABLE, and so does every
   // later one at once (server/service/session_reactor.h). Never blocks.
@@ -79,6 +89,12 @@ class TrainerService final : public internal::RawTrainerService {
   // After CloseSessions: true once every Session has ended, false if
   // `deadline` passed first.
   bool AwaitSessionsGone(absl::Time deadline) const { return sessions_.AwaitAllGone(deadline); }
+  // After the hubs are closed (which answers every waiting GetParameters
+  // with UNAVAILABLE): true once every such call has ended, false if
+  // `deadline` passed first.
+  bool AwaitParameterWaitersGone(absl::Time deadline) const {
+    return parameter_waiters_.AwaitNone(deadline);
+  }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -104,9 +120,11 @@ class TrainerService final : public internal::RawTrainerService {
   const Authorizer* const authorizer_;
   ModelMetrics* const unknown_model_;  // Requests naming a model not served.
   const uint32_t max_watchers_per_model_;
+  const uint32_t max_parameter_waiters_per_model_;
   // One per served model, made at construction (read-only afterwards).
   std::map<const ServedModel*, std::unique_ptr<EncodedUpdateCache>> encoders_;
   SessionRegistry sessions_;
+  ParameterWaiters parameter_waiters_;
 };
 
 }  // namespace deltaserve::server

@@ -125,6 +125,49 @@ TEST_F(Cli, ParamsPrintsCountAndEveryValueWithAll) {
   EXPECT_EQ(last, params->parameters.back());
 }
 
+// Two models: one line each, in configuration order, the default first and
+// marked; `list-models` is the same command.
+TEST(CliModels, ModelsPrintsOneLinePerModelTheDefaultFirst) {
+  deltaserve::v1::ServerConfig config = testing::SmallConfig();
+  deltaserve::v1::ModelSpec* second = config.add_models();
+  *second = config.models(0);
+  second->set_name("aa_second");  // Sorts first: the order must be the config's.
+  second->set_input_dim(5);
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  auto server = server::DeltaServer::Start(config, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = TrainerClient::Connect((*server)->address());
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto first_info = (*client)->GetModelInfo(kModelName);
+  auto second_info = (*client)->GetModelInfo("aa_second");
+  ASSERT_TRUE(first_info.ok() && second_info.ok());
+
+  for (const char* command : {"models", "list-models"}) {
+    const CliRun run = RunCli(absl::StrCat(command, " --target=", (*server)->address()));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const std::vector<std::string> lines = absl::StrSplit(run.output, '\n', absl::SkipEmpty());
+    ASSERT_EQ(lines.size(), 2u) << run.output;
+    EXPECT_EQ(lines[0], absl::StrCat(kModelName, " version=0 optimizer_steps=0 parameters=",
+                                     first_info->parameter_count(),
+                                     " input_dim=3 output_dim=", kOutputDim, " default"));
+    EXPECT_EQ(lines[1],
+              absl::StrCat("aa_second version=0 optimizer_steps=0 parameters=",
+                           second_info->parameter_count(), " input_dim=5 output_dim=", kOutputDim));
+  }
+}
+
+// params --min_version above the version waits for --timeout, then fails
+// with DEADLINE_EXCEEDED; at the version it prints at once.
+TEST_F(Cli, ParamsWithMinVersionWaitsThenTimesOut) {
+  const CliRun waited = RunCli(absl::StrCat("params --min_version=1 --timeout=300ms ", Target()));
+  EXPECT_EQ(waited.exit_code, 1) << waited.output;
+  EXPECT_TRUE(absl::StartsWith(waited.output, "error: DEADLINE_EXCEEDED: ")) << waited.output;
+  const CliRun at_once = RunCli(absl::StrCat("params --min_version=0 ", Target()));
+  EXPECT_EQ(at_once.exit_code, 0) << at_once.output;
+  EXPECT_TRUE(absl::StrContains(at_once.output, "version: 0\n")) << at_once.output;
+}
+
 TEST_F(Cli, WatchStopsAfterCount) {
   const CliRun run = RunCli(absl::StrCat("watch --count=1 ", Target()));
   EXPECT_EQ(run.exit_code, 0) << run.output;

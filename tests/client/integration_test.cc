@@ -19,12 +19,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "deltaserve/client/replica.h"
 #include "deltaserve/client/trainer_client.h"
 #include "deltaserve/model/mlp.h"
 #include "deltaserve/proto/wire.h"
+#include "deltaserve/server/core/metrics.h"
 #include "deltaserve/tests/client/test_server.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -126,6 +129,64 @@ TEST_F(ClientIntegration, ServerErrorsArriveWithTheirCodes) {
   EXPECT_EQ(bad_shape.code(), absl::StatusCode::kInvalidArgument) << bad_shape;
   EXPECT_FALSE(bad_shape.message().empty());
   EXPECT_EQ(Replica::Create(client, "no-such-model").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The server's count of parked GetParameters long-polls reaches `want`
+// (polled; false after kWait).
+bool AwaitWaiters(const server::DeltaServer& server, double want) {
+  const absl::Time deadline = absl::Now() + kWait;
+  while (server::testing::Sample(server.metrics()->Scrape(), "deltaserve_parameter_waiters",
+                                 {{"model", kModelName}}) != want) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));  // Polls the gauge; not a synchronisation.
+  }
+  return true;
+}
+
+TEST_F(ClientIntegration, ListModelsReturnsTheModelAsGetModelInfo) {
+  TakeSteps(*client, 1);
+  auto models = client->ListModels();
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 1u);
+  auto info = client->GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ((*models)[0].SerializeAsString(), info->SerializeAsString());
+  EXPECT_EQ((*models)[0].version(), 1u);
+}
+
+TEST_F(ClientIntegration, GetParametersWithMinVersionWaitsForTheStep) {
+  auto at_once = client->GetParameters(kModelName, 0);
+  ASSERT_TRUE(at_once.ok()) << at_once.status();
+  EXPECT_EQ(at_once->version, 0u);
+  absl::StatusOr<Parameters> waited;
+  std::thread poller([&] { waited = client->GetParameters(kModelName, 1, kWait); });
+  ASSERT_TRUE(AwaitWaiters(*server, 1));
+  TakeSteps(*client, 1);
+  poller.join();
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->version, 1u);
+  auto now = client->GetParameters();
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(waited->parameters, now->parameters);
+}
+
+TEST_F(ClientIntegration, GetParametersWithMinVersionEndsAtItsTimeoutOrCancel) {
+  const absl::Status timed_out =
+      client->GetParameters(kModelName, 5, absl::Milliseconds(200)).status();
+  EXPECT_EQ(timed_out.code(), absl::StatusCode::kDeadlineExceeded) << timed_out;
+  EXPECT_TRUE(AwaitWaiters(*server, 0));
+
+  grpc::ClientContext context;
+  absl::Status cancelled;
+  std::thread poller([&] { cancelled = client->GetParameters(&context, "", 1).status(); });
+  ASSERT_TRUE(AwaitWaiters(*server, 1));
+  context.TryCancel();
+  poller.join();
+  EXPECT_EQ(cancelled.code(), absl::StatusCode::kCancelled) << cancelled;
+  EXPECT_TRUE(AwaitWaiters(*server, 0));
+
+  const absl::Status negative = client->GetParameters("", 1, absl::Seconds(-1)).status();
+  EXPECT_EQ(negative.code(), absl::StatusCode::kInvalidArgument) << negative;
 }
 
 TEST_F(ClientIntegration, ReplicaMatchesTheServerAndCatchesUpAfterSteps) {

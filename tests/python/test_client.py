@@ -192,6 +192,51 @@ class ClientTest(ServerTestCase):
             with self.assertRaises(deltaserve_client.InvalidArgument):
                 replica.forward(np.zeros((1, 4)))
 
+    def test_list_models_gives_every_model_as_get_model_info_default_first(self):
+        models = self.client("linear").list_models()  # the client's model does not matter
+        self.assertEqual([m.spec.name for m in models], ["mlp", "linear", "scheduled"])
+        for m in models:
+            self.assertEqual(m, self.client(m.spec.name).get_model_info())
+        self.assertEqual(models[0], self.client("").get_model_info())
+
+    def test_get_parameters_with_min_version_waits_for_the_next_step(self):
+        c = self.client("linear")
+        params, version = c.get_parameters()
+        same, at = c.get_parameters(min_version=version)  # reached: at once
+        self.assertEqual(at, version)
+        np.testing.assert_array_equal(same, params)
+        result = {}
+
+        def poll():
+            try:
+                result["answer"] = c.get_parameters(version + 1, timeout=30.0)
+            except deltaserve_client.DeltaserveError as e:  # reported below
+                result["error"] = e
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        # Parked or not yet, the answer is the version this step makes.
+        c.submit_delta(np.ones((1, 4), dtype=np.float32), np.ones((1, 2), dtype=np.float32),
+                       version)
+        poller.join(30.0)
+        self.assertFalse(poller.is_alive(), "the long-poll was not answered")
+        self.assertNotIn("error", result)
+        new_params, new_version = result["answer"]
+        self.assertEqual(new_version, version + 1)
+        now, now_version = c.get_parameters()
+        self.assertEqual(now_version, new_version)
+        np.testing.assert_array_equal(new_params, now)
+
+    def test_get_parameters_with_min_version_ends_at_its_timeout(self):
+        c = self.client("linear")
+        _, version = c.get_parameters()
+        self.assert_code(deltaserve_client.DeadlineExceeded, c.get_parameters,
+                         min_version=version + 100, timeout=0.3)
+        self.assertEqual(c.get_parameters()[1], version)  # the server goes on
+        for bad in (-1, 2**64, 1.5, "3", True, None):
+            with self.assertRaises(deltaserve_client.InvalidArgument, msg=repr(bad)):
+                c.get_parameters(min_version=bad)
+
     def test_deadline_is_deadline_exceeded(self):
         # Nothing ever listens on a socket path in a fresh temporary folder: with
         # wait_for_ready the call waits for a server until its deadline.

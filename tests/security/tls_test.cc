@@ -235,6 +235,28 @@ TEST_F(SecureServerTest, ObserverReadsButSubmittingIsDeniedAndChangesNothing) {
   EXPECT_EQ(server_->metrics()->Scrape().find(observer_.token), std::string::npos);
 }
 
+// ListModels and the GetParameters long-poll are OBSERVER reads: refused
+// without a token before anything parks, allowed for every role.
+TEST_F(SecureServerTest, ListModelsAndTheLongPollNeedAnObserverToken) {
+  StartServer();
+  auto anonymous = Connect(Security("ca", ""));
+  EXPECT_EQ(anonymous->ListModels().status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(anonymous->GetParameters("", 5).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(server::testing::Sample(server_->metrics()->Scrape(), "deltaserve_parameter_waiters",
+                                    {{"model", client::testing::kModelName}})
+                .value_or(-1),
+            0.0);
+  EXPECT_EQ(AuthFailures("missing", ""), 2);
+  for (const Principal* who : {&observer_, &simulator_, &admin_}) {
+    auto client = As(*who);
+    auto models = client->ListModels();
+    ASSERT_TRUE(models.ok()) << who->name << ": " << models.status();
+    ASSERT_EQ(models->size(), 1u);
+    auto params = client->GetParameters("", 0);
+    EXPECT_TRUE(params.ok()) << who->name << ": " << params.status();
+  }
+}
+
 TEST_F(SecureServerTest, SimulatorAndAdminTrain) {
   StartServer();
   const std::vector<float> before = Parameters();

@@ -202,31 +202,6 @@ TEST_F(ServiceTest, SubmitDeltaAskingForTheInputGradientIsUnimplemented) {
   EXPECT_EQ(Parameters("m").version(), 1u);
 }
 
-// min_version at or below the version answers at once; above it, waiting is
-// not implemented yet.
-TEST_F(ServiceTest, GetParametersAboveTheVersionIsUnimplemented) {
-  Start(kSmallModel);
-  TrainSteps(1);
-  for (uint64_t min_version : {0u, 1u}) {
-    v1::GetParametersRequest request;
-    request.set_model("m");
-    request.set_min_version(min_version);
-    v1::ParameterUpdate update;
-    const grpc::Status status = stub_->GetParameters(Context().get(), request, &update);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(update.version(), 1u);
-    EXPECT_EQ(update.parameters_size(), 8 * 5 + 2 * 9);
-  }
-  v1::GetParametersRequest request;
-  request.set_model("m");
-  request.set_min_version(2);
-  v1::ParameterUpdate update;
-  const grpc::Status status = stub_->GetParameters(Context().get(), request, &update);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("min_version"));
-  EXPECT_THAT(status.error_message(), HasSubstr("not implemented yet"));
-}
-
 // l(Θ) = ½‖f(X; Θ) − Y*‖² over a fixed batch.
 double TrueLoss(const v1::ForwardResponse& y, const std::vector<float>& target) {
   double loss = 0;
@@ -541,7 +516,7 @@ TEST_F(ServiceTest, AMalformedRequestIsInvalidArgumentOnEveryMethod) {
   const v1::ParameterUpdate before = Parameters("m");
   grpc::GenericStub generic(channel_);
   const char garbage[] = "\xff\xff\xff\x0a";
-  for (const char* method : {"GetModelInfo", "Forward", "SubmitDelta", "GetParameters"}) {
+  for (const char* method : {"GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "ListModels"}) {
     grpc::Slice slice(garbage, sizeof garbage - 1);
     grpc::ByteBuffer request(&slice, 1), response;
     auto context = Context();

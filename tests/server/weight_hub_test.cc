@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -151,6 +153,170 @@ TEST(WeightHub, SubscribersBeyondTheLimitAreResourceExhausted) {
   EXPECT_NE(third.status().message().find("max_watchers_per_model"), absl::string_view::npos);
   first->reset();
   EXPECT_TRUE(hub.Subscribe([] {}, /*max_subscribers=*/2).ok());
+}
+
+// Records the one answer a parked AwaitVersion gets.
+class WaitRecorder {
+ public:
+  WeightHub::WaitDone Callback() {
+    return [this](absl::StatusOr<std::shared_ptr<const Snapshot>> answer) {
+      absl::MutexLock lock(&mu_);
+      ++calls_;
+      answer_ = std::move(answer);
+    };
+  }
+  // The answer, once there is one (nullopt after kWait).
+  std::optional<absl::StatusOr<std::shared_ptr<const Snapshot>>> Await() {
+    absl::MutexLock lock(&mu_);
+    auto answered = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ > 0; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&answered), kWait)) return std::nullopt;
+    return answer_;
+  }
+  int calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::StatusOr<std::shared_ptr<const Snapshot>> answer_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(WeightHubWait, AVersionAlreadyReachedIsReadyAtOnce) {
+  WeightHub hub("m", MakeSnapshot(3));
+  WaitRecorder recorder;
+  for (uint64_t min_version : {0u, 3u}) {
+    absl::StatusOr<WeightHub::Wait> wait = hub.AwaitVersion(min_version, recorder.Callback());
+    ASSERT_TRUE(wait.ok()) << wait.status();
+    ASSERT_NE(wait->ready, nullptr);
+    EXPECT_EQ(wait->ready->version, 3u);
+    EXPECT_EQ(wait->ticket, 0u);
+  }
+  EXPECT_EQ(hub.waiter_count(), 0u);
+  EXPECT_EQ(recorder.calls(), 0);  // `done` is dropped when ready.
+}
+
+TEST(WeightHubWait, AParkedWaiterGetsTheVersionOnceReached) {
+  WeightHub hub("m", MakeSnapshot(0));
+  WaitRecorder recorder;
+  absl::StatusOr<WeightHub::Wait> wait = hub.AwaitVersion(2, recorder.Callback());
+  ASSERT_TRUE(wait.ok()) << wait.status();
+  EXPECT_EQ(wait->ready, nullptr);
+  EXPECT_GT(wait->ticket, 0u);
+  EXPECT_EQ(hub.waiter_count(), 1u);
+  hub.Publish(MakeSnapshot(1));  // Not enough: the waiter stays.
+  hub.Publish(MakeSnapshot(2));
+  auto answer = recorder.Await();
+  ASSERT_TRUE(answer.has_value()) << "no answer within " << kWait;
+  ASSERT_TRUE(answer->ok()) << answer->status();
+  EXPECT_GE((**answer)->version, 2u);
+  EXPECT_EQ(hub.waiter_count(), 0u);
+  EXPECT_FALSE(hub.CancelWait(wait->ticket));  // Already answered.
+}
+
+// The answer is the newest version when the notifier runs, not the one that
+// first reached min_version: the notifier is held (by a subscriber's
+// callback) while versions 2 and 3 are published.
+TEST(WeightHubWait, TheAnswerIsTheNewestVersionNeverABacklog) {
+  WeightHub hub("m", MakeSnapshot(0));
+  absl::Notification entered, release;
+  std::atomic<bool> first{true};
+  auto subscription = hub.Subscribe([&] {
+    if (first.exchange(false)) {
+      entered.Notify();
+      release.WaitForNotification();
+    }
+  });
+  ASSERT_TRUE(subscription.ok());
+  hub.Publish(MakeSnapshot(1));
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(kWait));  // The notifier is held.
+  WaitRecorder recorder;
+  absl::StatusOr<WeightHub::Wait> wait = hub.AwaitVersion(2, recorder.Callback());
+  ASSERT_TRUE(wait.ok()) << wait.status();
+  ASSERT_EQ(wait->ready, nullptr);
+  hub.Publish(MakeSnapshot(2));
+  hub.Publish(MakeSnapshot(3));
+  EXPECT_EQ(recorder.calls(), 0);
+  release.Notify();
+  auto answer = recorder.Await();
+  ASSERT_TRUE(answer.has_value()) << "no answer within " << kWait;
+  ASSERT_TRUE(answer->ok()) << answer->status();
+  EXPECT_EQ((**answer)->version, 3u);
+  EXPECT_EQ((**answer)->parameters[0], 3.0f);
+  subscription->reset();
+}
+
+TEST(WeightHubWait, CloseAnswersEveryWaiterUnavailableBeforeReturning) {
+  WeightHub hub("m", MakeSnapshot(0));
+  WaitRecorder a, b;
+  ASSERT_TRUE(hub.AwaitVersion(1, a.Callback()).ok());
+  ASSERT_TRUE(hub.AwaitVersion(5, b.Callback()).ok());
+  hub.Close();
+  EXPECT_EQ(a.calls(), 1);  // Answered inside Close.
+  EXPECT_EQ(b.calls(), 1);
+  EXPECT_EQ(hub.waiter_count(), 0u);
+  auto answer = b.Await();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_TRUE(absl::IsUnavailable(answer->status())) << answer->status();
+  // After Close a new waiter is refused at once; a reached version still answers.
+  WaitRecorder c;
+  absl::StatusOr<WeightHub::Wait> late = hub.AwaitVersion(1, c.Callback());
+  EXPECT_TRUE(absl::IsUnavailable(late.status())) << late.status();
+  absl::StatusOr<WeightHub::Wait> reached = hub.AwaitVersion(0, c.Callback());
+  ASSERT_TRUE(reached.ok());
+  EXPECT_EQ(reached->ready->version, 0u);
+  EXPECT_EQ(c.calls(), 0);
+}
+
+TEST(WeightHubWait, ACancelledWaiterIsNeverCalled) {
+  WeightHub hub("m", MakeSnapshot(0));
+  WaitRecorder recorder;
+  absl::StatusOr<WeightHub::Wait> wait = hub.AwaitVersion(1, recorder.Callback());
+  ASSERT_TRUE(wait.ok());
+  EXPECT_TRUE(hub.CancelWait(wait->ticket));
+  EXPECT_FALSE(hub.CancelWait(wait->ticket));  // Once.
+  EXPECT_EQ(hub.waiter_count(), 0u);
+  // A later publish and close reach nobody; a second waiter still works.
+  WaitRecorder other;
+  ASSERT_TRUE(hub.AwaitVersion(2, other.Callback()).ok());
+  hub.Publish(MakeSnapshot(2));
+  auto answer = other.Await();
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_TRUE(answer->ok());
+  hub.Close();
+  EXPECT_EQ(recorder.calls(), 0);
+}
+
+TEST(WeightHubWait, WaitersBeyondTheLimitAreResourceExhausted) {
+  WeightHub hub("m", MakeSnapshot(0));
+  WaitRecorder a, b, c;
+  ASSERT_TRUE(hub.AwaitVersion(1, a.Callback(), 2).ok());
+  ASSERT_TRUE(hub.AwaitVersion(1, b.Callback(), 2).ok());
+  absl::StatusOr<WeightHub::Wait> third = hub.AwaitVersion(1, c.Callback(), 2);
+  ASSERT_TRUE(absl::IsResourceExhausted(third.status())) << third.status();
+  EXPECT_NE(third.status().message().find("max_parameter_waiters_per_model"),
+            absl::string_view::npos);
+  // A version already reached is not a waiter: never refused.
+  EXPECT_TRUE(hub.AwaitVersion(0, c.Callback(), 2).ok());
+  hub.Publish(MakeSnapshot(1));
+  ASSERT_TRUE(a.Await().has_value());
+  ASSERT_TRUE(b.Await().has_value());
+  EXPECT_EQ(c.calls(), 0);
+  hub.Close();
+}
+
+// A hub destroyed without Close still answers its waiters (nothing leaks).
+TEST(WeightHubWait, DestroyingTheHubAnswersItsWaiters) {
+  WaitRecorder recorder;
+  {
+    WeightHub hub("m", MakeSnapshot(0));
+    ASSERT_TRUE(hub.AwaitVersion(1, recorder.Callback()).ok());
+  }
+  EXPECT_EQ(recorder.calls(), 1);
+  auto answer = recorder.Await();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_TRUE(absl::IsUnavailable(answer->status()));
 }
 
 }  // namespace

@@ -248,12 +248,38 @@ class TrainerClient:
                 backoff *= 2
         raise AssertionError("unreachable")
 
-    def get_parameters(self, *, timeout: Optional[float] = None,
+    def get_parameters(self, min_version: int = 0, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
-        """Returns (parameters float32 [parameter_count], version); layout as in ModelSpec."""
-        return parameters_result(self._call(self._stub.GetParameters,
-                                            trainer_pb2.GetParametersRequest(model=self.model),
-                                            timeout, wait_for_ready))
+        """Returns (parameters float32 [parameter_count], version); layout as in ModelSpec.
+
+        min_version: 0 (or at most the model's version) answers at once. Above
+        the version the call is a long-poll: the server answers once the model
+        reaches min_version, with the NEWEST version at that moment (never an
+        older one in between), so a client that pulls instead of watching asks
+        for ``last_version + 1`` and always acts on the newest weights. Raises
+        DeadlineExceeded if the model does not get there within ``timeout``
+        seconds (None → the client's ``timeout``), Unavailable if the server
+        shuts down meanwhile, ResourceExhausted if the model already has
+        max_parameter_waiters_per_model such calls waiting, InvalidArgument
+        (before sending) for a min_version that is not an int in [0, 2**64).
+        """
+        if (isinstance(min_version, bool) or not isinstance(min_version, (int, np.integer))
+                or not 0 <= int(min_version) < 2**64):
+            raise InvalidArgument("min_version: expected an int in [0, 2**64), got %r"
+                                  % (min_version,))
+        request = trainer_pb2.GetParametersRequest(model=self.model,
+                                                   min_version=int(min_version))
+        return parameters_result(self._call(self._stub.GetParameters, request, timeout,
+                                            wait_for_ready))
+
+    def list_models(self, *, timeout: Optional[float] = None,
+                    wait_for_ready: Optional[bool] = None) -> List["trainer_pb2.ModelInfo"]:
+        """Every model the server serves, each a deltaserve.v1.ModelInfo exactly as
+        get_model_info returns it, the default model first (the client's ``model``
+        does not matter here)."""
+        response = self._call(self._stub.ListModels, trainer_pb2.ListModelsRequest(), timeout,
+                              wait_for_ready)
+        return list(response.models)
 
     def session(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> Session:
         """A Session stream for this client's model: many forward / submit_delta calls
