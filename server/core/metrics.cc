@@ -19,8 +19,8 @@ namespace deltaserve::server {
 namespace {
 
 constexpr absl::string_view kRpcNames[] = {
-    "GetModelInfo",    "Forward", "SubmitDelta",    "GetParameters",
-    "WatchParameters", "Session", "SessionForward", "SessionSubmitDelta",
+    "GetModelInfo", "Forward",        "SubmitDelta",        "GetParameters", "WatchParameters",
+    "Session",      "SessionForward", "SessionSubmitDelta", "InputGradient", "SessionInputGradient",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {

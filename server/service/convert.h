@@ -17,8 +17,7 @@ namespace deltaserve::server {
 
 // The SubmitDeltaRequest's matrices in core types. The wire's `outputs` is ỹ,
 // the output the client acted on (Submission::acted); absent, or rows = cols
-// = 0 with no data, means ỹ = y (a 0-row `acted`). UNIMPLEMENTED for
-// return_input_gradient (not served yet).
+// = 0 with no data, means ỹ = y (a 0-row `acted`).
 absl::StatusOr<Submission> SubmissionFromProto(const deltaserve::v1::SubmitDeltaRequest& request);
 
 void ToParameterUpdate(absl::string_view model, const Snapshot& snapshot,

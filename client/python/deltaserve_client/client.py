@@ -47,6 +47,7 @@ from google.protobuf.message import Message
 from deltaserve_client import security
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
 from deltaserve_client.convert import (forward_request, forward_result, from_matrix,
+                                       input_gradient_request, input_gradient_result,
                                        parameters_result, submit_delta_request, to_matrix)
 from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
                                       from_rpc_error)
@@ -210,7 +211,8 @@ class TrainerClient:
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                      request_id: Optional[str] = None, retries: int = 2,
                      timeout: Optional[float] = None,
-                     wait_for_ready: Optional[bool] = None) -> "trainer_pb2.SubmitDeltaResponse":
+                     wait_for_ready: Optional[bool] = None,
+                     return_input_gradient: bool = False) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
 
         outputs: the acted output ỹ (same shape as deltas), or None for ỹ = y.
@@ -220,13 +222,17 @@ class TrainerClient:
         found the server restarting (Unavailable) is sent again up to ``retries``
         times with the same id: if the first attempt was applied, the retry gets
         the original response (``duplicate`` set) and nothing is applied twice.
+        return_input_gradient: True → the response's ``input_gradient`` (a Matrix;
+        ``convert.from_matrix``) is gᵀ·∂y/∂X [n x input_dim] for this submission's
+        surrogate gradient g (docs/model.md, "Input gradients"); a duplicate
+        carries the original's.
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
         staleness, stepped, duplicate) once the δ is applied. Raises Aborted if
         ``version`` is too stale, ResourceExhausted if the learner's queue is full,
         InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
         req = submit_delta_request(self.model, inputs, deltas, version, outputs, maximize,
-                                   request_id)
+                                   request_id, return_input_gradient)
         # 100 ms, then 200 ms: the second retry comes after the channel's first
         # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
         backoff = 0.1
@@ -239,6 +245,21 @@ class TrainerClient:
                 time.sleep(backoff)
                 backoff *= 2
         raise AssertionError("unreachable")
+
+    def input_gradient(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, *,
+                       timeout: Optional[float] = None, wait_for_ready: Optional[bool] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, int]:
+        """δᵀ·∂y/∂X, the plain vector-Jacobian product (no surrogate, delta_scale or
+        objective), and y = f(X), both at one version; read-only on the server.
+
+        inputs: [n x input_dim], deltas: [n x output_dim] (or one row each).
+        Returns (input_gradient float32 [n x input_dim], outputs float32
+        [n x output_dim], version). Raises InvalidArgument for bad shapes or
+        non-finite values, ResourceExhausted for too many rows.
+        """
+        return input_gradient_result(self._call(
+            self._stub.InputGradient, input_gradient_request(self.model, inputs, deltas),
+            timeout, wait_for_ready))
 
     def get_parameters(self, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:
