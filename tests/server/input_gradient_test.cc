@@ -6,6 +6,7 @@
 // real server on 127.0.0.1:0 with the C++ TrainerClient and Session.
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 #include "deltaserve/server/service/server.h"
 #include "deltaserve/tests/client/test_server.h"
 #include "deltaserve/tests/model/golden_file.h"
+#include "deltaserve/tests/persist/temp_dir.h"
 #include "deltaserve/tests/server/held_gate.h"
 #include "deltaserve/tests/server/submit_and_wait.h"
 #include "deltaserve/tests/server/test_util.h"
@@ -396,6 +398,52 @@ TEST(SubmitInputGradientOptions, AGroupSlicesEachMembersRowsAndDuplicatesGetTheO
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_TRUE(retry->duplicate);
   EXPECT_EQ(retry->input_gradient, results[0]->input_gradient);
+}
+
+// With --state_dir, the window keeps each input gradient: a duplicate after
+// a crash (journal replay computes it again) or a restart (the checkpoint
+// holds it) still gets the original, bit for bit.
+TEST(SubmitInputGradientPersistence, ADuplicateAfterACrashOrARestartGetsTheOriginal) {
+  deltaserve::testing::TempDir tmp;
+  auto options = [&](const std::string& name) {
+    return testing::TrainerOptionsBuilder("m", /*input_dim=*/4)
+        .Layers({{5, model::Activation::kTanh}, {2, model::Activation::kIdentity}})
+        .Seed(3)
+        .Adam(0.01f)
+        .SamplesPerStep(3)
+        .StalenessScaledLr()
+        .PersistIn(tmp.path() + "/" + name)
+        .Build();
+  };
+  Submission asking;
+  asking.inputs = model::Matrix::Constant(2, 4, 0.3f);
+  asking.inputs(1, 2) = -1.0f;
+  asking.deltas = model::Matrix::Constant(2, 2, 0.5f);
+  asking.request_id = "asking";
+  asking.return_input_gradient = true;
+  std::unique_ptr<Trainer> live = MakeTrainer(options("m"));
+  ASSERT_NE(live, nullptr);
+  absl::StatusOr<SubmitResult> original = SubmitAndWait(*live, asking);
+  ASSERT_TRUE(original.ok()) << original.status();
+  ASSERT_EQ(original->input_gradient.rows(), 2);
+
+  // A kill -9 now: the directory as it is (the journal holds the submission).
+  std::filesystem::copy(tmp.path() + "/m", tmp.path() + "/crash",
+                        std::filesystem::copy_options::recursive);
+  std::unique_ptr<Trainer> recovered = MakeTrainer(options("crash"));
+  ASSERT_NE(recovered, nullptr);
+  absl::StatusOr<SubmitResult> retry = SubmitAndWait(*recovered, asking);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->input_gradient, original->input_gradient) << "after journal replay";
+
+  live.reset();  // Stop: a final checkpoint with the window.
+  std::unique_ptr<Trainer> restarted = MakeTrainer(options("m"));
+  ASSERT_NE(restarted, nullptr);
+  retry = SubmitAndWait(*restarted, asking);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->input_gradient, original->input_gradient) << "after a checkpoint restore";
 }
 
 // ---- Through a real server on 127.0.0.1:0 with the C++ client ----
