@@ -29,7 +29,32 @@ v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submission,
   if (!submission.metrics.empty()) {
     request.mutable_metrics()->insert(submission.metrics.begin(), submission.metrics.end());
   }
+  request.set_return_input_gradient(submission.return_input_gradient);
   return request;
+}
+
+v1::InputGradientRequest InputGradientRequestFor(const Eigen::Ref<const model::Matrix>& inputs,
+                                                 const Eigen::Ref<const model::Matrix>& deltas,
+                                                 const std::string& model) {
+  v1::InputGradientRequest request;
+  request.set_model(model);
+  wire::MatrixToProto(inputs, request.mutable_inputs());
+  wire::MatrixToProto(deltas, request.mutable_deltas());
+  return request;
+}
+
+absl::StatusOr<InputGradientResult> InputGradientResultFrom(
+    const v1::InputGradientResponse& response) {
+  InputGradientResult result;
+  absl::StatusOr<model::Matrix> m =
+      wire::MatrixFromProto("server's input_gradient", response.input_gradient());
+  if (!m.ok()) return absl::InternalError(m.status().message());
+  result.input_gradient = *std::move(m);
+  m = wire::MatrixFromProto("server's outputs", response.outputs());
+  if (!m.ok()) return absl::InternalError(m.status().message());
+  result.outputs = *std::move(m);
+  result.version = response.version();
+  return result;
 }
 
 absl::StatusOr<ForwardResult> ForwardResultFrom(const v1::ForwardResponse& response) {
@@ -39,13 +64,19 @@ absl::StatusOr<ForwardResult> ForwardResultFrom(const v1::ForwardResponse& respo
   return ForwardResult{*std::move(outputs), response.version()};
 }
 
-SubmitDeltaResult SubmitResultFrom(const v1::SubmitDeltaResponse& response) {
+absl::StatusOr<SubmitDeltaResult> SubmitResultFrom(const v1::SubmitDeltaResponse& response) {
   SubmitDeltaResult result;
   result.version = response.version();
   result.surrogate_loss = response.surrogate_loss();
   result.staleness = response.staleness();
   result.stepped = response.stepped();
   result.duplicate = response.duplicate();
+  if (response.has_input_gradient()) {
+    absl::StatusOr<model::Matrix> gradient =
+        wire::MatrixFromProto("server's input_gradient", response.input_gradient());
+    if (!gradient.ok()) return absl::InternalError(gradient.status().message());
+    result.input_gradient = *std::move(gradient);
+  }
   return result;
 }
 

@@ -24,7 +24,18 @@ deltaserve::v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submi
 // contract.
 absl::StatusOr<ForwardResult> ForwardResultFrom(const deltaserve::v1::ForwardResponse& response);
 
-SubmitDeltaResult SubmitResultFrom(const deltaserve::v1::SubmitDeltaResponse& response);
+// INTERNAL if a matrix does not have rows·cols values: the server broke the
+// contract.
+absl::StatusOr<SubmitDeltaResult> SubmitResultFrom(
+    const deltaserve::v1::SubmitDeltaResponse& response);
+
+deltaserve::v1::InputGradientRequest InputGradientRequestFor(
+    const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+    const std::string& model);
+
+// INTERNAL if a matrix does not have rows·cols values.
+absl::StatusOr<InputGradientResult> InputGradientResultFrom(
+    const deltaserve::v1::InputGradientResponse& response);
 
 }  // namespace deltaserve::client::internal
 

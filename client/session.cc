@@ -98,6 +98,29 @@ absl::StatusOr<SubmitDeltaResult> Session::SubmitDeltaSync(const DeltaSubmission
   return AwaitAnswer(SubmitDelta(submission, model), sync_timeout_);
 }
 
+void Session::InputGradient(const Eigen::Ref<const model::Matrix>& inputs,
+                            const Eigen::Ref<const model::Matrix>& deltas,
+                            InputGradientCallback done, const std::string& model) {
+  v1::SessionRequest request;
+  *request.mutable_input_gradient() = internal::InputGradientRequestFor(inputs, deltas, model);
+  Issue(std::move(request), std::move(done));
+}
+
+std::future<absl::StatusOr<InputGradientResult>> Session::InputGradient(
+    const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+    const std::string& model) {
+  std::promise<absl::StatusOr<InputGradientResult>> promise;
+  std::future<absl::StatusOr<InputGradientResult>> future = promise.get_future();
+  InputGradient(inputs, deltas, Fulfil(promise), model);
+  return future;
+}
+
+absl::StatusOr<InputGradientResult> Session::InputGradientSync(
+    const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+    const std::string& model) {
+  return AwaitAnswer(InputGradient(inputs, deltas, model), sync_timeout_);
+}
+
 size_t Session::in_flight() const {
   absl::MutexLock lock(&mu_);
   return pending_.size();
@@ -236,11 +259,7 @@ absl::Status Session::Close() {
 }
 
 void Session::Fail(Callback& done, const absl::Status& status) {
-  if (auto* forward = std::get_if<ForwardCallback>(&done)) {
-    std::move (*forward)(status);
-  } else {
-    std::move (*std::get_if<SubmitCallback>(&done))(status);
-  }
+  std::visit([&status](auto& callback) { std::move(callback)(status); }, done);
 }
 
 void Session::Deliver(Callback& done, v1::SessionResponse& response) {
@@ -252,6 +271,12 @@ void Session::Deliver(Callback& done, v1::SessionResponse& response) {
       return std::move(*forward)(absl::InternalError("Session: expected a Forward answer"));
     }
     return std::move(*forward)(internal::ForwardResultFrom(response.forward()));
+  }
+  if (auto* gradient = std::get_if<InputGradientCallback>(&done)) {
+    if (!response.has_input_gradient()) {
+      return std::move(*gradient)(absl::InternalError("Session: expected an InputGradient answer"));
+    }
+    return std::move(*gradient)(internal::InputGradientResultFrom(response.input_gradient()));
   }
   SubmitCallback& submit = *std::get_if<SubmitCallback>(&done);
   if (!response.has_submit()) {

@@ -1,5 +1,5 @@
 // Session: the client side of one deltaserve.v1.Trainer/Session stream
-// (TrainerClient::OpenSession) — Forward and SubmitDelta calls issued from
+// (TrainerClient::OpenSession) — Forward, SubmitDelta and InputGradient calls issued from
 // any thread, many in flight on one stream, each answered through its own
 // callback or future. One stream pays gRPC's per-call cost once instead of
 // once per call.
@@ -56,6 +56,7 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
  public:
   using ForwardCallback = absl::AnyInvocable<void(absl::StatusOr<ForwardResult>) &&>;
   using SubmitCallback = absl::AnyInvocable<void(absl::StatusOr<SubmitDeltaResult>) &&>;
+  using InputGradientCallback = absl::AnyInvocable<void(absl::StatusOr<InputGradientResult>) &&>;
 
   // Cancels the stream if it is still open (unanswered calls fail with
   // CANCELLED) and waits until gRPC is done with it. Not from a callback.
@@ -86,6 +87,17 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
   absl::StatusOr<SubmitDeltaResult> SubmitDeltaSync(const DeltaSubmission& submission,
                                                     const std::string& model = "");
 
+  // δᵀ·∂y/∂X and y at one version, as TrainerClient::InputGradient; read-only.
+  void InputGradient(const Eigen::Ref<const model::Matrix>& inputs,
+                     const Eigen::Ref<const model::Matrix>& deltas, InputGradientCallback done,
+                     const std::string& model = "") ABSL_LOCKS_EXCLUDED(mu_);
+  std::future<absl::StatusOr<InputGradientResult>> InputGradient(
+      const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+      const std::string& model = "");
+  absl::StatusOr<InputGradientResult> InputGradientSync(
+      const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+      const std::string& model = "");
+
   // Calls issued and not yet answered.
   size_t in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -103,7 +115,7 @@ class Session final : public grpc::ClientBidiReactor<deltaserve::v1::SessionRequ
 
  private:
   friend class TrainerClient;
-  using Callback = std::variant<ForwardCallback, SubmitCallback>;
+  using Callback = std::variant<ForwardCallback, SubmitCallback, InputGradientCallback>;
 
   // What Advance decided under mu_, done after releasing it (gRPC may run a
   // reaction inline from inside these calls).

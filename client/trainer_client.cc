@@ -200,6 +200,15 @@ absl::StatusOr<ForwardResult> TrainerClient::Forward(const Eigen::Ref<const mode
   return internal::ForwardResultFrom(response);
 }
 
+absl::StatusOr<InputGradientResult> TrainerClient::InputGradient(
+    const Eigen::Ref<const model::Matrix>& inputs, const Eigen::Ref<const model::Matrix>& deltas,
+    const std::string& model) const {
+  const v1::InputGradientRequest request = internal::InputGradientRequestFor(inputs, deltas, model);
+  v1::InputGradientResponse response;
+  DELTASERVE_RETURN_IF_ERROR(Unary(&v1::Trainer::StubInterface::InputGradient, request, &response));
+  return internal::InputGradientResultFrom(response);
+}
+
 absl::StatusOr<SubmitDeltaResult> TrainerClient::SubmitDelta(const DeltaSubmission& submission,
                                                              const std::string& model) const {
   DELTASERVE_RETURN_IF_ERROR(wire::ValidateMetrics(submission.metrics));

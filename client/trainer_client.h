@@ -156,6 +156,9 @@ struct DeltaSubmission {
   // (proto/client_metrics.h): otherwise SubmitDelta fails with
   // INVALID_ARGUMENT naming the rule, and nothing is sent.
   std::map<std::string, double> metrics = {};
+  // Ask for SubmitDeltaResult::input_gradient (docs/model.md, "Input
+  // gradients"). False: the server computes nothing extra.
+  bool return_input_gradient = false;
 };
 
 // The server's answer to a SubmitDelta (see SubmitDeltaResponse).
@@ -165,6 +168,17 @@ struct SubmitDeltaResult {
   uint64_t staleness = 0;       // server version − submission version when applied
   bool stepped = false;         // this submission completed an optimizer step
   bool duplicate = false;       // request_id was applied before; nothing was applied now
+  // Only when the submission set return_input_gradient (else 0 x 0):
+  // gᵀ·∂y/∂X [batch × input_dim] for this submission's surrogate gradient g
+  // (objective sign, delta_scale and mode included, staleness scale not).
+  model::Matrix input_gradient;
+};
+
+// The read-only vector-Jacobian product of InputGradient, at one version.
+struct InputGradientResult {
+  model::Matrix input_gradient;  // δᵀ·∂y/∂X [batch × input_dim]
+  model::Matrix outputs;         // y = f(X) [batch × output_dim]
+  uint64_t version = 0;          // the version both were computed at
 };
 
 // A flat parameter buffer (layout as in ModelSpec) and its version.
@@ -278,6 +292,13 @@ class TrainerClient {
   // Every model the server serves, each as GetModelInfo returns it, the
   // default model first.
   absl::StatusOr<std::vector<deltaserve::v1::ModelInfo>> ListModels() const;
+
+  // δᵀ·∂y/∂X (the plain vector-Jacobian product: no surrogate, delta_scale
+  // or objective) and y = f(X), both at one version; changes nothing on the
+  // server. inputs: [batch × input_dim], deltas: [batch × output_dim].
+  absl::StatusOr<InputGradientResult> InputGradient(const Eigen::Ref<const model::Matrix>& inputs,
+                                                    const Eigen::Ref<const model::Matrix>& deltas,
+                                                    const std::string& model = "") const;
 
   // A Session stream (client/session.h) on the unary calls' channel: many
   // Forward / SubmitDelta calls in flight at once, at most `max_in_flight`

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -37,7 +38,9 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "Deadline of each call (e.g. 10s, 500ms); watch: how long to watch (inf: until "
           "interrupted)");
 ABSL_FLAG(std::string, inputs, "",
-          "forward: one input row as CSV (e.g. 1,2,3,4); empty = CSV rows on stdin");
+          "forward: one input row as CSV (e.g. 1,2,3,4); empty = CSV rows on stdin. "
+          "input-gradient: a file of CSV rows (X)");
+ABSL_FLAG(std::string, deltas, "", "input-gradient: a file of CSV rows (one delta per input row)");
 ABSL_FLAG(bool, all, false, "params: print every parameter, one per line");
 ABSL_FLAG(uint64_t, min_version, 0,
           "params: wait (up to --timeout) until the model reaches this version, then print the "
@@ -61,6 +64,10 @@ constexpr char kUsage[] =
     "  models   every served model, one line each, the default first: NAME version=V\n"
     "           optimizer_steps=S parameters=P input_dim=I output_dim=O [default]\n"
     "  forward  outputs (CSV) for --inputs=1,2,3 or CSV rows on stdin, then '# version: V'\n"
+    "  input-gradient  d^T dy/dX (CSV, one row per input row) for --inputs=FILE and\n"
+    "           --deltas=FILE (CSV rows), then '# outputs: ...' per row and '# version: V'\n"
+    "           (read-only: nothing changes on the server)\n"
+    "  params   version, parameter count and the first values (--all: every value)\n"
     "  params   version, parameter count and the first values (--all: every value);\n"
     "           --min_version=V waits until the model reaches V, then prints the newest\n"
     "  watch    print each parameter version as it is published, until --count=N updates\n"
@@ -152,6 +159,39 @@ int Forward(const TrainerClient& client) {
   auto result = client.Forward(*inputs, absl::GetFlag(FLAGS_model));
   if (!result.ok()) return Fail(result.status());
   absl::PrintF("%s# version: %d\n", FormatCsv(result->outputs), result->version);
+  return kExitOk;
+}
+
+// A file of CSV rows (ReadCsvMatrix); `flag` names it in errors.
+absl::StatusOr<model::Matrix> ReadCsvFile(absl::string_view flag, const std::string& path) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": expected a file of CSV rows"));
+  }
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("--", flag, ": cannot open \"", path, "\""));
+  absl::StatusOr<model::Matrix> matrix = ReadCsvMatrix(in);
+  if (!matrix.ok()) {
+    return absl::Status(matrix.status().code(),
+                        absl::StrCat("--", flag, " \"", path, "\": ", matrix.status().message()));
+  }
+  return matrix;
+}
+
+// The input gradient as CSV rows (so the output can be another model's
+// --deltas), then each row's outputs and the version as '#' comments.
+int InputGradient(const TrainerClient& client) {
+  absl::StatusOr<model::Matrix> inputs = ReadCsvFile("inputs", absl::GetFlag(FLAGS_inputs));
+  if (!inputs.ok()) return Fail(inputs.status());
+  absl::StatusOr<model::Matrix> deltas = ReadCsvFile("deltas", absl::GetFlag(FLAGS_deltas));
+  if (!deltas.ok()) return Fail(deltas.status());
+  auto result = client.InputGradient(*inputs, *deltas, absl::GetFlag(FLAGS_model));
+  if (!result.ok()) return Fail(result.status());
+  std::string outputs;
+  for (Eigen::Index i = 0; i < result->outputs.rows(); ++i) {
+    absl::StrAppend(&outputs, "# outputs: ",
+                    FormatCsv(model::Matrix(result->outputs.row(i))));  // Ends in '\n'.
+  }
+  absl::PrintF("%s%s# version: %d\n", FormatCsv(result->input_gradient), outputs, result->version);
   return kExitOk;
 }
 
@@ -294,6 +334,7 @@ int Run(const std::vector<char*>& args) {
   if (command == "info") return Info(**client);
   if (command == "models" || command == "list-models") return Models(**client);
   if (command == "forward") return Forward(**client);
+  if (command == "input-gradient") return InputGradient(**client);
   if (command == "params") return Params(**client);
   if (command == "watch") return Watch(**client);
   if (command == "export") return Export(**client);

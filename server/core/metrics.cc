@@ -21,7 +21,8 @@ namespace {
 
 constexpr absl::string_view kRpcNames[] = {
     "GetModelInfo", "Forward",        "SubmitDelta",        "GetParameters", "WatchParameters",
-    "Session",      "SessionForward", "SessionSubmitDelta", "ListModels",
+    "Session",      "SessionForward", "SessionSubmitDelta", "ListModels", "InputGradient",
+    "SessionInputGradient",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {

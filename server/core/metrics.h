@@ -73,7 +73,8 @@ namespace deltaserve::server {
 // The Trainer service's rpcs (label rpc="Forward", ...). Add new ones at the
 // end, before kLast's definition moves to them, and name them in metrics.cc.
 // The Session stream counts itself (kSession: status and lifetime when it
-// ends) and each call on it by kind (kSessionForward, kSessionSubmitDelta:
+// ends) and each call on it by kind (kSessionForward, kSessionSubmitDelta,
+// kSessionInputGradient:
 // the code its CallError carries, OK for an answer; wall time from the read
 // to the answer), like the unary rpcs.
 enum class Rpc {
@@ -86,8 +87,10 @@ enum class Rpc {
   kSessionForward,
   kSessionSubmitDelta,
   kListModels,  // Names no model: counted under model "" (ServerMetrics::UnknownModel).
+  kInputGradient,
+  kSessionInputGradient,
 };
-inline constexpr int kNumRpcs = static_cast<int>(Rpc::kListModels) + 1;
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kSessionInputGradient) + 1;
 
 // Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
 // gRPC and absl share; any other value is counted as UNKNOWN.

@@ -111,6 +111,37 @@ absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) cons
   return result;
 }
 
+absl::StatusOr<InputGradientResult> Trainer::InputGradient(const model::Matrix& inputs,
+                                                           const model::Matrix& deltas) const {
+  DELTASERVE_RETURN_IF_ERROR(ValidateForwardInputs(inputs));
+  DELTASERVE_RETURN_IF_ERROR(CheckShape("deltas", deltas, inputs.rows(), "one per input row",
+                                        mlp_.output_dim(),
+                                        absl::StrCat("output_dim of model \"", name(), "\"")));
+  // One snapshot for both products; its parameters are immutable, so nothing
+  // here touches the learner's state.
+  std::shared_ptr<const Snapshot> snap = snapshot();
+  model::Mlp::Workspace workspace;
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(snap->parameters, inputs, workspace));
+  InputGradientResult result;
+  result.outputs = workspace.output();
+  DELTASERVE_RETURN_IF_ERROR(CheckForwardOutputs(result.outputs));
+  DELTASERVE_RETURN_IF_ERROR(
+      mlp_.InputGradient(snap->parameters, inputs, workspace, deltas, &result.input_gradient));
+  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(inputs, &result.input_gradient));
+  result.version = snap->version;
+  return result;
+}
+
+absl::Status Trainer::ToInputGradient(const Eigen::Ref<const model::Matrix>& inputs,
+                                      model::Matrix* grad) const {
+  DELTASERVE_DCHECK(grad->rows() == inputs.rows() && grad->cols() == mlp_.input_dim());
+  // The MLP's input is X itself: ∂l/∂X = ∂l/∂(MLP input). Input
+  // normalisation's backward (zero where an input was clipped) goes here.
+  return model::CheckFinite(
+      "input_gradient (values too large: the input gradient overflows; nothing was applied)",
+      Values(*grad));
+}
+
 absl::Status Trainer::ValidateForwardInputs(const model::Matrix& inputs) const {
   if (inputs.rows() == 0) {
     return absl::InvalidArgumentError("inputs: expected at least 1 row, got 0");
@@ -452,16 +483,26 @@ void Trainer::ClearGrad() {
   grad_zero_ = true;
 }
 
-absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
+absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale,
+                                         model::Matrix* input_gradient) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
+  const bool want_input_gradient = s.return_input_gradient;
+  DELTASERVE_DCHECK(!want_input_gradient || input_gradient != nullptr);
   DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
   DELTASERVE_ASSIGN_OR_RETURN(
       double loss, model::Surrogate(options_.surrogate, s.objective, workspace_.output(), s.acted,
                                     s.deltas, &grad_y_));
-  if (scale != 1.0f) grad_y_ *= scale;
+  if (scale != 1.0f) {
+    // The input gradient is of the unscaled g (trainer.h, SubmitResult).
+    if (want_input_gradient) unscaled_grad_y_ = grad_y_;
+    grad_y_ *= scale;
+  }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
+  // Unscaled, Backward's ∂l/∂X is the input gradient: the parameter
+  // gradient's products are the same with or without it.
   DELTASERVE_RETURN_IF_ERROR(
-      mlp_.Backward(params_, s.inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_)));
+      mlp_.Backward(params_, s.inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_),
+                    want_input_gradient && scale == 1.0f ? input_gradient : nullptr));
   // Finite inputs can still overflow (e.g. |δ| near FLT_MAX); such a gradient
   // would poison every parameter, so it is refused before it is accumulated.
   if (!std::isfinite(loss)) {
@@ -471,6 +512,13 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale) {
   }
   DELTASERVE_RETURN_IF_ERROR(model::CheckFinite(
       "parameter gradient of this submission (values too large?)", submission_grad_));
+  if (want_input_gradient) {
+    if (scale != 1.0f) {
+      DELTASERVE_RETURN_IF_ERROR(
+          mlp_.InputGradient(params_, s.inputs, workspace_, unscaled_grad_y_, input_gradient));
+    }
+    DELTASERVE_RETURN_IF_ERROR(ToInputGradient(s.inputs, input_gradient));
+  }
   return loss;
 }
 

@@ -160,6 +160,8 @@ struct Submission {
   // rules), never journaled — observability, not state, so a replayed
   // submission has none.
   std::vector<ClientMetric> metrics;
+  // SubmitResult::input_gradient is wanted. False: nothing extra is computed.
+  bool return_input_gradient = false;
 };
 
 inline constexpr size_t kMaxRequestIdBytes = 128;
@@ -171,6 +173,20 @@ struct SubmitResult {
   bool stepped = false;  // This submission completed an optimizer step.
   // request_id had been applied before: this is that submission's result.
   bool duplicate = false;
+  // Only when the submission set return_input_gradient (else 0 x 0):
+  // gᵀ·∂y/∂X [n × input_dim], g = ∂l_s/∂y of the surrogate (objective sign,
+  // delta_scale, reduction and mode included; NOT the staleness scale), at
+  // the parameters its gradient was computed with. Remembered with the
+  // request_id, so a duplicate gets the original's (docs/model.md, "Input
+  // gradients").
+  model::Matrix input_gradient{};
+};
+
+// Trainer::InputGradient's answer: one snapshot's.
+struct InputGradientResult {
+  model::Matrix input_gradient;  // δᵀ·∂y/∂X [n × input_dim]
+  model::Matrix outputs;         // y = f(X) [n × output_dim]
+  uint64_t version = 0;          // Version both were computed at.
 };
 
 struct ForwardResult {
@@ -215,6 +231,16 @@ class Trainer {
   // that the outputs overflow; RESOURCE_EXHAUSTED for more than
   // max_request_rows rows.
   absl::StatusOr<ForwardResult> Forward(const model::Matrix& inputs) const;
+
+  // The read-only vector-Jacobian product at the latest snapshot, on the
+  // calling thread (never waits for the learner): outputs y = f(X) and
+  // input_gradient = δᵀ·∂y/∂X (no surrogate, scale or objective), both at
+  // `version`. Errors as Forward for `inputs` (RESOURCE_EXHAUSTED for more
+  // than max_request_rows rows), and INVALID_ARGUMENT for `deltas` that are
+  // not [n × output_dim] or not finite, or a product that overflows.
+  // Changes nothing.
+  absl::StatusOr<InputGradientResult> InputGradient(const model::Matrix& inputs,
+                                                    const model::Matrix& deltas) const;
 
   // The pieces of Forward, for callers that batch several requests into one
   // product (server/core/forward_batcher.h):
@@ -363,13 +389,26 @@ class Trainer {
   // submission_grad_ holds g of `rows` rows: checks ‖G + g‖, then steps or
   // accumulates; whether it stepped. On error nothing has changed.
   absl::StatusOr<bool> Accumulate(uint64_t rows);
-  // Backprop of one submission into submission_grad_; returns l_s.
-  absl::StatusOr<double> Gradient(const Submission& submission, float scale);
+  // Backprop of one submission into submission_grad_; returns l_s. With
+  // submission.return_input_gradient, *input_gradient (not null then) gets
+  // its input gradient (SubmitResult::input_gradient).
+  absl::StatusOr<double> Gradient(const Submission& submission, float scale,
+                                  model::Matrix* input_gradient);
   // With X = [X1; ...; Xk] stacked: one forward and one backward pass into
   // submission_grad_, the same g as one by one up to float summation
-  // order; `losses` gets each member's l_s. On error nothing has changed.
+  // order; `losses` gets each member's l_s, `input_gradients` (k entries)
+  // each member's input gradient if it asked (else 0 x 0). On error nothing
+  // has changed.
   absl::Status GroupGradient(absl::Span<const Submission* const> group,
-                             absl::Span<const float> scales, std::vector<double>* losses);
+                             absl::Span<const float> scales, std::vector<double>* losses,
+                             std::vector<model::Matrix>* input_gradients);
+  // The one place ∂l/∂(MLP input) becomes ∂l/∂X for the rows `inputs`:
+  // today the identity (the MLP's input is X). Input normalisation's
+  // backward goes here (at the statistics the gradient was computed with),
+  // for the learner's input gradients and Trainer::InputGradient alike.
+  // INVALID_ARGUMENT if the result is not finite.
+  absl::Status ToInputGradient(const Eigen::Ref<const model::Matrix>& inputs,
+                               model::Matrix* grad) const;
   // The one place an optimizer step happens: a step on `grad` (G + g) whose
   // GlobalNorm is `norm`, version + 1. Per-step state goes here. On error
   // nothing has changed.
@@ -420,6 +459,10 @@ class Trainer {
   model::Matrix grad_y_;
   model::Matrix group_inputs_;  // GroupGradient's scratch: the group's rows, stacked.
   model::Matrix group_grad_y_;
+  // Input gradients' scratch: unscaled ∂l_s/∂Y when a staleness scale != 1,
+  // and the stacked ∂l/∂X of a group.
+  model::Matrix unscaled_grad_y_;
+  model::Matrix group_input_grad_;
   // The last snapshot made (published or waiting for its commit): holds
   // params_ as of the last step, which is what a checkpoint captures.
   std::shared_ptr<const Snapshot> latest_;

@@ -116,11 +116,13 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
     rows += static_cast<uint64_t>(s->inputs.rows());
   }
   std::vector<double> losses;
+  std::vector<model::Matrix> input_gradients(group.size());
   if (group.size() == 1) {
-    DELTASERVE_ASSIGN_OR_RETURN(const double loss, Gradient(*group[0], scales[0]));
+    DELTASERVE_ASSIGN_OR_RETURN(const double loss,
+                                Gradient(*group[0], scales[0], &input_gradients[0]));
     losses.push_back(loss);
   } else {
-    DELTASERVE_RETURN_IF_ERROR(GroupGradient(group, scales, &losses));
+    DELTASERVE_RETURN_IF_ERROR(GroupGradient(group, scales, &losses, &input_gradients));
   }
   const uint64_t version_before = version_;
   DELTASERVE_ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
@@ -132,10 +134,11 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
     const bool last = i + 1 == group.size();
     // Only the last member can have stepped (GroupEnd; a journaled group
     // was formed the same way).
-    const SubmitResult result{last ? version_ : version_before, losses[i], staleness[i],
-                              /*stepped=*/last && stepped};
+    SubmitResult result{last ? version_ : version_before, losses[i], staleness[i],
+                        /*stepped=*/last && stepped};
+    result.input_gradient = std::move(input_gradients[i]);
     Applied(*group[i], result, scales[i], /*batched_with_next=*/!last);
-    results->push_back(result);
+    results->push_back(std::move(result));
   }
   changed_since_checkpoint_ = true;
   return absl::OkStatus();
@@ -159,10 +162,20 @@ void Trainer::Applied(const Submission& submission, const SubmitResult& result, 
 // g = Σᵢ ∂l_sᵢ/∂Θ. Row i of a dense layer only ever meets row i, so this is
 // the one-by-one result up to the order of the float sums.
 absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
-                                    absl::Span<const float> scales, std::vector<double>* losses) {
+                                    absl::Span<const float> scales, std::vector<double>* losses,
+                                    std::vector<model::Matrix>* input_gradients) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
+  DELTASERVE_DCHECK(input_gradients->size() == group.size());
   Eigen::Index total = 0;
-  for (const Submission* s : group) total += s->inputs.rows();
+  bool want_input_gradient = false;  // Some member asked for it.
+  bool unit_scales = true;           // Backward's ∂l/∂X is then the unscaled one.
+  for (size_t i = 0; i < group.size(); ++i) {
+    total += group[i]->inputs.rows();
+    want_input_gradient = want_input_gradient || group[i]->return_input_gradient;
+    unit_scales = unit_scales && scales[i] == 1.0f;
+  }
+  const bool keep_unscaled = want_input_gradient && !unit_scales;
+  if (keep_unscaled) unscaled_grad_y_.resize(total, mlp_.output_dim());
   group_inputs_.resize(total, mlp_.input_dim());
   group_grad_y_.resize(total, mlp_.output_dim());
   Eigen::Index row = 0;
@@ -181,15 +194,32 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
         model::Surrogate(options_.surrogate, s.objective, workspace_.output().middleRows(row, n),
                          s.acted, s.deltas, &grad_y_));
     if (!std::isfinite(loss)) return absl::InvalidArgumentError("surrogate loss: not finite");
+    if (keep_unscaled) unscaled_grad_y_.middleRows(row, n) = grad_y_;
     if (scales[i] != 1.0f) grad_y_ *= scales[i];
     group_grad_y_.middleRows(row, n) = grad_y_;
     losses->push_back(loss);
     row += n;
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(params_, group_inputs_, workspace_, group_grad_y_,
-                                           absl::MakeSpan(submission_grad_)));
-  return model::CheckFinite("gradient", submission_grad_);
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(
+      params_, group_inputs_, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_),
+      want_input_gradient && unit_scales ? &group_input_grad_ : nullptr));
+  DELTASERVE_RETURN_IF_ERROR(model::CheckFinite("gradient", submission_grad_));
+  if (!want_input_gradient) return absl::OkStatus();
+  if (keep_unscaled) {
+    DELTASERVE_RETURN_IF_ERROR(mlp_.InputGradient(params_, group_inputs_, workspace_,
+                                                  unscaled_grad_y_, &group_input_grad_));
+  }
+  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(group_inputs_, &group_input_grad_));
+  row = 0;
+  for (size_t i = 0; i < group.size(); ++i) {
+    const Eigen::Index n = group[i]->inputs.rows();
+    if (group[i]->return_input_gradient) {
+      (*input_gradients)[i] = group_input_grad_.middleRows(row, n);
+    }
+    row += n;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace deltaserve::server

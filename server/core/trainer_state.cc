@@ -147,8 +147,13 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   version_ = c.version();
   applied_ids_.Clear();
   for (const v1::AppliedRequest& r : c.applied_requests()) {
-    applied_ids_.Remember(
-        r.request_id(), SubmitResult{r.version(), r.surrogate_loss(), r.staleness(), r.stepped()});
+    SubmitResult result{r.version(), r.surrogate_loss(), r.staleness(), r.stepped()};
+    if (r.has_input_gradient()) {
+      DELTASERVE_ASSIGN_OR_RETURN(
+          result.input_gradient,
+          wire::MatrixFromProto("checkpoint applied_requests.input_gradient", r.input_gradient()));
+    }
+    applied_ids_.Remember(r.request_id(), result);
   }
   return absl::OkStatus();
 }
@@ -157,6 +162,7 @@ absl::StatusOr<Submission> Trainer::FromJournal(const v1::JournaledSubmission& j
   Submission s;
   s.request_id = j.request_id();
   s.version = j.version();
+  s.return_input_gradient = j.return_input_gradient();
   DELTASERVE_ASSIGN_OR_RETURN(s.objective, wire::ObjectiveFromProto(j.objective()));
   DELTASERVE_ASSIGN_OR_RETURN(s.inputs, wire::MatrixFromProto("inputs", j.inputs()));
   DELTASERVE_ASSIGN_OR_RETURN(s.acted, wire::MatrixFromProto("acted", j.acted()));
@@ -216,6 +222,7 @@ void Trainer::JournalSubmission(const Submission& s, float scale, bool batched_w
   wire::MatrixToProto(s.deltas, j->mutable_deltas());
   j->set_scale(scale);
   j->set_batched_with_next(batched_with_next);
+  j->set_return_input_gradient(s.return_input_gradient);
   journal_->Add(entry);
 }
 
@@ -249,6 +256,8 @@ std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
     a->set_surrogate_loss(r.surrogate_loss);
     a->set_staleness(r.staleness);
     a->set_stepped(r.stepped);
+    if (r.input_gradient.size() != 0)
+      wire::MatrixToProto(r.input_gradient, a->mutable_input_gradient());
   });
   c->set_created_unix_micros(absl::ToUnixMicros(absl::Now()));
   return state;

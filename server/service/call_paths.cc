@@ -18,6 +18,10 @@ v1::SubmitDeltaResponse ToProto(const SubmitResult& result) {
   answer.set_staleness(result.staleness);
   answer.set_stepped(result.stepped);
   answer.set_duplicate(result.duplicate);
+  // Only when asked for (0 x 0 otherwise, and then left unset).
+  if (result.input_gradient.rows() != 0) {
+    wire::MatrixToProto(result.input_gradient, answer.mutable_input_gradient());
+  }
   return answer;
 }
 
@@ -63,6 +67,24 @@ void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
         std::move (*shared)(metrics, ToProto(*result));
       });
   if (!queued.ok()) reject(*shared, queued);
+}
+
+void StartInputGradient(const ModelRegistry& models, ModelMetrics* unknown_model,
+                        const v1::InputGradientRequest& request, InputGradientDone done) {
+  absl::StatusOr<ServedModel*> model = models.Find(request.model());
+  if (!model.ok()) return std::move(done)(unknown_model, model.status());
+  ModelMetrics* metrics = (*model)->metrics;
+  absl::StatusOr<model::Matrix> inputs = wire::MatrixFromProto("inputs", request.inputs());
+  if (!inputs.ok()) return std::move(done)(metrics, inputs.status());
+  absl::StatusOr<model::Matrix> deltas = wire::MatrixFromProto("deltas", request.deltas());
+  if (!deltas.ok()) return std::move(done)(metrics, deltas.status());
+  absl::StatusOr<InputGradientResult> result = (*model)->trainer->InputGradient(*inputs, *deltas);
+  if (!result.ok()) return std::move(done)(metrics, result.status());
+  v1::InputGradientResponse response;
+  wire::MatrixToProto(result->input_gradient, response.mutable_input_gradient());
+  wire::MatrixToProto(result->outputs, response.mutable_outputs());
+  response.set_version(result->version);
+  std::move(done)(metrics, std::move(response));
 }
 
 }  // namespace deltaserve::server

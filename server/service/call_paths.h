@@ -1,11 +1,13 @@
-// The work behind a Forward and a SubmitDelta, shared by the unary handlers
+// The work behind a Forward, a SubmitDelta and an InputGradient, shared by
+// the unary handlers
 // and the Session stream, so that both answer the same, fail with the same
 // code and message, and record the same model metrics (forward rows,
 // submissions rejected by reason). Recording the rpc itself is the caller's.
 //
 // Each Start* resolves the request's model (NOT_FOUND), converts its matrices
 // (INVALID_ARGUMENT) and hands it to the core — Forward to the model's
-// ForwardBatcher, SubmitDelta to Trainer::Submit — and returns at once.
+// ForwardBatcher, SubmitDelta to Trainer::Submit; InputGradient runs
+// Trainer::InputGradient at once — and returns at once.
 // `done` is called exactly once, with the metrics the call counts under (the
 // model's, or the unknown-model bucket) and the answer or the error: before
 // Start* returns (errors found there; the unbatched Forward path), from the
@@ -26,6 +28,9 @@ using ForwardDone =
     absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<deltaserve::v1::ForwardResponse>) &&>;
 using SubmitDone =
     absl::AnyInvocable<void(ModelMetrics*, absl::StatusOr<deltaserve::v1::SubmitDeltaResponse>) &&>;
+using InputGradientDone =
+    absl::AnyInvocable<void(ModelMetrics*,
+                            absl::StatusOr<deltaserve::v1::InputGradientResponse>) &&>;
 
 // `models` and `unknown_model` must outlive every call.
 void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
@@ -34,6 +39,12 @@ void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
 // Every submission that is not applied is counted by reason before `done`.
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
                  const deltaserve::v1::SubmitDeltaRequest& request, SubmitDone done);
+
+// Trainer::InputGradient on the calling thread (read-only, never waits for
+// the learner): `done` is called before this returns.
+void StartInputGradient(const ModelRegistry& models, ModelMetrics* unknown_model,
+                        const deltaserve::v1::InputGradientRequest& request,
+                        InputGradientDone done);
 
 }  // namespace deltaserve::server
 

@@ -13,10 +13,6 @@ namespace deltaserve::server {
 namespace v1 = ::deltaserve::v1;
 
 absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& request) {
-  if (request.return_input_gradient()) {
-    return absl::UnimplementedError(
-        "return_input_gradient: not implemented yet; nothing was applied (send it false)");
-  }
   Submission submission;
   DELTASERVE_ASSIGN_OR_RETURN(submission.inputs, wire::MatrixFromProto("inputs", request.inputs()));
   DELTASERVE_ASSIGN_OR_RETURN(submission.deltas, wire::MatrixFromProto("deltas", request.deltas()));
@@ -37,6 +33,7 @@ absl::StatusOr<Submission> SubmissionFromProto(const v1::SubmitDeltaRequest& req
       submission.metrics.push_back(ClientMetric{name, value});
     }
   }
+  submission.return_input_gradient = request.return_input_gradient();
   DELTASERVE_ASSIGN_OR_RETURN(submission.objective, wire::ObjectiveFromProto(request.objective()));
   return submission;
 }

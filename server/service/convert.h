@@ -19,8 +19,7 @@ namespace deltaserve::server {
 // the output the client acted on (Submission::acted); absent, or rows = cols
 // = 0 with no data, means ỹ = y (a 0-row `acted`). Reported metrics are
 // copied as they are: a bad one never fails the submission (the Trainer
-// drops it once applied, ModelMetrics::RecordClientMetrics). UNIMPLEMENTED for
-// return_input_gradient (not served yet).
+// drops it once applied, ModelMetrics::RecordClientMetrics).
 absl::StatusOr<Submission> SubmissionFromProto(const deltaserve::v1::SubmitDeltaRequest& request);
 
 void ToParameterUpdate(absl::string_view model, const Snapshot& snapshot,

@@ -188,22 +188,18 @@ void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point s
           *models_, unknown_model_, request.submit(),
           AnswerTo(id, Rpc::kSessionSubmitDelta, start, &v1::SessionResponse::mutable_submit));
       return;
-    case v1::SessionRequest::kInputGradient: {
-      // The same code the unary InputGradient rpc gives until it is served.
-      v1::SessionResponse unimplemented;
-      unimplemented.set_id(id);
-      SetError(absl::UnimplementedError("input_gradient: not served by this server yet"),
-               &unimplemented);
-      Answer(std::move(unimplemented));
+    case v1::SessionRequest::kInputGradient:
+      StartInputGradient(*models_, unknown_model_, request.input_gradient(),
+                         AnswerTo(id, Rpc::kSessionInputGradient, start,
+                                  &v1::SessionResponse::mutable_input_gradient));
       return;
-    }
     case v1::SessionRequest::CALL_NOT_SET:
       break;
   }
   v1::SessionResponse response;
   response.set_id(id);
-  SetError(absl::InvalidArgumentError(
-               "call: expected a SessionRequest with `forward` or `submit` set, got neither"),
+  SetError(absl::InvalidArgumentError("call: expected a SessionRequest with `forward`, `submit` or "
+                                      "`input_gradient` set, got none"),
            &response);
   Answer(std::move(response));
 }

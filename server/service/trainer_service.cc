@@ -198,6 +198,29 @@ grpc::ServerUnaryReactor* TrainerService::ListModels(grpc::CallbackServerContext
                          status);
 }
 
+grpc::ServerUnaryReactor* TrainerService::InputGradient(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
+  const Clock::time_point start = Clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status denied = authorizer_->Authorize(*context, kInputGradientMethod); !denied.ok()) {
+    return RecordAndFinish(reactor, unknown_model_, Rpc::kInputGradient, start, denied);
+  }
+  v1::InputGradientRequest parsed;
+  if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
+    return RecordAndFinish(reactor, unknown_model_, Rpc::kInputGradient, start, status);
+  }
+  // Runs here, on the handler's thread (read-only, from a snapshot).
+  StartInputGradient(*models_, unknown_model_, parsed,
+                     [reactor, response, start](ModelMetrics* metrics,
+                                                absl::StatusOr<v1::InputGradientResponse> answer) {
+                       if (answer.ok()) SerializeResponse(*answer, response);
+                       RecordAndFinish(reactor, metrics, Rpc::kInputGradient, start,
+                                       answer.status());
+                     });
+  return reactor;
+}
+
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {
   // One snapshot: version, steps and rate belong together.
   const std::shared_ptr<const Snapshot> snapshot = model.trainer->snapshot();

@@ -46,7 +46,8 @@ using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
         v1::Trainer::WithRawCallbackMethod_GetParameters<
             v1::Trainer::WithRawCallbackMethod_WatchParameters<
                 v1::Trainer::WithRawCallbackMethod_Session<
-                    v1::Trainer::WithRawCallbackMethod_ListModels<v1::Trainer::Service>>>>>>>;
+                    v1::Trainer::WithRawCallbackMethod_ListModels<
+                        v1::Trainer::WithRawCallbackMethod_InputGradient<v1::Trainer::Service>>>>>>>>;
 }  // namespace internal
 
 class TrainerService final : public internal::RawTrainerService {
@@ -82,6 +83,9 @@ class TrainerService final : public internal::RawTrainerService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* InputGradient(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
   // Shutdown: every open Session ends with UNAVAILABLE, and so does every
   // later one at once (server/service/session_reactor.h). Never blocks.

@@ -59,6 +59,24 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
           absl::StrCat("MatrixFromProto rejected with a code other than INVALID_ARGUMENT: ",
                        inputs.status().ToString()));
   } else {
+    // The read-only input gradient of the same inputs (δ = 1): the same
+    // refusals as Forward, and nothing changes (ExpectUnchanged below).
+    const model::Matrix deltas = model::Matrix::Ones(inputs->rows(), 2);
+    absl::StatusOr<server::InputGradientResult> gradient = trainer->InputGradient(*inputs, deltas);
+    if (gradient.ok()) {
+      Check(gradient->version == 0 && gradient->input_gradient.rows() == inputs->rows() &&
+                gradient->input_gradient.cols() == 3 && gradient->input_gradient.allFinite(),
+            absl::StrCat("InputGradient returned [", gradient->input_gradient.rows(), " x ",
+                         gradient->input_gradient.cols(), "] at version ", gradient->version));
+    } else {
+      CheckBounded(gradient.status(), "InputGradient");
+      const absl::StatusCode code = gradient.status().code();
+      Check(code == absl::StatusCode::kInvalidArgument ||
+                code == absl::StatusCode::kResourceExhausted,
+            absl::StrCat("InputGradient rejected with a code other than INVALID_ARGUMENT or "
+                         "RESOURCE_EXHAUSTED: ",
+                         gradient.status().ToString()));
+    }
     absl::StatusOr<server::ForwardResult> result = trainer->Forward(*inputs);
     if (result.ok()) {
       Check(result->version == 0, absl::StrCat("Forward answered version ", result->version));

@@ -125,11 +125,18 @@ void RunOne(const Model& m, const deltaserve::v1::SubmitDeltaRequest& request) {
     rejected = submission.status();
   } else {
     const uint64_t request_version = submission->version;
+    const Eigen::Index request_rows = submission->inputs.rows();
+    const bool asked = submission->return_input_gradient;
     SubmitOutcome outcome = SubmitAndWait(*trainer, *std::move(submission));
     if (!outcome.accepted()) {
       rejected = outcome.status();
     } else {
       const server::SubmitResult& r = *outcome.result;
+      // return_input_gradient: [rows x input_dim] of finite values; else 0 x 0.
+      const model::Matrix& dx = r.input_gradient;
+      Check(asked ? dx.rows() == request_rows && dx.cols() == 3 && dx.allFinite() : dx.size() == 0,
+            absl::StrCat(why, ": input_gradient [", dx.rows(), " x ", dx.cols(),
+                         "] for return_input_gradient=", asked, " and ", request_rows, " rows"));
       Check(r.staleness == before->version - request_version,
             absl::StrCat(why, ": staleness ", r.staleness, " for request version ", request_version,
                          " at version ", before->version));

@@ -64,6 +64,8 @@ model::Matrix Inputs() {
   return x;
 }
 
+model::Matrix Deltas() { return model::Matrix::Constant(1, client::testing::kOutputDim, 1.0f); }
+
 client::DeltaSubmission Submission(uint64_t version) {
   client::DeltaSubmission s;
   s.inputs = Inputs();
@@ -201,6 +203,8 @@ TEST_F(SecureServerTest, EveryRpcWithoutAValidTokenIsUnauthenticated) {
     EXPECT_EQ(anonymous->GetModelInfo().status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(anonymous->Forward(Inputs()).status().code(), absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(anonymous->GetParameters().status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(anonymous->InputGradient(Inputs(), Deltas()).status().code(),
+              absl::StatusCode::kUnauthenticated);
     EXPECT_EQ(anonymous->SubmitDelta(Submission(0)).status().code(),
               absl::StatusCode::kUnauthenticated);
     const absl::Status watch =
@@ -209,8 +213,8 @@ TEST_F(SecureServerTest, EveryRpcWithoutAValidTokenIsUnauthenticated) {
   }
   EXPECT_EQ(Parameters(), before);
   EXPECT_EQ(server_->trainer("")->snapshot()->version, 0u);
-  EXPECT_EQ(AuthFailures("missing", ""), 5);
-  EXPECT_EQ(AuthFailures("unknown_token", ""), 5);
+  EXPECT_EQ(AuthFailures("missing", ""), 6);
+  EXPECT_EQ(AuthFailures("unknown_token", ""), 6);
 }
 
 TEST_F(SecureServerTest, ObserverReadsButSubmittingIsDeniedAndChangesNothing) {
@@ -220,6 +224,11 @@ TEST_F(SecureServerTest, ObserverReadsButSubmittingIsDeniedAndChangesNothing) {
   ASSERT_TRUE(observer->Forward(Inputs()).ok());
   const std::vector<float> before = Parameters();
   ASSERT_FALSE(before.empty());
+  // InputGradient is a read (OBSERVER), and changes nothing.
+  const absl::StatusOr<client::InputGradientResult> gradient =
+      observer->InputGradient(Inputs(), Deltas());
+  ASSERT_TRUE(gradient.ok()) << gradient.status();
+  EXPECT_EQ(gradient->input_gradient.cols(), client::testing::kInputDim);
 
   const absl::Status denied = observer->SubmitDelta(Submission(0)).status();
   EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied) << denied;

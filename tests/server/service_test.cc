@@ -184,22 +184,22 @@ TEST_F(ServiceTest, GetModelInfoLearningRateFollowsTheSchedule) {
   }
 }
 
-// Not implemented yet: refused with UNIMPLEMENTED, nothing applied.
-TEST_F(ServiceTest, SubmitDeltaAskingForTheInputGradientIsUnimplemented) {
+// Asked for, the response carries [rows x input_dim]; not asked, nothing
+// (tests/server/input_gradient_test.cc checks the values).
+TEST_F(ServiceTest, SubmitDeltaAskingForTheInputGradientGetsIt) {
   Start(kSmallModel);
-  const v1::ParameterUpdate before = Parameters("m");
   v1::SubmitDeltaRequest request = OnesRequest();
   request.set_return_input_gradient(true);
-  const grpc::Status status = Submit(request);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("return_input_gradient: not implemented yet"));
-  const v1::ParameterUpdate after = Parameters("m");
-  EXPECT_EQ(after.version(), before.version());
-  EXPECT_EQ(ParametersOf(after), ParametersOf(before));
-  // The same request without it applies.
+  v1::SubmitDeltaResponse response;
+  const grpc::Status status = Submit(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.input_gradient().rows(), request.inputs().rows());
+  EXPECT_EQ(response.input_gradient().cols(), 4u);
+  EXPECT_EQ(response.input_gradient().data_size(), static_cast<int>(request.inputs().rows()) * 4);
   request.set_return_input_gradient(false);
-  EXPECT_TRUE(Submit(request).ok());
-  EXPECT_EQ(Parameters("m").version(), 1u);
+  request.set_request_id("");
+  ASSERT_TRUE(Submit(request, &response).ok());
+  EXPECT_FALSE(response.has_input_gradient());
 }
 
 // l(Θ) = ½‖f(X; Θ) − Y*‖² over a fixed batch.

@@ -167,26 +167,43 @@ TEST_P(SessionTest, ARequestWithoutACallIsACallErrorAndTheStreamGoesOn) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
-// Not implemented yet: the unary rpc's UNIMPLEMENTED as a CallError, nothing
-// applied, and the stream goes on.
-TEST_P(SessionTest, ASubmitAskingForTheInputGradientIsUnimplemented) {
+// input_gradient calls answer like the unary rpc (a bad one: its error as a
+// CallError, and the stream goes on); a submit asking for it gets it.
+TEST_P(SessionTest, InputGradientCallsAnswerLikeTheUnaryRpc) {
   Start();
   auto context = Context();
   std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::InputGradientRequest bad;
+  *bad.mutable_inputs() = Row(1);
+  *bad.mutable_deltas() = WireMatrix(1, 3, {1, 2, 3});
+  v1::InputGradientRequest good = bad;
+  *good.mutable_deltas() = WireMatrix(1, 2, {1, -2});
+  v1::SessionRequest call;
+  call.set_id(5);
+  *call.mutable_input_gradient() = bad;
+  ASSERT_TRUE(stream->Write(call));
+  call.set_id(6);
+  *call.mutable_input_gradient() = good;
+  ASSERT_TRUE(stream->Write(call));
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 2);
+  ASSERT_EQ(answers[5].result_case(), v1::SessionResponse::kError);
+  v1::InputGradientResponse unary;
+  const grpc::Status refused = stub_->InputGradient(Context().get(), bad, &unary);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(answers[5].error().code(), static_cast<int>(refused.error_code()));
+  EXPECT_EQ(answers[5].error().message(), refused.error_message());
+  ASSERT_EQ(answers[6].result_case(), v1::SessionResponse::kInputGradient);
+  ASSERT_TRUE(stub_->InputGradient(Context().get(), good, &unary).ok());
+  EXPECT_EQ(answers[6].input_gradient().SerializeAsString(), unary.SerializeAsString())
+      << "the same version, the same bits";
+
   v1::SubmitDeltaRequest asking = OneRowSubmit();
   asking.set_return_input_gradient(true);
-  ASSERT_TRUE(stream->Write(SubmitCall(5, asking)));
-  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 1);
-  ASSERT_EQ(answers[5].result_case(), v1::SessionResponse::kError);
-  const grpc::Status unary = Submit(asking);
-  EXPECT_EQ(unary.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_EQ(answers[5].error().code(), static_cast<int>(unary.error_code()));
-  EXPECT_EQ(answers[5].error().message(), unary.error_message());
-  EXPECT_THAT(answers[5].error().message(), HasSubstr("return_input_gradient"));
-  ASSERT_TRUE(stream->Write(SubmitCall(6, OneRowSubmit())));
+  ASSERT_TRUE(stream->Write(SubmitCall(7, asking)));
   answers = ReadAnswers(*stream, 1);
-  ASSERT_EQ(answers[6].result_case(), v1::SessionResponse::kSubmit);
-  EXPECT_EQ(answers[6].submit().version(), 1u);  // Only this one was applied.
+  ASSERT_EQ(answers[7].result_case(), v1::SessionResponse::kSubmit);
+  EXPECT_EQ(answers[7].submit().input_gradient().rows(), 1u);
+  EXPECT_EQ(answers[7].submit().input_gradient().cols(), 4u);
   ASSERT_TRUE(stream->WritesDone());
   EXPECT_TRUE(stream->Finish().ok());
 }

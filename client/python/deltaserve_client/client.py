@@ -48,6 +48,7 @@ from google.protobuf.message import Message
 from deltaserve_client import security
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
 from deltaserve_client.convert import (forward_request, forward_result, from_matrix,
+                                       input_gradient_request, input_gradient_result,
                                        parameters_result, submit_delta_request, to_matrix)
 from deltaserve_client.errors import (DeadlineExceeded, InvalidArgument, Unavailable,
                                       from_rpc_error)
@@ -212,7 +213,8 @@ class TrainerClient:
                      request_id: Optional[str] = None, retries: int = 2,
                      timeout: Optional[float] = None,
                      wait_for_ready: Optional[bool] = None,
-                     metrics: Optional[Mapping[str, float]] = None
+                     metrics: Optional[Mapping[str, float]] = None,
+                     return_input_gradient: bool = False
                      ) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
 
@@ -228,13 +230,17 @@ class TrainerClient:
         name's last 100 on /metrics (deltaserve_client_metric{model, name}). Names
         match [A-Za-z_][A-Za-z0-9_]{0,63}, values are finite, at most 64 names:
         otherwise InvalidArgument naming the rule, and nothing is sent.
+        return_input_gradient: True → the response's ``input_gradient`` (a Matrix;
+        ``convert.from_matrix``) is gᵀ·∂y/∂X [n x input_dim] for this submission's
+        surrogate gradient g (docs/model.md, "Input gradients"); a duplicate
+        carries the original's.
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
         staleness, stepped, duplicate) once the δ is applied. Raises Aborted if
         ``version`` is too stale, ResourceExhausted if the learner's queue is full,
         InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
         req = submit_delta_request(self.model, inputs, deltas, version, outputs, maximize,
-                                   request_id, metrics)
+                                   request_id, metrics, return_input_gradient)
         # 100 ms, then 200 ms: the second retry comes after the channel's first
         # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
         backoff = 0.1
@@ -247,6 +253,21 @@ class TrainerClient:
                 time.sleep(backoff)
                 backoff *= 2
         raise AssertionError("unreachable")
+
+    def input_gradient(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, *,
+                       timeout: Optional[float] = None, wait_for_ready: Optional[bool] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, int]:
+        """δᵀ·∂y/∂X, the plain vector-Jacobian product (no surrogate, delta_scale or
+        objective), and y = f(X), both at one version; read-only on the server.
+
+        inputs: [n x input_dim], deltas: [n x output_dim] (or one row each).
+        Returns (input_gradient float32 [n x input_dim], outputs float32
+        [n x output_dim], version). Raises InvalidArgument for bad shapes or
+        non-finite values, ResourceExhausted for too many rows.
+        """
+        return input_gradient_result(self._call(
+            self._stub.InputGradient, input_gradient_request(self.model, inputs, deltas),
+            timeout, wait_for_ready))
 
     def get_parameters(self, min_version: int = 0, *, timeout: Optional[float] = None,
                        wait_for_ready: Optional[bool] = None) -> Tuple[np.ndarray, int]:

@@ -83,8 +83,8 @@ def check_metrics(metrics: Optional[Mapping[str, float]]) -> Dict[str, float]:
 def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                          outputs: Optional[npt.ArrayLike], maximize: bool,
                          request_id: Optional[str],
-                         metrics: Optional[Mapping[str, float]] = None
-                         ) -> trainer_pb2.SubmitDeltaRequest:
+                         metrics: Optional[Mapping[str, float]] = None,
+                         return_input_gradient: bool = False) -> trainer_pb2.SubmitDeltaRequest:
     """The SubmitDeltaRequest for δ = ``deltas`` at ``inputs`` (TrainerClient.submit_delta
     describes the arguments); request_id None → a new random one. Raises InvalidArgument
     for metrics that break a rule (check_metrics)."""
@@ -92,12 +92,27 @@ def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLik
     request = trainer_pb2.SubmitDeltaRequest(
         model=model, inputs=to_matrix(inputs), deltas=to_matrix(deltas), version=int(version),
         objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
-        request_id=request_id if request_id is not None else uuid.uuid4().hex)
+        request_id=request_id if request_id is not None else uuid.uuid4().hex,
+        return_input_gradient=bool(return_input_gradient))
     if outputs is not None:
         request.outputs.CopyFrom(to_matrix(outputs))
     if checked:
         request.metrics.update(checked)
     return request
+
+
+def input_gradient_request(model: str, inputs: npt.ArrayLike,
+                           deltas: npt.ArrayLike) -> trainer_pb2.InputGradientRequest:
+    """The InputGradientRequest for δ = ``deltas`` [n x output_dim] at ``inputs``."""
+    return trainer_pb2.InputGradientRequest(model=model, inputs=to_matrix(inputs),
+                                            deltas=to_matrix(deltas))
+
+
+def input_gradient_result(response: trainer_pb2.InputGradientResponse
+                          ) -> Tuple[np.ndarray, np.ndarray, int]:
+    """(input_gradient float32 [n x input_dim], outputs float32 [n x output_dim], version)."""
+    return (from_matrix(response.input_gradient), from_matrix(response.outputs),
+            int(response.version))
 
 
 def parameters_result(update: trainer_pb2.ParameterUpdate) -> Tuple[np.ndarray, int]:

@@ -1,9 +1,10 @@
-"""Session: many Forward / SubmitDelta calls on one Trainer/Session stream.
+"""Session: many Forward / SubmitDelta / InputGradient calls on one Trainer/Session stream.
 
     with client.session() as s:                      # TrainerClient.session()
         y, version = s.forward(x)                    # blocking
         f = s.forward_async(x)                       # concurrent.futures.Future
         s.submit_delta(x, delta, version, outputs=y)
+        dx, y3, v3 = s.input_gradient(x, delta)      # δᵀ·∂y/∂X, read-only
         y2, v2 = f.result()
 
 One bidirectional stream pays gRPC's per-call cost once instead of per call;
@@ -29,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from deltaserve_client._stubs import trainer_pb2, trainer_pb2_grpc
-from deltaserve_client.convert import forward_request, forward_result, submit_delta_request
+from deltaserve_client.convert import (forward_request, forward_result, input_gradient_request,
+                                       input_gradient_result, submit_delta_request)
 from deltaserve_client.errors import (DeltaserveError, FailedPrecondition, Unavailable,
                                       error_class, from_rpc_error)
 
@@ -98,14 +100,23 @@ class Session:
     def submit_delta_async(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike, version: int,
                            outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                            request_id: Optional[str] = None,
-                           metrics: Optional[Mapping[str, float]] = None
+                           metrics: Optional[Mapping[str, float]] = None,
+                           return_input_gradient: bool = False
                            ) -> Future[trainer_pb2.SubmitDeltaResponse]:
         """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries).
         Metrics that break a rule raise InvalidArgument here, before anything is sent."""
         submit = submit_delta_request(self._client.model, inputs, deltas, version, outputs,
-                                      maximize, request_id, metrics)
+                                      maximize, request_id, metrics, return_input_gradient)
         return cast("Future[trainer_pb2.SubmitDeltaResponse]",
                     self._issue(trainer_pb2.SessionRequest(submit=submit), "submit"))
+
+    def input_gradient_async(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike
+                             ) -> Future[Tuple[np.ndarray, np.ndarray, int]]:
+        """Future of (input_gradient, outputs, version), as TrainerClient.input_gradient."""
+        request = trainer_pb2.SessionRequest(
+            input_gradient=input_gradient_request(self._client.model, inputs, deltas))
+        return cast("Future[Tuple[np.ndarray, np.ndarray, int]]",
+                    self._issue(request, "input_gradient"))
 
     # ---- the blocking wrapper ----
 
@@ -118,12 +129,17 @@ class Session:
                      outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                      request_id: Optional[str] = None,
                      timeout: Optional[float] = None,
-                     metrics: Optional[Mapping[str, float]] = None
-                     ) -> "trainer_pb2.SubmitDeltaResponse":
+                     metrics: Optional[Mapping[str, float]] = None,
+                     return_input_gradient: bool = False) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ and blocks until it is applied; see TrainerClient.submit_delta."""
-        return self.submit_delta_async(inputs, deltas, version, outputs, maximize,
-                                       request_id=request_id, metrics=metrics
-                                       ).result(self._timeout(timeout))
+        return self.submit_delta_async(
+            inputs, deltas, version, outputs, maximize, request_id=request_id, metrics=metrics,
+            return_input_gradient=return_input_gradient).result(self._timeout(timeout))
+
+    def input_gradient(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike,
+                       timeout: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, int]:
+        """δᵀ·∂y/∂X, y and the version; blocks; see TrainerClient.input_gradient."""
+        return self.input_gradient_async(inputs, deltas).result(self._timeout(timeout))
 
     def in_flight(self) -> int:
         with self._lock:
@@ -203,6 +219,8 @@ class Session:
             future.set_result(forward_result(response.forward))
         elif which == "submit" and kind == "submit":
             future.set_result(response.submit)
+        elif which == "input_gradient" and kind == "input_gradient":
+            future.set_result(input_gradient_result(response.input_gradient))
         else:
             future.set_exception(DeltaserveError("Session: expected a %s answer, got %r"
                                                  % (kind, which), grpc.StatusCode.INTERNAL))
