@@ -27,10 +27,9 @@ absl::Status CheckStatistics(const deltaserve::v1::ModelInfo& info, const model:
         normalizes ? "RUNNING_MEAN_STD" : "NONE"));
   }
   if (normalizes && update.input_statistics->input_dim() != mlp.input_dim()) {
-    return absl::InternalError(absl::StrCat("server sent input statistics of ",
-                                            update.input_statistics->input_dim(),
-                                            " columns for model \"", info.spec().name(),
-                                            "\" whose input_dim is ", mlp.input_dim()));
+    return absl::InternalError(absl::StrCat(
+        "server sent input statistics of ", update.input_statistics->input_dim(),
+        " columns for model \"", info.spec().name(), "\" whose input_dim is ", mlp.input_dim()));
   }
   return absl::OkStatus();
 }

@@ -32,11 +32,10 @@ absl::StatusOr<Parameters> FromProto(const v1::ParameterUpdate& update) {
         wire::InputStatisticsFromProto(update.input_statistics());
     if (!statistics.ok()) {
       return absl::InternalError(absl::StrCat("the server sent version ", update.version(),
-                                              " of model \"", update.model(),
-                                              "\" with invalid ", statistics.status().message()));
+                                              " of model \"", update.model(), "\" with invalid ",
+                                              statistics.status().message()));
     }
-    params.input_statistics =
-        std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
+    params.input_statistics = std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
   }
   return params;
 }

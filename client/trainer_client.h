@@ -299,9 +299,9 @@ class TrainerClient {
   // The same, and (non-null) `input_statistics` replace the model's input
   // normalisation statistics (mean, var, count; the server keeps its clip
   // and epsilon). INVALID_ARGUMENT from a model without normalisation.
-  absl::StatusOr<uint64_t> ImportParameters(
-      const std::string& model, const std::vector<float>& parameters,
-      const model::RunningMeanStd* input_statistics) const;
+  absl::StatusOr<uint64_t> ImportParameters(const std::string& model,
+                                            const std::vector<float>& parameters,
+                                            const model::RunningMeanStd* input_statistics) const;
 
  private:
   // A context whose deadline is now + timeout (skipped if infinite).

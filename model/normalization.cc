@@ -75,9 +75,9 @@ absl::StatusOr<ColumnMoments> ColumnMoments::FromMoments(std::vector<double> mea
   }
   for (size_t j = 0; j < mean.size(); ++j) {
     if (!std::isfinite(mean[j]) || !(std::isfinite(var[j]) && var[j] >= 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "column moments: expected a finite mean and a finite var >= 0, got ", mean[j], " and ",
-          var[j], " at column ", j));
+      return absl::InvalidArgumentError(
+          absl::StrCat("column moments: expected a finite mean and a finite var >= 0, got ",
+                       mean[j], " and ", var[j], " at column ", j));
     }
   }
   if (!(std::isfinite(count) && count >= 0)) {

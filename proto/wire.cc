@@ -215,11 +215,11 @@ void InputStatisticsToProto(const model::RunningMeanStd& statistics, v1::InputSt
 }
 
 absl::StatusOr<model::RunningMeanStd> InputStatisticsFromProto(const v1::InputStatistics& proto,
-                                                                int input_dim) {
+                                                               int input_dim) {
   if (input_dim > 0 && (proto.mean_size() != input_dim || proto.var_size() != input_dim)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input_statistics: expected ", input_dim, " mean and var values (input_dim), got ",
-                     proto.mean_size(), " and ", proto.var_size()));
+    return absl::InvalidArgumentError(absl::StrCat("input_statistics: expected ", input_dim,
+                                                   " mean and var values (input_dim), got ",
+                                                   proto.mean_size(), " and ", proto.var_size()));
   }
   model::InputNormalizationConfig config;
   config.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;

@@ -59,7 +59,10 @@ std::string ShapeText(const std::vector<uint64_t>& shape) {
 
 std::string EncodeNpy(const NpyArray& a) {
   const std::string dict =
-      absl::StrCat("{'descr': '", a.is_uint64_scalar ? "<u8" : a.is_float64 ? "<f8" : "<f4",
+      absl::StrCat("{'descr': '",
+                   a.is_uint64_scalar ? "<u8"
+                   : a.is_float64     ? "<f8"
+                                      : "<f4",
                    "', 'fortran_order': False, 'shape': ", ShapeText(a.shape), ", }");
   // Magic (6) + version (2) + header length (2) + header, padded with spaces
   // and ending in '\n', is a multiple of 64 bytes (as numpy writes it).
@@ -370,9 +373,9 @@ absl::StatusOr<std::shared_ptr<const model::RunningMeanStd>> StatisticsFromTenso
   const std::vector<uint64_t> shapes[3] = {{d}, {d}, {}};
   for (int k = 0; k < 3; ++k) {
     if (found[k] == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("expected a tensor \"", names[k],
-                                                     "\" of shape ", ShapeText(shapes[k]),
-                                                     " with the other normalizer tensors, found none"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected a tensor \"", names[k], "\" of shape ", ShapeText(shapes[k]),
+                       " with the other normalizer tensors, found none"));
     }
     if (found[k]->is_uint64_scalar || found[k]->shape != shapes[k]) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -67,9 +67,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
         model::RunningMeanStd::Create(mlp.input_dim(), options.normalization));
     statistics = std::make_shared<const model::RunningMeanStd>(std::move(initial));
   }
-  auto trainer = std::unique_ptr<Trainer>(new Trainer(std::move(options), std::move(mlp),
-                                                      std::move(optimizer), std::move(statistics),
-                                                      std::move(on_publish)));
+  auto trainer =
+      std::unique_ptr<Trainer>(new Trainer(std::move(options), std::move(mlp), std::move(optimizer),
+                                           std::move(statistics), std::move(on_publish)));
   if (!trainer->options_.persistence.dir.empty()) DELTASERVE_RETURN_IF_ERROR(trainer->OpenState());
   // The learner state passes from this thread (restore, replay) to the learner.
   trainer->learner_owner_.Release();
@@ -441,10 +441,10 @@ absl::Status Trainer::ValidateImport(const std::vector<float>& parameters,
   }
   if (statistics->clip() != options_.normalization.clip ||
       statistics->epsilon() != options_.normalization.epsilon) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "input_statistics: expected clip ", options_.normalization.clip, " and epsilon ",
-        options_.normalization.epsilon, " (model \"", name(), "\"), got ", statistics->clip(),
-        " and ", statistics->epsilon()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("input_statistics: expected clip ", options_.normalization.clip,
+                     " and epsilon ", options_.normalization.epsilon, " (model \"", name(),
+                     "\"), got ", statistics->clip(), " and ", statistics->epsilon()));
   }
   return absl::OkStatus();
 }

@@ -19,8 +19,8 @@
 //   3. G += g; rows += n (with input normalisation, the pending moments M
 //      take X's rows too). If rows ≥ samples_per_step: optimizer step on G,
 //      the statistics merge M once, G = 0, rows = 0, M = empty, version += 1,
-//      publish a new Snapshot (and call on_publish). A step the optimizer refuses fails the submission and
-//      leaves G, rows and the parameters as they were before it.
+//      publish a new Snapshot (and call on_publish). A step the optimizer refuses fails the
+//      submission and leaves G, rows and the parameters as they were before it.
 //   4. The submission's callback gets {version, l_s, s, stepped}.
 //
 // Answers go out per batch (what the learner took from the queue at once),
@@ -273,9 +273,9 @@ class Trainer {
   // normalize(inputs) written into *scratch. Input gradients chain through
   // the same statistics: dX = statistics->Backward(inputs, dZ) where dZ is
   // the MLP's gradient with respect to this function's result.
-  static absl::StatusOr<const model::Matrix*> Normalized(
-      const model::RunningMeanStd* statistics, const model::Matrix& inputs,
-      model::Matrix* scratch);
+  static absl::StatusOr<const model::Matrix*> Normalized(const model::RunningMeanStd* statistics,
+                                                         const model::Matrix& inputs,
+                                                         model::Matrix* scratch);
 
   // Takes a checkpoint after the batch the learner is applying; `done` runs
   // once it is durable. FAILED_PRECONDITION (done not called) without
@@ -383,8 +383,8 @@ class Trainer {
                               const model::RunningMeanStd* statistics) const;
   // Applies (or replays) an import, then journals it (a no-op during
   // replay: the journal is not open yet).
-  absl::StatusOr<SubmitResult> ApplyImport(
-      std::vector<float> parameters, std::shared_ptr<const model::RunningMeanStd> statistics);
+  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters,
+                                           std::shared_ptr<const model::RunningMeanStd> statistics);
   // submission_grad_ holds g of `rows` rows: checks ‖G + g‖, then steps or
   // accumulates; whether it stepped. On error nothing has changed.
   absl::StatusOr<bool> Accumulate(uint64_t rows);
@@ -422,8 +422,7 @@ class Trainer {
   void JournalSubmission(const Submission& submission, float scale, bool batched_with_next);
   absl::Status ReplayGroup(const std::vector<const deltaserve::v1::JournalEntry*>& entries,
                            uint64_t first_seq);
-  void JournalImport(const std::vector<float>& parameters,
-                     const model::RunningMeanStd* statistics);
+  void JournalImport(const std::vector<float>& parameters, const model::RunningMeanStd* statistics);
   std::unique_ptr<CheckpointState> CaptureState() const;
   bool CheckpointDue(absl::Time now) const;
   // Captures and schedules a checkpoint if one is due or requested.

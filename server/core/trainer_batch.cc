@@ -202,8 +202,8 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
     row += n;
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(params_, *inputs, workspace_, group_grad_y_,
-                                           absl::MakeSpan(submission_grad_)));
+  DELTASERVE_RETURN_IF_ERROR(
+      mlp_.Backward(params_, *inputs, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_)));
   return model::CheckFinite("gradient", submission_grad_);
 }
 

@@ -148,22 +148,21 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
       absl::StatusOr<model::RunningMeanStd> statistics =
           wire::InputStatisticsFromProto(c.input_statistics(), mlp_.input_dim());
       absl::StatusOr<model::ColumnMoments> pending = model::ColumnMoments::FromMoments(
-          std::vector<double>(c.pending_moments().mean().begin(),
-                              c.pending_moments().mean().end()),
+          std::vector<double>(c.pending_moments().mean().begin(), c.pending_moments().mean().end()),
           std::vector<double>(c.pending_moments().var().begin(), c.pending_moments().var().end()),
           c.pending_moments().count());
       if (!statistics.ok() || !pending.ok() || pending->dim() != mlp_.input_dim()) {
-        return absl::DataLossError(absl::StrCat(
-            "model \"", name(), "\": the checkpoint in ", options_.persistence.dir,
-            " holds invalid input statistics: ",
-            !statistics.ok() ? statistics.status().message()
-            : !pending.ok()  ? pending.status().message()
-                             : "pending moments of another input_dim"));
+        return absl::DataLossError(
+            absl::StrCat("model \"", name(), "\": the checkpoint in ", options_.persistence.dir,
+                         " holds invalid input statistics: ",
+                         !statistics.ok() ? statistics.status().message()
+                         : !pending.ok()  ? pending.status().message()
+                                          : "pending moments of another input_dim"));
       }
       // The clip and epsilon are the config's (they may have changed).
-      statistics_ = std::make_shared<const model::RunningMeanStd>(
-          *model::RunningMeanStd::FromStatistics(options_.normalization, statistics->mean(),
-                                                 statistics->var(), statistics->count()));
+      statistics_ =
+          std::make_shared<const model::RunningMeanStd>(*model::RunningMeanStd::FromStatistics(
+              options_.normalization, statistics->mean(), statistics->var(), statistics->count()));
       pending_moments_ = *std::move(pending);
     } else {
       LogWarning("model \"", name(), "\": the checkpoint in ", options_.persistence.dir,
@@ -206,9 +205,9 @@ absl::Status Trainer::ReplayGroup(const std::vector<const v1::JournalEntry*>& en
                    "\": a journaled import's input statistics are dropped "
                    "(input_normalization is NONE now)");
       } else if (s.ok()) {
-        statistics = std::make_shared<const model::RunningMeanStd>(
-            *model::RunningMeanStd::FromStatistics(options_.normalization, s->mean(), s->var(),
-                                                   s->count()));
+        statistics =
+            std::make_shared<const model::RunningMeanStd>(*model::RunningMeanStd::FromStatistics(
+                options_.normalization, s->mean(), s->var(), s->count()));
       } else {
         replayed = s.status();
       }

@@ -82,10 +82,9 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
     }
     // The model's clip and epsilon stay in effect; the request's are ignored.
     const v1::InputStatistics& in = parsed.input_statistics();
-    absl::StatusOr<model::RunningMeanStd> parsed_statistics =
-        model::RunningMeanStd::FromStatistics(
-            config, std::vector<double>(in.mean().begin(), in.mean().end()),
-            std::vector<double>(in.var().begin(), in.var().end()), in.count());
+    absl::StatusOr<model::RunningMeanStd> parsed_statistics = model::RunningMeanStd::FromStatistics(
+        config, std::vector<double>(in.mean().begin(), in.mean().end()),
+        std::vector<double>(in.var().begin(), in.var().end()), in.count());
     if (!parsed_statistics.ok()) {
       return Finish(reactor, absl::InvalidArgumentError(absl::StrCat(
                                  "input_statistics: ", parsed_statistics.status().message())));
@@ -102,9 +101,8 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
     SerializeResponse(answer, response);
     Finish(reactor, absl::OkStatus());
   };
-  if (absl::Status queued =
-          (*model)->trainer->ImportParameters(std::move(parameters), std::move(statistics),
-                                              std::move(done));
+  if (absl::Status queued = (*model)->trainer->ImportParameters(
+          std::move(parameters), std::move(statistics), std::move(done));
       !queued.ok()) {
     return Finish(reactor, queued);
   }

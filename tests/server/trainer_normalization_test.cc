@@ -68,8 +68,9 @@ struct Reference {
       for (const auto& r : rows) sum += r[j];
       const double batch_mean = static_cast<double>(sum / rows.size());
       long double sq = 0;
-      for (const auto& r : rows) sq += (r[j] - static_cast<long double>(batch_mean)) *
-                                       (r[j] - static_cast<long double>(batch_mean));
+      for (const auto& r : rows)
+        sq += (r[j] - static_cast<long double>(batch_mean)) *
+              (r[j] - static_cast<long double>(batch_mean));
       const double batch_var = static_cast<double>(sq / rows.size());
       const double delta = batch_mean - mean[j];
       const double total = count + b;
@@ -118,7 +119,8 @@ TEST(TrainerNormalization, InvalidConfigIsRefusedNamingTheField) {
 
 TEST(TrainerNormalization, StatisticsAfterStepsEqualAFloat64Reference) {
   auto trainer = MakeTrainer(NormalizedOptions(/*samples_per_step=*/4));
-  const std::shared_ptr<const model::RunningMeanStd> initial = trainer->snapshot()->input_statistics;
+  const std::shared_ptr<const model::RunningMeanStd> initial =
+      trainer->snapshot()->input_statistics;
   ASSERT_NE(initial, nullptr);
   EXPECT_EQ(initial->mean(), (std::vector<double>{0, 0}));
   EXPECT_EQ(initial->var(), (std::vector<double>{1, 1}));
@@ -171,9 +173,8 @@ TEST(TrainerNormalization, ForwardIsTheMlpOfTheNormalizedInputsAtTheVersionsStat
   auto trainer = MakeTrainer(options);
   for (int i = 0; i < 4; ++i) {
     const uint64_t version = trainer->snapshot()->version;
-    ASSERT_TRUE(SubmitAndWait(*trainer, Rows(2, {5.0f + i, -1, 6.0f, 2.0f * i}, {0.1f, 0.2f, -0.3f,
-                                                                               0.1f},
-                                             version))
+    ASSERT_TRUE(SubmitAndWait(*trainer, Rows(2, {5.0f + i, -1, 6.0f, 2.0f * i},
+                                             {0.1f, 0.2f, -0.3f, 0.1f}, version))
                     .ok());
   }
   std::shared_ptr<const Snapshot> snap = trainer->snapshot();
@@ -190,9 +191,8 @@ TEST(TrainerNormalization, ForwardIsTheMlpOfTheNormalizedInputsAtTheVersionsStat
   EXPECT_EQ(z(2, 1), -3.0f);
   absl::StatusOr<model::Matrix> expected = trainer->mlp().Forward(snap->parameters, z);
   ASSERT_TRUE(expected.ok());
-  EXPECT_TRUE(result->outputs.isApprox(*expected, 1e-6f))
-      << result->outputs << "\nvs\n"
-      << *expected;
+  EXPECT_TRUE(result->outputs.isApprox(*expected, 1e-6f)) << result->outputs << "\nvs\n"
+                                                          << *expected;
   // Not the unnormalised model.
   absl::StatusOr<model::Matrix> raw = trainer->mlp().Forward(snap->parameters, x);
   ASSERT_TRUE(raw.ok());
@@ -327,14 +327,13 @@ TEST(TrainerNormalization, AnImportReplacesTheStatisticsOrKeepsThem) {
   ASSERT_TRUE(SubmitAndWait(*trainer, Rows(2, {1, 2, 3, 4}, {0, 0, 0, 0}, 0)).ok());
   // Half a step: its moments are dropped with G by the import.
   ASSERT_TRUE(SubmitAndWait(*trainer, Rows(1, {50, 50}, {0, 0}, 1)).ok());
-  const std::shared_ptr<const model::RunningMeanStd> before =
-      trainer->snapshot()->input_statistics;
+  const std::shared_ptr<const model::RunningMeanStd> before = trainer->snapshot()->input_statistics;
   const std::vector<float> params = {1, 2, 3, 4, 5, 6};
   ASSERT_TRUE(Import(*trainer, params, nullptr).ok());
   ExpectSame(*trainer->snapshot()->input_statistics, *before);
 
-  absl::StatusOr<model::RunningMeanStd> imported = model::RunningMeanStd::FromStatistics(
-      options.normalization, {5, -5}, {4, 0.25}, 42);
+  absl::StatusOr<model::RunningMeanStd> imported =
+      model::RunningMeanStd::FromStatistics(options.normalization, {5, -5}, {4, 0.25}, 42);
   ASSERT_TRUE(imported.ok());
   ASSERT_TRUE(
       Import(*trainer, params, std::make_shared<const model::RunningMeanStd>(*imported)).ok());
@@ -373,8 +372,8 @@ TEST(TrainerNormalization, StatisticsForAModelWithoutNormalisationAreRefused) {
   auto trainer = MakeTrainer(options);
   absl::StatusOr<model::RunningMeanStd> statistics = model::RunningMeanStd::Create(2, config);
   ASSERT_TRUE(statistics.ok());
-  absl::StatusOr<SubmitResult> r =
-      Import(*trainer, {1, 2, 3, 4, 5, 6}, std::make_shared<const model::RunningMeanStd>(*statistics));
+  absl::StatusOr<SubmitResult> r = Import(
+      *trainer, {1, 2, 3, 4, 5, 6}, std::make_shared<const model::RunningMeanStd>(*statistics));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("input_statistics"));
   EXPECT_EQ(trainer->snapshot()->version, 0u);
