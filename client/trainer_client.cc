@@ -280,7 +280,7 @@ absl::Status TrainerClient::WatchParameters(
       context->TryCancel();
       while (reader->Read(&update)) {
       }  // As below: Finish needs the stream read to its end.
-      reader->Finish();
+      static_cast<void>(reader->Finish());
       return parameters.status();
     }
     if (!on_update(*std::move(parameters))) {

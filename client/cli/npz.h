@@ -33,7 +33,7 @@ struct NpyArray {
   // Written as float64 from `doubles` (not `values`). Read: every float
   // array also has its exact values in `doubles`.
   bool is_float64 = false;
-  std::vector<double> doubles;
+  std::vector<double> doubles = {};
 };
 
 // Writes `arrays` as an .npz (zip, stored) to `path`.
