@@ -8,6 +8,33 @@
 #include "deltaserve/proto/wire.h"
 
 namespace deltaserve::client {
+namespace {
+
+bool Normalizes(const deltaserve::v1::ModelInfo& info) {
+  return info.spec().input_normalization().kind() ==
+         deltaserve::v1::InputNormalization::RUNNING_MEAN_STD;
+}
+
+// INTERNAL unless `update` carries input statistics of input_dim columns
+// exactly when the model normalises its inputs.
+absl::Status CheckStatistics(const deltaserve::v1::ModelInfo& info, const model::Mlp& mlp,
+                             const Parameters& update) {
+  const bool normalizes = Normalizes(info);
+  if (normalizes != (update.input_statistics != nullptr)) {
+    return absl::InternalError(absl::StrCat(
+        "server sent version ", update.version, " of model \"", info.spec().name(), "\" ",
+        normalizes ? "without" : "with", " input statistics; its spec's input_normalization is ",
+        normalizes ? "RUNNING_MEAN_STD" : "NONE"));
+  }
+  if (normalizes && update.input_statistics->input_dim() != mlp.input_dim()) {
+    return absl::InternalError(absl::StrCat(
+        "server sent input statistics of ", update.input_statistics->input_dim(),
+        " columns for model \"", info.spec().name(), "\" whose input_dim is ", mlp.input_dim()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Replica>> Replica::Create(std::shared_ptr<TrainerClient> client,
                                                          const std::string& model,
@@ -24,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Replica>> Replica::Create(std::shared_ptr<Trainer
                                             " parameters for model \"", info.spec().name(),
                                             "\" whose spec needs ", mlp.parameter_count()));
   }
+  DELTASERVE_RETURN_IF_ERROR(CheckStatistics(info, mlp, initial));
   return std::unique_ptr<Replica>(
       new Replica(std::move(client), std::move(info), std::move(mlp), std::move(initial), options));
 }
@@ -53,16 +81,29 @@ absl::StatusOr<ForwardResult> Replica::Forward(
   // Activations are resized per call, so one workspace per thread serves
   // every Replica that thread uses.
   thread_local model::Mlp::Workspace workspace;
+  thread_local model::Matrix normalized;
   ForwardResult result;
-  DELTASERVE_ASSIGN_OR_RETURN(result.version, Forward(inputs, workspace));
+  DELTASERVE_ASSIGN_OR_RETURN(result.version, Forward(inputs, workspace, normalized));
   result.outputs = workspace.output();
   return result;
 }
 
 absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                           model::Mlp::Workspace& workspace) const {
+  model::Matrix normalized;
+  return Forward(inputs, workspace, normalized);
+}
+
+absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                          model::Mlp::Workspace& workspace,
+                                          model::Matrix& normalized) const {
   const std::shared_ptr<const Parameters> params = snapshot();
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
+  if (params->input_statistics == nullptr) {
+    DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
+  } else {
+    DELTASERVE_RETURN_IF_ERROR(params->input_statistics->Normalize(inputs, &normalized));
+    DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, normalized, workspace));
+  }
   return params->version;
 }
 
@@ -87,6 +128,12 @@ absl::Status Replica::watch_status() const {
 }
 
 bool Replica::Install(Parameters update) {
+  if (absl::Status checked = CheckStatistics(info_, mlp_, update); !checked.ok()) {
+    absl::MutexLock lock(&mu_);
+    watch_status_ = absl::InternalError(
+        absl::StrCat("ignored version ", update.version, ": ", checked.message()));
+    return false;
+  }
   if (update.parameters.size() != mlp_.parameter_count()) {
     absl::MutexLock lock(&mu_);
     watch_status_ = absl::InternalError(

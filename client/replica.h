@@ -57,16 +57,22 @@ class Replica {
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
 
-  // y = f(X; Θ) with the newest snapshot, and that snapshot's version.
+  // y = f(X; Θ) with the newest snapshot, and that snapshot's version;
+  // when the model normalises its inputs, f(X) = mlp(normalize(X)) with the
+  // snapshot's input_statistics, as the server's Forward.
   // inputs: [batch × input_dim], batch ≥ 1, else INVALID_ARGUMENT. Uses a
   // thread_local workspace: safe to call concurrently from any threads,
   // never blocks on the watcher.
   absl::StatusOr<ForwardResult> Forward(const Eigen::Ref<const model::Matrix>& inputs) const;
 
   // Same with caller-owned scratch (one per thread); writes Y into
-  // workspace.output() and returns the version used.
+  // workspace.output() and returns the version used. `normalized` holds
+  // normalize(X) when the model normalises (untouched otherwise).
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Mlp::Workspace& workspace) const;
+  absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
+                                   model::Mlp::Workspace& workspace,
+                                   model::Matrix& normalized) const;
 
   // The newest parameters (never null). Holding it keeps them alive and
   // unchanged while the replica moves on.
@@ -95,7 +101,9 @@ class Replica {
 
   // Watcher thread body: watch, on end back off and reconnect, until stopped.
   void WatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  // Swaps in `update` if its size matches the network; false otherwise.
+  // Swaps in `update` if its size matches the network and it carries input
+  // statistics exactly when the model normalises (of input_dim columns);
+  // false otherwise.
   bool Install(Parameters update) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::shared_ptr<TrainerClient> client_;

@@ -23,11 +23,21 @@ namespace {
 
 namespace v1 = ::deltaserve::v1;
 
-Parameters FromProto(const v1::ParameterUpdate& update) {
+absl::StatusOr<Parameters> FromProto(const v1::ParameterUpdate& update) {
   Parameters params;
   params.model = update.model();
   params.version = update.version();
   params.parameters.assign(update.parameters().begin(), update.parameters().end());
+  if (update.has_input_statistics()) {
+    absl::StatusOr<model::RunningMeanStd> statistics =
+        wire::InputStatisticsFromProto(update.input_statistics());
+    if (!statistics.ok()) {
+      return absl::InternalError(absl::StrCat("the server sent version ", update.version(),
+                                              " of model \"", update.model(), "\" with invalid ",
+                                              statistics.status().message()));
+    }
+    params.input_statistics = std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
+  }
   return params;
 }
 
@@ -161,10 +171,19 @@ absl::StatusOr<v1::CheckpointResponse> TrainerClient::Checkpoint(const std::stri
 
 absl::StatusOr<uint64_t> TrainerClient::ImportParameters(
     const std::string& model, const std::vector<float>& parameters) const {
+  return ImportParameters(model, parameters, nullptr);
+}
+
+absl::StatusOr<uint64_t> TrainerClient::ImportParameters(
+    const std::string& model, const std::vector<float>& parameters,
+    const model::RunningMeanStd* input_statistics) const {
   if (admin_stub_ == nullptr) return absl::FailedPreconditionError("no Admin stub");
   v1::ImportParametersRequest request;
   request.set_model(model);
   request.mutable_parameters()->Add(parameters.begin(), parameters.end());
+  if (input_statistics != nullptr) {
+    wire::InputStatisticsToProto(*input_statistics, request.mutable_input_statistics());
+  }
   v1::ImportParametersResponse response;
   grpc::ClientContext context;
   SetDeadline(context, options_.timeout);
@@ -293,7 +312,15 @@ absl::Status TrainerClient::WatchParameters(
   v1::ParameterUpdate update;
   bool stopped_by_callback = false;
   while (reader->Read(&update)) {
-    if (!on_update(FromProto(update))) {
+    absl::StatusOr<Parameters> parameters = FromProto(update);
+    if (!parameters.ok()) {
+      context->TryCancel();
+      while (reader->Read(&update)) {
+      }  // As below: Finish needs the stream read to its end.
+      static_cast<void>(reader->Finish());
+      return parameters.status();
+    }
+    if (!on_update(*std::move(parameters))) {
       stopped_by_callback = true;
       context->TryCancel();
       while (reader->Read(&update)) {

@@ -44,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "deltaserve/client/channel_security.h"
+#include "deltaserve/model/normalization.h"
 #include "deltaserve/model/spec.h"
 #include "deltaserve/proto/config_defaults.h"
 #include "deltaserve/proto/grpc_status.h"
@@ -186,6 +187,9 @@ struct Parameters {
   std::string model;  // the resolved model name (never "")
   uint64_t version = 0;
   std::vector<float> parameters;
+  // The version's input normalisation statistics (ParameterUpdate.
+  // input_statistics); null when the model does not normalise its inputs.
+  std::shared_ptr<const model::RunningMeanStd> input_statistics;
 };
 
 // A WatchParameters stream running on its own thread (TrainerClient::Watch).
@@ -343,6 +347,12 @@ class TrainerClient {
   // Replaces the model's parameters (optimizer state reset); the new version.
   absl::StatusOr<uint64_t> ImportParameters(const std::string& model,
                                             const std::vector<float>& parameters) const;
+  // The same, and (non-null) `input_statistics` replace the model's input
+  // normalisation statistics (mean, var, count; the server keeps its clip
+  // and epsilon). INVALID_ARGUMENT from a model without normalisation.
+  absl::StatusOr<uint64_t> ImportParameters(const std::string& model,
+                                            const std::vector<float>& parameters,
+                                            const model::RunningMeanStd* input_statistics) const;
 
  private:
   // A context whose deadline is now + timeout (skipped if infinite).

@@ -66,6 +66,31 @@ ColumnMoments::ColumnMoments(int dim)
     : mean_(static_cast<size_t>(std::max(dim, 0)), 0.0),
       var_(static_cast<size_t>(std::max(dim, 0)), 0.0) {}
 
+absl::StatusOr<ColumnMoments> ColumnMoments::FromMoments(std::vector<double> mean,
+                                                         std::vector<double> var, double count) {
+  if (mean.empty() || mean.size() != var.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column moments: expected mean and var of the same size > 0, got ",
+                     mean.size(), " and ", var.size()));
+  }
+  for (size_t j = 0; j < mean.size(); ++j) {
+    if (!std::isfinite(mean[j]) || !(std::isfinite(var[j]) && var[j] >= 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("column moments: expected a finite mean and a finite var >= 0, got ",
+                       mean[j], " and ", var[j], " at column ", j));
+    }
+  }
+  if (!(std::isfinite(count) && count >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column moments: expected a finite count >= 0, got ", count));
+  }
+  ColumnMoments moments(static_cast<int>(mean.size()));
+  moments.mean_ = std::move(mean);
+  moments.var_ = std::move(var);
+  moments.count_ = count;
+  return moments;
+}
+
 // One batch, two passes in double per column:
 //   μ_b = Σ_i x_i / n,   σ_b² = Σ_i (x_i − μ_b)² / n
 // then merged into the running moments by ChanMerge (the first batch is

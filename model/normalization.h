@@ -40,6 +40,12 @@ absl::Status ValidateInputNormalizationConfig(const InputNormalizationConfig& co
 class ColumnMoments {
  public:
   explicit ColumnMoments(int dim);
+  // Moments restored from a checkpoint (count 0: empty, as Clear leaves
+  // them). INVALID_ARGUMENT unless mean and var have the same size > 0,
+  // every mean is finite, every var finite and >= 0, and count finite and
+  // >= 0.
+  static absl::StatusOr<ColumnMoments> FromMoments(std::vector<double> mean,
+                                                   std::vector<double> var, double count);
 
   // Adds X's rows. INVALID_ARGUMENT, nothing changed, unless X is
   // [n × dim()] with n >= 1. Does not check finiteness (the caller has).

@@ -32,6 +32,9 @@ inline constexpr deltaserve::v1::SurrogateConfig::Mode kDefaultSurrogateMode =
 inline constexpr deltaserve::v1::SurrogateConfig::Reduction kDefaultSurrogateReduction =
     deltaserve::v1::SurrogateConfig::SUM;
 inline constexpr float kDefaultDeltaScale = model::kDefaultDeltaScale;
+// InputNormalization (RUNNING_MEAN_STD): clip 0 -> 10, epsilon 0 -> 1e-8.
+inline constexpr float kDefaultNormalizationClip = 10.0f;
+inline constexpr float kDefaultNormalizationEpsilon = 1e-8f;
 
 // ModelSpec.
 inline constexpr uint32_t kDefaultSamplesPerStep = 1;

@@ -185,6 +185,56 @@ absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(const v1::Surrog
   return config;
 }
 
+absl::StatusOr<model::InputNormalizationConfig> InputNormalizationFromProto(
+    const v1::InputNormalization& c) {
+  model::InputNormalizationConfig config;
+  switch (c.kind()) {
+    case v1::InputNormalization::NONE:
+      config.kind = model::InputNormalizationConfig::Kind::kNone;
+      break;
+    case v1::InputNormalization::RUNNING_MEAN_STD:
+      config.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;
+      break;
+    default:
+      config.kind = static_cast<model::InputNormalizationConfig::Kind>(c.kind());
+      break;
+  }
+  config.clip = c.clip();
+  config.epsilon = c.epsilon();
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateInputNormalizationConfig(config));
+  return config;
+}
+
+void InputStatisticsToProto(const model::RunningMeanStd& statistics, v1::InputStatistics* proto) {
+  proto->Clear();
+  proto->mutable_mean()->Add(statistics.mean().begin(), statistics.mean().end());
+  proto->mutable_var()->Add(statistics.var().begin(), statistics.var().end());
+  proto->set_count(statistics.count());
+  proto->set_clip(statistics.clip());
+  proto->set_epsilon(statistics.epsilon());
+}
+
+absl::StatusOr<model::RunningMeanStd> InputStatisticsFromProto(const v1::InputStatistics& proto,
+                                                               int input_dim) {
+  if (input_dim > 0 && (proto.mean_size() != input_dim || proto.var_size() != input_dim)) {
+    return absl::InvalidArgumentError(absl::StrCat("input_statistics: expected ", input_dim,
+                                                   " mean and var values (input_dim), got ",
+                                                   proto.mean_size(), " and ", proto.var_size()));
+  }
+  model::InputNormalizationConfig config;
+  config.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;
+  config.clip = proto.clip();
+  config.epsilon = proto.epsilon();
+  absl::StatusOr<model::RunningMeanStd> statistics = model::RunningMeanStd::FromStatistics(
+      config, std::vector<double>(proto.mean().begin(), proto.mean().end()),
+      std::vector<double>(proto.var().begin(), proto.var().end()), proto.count());
+  if (!statistics.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input_statistics: ", statistics.status().message()));
+  }
+  return statistics;
+}
+
 absl::StatusOr<model::Objective> ObjectiveFromProto(v1::Objective objective) {
   switch (objective) {
     case v1::OBJECTIVE_UNSPECIFIED:

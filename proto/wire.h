@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "deltaserve/model/normalization.h"
 #include "deltaserve/model/spec.h"
 #include "deltaserve/v1/config.pb.h"
 #include "deltaserve/v1/trainer.pb.h"
@@ -42,6 +43,22 @@ absl::StatusOr<model::OptimizerConfig> OptimizerConfigFromProto(
     const deltaserve::v1::OptimizerConfig& config);
 absl::StatusOr<model::SurrogateConfig> SurrogateConfigFromProto(
     const deltaserve::v1::SurrogateConfig& config);
+
+// The input normalisation as given, validated by
+// model::ValidateInputNormalizationConfig ("input_normalization.clip: ...").
+// Numeric defaults (clip 0 -> 10, epsilon 0 -> 1e-8) are the server config's
+// to fill first; an unknown kind is passed through for it to reject.
+absl::StatusOr<model::InputNormalizationConfig> InputNormalizationFromProto(
+    const deltaserve::v1::InputNormalization& config);
+
+// A version's statistics on the wire (clip and epsilon as in effect), and
+// back: INVALID_ARGUMENT ("input_statistics: ...") unless
+// model::RunningMeanStd::FromStatistics accepts them (and, when
+// input_dim > 0, unless they have input_dim columns).
+void InputStatisticsToProto(const model::RunningMeanStd& statistics,
+                            deltaserve::v1::InputStatistics* proto);
+absl::StatusOr<model::RunningMeanStd> InputStatisticsFromProto(
+    const deltaserve::v1::InputStatistics& proto, int input_dim = 0);
 
 // MINIMIZE for OBJECTIVE_UNSPECIFIED; INVALID_ARGUMENT for unknown values.
 absl::StatusOr<model::Objective> ObjectiveFromProto(deltaserve::v1::Objective objective);

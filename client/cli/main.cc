@@ -9,6 +9,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -75,8 +76,9 @@ constexpr char kUsage[] =
     "  health   grpc.health.v1 Check of --service; exit 0 only if SERVING\n"
     "  export   write the parameters to --output=FILE.npz, one array per tensor named as\n"
     "           torch.nn.Sequential names them (0.weight, 0.bias, 2.weight, ...) + version\n"
+    "           (+ normalizer.mean, normalizer.var, normalizer.count with input normalisation)\n"
     "  import   (admin) set the parameters from --input=FILE.npz: a new version, optimizer\n"
-    "           state reset\n"
+    "           state reset; normalizer.* arrays, if present, replace the input statistics\n"
     "  checkpoint  (admin) write a checkpoint now (server needs --state_dir); prints its path\n"
     "  token    a new random token for --name=NAME --role=observer|simulator|admin: prints\n"
     "           the Principal line for the server's --auth_file, then the token for the\n"
@@ -236,8 +238,14 @@ int Export(const TrainerClient& client) {
   if (!info.ok()) return Fail(info.status());
   auto params = client.GetParameters(absl::GetFlag(FLAGS_model));
   if (!params.ok()) return Fail(params.status());
-  const absl::Status written =
-      WriteNpz(output, TensorsFromParameters(info->spec(), params->parameters, params->version));
+  std::vector<NpyArray> tensors =
+      TensorsFromParameters(info->spec(), params->parameters, params->version);
+  if (params->input_statistics) {
+    for (NpyArray& a : TensorsFromStatistics(*params->input_statistics)) {
+      tensors.push_back(std::move(a));
+    }
+  }
+  const absl::Status written = WriteNpz(output, tensors);
   if (!written.ok()) return Fail(written);
   absl::PrintF("wrote %s: model %s, version %d, %d parameters\n", output, params->model,
                params->version, params->parameters.size());
@@ -254,7 +262,10 @@ int Import(const TrainerClient& client) {
   if (!arrays.ok()) return Fail(arrays.status());
   auto parameters = ParametersFromTensors(info->spec(), *arrays);
   if (!parameters.ok()) return Fail(parameters.status());
-  auto version = client.ImportParameters(absl::GetFlag(FLAGS_model), *parameters);
+  auto statistics = StatisticsFromTensors(info->spec(), *arrays);
+  if (!statistics.ok()) return Fail(statistics.status());
+  auto version =
+      client.ImportParameters(absl::GetFlag(FLAGS_model), *parameters, statistics->get());
   if (!version.ok()) return Fail(version.status());
   absl::PrintF("imported %s into model %s as version %d\n", input, info->spec().name(), *version);
   return kExitOk;

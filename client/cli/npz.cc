@@ -59,7 +59,10 @@ std::string ShapeText(const std::vector<uint64_t>& shape) {
 
 std::string EncodeNpy(const NpyArray& a) {
   const std::string dict =
-      absl::StrCat("{'descr': '", a.is_uint64_scalar ? "<u8" : "<f4",
+      absl::StrCat("{'descr': '",
+                   a.is_uint64_scalar ? "<u8"
+                   : a.is_float64     ? "<f8"
+                                      : "<f4",
                    "', 'fortran_order': False, 'shape': ", ShapeText(a.shape), ", }");
   // Magic (6) + version (2) + header length (2) + header, padded with spaces
   // and ending in '\n', is a multiple of 64 bytes (as numpy writes it).
@@ -72,6 +75,8 @@ std::string EncodeNpy(const NpyArray& a) {
   out += header;
   if (a.is_uint64_scalar) {
     Put<uint64_t>(&out, a.scalar);
+  } else if (a.is_float64) {
+    out.append(reinterpret_cast<const char*>(a.doubles.data()), a.doubles.size() * sizeof(double));
   } else {
     out.append(reinterpret_cast<const char*>(a.values.data()), a.values.size() * sizeof(float));
   }
@@ -130,13 +135,17 @@ absl::StatusOr<NpyArray> DecodeNpy(const std::string& path, std::string name,
     const size_t width = descr == "'<f4'" ? 4 : 8;
     if (have < count * width) return Malformed(path, absl::StrCat(a.name, ".npy data truncated"));
     a.values.resize(count);
+    a.doubles.resize(count);
+    a.is_float64 = width == 8;
     for (uint64_t i = 0; i < count; ++i) {
       if (width == 4) {
         std::memcpy(&a.values[i], data + i * 4, 4);
+        a.doubles[i] = a.values[i];
       } else {
         double d;
         std::memcpy(&d, data + i * 8, 8);
         a.values[i] = static_cast<float>(d);
+        a.doubles[i] = d;
       }
     }
   } else if ((descr == "'<u8'" || descr == "'<i8'") && a.shape.empty() && have >= 8) {
@@ -299,6 +308,9 @@ absl::StatusOr<std::vector<float>> ParametersFromTensors(const deltaserve::v1::M
   std::map<std::string, const NpyArray*> by_name;
   for (const NpyArray& a : arrays) by_name[a.name] = &a;
   by_name.erase("version");
+  by_name.erase("normalizer.mean");
+  by_name.erase("normalizer.var");
+  by_name.erase("normalizer.count");
   std::vector<float> parameters;
   uint64_t fan_in = spec.input_dim();
   for (int i = 0; i < spec.layers_size(); ++i) {
@@ -330,6 +342,58 @@ absl::StatusOr<std::vector<float>> ParametersFromTensors(const deltaserve::v1::M
                      2 * (spec.layers_size() - 1), ".bias)"));
   }
   return parameters;
+}
+
+std::vector<NpyArray> TensorsFromStatistics(const model::RunningMeanStd& statistics) {
+  const uint64_t d = static_cast<uint64_t>(statistics.input_dim());
+  std::vector<NpyArray> arrays(3);
+  arrays[0].name = "normalizer.mean";
+  arrays[0].shape = {d};
+  arrays[0].doubles = statistics.mean();
+  arrays[1].name = "normalizer.var";
+  arrays[1].shape = {d};
+  arrays[1].doubles = statistics.var();
+  arrays[2].name = "normalizer.count";
+  arrays[2].doubles = {statistics.count()};
+  for (NpyArray& a : arrays) a.is_float64 = true;
+  return arrays;
+}
+
+absl::StatusOr<std::shared_ptr<const model::RunningMeanStd>> StatisticsFromTensors(
+    const deltaserve::v1::ModelSpec& spec, const std::vector<NpyArray>& arrays) {
+  const NpyArray* found[3] = {nullptr, nullptr, nullptr};
+  const char* const names[3] = {"normalizer.mean", "normalizer.var", "normalizer.count"};
+  for (const NpyArray& a : arrays) {
+    for (int k = 0; k < 3; ++k) {
+      if (a.name == names[k]) found[k] = &a;
+    }
+  }
+  if (found[0] == nullptr && found[1] == nullptr && found[2] == nullptr) return nullptr;
+  const uint64_t d = spec.input_dim();
+  const std::vector<uint64_t> shapes[3] = {{d}, {d}, {}};
+  for (int k = 0; k < 3; ++k) {
+    if (found[k] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected a tensor \"", names[k], "\" of shape ", ShapeText(shapes[k]),
+                       " with the other normalizer tensors, found none"));
+    }
+    if (found[k]->is_uint64_scalar || found[k]->shape != shapes[k]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", names[k], "\": expected float values of shape ", ShapeText(shapes[k]),
+          " (input_dim of model \"", spec.name(), "\"), got ", ShapeText(found[k]->shape)));
+    }
+  }
+  // The server keeps its own clip and epsilon; these only make the values
+  // checkable here.
+  model::InputNormalizationConfig config;
+  config.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;
+  absl::StatusOr<model::RunningMeanStd> statistics = model::RunningMeanStd::FromStatistics(
+      config, found[0]->doubles, found[1]->doubles, found[2]->doubles[0]);
+  if (!statistics.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("normalizer tensors: ", statistics.status().message()));
+  }
+  return std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
 }
 
 }  // namespace deltaserve::client::cli

@@ -119,6 +119,11 @@ absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path) {
 void FillModelDefaults(v1::ModelSpec* spec) {
   FillOptimizerDefaults(spec->mutable_optimizer());
   FillSurrogateDefaults(spec->mutable_surrogate());
+  if (spec->input_normalization().kind() == v1::InputNormalization::RUNNING_MEAN_STD) {
+    v1::InputNormalization* n = spec->mutable_input_normalization();
+    if (n->clip() == 0) n->set_clip(wire::kDefaultNormalizationClip);
+    if (n->epsilon() == 0) n->set_epsilon(wire::kDefaultNormalizationEpsilon);
+  }
   if (spec->samples_per_step() == 0) spec->set_samples_per_step(wire::kDefaultSamplesPerStep);
   if (spec->queue_capacity() == 0) spec->set_queue_capacity(wire::kDefaultQueueCapacity);
   if (spec->max_request_rows() == 0) spec->set_max_request_rows(wire::kDefaultMaxRequestRows);
@@ -246,10 +251,8 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const v1::ModelSpec& spec
   DELTASERVE_ASSIGN_OR_RETURN(options.mlp, wire::MlpSpecFromProto(spec));
   DELTASERVE_ASSIGN_OR_RETURN(options.optimizer, wire::OptimizerConfigFromProto(spec.optimizer()));
   DELTASERVE_ASSIGN_OR_RETURN(options.surrogate, wire::SurrogateConfigFromProto(spec.surrogate()));
-  if (spec.input_normalization().kind() == v1::InputNormalization::RUNNING_MEAN_STD) {
-    return absl::InvalidArgumentError(
-        "input_normalization: RUNNING_MEAN_STD is not implemented yet");
-  }
+  DELTASERVE_ASSIGN_OR_RETURN(options.normalization,
+                              wire::InputNormalizationFromProto(spec.input_normalization()));
   options.samples_per_step = spec.samples_per_step();
   options.max_staleness = spec.max_staleness();
   options.staleness_scaled_lr = spec.staleness_scaled_lr();

@@ -61,8 +61,8 @@ deltaserve::v1::ServerConfig DefaultServerConfig();
 std::string DescribeModel(const deltaserve::v1::ModelSpec& spec);
 
 // Everything a Trainer needs, from a ModelSpec whose defaults are filled.
-// INVALID_ARGUMENT for what proto/wire.h's conversions reject and for
-// input_normalization RUNNING_MEAN_STD (not implemented yet); the
+// INVALID_ARGUMENT for what proto/wire.h's conversions reject (e.g.
+// "input_normalization.clip: ..."); the
 // options' own checks are ValidateTrainerOptions' (server/core/trainer.h).
 absl::StatusOr<TrainerOptions> TrainerOptionsFromProto(const deltaserve::v1::ModelSpec& spec);
 

@@ -6,7 +6,10 @@
 #define DELTASERVE_SERVER_CORE_SNAPSHOT_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "deltaserve/model/normalization.h"
 
 namespace deltaserve::server {
 
@@ -18,6 +21,10 @@ struct Snapshot {
   // The rate the optimizer step after this version uses (its schedule at
   // the optimizer steps taken so far; an import does not advance it).
   double learning_rate = 0.0;
+  // The input normalisation statistics of this version (the model's
+  // input_normalization RUNNING_MEAN_STD); null: inputs are not normalised.
+  // Shared, immutable: versions without a step in between share one.
+  std::shared_ptr<const model::RunningMeanStd> input_statistics;
 };
 
 }  // namespace deltaserve::server

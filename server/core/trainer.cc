@@ -36,6 +36,7 @@ absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
   DELTASERVE_RETURN_IF_ERROR(model::ValidateMlpSpec(options.mlp));
   DELTASERVE_RETURN_IF_ERROR(model::ValidateOptimizerConfig(options.optimizer));
   DELTASERVE_RETURN_IF_ERROR(model::ValidateSurrogateConfig(options.surrogate));
+  DELTASERVE_RETURN_IF_ERROR(model::ValidateInputNormalizationConfig(options.normalization));
   if (options.samples_per_step == 0) {
     return absl::InvalidArgumentError("samples_per_step: expected >= 1, got 0");
   }
@@ -59,8 +60,16 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
   DELTASERVE_ASSIGN_OR_RETURN(model::Mlp mlp, model::Mlp::Create(options.mlp));
   DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<model::Optimizer> optimizer,
                               model::Optimizer::Create(options.optimizer, mlp.parameter_count()));
-  auto trainer = std::unique_ptr<Trainer>(
-      new Trainer(std::move(options), std::move(mlp), std::move(optimizer), std::move(on_publish)));
+  std::shared_ptr<const model::RunningMeanStd> statistics;
+  if (options.normalization.kind == model::InputNormalizationConfig::Kind::kRunningMeanStd) {
+    DELTASERVE_ASSIGN_OR_RETURN(
+        model::RunningMeanStd initial,
+        model::RunningMeanStd::Create(mlp.input_dim(), options.normalization));
+    statistics = std::make_shared<const model::RunningMeanStd>(std::move(initial));
+  }
+  auto trainer =
+      std::unique_ptr<Trainer>(new Trainer(std::move(options), std::move(mlp), std::move(optimizer),
+                                           std::move(statistics), std::move(on_publish)));
   if (!trainer->options_.persistence.dir.empty()) DELTASERVE_RETURN_IF_ERROR(trainer->OpenState());
   // The learner state passes from this thread (restore, replay) to the learner.
   trainer->learner_owner_.Release();
@@ -70,7 +79,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(TrainerOptions options,
 }
 
 Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
-                 std::unique_ptr<model::Optimizer> optimizer, PublishCallback on_publish)
+                 std::unique_ptr<model::Optimizer> optimizer,
+                 std::shared_ptr<const model::RunningMeanStd> statistics,
+                 PublishCallback on_publish)
     : options_(std::move(options)),
       mlp_(std::move(mlp)),
       on_publish_(std::move(on_publish)),
@@ -78,12 +89,16 @@ Trainer::Trainer(TrainerOptions options, model::Mlp mlp,
       params_(mlp_.InitialParameters()),
       grad_(mlp_.parameter_count(), 0.0f),
       submission_grad_(mlp_.parameter_count(), 0.0f),
+      statistics_(std::move(statistics)),
+      pending_moments_(mlp_.input_dim()),
+      step_moments_(mlp_.input_dim()),
       applied_ids_(options_.request_id_window) {
   auto initial = std::make_shared<Snapshot>();
   initial->version = 0;
   initial->parameters = params_;
   initial->optimizer_steps = 0;
   initial->learning_rate = optimizer_->learning_rate();
+  initial->input_statistics = statistics_;
   latest_ = initial;
   snapshot_ = std::move(initial);
   if (ModelMetrics* metrics = options_.metrics) {
@@ -120,23 +135,30 @@ absl::StatusOr<InputGradientResult> Trainer::InputGradient(const model::Matrix& 
   // One snapshot for both products; its parameters are immutable, so nothing
   // here touches the learner's state.
   std::shared_ptr<const Snapshot> snap = snapshot();
+  const model::RunningMeanStd* statistics = snap->input_statistics.get();
+  model::Matrix normalized;
+  DELTASERVE_ASSIGN_OR_RETURN(const model::Matrix* const z,
+                              Normalized(statistics, inputs, &normalized));
   model::Mlp::Workspace workspace;
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(snap->parameters, inputs, workspace));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(snap->parameters, *z, workspace));
   InputGradientResult result;
   result.outputs = workspace.output();
   DELTASERVE_RETURN_IF_ERROR(CheckForwardOutputs(result.outputs));
   DELTASERVE_RETURN_IF_ERROR(
-      mlp_.InputGradient(snap->parameters, inputs, workspace, deltas, &result.input_gradient));
-  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(inputs, &result.input_gradient));
+      mlp_.InputGradient(snap->parameters, *z, workspace, deltas, &result.input_gradient));
+  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(statistics, inputs, &result.input_gradient));
   result.version = snap->version;
   return result;
 }
 
-absl::Status Trainer::ToInputGradient(const Eigen::Ref<const model::Matrix>& inputs,
-                                      model::Matrix* grad) const {
-  DELTASERVE_DCHECK(grad->rows() == inputs.rows() && grad->cols() == mlp_.input_dim());
-  // The MLP's input is X itself: ∂l/∂X = ∂l/∂(MLP input). Input
-  // normalisation's backward (zero where an input was clipped) goes here.
+absl::Status Trainer::ToInputGradient(const model::RunningMeanStd* statistics,
+                                      const Eigen::Ref<const model::Matrix>& inputs,
+                                      model::Matrix* grad) {
+  DELTASERVE_DCHECK(grad->rows() == inputs.rows());
+  // Without normalisation the MLP's input is X itself; with it, ∂l/∂X =
+  // ∂l/∂Z / sqrt(var + ε), zero where the input was clipped (at the
+  // statistics the forward pass used).
+  if (statistics != nullptr) DELTASERVE_RETURN_IF_ERROR(statistics->Backward(inputs, *grad, grad));
   return model::CheckFinite(
       "input_gradient (values too large: the input gradient overflows; nothing was applied)",
       Values(*grad));
@@ -154,7 +176,21 @@ absl::Status Trainer::ValidateForwardInputs(const model::Matrix& inputs) const {
 absl::Status Trainer::ForwardAt(const Snapshot& snapshot,
                                 const Eigen::Ref<const model::Matrix>& inputs,
                                 model::Matrix* outputs, ForwardScratch& scratch) const {
-  return mlp_.ForwardRowInvariant(snapshot.parameters, inputs, outputs, scratch.workspace);
+  if (snapshot.input_statistics == nullptr) {
+    return mlp_.ForwardRowInvariant(snapshot.parameters, inputs, outputs, scratch.workspace);
+  }
+  // Normalisation is elementwise: row-invariant too.
+  DELTASERVE_RETURN_IF_ERROR(snapshot.input_statistics->Normalize(inputs, &scratch.normalized));
+  return mlp_.ForwardRowInvariant(snapshot.parameters, scratch.normalized, outputs,
+                                  scratch.workspace);
+}
+
+absl::StatusOr<const model::Matrix*> Trainer::Normalized(const model::RunningMeanStd* statistics,
+                                                         const model::Matrix& inputs,
+                                                         model::Matrix* scratch) {
+  if (statistics == nullptr) return &inputs;
+  DELTASERVE_RETURN_IF_ERROR(statistics->Normalize(inputs, scratch));
+  return scratch;
 }
 
 absl::Status Trainer::CheckForwardOutputs(const Eigen::Ref<const model::Matrix>& outputs) {
@@ -204,18 +240,25 @@ absl::Status Trainer::Submit(Submission submission, SubmitCallback done) {
   absl::MutexLock lock(&queue_mu_);
   DELTASERVE_RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
-  queue_.push_back(Pending{std::move(submission), std::nullopt, std::move(done)});
+  queue_.push_back(Pending{std::move(submission), std::nullopt, nullptr, std::move(done)});
   // Under queue_mu_, so concurrent submitters store depths in queue order.
   if (options_.metrics) options_.metrics->SetQueueDepth(static_cast<int64_t>(queue_.size()));
   return absl::OkStatus();
 }
 
 absl::Status Trainer::ImportParameters(std::vector<float> parameters, SubmitCallback done) {
-  DELTASERVE_RETURN_IF_ERROR(ValidateImport(parameters));
+  return ImportParameters(std::move(parameters), nullptr, std::move(done));
+}
+
+absl::Status Trainer::ImportParameters(std::vector<float> parameters,
+                                       std::shared_ptr<const model::RunningMeanStd> statistics,
+                                       SubmitCallback done) {
+  DELTASERVE_RETURN_IF_ERROR(ValidateImport(parameters, statistics.get()));
   absl::MutexLock lock(&queue_mu_);
   DELTASERVE_RETURN_IF_ERROR(Refusal());
   if (queue_.size() >= options_.queue_capacity) return QueueFull(name(), options_.queue_capacity);
-  queue_.push_back(Pending{Submission{}, std::move(parameters), std::move(done)});
+  queue_.push_back(
+      Pending{Submission{}, std::move(parameters), std::move(statistics), std::move(done)});
   return absl::OkStatus();
 }
 
@@ -337,7 +380,8 @@ void Trainer::LearnerLoop() {
       }
       size_t end = i + 1;
       if (pending[i].import) {
-        results[i] = ApplyImport(*std::move(pending[i].import));
+        results[i] =
+            ApplyImport(*std::move(pending[i].import), std::move(pending[i].import_statistics));
       } else {
         end = GroupEnd(pending, i);
         ApplyLive(pending, i, end, results);
@@ -401,6 +445,7 @@ std::shared_ptr<const Snapshot> Trainer::MakeSnapshot() const {
   next->parameters = params_;
   next->optimizer_steps = static_cast<uint64_t>(optimizer_->step_count());
   next->learning_rate = optimizer_->learning_rate();
+  next->input_statistics = statistics_;
   return next;
 }
 
@@ -413,25 +458,48 @@ void Trainer::Publish(std::shared_ptr<const Snapshot> snapshot) {
   if (on_publish_) on_publish_(std::move(snapshot));
 }
 
-absl::Status Trainer::ValidateImport(const std::vector<float>& parameters) const {
+absl::Status Trainer::ValidateImport(const std::vector<float>& parameters,
+                                     const model::RunningMeanStd* statistics) const {
   if (parameters.size() != mlp_.parameter_count()) {
     return ShapeMismatch("parameters", mlp_.parameter_count(), "values",
                          absl::StrCat("parameter_count of model \"", name(), "\""),
                          parameters.size());
   }
-  return model::CheckFinite("parameters", parameters);
+  DELTASERVE_RETURN_IF_ERROR(model::CheckFinite("parameters", parameters));
+  if (statistics == nullptr) return absl::OkStatus();
+  if (statistics_ == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input_statistics: model \"", name(),
+        "\" does not normalise its inputs (input_normalization NONE); import without them"));
+  }
+  if (statistics->input_dim() != mlp_.input_dim()) {
+    return ShapeMismatch("input_statistics", mlp_.input_dim(), "columns",
+                         absl::StrCat("input_dim of model \"", name(), "\""),
+                         statistics->input_dim());
+  }
+  if (statistics->clip() != options_.normalization.clip ||
+      statistics->epsilon() != options_.normalization.epsilon) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input_statistics: expected clip ", options_.normalization.clip,
+                     " and epsilon ", options_.normalization.epsilon, " (model \"", name(),
+                     "\"), got ", statistics->clip(), " and ", statistics->epsilon()));
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<SubmitResult> Trainer::ApplyImport(std::vector<float> parameters) {
+absl::StatusOr<SubmitResult> Trainer::ApplyImport(
+    std::vector<float> parameters, std::shared_ptr<const model::RunningMeanStd> statistics) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
-  DELTASERVE_RETURN_IF_ERROR(
-      ValidateImport(parameters));  // Again: a journal may have been tampered with.
+  // Again: a journal may have been tampered with.
+  DELTASERVE_RETURN_IF_ERROR(ValidateImport(parameters, statistics.get()));
   // The optimizer starts afresh, but an import is not a step: the
   // schedule's k (step_count) goes on.
   optimizer_->ResetState();
-  JournalImport(parameters);
+  JournalImport(parameters, statistics.get());
   params_ = std::move(parameters);
+  if (statistics) statistics_ = std::move(statistics);
   ClearGrad();
+  pending_moments_.Clear();
   rows_accumulated_ = 0;
   ++version_;
   ++steps_since_checkpoint_;
@@ -488,7 +556,9 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale,
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   const bool want_input_gradient = s.return_input_gradient;
   DELTASERVE_DCHECK(!want_input_gradient || input_gradient != nullptr);
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, s.inputs, workspace_));
+  DELTASERVE_ASSIGN_OR_RETURN(const model::Matrix* const inputs,
+                              Normalized(statistics_.get(), s.inputs, &normalized_));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, *inputs, workspace_));
   DELTASERVE_ASSIGN_OR_RETURN(
       double loss, model::Surrogate(options_.surrogate, s.objective, workspace_.output(), s.acted,
                                     s.deltas, &grad_y_));
@@ -501,7 +571,7 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale,
   // Unscaled, Backward's ∂l/∂X is the input gradient: the parameter
   // gradient's products are the same with or without it.
   DELTASERVE_RETURN_IF_ERROR(
-      mlp_.Backward(params_, s.inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_),
+      mlp_.Backward(params_, *inputs, workspace_, grad_y_, absl::MakeSpan(submission_grad_),
                     want_input_gradient && scale == 1.0f ? input_gradient : nullptr));
   // Finite inputs can still overflow (e.g. |δ| near FLT_MAX); such a gradient
   // would poison every parameter, so it is refused before it is accumulated.
@@ -515,9 +585,9 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale,
   if (want_input_gradient) {
     if (scale != 1.0f) {
       DELTASERVE_RETURN_IF_ERROR(
-          mlp_.InputGradient(params_, s.inputs, workspace_, unscaled_grad_y_, input_gradient));
+          mlp_.InputGradient(params_, *inputs, workspace_, unscaled_grad_y_, input_gradient));
     }
-    DELTASERVE_RETURN_IF_ERROR(ToInputGradient(s.inputs, input_gradient));
+    DELTASERVE_RETURN_IF_ERROR(ToInputGradient(statistics_.get(), s.inputs, input_gradient));
   }
   return loss;
 }
@@ -527,8 +597,17 @@ absl::StatusOr<double> Trainer::Gradient(const Submission& s, float scale,
 // optimizer accepted the step.
 absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
+  // The statistics of the new version: merged first, into a copy (readers
+  // share the current ones), so that a refused step changes nothing.
+  std::shared_ptr<const model::RunningMeanStd> merged;
+  if (statistics_) {
+    auto next = std::make_shared<model::RunningMeanStd>(*statistics_);
+    DELTASERVE_RETURN_IF_ERROR(next->Merge(step_moments_));
+    merged = std::move(next);
+  }
   DELTASERVE_ASSIGN_OR_RETURN(const double gradient_norm,
                               optimizer_->Step(absl::MakeSpan(params_), grad, norm));
+  if (merged) statistics_ = std::move(merged);
   ++version_;
   ++steps_since_checkpoint_;
   if (options_.metrics) {

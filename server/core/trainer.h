@@ -11,14 +11,16 @@
 //      original SubmitResult, with duplicate = true; nothing is applied.
 //   1. staleness s = version − submission.version; s > max_staleness (when
 //      max_staleness > 0; 0 = no limit) → ABORTED (nothing changes).
-//   2. y = f(X; Θ) at the current parameters; l_s and ∂l_s/∂y from the
+//   2. y = f(X; Θ) at the current parameters (and, with input
+//      normalisation, f(X) = mlp(normalize(X)) at the current statistics); l_s and ∂l_s/∂y from the
 //      surrogate (model/surrogate.h); backprop to g = ∂l_s/∂Θ, scaled by
 //      1/(1+s) if staleness_scaled_lr; a non-finite g → INVALID_ARGUMENT
 //      (nothing changes).
-//   3. G += g; rows += n. If rows ≥ samples_per_step: optimizer step on G,
-//      G = 0, rows = 0, version += 1, publish a new Snapshot (and call
-//      on_publish). A step the optimizer refuses fails the submission and
-//      leaves G, rows and the parameters as they were before it.
+//   3. G += g; rows += n (with input normalisation, the pending moments M
+//      take X's rows too). If rows ≥ samples_per_step: optimizer step on G,
+//      the statistics merge M once, G = 0, rows = 0, M = empty, version += 1,
+//      publish a new Snapshot (and call on_publish). A step the optimizer refuses fails the
+//      submission and leaves G, rows and the parameters as they were before it.
 //   4. The submission's callback gets {version, l_s, s, stepped}.
 //
 // Answers go out per batch (what the learner took from the queue at once),
@@ -71,6 +73,7 @@
 #include "absl/types/span.h"
 #include "deltaserve/base/check.h"
 #include "deltaserve/model/mlp.h"
+#include "deltaserve/model/normalization.h"
 #include "deltaserve/model/optimizer.h"
 #include "deltaserve/model/spec.h"
 #include "deltaserve/proto/config_defaults.h"
@@ -121,6 +124,10 @@ struct TrainerOptions {
   model::MlpSpec mlp;
   model::OptimizerConfig optimizer;
   model::SurrogateConfig surrogate;
+  // kNone: inputs reach the first layer as they are. kRunningMeanStd: the
+  // learner keeps running statistics (model/normalization.h), merged once
+  // per optimizer step, and every forward pass normalises with them.
+  model::InputNormalizationConfig normalization;
   uint32_t samples_per_step = wire::kDefaultSamplesPerStep;  // Rows per optimizer step; ≥ 1.
   uint64_t max_staleness = 0;  // More versions behind → ABORTED; 0 = no limit.
   bool staleness_scaled_lr = false;
@@ -252,6 +259,7 @@ class Trainer {
   //   CheckForwardOutputs: Forward's overflow error for (a slice of) outputs.
   struct ForwardScratch {
     model::Mlp::Workspace workspace;
+    model::Matrix normalized;  // normalize(X), with input normalisation only.
   };
   absl::Status ValidateForwardInputs(const model::Matrix& inputs) const;
   absl::Status ForwardAt(const Snapshot& snapshot, const Eigen::Ref<const model::Matrix>& inputs,
@@ -283,6 +291,23 @@ class Trainer {
   // wrong count or non-finite values).
   absl::Status ImportParameters(std::vector<float> parameters, SubmitCallback done)
       ABSL_LOCKS_EXCLUDED(queue_mu_);
+  // The same, and `statistics` (non-null) replace the input normalisation
+  // statistics too (INVALID_ARGUMENT unless the model normalises and they
+  // have input_dim columns; their clip and epsilon are the model's). Null:
+  // the statistics are kept. The pending moments of the step in progress
+  // are dropped either way, with G.
+  absl::Status ImportParameters(std::vector<float> parameters,
+                                std::shared_ptr<const model::RunningMeanStd> statistics,
+                                SubmitCallback done) ABSL_LOCKS_EXCLUDED(queue_mu_);
+
+  // The first layer's inputs for `inputs` at `statistics`: `inputs` itself
+  // when null (no copy: normalisation off costs nothing), else
+  // normalize(inputs) written into *scratch. Input gradients chain through
+  // the same statistics: dX = statistics->Backward(inputs, dZ) where dZ is
+  // the MLP's gradient with respect to this function's result.
+  static absl::StatusOr<const model::Matrix*> Normalized(const model::RunningMeanStd* statistics,
+                                                         const model::Matrix& inputs,
+                                                         model::Matrix* scratch);
 
   // Takes a checkpoint after the batch the learner is applying; `done` runs
   // once it is durable. FAILED_PRECONDITION (done not called) without
@@ -309,6 +334,9 @@ class Trainer {
     Submission submission;
     // Set: an ImportParameters of these values, not a submission.
     std::optional<std::vector<float>> import;
+    // With `import`: statistics that replace the input statistics (null:
+    // kept).
+    std::shared_ptr<const model::RunningMeanStd> import_statistics;
     SubmitCallback done;
   };
   // What the learner takes at once: queued work and checkpoint requests.
@@ -324,7 +352,7 @@ class Trainer {
   };
 
   Trainer(TrainerOptions options, model::Mlp mlp, std::unique_ptr<model::Optimizer> optimizer,
-          PublishCallback on_publish);
+          std::shared_ptr<const model::RunningMeanStd> statistics, PublishCallback on_publish);
 
   void LearnerLoop() ABSL_LOCKS_EXCLUDED(queue_mu_);
   // Blocks until work is available, a checkpoint is due or Stop().
@@ -381,11 +409,14 @@ class Trainer {
   // yet). `batched_with_next`: the next member of the group follows it.
   void Applied(const Submission& submission, const SubmitResult& result, float scale,
                bool batched_with_next);
-  // INVALID_ARGUMENT unless parameter_count finite values.
-  absl::Status ValidateImport(const std::vector<float>& parameters) const;
+  // INVALID_ARGUMENT unless parameter_count finite values (and statistics,
+  // if any, for this model's normalisation and input_dim).
+  absl::Status ValidateImport(const std::vector<float>& parameters,
+                              const model::RunningMeanStd* statistics) const;
   // Applies (or replays) an import, then journals it (a no-op during
   // replay: the journal is not open yet).
-  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters);
+  absl::StatusOr<SubmitResult> ApplyImport(std::vector<float> parameters,
+                                           std::shared_ptr<const model::RunningMeanStd> statistics);
   // submission_grad_ holds g of `rows` rows: checks ‖G + g‖, then steps or
   // accumulates; whether it stepped. On error nothing has changed.
   absl::StatusOr<bool> Accumulate(uint64_t rows);
@@ -402,16 +433,19 @@ class Trainer {
   absl::Status GroupGradient(absl::Span<const Submission* const> group,
                              absl::Span<const float> scales, std::vector<double>* losses,
                              std::vector<model::Matrix>* input_gradients);
-  // The one place ∂l/∂(MLP input) becomes ∂l/∂X for the rows `inputs`:
-  // today the identity (the MLP's input is X). Input normalisation's
-  // backward goes here (at the statistics the gradient was computed with),
-  // for the learner's input gradients and Trainer::InputGradient alike.
-  // INVALID_ARGUMENT if the result is not finite.
-  absl::Status ToInputGradient(const Eigen::Ref<const model::Matrix>& inputs,
-                               model::Matrix* grad) const;
+  // The one place ∂l/∂(MLP input) becomes ∂l/∂X for the raw rows `inputs`,
+  // in place: the identity without normalisation, else the normalisation's
+  // backward at `statistics` (those the forward pass used: zero where an
+  // input was clipped), for the learner's input gradients and
+  // Trainer::InputGradient alike. INVALID_ARGUMENT if the result is not
+  // finite.
+  static absl::Status ToInputGradient(const model::RunningMeanStd* statistics,
+                                      const Eigen::Ref<const model::Matrix>& inputs,
+                                      model::Matrix* grad);
   // The one place an optimizer step happens: a step on `grad` (G + g) whose
-  // GlobalNorm is `norm`, version + 1. Per-step state goes here. On error
-  // nothing has changed.
+  // GlobalNorm is `norm`, version + 1; with input normalisation the
+  // statistics merge step_moments_ (the pending moments and the group's
+  // rows). Per-step state goes here. On error nothing has changed.
   absl::Status Step(absl::Span<float> grad, double norm);
   // G = 0 (a no-op while it is).
   void ClearGrad();
@@ -435,7 +469,7 @@ class Trainer {
   void JournalSubmission(const Submission& submission, float scale, bool batched_with_next);
   absl::Status ReplayGroup(const std::vector<const deltaserve::v1::JournalEntry*>& entries,
                            uint64_t first_seq);
-  void JournalImport(const std::vector<float>& parameters);
+  void JournalImport(const std::vector<float>& parameters, const model::RunningMeanStd* statistics);
   std::unique_ptr<CheckpointState> CaptureState() const;
   bool CheckpointDue(absl::Time now) const;
   // Captures and schedules a checkpoint if one is due or requested.
@@ -463,6 +497,16 @@ class Trainer {
   // and the stacked ∂l/∂X of a group.
   model::Matrix unscaled_grad_y_;
   model::Matrix group_input_grad_;
+  // Input normalisation (statistics_ null without it). statistics_ are the
+  // current version's (every snapshot made shares them); pending_moments_
+  // the moments of the rows accumulated into the step in progress (with G);
+  // step_moments_ ApplyScaled's scratch: pending_moments_ and the group's
+  // rows, which become pending_moments_ (or are merged, if it steps) only
+  // once the group applies.
+  std::shared_ptr<const model::RunningMeanStd> statistics_;
+  model::ColumnMoments pending_moments_;
+  model::ColumnMoments step_moments_;
+  model::Matrix normalized_;  // Gradient's and GroupGradient's normalize(X).
   // The last snapshot made (published or waiting for its commit): holds
   // params_ as of the last step, which is what a checkpoint captures.
   std::shared_ptr<const Snapshot> latest_;

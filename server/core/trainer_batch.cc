@@ -124,8 +124,22 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
   } else {
     DELTASERVE_RETURN_IF_ERROR(GroupGradient(group, scales, &losses, &input_gradients));
   }
+  if (statistics_) {
+    // The pending moments with this group's rows, one Add per member (the
+    // same moments whether the members apply as a group or one by one);
+    // they become pending_moments_ only once the group applies.
+    step_moments_ = pending_moments_;
+    for (const Submission* s : group) DELTASERVE_RETURN_IF_ERROR(step_moments_.Add(s->inputs));
+  }
   const uint64_t version_before = version_;
   DELTASERVE_ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
+  if (statistics_) {
+    if (stepped) {
+      pending_moments_.Clear();  // Merged by Step.
+    } else {
+      std::swap(pending_moments_, step_moments_);
+    }
+  }
   DELTASERVE_DCHECK(rows_accumulated_ < options_.samples_per_step);
   DELTASERVE_DCHECK(stepped == (rows_accumulated_ == 0) && stepped == grad_zero_);
   DELTASERVE_DCHECK(version_ == version_before + (stepped ? 1 : 0));
@@ -183,7 +197,9 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
     group_inputs_.middleRows(row, s->inputs.rows()) = s->inputs;
     row += s->inputs.rows();
   }
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, group_inputs_, workspace_));
+  DELTASERVE_ASSIGN_OR_RETURN(const model::Matrix* const inputs,
+                              Normalized(statistics_.get(), group_inputs_, &normalized_));
+  DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params_, *inputs, workspace_));
   losses->clear();
   row = 0;
   for (size_t i = 0; i < group.size(); ++i) {
@@ -202,15 +218,15 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
   DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(
-      params_, group_inputs_, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_),
+      params_, *inputs, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_),
       want_input_gradient && unit_scales ? &group_input_grad_ : nullptr));
   DELTASERVE_RETURN_IF_ERROR(model::CheckFinite("gradient", submission_grad_));
   if (!want_input_gradient) return absl::OkStatus();
   if (keep_unscaled) {
-    DELTASERVE_RETURN_IF_ERROR(mlp_.InputGradient(params_, group_inputs_, workspace_,
+    DELTASERVE_RETURN_IF_ERROR(mlp_.InputGradient(params_, *inputs, workspace_,
                                                   unscaled_grad_y_, &group_input_grad_));
   }
-  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(group_inputs_, &group_input_grad_));
+  DELTASERVE_RETURN_IF_ERROR(ToInputGradient(statistics_.get(), group_inputs_, &group_input_grad_));
   row = 0;
   for (size_t i = 0; i < group.size(); ++i) {
     const Eigen::Index n = group[i]->inputs.rows();

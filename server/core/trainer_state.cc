@@ -143,6 +143,32 @@ absl::Status Trainer::Restore(const v1::StateCheckpoint& c) {
   grad_ = CopyOf(c.accumulated_gradient());
   grad_zero_ = std::all_of(grad_.begin(), grad_.end(),
                            [](float g) { return g == 0.0f && !std::signbit(g); });
+  if (statistics_) {
+    if (c.has_input_statistics()) {
+      absl::StatusOr<model::RunningMeanStd> statistics =
+          wire::InputStatisticsFromProto(c.input_statistics(), mlp_.input_dim());
+      absl::StatusOr<model::ColumnMoments> pending = model::ColumnMoments::FromMoments(
+          std::vector<double>(c.pending_moments().mean().begin(), c.pending_moments().mean().end()),
+          std::vector<double>(c.pending_moments().var().begin(), c.pending_moments().var().end()),
+          c.pending_moments().count());
+      if (!statistics.ok() || !pending.ok() || pending->dim() != mlp_.input_dim()) {
+        return absl::DataLossError(
+            absl::StrCat("model \"", name(), "\": the checkpoint in ", options_.persistence.dir,
+                         " holds invalid input statistics: ",
+                         !statistics.ok() ? statistics.status().message()
+                         : !pending.ok()  ? pending.status().message()
+                                          : "pending moments of another input_dim"));
+      }
+      // The clip and epsilon are the config's (they may have changed).
+      statistics_ =
+          std::make_shared<const model::RunningMeanStd>(*model::RunningMeanStd::FromStatistics(
+              options_.normalization, statistics->mean(), statistics->var(), statistics->count()));
+      pending_moments_ = *std::move(pending);
+    } else {
+      LogWarning("model \"", name(), "\": the checkpoint in ", options_.persistence.dir,
+                 " holds no input statistics (input_normalization was NONE): they start afresh");
+    }
+  }
   rows_accumulated_ = c.rows_accumulated();
   version_ = c.version();
   applied_ids_.Clear();
@@ -175,7 +201,24 @@ absl::Status Trainer::ReplayGroup(const std::vector<const v1::JournalEntry*>& en
                                   uint64_t first_seq) {
   absl::Status replayed;
   if (entries.size() == 1 && entries[0]->has_import()) {
-    replayed = ApplyImport(CopyOf(entries[0]->import().parameters())).status();
+    const v1::JournaledImport& import = entries[0]->import();
+    std::shared_ptr<const model::RunningMeanStd> statistics;
+    if (import.has_input_statistics()) {
+      absl::StatusOr<model::RunningMeanStd> s =
+          wire::InputStatisticsFromProto(import.input_statistics(), mlp_.input_dim());
+      if (s.ok() && statistics_ == nullptr) {
+        LogWarning("model \"", name(),
+                   "\": a journaled import's input statistics are dropped "
+                   "(input_normalization is NONE now)");
+      } else if (s.ok()) {
+        statistics =
+            std::make_shared<const model::RunningMeanStd>(*model::RunningMeanStd::FromStatistics(
+                options_.normalization, s->mean(), s->var(), s->count()));
+      } else {
+        replayed = s.status();
+      }
+    }
+    if (replayed.ok()) replayed = ApplyImport(CopyOf(import.parameters()), statistics).status();
   } else {
     std::vector<Submission> submissions;
     std::vector<float> scales;
@@ -226,11 +269,15 @@ void Trainer::JournalSubmission(const Submission& s, float scale, bool batched_w
   journal_->Add(entry);
 }
 
-void Trainer::JournalImport(const std::vector<float>& parameters) {
+void Trainer::JournalImport(const std::vector<float>& parameters,
+                            const model::RunningMeanStd* statistics) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   if (!journal_) return;
   v1::JournalEntry entry;
   CopyTo(parameters, entry.mutable_import()->mutable_parameters());
+  if (statistics) {
+    wire::InputStatisticsToProto(*statistics, entry.mutable_import()->mutable_input_statistics());
+  }
   journal_->Add(entry);
 }
 
@@ -249,6 +296,13 @@ std::unique_ptr<CheckpointState> Trainer::CaptureState() const {
   c->set_rows_accumulated(rows_accumulated_);
   c->set_optimizer_steps(optimizer_->step_count());
   c->set_optimizer_steps_at_reset(optimizer_->step_count() - optimizer_->state_step_count());
+  if (statistics_) {
+    wire::InputStatisticsToProto(*statistics_, c->mutable_input_statistics());
+    v1::PendingMoments* pending = c->mutable_pending_moments();
+    pending->mutable_mean()->Add(pending_moments_.mean().begin(), pending_moments_.mean().end());
+    pending->mutable_var()->Add(pending_moments_.var().begin(), pending_moments_.var().end());
+    pending->set_count(pending_moments_.count());
+  }
   applied_ids_.ForEachOldestFirst([c](absl::string_view id, const SubmitResult& r) {
     v1::AppliedRequest* a = c->add_applied_requests();
     a->set_request_id(std::string(id));

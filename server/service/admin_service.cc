@@ -1,8 +1,11 @@
 #include "deltaserve/server/service/admin_service.h"
 
+#include <memory>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "deltaserve/model/normalization.h"
 #include "deltaserve/proto/grpc_status.h"
 #include "deltaserve/server/service/convert.h"
 
@@ -68,6 +71,26 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
   if (!model.ok()) return Finish(reactor, model.status());
   std::vector<float> parameters(parsed.parameters().begin(), parsed.parameters().end());
+  std::shared_ptr<const model::RunningMeanStd> statistics;
+  if (parsed.has_input_statistics()) {
+    const model::InputNormalizationConfig& config = (*model)->trainer->options().normalization;
+    if (config.kind != model::InputNormalizationConfig::Kind::kRunningMeanStd) {
+      return Finish(reactor, absl::InvalidArgumentError(absl::StrCat(
+                                 "input_statistics: model \"", (*model)->trainer->name(),
+                                 "\" does not normalise its inputs (input_normalization NONE); "
+                                 "import without them")));
+    }
+    // The model's clip and epsilon stay in effect; the request's are ignored.
+    const v1::InputStatistics& in = parsed.input_statistics();
+    absl::StatusOr<model::RunningMeanStd> parsed_statistics = model::RunningMeanStd::FromStatistics(
+        config, std::vector<double>(in.mean().begin(), in.mean().end()),
+        std::vector<double>(in.var().begin(), in.var().end()), in.count());
+    if (!parsed_statistics.ok()) {
+      return Finish(reactor, absl::InvalidArgumentError(absl::StrCat(
+                                 "input_statistics: ", parsed_statistics.status().message())));
+    }
+    statistics = std::make_shared<const model::RunningMeanStd>(*std::move(parsed_statistics));
+  }
   auto done = [reactor, response](absl::StatusOr<SubmitResult> applied) {
     if (!applied.ok()) {
       Finish(reactor, applied.status());
@@ -78,8 +101,8 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
     SerializeResponse(answer, response);
     Finish(reactor, absl::OkStatus());
   };
-  if (absl::Status queued =
-          (*model)->trainer->ImportParameters(std::move(parameters), std::move(done));
+  if (absl::Status queued = (*model)->trainer->ImportParameters(
+          std::move(parameters), std::move(statistics), std::move(done));
       !queued.ok()) {
     return Finish(reactor, queued);
   }

@@ -45,6 +45,11 @@ void ToParameterUpdate(absl::string_view model, const Snapshot& snapshot,
   auto* params = update->mutable_parameters();
   params->Resize(static_cast<int>(snapshot.parameters.size()), 0.0f);
   std::copy(snapshot.parameters.begin(), snapshot.parameters.end(), params->mutable_data());
+  if (snapshot.input_statistics) {
+    wire::InputStatisticsToProto(*snapshot.input_statistics, update->mutable_input_statistics());
+  } else {
+    update->clear_input_statistics();
+  }
 }
 
 grpc::ByteBuffer SerializeParameterUpdate(absl::string_view model, const Snapshot& snapshot) {

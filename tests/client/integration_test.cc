@@ -434,5 +434,69 @@ TEST(ClientWatch, AWatchWhoseFirstConnectionAttemptFailsWaitsForTheServer) {
   EXPECT_FALSE((*handle)->WaitWithTimeout(absl::ZeroDuration()).has_value()) << "the watch ended";
 }
 
+// Input normalisation: the server's updates carry the version's statistics,
+// and a Replica's forward (normalise, then the MLP) equals the server's
+// Forward; an import through the client replaces the statistics.
+TEST(ClientNormalization, ReplicaNormalizesAsTheServerDoes) {
+  v1::ServerConfig config = testing::SmallConfig();
+  v1::InputNormalization* n = config.mutable_models(0)->mutable_input_normalization();
+  n->set_kind(v1::InputNormalization::RUNNING_MEAN_STD);
+  n->set_clip(2.0f);
+  n->set_epsilon(1e-8f);
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  auto started = server::DeltaServer::Start(config, options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto connected = TrainerClient::Connect((*started)->address());
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  std::shared_ptr<TrainerClient> client = *std::move(connected);
+
+  auto replica = Replica::Create(client);
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  ASSERT_NE((*replica)->snapshot()->input_statistics, nullptr);
+  EXPECT_EQ((*replica)->snapshot()->input_statistics->count(), 1e-4);
+  TakeSteps(*client, 3);  // Row 0 of SomeInputs() three times: mean moves to it.
+  ASSERT_TRUE((*replica)->WaitForVersion(3, kWait)) << (*replica)->watch_status();
+
+  auto params = client->GetParameters();
+  ASSERT_TRUE(params.ok()) << params.status();
+  ASSERT_NE(params->input_statistics, nullptr);
+  EXPECT_EQ(params->input_statistics->count(), 1e-4 + 1 + 1 + 1);
+  EXPECT_NEAR(params->input_statistics->mean()[0], 0.5, 1e-4);
+  EXPECT_EQ(params->input_statistics->clip(), 2.0f);
+  EXPECT_EQ((*replica)->snapshot()->input_statistics->mean(), params->input_statistics->mean());
+
+  auto local = (*replica)->Forward(SomeInputs());
+  auto remote = client->Forward(SomeInputs());
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_EQ(local->version, 3u);
+  EXPECT_EQ(remote->version, 3u);
+  EXPECT_TRUE(local->outputs.isApprox(remote->outputs, kTolerance))
+      << "replica:\n"
+      << local->outputs << "\nserver:\n"
+      << remote->outputs;
+  // The replica does normalise: the plain MLP gives other outputs.
+  auto plain = (*replica)->mlp().Forward(params->parameters, SomeInputs());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->isApprox(remote->outputs, 1e-3f));
+
+  model::InputNormalizationConfig any;
+  any.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;
+  auto imported = model::RunningMeanStd::FromStatistics(any, {1, 2, 3}, {4, 4, 4}, 9);
+  ASSERT_TRUE(imported.ok());
+  auto version = client->ImportParameters(kModelName, params->parameters, &*imported);
+  ASSERT_TRUE(version.ok()) << version.status();
+  ASSERT_TRUE((*replica)->WaitForVersion(*version, kWait)) << (*replica)->watch_status();
+  EXPECT_EQ((*replica)->snapshot()->input_statistics->mean(), (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ((*replica)->snapshot()->input_statistics->clip(), 2.0f);  // The server's.
+  auto local_imported = (*replica)->Forward(SomeInputs());
+  auto remote_imported = client->Forward(SomeInputs());
+  ASSERT_TRUE(local_imported.ok() && remote_imported.ok());
+  EXPECT_TRUE(local_imported->outputs.isApprox(remote_imported->outputs, kTolerance));
+  replica->reset();
+  (*started)->Shutdown();
+}
+
 }  // namespace
 }  // namespace deltaserve::client

@@ -45,6 +45,7 @@ server::TrainerOptions Options(const std::string& dir) {
       .Seed(5)
       .Adam(0.01f)
       .SamplesPerStep(1)
+      .Normalize()  // Checkpoints and imports carry input statistics.
       .PersistIn(dir)
       .Build();
 }

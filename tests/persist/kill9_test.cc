@@ -8,7 +8,9 @@
 // samples_per_step 1, so each applied submission is one version: a response's
 // version says where in the order the server applied it. A learning-rate
 // schedule (COSINE with warmup) is on, so a restored step count that is off
-// by one changes the parameters, and the restored rate is checked too.
+// by one changes the parameters, and the restored rate is checked too. Input
+// normalisation (RUNNING_MEAN_STD) is on: the restored statistics must equal
+// the replay's bit for bit as well.
 #include <signal.h>
 
 #include <atomic>
@@ -60,6 +62,7 @@ constexpr char kConfig[] = R"pb(
       schedule { kind: COSINE warmup_steps: 25 total_steps: 400 final_learning_rate: 0.001 }
     }
     samples_per_step: 1
+    input_normalization { kind: RUNNING_MEAN_STD clip: 5 }
   }
   persistence { checkpoint_every_steps: 7 keep_checkpoints: 2 }
 )pb";
@@ -231,6 +234,13 @@ TEST(Kill9, EveryAcknowledgedSubmissionSurvivesAndRestartIsBitExact) {
     ASSERT_EQ(reference.snapshot()->parameters, params->parameters)
         << "cycle " << cycle << ": restored parameters differ from the replay at version "
         << params->version;
+    ASSERT_NE(params->input_statistics, nullptr);
+    ASSERT_EQ(reference.snapshot()->input_statistics->mean(), params->input_statistics->mean())
+        << "cycle " << cycle;
+    ASSERT_EQ(reference.snapshot()->input_statistics->var(), params->input_statistics->var())
+        << "cycle " << cycle;
+    ASSERT_EQ(reference.snapshot()->input_statistics->count(), params->input_statistics->count())
+        << "cycle " << cycle;
     auto info = admin->GetModelInfo("");
     ASSERT_TRUE(info.ok()) << info.status();
     ASSERT_EQ(info->version(), params->version);  // No client submits before step 3.
@@ -281,6 +291,9 @@ TEST(Kill9, EveryAcknowledgedSubmissionSurvivesAndRestartIsBitExact) {
   ASSERT_TRUE(params.ok());
   ASSERT_NO_FATAL_FAILURE(reference.CatchUp(ledger.by_version(), params->version));
   EXPECT_EQ(reference.snapshot()->parameters, params->parameters);
+  ASSERT_NE(params->input_statistics, nullptr);
+  EXPECT_EQ(reference.snapshot()->input_statistics->mean(), params->input_statistics->mean());
+  EXPECT_EQ(reference.snapshot()->input_statistics->var(), params->input_statistics->var());
   EXPECT_EQ(params->version, ledger.by_version().rbegin()->first);
   ASSERT_EQ(kill(server.child.pid, SIGTERM), 0);
   EXPECT_EQ(testing::Wait(server.child), 0);

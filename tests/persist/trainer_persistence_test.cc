@@ -304,6 +304,72 @@ TEST_F(TrainerPersistenceTest, ImportIsJournaledAndReplayed) {
   ExpectSameState(*live, *recovered);
 }
 
+// Input normalisation: statistics and the moments of the step in progress
+// survive a restart (checkpoint) and a crash (journal replay) bit for bit.
+TrainerOptions Normalized(const std::string& dir) {
+  return Builder().Normalize(/*clip=*/2.0f).PersistIn(dir).Build();
+}
+
+void ExpectSameStatistics(Trainer& a, Trainer& b) {
+  const auto& sa = a.snapshot()->input_statistics;
+  const auto& sb = b.snapshot()->input_statistics;
+  ASSERT_NE(sa, nullptr);
+  ASSERT_NE(sb, nullptr);
+  EXPECT_EQ(sa->mean(), sb->mean());  // Bit for bit.
+  EXPECT_EQ(sa->var(), sb->var());
+  EXPECT_EQ(sa->count(), sb->count());
+}
+
+TEST_F(TrainerPersistenceTest, NormalizationRestartResumesBitExactlyMidStep) {
+  auto reference = Make(Normalized(""));
+  Train(*reference, 0, 9);
+  {
+    auto first = Make(Normalized(Dir("m")));
+    Train(*first, 0, 7);  // A step left half accumulated: its moments are pending.
+  }
+  auto restarted = Make(Normalized(Dir("m")));
+  Train(*restarted, 7, 9);
+  ExpectSameState(*reference, *restarted);
+  ExpectSameStatistics(*reference, *restarted);
+  EXPECT_NE(reference->snapshot()->input_statistics->mean()[0], 0.0);
+}
+
+TEST_F(TrainerPersistenceTest, NormalizationCrashReplaysTheJournalBitExactly) {
+  auto live = Make(Normalized(Dir("m")));
+  Train(*live, 0, 4);
+  ASSERT_TRUE(CheckpointAndWait(*live).ok());
+  Train(*live, 4, 11);
+  auto recovered = Make(Normalized(CrashCopy(Dir("m"), Dir("crash"))));
+  ExpectSameState(*live, *recovered);
+  ExpectSameStatistics(*live, *recovered);
+  Train(*live, 11, 14);
+  Train(*recovered, 11, 14);
+  ExpectSameState(*live, *recovered);
+  ExpectSameStatistics(*live, *recovered);
+}
+
+TEST_F(TrainerPersistenceTest, NormalizationImportIsJournaledWithItsStatistics) {
+  TrainerOptions options = Normalized(Dir("m"));
+  auto live = Make(options);
+  Train(*live, 0, 3);
+  absl::StatusOr<model::RunningMeanStd> imported = model::RunningMeanStd::FromStatistics(
+      options.normalization, {1, 2, 3, 4}, {0.5, 1, 2, 4}, 1000);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  std::vector<float> parameters(live->mlp().parameter_count(), 0.125f);
+  absl::StatusOr<SubmitResult> result = testing::AwaitAnswer(
+      [&](Trainer::SubmitCallback done) {
+        return live->ImportParameters(
+            parameters, std::make_shared<const model::RunningMeanStd>(*imported), std::move(done));
+      },
+      kWait);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(live->snapshot()->input_statistics->mean(), imported->mean());
+  Train(*live, 3, 6);
+  auto recovered = Make(Normalized(CrashCopy(Dir("m"), Dir("crash"))));
+  ExpectSameState(*live, *recovered);
+  ExpectSameStatistics(*live, *recovered);
+}
+
 // SGD keeps no buffers: its step count is all a checkpoint holds of it, and
 // under warmup + LINEAR the schedule reads it at every step.
 constexpr float kScheduledRate = 0.05f;

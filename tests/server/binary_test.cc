@@ -132,7 +132,7 @@ TEST_P(ServerBinaryRefusesModelField, WithOneLineNamingTheField) {
   EXPECT_EQ(refusal.exit_code, 2);
 }
 
-// The invalid schedules of docs/model.md, and what is not implemented yet.
+// The invalid schedules of docs/model.md and input normalisations.
 INSTANTIATE_TEST_SUITE_P(
     Schedules, ServerBinaryRefusesModelField,
     ::testing::Values(
@@ -156,8 +156,14 @@ INSTANTIATE_TEST_SUITE_P(
                           "final_learning_rate: -0.001 } }",
                           "optimizer.schedule.final_learning_rate: expected a finite value >= 0, "
                           "got -0.001"},
-        RefusedModelField{"running_mean_std", "input_normalization { kind: RUNNING_MEAN_STD }",
-                          "input_normalization: RUNNING_MEAN_STD is not implemented yet"}),
+        RefusedModelField{"normalization_negative_clip",
+                          "input_normalization { kind: RUNNING_MEAN_STD clip: -1 }",
+                          "input_normalization.clip: expected a finite value > 0 (0 means 10), "
+                          "got -1"},
+        RefusedModelField{"normalization_infinite_epsilon",
+                          "input_normalization { kind: RUNNING_MEAN_STD epsilon: inf }",
+                          "input_normalization.epsilon: expected a finite value > 0 (0 means "
+                          "1e-8), got inf"}),
     [](const ::testing::TestParamInfo<RefusedModelField>& info) { return info.param.name; });
 
 TEST(ServerBinary, RefusesAMissingConfigFile) {

@@ -132,14 +132,56 @@ TEST(Config, InvalidConfigsAreRejectedWithOneLineReasons) {
       {"models { name: \"a\" input_dim: 1 " + layer + " optimizer { schedule { kind: 9 } } }",
        "model \"a\": optimizer.schedule.kind"},
       {"models { name: \"a\" input_dim: 1 " + layer +
-           " input_normalization { kind: RUNNING_MEAN_STD } }",
-       "model \"a\": input_normalization: RUNNING_MEAN_STD is not implemented yet"},
+           " input_normalization { kind: RUNNING_MEAN_STD clip: -1 } }",
+       "model \"a\": input_normalization.clip: expected a finite value > 0"},
+      {"models { name: \"a\" input_dim: 1 " + layer +
+           " input_normalization { kind: RUNNING_MEAN_STD clip: inf } }",
+       "model \"a\": input_normalization.clip: expected a finite value > 0"},
+      {"models { name: \"a\" input_dim: 1 " + layer +
+           " input_normalization { kind: RUNNING_MEAN_STD epsilon: nan } }",
+       "model \"a\": input_normalization.epsilon: expected a finite value > 0"},
+      {"models { name: \"a\" input_dim: 1 " + layer +
+           " input_normalization { kind: RUNNING_MEAN_STD epsilon: -1e-8 } }",
+       "model \"a\": input_normalization.epsilon: expected a finite value > 0"},
+      {"models { name: \"a\" input_dim: 1 " + layer + " input_normalization { kind: 5 } }",
+       "model \"a\": input_normalization.kind: expected NONE or RUNNING_MEAN_STD"},
   };
   for (const Case& c : cases) {
     const std::string problem = Problem(c.text);
     EXPECT_THAT(problem, HasSubstr(c.reason)) << c.text;
     EXPECT_THAT(problem, Not(HasSubstr("\n"))) << c.text;
   }
+}
+
+// RUNNING_MEAN_STD starts (it used to be refused), its defaults filled in
+// (clip 10, epsilon 1e-8), and reaches the Trainer's options.
+TEST(Config, InputNormalizationReachesTheTrainerWithDefaults) {
+  absl::StatusOr<v1::ServerConfig> config =
+      PrepareServerConfig(testing::ParseText<v1::ServerConfig>(
+          R"pb(models {
+                 name: "a"
+                 input_dim: 3
+                 layers { units: 2 activation: ACTIVATION_IDENTITY }
+                 input_normalization { kind: RUNNING_MEAN_STD }
+               }
+               models {
+                 name: "b"
+                 input_dim: 3
+                 layers { units: 2 activation: ACTIVATION_IDENTITY }
+                 input_normalization { kind: RUNNING_MEAN_STD clip: 5 epsilon: 0.001 }
+               })pb"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->models(0).input_normalization().clip(), 10.0f);
+  EXPECT_EQ(config->models(0).input_normalization().epsilon(), 1e-8f);
+  absl::StatusOr<TrainerOptions> a = TrainerOptionsFromProto(config->models(0));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->normalization.kind, model::InputNormalizationConfig::Kind::kRunningMeanStd);
+  EXPECT_EQ(a->normalization.clip, 10.0f);
+  EXPECT_EQ(a->normalization.epsilon, 1e-8f);
+  absl::StatusOr<TrainerOptions> b = TrainerOptionsFromProto(config->models(1));
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->normalization.clip, 5.0f);
+  EXPECT_EQ(b->normalization.epsilon, 0.001f);
 }
 
 // The schedule reaches the Trainer's optimizer as configured; unset, it is

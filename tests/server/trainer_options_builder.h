@@ -70,6 +70,13 @@ class TrainerOptionsBuilder {
     options_.max_staleness = versions;
     return *this;
   }
+  // Input normalisation RUNNING_MEAN_STD with this clip and epsilon.
+  TrainerOptionsBuilder& Normalize(float clip = 10.0f, float epsilon = 1e-8f) {
+    options_.normalization.kind = model::InputNormalizationConfig::Kind::kRunningMeanStd;
+    options_.normalization.clip = clip;
+    options_.normalization.epsilon = epsilon;
+    return *this;
+  }
   TrainerOptionsBuilder& StalenessScaledLr() {
     options_.staleness_scaled_lr = true;
     return *this;
@@ -100,6 +107,12 @@ class TrainerOptionsBuilder {
     spec.mutable_optimizer()->set_kind(options.optimizer.kind == model::OptimizerConfig::Kind::kAdam
                                            ? deltaserve::v1::OptimizerConfig::ADAM
                                            : deltaserve::v1::OptimizerConfig::SGD);
+    if (options.normalization.kind == model::InputNormalizationConfig::Kind::kRunningMeanStd) {
+      deltaserve::v1::InputNormalization* n = spec.mutable_input_normalization();
+      n->set_kind(deltaserve::v1::InputNormalization::RUNNING_MEAN_STD);
+      n->set_clip(options.normalization.clip);
+      n->set_epsilon(options.normalization.epsilon);
+    }
     return options;
   }
 

@@ -25,14 +25,15 @@ from deltaserve_client._stubs import StubsNotFoundError, config_pb2, trainer_pb2
 from deltaserve_client.client import TrainerClient, WatchStream
 from deltaserve_client.convert import from_matrix, to_matrix
 from deltaserve_client.local_server import LocalServer
-from deltaserve_client.mlp import NumpyMlp
+from deltaserve_client.mlp import InputNormalizer, NumpyMlp
 from deltaserve_client.replica import NumpyReplica
 from deltaserve_client.session import Session
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "TrainerClient", "Session", "NumpyReplica", "NumpyMlp", "LocalServer", "WatchStream", "to_matrix",
+    "TrainerClient", "Session", "NumpyReplica", "NumpyMlp", "InputNormalizer", "LocalServer",
+    "WatchStream", "to_matrix",
     "from_matrix", "config_pb2", "trainer_pb2", "trainer_pb2_grpc", "StubsNotFoundError",
     "DeltaserveError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded",
     "NotFound", "AlreadyExists", "PermissionDenied", "ResourceExhausted",

@@ -341,6 +341,9 @@ class WatchStream(Iterator[Tuple[np.ndarray, int]]):
 
     def __init__(self, call: _UpdateCall) -> None:
         self._call = call
+        # The whole ParameterUpdate last yielded (None before the first), e.g. for its
+        # input_statistics (deltaserve_client.mlp.InputNormalizer.from_update).
+        self.last_update: Optional[trainer_pb2.ParameterUpdate] = None
 
     def __iter__(self) -> "WatchStream":
         return self
@@ -350,6 +353,7 @@ class WatchStream(Iterator[Tuple[np.ndarray, int]]):
             update = next(self._call)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from e
+        self.last_update = update
         return parameters_result(update)
 
     def cancel(self) -> None:

@@ -41,7 +41,7 @@ import numpy.typing as npt
 from deltaserve_client.client import TrainerClient, WatchStream
 from deltaserve_client.errors import (DeadlineExceeded, DeltaserveError, FailedPrecondition,
                                       Unavailable)
-from deltaserve_client.mlp import NumpyMlp
+from deltaserve_client.mlp import InputNormalizer, NumpyMlp
 
 
 class NumpyReplica:
@@ -65,7 +65,8 @@ class NumpyReplica:
         self.serve_while_disconnected = serve_while_disconnected
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._latest: Optional[Tuple[np.ndarray, int, NumpyMlp]] = None  # replaced atomically
+        # (parameters, version, mlp, input statistics or None), replaced atomically
+        self._latest: Optional[Tuple[np.ndarray, int, NumpyMlp, Optional[InputNormalizer]]] = None
         self._cond = threading.Condition()
         self._stream: Optional[WatchStream] = None
         self._thread: Optional[threading.Thread] = None
@@ -142,8 +143,9 @@ class NumpyReplica:
                 for params, version in stream:
                     if not delivered:
                         mlp = self._mlp_for_new_stream(first, params)
+                    statistics = self._statistics(mlp, stream.last_update)
                     with self._cond:
-                        self._latest = (params, version, mlp)
+                        self._latest = (params, version, mlp, statistics)
                         if not delivered:
                             self._subscriptions += 1
                             self._connected = True
@@ -180,6 +182,24 @@ class NumpyReplica:
                 % (params.size, self.mlp.parameter_count))
         return self.mlp
 
+    @staticmethod
+    def _statistics(mlp: NumpyMlp, update: object) -> Optional[InputNormalizer]:
+        """The update's input statistics, which a normalising model's updates carry."""
+        try:
+            statistics = InputNormalizer.from_update(update)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise FailedPrecondition("WatchParameters sent invalid %s" % e) from e
+        if (statistics is not None) != mlp.normalizes:
+            raise FailedPrecondition(
+                "WatchParameters sent an update %s input statistics for a model that %s"
+                % ("with" if statistics is not None else "without",
+                   "does not normalise its inputs" if statistics is not None
+                   else "normalises its inputs"))
+        if statistics is not None and statistics.input_dim != mlp.input_dim:
+            raise FailedPrecondition("WatchParameters sent input statistics of %d columns, "
+                                     "model spec says %d" % (statistics.input_dim, mlp.input_dim))
+        return statistics
+
     # -- state ---------------------------------------------------------------------------
 
     @property
@@ -202,6 +222,12 @@ class NumpyReplica:
         """(parameters, version) of the weights forward() uses, or None."""
         latest = self._latest
         return None if latest is None else (latest[0], latest[1])
+
+    def input_statistics(self) -> Optional[InputNormalizer]:
+        """The input statistics forward() uses (None without input normalisation or before
+        the first weights)."""
+        latest = self._latest
+        return None if latest is None else latest[3]
 
     def _wait(self, predicate: Callable[[], bool], timeout: Optional[float]) -> bool:
         with self._cond:
@@ -246,5 +272,5 @@ class NumpyReplica:
             error = self.error
             raise Unavailable("replica disconnected from %s%s" % (
                 self._client.target, "" if error is None else " (%s)" % error))
-        params, version, mlp = latest
-        return mlp.forward(params, inputs), version
+        params, version, mlp, statistics = latest
+        return mlp.forward(params, inputs, statistics), version
