@@ -357,13 +357,17 @@ TEST(SubmitInputGradientOptions, StalenessScalingIsNotApplied) {
 
 TEST(SubmitInputGradientOptions, AGroupSlicesEachMembersRowsAndDuplicatesGetTheOriginal) {
   const Golden g = ReadDeepGolden();
+  // Declared before the trainer: its callbacks write here until it stops.
+  std::vector<absl::StatusOr<SubmitResult>> results(3, absl::UnknownError("no answer"));
+  std::vector<absl::Notification> answered(3);
   auto gate = std::make_shared<testing::HeldGate>();
+  gate->Close();
+  gate->PassOnce();  // The import only; then the learner is held.
   TrainerOptions options = Options();
   options.gate = gate;
   options.staleness_scaled_lr = true;  // Scale 1 here (no staleness), still the general path.
   std::unique_ptr<Trainer> trainer = GoldenTrainer(g, options);
   ASSERT_NE(trainer, nullptr);
-  gate->Close();
   // Three members of one group: rows 0-1 asking, rows 2-3 not, row 4 asking.
   std::vector<Submission> members;
   for (auto [begin, n, want] : {std::tuple{0, 2, true}, {2, 2, false}, {4, 1, true}}) {
@@ -373,8 +377,6 @@ TEST(SubmitInputGradientOptions, AGroupSlicesEachMembersRowsAndDuplicatesGetTheO
     s.request_id = absl::StrCat("id", begin);
     members.push_back(std::move(s));
   }
-  std::vector<absl::StatusOr<SubmitResult>> results(3, absl::UnknownError("no answer"));
-  std::vector<absl::Notification> answered(3);
   for (size_t i = 0; i < 3; ++i) {
     ASSERT_TRUE(trainer
                     ->Submit(members[i],
