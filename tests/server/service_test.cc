@@ -516,7 +516,8 @@ TEST_F(ServiceTest, AMalformedRequestIsInvalidArgumentOnEveryMethod) {
   const v1::ParameterUpdate before = Parameters("m");
   grpc::GenericStub generic(channel_);
   const char garbage[] = "\xff\xff\xff\x0a";
-  for (const char* method : {"GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "ListModels"}) {
+  for (const char* method :
+       {"GetModelInfo", "Forward", "SubmitDelta", "GetParameters", "ListModels"}) {
     grpc::Slice slice(garbage, sizeof garbage - 1);
     grpc::ByteBuffer request(&slice, 1), response;
     auto context = Context();
