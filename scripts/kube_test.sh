@@ -66,8 +66,15 @@ backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>&1) ||
 if [[ $backend == netavark ]] && ! PATH=$PATH:/usr/sbin:/sbin command -v iptables >/dev/null; then
   fail "podman's network backend is netavark, which needs iptables: not installed (scripts/install_deps.sh installs it)"
 fi
-podman image exists "$image" ||
-  fail "no image $image: scripts/container_test.sh builds it (ctest container_image, this test's fixture)"
+if ! podman image exists "$image"; then
+  # container_test.sh builds with Docker where a Docker engine answers.
+  if command -v docker >/dev/null && docker image inspect "$image" >/dev/null 2>&1; then
+    log "copying $image from Docker's image store to podman's"
+    docker save "$image" | podman load >/dev/null || fail "cannot copy $image from Docker to podman"
+  fi
+  podman image exists "$image" ||
+    fail "no image $image: scripts/container_test.sh builds it (ctest container_image, this test's fixture)"
+fi
 
 # Names come from the manifests: kube play names a Deployment's pods
 # NAME-pod-I and their containers POD-CONTAINER, and makes a podman volume
@@ -99,21 +106,34 @@ tc = one(trainer["spec"]["template"]["spec"]["containers"], "trainer container")
 state_mount = [m["mountPath"] for m in tc["volumeMounts"]
                if m["name"] in {v["name"] for v in trainer["spec"]["template"]["spec"]["volumes"]
                                 if "persistentVolumeClaim" in v}]
-print("trainer_pod=%s-pod-0" % trainer["metadata"]["name"])
-print("trainer_ctr=%s-pod-0-%s" % (trainer["metadata"]["name"], tc["name"]))
-print("trainer_grace=%d" % trainer["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
-print("sim_name=%s" % sims["metadata"]["name"])
-print("sim_ctr=%s" % one(sims["spec"]["template"]["spec"]["containers"], "simulator container")["name"])
-print("sim_replicas=%d" % sims["spec"].get("replicas", 1))
-print("service_names=(%s)" % " ".join(services))
-print("claims=(%s)" % " ".join(claims))
-print("state_mounts=(%s)" % " ".join(state_mount))
-print("volumes=(%s)" % " ".join(sorted(volumes)))
-print("secrets=(%s)" % " ".join(g["name"] for g in kustomization.get("secretGenerator", [])))
-print("image_ref=%s:%s" % (kustomization["images"][0]["name"], kustomization["images"][0]["newTag"]))
+# One "key value..." line each.
+print("trainer_pod %s-pod-0" % trainer["metadata"]["name"])
+print("trainer_ctr %s-pod-0-%s" % (trainer["metadata"]["name"], tc["name"]))
+print("trainer_grace %d" % trainer["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
+print("sim_name %s" % sims["metadata"]["name"])
+print("sim_ctr %s" % one(sims["spec"]["template"]["spec"]["containers"], "simulator container")["name"])
+print("sim_replicas %d" % sims["spec"].get("replicas", 1))
+print("service_names %s" % " ".join(services))
+print("claims %s" % " ".join(claims))
+print("state_mounts %s" % " ".join(state_mount))
+print("volumes %s" % " ".join(sorted(volumes)))
+print("secrets %s" % " ".join(g["name"] for g in kustomization.get("secretGenerator", [])))
+print("image_ref %s:%s" % (kustomization["images"][0]["name"], kustomization["images"][0]["newTag"]))
 EOF
 ) || fail "cannot read the manifests in $k8s (output above)"
-eval "$manifest_facts"
+fact() { awk -v k="$1" '$1 == k { $1 = ""; sub(/^ +/, ""); print; exit }' <<<"$manifest_facts"; }
+trainer_pod=$(fact trainer_pod)
+trainer_ctr=$(fact trainer_ctr)
+trainer_grace=$(fact trainer_grace)
+sim_name=$(fact sim_name)
+sim_ctr=$(fact sim_ctr)
+sim_replicas=$(fact sim_replicas)
+image_ref=$(fact image_ref)
+read -r -a service_names <<<"$(fact service_names)"
+read -r -a claims <<<"$(fact claims)"
+read -r -a state_mounts <<<"$(fact state_mounts)"
+read -r -a volumes <<<"$(fact volumes)"
+read -r -a secrets <<<"$(fact secrets)"
 ((sim_replicas >= 4)) || fail "simulators.yaml has $sim_replicas replicas; this test wants at least 4"
 ((${#service_names[@]} >= 1)) || fail "no Service in service.yaml selects the trainer's pods"
 ((${#claims[@]} >= 1)) || fail "state.yaml defines no PersistentVolumeClaim"
