@@ -153,16 +153,29 @@ local_ref=localhost/$image_ref
 previous_image=$(podman image inspect --format '{{.Id}}' "$local_ref" 2>/dev/null || true)
 work=$(mktemp -d /tmp/deltaserve-kube-test.XXXXXX)
 
+# Removes this test's pods, volumes, Secrets and network: those that exist
+# (one listing each, then one removal each; podman calls are slow on a busy
+# machine).
+present() {  # present LISTING NAME...: the NAMEs that are lines of LISTING
+  local listing=$1 n
+  shift
+  for n in "$@"; do grep -qxF -- "$n" <<<"$listing" && echo "$n"; done
+  return 0
+}
 remove_all() {
-  local f
-  for f in simulators.yaml trainer.yaml; do
-    podman kube down "$k8s/$f" >/dev/null 2>&1 || true
-  done
-  podman pod rm -f "$trainer_pod" >/dev/null 2>&1 || true
-  for ((i = 0; i < sim_replicas; i++)); do podman pod rm -f "$sim_name-pod-$i" >/dev/null 2>&1 || true; done
-  for f in "${volumes[@]}"; do podman volume rm -f "$f" >/dev/null 2>&1 || true; done
-  for f in "${secrets[@]}"; do podman secret rm "$f" >/dev/null 2>&1 || true; done
-  podman network rm -f "$net" >/dev/null 2>&1 || true
+  local pods=("$trainer_pod") found
+  for ((i = 0; i < sim_replicas; i++)); do pods+=("$sim_name-pod-$i"); done
+  found=$(present "$(podman pod ps -a --format '{{.Name}}' 2>/dev/null)" "${pods[@]}")
+  # shellcheck disable=SC2086 # one name a line
+  [[ -z $found ]] || podman pod rm -f -t 0 $found >/dev/null 2>&1 || true
+  found=$(present "$(podman volume ls --format '{{.Name}}' 2>/dev/null)" "${volumes[@]}")
+  # shellcheck disable=SC2086
+  [[ -z $found ]] || podman volume rm -f $found >/dev/null 2>&1 || true
+  found=$(present "$(podman secret ls --format '{{.Name}}' 2>/dev/null)" "${secrets[@]}")
+  # shellcheck disable=SC2086
+  [[ -z $found ]] || podman secret rm $found >/dev/null 2>&1 || true
+  found=$(present "$(podman network ls --format '{{.Name}}' 2>/dev/null)" "$net")
+  [[ -z $found ]] || podman network rm -f "$net" >/dev/null 2>&1 || true
 }
 dump_logs() {
   local c
