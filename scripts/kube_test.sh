@@ -151,31 +151,35 @@ flock -w "$deadline_s" 9 || fail "another scripts/kube_test.sh held $lock_file f
 # during the test and is given back afterwards.
 local_ref=localhost/$image_ref
 previous_image=$(podman image inspect --format '{{.Id}}' "$local_ref" 2>/dev/null || true)
-work=$(mktemp -d /tmp/deltaserve-kube-test.XXXXXX)
 
-# Removes this test's pods, volumes, Secrets and network: those that exist
-# (one listing each, then one removal each; podman calls are slow on a busy
-# machine).
-present() {  # present LISTING NAME...: the NAMEs that are lines of LISTING
-  local listing=$1 n
-  shift
-  for n in "$@"; do grep -qxF -- "$n" <<<"$listing" && echo "$n"; done
+# This test's pods, volumes, Secrets and network that exist, as "KIND NAME"
+# lines (one listing per kind: podman calls are slow on a busy machine).
+existing_objects() {
+  local pods=("$trainer_pod") listing n
+  for ((i = 0; i < sim_replicas; i++)); do pods+=("$sim_name-pod-$i"); done
+  listing=$(podman pod ps -a --format '{{.Name}}' 2>/dev/null || true)
+  for n in "${pods[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "pod $n"; done
+  listing=$(podman volume ls --format '{{.Name}}' 2>/dev/null || true)
+  for n in "${volumes[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "volume $n"; done
+  listing=$(podman secret ls --format '{{.Name}}' 2>/dev/null || true)
+  for n in "${secrets[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "secret $n"; done
+  listing=$(podman network ls --format '{{.Name}}' 2>/dev/null || true)
+  grep -qxF -- "$net" <<<"$listing" && echo "network $net"
   return 0
 }
 remove_all() {
-  local pods=("$trainer_pod") found
-  for ((i = 0; i < sim_replicas; i++)); do pods+=("$sim_name-pod-$i"); done
-  found=$(present "$(podman pod ps -a --format '{{.Name}}' 2>/dev/null)" "${pods[@]}")
-  # shellcheck disable=SC2086 # one name a line
-  [[ -z $found ]] || podman pod rm -f -t 0 $found >/dev/null 2>&1 || true
-  found=$(present "$(podman volume ls --format '{{.Name}}' 2>/dev/null)" "${volumes[@]}")
-  # shellcheck disable=SC2086
-  [[ -z $found ]] || podman volume rm -f $found >/dev/null 2>&1 || true
-  found=$(present "$(podman secret ls --format '{{.Name}}' 2>/dev/null)" "${secrets[@]}")
-  # shellcheck disable=SC2086
-  [[ -z $found ]] || podman secret rm $found >/dev/null 2>&1 || true
-  found=$(present "$(podman network ls --format '{{.Name}}' 2>/dev/null)" "$net")
-  [[ -z $found ]] || podman network rm -f "$net" >/dev/null 2>&1 || true
+  local objects kind names
+  objects=$(existing_objects)
+  for kind in pod volume secret network; do
+    read -r -a names <<<"$(awk -v k="$kind" '$1 == k { printf "%s ", $2 }' <<<"$objects")"
+    ((${#names[@]} > 0)) || continue
+    case $kind in
+      pod) podman pod rm -f -t 0 "${names[@]}" >/dev/null 2>&1 || true ;;
+      volume) podman volume rm -f "${names[@]}" >/dev/null 2>&1 || true ;;
+      secret) podman secret rm "${names[@]}" >/dev/null 2>&1 || true ;;
+      network) podman network rm -f "${names[@]}" >/dev/null 2>&1 || true ;;
+    esac
+  done
 }
 dump_logs() {
   local c
@@ -194,9 +198,22 @@ on_exit() {
     podman untag "$image" "$local_ref" >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
+  left=$(existing_objects)
+  if [[ -z $left ]]; then rm -f "$marker"; else log "could not remove: $(tr '\n' ' ' <<<"$left")"; fi
   log "done (exit $rc, $((SECONDS - start_s)) s)"
 }
+# The names are also those of a deployment of docker/k8s a user may have
+# played on this machine (its claim holds a model's state): objects with
+# these names are removed only if a run of this test made them, which the
+# marker file (left by a run that was killed) says.
+marker=/var/tmp/deltaserve-kube-test.running
+if [[ ! -e $marker ]]; then
+  left=$(existing_objects)
+  [[ -z $left ]] || fail "podman has objects with the manifests' names that no run of this test made (a deployment of docker/k8s of your own?): $(tr '\n' ' ' <<<"$left")- remove them to run the test"
+fi
+touch "$marker"
 remove_all
+work=$(mktemp -d /tmp/deltaserve-kube-test.XXXXXX)
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 podman tag "$image" "$local_ref" || fail "cannot tag $image as $local_ref"
