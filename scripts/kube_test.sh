@@ -8,8 +8,8 @@
 #      them as the two Secrets kustomization.yaml's secretGenerator names,
 #      with the files it lists;
 #   2. plays state.yaml (the state volume claim), then trainer.yaml with
-#      configmap.yaml, waits for the trainer's liveness probe (gRPC health
-#      over TLS), checks that a call without a token is refused and a
+#      configmap.yaml, waits for the trainer's startup probe (gRPC health
+#      over TLS), runs its liveness probe, checks that a call without a token is refused and a
 #      plaintext one fails;
 #   3. plays simulators.yaml (>= 4 replicas), checks that every replica
 #      connects (deltaserve_watchers on /metrics) and that the model trains;
@@ -110,6 +110,10 @@ state_mount = [m["mountPath"] for m in tc["volumeMounts"]
 print("trainer_pod %s-pod-0" % trainer["metadata"]["name"])
 print("trainer_ctr %s-pod-0-%s" % (trainer["metadata"]["name"], tc["name"]))
 print("trainer_grace %d" % trainer["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
+probe = tc.get("startupProbe", {}).get("exec", {}).get("command", [])
+if not probe or any(not a or a.split() != [a] for a in probe):
+    sys.exit("kube_test: trainer.yaml: expected a startupProbe exec command of words, got %r" % probe)
+print("startup_probe %s" % " ".join(probe))
 print("sim_name %s" % sims["metadata"]["name"])
 print("sim_ctr %s" % one(sims["spec"]["template"]["spec"]["containers"], "simulator container")["name"])
 print("sim_replicas %d" % sims["spec"].get("replicas", 1))
@@ -129,6 +133,7 @@ sim_name=$(fact sim_name)
 sim_ctr=$(fact sim_ctr)
 sim_replicas=$(fact sim_replicas)
 image_ref=$(fact image_ref)
+read -r -a startup_probe <<<"$(fact startup_probe)"
 read -r -a service_names <<<"$(fact service_names)"
 read -r -a claims <<<"$(fact claims)"
 read -r -a state_mounts <<<"$(fact state_mounts)"
@@ -309,11 +314,21 @@ wait_for() {
     sleep 1 # Polling interval; the condition, not the sleep, decides.
   done
 }
-# The livenessProbe of trainer.yaml, which kube play made the container's
-# health check: deltaserve-cli health over TLS to localhost in the pod.
-trainer_healthy() { podman healthcheck run "$trainer_ctr"; }
-wait_for "the trainer's liveness probe to pass" trainer_healthy
-log "trainer pod $trainer_pod is healthy (its liveness probe, over TLS)"
+# The startupProbe of trainer.yaml, run as the kubelet would (kube play
+# ignores startup probes): deltaserve-cli health over TLS to localhost in
+# the pod. Then the livenessProbe, which kube play made the container's
+# health check, once: after failureThreshold failures in a row podman
+# restarts the container (restart policy Always), so polling it while the
+# trainer restores its state would restart the trainer again and again.
+trainer_started() { podman exec "$trainer_ctr" "${startup_probe[@]}"; }
+trainer_live() {
+  local out
+  out=$(podman healthcheck run "$trainer_ctr" 2>&1) ||
+    { echo "$out" >&2; fail "the trainer's liveness probe (podman healthcheck run) failed after its startup probe passed"; }
+}
+wait_for "the trainer's startup probe to pass" trainer_started
+trainer_live
+log "trainer pod $trainer_pod is up (its startup and liveness probes pass, over TLS)"
 
 no_token=$(cli_as --tls_ca_file=/run/secrets/deltaserve/ca.crt info 2>&1) &&
   fail "deltaserve-cli info without a token succeeded: $no_token"
@@ -355,7 +370,8 @@ podman pod exists "$trainer_pod" && fail "pod $trainer_pod still exists after po
 for c in "${claims[@]}"; do podman volume exists "$c" || fail "the claim's volume $c went with the pod"; done
 log "deleted pod $trainer_pod at version >= $v_before; playing trainer.yaml again"
 play_trainer
-wait_for "the new trainer's liveness probe to pass" trainer_healthy
+wait_for "the new trainer's startup probe to pass" trainer_started
+trainer_live
 restored=$(podman logs "$trainer_ctr" 2>&1 | grep -m1 'restored version' || true)
 if [[ -z $restored ]]; then
   podman logs "$trainer_ctr" 2>&1 | tail -20 >&2
