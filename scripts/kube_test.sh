@@ -172,19 +172,32 @@ existing_objects() {
   grep -qxF -- "$net" <<<"$listing" && echo "network $net"
   return 0
 }
+# Pods first, until none is left (bounded): a pod whose simulators restart
+# (restart policy Always) may refuse one `pod rm`, and removing a volume a
+# container still uses can deadlock podman 4.3 against the container's own
+# cleanup, so volumes go only after their pods, and without --force.
+names_of() {  # names_of KIND OBJECTS: the names of that kind, space separated
+  awk -v k="$1" '$1 == k { printf "%s ", $2 }' <<<"$2"
+}
 remove_all() {
-  local objects kind names
-  objects=$(existing_objects)
-  for kind in pod volume secret network; do
-    read -r -a names <<<"$(awk -v k="$kind" '$1 == k { printf "%s ", $2 }' <<<"$objects")"
-    ((${#names[@]} > 0)) || continue
-    case $kind in
-      pod) podman pod rm -f -t 0 "${names[@]}" >/dev/null 2>&1 || true ;;
-      volume) podman volume rm -f "${names[@]}" >/dev/null 2>&1 || true ;;
-      secret) podman secret rm "${names[@]}" >/dev/null 2>&1 || true ;;
-      network) podman network rm -f "${names[@]}" >/dev/null 2>&1 || true ;;
-    esac
+  local objects names until=$((SECONDS + deadline_s))
+  while :; do
+    read -r -a names <<<"$(names_of pod "$(existing_objects)")"
+    ((${#names[@]} > 0)) || break
+    if ((SECONDS >= until)); then
+      log "could not remove the pods ${names[*]} within ${deadline_s}s"
+      return 0
+    fi
+    podman pod stop -t 0 "${names[@]}" >/dev/null 2>&1 || true
+    podman pod rm -f -t 0 "${names[@]}" >/dev/null 2>&1 || sleep 1 # Retry interval.
   done
+  objects=$(existing_objects)
+  read -r -a names <<<"$(names_of volume "$objects")"
+  ((${#names[@]} == 0)) || podman volume rm "${names[@]}" >/dev/null 2>&1 || true
+  read -r -a names <<<"$(names_of secret "$objects")"
+  ((${#names[@]} == 0)) || podman secret rm "${names[@]}" >/dev/null 2>&1 || true
+  read -r -a names <<<"$(names_of network "$objects")"
+  ((${#names[@]} == 0)) || podman network rm "${names[@]}" >/dev/null 2>&1 || true
 }
 dump_logs() {
   local c
