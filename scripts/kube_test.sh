@@ -53,6 +53,10 @@ fi
 
 # --- engine -----------------------------------------------------------------
 command -v podman >/dev/null || fail "podman is not installed (scripts/install_deps.sh installs it)"
+# Every podman call closes fd 9, the lock below: podman leaves processes
+# running (conmon, aardvark-dns) that would otherwise inherit it and hold the
+# lock after this script has exited.
+podman() { command podman "$@" 9>&-; }
 # runc, cgroupfs, explicit ulimits: see the comments in the file.
 export CONTAINERS_CONF=$repo/docker/containers.conf
 log "engine: $(podman --version 2>&1)"
