@@ -166,13 +166,13 @@ previous_image=$(podman image inspect --format '{{.Id}}' "$local_ref" 2>/dev/nul
 existing_objects() {
   local pods=("$trainer_pod") listing n
   for ((i = 0; i < sim_replicas; i++)); do pods+=("$sim_name-pod-$i"); done
-  listing=$(podman pod ps -a --format '{{.Name}}' 2>/dev/null || true)
+  listing=$(podman pod ps --format '{{.Name}}' 2>&1) || { echo "podman pod ps: $listing" >&2; return 1; }
   for n in "${pods[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "pod $n"; done
-  listing=$(podman volume ls --format '{{.Name}}' 2>/dev/null || true)
+  listing=$(podman volume ls --format '{{.Name}}' 2>&1) || { echo "podman volume ls: $listing" >&2; return 1; }
   for n in "${volumes[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "volume $n"; done
-  listing=$(podman secret ls --format '{{.Name}}' 2>/dev/null || true)
+  listing=$(podman secret ls --format '{{.Name}}' 2>&1) || { echo "podman secret ls: $listing" >&2; return 1; }
   for n in "${secrets[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "secret $n"; done
-  listing=$(podman network ls --format '{{.Name}}' 2>/dev/null || true)
+  listing=$(podman network ls --format '{{.Name}}' 2>&1) || { echo "podman network ls: $listing" >&2; return 1; }
   grep -qxF -- "$net" <<<"$listing" && echo "network $net"
   return 0
 }
@@ -186,7 +186,8 @@ names_of() {  # names_of KIND OBJECTS: the names of that kind, space separated
 remove_all() {
   local objects names until=$((SECONDS + deadline_s))
   while :; do
-    read -r -a names <<<"$(names_of pod "$(existing_objects)")"
+    objects=$(existing_objects) || { log "cannot list podman's objects; nothing removed"; return 0; }
+    read -r -a names <<<"$(names_of pod "$objects")"
     ((${#names[@]} > 0)) || break
     if ((SECONDS >= until)); then
       log "could not remove the pods ${names[*]} within ${deadline_s}s"
@@ -195,7 +196,7 @@ remove_all() {
     podman pod stop -t 0 "${names[@]}" >/dev/null 2>&1 || true
     podman pod rm -f -t 0 "${names[@]}" >/dev/null 2>&1 || sleep 1 # Retry interval.
   done
-  objects=$(existing_objects)
+  objects=$(existing_objects) || { log "cannot list podman's objects; no volume removed"; return 0; }
   read -r -a names <<<"$(names_of volume "$objects")"
   ((${#names[@]} == 0)) || podman volume rm "${names[@]}" >/dev/null 2>&1 || true
   read -r -a names <<<"$(names_of secret "$objects")"
@@ -220,8 +221,11 @@ on_exit() {
     podman untag "$image" "$local_ref" >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
-  left=$(existing_objects)
-  if [[ -z $left ]]; then rm -f "$marker"; else log "could not remove: $(tr '\n' ' ' <<<"$left")"; fi
+  if left=$(existing_objects) && [[ -z $left ]]; then
+    rm -f "$marker"
+  else
+    log "could not remove: $(tr '\n' ' ' <<<"$left")"
+  fi
   log "done (exit $rc, $((SECONDS - start_s)) s)"
 }
 # The names are also those of a deployment of docker/k8s a user may have
@@ -230,7 +234,7 @@ on_exit() {
 # marker file (left by a run that was killed) says.
 marker=/var/tmp/deltaserve-kube-test.running
 if [[ ! -e $marker ]]; then
-  left=$(existing_objects)
+  left=$(existing_objects) || fail "cannot list podman's pods, volumes, Secrets and networks (output above)"
   [[ -z $left ]] || fail "podman has objects with the manifests' names that no run of this test made (a deployment of docker/k8s of your own?): $(tr '\n' ' ' <<<"$left")- remove them to run the test"
 fi
 touch "$marker"
