@@ -19,6 +19,8 @@
 #      and checks that it resumed at the same version from its state volume
 #      (--state_dir);
 #   4. removes everything it started (also on failure or Ctrl-C).
+# scripts/kube_test.sh (ctest kube_manifests) then plays docker/k8s/ on the
+# same image.
 # No check is skipped: a probe that fails fails the test, with its output.
 # Re-runnable: image layers and the base rootfs tarball are reused.
 #

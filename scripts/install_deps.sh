@@ -60,6 +60,9 @@ test_packages=(
   # netavark runs iptables to set up a container network ("netavark: No such
   # file or directory" without it); podman only Recommends/Suggests these.
   podman runc netavark aardvark-dns iptables
+  # `podman kube play` (scripts/kube_test.sh) starts each pod's infra
+  # container with catatonit as its init; podman only Recommends it.
+  catatonit
   debootstrap python3-yaml
   # Slurm test (tests/slurm): munged, slurmctld, slurmd and the client
   # commands (sbatch, scontrol, ...), started by the test itself, not by
