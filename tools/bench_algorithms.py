@@ -42,12 +42,14 @@ def commands(args):
     td3 = ["--steps", str(args.td3_steps), "--hidden", "64"]
     return {
         "td3": {"torch": [py, os.path.join(ROOT, "tools", "torch_td3.py")] + td3,
-                "deltaserve": [py, os.path.join(EXAMPLES, "td3_pendulum.py")] + td3},
+                "deltaserve": [py, os.path.join(EXAMPLES, "td3_pendulum.py")] + td3
+                + args.td3_extra.split()},
         "ppo": {"torch": [py, os.path.join(ROOT, "tools", "torch_ppo.py"), "--max-steps",
                           str(args.ppo_max_steps), "--target", str(args.ppo_target)],
                 "deltaserve": [py, os.path.join(EXAMPLES, "ppo_pendulum.py"), "--envs",
                                str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps),
-                               "--target-return", str(args.ppo_target)]},
+                               "--target-return", str(args.ppo_target)]
+                + args.ppo_extra.split()},
     }
 
 
@@ -277,6 +279,8 @@ def main():
     p.add_argument("--ppo-max-steps", type=int, default=300000)
     p.add_argument("--ppo-target", type=float, default=-250.0)
     p.add_argument("--ppo-envs", type=int, default=8)
+    p.add_argument("--td3-extra", default="", help="more flags for td3_pendulum.py")
+    p.add_argument("--ppo-extra", default="", help="more flags for ppo_pendulum.py")
     p.add_argument("--resume", action="store_true", help="skip runs already in results.json")
     p.add_argument("--report-only", action="store_true",
                    help="write docs/ from OUT/results.json without running anything")
