@@ -62,8 +62,9 @@ def environment():
                OMP_NUM_THREADS="1")
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         env.pop(name, None)
-    python_path = [os.path.join(ROOT, "client", "python")]
-    env["PYTHONPATH"] = os.pathsep.join(python_path + [env.get("PYTHONPATH", "")]).rstrip(":")
+    # A PYTHONPATH already set comes first (e.g. another build's client); then this tree's.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [p for p in (env.get("PYTHONPATH", ""), os.path.join(ROOT, "client", "python")) if p])
     return env
 
 
