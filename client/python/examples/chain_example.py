@@ -15,7 +15,7 @@ submission is one optimizer step on exactly ∂loss/∂θ, and the head's input 
 at the parameters its step used: the two models move as torch's optimizer would move the
 composed network. --compare-torch (needs python3-torch) trains that network in torch from
 the server's initial parameters with the same optimizer and prints the largest parameter
-difference; tests/python/test_chain.py asserts it is ~1e-5.
+difference; tests/python/test_rl_examples.py (ChainTest) asserts it is ~1e-5.
 """
 
 import argparse
