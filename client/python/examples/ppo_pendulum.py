@@ -63,6 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--vf-coef", type=float, default=0.5)
     p.add_argument("--max-grad-norm", type=float, default=0.5)
     p.add_argument("--no-reward-scaling", action="store_true")
+    p.add_argument("--forward-learner", dest="replica_learner", action="store_false",
+                   help="learner takes μ, log σ and V from Forward calls (default: μ and log σ "
+                        "from the replicas, V's δ from the value model's ANCHORED surrogate)")
     p.add_argument("--no-obs-norm", action="store_true", help="no input normalisation")
     p.add_argument("--max-steps", type=int, default=300000)
     p.add_argument("--target-return", type=float, default=-250.0,
@@ -85,13 +88,22 @@ def server_config(args):
     optimizer = ("kind: ADAM learning_rate: %g epsilon: 1e-5 clip_norm: %g schedule { kind: LINEAR "
                  "total_steps: %d final_learning_rate: 0 }" % (args.lr, args.max_grad_norm,
                                                                optimizer_steps(args)))
+    value_optimizer, value_surrogate = optimizer, ""
+    if args.replica_learner:
+        # The server computes the value δ: ANCHORED with ỹ = R and δ = 0 gives ∂l/∂V = V − R,
+        # MEAN reduction divides by N. That is c_v·(V − R)/N divided by c_v, which Adam does not
+        # see (up to its ε) once the clip norm is divided by c_v too.
+        value_optimizer = optimizer.replace("clip_norm: %g" % args.max_grad_norm,
+                                            "clip_norm: %g" % (args.max_grad_norm / args.vf_coef))
+        value_surrogate = "  surrogate { mode: ANCHORED reduction: MEAN }\n"
     norm = "" if args.no_obs_norm else "  input_normalization { kind: RUNNING_MEAN_STD }\n"
     tanh = [(HIDDEN, "tanh"), (HIDDEN, "tanh")]
     return (rl_common.model_config("policy", OBS_DIM, tanh + [(ACT_DIM, "identity")], optimizer,
                                    seed=1, samples_per_step=minibatch, extra=norm)
             + rl_common.model_config("log_std", 1, [(ACT_DIM, "identity")], optimizer, seed=2)
-            + rl_common.model_config("value", OBS_DIM, tanh + [(1, "identity")], optimizer,
-                                     seed=3, samples_per_step=minibatch, extra=norm))
+            + rl_common.model_config("value", OBS_DIM, tanh + [(1, "identity")], value_optimizer,
+                                     seed=3, samples_per_step=minibatch,
+                                     extra=norm + value_surrogate))
 
 
 class Shared:
@@ -160,13 +172,21 @@ def simulator(index, args, shared, policy, log_std, value):
         shared.stop.set()
 
 
-def learn(args, shared, sessions):
+def replica_forward(replica, version, x):
+    """(outputs, version) from `replica` once it holds `version` (None: whatever it holds)."""
+    if version is not None and not replica.wait_for_version(version, 60.0):
+        raise RuntimeError("replica did not reach version %d" % version)
+    return replica.forward(x)
+
+
+def learn(args, shared, sessions, replicas):
     """The learner loop; returns (reached, staleness list) where reached is (env_steps, wall,
     cpu) when the target was reached, else None."""
     E, T = args.envs, args.rollout
     size = E * T // args.minibatches
     rng = np.random.default_rng(args.seed)
     staleness = []
+    versions = {"policy": None, "log_std": None, "value": None}  # as the last step left them
     while not shared.stop.is_set():
         segments = []
         while len(segments) < E and not shared.stop.is_set():
@@ -185,28 +205,45 @@ def learn(args, shared, sessions):
         acted = np.concatenate([s[4] for s in segments])
         # π_old: the policy as it is when this update starts (see docs/algorithms.md).
         mu_old, version_old = sessions["policy"].forward(b_obs)
-        log_std_old = sessions["log_std"].forward(ZERO)[0][0]
+        log_std_out, log_std_version = sessions["log_std"].forward(ZERO)
+        log_std_old = log_std_out[0]
         b_log_prob = actor_critic.gaussian_log_prob(mu_old, log_std_old, b_actions)
         staleness.append(float(np.mean(version_old - acted)))
+        versions.update(policy=version_old, log_std=log_std_version)
         for _ in range(args.epochs):
             order = rng.permutation(E * T)
             for start in range(0, E * T, size):
                 idx = order[start:start + size]
                 o = b_obs[idx]
-                pf = sessions["policy"].forward_async(o)
-                vf = sessions["value"].forward_async(o)
-                lf = sessions["log_std"].forward_async(ZERO)
-                (mu, pv), (v, vv), (ls, lv) = pf.result(60), vf.result(60), lf.result(60)
+                if args.replica_learner:
+                    # μ and log σ from the replicas, once they hold the version the last step
+                    # made; V is not needed: the value model's ANCHORED surrogate with ỹ = R
+                    # gives the server's (V − R)/N itself.
+                    (mu, pv), (ls, lv) = (
+                        replica_forward(replicas[m], versions[m], x)
+                        for m, x in (("policy", o), ("log_std", ZERO)))
+                    v = vv = None
+                else:
+                    pf = sessions["policy"].forward_async(o)
+                    vf = sessions["value"].forward_async(o)
+                    lf = sessions["log_std"].forward_async(ZERO)
+                    (mu, pv), (v, vv), (ls, lv) = pf.result(60), vf.result(60), lf.result(60)
                 adv = actor_critic.normalize_advantages(b_adv[idx])
                 delta_mu, grad_log_std = actor_critic.ppo_policy_deltas(
                     mu, ls[0], b_actions[idx], b_log_prob[idx], adv, args.clip, args.ent_coef)
-                delta_v = actor_critic.value_deltas(v[:, 0], b_returns[idx], args.vf_coef)
-                futures = [
-                    sessions["policy"].submit_delta_async(o, delta_mu, pv),
-                    sessions["value"].submit_delta_async(o, delta_v[:, None], vv),
-                    sessions["log_std"].submit_delta_async(ZERO, grad_log_std[None], lv)]
-                for f in futures:
-                    f.result(60)
+                returns = b_returns[idx][:, None].astype(np.float32)
+                if v is None:
+                    value = sessions["value"].submit_delta_async(
+                        o, np.zeros_like(returns), versions["value"] or 0, outputs=returns)
+                else:
+                    delta_v = actor_critic.value_deltas(v[:, 0], b_returns[idx], args.vf_coef)
+                    value = sessions["value"].submit_delta_async(o, delta_v[:, None], vv)
+                futures = {"policy": sessions["policy"].submit_delta_async(o, delta_mu, pv),
+                           "value": value,
+                           "log_std": sessions["log_std"].submit_delta_async(
+                               ZERO, grad_log_std[None], lv)}
+                for m, f in futures.items():
+                    versions[m] = int(f.result(60).version)
         with shared.lock:
             if len(shared.curve.returns) >= 20 and shared.curve.average() >= args.target_return:
                 shared.stop.set()
@@ -243,7 +280,7 @@ def run(args):
         try:
             for t in threads:
                 t.start()
-            reached, staleness = learn(args, shared, sessions)
+            reached, staleness = learn(args, shared, sessions, replicas)
         finally:
             shared.stop.set()
             for t in threads:
