@@ -20,10 +20,14 @@ with the policy's NumpyReplica (the weights and statistics the server pushes), c
 --rollout steps, asks the server for V of its states (one Forward), computes GAE(λ) with
 truncation bootstrapping and its own reward scaler, and hands the segment over. The learner
 takes --envs segments (--rollout x --envs rows), recomputes log π_old with the policy as it is
-now (one Forward), and runs --epochs passes of --minibatches minibatches: per minibatch one
-Forward of μ, V and log σ at once, the δ of actor_critic.py, one SubmitDelta to each model at
-once. Meanwhile the simulators go on collecting with the policy as the server moves it.
-docs/algorithms.md says how that staleness meets the clipped ratio.
+now (one Forward), and runs --epochs passes of --minibatches minibatches: per minibatch μ and
+log σ from the replicas (once they hold the version the last step made), the δ of
+actor_critic.py, and one SubmitDelta to each model, all three at once. The value model's δ,
+c_v·(V − R)/N, is computed by the server: its surrogate is ANCHORED with ỹ = R and δ = 0, MEAN
+reduction, so ∂l/∂V = (V − R)/N (c_v only rescales the loss, which Adam does not see once the
+clip norm is rescaled too). --forward-learner takes μ, log σ and V from Forward calls instead
+(two round trips per minibatch). Meanwhile the simulators go on collecting with the policy as
+the server moves it. docs/algorithms.md says how that staleness meets the clipped ratio.
 
 Writes the learning curve to --csv in tools/torch_rl.py's columns and ends with one summary line
 like tools/torch_ppo.py's.
