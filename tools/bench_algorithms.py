@@ -168,8 +168,9 @@ def has_cairo():
 def report(results, args, machine):
     lines = [BEGIN, "", "## TD3 and PPO through deltaserve vs in-process PyTorch", "",
              "Written by `tools/bench_algorithms.py` (docs/algorithms.md describes both "
-             "implementations). Command:", "",
-             "    /usr/bin/python3 tools/bench_algorithms.py %s" % " ".join(args.argv), "",
+             "implementations). Command%s:" % ("s" if len(machine["commands"]) > 1 else ""), ""]
+    lines += ["    /usr/bin/python3 tools/bench_algorithms.py %s" % c for c in machine["commands"]]
+    lines += ["",
              "Runs interleaved per seed (torch, deltaserve, torch, ...), one at a time, each a "
              "child process; torch with OpenBLAS on one thread. *Wall* is the child's wall "
              "time as the summary line reports it (training loop only); *CPU* is the CPU time "
@@ -181,6 +182,8 @@ def report(results, args, machine):
              "with other builds, so wall times are stretched by the load; compare within a "
              "row." % (machine["uptime_start"], machine.get("uptime_end", "–"),
                        machine["steal_start"], machine.get("steal_end", "–")), ""]
+    if args.note:
+        lines += [args.note, ""]
     td3 = [r for r in results if r["algo"] == "td3"]
     if td3:
         lines += ["### TD3, %d env steps (hidden 64x64)" % args.td3_steps, "",
@@ -285,6 +288,7 @@ def main():
     p.add_argument("--resume", action="store_true", help="skip runs already in results.json")
     p.add_argument("--report-only", action="store_true",
                    help="write docs/ from OUT/results.json without running anything")
+    p.add_argument("--note", default="", help="a paragraph for the report (e.g. which server)")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     args = p.parse_args()
     args.argv = sys.argv[1:]
@@ -307,6 +311,7 @@ def main():
         state["machine"].setdefault("cpu", "%s, %d CPUs" % (model, os.cpu_count()))
         state["machine"].setdefault("uptime_start", uptime())
         state["machine"].setdefault("steal_start", vmstat_steal())
+        state["machine"].setdefault("commands", []).append(" ".join(args.argv))
         save()
         cmds = commands(args)
         for algo in args.algos:
