@@ -3,10 +3,8 @@ client/python/examples (imported, not copied), the losses whose gradients
 client/python/examples/actor_critic.py writes out by hand, MLPs, and the learning-curve log.
 """
 
-import csv
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -15,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "python", "examples"))
 import actor_critic  # noqa: E402,F401  (re-exported for the scripts)
 import pendulum_env  # noqa: E402,F401
+from learning_curve import LearningCurve  # noqa: E402,F401  (shared with the deltaserve examples)
 
 
 def mlp(sizes, hidden_activation, output_activation=None):
@@ -57,44 +56,3 @@ def seed_everything(seed, threads):
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     return np.random.default_rng(seed)
-
-
-class LearningCurve:
-    """One CSV row per finished episode: episode, env_steps, wall_seconds, return, average
-    (the mean of the last `window` returns); prints every `print_every`-th row."""
-
-    def __init__(self, path, window, print_every=10):
-        self.window, self.print_every = window, print_every
-        self.returns = []
-        self.start, self.cpu_start = time.monotonic(), time.process_time()
-        self.file = open(path, "w", newline="") if path else None
-        self.writer = csv.writer(self.file) if self.file else None
-        if self.writer:
-            self.writer.writerow(["episode", "env_steps", "wall_seconds", "return", "average"])
-
-    def average(self):
-        return float(np.mean(self.returns[-self.window:])) if self.returns else float("-inf")
-
-    def add(self, env_steps, episode_return):
-        self.returns.append(float(episode_return))
-        wall = time.monotonic() - self.start
-        row = [len(self.returns), env_steps, f"{wall:.3f}", f"{episode_return:.3f}",
-               f"{self.average():.3f}"]
-        if self.writer:
-            self.writer.writerow(row)
-            self.file.flush()
-        if len(self.returns) % self.print_every == 0:
-            print("episode %d  steps %d  wall %.1fs  return %.1f  avg%d %.1f" % (
-                len(self.returns), env_steps, wall, episode_return, self.window, self.average()),
-                flush=True)
-
-    def elapsed(self):
-        return time.monotonic() - self.start
-
-    def cpu_seconds(self):
-        """CPU time of this process since the curve started (a loaded machine stretches wall)."""
-        return time.process_time() - self.cpu_start
-
-    def close(self):
-        if self.file:
-            self.file.close()

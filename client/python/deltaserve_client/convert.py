@@ -18,6 +18,48 @@ from deltaserve_client._stubs import trainer_pb2
 from deltaserve_client.errors import InvalidArgument
 
 
+def _varint(buf: bytes, i: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _packed_floats(message: object, field: int) -> np.ndarray:
+    """The packed `repeated float` field number ``field`` of ``message`` as float32, read
+    from the message's wire bytes with np.frombuffer: numpy's conversion of protobuf's
+    repeated container goes element by element (about 1 ms per 4,500 floats, more under
+    load), re-serialising and reading the bytes about 0.1 ms."""
+    buf = message.SerializeToString()  # type: ignore[attr-defined]
+    parts, i, n = [], 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, i = _varint(buf, i)
+        elif wire_type == 1:
+            i += 8
+        elif wire_type == 5:
+            if number == field:  # an unpacked element (legal on the wire)
+                parts.append(np.frombuffer(buf, "<f4", 1, i))
+            i += 4
+        elif wire_type == 2:
+            length, i = _varint(buf, i)
+            if number == field:
+                parts.append(np.frombuffer(buf, "<f4", length // 4, i))
+            i += length
+        else:
+            raise InvalidArgument("unexpected wire type %d in %s" % (wire_type,
+                                                                      type(message).__name__))
+    if not parts:
+        return np.zeros(0, np.float32)
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float32)
+
+
 def to_matrix(array: npt.ArrayLike) -> trainer_pb2.Matrix:
     """A numpy array [rows x cols] (or a vector: one row) as a float32 deltaserve.v1.Matrix.
 
@@ -33,7 +75,7 @@ def to_matrix(array: npt.ArrayLike) -> trainer_pb2.Matrix:
 
 def from_matrix(matrix: trainer_pb2.Matrix) -> np.ndarray:
     """A deltaserve.v1.Matrix as a float32 numpy array [rows x cols]."""
-    return np.asarray(matrix.data, dtype=np.float32).reshape(matrix.rows, matrix.cols)
+    return _packed_floats(matrix, 3).reshape(matrix.rows, matrix.cols)  # Matrix.data
 
 
 def forward_request(model: str, inputs: npt.ArrayLike) -> trainer_pb2.ForwardRequest:
@@ -117,4 +159,4 @@ def input_gradient_result(response: trainer_pb2.InputGradientResponse
 
 def parameters_result(update: trainer_pb2.ParameterUpdate) -> Tuple[np.ndarray, int]:
     """(parameters float32 [parameter_count], version); layout as in ModelSpec."""
-    return np.asarray(update.parameters, dtype=np.float32), int(update.version)
+    return _packed_floats(update, 3), int(update.version)  # ParameterUpdate.parameters
