@@ -172,7 +172,7 @@ struct SubmitDeltaResult {
   // Only when the submission set return_input_gradient (else 0 x 0):
   // gᵀ·∂y/∂X [batch × input_dim] for this submission's surrogate gradient g
   // (objective sign, delta_scale and mode included, staleness scale not).
-  model::Matrix input_gradient;
+  model::Matrix input_gradient = {};
 };
 
 // The read-only vector-Jacobian product of InputGradient, at one version.
