@@ -267,7 +267,7 @@ class Simulator {
                                     LearnMinibatch(idx, old_log_prob, gae, first));
         first = false;
         if (!learned) {
-          counts_.dropped_minibatches += (o_.epochs - epoch) * o_.minibatches - m;
+          ++counts_.dropped_rollouts;
           return absl::OkStatus();
         }
       }
@@ -275,8 +275,8 @@ class Simulator {
     return absl::OkStatus();
   }
 
-  // One minibatch: three Forwards, three SubmitDeltas. False if dropped for
-  // policy lag.
+  // One minibatch: three Forwards, three SubmitDeltas. False if it is the
+  // rollout's first and the rollout is dropped for policy lag.
   absl::StatusOr<bool> LearnMinibatch(absl::Span<const int> idx,
                                       const std::vector<double>& old_log_prob_all,
                                       const GaeResult& gae, bool first) {
@@ -290,7 +290,7 @@ class Simulator {
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult mu, policy_->Fetch(x));
     const uint64_t lag = mu.version > r.oldest_version ? mu.version - r.oldest_version : 0;
     counts_.max_lag = std::max(counts_.max_lag, lag);
-    if (o_.max_policy_lag > 0 && lag > o_.max_policy_lag) return false;
+    if (first && o_.max_policy_lag > 0 && lag > o_.max_policy_lag) return false;
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult log_std, log_std_->Fetch(zero_));
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult v, value_->Fetch(x));
     const float ls = log_std.outputs(0, 0);
@@ -300,6 +300,7 @@ class Simulator {
     counts_.rows += static_cast<int64_t>(idx.size());
     for (uint8_t c : g.clipped) counts_.clipped_rows += c;
     if (first) {
+      counts_.sum_first_lag += lag;
       double dev = 0;
       for (double ratio : g.ratio) dev += std::abs(ratio - 1.0);
       counts_.sum_first_ratio_dev += dev / static_cast<double>(g.ratio.size());

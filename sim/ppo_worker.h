@@ -33,8 +33,8 @@
 // kRecompute re-evaluates π_old at the start of step 3 (r starts at 1, the
 // clip bounds only this simulator's own updates, and the samples are
 // treated as if the current policy had collected them). max_policy_lag
-// drops what is left of a rollout once the policy is that many versions
-// past the oldest version that acted in it. docs/algorithms.md discusses
+// drops a rollout whose oldest acting version is that many versions behind
+// the policy when its learning starts. docs/algorithms.md discusses
 // the choice and has measurements.
 #ifndef DELTASERVE_SIM_PPO_WORKER_H_
 #define DELTASERVE_SIM_PPO_WORKER_H_
@@ -78,8 +78,10 @@ struct PpoOptions {
   double vf_coef = 0.5;  // c_v
   bool reward_scaling = true;
   PiOld pi_old = PiOld::kBehaviour;
-  // Versions of the policy model past the oldest acting version in a rollout
-  // after which its remaining minibatches are dropped; 0 = never.
+  // A rollout is dropped (not learned from) if, at its first minibatch, the
+  // policy model is more than this many versions past the oldest version
+  // that acted in it; 0 = never. (The simulator's own epochs add
+  // epochs·minibatches versions after that; they are not counted.)
   uint64_t max_policy_lag = 0;
   uint64_t seed = 1;
 };
@@ -127,11 +129,12 @@ class PpoProgress {
 struct PpoWorkerCounts {
   int rollouts = 0;
   int minibatches = 0;             // learned from (three SubmitDelta each)
-  int dropped_minibatches = 0;     // skipped by max_policy_lag
+  int dropped_rollouts = 0;        // not learned from: max_policy_lag
   int64_t rows = 0;                // policy rows submitted
   int64_t clipped_rows = 0;        // of those, rows where the clip bound (m_i = 0)
   uint64_t max_lag = 0;            // largest policy version − oldest acting version seen
   double sum_first_ratio_dev = 0;  // Σ over rollouts of mean |r − 1| at its first minibatch
+  uint64_t sum_first_lag = 0;      // Σ over rollouts of the lag at its first minibatch
   int refetches = 0;               // ABORTED replies, each refetched and resent
 };
 
