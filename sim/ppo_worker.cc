@@ -73,6 +73,27 @@ double PpoProgress::seconds_at_target() const {
   return seconds_at_target_;
 }
 
+absl::Status ValidatePpoOptions(const PpoOptions& o) {
+  if (o.envs < 1 || o.rollout < 1 || o.epochs < 1 || o.minibatches < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PPO needs envs, rollout, epochs and minibatches >= 1, got ", o.envs, ", ",
+                     o.rollout, ", ", o.epochs, ", ", o.minibatches));
+  }
+  const int64_t n = static_cast<int64_t>(o.rollout) * o.envs;
+  if (n % o.minibatches != 0 || n / o.minibatches < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PPO needs rollout*envs (", n, ") to be a multiple of minibatches (",
+                     o.minibatches, ") with at least 2 rows per minibatch"));
+  }
+  if (!(o.gamma >= 0 && o.gamma <= 1) || !(o.lambda >= 0 && o.lambda <= 1) ||
+      !(o.policy.clip > 0) || !std::isfinite(o.policy.clip) || !std::isfinite(o.policy.ent_coef) ||
+      !std::isfinite(o.vf_coef)) {
+    return absl::InvalidArgumentError(
+        "PPO needs gamma and lambda in [0, 1], a finite clip > 0 and finite ent_coef and vf_coef");
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 constexpr int kObs = Pendulum::kObservationDim;
@@ -136,13 +157,6 @@ class Simulator {
   }
 
   absl::StatusOr<PpoWorkerCounts> Run() {
-    const int n = o_.rollout * o_.envs;
-    if (o_.envs < 1 || o_.rollout < 1 || o_.epochs < 1 || o_.minibatches < 1 ||
-        n % o_.minibatches != 0 || n / o_.minibatches < 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "PPO needs envs, rollout, epochs, minibatches >= 1 and rollout*envs (", n,
-          ") a multiple of minibatches (", o_.minibatches, ") with at least 2 rows each"));
-    }
     while (!progress_.Done()) {
       DELTASERVE_ASSIGN_OR_RETURN(const bool complete, Collect());
       if (!complete) break;
@@ -363,6 +377,7 @@ class Simulator {
 
 absl::StatusOr<PpoWorkerCounts> RunPpoSimulator(int sim, const PpoModels& models,
                                                 const PpoOptions& options, PpoProgress& progress) {
+  DELTASERVE_RETURN_IF_ERROR(ValidatePpoOptions(options));
   Simulator simulator(sim, options, progress);
   DELTASERVE_RETURN_IF_ERROR(simulator.Connect(models));
   return simulator.Run();

@@ -45,6 +45,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "deltaserve/sim/algorithms/ppo.h"
@@ -85,6 +86,11 @@ struct PpoOptions {
   uint64_t max_policy_lag = 0;
   uint64_t seed = 1;
 };
+
+// INVALID_ARGUMENT saying what is wrong unless every count is >= 1,
+// rollout·envs is a multiple of minibatches with >= 2 rows each, γ and λ are
+// in [0, 1], clip is finite and > 0 and the coefficients are finite.
+absl::Status ValidatePpoOptions(const PpoOptions& options);
 
 // What all simulators of one run share: the env-step budget, the returns of
 // finished episodes (their running average decides when the run reached its
@@ -138,8 +144,9 @@ struct PpoWorkerCounts {
   int refetches = 0;               // ABORTED replies, each refetched and resent
 };
 
-// Runs simulator `sim` until progress.Done(); errors are the Runners'
-// (sim/retry.h) or INVALID_ARGUMENT for inconsistent options.
+// Runs simulator `sim` until progress.Done(); errors are ValidatePpoOptions'
+// (checked before connecting), then the Runners' (sim/runner.h: a model of
+// the wrong shape is FAILED_PRECONDITION naming it; sim/retry.h).
 absl::StatusOr<PpoWorkerCounts> RunPpoSimulator(int sim, const PpoModels& models,
                                                 const PpoOptions& options, PpoProgress& progress);
 
