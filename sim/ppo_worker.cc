@@ -169,9 +169,9 @@ class Simulator {
   }
 
  private:
-  absl::StatusOr<float> FetchLogStd(uint64_t* version = nullptr) {
+  // log σ at the log-std model's latest version.
+  absl::StatusOr<float> FetchLogStd() {
     DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult r, log_std_->Fetch(zero_));
-    if (version != nullptr) *version = r.version;
     return r.outputs(0, 0);
   }
 
