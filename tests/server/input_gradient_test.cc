@@ -21,6 +21,7 @@
 #include "deltaserve/client/session.h"
 #include "deltaserve/client/trainer_client.h"
 #include "deltaserve/model/mlp.h"
+#include "deltaserve/model/normalization.h"
 #include "deltaserve/model/surrogate.h"
 #include "deltaserve/server/core/trainer.h"
 #include "deltaserve/server/service/server.h"
@@ -193,6 +194,82 @@ std::vector<double> ForwardInDouble(const model::MlpSpec& spec, const std::vecto
     a = std::move(z);
   }
   return a;
+}
+
+// tests/model/golden/input_gradient_normalized.txt: y = mlp(clip((x −
+// mean)/sqrt(var + ε), −c, c)) and ∂(y·δ)/∂x by torch's autograd, some inputs
+// clipped. The trainer holds those parameters and statistics (an import),
+// so the rpc and SubmitDelta must chain through the normalisation.
+TEST(TrainerInputGradient, ThroughTheNormalizationMatchesTorchAutograd) {
+  auto cases = model::testing::ReadGoldenFile(std::string(DELTASERVE_GOLDEN_DIR) +
+                                              "/input_gradient_normalized.txt");
+  ASSERT_TRUE(cases.ok()) << cases.status();
+  ASSERT_EQ(cases->size(), 1u);
+  const model::testing::GoldenCase& c = cases->front();
+  auto doubles = [&c](const std::string& key) {
+    const std::vector<std::string> tokens = c.Tokens(key).value();
+    std::vector<double> values;
+    for (size_t i = 1; i < tokens.size(); ++i) values.push_back(std::stod(tokens[i]));
+    EXPECT_EQ(values.size(), std::stoul(tokens.at(0))) << key;
+    return values;
+  };
+  const float clip = static_cast<float>(c.Scalar("clip").value());
+  const float epsilon = static_cast<float>(c.Scalar("epsilon").value());
+  TrainerOptions options = testing::TrainerOptionsBuilder("ig", /*input_dim=*/4)
+                               .Sgd(0.1f)
+                               .SamplesPerStep(1000)  // No step: one version throughout.
+                               .Normalize(clip, epsilon)
+                               .Build();
+  options.mlp = model::MlpSpec{};
+  options.mlp.input_dim = static_cast<int>(c.Scalar("input_dim").value());
+  const std::vector<std::string> layers = c.Tokens("layers").value();
+  for (size_t i = 0; i + 1 < layers.size(); i += 2) {
+    options.mlp.layers.push_back({std::stoi(layers[i]), ParseActivation(layers[i + 1])});
+  }
+  std::unique_ptr<Trainer> trainer = MakeTrainer(options);
+  ASSERT_NE(trainer, nullptr);
+  auto statistics =
+      model::RunningMeanStd::FromStatistics(options.normalization, doubles("mean"), doubles("var"),
+                                            /*count=*/1.0);
+  ASSERT_TRUE(statistics.ok()) << statistics.status();
+  ASSERT_TRUE(testing::AwaitAnswer(
+                  [&](Trainer::SubmitCallback done) {
+                    return trainer->ImportParameters(
+                        c.Vector("params").value(),
+                        std::make_shared<const model::RunningMeanStd>(*statistics),
+                        std::move(done));
+                  },
+                  absl::Seconds(30))
+                  .ok());
+  const model::Matrix x = c.MatrixRecord("x").value();
+  const model::Matrix delta = c.MatrixRecord("delta").value();
+  const model::Matrix dx = c.MatrixRecord("dx").value();
+
+  absl::StatusOr<InputGradientResult> rpc = trainer->InputGradient(x, delta);
+  ASSERT_TRUE(rpc.ok()) << rpc.status();
+  ExpectNear(rpc->outputs, c.MatrixRecord("y").value(), "outputs of mlp(normalize(x))");
+  ExpectNear(rpc->input_gradient, dx, "InputGradient through the normalisation vs torch");
+  int clipped = 0;
+  for (Eigen::Index i = 0; i < dx.size(); ++i) {
+    if (dx.data()[i] != 0.0f) continue;
+    ++clipped;
+    EXPECT_EQ(rpc->input_gradient.data()[i], 0.0f)
+        << "a clipped input passes no gradient [" << i << "]";
+  }
+  EXPECT_GT(clipped, 0) << "the golden case must clip some inputs";
+
+  // CURRENT, SUM, MINIMIZE, delta_scale 1: g = δ, so SubmitDelta's input
+  // gradient is torch's too, at the statistics before this submission's
+  // rows are merged.
+  Submission s;
+  s.inputs = x;
+  s.deltas = delta;
+  s.version = trainer->snapshot()->version;
+  s.return_input_gradient = true;
+  absl::StatusOr<SubmitResult> submitted = SubmitAndWait(*trainer, s);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  ExpectNear(submitted->input_gradient, dx,
+             "SubmitDelta's input gradient through the normalisation");
 }
 
 TEST(TrainerInputGradient, MatchesCentralFiniteDifferences) {
