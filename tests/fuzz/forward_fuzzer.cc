@@ -61,7 +61,13 @@ void RunOne(const deltaserve::v1::ForwardRequest& request) {
   } else {
     // The read-only input gradient of the same inputs (δ = 1): the same
     // refusals as Forward, and nothing changes (ExpectUnchanged below).
-    const model::Matrix deltas = model::Matrix::Ones(inputs->rows(), 2);
+    // Rows beyond max_request_rows are refused before δ is looked at; δ then
+    // has one row, so a huge row count with no columns (many_rows_no_cols)
+    // costs the harness no allocation of its own.
+    const Eigen::Index delta_rows =
+        static_cast<size_t>(inputs->rows()) <= trainer->options().max_request_rows ? inputs->rows()
+                                                                                   : 1;
+    const model::Matrix deltas = model::Matrix::Ones(delta_rows, 2);
     absl::StatusOr<server::InputGradientResult> gradient = trainer->InputGradient(*inputs, deltas);
     if (gradient.ok()) {
       Check(gradient->version == 0 && gradient->input_gradient.rows() == inputs->rows() &&
