@@ -178,9 +178,9 @@ def report(results, args, machine):
              "Machine: %s." % machine["cpu"], "",
              "Load while it ran (`uptime` at start: %s; at end: %s); steal (`vmstat`, "
              "column st) at start: %s %%, at end: %s %%; per run, the load average before "
-             "each run and the steal share over it are in the tables. The machine was shared "
-             "with other builds, so wall times are stretched by the load; compare within a "
-             "row." % (machine["uptime_start"], machine.get("uptime_end", "–"),
+             "each run and the steal share over it are in the tables. Whatever else runs on "
+             "the machine stretches wall times (a one-process program more than a "
+             "two-process one); compare within a row." % (machine["uptime_start"], machine.get("uptime_end", "–"),
                        machine["steal_start"], machine.get("steal_end", "–")), ""]
     if args.note:
         lines += [args.note, ""]
