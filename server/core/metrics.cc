@@ -20,9 +20,9 @@ namespace deltaserve::server {
 namespace {
 
 constexpr absl::string_view kRpcNames[] = {
-    "GetModelInfo", "Forward",        "SubmitDelta",        "GetParameters", "WatchParameters",
-    "Session",      "SessionForward", "SessionSubmitDelta", "ListModels", "InputGradient",
-    "SessionInputGradient",
+    "GetModelInfo",    "Forward",       "SubmitDelta",          "GetParameters",
+    "WatchParameters", "Session",       "SessionForward",       "SessionSubmitDelta",
+    "ListModels",      "InputGradient", "SessionInputGradient",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {

@@ -217,14 +217,14 @@ absl::Status Trainer::GroupGradient(absl::Span<const Submission* const> group,
     row += n;
   }
   std::fill(submission_grad_.begin(), submission_grad_.end(), 0.0f);
-  DELTASERVE_RETURN_IF_ERROR(mlp_.Backward(
-      params_, *inputs, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_),
-      want_input_gradient && unit_scales ? &group_input_grad_ : nullptr));
+  DELTASERVE_RETURN_IF_ERROR(
+      mlp_.Backward(params_, *inputs, workspace_, group_grad_y_, absl::MakeSpan(submission_grad_),
+                    want_input_gradient && unit_scales ? &group_input_grad_ : nullptr));
   DELTASERVE_RETURN_IF_ERROR(model::CheckFinite("gradient", submission_grad_));
   if (!want_input_gradient) return absl::OkStatus();
   if (keep_unscaled) {
-    DELTASERVE_RETURN_IF_ERROR(mlp_.InputGradient(params_, *inputs, workspace_,
-                                                  unscaled_grad_y_, &group_input_grad_));
+    DELTASERVE_RETURN_IF_ERROR(
+        mlp_.InputGradient(params_, *inputs, workspace_, unscaled_grad_y_, &group_input_grad_));
   }
   DELTASERVE_RETURN_IF_ERROR(ToInputGradient(statistics_.get(), group_inputs_, &group_input_grad_));
   row = 0;

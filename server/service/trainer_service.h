@@ -47,7 +47,8 @@ using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
             v1::Trainer::WithRawCallbackMethod_WatchParameters<
                 v1::Trainer::WithRawCallbackMethod_Session<
                     v1::Trainer::WithRawCallbackMethod_ListModels<
-                        v1::Trainer::WithRawCallbackMethod_InputGradient<v1::Trainer::Service>>>>>>>>;
+                        v1::Trainer::WithRawCallbackMethod_InputGradient<
+                            v1::Trainer::Service>>>>>>>>;
 }  // namespace internal
 
 class TrainerService final : public internal::RawTrainerService {
