@@ -25,27 +25,6 @@ from torch_rl import (LearningCurve, actor_critic, mlp, pendulum_env, seed_every
 ACTION_SCALE = pendulum_env.MAX_TORQUE
 
 
-class ReplayBuffer:
-    def __init__(self, capacity, obs_dim, action_dim):
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.actions = np.zeros((capacity, action_dim), np.float32)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
-        self.size, self.capacity = 0, capacity
-
-    def add(self, obs, action, reward, next_obs, terminated):
-        i = self.size % self.capacity
-        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i] = next_obs, terminated
-        self.size += 1
-
-    def sample(self, rng, batch):
-        idx = rng.integers(0, min(self.size, self.capacity), batch)
-        return (torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx]),
-                self.rewards[idx], torch.from_numpy(self.next_obs[idx]), self.terminated[idx])
-
-
 def polyak(target, source, tau):
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters()):
@@ -83,7 +62,7 @@ def main():
     critic_opt = torch.optim.Adam([q for c in critics for q in c.parameters()], lr=args.lr)
 
     env = pendulum_env.Pendulum(rng)
-    buffer = ReplayBuffer(args.steps, obs_dim, act_dim)
+    buffer = actor_critic.ReplayBuffer(args.steps, obs_dim, act_dim)
     curve = LearningCurve(args.csv, window=10)
     obs, episode_return = env.reset(), 0.0
     for step in range(args.steps):
@@ -105,6 +84,7 @@ def main():
             continue
 
         s, a, r, s2, term = buffer.sample(rng, args.batch)
+        s, a, s2 = torch.from_numpy(s), torch.from_numpy(a), torch.from_numpy(s2)
         with torch.no_grad():
             a2 = actor_critic.td3_smoothed_action(actor_target(s2).numpy(), rng, args.target_noise,
                                                   args.target_noise_clip, ACTION_SCALE)

@@ -152,3 +152,28 @@ def td3_actor_deltas(dq1_da, action_scale):
     """δ of −mean Q1(s, s_a·π(s)) for the actor's output π(s) (before scaling by s_a):
     −s_a · ∂Q1/∂a / N, shape [N, A]."""
     return -action_scale * dq1_da / dq1_da.shape[0]
+
+
+class ReplayBuffer:
+    """TD3's uniform replay of (s, a, r, s', terminated), float32 numpy arrays; shared by
+    td3_pendulum.py and tools/torch_td3.py so both sample the same rows for the same rng."""
+
+    def __init__(self, capacity, obs_dim, action_dim):
+        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.actions = np.zeros((capacity, action_dim), np.float32)
+        self.rewards = np.zeros(capacity, np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        self.terminated = np.zeros(capacity, np.float32)
+        self.size, self.capacity = 0, capacity
+
+    def add(self, obs, action, reward, next_obs, terminated):
+        i = self.size % self.capacity
+        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
+        self.next_obs[i], self.terminated[i] = next_obs, terminated
+        self.size += 1
+
+    def sample(self, rng, batch):
+        """(s, a, r, s', terminated) of `batch` rows drawn uniformly with rng.integers."""
+        idx = rng.integers(0, min(self.size, self.capacity), batch)
+        return (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
+                self.terminated[idx])

@@ -36,27 +36,6 @@ ACTION_SCALE = pendulum_env.MAX_TORQUE
 OBS_DIM, ACT_DIM = pendulum_env.OBS_DIM, pendulum_env.ACTION_DIM
 
 
-class ReplayBuffer:
-    def __init__(self, capacity):
-        self.obs = np.zeros((capacity, OBS_DIM), np.float32)
-        self.actions = np.zeros((capacity, ACT_DIM), np.float32)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.next_obs = np.zeros((capacity, OBS_DIM), np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
-        self.size, self.capacity = 0, capacity
-
-    def add(self, obs, action, reward, next_obs, terminated):
-        i = self.size % self.capacity
-        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i] = next_obs, terminated
-        self.size += 1
-
-    def sample(self, rng, batch):
-        idx = rng.integers(0, min(self.size, self.capacity), batch)
-        return (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
-                self.terminated[idx])
-
-
 def layers(args):
     h = args.hidden
     actor = [(h, "relu"), (h, "relu"), (ACT_DIM, "tanh")]
@@ -189,7 +168,7 @@ def run(args, stop=None):
         learner = Learner(server, args, np.random.default_rng([args.seed, 7]))
         try:
             env = pendulum_env.Pendulum(rng)
-            buffer = ReplayBuffer(args.steps)
+            buffer = actor_critic.ReplayBuffer(args.steps, OBS_DIM, ACT_DIM)
             curve = rl_common.LearningCurve(args.csv, window=10, print_every=args.print_every)
             obs, episode_return = env.reset(), 0.0
             for step in range(args.steps):
