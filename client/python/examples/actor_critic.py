@@ -177,3 +177,41 @@ class ReplayBuffer:
         idx = rng.integers(0, min(self.size, self.capacity), batch)
         return (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
                 self.terminated[idx])
+
+
+def add_td3_arguments(parser, hidden):
+    """TD3's hyperparameters as flags, one definition for tools/torch_td3.py and
+    td3_pendulum.py so both run the same algorithm by default (hidden: the default width)."""
+    p = parser
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--hidden", type=int, default=hidden)
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--gamma", type=float, default=0.99)
+    p.add_argument("--tau", type=float, default=0.005)
+    p.add_argument("--policy-delay", type=int, default=2)
+    p.add_argument("--exploration-noise", type=float, default=0.1)
+    p.add_argument("--target-noise", type=float, default=0.2)
+    p.add_argument("--target-noise-clip", type=float, default=0.5)
+    p.add_argument("--csv", default="")
+
+
+def add_ppo_arguments(parser, envs_help, rollout_help):
+    """PPO's hyperparameters as flags, one definition for tools/torch_ppo.py and
+    ppo_pendulum.py so both run the same algorithm by default."""
+    p = parser
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--envs", type=int, default=8, help=envs_help)
+    p.add_argument("--rollout", type=int, default=256, help=rollout_help)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--minibatches", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--gamma", type=float, default=0.95)
+    p.add_argument("--lam", type=float, default=0.95)
+    p.add_argument("--clip", type=float, default=0.2)
+    p.add_argument("--ent-coef", type=float, default=0.0)
+    p.add_argument("--vf-coef", type=float, default=0.5)
+    p.add_argument("--max-grad-norm", type=float, default=0.5)
+    p.add_argument("--no-reward-scaling", action="store_true")

@@ -54,19 +54,8 @@ ZERO = np.zeros((1, 1), np.float32)  # the log_std model's only input
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--envs", type=int, default=8, help="simulator threads")
-    p.add_argument("--rollout", type=int, default=256, help="steps per segment and simulator")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--minibatches", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--gamma", type=float, default=0.95)
-    p.add_argument("--lam", type=float, default=0.95)
-    p.add_argument("--clip", type=float, default=0.2)
-    p.add_argument("--ent-coef", type=float, default=0.0)
-    p.add_argument("--vf-coef", type=float, default=0.5)
-    p.add_argument("--max-grad-norm", type=float, default=0.5)
-    p.add_argument("--no-reward-scaling", action="store_true")
+    actor_critic.add_ppo_arguments(p, envs_help="simulator threads",
+                                   rollout_help="steps per segment and simulator")
     p.add_argument("--forward-learner", dest="replica_learner", action="store_false",
                    help="learner takes μ, log σ and V from Forward calls (default: μ and log σ "
                         "from the replicas, V's δ from the value model's ANCHORED surrogate)")

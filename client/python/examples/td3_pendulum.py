@@ -55,19 +55,7 @@ def server_config(args):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20000)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--learning-starts", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--tau", type=float, default=0.005)
-    p.add_argument("--policy-delay", type=int, default=2)
-    p.add_argument("--exploration-noise", type=float, default=0.1)
-    p.add_argument("--target-noise", type=float, default=0.2)
-    p.add_argument("--target-noise-clip", type=float, default=0.5)
-    p.add_argument("--csv", default="")
+    actor_critic.add_td3_arguments(p, hidden=64)
     p.add_argument("--target", default="", help="HOST:PORT of a running server (else start one)")
     p.add_argument("--print-config", action="store_true", help="print the server config, exit")
     p.add_argument("--replica-input-gradient", action="store_true",
