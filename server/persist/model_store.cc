@@ -133,6 +133,12 @@ absl::StatusOr<Recovered> ModelStore::Recover() {
   for (size_t i = 0; i < listed.segments.size(); ++i) {
     const std::string path = JoinPath(dir_, listed.segments[i].second);
     const bool last = i + 1 == listed.segments.size();
+    // Segment i holds entries [first_i, first_{i+1}): when the next one
+    // starts at or before `expected`, the checkpoint already has all of them.
+    // Not reading it keeps a restart from reading (and checksumming) the
+    // journal the kept older checkpoints need, which can be most of the
+    // directory.
+    if (!last && listed.segments[i + 1].first <= expected) continue;
     DELTASERVE_ASSIGN_OR_RETURN(std::string content, fs_->ReadFile(path));
     const ParsedSegment parsed = ParseSegment(content);
     for (const Record& record : parsed.records) {

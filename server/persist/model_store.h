@@ -61,7 +61,9 @@ class ModelStore {
   static absl::StatusOr<std::unique_ptr<ModelStore>> Open(FileSystem* fs, std::string dir,
                                                           uint32_t keep_checkpoints);
 
-  // Reads the directory as above, cuts a torn tail off the last segment and
+  // Reads the newest checkpoint that verifies and the journal segments that
+  // hold entries after it (older segments are not even opened), cuts a torn
+  // tail off the last segment and
   // deletes leftover temporary files. DATA_LOSS, changing nothing, when
   // entries that may have been acknowledged cannot be recovered: a
   // checksum failure before the last segment's tail, or a gap in seq.
