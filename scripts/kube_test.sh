@@ -45,6 +45,9 @@ fail() {
   log "FAIL: $*"
   exit 1
 }
+# expect_token_and_tls_required (uses log, fail and cli_as, defined here).
+# shellcheck source=scripts/container_checks.sh
+source "$repo/scripts/container_checks.sh"
 
 if [[ ${DELTASERVE_SKIP_CONTAINER_TEST:-0} == 1 ]]; then
   log "SKIPPED: DELTASERVE_SKIP_CONTAINER_TEST=1 is set, so nothing was played or checked (exit 77: ctest reports the test as skipped)"
@@ -351,13 +354,7 @@ wait_for "the trainer's startup probe to pass" trainer_started
 trainer_live
 log "trainer pod $trainer_pod is up (its startup and liveness probes pass, over TLS)"
 
-no_token=$(cli_as --tls_ca_file=/run/secrets/deltaserve/ca.crt info 2>&1) &&
-  fail "deltaserve-cli info without a token succeeded: $no_token"
-grep -q UNAUTHENTICATED <<<"$no_token" || fail "info without a token: expected UNAUTHENTICATED, got: $no_token"
-plaintext=$(cli_as --token_file=/run/secrets/deltaserve/token info 2>&1) &&
-  fail "deltaserve-cli info over plaintext succeeded: $plaintext"
-grep -q UNAVAILABLE <<<"$plaintext" || fail "info over plaintext: expected UNAVAILABLE, got: $plaintext"
-log "refused: a call without a token (UNAUTHENTICATED) and a plaintext one (UNAVAILABLE)"
+expect_token_and_tls_required
 v0=$(model_version) || fail "deltaserve-cli info via the Service name gave no model version (output above)"
 
 # --- 3. the simulators ----------------------------------------------------------
