@@ -37,6 +37,7 @@
 #include "deltaserve/base/cli.h"
 #include "deltaserve/model/dense_rows.h"
 #include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/heap_release.h"
 #include "deltaserve/server/core/log.h"
 #include "deltaserve/server/service/server.h"
 #include "deltaserve/server/service/tls.h"
@@ -121,6 +122,7 @@ rlim_t RaiseOpenFileLimit() {
 
 int main(int argc, char** argv) {
   deltaserve::base::DisableMutexDeadlockDetection();
+  server::KeepHeapForReuse();  // Before any thread allocates: server/core/heap_release.h.
   if (std::optional<int> exit_code = deltaserve::base::CheckCommandLine(Program(), argc, argv)) {
     return *exit_code;
   }

@@ -7,6 +7,17 @@
 
 namespace deltaserve::server {
 
+bool KeepHeapForReuse(size_t mmap_threshold, size_t trim_threshold) {
+#ifdef __GLIBC__
+  return mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmap_threshold)) == 1 &&
+         mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim_threshold)) == 1;
+#else
+  (void)mmap_threshold;
+  (void)trim_threshold;
+  return false;
+#endif
+}
+
 FloodHeapRelease::FloodHeapRelease(size_t flood, absl::Duration delay)
     : flood_(flood), delay_(delay), trimmer_([this] { TrimLoop(); }) {}
 
