@@ -26,6 +26,10 @@
 //      process's (getrusage: the watchers' and driver's threads, over each
 //      step). A watch that ends stops the section (exit 1) with each ended
 //      watch's status and the server's open socket count.
+//   5. SubmitDelta alone (1 row, every one an optimizer step; max_staleness
+//      0), 8 simulators with 1 and 8 calls in flight, unary and Session, vs
+//      the echo floor (whose SubmitDelta answers at once): what the hand-off
+//      to the learner thread and back costs per call.
 // The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
 // SGD, one row per call.
 #include <dirent.h>
@@ -70,7 +74,7 @@ ABSL_FLAG(int, push_steps, 200, "weight-push samples");
 ABSL_FLAG(int, push_window_bytes, deltaserve::client::kDefaultWatchWindowBytes,
           "weight push: each watcher's HTTP/2 stream window (client watch_window_bytes; the "
           "w-th watcher gets this + w, so each has its own connection)");
-ABSL_FLAG(std::string, sections, "1234", "which sections to run");
+ABSL_FLAG(std::string, sections, "12345", "which sections to run");
 ABSL_FLAG(std::string, forward_sims, "1,8,64", "section 1: simulator counts, comma-separated");
 ABSL_FLAG(std::string, forward_depths, "0,1,8",
           "section 1: calls in flight per simulator, comma-separated; 0 = unary, n >= 1 = a "
@@ -222,10 +226,15 @@ struct LoadResult {
   uint64_t errors = 0;
 };
 
-// `sims` threads, each doing Forward (and SubmitDelta if `with_submit`) with
-// `depth` calls in flight, for the measured window.
-LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, int depth,
-                   bool with_submit, int input_dim = 4) {
+// What each simulator thread calls in a loop.
+enum class Work { kForward, kForwardThenSubmit, kSubmit };
+
+// `sims` threads, each doing `work` with `depth` calls in flight (Forward or
+// SubmitDelta alone; Forward then SubmitDelta is one call at a time), for
+// the measured window.
+LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, int depth, Work work,
+                   int input_dim = 4) {
+  const bool with_submit = work == Work::kForwardThenSubmit;
   std::atomic<bool> stop{false}, measuring{false};
   std::atomic<uint64_t> calls{0}, errors{0};
   LatencyHistogram latency;
@@ -243,7 +252,21 @@ LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, i
   for (int s = 0; s < sims; ++s) {
     threads.emplace_back([&] {
       std::unique_ptr<client::TrainerClient> client = OwnConnection(server.address());
+      // SubmitDelta alone: against the newest version this simulator has seen.
+      std::atomic<uint64_t> seen{0};
+      auto submission = [&]() {
+        return client::DeltaSubmission{x, std::nullopt, model::Matrix::Constant(1, 2, 0.01f),
+                                       seen.load(std::memory_order_relaxed)};
+      };
+      auto submitted = [&](absl::Time start, const absl::StatusOr<client::SubmitDeltaResult>& r) {
+        if (r.ok()) seen.store(r->version, std::memory_order_relaxed);
+        done(start, r.status());
+      };
       if (transport == Transport::kUnary) {
+        while (work == Work::kSubmit && !stop.load()) {
+          const absl::Time start = absl::Now();
+          submitted(start, client->SubmitDelta(submission()));
+        }
         while (!stop.load()) {
           const absl::Time start = absl::Now();
           absl::StatusOr<client::ForwardResult> y = client->Forward(x);
@@ -260,6 +283,12 @@ LoadResult RunLoad(const ServerProcess& server, Transport transport, int sims, i
       std::unique_ptr<client::Session> session = *client->OpenSession(static_cast<size_t>(depth));
       while (!stop.load()) {
         const absl::Time start = absl::Now();
+        if (work == Work::kSubmit) {
+          session->SubmitDelta(
+              submission(),
+              [&, start](absl::StatusOr<client::SubmitDeltaResult> r) { submitted(start, r); });
+          continue;
+        }
         if (!with_submit) {
           session->Forward(
               x, [&, start](absl::StatusOr<client::ForwardResult> y) { done(start, y.status()); });
@@ -350,8 +379,9 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
     }
     for (int depth : depths) {
       if (depth == 0) {
-        const LoadResult echo_unary = RunLoad(*echo_server, Transport::kUnary, sims, 1, false);
-        const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, false);
+        const LoadResult echo_unary =
+            RunLoad(*echo_server, Transport::kUnary, sims, 1, Work::kForward);
+        const LoadResult real_unary = RunLoad(*real, Transport::kUnary, sims, 1, Work::kForward);
         std::fputs(Row(absl::StrCat("echo unary, ", sims, " sims"), echo_unary).c_str(), stdout);
         std::fputs(Row(absl::StrCat("deltaserve unary, ", sims, " sims"), real_unary,
                        echo_unary.calls_per_second)
@@ -359,8 +389,9 @@ void ForwardSection(const std::string& deltaserve, const std::string& echo) {
                    stdout);
         continue;
       }
-      const LoadResult echo_stream = RunLoad(*echo_server, Transport::kSession, sims, depth, false);
-      const LoadResult session = RunLoad(*real, Transport::kSession, sims, depth, false);
+      const LoadResult echo_stream =
+          RunLoad(*echo_server, Transport::kSession, sims, depth, Work::kForward);
+      const LoadResult session = RunLoad(*real, Transport::kSession, sims, depth, Work::kForward);
       std::fputs(
           Row(absl::StrCat("echo stream, ", sims, " sims x ", depth, " in flight"), echo_stream)
               .c_str(),
@@ -384,11 +415,36 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
       "| / echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (Transport transport : {Transport::kUnary, Transport::kSession}) {
     const absl::string_view name = TransportName(transport);
-    const LoadResult floor = RunLoad(*echo_server, transport, 8, 1, true);
-    const LoadResult got = RunLoad(*real, transport, 8, 1, true);
+    const LoadResult floor = RunLoad(*echo_server, transport, 8, 1, Work::kForwardThenSubmit);
+    const LoadResult got = RunLoad(*real, transport, 8, 1, Work::kForwardThenSubmit);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
     std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
   }
+}
+
+void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_binary) {
+  std::unique_ptr<ServerProcess> echo = Spawn(echo_binary, "");
+  std::unique_ptr<ServerProcess> real =
+      Spawn(deltaserve,
+            WriteConfig(absl::StrFormat(
+                kSmallModel, absl::StrCat("max_staleness: 0 ", absl::GetFlag(FLAGS_model_extra)))));
+  std::printf("\n### 5. SubmitDelta alone (1 row, one optimizer step each), calls/s\n\n");
+  std::printf(
+      "| configuration | calls/s | p50 ms | p99 ms | server CPU us/call | server ctx switches/call "
+      "| / echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& [transport, depth] :
+       {std::pair{Transport::kUnary, 1}, std::pair{Transport::kSession, 1},
+        std::pair{Transport::kSession, 8}}) {
+    const std::string name = absl::StrCat(TransportName(transport), ", 8 sims x ", depth);
+    const LoadResult floor = RunLoad(*echo, transport, 8, depth, Work::kSubmit);
+    const LoadResult got = RunLoad(*real, transport, 8, depth, Work::kSubmit);
+    std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
+    std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  bool clean = false;
+  real->Stop(absl::Seconds(15), &clean);
+  echo->Stop(absl::Seconds(15), &clean);
 }
 
 void BatchingSection(const std::string& deltaserve) {
@@ -415,7 +471,7 @@ void BatchingSection(const std::string& deltaserve) {
                                : absl::StrFormat(kWideModel, model.input_dim, model.hidden1,
                                                  model.hidden2, setting));
         std::unique_ptr<ServerProcess> real = Spawn(deltaserve, config);
-        results[batched] = RunLoad(*real, transport, 64, 1, false, model.input_dim);
+        results[batched] = RunLoad(*real, transport, 64, 1, Work::kForward, model.input_dim);
         bool clean = false;
         real->Stop(absl::Seconds(15), &clean);
       }
@@ -705,5 +761,6 @@ int main(int argc, char** argv) {
   if (sections.find('2') != std::string::npos) b::SubmitSection(server, echo);
   if (sections.find('3') != std::string::npos) b::BatchingSection(server);
   if (sections.find('4') != std::string::npos && !b::PushSection(server, echo)) return 1;
+  if (sections.find('5') != std::string::npos) b::SubmitAloneSection(server, echo);
   return 0;
 }
