@@ -23,7 +23,9 @@ summary line like tools/torch_td3.py's.
 """
 
 import argparse
+import collections
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -43,14 +45,21 @@ def layers(args):
     return actor, critic
 
 
+# The critics' surrogate: ANCHORED with ỹ = the TD target y and δ = 0 gives
+# ∂l/∂Q = Q(s, a) − y per row, and MEAN divides by the N rows: the gradient of
+# ½·mean (Q − y)², formed by the server at its current critic (docs/algorithms.md).
+CRITIC_SURROGATE = "  surrogate { mode: ANCHORED reduction: MEAN }\n"
+
+
 def server_config(args):
     actor, critic = layers(args)
     optimizer = "kind: ADAM learning_rate: %g" % args.lr
     return "".join(rl_common.model_config(name, dim, spec, optimizer, seed=i + 1,
-                                          samples_per_step=args.batch)
-                   for i, (name, dim, spec) in enumerate(
-                       [("actor", OBS_DIM, actor), ("q1", OBS_DIM + ACT_DIM, critic),
-                        ("q2", OBS_DIM + ACT_DIM, critic)]))
+                                          samples_per_step=args.batch, extra=extra)
+                   for i, (name, dim, spec, extra) in enumerate(
+                       [("actor", OBS_DIM, actor, ""),
+                        ("q1", OBS_DIM + ACT_DIM, critic, CRITIC_SURROGATE),
+                        ("q2", OBS_DIM + ACT_DIM, critic, CRITIC_SURROGATE)]))
 
 
 def parse_args(argv=None):
@@ -60,12 +69,15 @@ def parse_args(argv=None):
     p.add_argument("--print-config", action="store_true", help="print the server config, exit")
     p.add_argument("--replica-input-gradient", action="store_true",
                    help="debugging aid: ∂Q1/∂a in numpy from q1's replica, not InputGradient")
+    p.add_argument("--in-flight", type=int, default=2,
+                   help="steps of critic (and actor) submissions left unanswered at most")
     p.add_argument("--print-every", type=int, default=10, help="episodes between progress lines")
     return p.parse_args(argv)
 
 
 class Learner:
-    """The models' replicas, sessions and target networks on one server."""
+    """The models' replicas, sessions and target networks on one server, and the training
+    calls in flight (at most --in-flight steps of each kind unanswered)."""
 
     def __init__(self, server, args, init_rng):
         self.args = args
@@ -75,6 +87,8 @@ class Learner:
         units = {"actor": [u for u, _ in actor_layers], "q1": [u for u, _ in critic_layers],
                  "q2": [u for u, _ in critic_layers]}
         dims = {"actor": OBS_DIM, "q1": OBS_DIM + ACT_DIM, "q2": OBS_DIM + ACT_DIM}
+        # The newest version each model answered with: what a submission names as the
+        # version it was formed against (never ahead of the server's).
         self.version = {}
         self.targets = {}
         for m in ("actor", "q1", "q2"):
@@ -85,50 +99,71 @@ class Learner:
         self.mlp = self.replicas["q1"].mlp  # q1 and q2 share the architecture
         self.actor_mlp = self.replicas["actor"].mlp
         self.sessions = {m: c.session() for m, c in self.clients.items()}
+        self.zeros = np.zeros((args.batch, 1), np.float32)  # the critics' δ (ANCHORED)
+        self.ones = np.ones((args.batch, 1), np.float32)  # InputGradient's δ: ∂Q1/∂(s, a)
+        self.critic_calls = collections.deque()  # (model, future), oldest first
+        self.actor_calls = collections.deque()  # futures of the actor's SubmitDelta chains
 
-    def current(self, model):
-        """(parameters, version) of `model` at its latest submitted version (waits for the
-        replica to hold it; the push follows the step within milliseconds)."""
-        replica = self.replicas[model]
-        if not replica.wait_for_version(self.version[model], 60.0):
-            raise RuntimeError("replica of %s did not reach version %d" % (model,
-                                                                           self.version[model]))
-        return replica.parameters()
+    def newest(self, model):
+        """(parameters, version) the server last pushed for `model` (no waiting)."""
+        return self.replicas[model].parameters()
 
     def act(self, obs):
-        params, _ = self.current("actor")
-        return self.actor_mlp.forward(params, obs[None])[0]
+        return self.actor_mlp.forward(self.newest("actor")[0], obs[None])[0]
 
     def critic_step(self, s, a, y):
+        """SubmitDelta to q1 and q2 without waiting for the answers: ỹ = y, δ = 0 under the
+        critics' ANCHORED/MEAN surrogate, so the server's ∂l/∂Q = (Q(s, a) − y)/N with Q at
+        its current parameters (the critic loss ½·mean (Q − y)²'s gradient)."""
         sa = np.concatenate([s, a], axis=1)
-        futures = []
+        y = y[:, None]
         for m in ("q1", "q2"):
-            params, version = self.current(m)
-            q = self.mlp.forward(params, sa)[:, 0]
-            delta = actor_critic.td3_critic_deltas(q, y)[:, None]
-            futures.append((m, self.sessions[m].submit_delta_async(sa, delta, version)))
-        for m, f in futures:
-            self.version[m] = int(f.result(60.0).version)
+            self.critic_calls.append(
+                (m, self.sessions[m].submit_delta_async(sa, self.zeros, self.version[m],
+                                                        outputs=y, request_id="")))
+        while len(self.critic_calls) > 2 * self.args.in_flight:
+            self._settle_critic()
+
+    def _settle_critic(self):
+        m, future = self.critic_calls.popleft()
+        self.version[m] = max(self.version[m], int(future.result(60.0).version))
 
     def actor_step(self, s):
-        params, version = self.current("actor")
+        """InputGradient on q1 at (s, 2·π(s)) with π the actor's newest pushed weights; when it
+        answers (on the session's reader thread), SubmitDelta to the actor with
+        δ = −2·∂Q1/∂a/N (CURRENT: applied at the server's current actor). Does not wait."""
+        params, version = self.newest("actor")
         a = self.actor_mlp.forward(params, s) * ACTION_SCALE
         sa = np.concatenate([s, a], axis=1)
-        ones = np.ones((s.shape[0], 1), np.float32)
+        done = Future()
         if self.args.replica_input_gradient:  # debugging aid: the same product in numpy
-            q1_params, _ = self.current("q1")
-            dq_dsa = rl_common.numpy_input_gradient(q1_params, sa, ones, OBS_DIM + ACT_DIM,
-                                                    layers(self.args)[1])
+            dq_dsa = rl_common.numpy_input_gradient(self.newest("q1")[0], sa, self.ones,
+                                                    OBS_DIM + ACT_DIM, layers(self.args)[1])
+            self._submit_actor(s, dq_dsa, version, done)
         else:
-            dq_dsa, _, _ = self.sessions["q1"].input_gradient(sa, ones, timeout=60.0)
-        delta = actor_critic.td3_actor_deltas(dq_dsa[:, OBS_DIM:], ACTION_SCALE)
-        response = self.sessions["actor"].submit_delta(s, delta, version, timeout=60.0)
-        self.version["actor"] = int(response.version)
+            gradient = self.sessions["q1"].input_gradient_async(sa, self.ones)
+            gradient.add_done_callback(
+                lambda f: self._submit_actor(s, f.result()[0], version, done)
+                if f.exception() is None else done.set_exception(f.exception()))
+        self.actor_calls.append(done)
+        while len(self.actor_calls) > self.args.in_flight:
+            self.actor_calls.popleft().result(60.0)
+
+    def _submit_actor(self, s, dq_dsa, version, done):
+        try:
+            delta = actor_critic.td3_actor_deltas(dq_dsa[:, OBS_DIM:], ACTION_SCALE)
+            submit = self.sessions["actor"].submit_delta_async(s, delta, version, request_id="")
+        except Exception as e:  # noqa: BLE001 (handed to whoever waits on `done`)
+            done.set_exception(e)
+            return
+        submit.add_done_callback(
+            lambda f: done.set_result(f.result()) if f.exception() is None
+            else done.set_exception(f.exception()))
 
     def update_targets(self):
+        """θ' ← (1 − τ)·θ' + τ·θ with θ each model's newest pushed weights."""
         for m in ("actor", "q1", "q2"):
-            params, _ = self.current(m)
-            rl_common.polyak(self.targets[m], params, self.args.tau)
+            rl_common.polyak(self.targets[m], self.newest(m)[0], self.args.tau)
 
     def target_values(self, rng, r, s2, term):
         a2 = actor_critic.td3_smoothed_action(
@@ -138,6 +173,13 @@ class Learner:
         q1 = self.mlp.forward(self.targets["q1"], sa2)[:, 0]
         q2 = self.mlp.forward(self.targets["q2"], sa2)[:, 0]
         return actor_critic.td3_target(r, q1, q2, term, self.args.gamma).astype(np.float32)
+
+    def drain(self):
+        """Waits for every call in flight (raises the first error)."""
+        while self.critic_calls:
+            self._settle_critic()
+        while self.actor_calls:
+            self.actor_calls.popleft().result(60.0)
 
     def close(self):
         for s in self.sessions.values():
@@ -182,6 +224,7 @@ def run(args, stop=None):
                 if step % args.policy_delay == 0:
                     learner.actor_step(s)
                     learner.update_targets()
+            learner.drain()
             curve.close()
             return curve
         finally:
