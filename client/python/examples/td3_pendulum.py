@@ -27,12 +27,16 @@ import collections
 import threading
 from concurrent.futures import Future
 
+import grpc
 import numpy as np
 
 import actor_critic
 import pendulum_env
 import rl_common
-from deltaserve_client import NumpyReplica
+from deltaserve_client.convert import (input_gradient_request, input_gradient_result,
+                                       parameters_result, submit_delta_request)
+from deltaserve_client.mlp import NumpyMlp
+from deltaserve.v1 import trainer_pb2, trainer_pb2_grpc  # importable once deltaserve_client is
 
 ACTION_SCALE = pendulum_env.MAX_TORQUE
 OBS_DIM, ACT_DIM = pendulum_env.OBS_DIM, pendulum_env.ACTION_DIM
@@ -76,83 +80,96 @@ def parse_args(argv=None):
 
 
 class Learner:
-    """The models' replicas, sessions and target networks on one server, and the training
-    calls in flight (at most --in-flight steps of each kind unanswered)."""
+    """The three models on one server, the client's copies of their weights and target
+    networks, and the training calls in flight (at most --in-flight steps of each kind
+    unanswered). All calls are unary futures on one channel: in Python that is one gRPC
+    polling thread for everything, and no thread hand-off per call beyond it."""
 
     def __init__(self, server, args, init_rng):
         self.args = args
         actor_layers, critic_layers = layers(args)
-        self.clients = {m: server.client(m) for m in ("actor", "q1", "q2")}
+        self.channel = grpc.insecure_channel(server.address)
+        self.stub = trainer_pb2_grpc.TrainerStub(self.channel)
         # Initial weights drawn as torch.nn.Linear's default (the reference's), imported.
         units = {"actor": [u for u, _ in actor_layers], "q1": [u for u, _ in critic_layers],
                  "q2": [u for u, _ in critic_layers]}
         dims = {"actor": OBS_DIM, "q1": OBS_DIM + ACT_DIM, "q2": OBS_DIM + ACT_DIM}
-        # The newest version each model answered with: what a submission names as the
-        # version it was formed against (never ahead of the server's).
-        self.version = {}
-        self.targets = {}
+        # Per model: the newest version an answer named (what a submission names as the
+        # version it was formed against: never ahead of the server's), the newest weights
+        # fetched, the target network, and the GetParameters call in flight.
+        self.version, self.params, self.targets, self.fetches = {}, {}, {}, {}
         for m in ("actor", "q1", "q2"):
             params = rl_common.torch_default_init(init_rng, dims[m], units[m])
             self.version[m] = rl_common.import_parameters(server.address, m, params)
-            self.targets[m] = params.copy()
-        self.replicas = {m: NumpyReplica(c).start() for m, c in self.clients.items()}
-        self.mlp = self.replicas["q1"].mlp  # q1 and q2 share the architecture
-        self.actor_mlp = self.replicas["actor"].mlp
-        self.sessions = {m: c.session() for m, c in self.clients.items()}
+            self.params[m], self.targets[m] = params, params.copy()
+        self.mlp = {m: NumpyMlp(self.stub.GetModelInfo(trainer_pb2.GetModelInfoRequest(model=m),
+                                                       timeout=60.0).spec)
+                    for m in ("actor", "q1", "q2")}
         self.zeros = np.zeros((args.batch, 1), np.float32)  # the critics' δ (ANCHORED)
         self.ones = np.ones((args.batch, 1), np.float32)  # InputGradient's δ: ∂Q1/∂(s, a)
         self.critic_calls = collections.deque()  # (model, future), oldest first
         self.actor_calls = collections.deque()  # futures of the actor's SubmitDelta chains
 
-    def newest(self, model):
-        """(parameters, version) the server last pushed for `model` (no waiting)."""
-        return self.replicas[model].parameters()
+    def fetch(self):
+        """Takes each model's GetParameters answer if it has arrived, and asks again: the
+        weights acting and the Polyak update use are the newest answered, about one
+        --policy-delay period old (no waiting)."""
+        for m in ("actor", "q1", "q2"):
+            future = self.fetches.get(m)
+            if future is not None:
+                if not future.done():
+                    continue
+                self.params[m] = parameters_result(future.result())[0]
+            self.fetches[m] = self.stub.GetParameters.future(
+                trainer_pb2.GetParametersRequest(model=m), timeout=60.0)
 
     def act(self, obs):
-        return self.actor_mlp.forward(self.newest("actor")[0], obs[None])[0]
+        return self.mlp["actor"].forward(self.params["actor"], obs[None])[0]
 
     def critic_step(self, s, a, y):
-        """SubmitDelta to q1 and q2 without waiting for the answers: ỹ = y, δ = 0 under the
+        """SubmitDelta to q1 and q2 without waiting for the answers: ỹ = y and δ = 0 under the
         critics' ANCHORED/MEAN surrogate, so the server's ∂l/∂Q = (Q(s, a) − y)/N with Q at
         its current parameters (the critic loss ½·mean (Q − y)²'s gradient)."""
-        sa = np.concatenate([s, a], axis=1)
-        y = y[:, None]
-        for m in ("q1", "q2"):
-            self.critic_calls.append(
-                (m, self.sessions[m].submit_delta_async(sa, self.zeros, self.version[m],
-                                                        outputs=y, request_id="")))
+        request = submit_delta_request("q1", np.concatenate([s, a], axis=1), self.zeros,
+                                       self.version["q1"], y[:, None], False, "")
+        twin = trainer_pb2.SubmitDeltaRequest()
+        twin.CopyFrom(request)  # the same rows for q2
+        twin.model, twin.version = "q2", self.version["q2"]
+        for m, r in (("q1", request), ("q2", twin)):
+            self.critic_calls.append((m, self.stub.SubmitDelta.future(r, timeout=60.0)))
         while len(self.critic_calls) > 2 * self.args.in_flight:
-            self._settle_critic()
-
-    def _settle_critic(self):
-        m, future = self.critic_calls.popleft()
-        self.version[m] = max(self.version[m], int(future.result(60.0).version))
+            m, future = self.critic_calls.popleft()
+            self.version[m] = max(self.version[m], int(future.result().version))
 
     def actor_step(self, s):
-        """InputGradient on q1 at (s, 2·π(s)) with π the actor's newest pushed weights; when it
-        answers (on the session's reader thread), SubmitDelta to the actor with
-        δ = −2·∂Q1/∂a/N (CURRENT: applied at the server's current actor). Does not wait."""
-        params, version = self.newest("actor")
-        a = self.actor_mlp.forward(params, s) * ACTION_SCALE
+        """InputGradient on q1 at (s, 2·π(s)), π the actor's newest fetched weights; when it
+        answers (on gRPC's thread), SubmitDelta to the actor with δ = −2·∂Q1/∂a/N (CURRENT:
+        applied at the server's current actor). Does not wait."""
+        a = self.mlp["actor"].forward(self.params["actor"], s) * ACTION_SCALE
         sa = np.concatenate([s, a], axis=1)
+        version = self.version["actor"]
         done = Future()
         if self.args.replica_input_gradient:  # debugging aid: the same product in numpy
-            dq_dsa = rl_common.numpy_input_gradient(self.newest("q1")[0], sa, self.ones,
+            dq_dsa = rl_common.numpy_input_gradient(self.params["q1"], sa, self.ones,
                                                     OBS_DIM + ACT_DIM, layers(self.args)[1])
             self._submit_actor(s, dq_dsa, version, done)
         else:
-            gradient = self.sessions["q1"].input_gradient_async(sa, self.ones)
+            gradient = self.stub.InputGradient.future(
+                input_gradient_request("q1", sa, self.ones), timeout=60.0)
             gradient.add_done_callback(
-                lambda f: self._submit_actor(s, f.result()[0], version, done)
+                lambda f: self._submit_actor(s, input_gradient_result(f.result())[0], version,
+                                             done)
                 if f.exception() is None else done.set_exception(f.exception()))
         self.actor_calls.append(done)
         while len(self.actor_calls) > self.args.in_flight:
-            self.actor_calls.popleft().result(60.0)
+            self.version["actor"] = max(self.version["actor"],
+                                        int(self.actor_calls.popleft().result().version))
 
     def _submit_actor(self, s, dq_dsa, version, done):
         try:
             delta = actor_critic.td3_actor_deltas(dq_dsa[:, OBS_DIM:], ACTION_SCALE)
-            submit = self.sessions["actor"].submit_delta_async(s, delta, version, request_id="")
+            submit = self.stub.SubmitDelta.future(
+                submit_delta_request("actor", s, delta, version, None, False, ""), timeout=60.0)
         except Exception as e:  # noqa: BLE001 (handed to whoever waits on `done`)
             done.set_exception(e)
             return
@@ -161,33 +178,31 @@ class Learner:
             else done.set_exception(f.exception()))
 
     def update_targets(self):
-        """θ' ← (1 − τ)·θ' + τ·θ with θ each model's newest pushed weights."""
+        """θ' ← (1 − τ)·θ' + τ·θ, θ each model's newest fetched weights; then fetches."""
         for m in ("actor", "q1", "q2"):
-            rl_common.polyak(self.targets[m], self.newest(m)[0], self.args.tau)
+            rl_common.polyak(self.targets[m], self.params[m], self.args.tau)
+        self.fetch()
 
     def target_values(self, rng, r, s2, term):
         a2 = actor_critic.td3_smoothed_action(
-            self.actor_mlp.forward(self.targets["actor"], s2), rng, self.args.target_noise,
+            self.mlp["actor"].forward(self.targets["actor"], s2), rng, self.args.target_noise,
             self.args.target_noise_clip, ACTION_SCALE)
         sa2 = np.concatenate([s2, a2.astype(np.float32)], axis=1)
-        q1 = self.mlp.forward(self.targets["q1"], sa2)[:, 0]
-        q2 = self.mlp.forward(self.targets["q2"], sa2)[:, 0]
+        q1 = self.mlp["q1"].forward(self.targets["q1"], sa2)[:, 0]
+        q2 = self.mlp["q2"].forward(self.targets["q2"], sa2)[:, 0]
         return actor_critic.td3_target(r, q1, q2, term, self.args.gamma).astype(np.float32)
 
     def drain(self):
         """Waits for every call in flight (raises the first error)."""
-        while self.critic_calls:
-            self._settle_critic()
-        while self.actor_calls:
-            self.actor_calls.popleft().result(60.0)
+        for _, future in self.critic_calls:
+            future.result()
+        for future in list(self.actor_calls) + list(self.fetches.values()):
+            future.result()
+        self.critic_calls.clear()
+        self.actor_calls.clear()
 
     def close(self):
-        for s in self.sessions.values():
-            s.close()
-        for r in self.replicas.values():
-            r.stop()
-        for c in self.clients.values():
-            c.close()
+        self.channel.close()
 
 
 def run(args, stop=None):
