@@ -9,14 +9,21 @@ a running one with the config --print-config prints): the actor π (3 → h → 
 output; the action is 2·π(s)) and the twin critics q1, q2 (4 → h → h → 1, ReLU). Adam 3e-4 on
 each, samples_per_step = the minibatch, so every SubmitDelta is one optimizer step.
 
-Per env step, after the 1,000 random steps:
-  - act with the actor's NumpyReplica (weights the server pushes; no round trip);
+Per env step, after the 1,000 random steps, nothing waits for the server unless more than
+--in-flight steps of calls are unanswered:
+  - act with the actor's newest fetched weights (numpy, no round trip);
   - y = r + γ·min(Q1', Q2')(s', ã) with the target networks, which this client keeps as Polyak
-    averages of the weights the server pushed (WatchParameters), computed in numpy;
-  - the critics: SubmitDelta to q1 and q2 at once (two Sessions), δ_k = (Q_k(s, a) − y)/N with
-    Q_k from the critic's replica at the version it submits against;
+    averages of the weights it fetches, computed in numpy;
+  - the critics: SubmitDelta to q1 and q2 with ỹ = y and δ = 0: under their ANCHORED/MEAN
+    surrogate the server forms δ_k = (Q_k(s, a) − y)/N itself, with Q_k at its current
+    parameters, so the client needs no Q and no current critic weights;
   - every --policy-delay steps: InputGradient on q1 at (s, 2·π(s)) with δ = 1 per row gives
-    ∂Q1/∂a; the actor gets δ = −2·∂Q1/∂a/N by SubmitDelta; then the targets move by τ.
+    ∂Q1/∂a; when it answers, the actor gets δ = −2·∂Q1/∂a/N by SubmitDelta (CURRENT: applied
+    at the server's current actor); the targets move by τ towards the newest fetched weights,
+    and GetParameters asks for the next ones.
+All calls are unary futures on one channel. The lag this brings (weights one policy-delay
+period old for acting, π(s) and the Polyak update; at most --in-flight steps of submissions
+queued) is in docs/algorithms.md.
 The δ math is client/python/examples/actor_critic.py (tested against torch autograd).
 Prints the learning curve, writes it to --csv in tools/torch_rl.py's columns, and ends with one
 summary line like tools/torch_td3.py's.
@@ -72,7 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--target", default="", help="HOST:PORT of a running server (else start one)")
     p.add_argument("--print-config", action="store_true", help="print the server config, exit")
     p.add_argument("--replica-input-gradient", action="store_true",
-                   help="debugging aid: ∂Q1/∂a in numpy from q1's replica, not InputGradient")
+                   help="debugging aid: ∂Q1/∂a in numpy from q1's fetched weights, not "
+                   "InputGradient")
     p.add_argument("--in-flight", type=int, default=2,
                    help="steps of critic (and actor) submissions left unanswered at most")
     p.add_argument("--print-every", type=int, default=10, help="episodes between progress lines")
