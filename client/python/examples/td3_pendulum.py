@@ -164,17 +164,19 @@ class Learner:
         else:
             gradient = self.stub.InputGradient.future(
                 input_gradient_request("q1", sa, self.ones), timeout=60.0)
-            gradient.add_done_callback(
-                lambda f: self._submit_actor(s, input_gradient_result(f.result())[0], version,
-                                             done)
-                if f.exception() is None else done.set_exception(f.exception()))
+            gradient.add_done_callback(lambda f: self._submit_actor(s, f, version, done))
         self.actor_calls.append(done)
         while len(self.actor_calls) > self.args.in_flight:
             self.version["actor"] = max(self.version["actor"],
-                                        int(self.actor_calls.popleft().result().version))
+                                        int(self.actor_calls.popleft().result(120.0).version))
 
-    def _submit_actor(self, s, dq_dsa, version, done):
+    def _submit_actor(self, s, gradient, version, done):
+        """Sends the actor's δ once ∂Q1/∂(s, a) is known (`gradient`: the numpy product, or
+        the InputGradient future, then on gRPC's thread); `done` gets the SubmitDelta's answer
+        or the first error, so the main loop never waits on a chain that failed silently."""
         try:
+            dq_dsa = (gradient if isinstance(gradient, np.ndarray)
+                      else input_gradient_result(gradient.result())[0])
             delta = actor_critic.td3_actor_deltas(dq_dsa[:, OBS_DIM:], ACTION_SCALE)
             submit = self.stub.SubmitDelta.future(
                 submit_delta_request("actor", s, delta, version, None, False, ""), timeout=60.0)
@@ -204,7 +206,9 @@ class Learner:
         """Waits for every call in flight (raises the first error)."""
         for _, future in self.critic_calls:
             future.result()
-        for future in list(self.actor_calls) + list(self.fetches.values()):
+        for future in self.actor_calls:
+            future.result(120.0)
+        for future in self.fetches.values():
             future.result()
         self.critic_calls.clear()
         self.actor_calls.clear()
