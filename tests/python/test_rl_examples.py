@@ -76,6 +76,43 @@ class Td3ShortTest(unittest.TestCase):
         self.assertLess(first, -1000.0, line)
         self.assertGreater(last, self.THRESHOLD, "%s (random actions: %.1f)" % (line, first))
 
+    def test_anchored_mean_critic_step_equals_the_delta_of_the_critic_loss(self):
+        # td3_pendulum.py's critics send ỹ = y (the TD target) and δ = 0 under ANCHORED/MEAN:
+        # the server's ∂l/∂Q is then (Q − y)/N, the δ of ½·mean (Q − y)² that
+        # actor_critic.td3_critic_deltas gives (checked against autograd in
+        # test_algorithms.py). One SGD step of each path from the same weights must agree,
+        # and must lower that loss (a flipped sign raises it).
+        import actor_critic
+        import rl_common
+        import td3_pendulum
+        critic = td3_pendulum.layers(td3_pendulum.parse_args([]))[1]
+        n, dim = 32, 4
+        sgd = "kind: SGD learning_rate: 0.05"
+        config = (rl_common.model_config("anchored", dim, critic, sgd, samples_per_step=n,
+                                         extra=td3_pendulum.CRITIC_SURROGATE)
+                  + rl_common.model_config("current", dim, critic, sgd, samples_per_step=n))
+        rng = np.random.default_rng(5)
+        initial = rl_common.torch_default_init(rng, dim, [u for u, _ in critic])
+        x = rng.normal(size=(n, dim)).astype(np.float32)
+        y = rng.normal(size=(n, 1)).astype(np.float32)
+        with rl_common.Server(config) as server:
+            clients = {m: server.client(m) for m in ("anchored", "current")}
+            try:
+                for m in clients:
+                    rl_common.import_parameters(server.address, m, initial)
+                q, version = clients["current"].forward(x)
+                clients["current"].submit_delta(
+                    x, actor_critic.td3_critic_deltas(q[:, 0], y[:, 0])[:, None], version)
+                clients["anchored"].submit_delta(x, np.zeros_like(y), version, outputs=y)
+                after = {m: c.get_parameters()[0] for m, c in clients.items()}
+                q_after = clients["anchored"].forward(x)[0]
+            finally:
+                for c in clients.values():
+                    c.close()
+        self.assertGreater(np.max(np.abs(after["anchored"] - initial)), 1e-4)
+        np.testing.assert_allclose(after["anchored"], after["current"], rtol=0, atol=1e-6)
+        self.assertLess(np.mean((q_after - y) ** 2), np.mean((q - y) ** 2))
+
 
 class ChainTest(unittest.TestCase):
     def test_two_models_train_as_the_composed_torch_network(self):

@@ -60,17 +60,30 @@ def _packed_floats(message: object, field: int) -> np.ndarray:
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.float32)
 
 
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def to_matrix(array: npt.ArrayLike) -> trainer_pb2.Matrix:
     """A numpy array [rows x cols] (or a vector: one row) as a float32 deltaserve.v1.Matrix.
 
-    Raises InvalidArgument (a ValueError) for arrays of more than 2 dimensions.
+    The message is parsed from its wire bytes (rows, cols and the data as one packed
+    little-endian float32 field): filling the repeated field element by element cost
+    ~0.1 ms per 1,000 floats. Raises InvalidArgument (a ValueError) for arrays of more
+    than 2 dimensions.
     """
     a = np.atleast_2d(np.asarray(array, dtype=np.float32))
     if a.ndim != 2:
         raise InvalidArgument("expected a 2-D array, got shape %s" % (a.shape,))
-    m = trainer_pb2.Matrix(rows=a.shape[0], cols=a.shape[1])
-    m.data.extend(a.ravel().tolist())
-    return m
+    data = np.ascontiguousarray(a, dtype="<f4").tobytes()
+    wire = b"".join((b"\x08", _varint_bytes(a.shape[0]), b"\x10", _varint_bytes(a.shape[1]),
+                     b"\x1a", _varint_bytes(len(data)), data))  # fields 1, 2 and 3 (packed)
+    return trainer_pb2.Matrix.FromString(wire)
 
 
 def from_matrix(matrix: trainer_pb2.Matrix) -> np.ndarray:
