@@ -34,6 +34,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "deltaserve/base/status_macros.h"
+#include "deltaserve/client/replica.h"
+#include "deltaserve/client/trainer_client.h"
 #include "deltaserve/sim/ppo_worker.h"
 #include "deltaserve/sim/reporting.h"
 #include "deltaserve/sim/runner_flags.h"
@@ -43,7 +45,8 @@ ABSL_FLAG(std::string, value_model, "pendulum_value", "the value network's model
 ABSL_FLAG(std::string, log_std_model, "pendulum_log_std",
           "the log-std's model (input_dim 1, one identity unit, fed 0)");
 ABSL_FLAG(std::string, actions, "roundtrip",
-          "'roundtrip': a Forward per rollout step; 'replica': a local Replica of the policy");
+          "'roundtrip': a Forward per rollout step; 'replica': a local Replica of the policy per "
+          "simulator; 'shared_replica': one Replica of the policy for all simulators");
 ABSL_FLAG(int, simulators, 8, "simulator threads, each with its own environments and Sessions");
 ABSL_FLAG(int, envs, 1, "Pendulums per simulator, stepped in lockstep");
 ABSL_FLAG(int, rollout, 256, "steps per environment per rollout");
@@ -77,7 +80,18 @@ namespace {
 absl::StatusOr<int> Run() {
   PpoModels models;
   models.policy = RunnerOptionsFromFlags();
-  models.policy.actions = absl::GetFlag(FLAGS_actions);
+  const std::string actions = absl::GetFlag(FLAGS_actions);
+  models.policy.actions = actions == "shared_replica" ? "roundtrip" : actions;
+  if (actions == "shared_replica") {
+    DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
+                                client::TrainerClient::Connect(models.policy.server, [&] {
+                                  client::ClientOptions o;
+                                  o.security = models.policy.security;
+                                  return o;
+                                }()));
+    DELTASERVE_ASSIGN_OR_RETURN(models.shared_replica,
+                                client::Replica::Create(client, models.policy.model));
+  }
   models.value = models.policy;
   models.value.model = absl::GetFlag(FLAGS_value_model);
   models.log_std = models.policy;

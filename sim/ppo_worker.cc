@@ -158,6 +158,7 @@ class Simulator {
     DELTASERVE_ASSIGN_OR_RETURN(policy_, Runner::Connect(std::move(policy)));
     DELTASERVE_ASSIGN_OR_RETURN(value_, Runner::Connect(std::move(value)));
     DELTASERVE_ASSIGN_OR_RETURN(log_std_, Runner::Connect(std::move(log_std)));
+    shared_replica_ = models.shared_replica;
     value_anchored_ =
         value_->info().spec().surrogate().mode() == deltaserve::v1::SurrogateConfig::ANCHORED;
     return absl::OkStatus();
@@ -210,7 +211,14 @@ class Simulator {
     for (int t = 0; t < o_.rollout; ++t) {
       if (progress_.Done()) return false;
       Observe(&obs);
-      DELTASERVE_ASSIGN_OR_RETURN(const uint64_t version, policy_->Act(obs, &mu));
+      uint64_t version = 0;
+      if (shared_replica_ != nullptr) {
+        DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult acted, shared_replica_->Forward(obs));
+        version = acted.version;
+        mu = std::move(acted.outputs);
+      } else {
+        DELTASERVE_ASSIGN_OR_RETURN(version, policy_->Act(obs, &mu));
+      }
       r.oldest_version = std::min(r.oldest_version, version);
       for (int e = 0; e < e_count; ++e) {
         const int k = t * e_count + e;
@@ -512,6 +520,7 @@ class Simulator {
     return Settle(previous);
   }
 
+  std::shared_ptr<client::Replica> shared_replica_;
   bool value_anchored_ = false;
   uint64_t value_version_ = 0;
 

@@ -47,12 +47,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "deltaserve/client/replica.h"
 #include "deltaserve/sim/algorithms/ppo.h"
 #include "deltaserve/sim/reporting.h"
 #include "deltaserve/sim/runner.h"
@@ -65,6 +67,10 @@ struct PpoModels {
   RunnerOptions policy;
   RunnerOptions value;
   RunnerOptions log_std;
+  // Set: every simulator acts with this one Replica of the policy (one
+  // weight push per version for all of them, instead of one per simulator),
+  // and policy.actions is not used for acting.
+  std::shared_ptr<client::Replica> shared_replica;
 };
 
 enum class PiOld {

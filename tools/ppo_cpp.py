@@ -7,8 +7,8 @@ per-episode lines into the learning-curve CSV the torch reference and the Python
 
     PPO seed 1: average of the last 20 returns -241.3 >= -250 after 30720 env steps, 3.1 s wall, 5.2 s CPU
 
-(wall: ppo_sim's reached_at_seconds, its training loop; CPU: ppo_sim's user+system time, the
-server's not included; bench_algorithms measures the whole tree). Flags after `--` go to ppo_sim.
+(wall: ppo_sim's reached_at_seconds, its training loop; CPU: ppo_sim's and the server's
+user+system time, each also printed on its own line before). Flags after `--` go to ppo_sim.
 
     /usr/bin/python3 tools/ppo_cpp.py --seed 1 --csv /tmp/ppo_cpp_1.csv -- --actions=replica
 """
@@ -51,9 +51,10 @@ def main():
                "--target=%g" % args.target, "--simulators=%d" % args.simulators] + args.sim_args
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sim_done = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         server.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         print(done.stdout[-3000:], file=sys.stderr)
         raise SystemExit("%s failed (%d)" % (" ".join(cmd), done.returncode))
@@ -73,18 +74,21 @@ def main():
             w = csv.writer(out)
             w.writerow(["episode", "env_steps", "wall_seconds", "return", "average"])
             w.writerows(rows)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    def cpu(a, b):
+        return (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
+    print("CPU: ppo_sim %.1f s, server %.1f s" % (cpu(before, sim_done), cpu(sim_done, after)))
     average = float(summary["avg_last20"])
     if int(summary["reached_at_steps"]) >= 0:
         print("PPO seed %d: average of the last 20 returns %.1f >= %.0f after %d env steps, "
               "%.1f s wall, %.1f s CPU" % (args.seed, average, args.target,
                                           int(summary["reached_at_steps"]),
-                                          float(summary["reached_at_seconds"]), cpu), flush=True)
+                                          float(summary["reached_at_seconds"]),
+                                          cpu(before, after)), flush=True)
     else:
         print("PPO seed %d: target %.0f not reached; average of the last 20 returns %.1f after "
               "%d env steps, %.1f s wall, %.1f s CPU" % (
                   args.seed, args.target, average, int(summary["env_steps"]),
-                  float(summary["seconds"]), cpu), flush=True)
+                  float(summary["seconds"]), cpu(before, after)), flush=True)
 
 
 if __name__ == "__main__":
