@@ -52,7 +52,7 @@ def commands(args):
                                + args.ppo_extra.split()) if args.ppo_impl == "python" else
                 ([py, os.path.join(ROOT, "tools", "ppo_cpp.py"), "--simulators",
                   str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps), "--target",
-                  str(args.ppo_target), "--"] + args.ppo_extra.split())},
+                  str(args.ppo_target), "--sim-flags=" + args.ppo_extra])},
     }
 
 

@@ -8,9 +8,10 @@ per-episode lines into the learning-curve CSV the torch reference and the Python
     PPO seed 1: average of the last 20 returns -241.3 >= -250 after 30720 env steps, 3.1 s wall, 5.2 s CPU
 
 (wall: ppo_sim's reached_at_seconds, its training loop; CPU: ppo_sim's and the server's
-user+system time, each also printed on its own line before). Flags after `--` go to ppo_sim.
+user+system time, each also printed on its own line before).
 
-    /usr/bin/python3 tools/ppo_cpp.py --seed 1 --csv /tmp/ppo_cpp_1.csv -- --actions=replica
+    /usr/bin/python3 tools/ppo_cpp.py --seed 1 --csv /tmp/ppo_cpp_1.csv \
+        --sim-flags=--actions=shared_replica
 """
 
 import argparse
@@ -39,7 +40,8 @@ def main():
     p.add_argument("--simulators", type=int, default=8)
     p.add_argument("--config", default=os.path.join(ROOT, "configs", "ppo_pendulum.textproto"))
     p.add_argument("--build", default=os.path.join(ROOT, "build"))
-    p.add_argument("sim_args", nargs="*", help="more ppo_sim flags (after --)")
+    p.add_argument("--sim-flags", default="", help="more ppo_sim flags, one string "
+                   "(--sim-flags=--actions=shared_replica)")
     args = p.parse_args()
     with open(args.config) as f:
         config = f.read()
@@ -48,7 +50,7 @@ def main():
     try:
         cmd = [os.path.join(args.build, "sim", "ppo_sim"), "--server=" + server.address,
                "--seed=%d" % args.seed, "--max_env_steps=%d" % args.max_steps,
-               "--target=%g" % args.target, "--simulators=%d" % args.simulators] + args.sim_args
+               "--target=%g" % args.target, "--simulators=%d" % args.simulators] + args.sim_flags.split()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sim_done = resource.getrusage(resource.RUSAGE_CHILDREN)
