@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """TD3 and PPO on Pendulum: the in-process PyTorch references (tools/torch_td3.py,
 tools/torch_ppo.py) against the same algorithms through deltaserve
-(client/python/examples/td3_pendulum.py, ppo_pendulum.py), interleaved A, B, A, B, ... per seed.
+(client/python/examples/td3_pendulum.py; for PPO, --ppo-impl cpp (default): the C++ simulators
+of sim/ppo_sim.cc through tools/ppo_cpp.py, or --ppo-impl python: ppo_pendulum.py),
+interleaved A, B, A, B, ... per seed.
 
     /usr/bin/python3 tools/bench_algorithms.py --out /tmp/bench_algorithms          # all, 5 seeds
     /usr/bin/python3 tools/bench_algorithms.py --algos ppo --seeds 1 2 --out /tmp/b  # a part
