@@ -327,7 +327,8 @@ class Simulator {
     if (!value_anchored_) {
       DELTASERVE_ASSIGN_OR_RETURN(v, value_->Fetch(x));
     } else {
-      v.outputs = model::Matrix::Zero(x.rows(), 1);  // not used: the server's V is
+      // Not used: with ANCHORED the server computes V - R at its own V.
+      v.outputs = model::Matrix::Zero(x.rows(), 1);
       v.version = value_version_;
     }
     const float ls = log_std.outputs(0, 0);
