@@ -35,6 +35,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 EXAMPLES = os.path.join(ROOT, "client", "python", "examples")
 OPENBLAS = "/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
 BEGIN, END = "<!-- bench_algorithms:begin -->", "<!-- bench_algorithms:end -->"
+# ppo_sim's flags when --ppo-extra is empty: act on one policy replica shared by the simulator
+# threads (docs/algorithms.md, "PPO in C++").
+CPP_PPO_FLAGS = "--actions=shared_replica"
 SUMMARY = re.compile(r"average of the last (\d+) returns (-?[\d.]+).*?after (\d+) env steps, "
                      r"([\d.]+) s wall, ([\d.]+) s CPU")
 
@@ -54,7 +57,7 @@ def commands(args):
                                + args.ppo_extra.split()) if args.ppo_impl == "python" else
                 ([py, os.path.join(ROOT, "tools", "ppo_cpp.py"), "--simulators",
                   str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps), "--target",
-                  str(args.ppo_target), "--sim-flags=" + args.ppo_extra])},
+                  str(args.ppo_target), "--sim-flags=" + (args.ppo_extra or CPP_PPO_FLAGS)])},
     }
 
 
@@ -303,7 +306,8 @@ def main():
                    help="deltaserve PPO: 'cpp', the C++ simulators (sim/ppo_sim.cc through "
                    "tools/ppo_cpp.py), or 'python', client/python/examples/ppo_pendulum.py")
     p.add_argument("--ppo-extra", default="",
-                   help="more flags for ppo_sim (--ppo-impl cpp) or ppo_pendulum.py (python)")
+                   help="more flags for ppo_sim (--ppo-impl cpp; empty: %s) or "
+                   "ppo_pendulum.py (python)" % CPP_PPO_FLAGS)
     p.add_argument("--resume", action="store_true", help="skip runs already in results.json")
     p.add_argument("--report-only", action="store_true",
                    help="write docs/ from OUT/results.json without running anything")
