@@ -13,11 +13,13 @@
 // (avg: mean of the last --window returns of all simulators; steps: env
 // steps of all simulators), one line per simulator at its end:
 //   simulator sim=3 rollouts=5 minibatches=400 dropped=0 clipped=0.081 max_lag=612
-//             first_lag=270.5 first_ratio_dev=0.093 aborted=0
+//             first_lag=270.5 first_ratio_dev=0.093 aborted=0 aborted_dropped=0
 // (clipped: fraction of policy rows where the clip bound; max_lag: largest
 // policy version minus the oldest version that acted in the rollout being
 // learned from; first_lag and first_ratio_dev: that lag and the mean |r - 1|
-// at a rollout's first minibatch, averaged over its rollouts)
+// at a rollout's first minibatch, averaged over its rollouts; aborted:
+// ABORTED submissions refetched and resent; aborted_dropped: with
+// --pipeline, ABORTED submissions dropped)
 // and at exit:
 //   summary env_steps=81920 episodes=400 avg_last20=-240.1 target=-250 reached_at_steps=79872
 //           reached_at_seconds=41.2 seconds=41.5
@@ -32,6 +34,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "deltaserve/base/status_macros.h"
+#include "deltaserve/client/replica.h"
+#include "deltaserve/client/trainer_client.h"
 #include "deltaserve/sim/ppo_worker.h"
 #include "deltaserve/sim/reporting.h"
 #include "deltaserve/sim/runner_flags.h"
@@ -41,7 +45,8 @@ ABSL_FLAG(std::string, value_model, "pendulum_value", "the value network's model
 ABSL_FLAG(std::string, log_std_model, "pendulum_log_std",
           "the log-std's model (input_dim 1, one identity unit, fed 0)");
 ABSL_FLAG(std::string, actions, "roundtrip",
-          "'roundtrip': a Forward per rollout step; 'replica': a local Replica of the policy");
+          "'roundtrip': a Forward per rollout step; 'replica': a local Replica of the policy per "
+          "simulator; 'shared_replica': one Replica of the policy for all simulators");
 ABSL_FLAG(int, simulators, 8, "simulator threads, each with its own environments and Sessions");
 ABSL_FLAG(int, envs, 1, "Pendulums per simulator, stepped in lockstep");
 ABSL_FLAG(int, rollout, 256, "steps per environment per rollout");
@@ -59,6 +64,9 @@ ABSL_FLAG(std::string, pi_old, "behaviour",
 ABSL_FLAG(uint64_t, max_policy_lag, 0,
           "drop a rollout if, when its learning starts, the policy is more than this many "
           "versions past the oldest version that acted in it; 0 = never");
+ABSL_FLAG(bool, pipeline, true,
+          "issue each minibatch's Forwards behind the previous minibatch's SubmitDeltas (one "
+          "round trip per minibatch); false: wait for every call");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the environments and the action noise");
 ABSL_FLAG(int64_t, max_env_steps, 300000, "stop after this many env steps (all simulators)");
 ABSL_FLAG(double, max_seconds, 0, "stop after this many seconds; 0 = no limit");
@@ -72,7 +80,18 @@ namespace {
 absl::StatusOr<int> Run() {
   PpoModels models;
   models.policy = RunnerOptionsFromFlags();
-  models.policy.actions = absl::GetFlag(FLAGS_actions);
+  const std::string actions = absl::GetFlag(FLAGS_actions);
+  models.policy.actions = actions == "shared_replica" ? "roundtrip" : actions;
+  if (actions == "shared_replica") {
+    DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::TrainerClient> client,
+                                client::TrainerClient::Connect(models.policy.server, [&] {
+                                  client::ClientOptions o;
+                                  o.security = models.policy.security;
+                                  return o;
+                                }()));
+    DELTASERVE_ASSIGN_OR_RETURN(models.shared_replica,
+                                client::Replica::Create(client, models.policy.model));
+  }
   models.value = models.policy;
   models.value.model = absl::GetFlag(FLAGS_value_model);
   models.log_std = models.policy;
@@ -91,6 +110,7 @@ absl::StatusOr<int> Run() {
   options.reward_scaling = absl::GetFlag(FLAGS_reward_scaling);
   DELTASERVE_ASSIGN_OR_RETURN(options.pi_old, ParsePiOld(absl::GetFlag(FLAGS_pi_old)));
   options.max_policy_lag = absl::GetFlag(FLAGS_max_policy_lag);
+  options.pipeline = absl::GetFlag(FLAGS_pipeline);
   options.seed = absl::GetFlag(FLAGS_seed);
 
   const double target = absl::GetFlag(FLAGS_target);
@@ -113,11 +133,11 @@ absl::StatusOr<int> Run() {
     const PpoWorkerCounts& c = *results[sim];
     Report(
         "simulator sim=%d rollouts=%d minibatches=%d dropped=%d clipped=%.3f max_lag=%d "
-        "first_lag=%.1f first_ratio_dev=%.3f aborted=%d\n",
+        "first_lag=%.1f first_ratio_dev=%.3f aborted=%d aborted_dropped=%d\n",
         sim, c.rollouts, c.minibatches, c.dropped_rollouts,
         c.rows > 0 ? static_cast<double>(c.clipped_rows) / static_cast<double>(c.rows) : 0.0,
         c.max_lag, c.rollouts > 0 ? static_cast<double>(c.sum_first_lag) / c.rollouts : 0.0,
-        c.rollouts > 0 ? c.sum_first_ratio_dev / c.rollouts : 0.0, c.refetches);
+        c.rollouts > 0 ? c.sum_first_ratio_dev / c.rollouts : 0.0, c.refetches, c.aborted_dropped);
   }
   Report(
       "summary env_steps=%d episodes=%d avg_last%d=%.1f target=%.0f reached_at_steps=%d "

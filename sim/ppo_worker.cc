@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -146,6 +147,10 @@ class Simulator {
     value.output_dim = 1;
     value.task = "PPO on Pendulum (value)";
     value.actions = "roundtrip";
+    if (o_.pipeline) {
+      // The pipelined learner keeps up to two minibatches' calls in flight.
+      policy.session_in_flight = value.session_in_flight = log_std.session_in_flight = 8;
+    }
     log_std.input_dim = 1;
     log_std.output_dim = 1;
     log_std.task = "PPO on Pendulum (log-std)";
@@ -153,6 +158,9 @@ class Simulator {
     DELTASERVE_ASSIGN_OR_RETURN(policy_, Runner::Connect(std::move(policy)));
     DELTASERVE_ASSIGN_OR_RETURN(value_, Runner::Connect(std::move(value)));
     DELTASERVE_ASSIGN_OR_RETURN(log_std_, Runner::Connect(std::move(log_std)));
+    shared_replica_ = models.shared_replica;
+    value_anchored_ =
+        value_->info().spec().surrogate().mode() == deltaserve::v1::SurrogateConfig::ANCHORED;
     return absl::OkStatus();
   }
 
@@ -203,7 +211,14 @@ class Simulator {
     for (int t = 0; t < o_.rollout; ++t) {
       if (progress_.Done()) return false;
       Observe(&obs);
-      DELTASERVE_ASSIGN_OR_RETURN(const uint64_t version, policy_->Act(obs, &mu));
+      uint64_t version = 0;
+      if (shared_replica_ != nullptr) {
+        DELTASERVE_ASSIGN_OR_RETURN(client::ForwardResult acted, shared_replica_->Forward(obs));
+        version = acted.version;
+        mu = std::move(acted.outputs);
+      } else {
+        DELTASERVE_ASSIGN_OR_RETURN(version, policy_->Act(obs, &mu));
+      }
       r.oldest_version = std::min(r.oldest_version, version);
       for (int e = 0; e < e_count; ++e) {
         const int k = t * e_count + e;
@@ -251,6 +266,7 @@ class Simulator {
                 all.row(n + e_count + i).data());
     }
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult v, value_->Fetch(all));
+    value_version_ = std::max(value_version_, v.version);
     std::vector<float> values(n), next_values(n);
     for (int k = 0; k < n; ++k) {
       values[k] = v.outputs(k, 0);
@@ -268,6 +284,7 @@ class Simulator {
       old_log_prob = GaussianLogProb(mu.outputs, {&log_std, 1}, r.actions);
     }
 
+    if (o_.pipeline) return LearnPipelined(old_log_prob, gae);
     const int size = n / o_.minibatches;
     std::vector<int> order(n);
     std::iota(order.begin(), order.end(), 0);
@@ -306,7 +323,14 @@ class Simulator {
     counts_.max_lag = std::max(counts_.max_lag, lag);
     if (first && o_.max_policy_lag > 0 && lag > o_.max_policy_lag) return false;
     DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult log_std, log_std_->Fetch(zero_));
-    DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult v, value_->Fetch(x));
+    client::ForwardResult v;
+    if (!value_anchored_) {
+      DELTASERVE_ASSIGN_OR_RETURN(v, value_->Fetch(x));
+    } else {
+      // Not used: with ANCHORED the server computes V - R at its own V.
+      v.outputs = model::Matrix::Zero(x.rows(), 1);
+      v.version = value_version_;
+    }
     const float ls = log_std.outputs(0, 0);
 
     const PpoPolicyGradient g =
@@ -348,16 +372,158 @@ class Simulator {
     DELTASERVE_RETURN_IF_ERROR(log_std_->Submit(log_std, log_std_build).status());
 
     const SubmissionBuilder value_build = [&](const client::ForwardResult& fresh) {
+      if (value_anchored_) return AnchoredValueSubmission(x, returns);
       client::DeltaSubmission s;
       s.inputs = x;
       s.deltas = ValueDeltas(fresh.outputs, returns, o_.vf_coef);
       s.version = fresh.version;
       return s;
     };
-    DELTASERVE_RETURN_IF_ERROR(value_->Submit(v, value_build).status());
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult value_answer,
+                                value_->Submit(v, value_build));
+    value_version_ = std::max(value_version_, value_answer.version);
     ++counts_.minibatches;
     return true;
   }
+
+  // The value model's submission when its surrogate is ANCHORED: ỹ = R and
+  // δ = 0, so the server's ∂l/∂V = (V − R) (divided by the rows with MEAN
+  // reduction) at its own current V; no Forward of V is needed. The
+  // submission does not depend on a version; it carries the latest one seen.
+  client::DeltaSubmission AnchoredValueSubmission(const model::Matrix& x,
+                                                  const std::vector<float>& returns) const {
+    client::DeltaSubmission s;
+    s.inputs = x;
+    model::Matrix targets(x.rows(), 1);
+    for (Eigen::Index i = 0; i < x.rows(); ++i) targets(i, 0) = returns[i];
+    s.acted_outputs = std::move(targets);
+    s.deltas = model::Matrix::Zero(x.rows(), 1);
+    s.version = value_version_;
+    return s;
+  }
+
+  // The calls of one minibatch in flight: μ's and log σ's Forwards (and V's
+  // unless the value model is ANCHORED), then its SubmitDeltas.
+  struct InFlight {
+    std::vector<int> idx;
+    std::future<absl::StatusOr<client::ForwardResult>> mu, log_std, value;
+    std::future<absl::StatusOr<client::SubmitDeltaResult>> submit_mu, submit_log_std, submit_value;
+  };
+
+  // Waits for a minibatch's SubmitDelta answers. An ABORTED one (its
+  // Forward and the step were further apart than max_staleness) is dropped
+  // and counted, not resent; any other error ends the run.
+  absl::Status Settle(InFlight& m) {
+    for (auto* f : {&m.submit_mu, &m.submit_log_std, &m.submit_value}) {
+      if (!f->valid()) continue;
+      absl::StatusOr<client::SubmitDeltaResult> answer = f->get();
+      if (absl::IsAborted(answer.status())) {
+        ++counts_.aborted_dropped;
+        continue;
+      }
+      DELTASERVE_RETURN_IF_ERROR(answer.status());
+      if (f == &m.submit_value) value_version_ = std::max(value_version_, answer->version);
+      (f == &m.submit_mu        ? policy_
+       : f == &m.submit_log_std ? log_std_
+                                : value_)
+          ->CountSubmit(*answer);
+    }
+    return absl::OkStatus();
+  }
+
+  // Step 3, pipelined: minibatch k+1's Forwards are issued right behind
+  // minibatch k's SubmitDeltas on the same Sessions, so the client waits
+  // for one round trip per minibatch (the Forwards' answers) instead of
+  // one per call. k+1's μ may then be from the version before k's step
+  // (the server has not applied it yet): the same kind of lag the other
+  // simulators' steps cause, which the ratio against π_old covers, and
+  // with the CURRENT surrogate the step is taken at the server's current
+  // outputs anyway.
+  absl::Status LearnPipelined(const std::vector<double>& old_log_prob_all, const GaeResult& gae) {
+    const Rollout& r = rollout_;
+    const int n = o_.rollout * o_.envs;
+    const int size = n / o_.minibatches;
+    std::vector<std::vector<int>> batches;
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    for (int epoch = 0; epoch < o_.epochs; ++epoch) {
+      std::shuffle(order.begin(), order.end(), rng_);
+      for (int m = 0; m < o_.minibatches; ++m) {
+        batches.emplace_back(order.begin() + m * size, order.begin() + (m + 1) * size);
+      }
+    }
+    const auto issue = [&](InFlight& m, std::vector<int> idx) {
+      m.idx = std::move(idx);
+      const model::Matrix x = Rows(r.observations, m.idx);
+      m.mu = policy_->FetchAsync(x);
+      m.log_std = log_std_->FetchAsync(zero_);
+      if (!value_anchored_) m.value = value_->FetchAsync(x);
+    };
+    InFlight previous, current;
+    issue(current, batches[0]);
+    for (size_t k = 0; k < batches.size(); ++k) {
+      DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult mu, current.mu.get());
+      DELTASERVE_ASSIGN_OR_RETURN(const client::ForwardResult log_std, current.log_std.get());
+      client::ForwardResult v;
+      if (!value_anchored_) {
+        DELTASERVE_ASSIGN_OR_RETURN(v, current.value.get());
+      }
+      DELTASERVE_RETURN_IF_ERROR(Settle(previous));
+      if (progress_.Done()) return absl::OkStatus();
+      const absl::Span<const int> idx(current.idx);
+      const model::Matrix x = Rows(r.observations, idx);
+      const model::Matrix actions = Rows(r.actions, idx);
+      const std::vector<double> old_log_prob = Pick(old_log_prob_all, idx);
+      const std::vector<float> advantages = NormalizeAdvantages(Pick(gae.advantages, idx));
+      const std::vector<float> returns = Pick(gae.returns, idx);
+      const uint64_t lag = mu.version > r.oldest_version ? mu.version - r.oldest_version : 0;
+      counts_.max_lag = std::max(counts_.max_lag, lag);
+      if (k == 0 && o_.max_policy_lag > 0 && lag > o_.max_policy_lag) {
+        ++counts_.dropped_rollouts;
+        return absl::OkStatus();
+      }
+      const float ls = log_std.outputs(0, 0);
+      const PpoPolicyGradient g =
+          PpoPolicyDeltas(mu.outputs, {&ls, 1}, actions, old_log_prob, advantages, o_.policy);
+      counts_.rows += static_cast<int64_t>(idx.size());
+      for (uint8_t c : g.clipped) counts_.clipped_rows += c;
+      if (k == 0) {
+        counts_.sum_first_lag += lag;
+        double dev = 0;
+        for (double ratio : g.ratio) dev += std::abs(ratio - 1.0);
+        counts_.sum_first_ratio_dev += dev / static_cast<double>(g.ratio.size());
+      }
+      client::DeltaSubmission policy_s;
+      policy_s.inputs = x;
+      policy_s.deltas = g.delta_mu;
+      policy_s.version = mu.version;
+      client::DeltaSubmission log_std_s;
+      log_std_s.inputs = zero_;
+      log_std_s.deltas.resize(1, 1);
+      log_std_s.deltas(0, 0) = g.grad_log_std[0];
+      log_std_s.version = log_std.version;
+      client::DeltaSubmission value_s;
+      if (value_anchored_) {
+        value_s = AnchoredValueSubmission(x, returns);
+      } else {
+        value_s.inputs = x;
+        value_s.deltas = ValueDeltas(v.outputs, returns, o_.vf_coef);
+        value_s.version = v.version;
+      }
+      previous = std::move(current);
+      previous.submit_mu = policy_->SubmitAsync(policy_s);
+      previous.submit_log_std = log_std_->SubmitAsync(log_std_s);
+      previous.submit_value = value_->SubmitAsync(value_s);
+      ++counts_.minibatches;
+      current = InFlight();
+      if (k + 1 < batches.size()) issue(current, batches[k + 1]);
+    }
+    return Settle(previous);
+  }
+
+  std::shared_ptr<client::Replica> shared_replica_;
+  bool value_anchored_ = false;
+  uint64_t value_version_ = 0;
 
   const int sim_;
   const PpoOptions o_;

@@ -19,11 +19,16 @@
 //   2. One value Forward of every observation (plus the final observations
 //      of truncated episodes and the last ones, to bootstrap); GAE(λ).
 //   3. --epochs passes over the rollout in --minibatches shuffled
-//      minibatches. Per minibatch: Forward μ, ℓ and V at the server's latest
-//      versions, compute δ_μ, ∂L/∂ℓ and δ_V (sim/algorithms/ppo.h) with
+//      minibatches. Per minibatch: Forward μ and ℓ at the server's latest
+//      versions, compute δ_μ and ∂L/∂ℓ (sim/algorithms/ppo.h) with
 //      advantages normalised over the minibatch, and SubmitDelta each to its
-//      model through the simulator's Sessions. The models step once per
-//      minibatch (samples_per_step = minibatch rows).
+//      model through the simulator's Sessions. The value model: if its
+//      surrogate is ANCHORED (configs/ppo_pendulum.textproto), the
+//      submission is ỹ = R with δ = 0 and the server computes V − R itself,
+//      no Forward of V; otherwise Forward V and send δ_V. The models step
+//      once per minibatch (samples_per_step = minibatch rows). Pipelined
+//      (PpoOptions::pipeline, the default), the next minibatch's Forwards
+//      go out right behind this one's SubmitDeltas, one wait per minibatch.
 //
 // Staleness: the other simulators update the models while this one collects
 // and learns, so at its first minibatch the policy is already some versions
@@ -42,12 +47,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "deltaserve/client/replica.h"
 #include "deltaserve/sim/algorithms/ppo.h"
 #include "deltaserve/sim/reporting.h"
 #include "deltaserve/sim/runner.h"
@@ -60,6 +67,10 @@ struct PpoModels {
   RunnerOptions policy;
   RunnerOptions value;
   RunnerOptions log_std;
+  // Set: every simulator acts with this one Replica of the policy (one
+  // weight push per version for all of them, instead of one per simulator),
+  // and policy.actions is not used for acting.
+  std::shared_ptr<client::Replica> shared_replica;
 };
 
 enum class PiOld {
@@ -84,6 +95,12 @@ struct PpoOptions {
   // that acted in it; 0 = never. (The simulator's own epochs add
   // epochs·minibatches versions after that; they are not counted.)
   uint64_t max_policy_lag = 0;
+  // Step 3 pipelined (ppo_worker.cc LearnPipelined): each minibatch's
+  // Forwards are issued behind the previous one's SubmitDeltas, and the
+  // client waits one round trip per minibatch. false: each call waits for
+  // its answer (six round trips per minibatch, four with an ANCHORED value
+  // model).
+  bool pipeline = true;
   uint64_t seed = 1;
 };
 
@@ -142,6 +159,7 @@ struct PpoWorkerCounts {
   double sum_first_ratio_dev = 0;  // Σ over rollouts of mean |r − 1| at its first minibatch
   uint64_t sum_first_lag = 0;      // Σ over rollouts of the lag at its first minibatch
   int refetches = 0;               // ABORTED replies, each refetched and resent
+  int aborted_dropped = 0;         // pipelined: ABORTED replies, dropped (not resent)
 };
 
 // Runs simulator `sim` until progress.Done(); errors are ValidatePpoOptions'

@@ -96,7 +96,9 @@ absl::StatusOr<client::Session*> Runner::SessionOrOpen() {
   if (session_ == nullptr) {
     DELTASERVE_ASSIGN_OR_RETURN(
         session_,
-        client_->OpenSession(options_.rows_per_forward > 0 ? client::kDefaultSessionInFlight : 1));
+        client_->OpenSession(options_.session_in_flight > 0  ? options_.session_in_flight
+                             : options_.rows_per_forward > 0 ? client::kDefaultSessionInFlight
+                                                             : 1));
   }
   return session_.get();
 }
@@ -164,6 +166,37 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(
       session->SubmitDeltaSync(submission, options_.model);
   if (absl::IsUnavailable(result.status())) session_.reset();
   return result;
+}
+
+namespace {
+
+template <typename T>
+std::future<absl::StatusOr<T>> Ready(absl::StatusOr<T> value) {
+  std::promise<absl::StatusOr<T>> promise;
+  promise.set_value(std::move(value));
+  return promise.get_future();
+}
+
+}  // namespace
+
+std::future<absl::StatusOr<client::ForwardResult>> Runner::FetchAsync(
+    const Eigen::Ref<const model::Matrix>& inputs) {
+  if (options_.transport == Transport::kUnary) {
+    return Ready(client_->Forward(inputs, options_.model));
+  }
+  absl::StatusOr<client::Session*> session = SessionOrOpen();
+  if (!session.ok()) return Ready<client::ForwardResult>(session.status());
+  return (*session)->Forward(inputs, options_.model);
+}
+
+std::future<absl::StatusOr<client::SubmitDeltaResult>> Runner::SubmitAsync(
+    const client::DeltaSubmission& submission) {
+  if (options_.transport == Transport::kUnary) {
+    return Ready(client_->SubmitDelta(submission, options_.model));
+  }
+  absl::StatusOr<client::Session*> session = SessionOrOpen();
+  if (!session.ok()) return Ready<client::SubmitDeltaResult>(session.status());
+  return (*session)->SubmitDelta(submission, options_.model);
 }
 
 absl::StatusOr<client::Parameters> Runner::GetParameters() {

@@ -15,6 +15,7 @@
 #define DELTASERVE_SIM_RUNNER_H_
 
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,10 @@ struct RunnerOptions {
   // step. On a Session the calls are all in flight together (the server's
   // batcher can stack them again); unary sends them one after another.
   int rows_per_forward = 0;
+  // Calls a Session may have unanswered at once (client/session.h); 0 = the
+  // default: 1 unless rows_per_forward is set. FetchAsync and SubmitAsync
+  // need more than 1 to overlap.
+  int session_in_flight = 0;
   // The model shape the task needs, checked by Connect; 0 = any.
   int input_dim = 0;
   int output_dim = 0;
@@ -93,6 +98,20 @@ class Runner {
   // The outputs for `inputs` at the server's latest version (a Forward round
   // trip, whatever options.actions is).
   absl::StatusOr<client::ForwardResult> Fetch(const Eigen::Ref<const model::Matrix>& inputs);
+
+  // Issued now, answered later: several calls in flight on the Session at
+  // once, in the order issued. No retries (the caller decides what to do
+  // with an error; Submit retries an ABORTED submission). With
+  // Transport::kUnary the call is made at once and the future is ready.
+  std::future<absl::StatusOr<client::ForwardResult>> FetchAsync(
+      const Eigen::Ref<const model::Matrix>& inputs);
+  std::future<absl::StatusOr<client::SubmitDeltaResult>> SubmitAsync(
+      const client::DeltaSubmission& submission);
+  // Counts a SubmitAsync answer as Submit counts its own.
+  void CountSubmit(const client::SubmitDeltaResult& result) {
+    ++counts_.submits;
+    if (result.stepped) ++counts_.steps;
+  }
 
   // The model's current parameters.
   absl::StatusOr<client::Parameters> GetParameters();

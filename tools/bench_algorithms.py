@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """TD3 and PPO on Pendulum: the in-process PyTorch references (tools/torch_td3.py,
 tools/torch_ppo.py) against the same algorithms through deltaserve
-(client/python/examples/td3_pendulum.py, ppo_pendulum.py), interleaved A, B, A, B, ... per seed.
+(client/python/examples/td3_pendulum.py; for PPO, --ppo-impl cpp (default): the C++ simulators
+of sim/ppo_sim.cc through tools/ppo_cpp.py, or --ppo-impl python: ppo_pendulum.py),
+interleaved A, B, A, B, ... per seed.
 
     /usr/bin/python3 tools/bench_algorithms.py --out /tmp/bench_algorithms          # all, 5 seeds
     /usr/bin/python3 tools/bench_algorithms.py --algos ppo --seeds 1 2 --out /tmp/b  # a part
@@ -33,6 +35,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 EXAMPLES = os.path.join(ROOT, "client", "python", "examples")
 OPENBLAS = "/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
 BEGIN, END = "<!-- bench_algorithms:begin -->", "<!-- bench_algorithms:end -->"
+# ppo_sim's flags when --ppo-extra is empty: act on one policy replica shared by the simulator
+# threads (docs/algorithms.md, "PPO in C++").
+CPP_PPO_FLAGS = "--actions=shared_replica"
 SUMMARY = re.compile(r"average of the last (\d+) returns (-?[\d.]+).*?after (\d+) env steps, "
                      r"([\d.]+) s wall, ([\d.]+) s CPU")
 
@@ -46,10 +51,13 @@ def commands(args):
                 + args.td3_extra.split()},
         "ppo": {"torch": [py, os.path.join(ROOT, "tools", "torch_ppo.py"), "--max-steps",
                           str(args.ppo_max_steps), "--target", str(args.ppo_target)],
-                "deltaserve": [py, os.path.join(EXAMPLES, "ppo_pendulum.py"), "--envs",
-                               str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps),
-                               "--target-return", str(args.ppo_target)]
-                + args.ppo_extra.split()},
+                "deltaserve": ([py, os.path.join(EXAMPLES, "ppo_pendulum.py"), "--envs",
+                                str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps),
+                                "--target-return", str(args.ppo_target)]
+                               + args.ppo_extra.split()) if args.ppo_impl == "python" else
+                ([py, os.path.join(ROOT, "tools", "ppo_cpp.py"), "--simulators",
+                  str(args.ppo_envs), "--max-steps", str(args.ppo_max_steps), "--target",
+                  str(args.ppo_target), "--sim-flags=" + (args.ppo_extra or CPP_PPO_FLAGS)])},
     }
 
 
@@ -134,7 +142,7 @@ def fmt(v, spec="%.1f"):
     return "–" if v is None else spec % v
 
 
-def plot(results, algo, png, title, window):
+def plot(results, algo, png, title, window, yrange=""):
     runs = [r for r in results if r["algo"] == algo and os.path.exists(r["csv"])]
     if not runs:
         return
@@ -143,6 +151,8 @@ def plot(results, algo, png, title, window):
              "set output '%s'" % png, "set datafile separator ','", "set key bottom right",
              "set multiplot layout 1,2 title '%s'" % title, "set grid",
              "set ylabel 'average return of the last %d episodes'" % window]
+    if yrange:
+        lines.append("set yrange %s" % yrange)
     for xcol, xlabel in ((2, "env steps"), (3, "wall seconds")):
         lines.append("set xlabel '%s'" % xlabel)
         parts = []
@@ -218,6 +228,14 @@ def report(results, args, machine):
             args.ppo_envs, args.ppo_target, args.ppo_max_steps), "",
             "Goal: through deltaserve with 8 simulators, average of the last 20 returns ≥ −250 "
             "in less wall time than in-process torch needs.", "",
+            "deltaserve here: %s; its flags: `%s`." % (
+                " and ".join(sorted({"the C++ simulators (`sim/ppo_sim.cc`, run by "
+                                     "`tools/ppo_cpp.py`)" if "ppo_cpp.py" in r["command"]
+                                     else "the Python example (`client/python/examples/"
+                                     "ppo_pendulum.py`)"
+                                     for r in ppo if r["impl"] == "deltaserve"})),
+                " ".join(sorted({re.sub(r" --seed \d+ --csv \S+", "", r["command"].split(" ", 1)[1])
+                                 for r in ppo if r["impl"] == "deltaserve"}))), "",
             "| seed | impl | reached | env steps | average then | wall s | CPU s (tree) | "
             "load before | steal % |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(ppo, key=lambda r: (r["seed"], r["impl"] != "torch")):
@@ -284,7 +302,12 @@ def main():
     p.add_argument("--ppo-target", type=float, default=-250.0)
     p.add_argument("--ppo-envs", type=int, default=8)
     p.add_argument("--td3-extra", default="", help="more flags for td3_pendulum.py")
-    p.add_argument("--ppo-extra", default="", help="more flags for ppo_pendulum.py")
+    p.add_argument("--ppo-impl", default="cpp", choices=["cpp", "python"],
+                   help="deltaserve PPO: 'cpp', the C++ simulators (sim/ppo_sim.cc through "
+                   "tools/ppo_cpp.py), or 'python', client/python/examples/ppo_pendulum.py")
+    p.add_argument("--ppo-extra", default="",
+                   help="more flags for ppo_sim (--ppo-impl cpp; empty: %s) or "
+                   "ppo_pendulum.py (python)" % CPP_PPO_FLAGS)
     p.add_argument("--resume", action="store_true", help="skip runs already in results.json")
     p.add_argument("--report-only", action="store_true",
                    help="write docs/ from OUT/results.json without running anything")
@@ -336,7 +359,7 @@ def main():
          "TD3 on Pendulum: in-process torch (blue) vs through deltaserve (red)", 10)
     plot(results, "ppo", os.path.join(ROOT, "docs", "ppo_pendulum.png"),
          "PPO on Pendulum, %d simulators: in-process torch (blue) vs through deltaserve (red)"
-         % args.ppo_envs, 20)
+         % args.ppo_envs, 20, yrange="[*:0]")
 
 
 if __name__ == "__main__":

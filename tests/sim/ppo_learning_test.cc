@@ -13,8 +13,11 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "deltaserve/client/replica.h"
+#include "deltaserve/client/trainer_client.h"
 #include "deltaserve/server/core/config.h"
 #include "deltaserve/server/service/server.h"
 #include "deltaserve/sim/ppo_worker.h"
@@ -79,6 +82,76 @@ TEST(PpoLearning, EightAsynchronousSimulatorsBeatARandomPolicyClearly) {
   EXPECT_GT(progress.episodes(), 20);
   EXPECT_GT(progress.average(), kThreshold)
       << "after " << progress.env_steps() << " env steps in " << progress.seconds() << " s";
+}
+
+// The learner's variants all reach every model: the sequential learner
+// (pipeline off) against a value model with the CURRENT surrogate (the
+// simulator Forwards V and sends δ_V), and the pipelined learner against the
+// ANCHORED value model of configs/ppo_pendulum.textproto with the simulators
+// acting on one shared Replica. A short budget: this checks that each model
+// took optimizer steps and nothing was refused, not that it learned.
+void RunShort(const std::string& config_text, bool pipeline, bool shared_replica) {
+  auto config = server::ParseServerConfig(config_text);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto server = server::DeltaServer::Start(*config, {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  PpoModels models;
+  models.policy.server = (*server)->address();
+  models.policy.model = "pendulum_policy";
+  models.value = models.policy;
+  models.value.model = "pendulum_value";
+  models.log_std = models.policy;
+  models.log_std.model = "pendulum_log_std";
+  if (shared_replica) {
+    auto client = client::TrainerClient::Connect(models.policy.server);
+    ASSERT_TRUE(client.ok()) << client.status();
+    auto replica = client::Replica::Create(std::move(*client), "pendulum_policy");
+    ASSERT_TRUE(replica.ok()) << replica.status();
+    models.shared_replica = std::move(*replica);
+  }
+  PpoOptions options;
+  options.pipeline = pipeline;
+  options.seed = 2;
+  constexpr int kShortSimulators = 2;
+  PpoProgress progress(/*max_env_steps=*/2 * 256 * kShortSimulators, 0, -250, 20, true);
+  std::vector<absl::StatusOr<PpoWorkerCounts>> results(kShortSimulators,
+                                                       absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int sim = 0; sim < kShortSimulators; ++sim) {
+    threads.emplace_back(
+        [&, sim] { results[sim] = RunPpoSimulator(sim, models, options, progress); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int sim = 0; sim < kShortSimulators; ++sim) {
+    ASSERT_TRUE(results[sim].ok()) << "simulator " << sim << ": " << results[sim].status();
+    EXPECT_GT(results[sim]->minibatches, 0) << "simulator " << sim;
+    EXPECT_EQ(results[sim]->aborted_dropped, 0) << "simulator " << sim;
+  }
+  for (const char* name : {"pendulum_policy", "pendulum_value", "pendulum_log_std"}) {
+    RunnerOptions runner_options = models.policy;
+    runner_options.model = name;
+    auto runner = Runner::Connect(runner_options);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    auto parameters = (*runner)->GetParameters();
+    ASSERT_TRUE(parameters.ok()) << parameters.status();
+    EXPECT_GT(parameters->version, 0u) << name << " never stepped";
+  }
+}
+
+TEST(PpoLearners, SequentialLearnerWithACurrentValueModelStepsEveryModel) {
+  std::string text = ReadFile(DELTASERVE_PPO_CONFIG);
+  ASSERT_FALSE(text.empty()) << "cannot read " << DELTASERVE_PPO_CONFIG;
+  const std::string anchored = "mode: ANCHORED delta_scale: 1 reduction: MEAN";
+  const size_t at = text.find(anchored);
+  ASSERT_NE(at, std::string::npos) << "the config's value model is no longer ANCHORED/MEAN";
+  text.replace(at, anchored.size(), "mode: CURRENT delta_scale: 1 reduction: SUM");
+  RunShort(text, /*pipeline=*/false, /*shared_replica=*/false);
+}
+
+TEST(PpoLearners, PipelinedLearnerOnASharedReplicaStepsEveryModel) {
+  const std::string text = ReadFile(DELTASERVE_PPO_CONFIG);
+  ASSERT_FALSE(text.empty()) << "cannot read " << DELTASERVE_PPO_CONFIG;
+  RunShort(text, /*pipeline=*/true, /*shared_replica=*/true);
 }
 
 TEST(PpoOptions, InconsistentOptionsAreRefusedBeforeConnecting) {
