@@ -9,7 +9,7 @@
 
 Parts:
   distance  env steps/s of 8 and 64 cartpole_sim processes against one deltaserve, per mode
-            (unary; Session with 1, 4 and 16 one-row Forwards in flight; replica) and per
+            (unary; Session with 1 and 16 one-row Forwards in flight; replica) and per
             round trip: "lo" (both on loopback, the reference) and 0, 1, 10, 50 ms between
             two network namespaces.
   demo      the CartPole demo (scripts/demo.sh's defaults: 8 simulators x 4 environments,
@@ -27,10 +27,11 @@ script starts is stopped, and its namespaces deleted, on every exit (normal, err
 SIGTERM, or the --max-minutes watchdog).
 
 Measurement: per configuration a fresh server; simulators are started, the script waits until
-all are connected (the server's deltaserve_connections) plus a warm-up, then samples the
-server's deltaserve_submitted_rows_total (rows of applied submissions: every CartPole step is
-submitted once, so these are env steps) and its CPU (utime + stime from /proc/PID/stat) at the
-start and end of --seconds. Configurations are interleaved in --rounds rounds; the report is
+all are connected (the server's deltaserve_connections) and have submitted, plus a warm-up,
+then samples a step counter and the server's CPU (utime + stime from /proc/PID/stat) at the
+start and end of --seconds. Env steps: deltaserve_forward_rows_total when the simulators ask
+for actions by round trip (one Forward row per env step), deltaserve_submitted_rows_total in
+replica mode (rows of applied submissions: every step is submitted once). Configurations are interleaved in --rounds rounds; the report is
 the median per configuration. Nothing here asserts a number.
 
 Output: lines "distance rtt=10 mode=session4 sims=8 steps_per_s=... cpu_us_per_step=...",
@@ -327,7 +328,7 @@ class Server:
         CLEANUP.stop(self.proc)
 
 
-def measure(args, server, sims, warmup, seconds):
+def measure(args, server, sims, warmup, seconds, replica=False):
     """(steps/s, server CPU us/step, server CPU cores) over `seconds` after all of `sims`
     connected and `warmup` passed; None if a simulator died or they never connected."""
     deadline = time.monotonic() + 60
@@ -350,8 +351,10 @@ def measure(args, server, sims, warmup, seconds):
     t1, c1, m1 = server.sample()
     if sim_died(args, sims):
         return None
-    rows = m1.get("deltaserve_submitted_rows_total", 0) - m0.get(
-        "deltaserve_submitted_rows_total", 0)
+    # Round trip: one Forward row per env step, counted as it happens. Replica: no Forwards;
+    # rows of applied submissions (whole episodes, so a little lumpy).
+    counter = "deltaserve_submitted_rows_total" if replica else "deltaserve_forward_rows_total"
+    rows = m1.get(counter, 0) - m0.get(counter, 0)
     cpu = c1 - c0
     steps_per_s = rows / (t1 - t0)
     return steps_per_s, (cpu / rows * 1e6 if rows else float("inf")), cpu / (t1 - t0)
@@ -429,7 +432,7 @@ def run_distance_config(args, net, rtt, mode, n):
             if not net.netem:
                 target = start_forwarder(args, server.address, rtt, ns)
         sims = start_sims(args, target, n, MODES[mode], ns)
-        result = measure(args, server, sims, args.warmup, args.seconds)
+        result = measure(args, server, sims, args.warmup, args.seconds, mode == "replica")
         return result
     finally:
         CLEANUP.stop_all([p for p in CLEANUP.procs])
