@@ -362,8 +362,9 @@ def measure(args, server, sims, warmup, seconds, replica=False):
 
 def start_sims(args, server_address, n, mode_flags, ns=None, extra=()):
     sims = []
+    os.makedirs(os.path.join(args.out, "sims"), exist_ok=True)
     for i in range(n):
-        with open(os.path.join(args.out, "sim_%d.err" % i), "w") as err:
+        with open(os.path.join(args.out, "sims", "%d.err" % i), "w") as err:
             sims.append(spawn([args.sim, "--server=" + server_address, "--sim=%d" % i,
                                "--seed=%d" % (1000 + i), "--quiet", *mode_flags, *extra], ns,
                               stderr=err))
@@ -374,7 +375,7 @@ def sim_died(args, sims):
     """True (and says which and why) if a simulator exited."""
     for i, proc in enumerate(sims):
         if proc.poll() is not None:
-            with open(os.path.join(args.out, "sim_%d.err" % i)) as f:
+            with open(os.path.join(args.out, "sims", "%d.err" % i)) as f:
                 tail = f.read()[-600:]
             log("bench_distance: simulator %d exited with %s: %s" % (i, proc.returncode, tail))
             return True
@@ -692,7 +693,13 @@ def main():
     p.add_argument("--warmup", type=float, default=None, help="seconds after all connected")
     p.add_argument("--rate", default="100mbit", help="tbf bandwidth cap on both veth ends")
     p.add_argument("--rtts", default="lo,0,1,10,50", help="'lo' = loopback, else ms")
-    p.add_argument("--demo-time-limit", type=float, default=None)
+    p.add_argument("--combos", dest="combos_text", default=None,
+                   help="distance part: SIMS:MODE,... (modes: %s)" % ", ".join(MODES))
+    p.add_argument("--demo-variants", default="4:roundtrip,1:replica",
+                   help="demo part: ENVS:ACTIONS,... (8 simulators each)")
+    p.add_argument("--demo-seeds", default="1", help="demo part: seeds, comma-separated")
+    p.add_argument("--demo-time-limit", type=float, default=None,
+                   help="seconds (default 30; --quick: 15)")
     p.add_argument("--max-minutes", type=float, default=20, help="watchdog for the whole run")
     p.add_argument("--out", default=os.path.join(REPO, "out", "bench_distance"))
     p.add_argument("--plot-dir", default=None, help="write distance.png / growth.png here")
@@ -700,9 +707,10 @@ def main():
     args = p.parse_args()
     args.rtts = parse_rtt(args.rtts)
     args.combos = [(8, "unary"), (8, "session1"), (8, "session16"), (8, "replica"),
-                   (64, "unary"), (64, "session16")]
-    args.demo_seeds = [1]
-    args.demo_variants = [(4, "roundtrip"), (16, "roundtrip"), (1, "replica")]
+                   (64, "session16")]
+    args.demo_seeds = [int(x) for x in args.demo_seeds.split(",")]
+    args.demo_variants = [(int(v.split(":")[0]), v.split(":")[1])
+                          for v in args.demo_variants.split(",")]
     args.growth_sims = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     args.growth_params = [1e3, 1e4, 1e5, 1e6, 1e7]
     args.growth_params_sims = 8
@@ -711,14 +719,19 @@ def main():
         rounds, seconds, warmup, demo_limit = 1, 1.0, 0.5, 15.0
         args.combos = [(8, "unary"), (8, "session16"), (8, "replica")]
         args.rtts = [r for r in args.rtts if r in ("lo", 10.0)] or args.rtts
-        args.demo_seeds = [1]
-        args.demo_variants = [(4, "roundtrip")]
+        args.demo_variants = args.demo_variants[:1]
         args.growth_sims = [1, 8, 64]
         args.growth_params = [1e3, 1e6]
     if args.tiny:
         rounds, seconds, warmup = 1, 0.5, 0.3
         args.combos = [(2, "session1")]
         args.rtts = [10.0]
+    if args.combos_text:
+        args.combos = [(int(c.split(":")[0]), c.split(":")[1])
+                       for c in args.combos_text.split(",")]
+        for _, mode in args.combos:
+            if mode not in MODES:
+                raise SystemExit("bench_distance: unknown mode %r in --combos" % mode)
     args.rounds = args.rounds or rounds
     args.seconds = args.seconds or seconds
     args.warmup = args.warmup if args.warmup is not None else warmup
