@@ -608,48 +608,51 @@ def report(args):
 def plot(args, dist, demo, growth):
     os.makedirs(args.plot_dir, exist_ok=True)
     out = args.out
-    script = ['set terminal pngcairo size 1100,500 font ",10"', "set grid", "set key outside"]
+    script = ['set terminal pngcairo size 1200,520 font ",10"', "set grid",
+              "set key inside bottom left box opaque", "set logscale xy",
+              'set format x "%g"']
     if dist or demo:
         script += [
             'set output "%s/distance.png"' % args.plot_dir,
             "set multiplot layout 1,2",
-            "set logscale xy", 'set xlabel "round trip, ms (loopback drawn at 0.03, 0 ms at 0.1)"',
+            'set xlabel "round trip, ms (loopback drawn at 0.03, 0 ms at 0.1)"',
             'set ylabel "env steps/s"',
             'set title "env steps/s against round trip (%s)"' % args.note,
         ]
         if dist:
-            lines = []
-            i = 0
-            for n, mode in args.combos:
-                lines.append('"%s/distance.dat" index %d using 1:2 with linespoints '
-                             'title "%d sims, %s"' % (out, i, n, mode))
-                i += 1
+            lines = ['"%s/distance.dat" index %d using 1:2 with linespoints lw 2 '
+                     'title "%d sims, %s"' % (out, i, n, mode)
+                     for i, (n, mode) in enumerate(args.combos)]
             script.append("plot " + ", ".join(lines))
         else:
-            script.append("plot 0 notitle")
-        script += ['set title "demo: seconds to solve (not solved: not drawn)"',
-                   'set ylabel "seconds to solve"']
+            script.append("plot 1 notitle")
+        script += ['set title "CartPole demo: seconds to solve (not solved in %g s: not drawn)"'
+                   % args.demo_time_limit, 'set ylabel "seconds to solve"',
+                   "set key inside top left box opaque"]
         if demo:
-            lines = ['"%s/demo.dat" index %d using 1:2 with linespoints title "8 x %d env, %s"'
-                     % (out, i, v[0], v[1]) for i, v in enumerate(args.demo_variants)]
+            lines = ['"%s/demo.dat" index %d using 1:2 with linespoints lw 2 '
+                     'title "8 sims x %d env, %s"' % (out, i, v[0], v[1])
+                     for i, v in enumerate(args.demo_variants)]
             script.append("plot " + ", ".join(lines))
         else:
-            script.append("plot 0 notitle")
-        script += ["unset multiplot", "unset logscale"]
+            script.append("plot 1 notitle")
+        script += ["unset multiplot"]
     if growth:
         script += [
             'set output "%s/growth.png"' % args.plot_dir,
-            "set multiplot layout 1,2", "set logscale x", "set logscale y",
-            "set y2tics", "set logscale y2", "set ytics nomirror",
+            "set multiplot layout 1,2", "set key inside top right box opaque",
+            "set y2tics", "set logscale y2", "set ytics nomirror", 'set format y2 "%g"',
             'set ylabel "env steps/s"', 'set y2label "server CPU us per env step"',
-            'set xlabel "simulator processes (model 4-32-2)"',
+            'set xlabel "simulator processes (model 4-32-2, 226 parameters)"',
             'set title "against simulators (%s)"' % args.note,
-            'plot "%s/growth_sims.dat" using 1:3 with linespoints title "steps/s" axes x1y1, '
-            '"" using 1:4 with linespoints title "CPU us/step" axes x1y2' % out,
-            'set xlabel "model parameters (8 simulators)"',
+            'plot "%s/growth_sims.dat" using 1:3 with linespoints lw 2 title "env steps/s" '
+            'axes x1y1, "" using 1:4 with linespoints lw 2 title "server CPU us/step" axes x1y2'
+            % out,
+            'set xlabel "model parameters (4-h-h-2, 8 simulators)"', 'set format x "10^{%L}"',
             'set title "against model size"',
-            'plot "%s/growth_params.dat" using 2:3 with linespoints title "steps/s" axes x1y1, '
-            '"" using 2:4 with linespoints title "CPU us/step" axes x1y2' % out,
+            'plot "%s/growth_params.dat" using 2:3 with linespoints lw 2 title "env steps/s" '
+            'axes x1y1, "" using 2:4 with linespoints lw 2 title "server CPU us/step" axes x1y2'
+            % out,
             "unset multiplot",
         ]
     subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True, check=True)
@@ -704,6 +707,8 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "out", "bench_distance"))
     p.add_argument("--plot-dir", default=None, help="write distance.png / growth.png here")
     p.add_argument("--note", default="shared 2-core machine", help="in the plot titles")
+    p.add_argument("--plot-only", action="store_true",
+                   help="redraw --plot-dir from the .dat files a run left in --out")
     args = p.parse_args()
     args.rtts = parse_rtt(args.rtts)
     args.combos = [(8, "unary"), (8, "session1"), (8, "session16"), (8, "replica"),
@@ -736,6 +741,10 @@ def main():
     args.seconds = args.seconds or seconds
     args.warmup = args.warmup if args.warmup is not None else warmup
     args.demo_time_limit = args.demo_time_limit or demo_limit
+    if args.plot_only:
+        names = os.listdir(args.out)
+        plot(args, "distance.dat" in names, "demo.dat" in names, "growth_sims.dat" in names)
+        return 0
     for name in ("server", "sim", "forwarder"):
         if not args.dry_run:
             setattr(args, name, release_binary(getattr(args, name), name))
