@@ -702,7 +702,7 @@ def main():
                    help="demo part: ENVS:ACTIONS,... (8 simulators each)")
     p.add_argument("--demo-seeds", default="1", help="demo part: seeds, comma-separated")
     p.add_argument("--demo-time-limit", type=float, default=None,
-                   help="seconds (default 30; --quick: 15)")
+                   help="seconds (default 30; --quick: 10)")
     p.add_argument("--max-minutes", type=float, default=20, help="watchdog for the whole run")
     p.add_argument("--out", default=os.path.join(REPO, "out", "bench_distance"))
     p.add_argument("--plot-dir", default=None, help="write distance.png / growth.png here")
@@ -721,11 +721,11 @@ def main():
     args.growth_params_sims = 8
     rounds, seconds, warmup, demo_limit = 2, 1.5, 0.5, 30.0
     if args.quick:
-        rounds, seconds, warmup, demo_limit = 1, 1.0, 0.5, 15.0
+        rounds, seconds, warmup, demo_limit = 1, 1.0, 0.3, 10.0
         args.combos = [(8, "unary"), (8, "session16"), (8, "replica")]
         args.rtts = [r for r in args.rtts if r in ("lo", 10.0)] or args.rtts
         args.demo_variants = args.demo_variants[:1]
-        args.growth_sims = [1, 8, 64]
+        args.growth_sims = [1, 16]
         args.growth_params = [1e3, 1e6]
     if args.tiny:
         rounds, seconds, warmup = 1, 0.5, 0.3
