@@ -425,7 +425,8 @@ def run_distance_config(args, net, rtt, mode, n):
             target = server.address
             ns = None
         else:
-            net.set_rtt(rtt) if net.netem else None
+            if net.netem:
+                net.set_rtt(rtt)
             server = Server(args, config, ns=net.trainer_ns, host=TRAINER_ADDR,
                             tag="server_dist")
             target = server.address
@@ -463,7 +464,8 @@ def run_demo(args, net, rtt, seed, variant):
             server = Server(args, config, tag="demo_lo")
             target, ns = server.address, None
         else:
-            net.set_rtt(rtt) if net.netem else None
+            if net.netem:
+                net.set_rtt(rtt)
             server = Server(args, config, ns=net.trainer_ns, host=TRAINER_ADDR, tag="demo_dist")
             target, ns = server.address, net.sims_ns
             if not net.netem:
