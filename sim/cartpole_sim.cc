@@ -53,7 +53,7 @@ ABSL_FLAG(double, max_seconds, 0, "stop after this many seconds; 0 = no limit");
 ABSL_FLAG(int, envs, 1,
           "environments stepped in lockstep; each step is one Forward of --envs rows");
 ABSL_FLAG(int, episodes_per_submit, 2, "whole episodes per SubmitDelta");
-ABSL_FLAG(int, submits_in_flight, 2,
+ABSL_FLAG(int, submits_in_flight, 1,
           "SubmitDelta answers the simulator may be waiting for while it acts on (0 = wait for "
           "each before the next step; at most 32)");
 ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");

@@ -214,6 +214,7 @@ absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionB
                                  std::map<std::string, double> metrics) {
   if (options_.submits_in_flight == 0) return Submit(acted, build, metrics).status();
   DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  policy_->AwaitVersion(answered_version_, client_->options().timeout);
   in_flight_.push_back(std::async(
       std::launch::async,
       [this, acted, build = std::move(build), metrics = std::move(metrics)]() -> SubmitOutcome {
@@ -250,6 +251,7 @@ absl::Status Runner::TakeAnswers(int keep) {
     DELTASERVE_RETURN_IF_ERROR(outcome.result.status());
     ++counts_.submits;
     if (outcome.result->stepped) ++counts_.steps;
+    answered_version_ = std::max(answered_version_, outcome.result->version);
   }
   return absl::OkStatus();
 }

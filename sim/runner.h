@@ -132,7 +132,12 @@ class Runner {
   // counts in counts() as Submit's do; the first failed one (after its
   // retries) is returned by this call or the next, or by Drain, and the
   // simulator is expected to stop. `build` and `metrics` are copied; `build`
-  // must own what it reads. With submits_in_flight 0 it is Submit.
+  // must own what it reads. Before returning it waits (up to the client's
+  // timeout) until the PolicySource acts with the weights of the newest
+  // answer taken: a simulator acting on a replica runs ahead of the weights
+  // by the submissions in flight, no more (acting further ahead on stale
+  // weights made REINFORCE collapse, docs/benchmarks.md). With
+  // submits_in_flight 0 it is Submit.
   absl::Status SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
                            std::map<std::string, double> metrics = {});
   // Waits for every submission in flight; the first failure among them, if any.
@@ -176,6 +181,7 @@ class Runner {
   // Transport::kSession: null until first use.
   std::shared_ptr<client::Session> session_ ABSL_GUARDED_BY(session_mu_);
   RunnerCounts counts_;
+  uint64_t answered_version_ = 0;  // the newest version a taken answer reported
   // Last, so that it goes first: each future's destructor waits for its thread.
   std::deque<std::future<SubmitOutcome>> in_flight_;
 };
