@@ -8,7 +8,8 @@
 // X = observations, ỹ = the logits acted on, δ = ∂loss/∂logits and the oldest
 // version used, and acts on without waiting for the answer: at most
 // --submits_in_flight submissions unanswered at once (the next one waits for
-// the oldest answer; 0 = wait for each). Every answer is still taken and
+// the oldest answer; 0 = wait for each; by default 1 with roundtrip actions,
+// 0 with a replica). Every answer is still taken and
 // counted, a failed one (after sim/retry.h's retries) still ends the
 // simulator, and all are in before the summary line. Many of these
 // processes can train one model concurrently.
@@ -53,9 +54,10 @@ ABSL_FLAG(double, max_seconds, 0, "stop after this many seconds; 0 = no limit");
 ABSL_FLAG(int, envs, 1,
           "environments stepped in lockstep; each step is one Forward of --envs rows");
 ABSL_FLAG(int, episodes_per_submit, 2, "whole episodes per SubmitDelta");
-ABSL_FLAG(int, submits_in_flight, 1,
+ABSL_FLAG(int, submits_in_flight, -1,
           "SubmitDelta answers the simulator may be waiting for while it acts on (0 = wait for "
-          "each before the next step; at most 32)");
+          "each before the next step; at most 32); -1 = 1 with --actions=roundtrip, 0 with "
+          "replica");
 ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");
 ABSL_FLAG(std::string, baseline, "normalised", "'none', 'normalised' or 'timestep'");
 ABSL_FLAG(bool, quiet, false, "print only the summary line");
@@ -146,7 +148,12 @@ absl::StatusOr<int> Run() {
 
   RunnerOptions options = RunnerOptionsFromFlags();
   options.actions = absl::GetFlag(FLAGS_actions);
-  options.submits_in_flight = absl::GetFlag(FLAGS_submits_in_flight);
+  // A replica's weights trail the submissions; acting on while they travel
+  // made REINFORCE collapse on some seeds (docs/benchmarks.md), so a replica
+  // waits for each answer unless asked otherwise.
+  const int submits_in_flight = absl::GetFlag(FLAGS_submits_in_flight);
+  options.submits_in_flight =
+      submits_in_flight >= 0 ? submits_in_flight : (options.actions == "roundtrip" ? 1 : 0);
   options.input_dim = CartPole::kObservationDim;
   options.output_dim = CartPole::kNumActions;
   options.task = "CartPole";
