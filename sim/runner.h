@@ -134,9 +134,9 @@ class Runner {
   // simulator is expected to stop. `build` and `metrics` are copied; `build`
   // must own what it reads. Before returning it waits (up to the client's
   // timeout) until the PolicySource acts with the weights of the newest
-  // answer taken: a simulator acting on a replica runs ahead of the weights
-  // by the submissions in flight, no more (acting further ahead on stale
-  // weights made REINFORCE collapse, docs/benchmarks.md). With
+  // answer taken, so a simulator on a replica runs ahead of the weights by
+  // the submissions in flight and no more (even so, REINFORCE on a replica
+  // collapsed on some seeds with 1 in flight: docs/demo.md). With
   // submits_in_flight 0 it is Submit.
   absl::Status SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
                            std::map<std::string, double> metrics = {});
