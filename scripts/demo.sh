@@ -19,7 +19,9 @@
 #   TARGET=475          average return that counts as solved
 #   CONFIG=configs/cartpole.textproto
 #   OUT_DIR=out/demo    where curve.csv, curve.png and the logs go
-#   SIM_ARGS=""         extra flags for every cartpole_sim (e.g. --episodes_per_submit=4)
+#   SIM_ARGS=""         extra flags for every cartpole_sim (e.g. --episodes_per_submit=4, or
+#                       --submits_in_flight=0 to wait for every SubmitDelta answer; the
+#                       default keeps 1 in flight with roundtrip, 0 with replica)
 #
 # Exit code 0 only when solved. Everything started here is stopped on exit.
 set -euo pipefail

@@ -6,7 +6,13 @@
 // --envs=K it steps K environments in lockstep with one K-row Forward. After
 // --episodes_per_submit whole episodes it sends one SubmitDelta with
 // X = observations, ỹ = the logits acted on, δ = ∂loss/∂logits and the oldest
-// version used. Many of these processes can train one model concurrently.
+// version used, and acts on without waiting for the answer: at most
+// --submits_in_flight submissions unanswered at once (the next one waits for
+// the oldest answer; 0 = wait for each; by default 1 with roundtrip actions,
+// 0 with a replica). Every answer is still taken and
+// counted, a failed one (after sim/retry.h's retries) still ends the
+// simulator, and all are in before the summary line. Many of these
+// processes can train one model concurrently.
 // --server and --model: sim/runner_flags.h.
 //
 // stdout, one line per episode (machine-readable, for scripts/demo.sh):
@@ -48,6 +54,10 @@ ABSL_FLAG(double, max_seconds, 0, "stop after this many seconds; 0 = no limit");
 ABSL_FLAG(int, envs, 1,
           "environments stepped in lockstep; each step is one Forward of --envs rows");
 ABSL_FLAG(int, episodes_per_submit, 2, "whole episodes per SubmitDelta");
+ABSL_FLAG(int, submits_in_flight, -1,
+          "SubmitDelta answers the simulator may be waiting for while it acts on (0 = wait for "
+          "each before the next step; at most 32); -1 = 1 with --actions=roundtrip, 0 with "
+          "replica");
 ABSL_FLAG(double, gamma, 0.99, "discount of the returns-to-go");
 ABSL_FLAG(std::string, baseline, "normalised", "'none', 'normalised' or 'timestep'");
 ABSL_FLAG(bool, quiet, false, "print only the summary line");
@@ -113,15 +123,17 @@ class CartPoleFleet {
   std::vector<EpisodeBuffer> running_;
 };
 
-// Submits the finished episodes (δ recomputed at fresh logits after ABORTED).
+// Sends the finished episodes (δ recomputed at fresh logits after ABORTED)
+// without waiting for the answer (Runner::SubmitAsync).
 absl::Status SubmitEpisodes(const EpisodeBuffer& finished, const ReinforceOptions& options,
                             Runner& runner) {
-  const ReinforceBatch batch = MakeReinforceBatch(finished, options);
-  const SubmissionBuilder build = [&](const client::ForwardResult& logits) {
-    return client::DeltaSubmission{batch.inputs, logits.outputs,
-                                   SoftmaxDeltas(batch, logits.outputs), logits.version};
+  auto batch = std::make_shared<const ReinforceBatch>(MakeReinforceBatch(finished, options));
+  SubmissionBuilder build = [batch](const client::ForwardResult& logits) {
+    return client::DeltaSubmission{batch->inputs, logits.outputs,
+                                   SoftmaxDeltas(*batch, logits.outputs), logits.version};
   };
-  return runner.Submit({batch.acted, batch.version}, build, EpisodeMetrics(finished)).status();
+  return runner.SubmitAsync({batch->acted, batch->version}, std::move(build),
+                            EpisodeMetrics(finished));
 }
 
 absl::StatusOr<int> Run() {
@@ -136,6 +148,12 @@ absl::StatusOr<int> Run() {
 
   RunnerOptions options = RunnerOptionsFromFlags();
   options.actions = absl::GetFlag(FLAGS_actions);
+  // A replica's weights trail the submissions; acting on while they travel
+  // made REINFORCE collapse on some seeds (docs/benchmarks.md), so a replica
+  // waits for each answer unless asked otherwise.
+  const int submits_in_flight = absl::GetFlag(FLAGS_submits_in_flight);
+  options.submits_in_flight =
+      submits_in_flight >= 0 ? submits_in_flight : (options.actions == "roundtrip" ? 1 : 0);
   options.input_dim = CartPole::kObservationDim;
   options.output_dim = CartPole::kNumActions;
   options.task = "CartPole";
@@ -169,6 +187,7 @@ absl::StatusOr<int> Run() {
     DELTASERVE_RETURN_IF_ERROR(SubmitEpisodes(finished, reinforce, *runner));
     finished.Clear();
   }
+  DELTASERVE_RETURN_IF_ERROR(runner->Drain());
   Report(
       "summary sim=%d episodes=%d steps=%d submits=%d aborted=%d mean_return_last100=%.1f "
       "seconds=%.3f\n",

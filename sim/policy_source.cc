@@ -36,6 +36,10 @@ class ReplicaSource final : public PolicySource {
     return version;
   }
 
+  void AwaitVersion(uint64_t min_version, absl::Duration timeout) override {
+    replica_->WaitForVersion(min_version, timeout);
+  }
+
  private:
   std::unique_ptr<client::Replica> replica_;
   model::Mlp::Workspace workspace_;

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "deltaserve/client/trainer_client.h"
 #include "deltaserve/model/spec.h"
 
@@ -26,6 +27,14 @@ class PolicySource {
   // Not thread-safe: one PolicySource per simulator thread.
   virtual absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                            model::Matrix* outputs) = 0;
+
+  // Waits until the outputs come from version ≥ min_version or `timeout`
+  // passes (then later outputs are just older; not an error). A round trip
+  // always answers at the server's latest version: returns at once.
+  virtual void AwaitVersion(uint64_t min_version, absl::Duration timeout) {
+    (void)min_version;
+    (void)timeout;
+  }
 };
 
 // One Forward round trip, however it travels (sim::Runner: a Session or a

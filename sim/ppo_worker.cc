@@ -511,9 +511,9 @@ class Simulator {
         value_s.version = v.version;
       }
       previous = std::move(current);
-      previous.submit_mu = policy_->SubmitAsync(policy_s);
-      previous.submit_log_std = log_std_->SubmitAsync(log_std_s);
-      previous.submit_value = value_->SubmitAsync(value_s);
+      previous.submit_mu = policy_->SubmitDeltaAsync(policy_s);
+      previous.submit_log_std = log_std_->SubmitDeltaAsync(log_std_s);
+      previous.submit_value = value_->SubmitDeltaAsync(value_s);
       ++counts_.minibatches;
       current = InFlight();
       if (k + 1 < batches.size()) issue(current, batches[k + 1]);

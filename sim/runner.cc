@@ -45,6 +45,11 @@ std::string AbslUnparseFlag(Transport transport) { return std::string(TransportN
 absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
   // The runner's RetryPolicy (retry.h) is the simulators' only retry layer:
   // the client's own SubmitDelta retries would nest inside its backoff.
+  if (options.submits_in_flight < 0 || options.submits_in_flight > kMaxSubmitsInFlight) {
+    return absl::InvalidArgumentError(absl::StrCat("submits_in_flight: expected 0 to ",
+                                                   kMaxSubmitsInFlight, ", got ",
+                                                   options.submits_in_flight));
+  }
   client::ClientOptions client_options;
   client_options.submit_retries = 0;
   client_options.security = options.security;
@@ -92,15 +97,30 @@ absl::StatusOr<client::ForwardResult> Runner::Fetch(const Eigen::Ref<const model
                                             [&] { return ForwardOnce(inputs); });
 }
 
-absl::StatusOr<client::Session*> Runner::SessionOrOpen() {
+Runner::~Runner() {
+  for (std::future<SubmitOutcome>& answer : in_flight_) answer.wait();
+}
+
+absl::StatusOr<std::shared_ptr<client::Session>> Runner::SessionOrOpen() {
+  absl::MutexLock lock(&session_mu_);
   if (session_ == nullptr) {
-    DELTASERVE_ASSIGN_OR_RETURN(
-        session_,
-        client_->OpenSession(options_.session_in_flight > 0  ? options_.session_in_flight
-                             : options_.rows_per_forward > 0 ? client::kDefaultSessionInFlight
-                                                             : 1));
+    // Several calls at once (pieces of a Forward, or submissions in flight
+    // beside the simulator's Forward) need room on the stream; one at a time
+    // needs one place.
+    const int in_flight = options_.session_in_flight > 0 ? options_.session_in_flight
+                          : options_.rows_per_forward > 0 || options_.submits_in_flight > 0
+                              ? client::kDefaultSessionInFlight
+                              : 1;
+    DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<client::Session> opened,
+                                client_->OpenSession(in_flight));
+    session_ = std::move(opened);
   }
-  return session_.get();
+  return session_;
+}
+
+void Runner::DropSession(const std::shared_ptr<client::Session>& ended) {
+  absl::MutexLock lock(&session_mu_);
+  if (session_ == ended) session_.reset();
 }
 
 absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
@@ -109,9 +129,9 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardOnce(
     return ForwardInPieces(inputs);
   }
   if (options_.transport == Transport::kUnary) return client_->Forward(inputs, options_.model);
-  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::Session> session, SessionOrOpen());
   absl::StatusOr<client::ForwardResult> result = session->ForwardSync(inputs, options_.model);
-  if (absl::IsUnavailable(result.status())) session_.reset();
+  if (absl::IsUnavailable(result.status())) DropSession(session);
   return result;
 }
 
@@ -136,7 +156,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
     }
     return all;
   }
-  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::Session> session, SessionOrOpen());
   std::vector<std::future<absl::StatusOr<client::ForwardResult>>> answers;
   for (Eigen::Index first = 0; first < rows; first += piece) {
     answers.push_back(
@@ -152,7 +172,7 @@ absl::StatusOr<client::ForwardResult> Runner::ForwardInPieces(
     }
     status.Update(take(static_cast<Eigen::Index>(i) * piece, answers[i].get()));
   }
-  if (absl::IsUnavailable(status)) session_.reset();
+  if (absl::IsUnavailable(status)) DropSession(session);
   DELTASERVE_RETURN_IF_ERROR(status);
   return all;
 }
@@ -161,10 +181,10 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::SubmitOnce(
     const client::DeltaSubmission& submission) {
   if (options_.transport == Transport::kUnary)
     return client_->SubmitDelta(submission, options_.model);
-  DELTASERVE_ASSIGN_OR_RETURN(client::Session * session, SessionOrOpen());
+  DELTASERVE_ASSIGN_OR_RETURN(std::shared_ptr<client::Session> session, SessionOrOpen());
   absl::StatusOr<client::SubmitDeltaResult> result =
       session->SubmitDeltaSync(submission, options_.model);
-  if (absl::IsUnavailable(result.status())) session_.reset();
+  if (absl::IsUnavailable(result.status())) DropSession(session);
   return result;
 }
 
@@ -184,17 +204,17 @@ std::future<absl::StatusOr<client::ForwardResult>> Runner::FetchAsync(
   if (options_.transport == Transport::kUnary) {
     return Ready(client_->Forward(inputs, options_.model));
   }
-  absl::StatusOr<client::Session*> session = SessionOrOpen();
+  absl::StatusOr<std::shared_ptr<client::Session>> session = SessionOrOpen();
   if (!session.ok()) return Ready<client::ForwardResult>(session.status());
   return (*session)->Forward(inputs, options_.model);
 }
 
-std::future<absl::StatusOr<client::SubmitDeltaResult>> Runner::SubmitAsync(
+std::future<absl::StatusOr<client::SubmitDeltaResult>> Runner::SubmitDeltaAsync(
     const client::DeltaSubmission& submission) {
   if (options_.transport == Transport::kUnary) {
     return Ready(client_->SubmitDelta(submission, options_.model));
   }
-  absl::StatusOr<client::Session*> session = SessionOrOpen();
+  absl::StatusOr<std::shared_ptr<client::Session>> session = SessionOrOpen();
   if (!session.ok()) return Ready<client::SubmitDeltaResult>(session.status());
   return (*session)->SubmitDelta(submission, options_.model);
 }
@@ -221,6 +241,52 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
   ++counts_.submits;
   if (result.stepped) ++counts_.steps;
   return result;
+}
+
+absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
+                                 std::map<std::string, double> metrics) {
+  if (options_.submits_in_flight == 0) return Submit(acted, build, metrics).status();
+  DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  policy_->AwaitVersion(answered_version_, client_->options().timeout);
+  in_flight_.push_back(std::async(
+      std::launch::async,
+      [this, acted, build = std::move(build), metrics = std::move(metrics)]() -> SubmitOutcome {
+        const SubmissionBuilder with_metrics = [&](const client::ForwardResult& outputs) {
+          client::DeltaSubmission submission = build(outputs);
+          if (!metrics.empty()) submission.metrics = metrics;
+          return submission;
+        };
+        // SubmitOnce and ForwardOnce touch only the client (thread-safe) and
+        // the Session under session_mu_.
+        SubmitRpcs rpcs;
+        rpcs.submit = [this](const client::DeltaSubmission& submission) {
+          return SubmitOnce(submission);
+        };
+        rpcs.refetch = [this](const model::Matrix& inputs) { return ForwardOnce(inputs); };
+        SubmitOutcome outcome;
+        outcome.result =
+            SubmitWithRetry(options_.retry, rpcs, with_metrics, acted, &outcome.retries);
+        return outcome;
+      }));
+  return absl::OkStatus();
+}
+
+absl::Status Runner::Drain() { return TakeAnswers(0); }
+
+absl::Status Runner::TakeAnswers(int keep) {
+  while (!in_flight_.empty() &&
+         (static_cast<int>(in_flight_.size()) > keep ||
+          in_flight_.front().wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
+    SubmitOutcome outcome = in_flight_.front().get();
+    in_flight_.pop_front();
+    counts_.retries.refetches += outcome.retries.refetches;
+    counts_.retries.backoffs += outcome.retries.backoffs;
+    DELTASERVE_RETURN_IF_ERROR(outcome.result.status());
+    ++counts_.submits;
+    if (outcome.result->stepped) ++counts_.steps;
+    answered_version_ = std::max(answered_version_, outcome.result->version);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace deltaserve::sim

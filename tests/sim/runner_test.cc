@@ -1,7 +1,10 @@
 // Runner::Act with rows_per_forward: one Forward call per piece of the rows
 // (on a Session all in flight at once, unary one after another) gives
 // exactly the outputs of one call with every row, at the same version, on a
-// real server on loopback.
+// real server on loopback. Runner::SubmitAsync with submits_in_flight: the
+// simulator acts on while its submissions are held by the server's learner
+// (a closed HeldGate), at most submits_in_flight are unanswered, every one
+// is counted once answered and a failed one is reported by Drain.
 #include "deltaserve/sim/runner.h"
 
 #include <memory>
@@ -13,6 +16,7 @@
 #include "deltaserve/server/core/config.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/service/server.h"
+#include "deltaserve/tests/server/held_gate.h"
 #include "deltaserve/tests/server/metrics_scrape.h"
 #include "gtest/gtest.h"
 
@@ -93,6 +97,135 @@ INSTANTIATE_TEST_SUITE_P(Transports, RowsPerForwardTest,
                          [](const ::testing::TestParamInfo<RowsPerForwardTest::ParamType>& info) {
                            return std::string(TransportName(std::get<0>(info.param))) + "_" +
                                   std::to_string(std::get<1>(info.param)) + "_rows";
+                         });
+
+model::Matrix Inputs(Eigen::Index rows, Eigen::Index cols) {
+  model::Matrix inputs(rows, cols);
+  for (Eigen::Index i = 0; i < inputs.size(); ++i) {
+    inputs.data()[i] = 0.1f * static_cast<float>(i % 17) - 0.8f;
+  }
+  return inputs;
+}
+
+// δ = 0.1 for every output at the outputs acted on (a valid submission).
+SubmissionBuilder Build(model::Matrix inputs) {
+  return [inputs](const client::ForwardResult& at) {
+    return client::DeltaSubmission{inputs, at.outputs,
+                                   model::Matrix::Constant(at.outputs.rows(), 2, 0.1f), at.version};
+  };
+}
+
+class SubmitsInFlightTest : public ::testing::TestWithParam<Transport> {
+ protected:
+  void SetUp() override {
+    auto config = server::ParseServerConfig(kConfig);
+    ASSERT_TRUE(config.ok()) << config.status();
+    gate_ = std::make_shared<server::testing::HeldGate>();
+    gate_->Close();  // Before the learner starts: it takes nothing until opened.
+    server::ServerOptions options;
+    options.learner_gate = gate_;
+    auto server = server::DeltaServer::Start(*config, options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+  void TearDown() override {
+    if (gate_ != nullptr) gate_->Open();  // Nothing stays held when a check failed.
+  }
+
+  absl::StatusOr<std::unique_ptr<Runner>> Connect(int submits_in_flight) {
+    RunnerOptions options;
+    options.server = server_->address();
+    options.transport = GetParam();
+    options.submits_in_flight = submits_in_flight;
+    return Runner::Connect(options);
+  }
+
+  std::shared_ptr<server::testing::HeldGate> gate_;
+  std::unique_ptr<server::DeltaServer> server_;
+};
+
+TEST_P(SubmitsInFlightTest, KeepsActingWhileSubmissionsAreHeldAndBoundsThem) {
+  auto connected = Connect(2);
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  std::unique_ptr<Runner>& runner = *connected;
+  const model::Matrix inputs = Inputs(3, 4);
+  auto acted = runner->Fetch(inputs);
+  ASSERT_TRUE(acted.ok()) << acted.status();
+
+  // The learner is held: no submission can be answered, yet two are sent
+  // and the simulator goes on acting.
+  ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
+  ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
+  EXPECT_EQ(runner->submits_in_flight(), 2);
+  EXPECT_EQ(runner->counts().submits, 0);
+  model::Matrix outputs;
+  for (int step = 0; step < 20; ++step) {
+    auto version = runner->Act(inputs, &outputs);
+    ASSERT_TRUE(version.ok()) << "step " << step << ": " << version.status();
+    EXPECT_EQ(*version, acted->version);  // Nothing applied while the learner is held.
+  }
+  EXPECT_EQ(runner->counts().submits, 0);
+
+  // A third may be sent only once the oldest is answered: the learner takes
+  // one batch, and SubmitAsync returns after taking at least that answer.
+  gate_->PassOnce();
+  ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
+  EXPECT_GE(runner->counts().submits, 1);
+  EXPECT_LE(runner->submits_in_flight(), 2);
+
+  // Every submission is answered and counted once, none lost.
+  gate_->Open();
+  const absl::Status drained = runner->Drain();
+  EXPECT_TRUE(drained.ok()) << drained;
+  EXPECT_EQ(runner->submits_in_flight(), 0);
+  EXPECT_EQ(runner->counts().submits, 3);
+  auto after = runner->Fetch(inputs);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_GT(after->version, acted->version);
+}
+
+TEST_P(SubmitsInFlightTest, AFailedSubmissionIsReportedByDrain) {
+  gate_->Open();
+  auto connected = Connect(1);
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  std::unique_ptr<Runner>& runner = *connected;
+  auto acted = runner->Fetch(Inputs(2, 4));
+  ASSERT_TRUE(acted.ok()) << acted.status();
+  // Three input columns for a model of four: the server refuses it, after
+  // SubmitAsync has returned; Drain reports it and nothing is counted.
+  ASSERT_TRUE(runner->SubmitAsync(*acted, Build(Inputs(2, 3))).ok());
+  const absl::Status drained = runner->Drain();
+  EXPECT_EQ(drained.code(), absl::StatusCode::kInvalidArgument) << drained;
+  EXPECT_EQ(runner->counts().submits, 0);
+  EXPECT_EQ(runner->submits_in_flight(), 0);
+}
+
+TEST_P(SubmitsInFlightTest, WithNoneInFlightSubmitAsyncWaitsForTheAnswer) {
+  gate_->Open();
+  auto connected = Connect(0);
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  std::unique_ptr<Runner>& runner = *connected;
+  const model::Matrix inputs = Inputs(2, 4);
+  auto acted = runner->Fetch(inputs);
+  ASSERT_TRUE(acted.ok()) << acted.status();
+  ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
+  EXPECT_EQ(runner->counts().submits, 1);
+  EXPECT_EQ(runner->submits_in_flight(), 0);
+}
+
+TEST_P(SubmitsInFlightTest, ConnectRefusesABoundOutOfRange) {
+  for (int bad : {-1, kMaxSubmitsInFlight + 1}) {
+    auto connected = Connect(bad);
+    EXPECT_EQ(connected.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(connected.status().message().find("submits_in_flight"), absl::string_view::npos)
+        << connected.status();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, SubmitsInFlightTest,
+                         ::testing::Values(Transport::kSession, Transport::kUnary),
+                         [](const ::testing::TestParamInfo<Transport>& info) {
+                           return std::string(TransportName(info.param));
                          });
 
 }  // namespace
