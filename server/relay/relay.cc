@@ -278,6 +278,7 @@ bool Relay::Apply(Mirror* mirror, client::Parameters update) {
 void Relay::WatchLoop(Mirror* mirror) {
   absl::Duration backoff = kFirstBackoff;
   bool reconnect = false;
+  bool outage_logged = false;  // Each outage is a warning once, then debug lines.
   for (;;) {
     if (reconnect) {
       absl::StatusOr<v1::ModelInfo> info = client_->GetModelInfo(mirror->name);
@@ -296,6 +297,7 @@ void Relay::WatchLoop(Mirror* mirror) {
           if (!Apply(mirror, std::move(update))) return false;
           if (!fed) {
             fed = true;
+            outage_logged = false;
             backoff = kFirstBackoff;
             SetLive(mirror, true);
           }
@@ -307,9 +309,15 @@ void Relay::WatchLoop(Mirror* mirror) {
       if (stopping_) return;
     }
     SetLive(mirror, false);
-    LogWarning("relay: watch of model \"", mirror->name, "\" on upstream ", options_.upstream,
-               " ended (", ended.ok() ? std::string("its parameters do not fit") : ended.ToString(),
-               "); reconnecting");
+    const std::string why = absl::StrCat(
+        "relay: watch of model \"", mirror->name, "\" on upstream ", options_.upstream, " ended (",
+        ended.ok() ? std::string("its parameters do not fit") : ended.ToString(), "); reconnecting");
+    if (outage_logged) {
+      LogDebug(why);
+    } else {
+      LogWarning(why);
+      outage_logged = true;
+    }
     if (!Backoff(backoff)) return;
     backoff = std::min(2 * backoff, options_.max_reconnect_backoff);
   }

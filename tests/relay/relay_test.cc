@@ -177,7 +177,7 @@ TEST_F(RelayTest, ReadsThroughTheRelayEqualTheUpstreamsBitForBit) {
     EXPECT_EQ((*listed_relay)[i].SerializeAsString(), (*listed_up)[i].SerializeAsString())
         << "model " << i << " as listed";
   }
-  for (const std::string model :
+  for (const std::string& model :
        {std::string(client::testing::kModelName), std::string(kNormalized)}) {
     auto up = upstream_client_->GetParameters(model);
     auto mirrored = relay_client_->GetParameters(model);
