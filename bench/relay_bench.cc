@@ -2,9 +2,9 @@
 // "Relays"). Not a test: it prints numbers and asserts nothing about them.
 //
 //   deltaserve_relay_bench --server_binary=build/server/deltaserve
-//       [--watchers=256] [--relays=4] [--versions=20] [--rounds=5]
+//       [--watchers=256] [--relays=4] [--versions=20] [--rounds=5] [--hidden=256]
 //
-// One trainer process (a 100,872-parameter model, one row a step) and, per
+// One trainer process (128 -> H -> H -> 8, H = --hidden, one row a step) and, per
 // round, the same --watchers WatchParameters streams two ways, interleaved
 // (the order alternates round by round):
 //   direct  every watcher on the trainer;
@@ -31,6 +31,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "deltaserve/base/cli.h"
@@ -42,20 +43,21 @@ ABSL_FLAG(int, watchers, 256, "WatchParameters streams");
 ABSL_FLAG(int, relays, 4, "relay processes in the relayed mode");
 ABSL_FLAG(int, versions, 20, "measured versions per round and mode");
 ABSL_FLAG(int, rounds, 5, "rounds; each runs both modes, in alternating order");
+ABSL_FLAG(int, hidden, 256, "units of the model's two hidden layers (256: 100,872 parameters)");
 
 namespace deltaserve {
 namespace {
 
 using load::ServerProcess;
 
-// 128 -> 256 -> 256 -> 8: 100,872 parameters (~400 kB a version).
+// 128 -> H -> H -> 8 (H = --hidden; 256: 100,872 parameters, ~400 kB a version).
 constexpr char kModel[] = R"pb(
   models {
     name: "big"
     input_dim: 128
     seed: 1
-    layers { units: 256 activation: ACTIVATION_TANH }
-    layers { units: 256 activation: ACTIVATION_TANH }
+    layers { units: %d activation: ACTIVATION_TANH }
+    layers { units: %d activation: ACTIVATION_TANH }
     layers { units: 8 activation: ACTIVATION_IDENTITY }
     optimizer { kind: SGD learning_rate: 0.0001 }
     samples_per_step: 1
@@ -66,7 +68,7 @@ constexpr char kModel[] = R"pb(
 base::ProgramInfo Program() {
   return {"deltaserve_relay_bench",
           "usage: deltaserve_relay_bench --server_binary=PATH [--watchers=256] [--relays=4]\n"
-          "       [--versions=20] [--rounds=5]\n\n"
+          "       [--versions=20] [--rounds=5] [--hidden=256]\n\n"
           "Trainer CPU and bytes sent per version with the watchers on the trainer vs\n"
           "spread over relays (docs/benchmarks.md).",
           {"bench/relay_bench.cc"}};
@@ -207,7 +209,8 @@ std::string WriteConfig() {
   char path[] = "/tmp/deltaserve_relay_bench_XXXXXX";
   const int fd = mkstemp(path);
   if (fd >= 0) close(fd);
-  std::ofstream(path) << kModel;
+  const int hidden = absl::GetFlag(FLAGS_hidden);
+  std::ofstream(path) << absl::StrFormat(kModel, hidden, hidden);
   return path;
 }
 
@@ -223,8 +226,10 @@ int Run() {
   auto submitter = Connect((*trainer)->address());
   std::vector<double> direct_cpu, direct_kib, relay_cpu, relay_kib;
   const int relays = absl::GetFlag(FLAGS_relays);
-  std::printf("watchers %d, relays %d, versions per round %d\n", absl::GetFlag(FLAGS_watchers),
-              relays, absl::GetFlag(FLAGS_versions));
+  std::printf("watchers %d, relays %d, versions per round %d, hidden %d\n",
+              absl::GetFlag(FLAGS_watchers), relays, absl::GetFlag(FLAGS_versions),
+              absl::GetFlag(FLAGS_hidden));
+  std::fflush(stdout);
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
     for (int k = 0; k < 2; ++k) {
       const bool relayed = (round + k) % 2 == 1;
@@ -276,7 +281,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_server_binary).empty() || absl::GetFlag(FLAGS_watchers) < 1 ||
       absl::GetFlag(FLAGS_relays) < 1 || absl::GetFlag(FLAGS_versions) < 1 ||
-      absl::GetFlag(FLAGS_rounds) < 1) {
+      absl::GetFlag(FLAGS_rounds) < 1 || absl::GetFlag(FLAGS_hidden) < 1) {
     std::fprintf(stderr,
                  "expected --server_binary and --watchers, --relays, --versions, --rounds >= 1\n");
     return 2;
