@@ -311,7 +311,8 @@ void Relay::WatchLoop(Mirror* mirror) {
     SetLive(mirror, false);
     const std::string why = absl::StrCat(
         "relay: watch of model \"", mirror->name, "\" on upstream ", options_.upstream, " ended (",
-        ended.ok() ? std::string("its parameters do not fit") : ended.ToString(), "); reconnecting");
+        ended.ok() ? std::string("its parameters do not fit") : ended.ToString(),
+        "); reconnecting");
     if (outage_logged) {
       LogDebug(why);
     } else {

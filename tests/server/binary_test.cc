@@ -485,15 +485,15 @@ TEST(ServerBinary, ARelayRefusesAStateDirAndABadBound) {
                              "--state_dir=" + ::testing::TempDir() + "/relay_state"});
   ExpectOneLineRefusal(state, "keeps no state");
   EXPECT_EQ(state.exit_code, 2);
-  Refusal bound = RunToExit(
-      {"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_max_in_flight=0"});
+  Refusal bound =
+      RunToExit({"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_max_in_flight=0"});
   ExpectOneLineRefusal(bound, "--upstream_max_in_flight");
   EXPECT_EQ(bound.exit_code, 2);
 }
 
 TEST(ServerBinary, ARelayWhoseUpstreamNeverAnswersExitsOne) {
-  Refusal refusal = RunToExit(
-      {"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_wait_seconds=0"});
+  Refusal refusal =
+      RunToExit({"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_wait_seconds=0"});
   ExpectOneLineRefusal(refusal, "upstream 127.0.0.1:1 did not list its models");
   EXPECT_EQ(refusal.exit_code, 1);
 }
