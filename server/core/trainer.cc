@@ -130,6 +130,7 @@ absl::Status Trainer::Mirror(std::shared_ptr<const Snapshot> next) {
                    : std::string("no input_statistics (the model does not normalise its inputs)"),
         " in the mirrored version ", next->version));
   }
+  if (options_.metrics) options_.metrics->SetVersion(next->version);
   Publish(std::move(next));
   return absl::OkStatus();
 }
