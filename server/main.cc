@@ -4,7 +4,13 @@
 //              [--state_dir=DIR] [--log_level=LEVEL]
 //              [--tls_cert_file=PEM --tls_key_file=PEM [--tls_client_ca_file=PEM]]
 //              [--auth_file=FILE] [--allow_unauthenticated]
+//              [--upstream=ADDR [--upstream_tls_ca_file=PEM] [--upstream_token_file=FILE]]
 //   deltaserve --help | --version      (print and exit 0)
+//
+// With --upstream it is a relay (server/relay/relay.h): it serves the models
+// of the deltaserve server at ADDR from a mirror and forwards submissions to
+// it; "listening on" comes once every model is mirrored, and an upstream
+// that does not list its models within --upstream_wait_seconds is exit 1.
 //
 // FILE is a deltaserve.v1.ServerConfig in protobuf text format; without it
 // the server trains DefaultServerConfig() (server/core/config.h). ADDR is
@@ -39,6 +45,7 @@
 #include "deltaserve/server/core/config.h"
 #include "deltaserve/server/core/heap_release.h"
 #include "deltaserve/server/core/log.h"
+#include "deltaserve/server/relay/relay.h"
 #include "deltaserve/server/service/server.h"
 #include "deltaserve/server/service/tls.h"
 
@@ -61,6 +68,24 @@ ABSL_FLAG(std::string, tls_client_ca_file, "",
 ABSL_FLAG(std::string, auth_file, "",
           "deltaserve.v1.AuthConfig (text format: principals with role and token_sha256); "
           "every rpc then needs \"authorization: Bearer <token>\"");
+ABSL_FLAG(std::string, upstream, "",
+          "relay mode: serve no models of its own but mirror every model of the deltaserve "
+          "server at ADDR (host:port, dns:///host:port or unix:PATH) and forward submissions "
+          "to it (docs/operations.md, Relays); --config then gives only server settings");
+ABSL_FLAG(std::string, upstream_tls_ca_file, "",
+          "relay: TLS to the upstream; its certificate must chain to this PEM CA bundle");
+ABSL_FLAG(std::string, upstream_tls_cert_file, "",
+          "relay: client certificate (PEM) for an upstream with mutual TLS");
+ABSL_FLAG(std::string, upstream_tls_key_file, "", "relay: private key of --upstream_tls_cert_file");
+ABSL_FLAG(std::string, upstream_tls_server_name, "",
+          "relay: the name the upstream's certificate carries, when --upstream is not it");
+ABSL_FLAG(std::string, upstream_token_file, "",
+          "relay: bearer token for the upstream (SIMULATOR to forward submissions, OBSERVER "
+          "for a read-only relay)");
+ABSL_FLAG(int64_t, upstream_max_in_flight, 1024,
+          "relay: submissions forwarded and not yet answered, at most (then RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, upstream_wait_seconds, 60,
+          "relay: how long to wait at start for the upstream to list its models (then exit 1)");
 ABSL_FLAG(bool, allow_unauthenticated, false,
           "serve a non-loopback --listen address without --auth_file (anyone who reaches the "
           "port can train the model)");
@@ -83,12 +108,15 @@ deltaserve::base::ProgramInfo Program() {
           "usage: deltaserve [--config=FILE] [--listen=HOST:PORT|unix:PATH] "
           "[--metrics_listen=HOST:PORT] [--state_dir=DIR] [--log_level=LEVEL]\n"
           "       [--tls_cert_file=PEM --tls_key_file=PEM [--tls_client_ca_file=PEM]]\n"
-          "       [--auth_file=FILE] [--allow_unauthenticated]\n\n"
+          "       [--auth_file=FILE] [--allow_unauthenticated]\n"
+          "       [--upstream=ADDR [--upstream_tls_ca_file=PEM] [--upstream_token_file=FILE]]\n\n"
           "Trains the models in FILE (a deltaserve.v1.ServerConfig in protobuf text format) from\n"
           "the deltas simulators send, and serves them over gRPC. Prints \"listening on ADDR\"\n"
           "once serving; SIGINT/SIGTERM stop it, SIGHUP reloads --auth_file and the TLS files.\n"
           "Exit codes: 0 clean stop, 1 cannot listen, 2 bad flag or config (or a non-loopback\n"
-          "--listen without --auth_file or --allow_unauthenticated; see docs/security.md).",
+          "--listen without --auth_file or --allow_unauthenticated; see docs/security.md).\n"
+          "With --upstream it is a relay: it mirrors the upstream's models, serves reads from\n"
+          "the mirror and forwards submissions (docs/operations.md).",
           {"server/main.cc"}};
 }
 
@@ -160,7 +188,35 @@ int main(int argc, char** argv) {
     server::LogError(open.message());
     return kExitBadConfig;
   }
-  auto running = server::DeltaServer::Start(*config, options);
+  const std::string upstream = absl::GetFlag(FLAGS_upstream);
+  absl::StatusOr<std::unique_ptr<server::Relay>> relay;
+  absl::StatusOr<std::unique_ptr<server::DeltaServer>> running;
+  if (!upstream.empty()) {
+    if (absl::GetFlag(FLAGS_upstream_max_in_flight) < 1 ||
+        absl::GetFlag(FLAGS_upstream_wait_seconds) < 0) {
+      server::LogError(
+          "--upstream_max_in_flight: expected >= 1; --upstream_wait_seconds: expected >= 0");
+      return kExitBadConfig;
+    }
+    server::RelayOptions relay_options;
+    relay_options.upstream = upstream;
+    relay_options.security.tls_ca_file = absl::GetFlag(FLAGS_upstream_tls_ca_file);
+    relay_options.security.tls_cert_file = absl::GetFlag(FLAGS_upstream_tls_cert_file);
+    relay_options.security.tls_key_file = absl::GetFlag(FLAGS_upstream_tls_key_file);
+    relay_options.security.tls_server_name = absl::GetFlag(FLAGS_upstream_tls_server_name);
+    relay_options.security.token_file = absl::GetFlag(FLAGS_upstream_token_file);
+    relay_options.max_in_flight_submits =
+        static_cast<size_t>(absl::GetFlag(FLAGS_upstream_max_in_flight));
+    relay_options.wait_for_upstream = absl::Seconds(absl::GetFlag(FLAGS_upstream_wait_seconds));
+    relay = server::Relay::Start(*config, options, relay_options);
+    if (relay.ok()) {
+      running = std::unique_ptr<server::DeltaServer>();  // The relay owns its server.
+    } else {
+      running = relay.status();
+    }
+  } else {
+    running = server::DeltaServer::Start(*config, options);
+  }
   if (!running.ok()) {
     const absl::StatusCode code = running.status().code();
     const bool bad_config =
@@ -174,15 +230,21 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_config).empty() ? "(built-in default)" : absl::GetFlag(FLAGS_config),
       "; open files limit ", open_files, "; Forward kernel ",
       ::deltaserve::model::DenseRowsKernels().front().name);
-  std::printf("listening on %s\n", (*running)->address().c_str());
+  server::DeltaServer* served =
+      relay.ok() && *relay != nullptr ? (*relay)->server() : running->get();
+  std::printf("listening on %s\n", served->address().c_str());
   std::fflush(stdout);
 
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     server::LogInfo("received SIGHUP: reloading");
-    (void)(*running)->Reload();  // Logs what failed; what is in force stays.
+    (void)served->Reload();  // Logs what failed; what is in force stays.
   }
   server::LogInfo("received ", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-  (*running)->Shutdown();
+  if (relay.ok() && *relay != nullptr) {
+    (*relay)->Shutdown();
+  } else {
+    served->Shutdown();
+  }
   return 0;
 }

@@ -22,6 +22,8 @@
 
 namespace deltaserve::server {
 
+class SubmitForwarder;  // server/service/call_paths.h
+
 struct ServedModel {
   deltaserve::v1::ModelSpec spec;  // As configured, defaults filled.
   std::unique_ptr<WeightHub> hub;  // Declared before trainer: outlives its publishes.
@@ -31,6 +33,10 @@ struct ServedModel {
   std::unique_ptr<ForwardBatcher> batcher;
   // Resolved once at load; never null; owned by the registry's ServerMetrics.
   ModelMetrics* metrics = nullptr;
+  // A relay's model (server/relay/relay.h): submissions go to the upstream
+  // through it, and `trainer` only holds the mirrored versions
+  // (Trainer::Mirror). Null: the model trains here. Set before serving.
+  std::shared_ptr<SubmitForwarder> upstream;
 };
 
 class ModelRegistry {

@@ -25,7 +25,18 @@ struct Snapshot {
   // input_normalization RUNNING_MEAN_STD); null: inputs are not normalised.
   // Shared, immutable: versions without a step in between share one.
   std::shared_ptr<const model::RunningMeanStd> input_statistics;
+  // Raised only by a relay (server/relay/relay.h) when its upstream came back
+  // at a lower version, or at the same version with other parameters (it
+  // restarted without its state): versions are ordered by (generation,
+  // version), so the hub, the encoder and the watchers follow it down.
+  // Always 0 on a server that trains.
+  uint64_t generation = 0;
 };
+
+// True if `a` is a later version than `b` (by generation, then version).
+inline bool NewerThan(const Snapshot& a, const Snapshot& b) {
+  return a.generation != b.generation ? a.generation > b.generation : a.version > b.version;
+}
 
 }  // namespace deltaserve::server
 

@@ -115,6 +115,26 @@ std::shared_ptr<const Snapshot> Trainer::snapshot() const {
   return snapshot_;
 }
 
+absl::Status Trainer::Mirror(std::shared_ptr<const Snapshot> next) {
+  if (next->parameters.size() != mlp_.parameter_count()) {
+    return ShapeMismatch("parameters", mlp_.parameter_count(), "values",
+                         absl::StrCat("parameter_count of model \"", name(), "\""),
+                         next->parameters.size());
+  }
+  const bool normalizes = snapshot()->input_statistics != nullptr;
+  if ((next->input_statistics != nullptr) != normalizes ||
+      (normalizes && next->input_statistics->input_dim() != mlp_.input_dim())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model \"", name(), "\": expected ",
+        normalizes ? absl::StrCat("input_statistics of ", mlp_.input_dim(), " columns")
+                   : std::string("no input_statistics (the model does not normalise its inputs)"),
+        " in the mirrored version ", next->version));
+  }
+  if (options_.metrics) options_.metrics->SetVersion(next->version);
+  Publish(std::move(next));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) const {
   DELTASERVE_RETURN_IF_ERROR(ValidateForwardInputs(inputs));
   std::shared_ptr<const Snapshot> snap = snapshot();

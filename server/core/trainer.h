@@ -232,6 +232,13 @@ class Trainer {
   // The latest published parameters. Never blocks on the learner.
   std::shared_ptr<const Snapshot> snapshot() const ABSL_LOCKS_EXCLUDED(snapshot_mu_);
 
+  // A relay's mirror (server/relay/relay.h): makes `snapshot`, a version of
+  // the upstream's, the latest as it is and publishes it (on_publish), for a
+  // model that never trains here. INVALID_ARGUMENT, nothing changed, if its
+  // parameter count differs from the network's, or it has input statistics
+  // exactly when the model does not normalise, or of another input_dim.
+  absl::Status Mirror(std::shared_ptr<const Snapshot> snapshot);
+
   // Y = f(X; Θ) at the latest snapshot: ValidateForwardInputs, ForwardAt,
   // CheckForwardOutputs. INVALID_ARGUMENT (saying what was expected) for 0
   // rows, wrong column count, non-finite values, or finite inputs so large

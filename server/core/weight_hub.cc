@@ -35,7 +35,7 @@ WeightHub::~WeightHub() {
 
 void WeightHub::Publish(std::shared_ptr<const Snapshot> snapshot) {
   absl::MutexLock lock(&mu_);
-  if (latest_ != nullptr && snapshot->version <= latest_->version) return;
+  if (latest_ != nullptr && !NewerThan(*snapshot, *latest_)) return;
   latest_ = std::move(snapshot);
   ++changes_;  // The notifier wakes when mu_ is released.
 }

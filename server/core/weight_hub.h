@@ -72,7 +72,8 @@ class WeightHub {
   WeightHub(const WeightHub&) = delete;
   WeightHub& operator=(const WeightHub&) = delete;
 
-  // Makes `snapshot` the latest (ignored unless newer than the current one)
+  // Makes `snapshot` the latest (ignored unless newer than the current one,
+  // Snapshot's NewerThan: a relay's new generation counts as newer)
   // and has the notifier thread call every subscriber's on_change. Never
   // waits for a subscriber.
   void Publish(std::shared_ptr<const Snapshot> snapshot) ABSL_LOCKS_EXCLUDED(mu_);

@@ -12,6 +12,13 @@
 namespace deltaserve::server {
 namespace {
 
+// Admin rpcs change a model's state, which a relay only mirrors.
+absl::Status RelayedModel(const ServedModel& model) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "model \"", model.spec.name(),
+      "\" is mirrored from an upstream server (deltaserve --upstream): send Admin rpcs there"));
+}
+
 namespace v1 = ::deltaserve::v1;
 
 grpc::ServerUnaryReactor* Finish(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
@@ -34,6 +41,7 @@ grpc::ServerUnaryReactor* AdminService::Checkpoint(grpc::CallbackServerContext* 
   }
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
   if (!model.ok()) return Finish(reactor, model.status());
+  if ((*model)->upstream != nullptr) return Finish(reactor, RelayedModel(**model));
   const std::string name = (*model)->spec.name();
   // Runs on the checkpoint writer (or learner) thread; gRPC keeps `response`
   // alive until Finish.
@@ -70,6 +78,7 @@ grpc::ServerUnaryReactor* AdminService::ImportParameters(grpc::CallbackServerCon
   }
   absl::StatusOr<ServedModel*> model = models_->Find(parsed.model());
   if (!model.ok()) return Finish(reactor, model.status());
+  if ((*model)->upstream != nullptr) return Finish(reactor, RelayedModel(**model));
   std::vector<float> parameters(parsed.parameters().begin(), parsed.parameters().end());
   std::shared_ptr<const model::RunningMeanStd> statistics;
   if (parsed.has_input_statistics()) {

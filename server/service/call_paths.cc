@@ -58,6 +58,15 @@ void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
     std::move(answer)(metrics, status);
   };
   if (!model.ok()) return reject(done, model.status());
+  if ((*model)->upstream != nullptr) {  // A relay: the upstream validates and applies it.
+    auto shared = std::make_shared<SubmitDone>(std::move(done));
+    (*model)->upstream->Submit(
+        request, [shared, reject, metrics](absl::StatusOr<v1::SubmitDeltaResponse> answer) {
+          if (!answer.ok()) return reject(*shared, answer.status());
+          std::move (*shared)(metrics, *std::move(answer));
+        });
+    return;
+  }
   absl::StatusOr<Submission> submission = SubmissionFromProto(request);
   if (!submission.ok()) return reject(done, submission.status());
   auto shared = std::make_shared<SubmitDone>(std::move(done));

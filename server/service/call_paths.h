@@ -32,11 +32,22 @@ using InputGradientDone =
     absl::AnyInvocable<void(ModelMetrics*,
                             absl::StatusOr<deltaserve::v1::InputGradientResponse>) &&>;
 
+// Where a relay's model sends its submissions (ServedModel::upstream;
+// server/relay/relay.h): Submit answers `done` exactly once, from any thread,
+// with the upstream's answer or its error (same code); never blocks.
+class SubmitForwarder {
+ public:
+  using Done = absl::AnyInvocable<void(absl::StatusOr<deltaserve::v1::SubmitDeltaResponse>) &&>;
+  virtual ~SubmitForwarder() = default;
+  virtual void Submit(const deltaserve::v1::SubmitDeltaRequest& request, Done done) = 0;
+};
+
 // `models` and `unknown_model` must outlive every call.
 void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
                   const deltaserve::v1::ForwardRequest& request, ForwardDone done);
 
 // Every submission that is not applied is counted by reason before `done`.
+// A relay's model (ServedModel::upstream set) forwards the request as it is.
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
                  const deltaserve::v1::SubmitDeltaRequest& request, SubmitDone done);
 

@@ -26,6 +26,7 @@ class WatchReactor;
 // One version, ready to write: a serialized deltaserve.v1.ParameterUpdate.
 struct EncodedUpdate {
   uint64_t version = 0;
+  uint64_t generation = 0;  // Snapshot::generation (a relay's; else 0).
   grpc::ByteBuffer bytes;
 };
 

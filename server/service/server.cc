@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
                               ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
                                                     options.state_dir, options.state_fs));
+  if (options.prepare_models) DELTASERVE_RETURN_IF_ERROR(options.prepare_models(models.get()));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
@@ -194,6 +195,18 @@ void DeltaServer::MarkServing() {
     health->SetServingStatus(kTrainerServiceName, false);
     health->SetServingStatus(false);
   });
+}
+
+void DeltaServer::SetServing(bool serving) {
+  absl::MutexLock lock(&mu_);  // Not after Shutdown's health->Shutdown().
+  if (shutdown_started_ || server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus(kTrainerServiceName, serving);
+  for (const std::string& name : models_->names()) {
+    health->SetServingStatus(ModelHealthServiceName(name), serving);
+  }
 }
 
 void DeltaServer::Shutdown() {

@@ -26,6 +26,7 @@
 #define DELTASERVE_SERVER_SERVICE_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -96,6 +97,11 @@ struct ServerOptions {
   // Without it, Start refuses (FAILED_PRECONDITION) a non-loopback
   // listen_address when auth_file is empty.
   bool allow_unauthenticated = false;
+
+  // A relay (server/relay/relay.h): called once with the models built from
+  // the config, before anything is served (it sets ServedModel::upstream
+  // and mirrors each model's first version). An error fails Start.
+  std::function<absl::Status(ModelRegistry*)> prepare_models;
 };
 
 class DeltaServer {
@@ -150,6 +156,10 @@ class DeltaServer {
 
   // The call checker every service's handlers use first. Never null.
   const Authorizer* authorizer() const { return authorizer_.get(); }
+
+  // Health of "", the Trainer service and every model (a relay: NOT_SERVING
+  // while its upstream is unreachable). No-op once Shutdown has begun.
+  void SetServing(bool serving) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until Shutdown has completed (from another thread).
   void Wait();

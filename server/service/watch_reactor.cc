@@ -43,9 +43,12 @@ void WatchReactor::Advance() {
       finish = MarkFinished(ToGrpcStatus(ShuttingDown(hub_->model())));
     } else {
       std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(hub_->latest());
-      if (sent_any_ && latest->version <= sent_version_) return;
+      if (sent_any_ && latest->generation == sent_generation_ && latest->version <= sent_version_) {
+        return;
+      }
       sent_any_ = true;
       sent_version_ = latest->version;
+      sent_generation_ = latest->generation;
       in_flight_ = std::move(latest);  // Keeps the bytes alive until OnWriteDone.
       write = &in_flight_->bytes;
     }

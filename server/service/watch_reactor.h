@@ -75,6 +75,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::shared_ptr<const EncodedUpdate> in_flight_ ABSL_GUARDED_BY(mu_);  // null: none
   bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t sent_version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sent_generation_ ABSL_GUARDED_BY(mu_) = 0;  // Snapshot::generation.
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::StatusCode finish_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNKNOWN;

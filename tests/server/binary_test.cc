@@ -472,6 +472,32 @@ TEST(ServerBinary, RefusesToListenOpenlyWithoutAnAuthFile) {
   }
 }
 
+// A relay (--upstream) gates its clients as any server; port 1 on loopback
+// has no upstream, and none of these gets that far but the last.
+TEST(ServerBinary, ARelayRefusesToListenOpenlyWithoutAnAuthFile) {
+  Refusal refusal = RunToExit({"--upstream=127.0.0.1:1", "--listen=0.0.0.0:0"});
+  ExpectOneLineRefusal(refusal, "without --auth_file");
+  EXPECT_EQ(refusal.exit_code, 2);
+}
+
+TEST(ServerBinary, ARelayRefusesAStateDirAndABadBound) {
+  Refusal state = RunToExit({"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0",
+                             "--state_dir=" + ::testing::TempDir() + "/relay_state"});
+  ExpectOneLineRefusal(state, "keeps no state");
+  EXPECT_EQ(state.exit_code, 2);
+  Refusal bound =
+      RunToExit({"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_max_in_flight=0"});
+  ExpectOneLineRefusal(bound, "--upstream_max_in_flight");
+  EXPECT_EQ(bound.exit_code, 2);
+}
+
+TEST(ServerBinary, ARelayWhoseUpstreamNeverAnswersExitsOne) {
+  Refusal refusal =
+      RunToExit({"--upstream=127.0.0.1:1", "--listen=127.0.0.1:0", "--upstream_wait_seconds=0"});
+  ExpectOneLineRefusal(refusal, "upstream 127.0.0.1:1 did not list its models");
+  EXPECT_EQ(refusal.exit_code, 1);
+}
+
 TEST(ServerBinary, RefusesAnUnreadableAuthFile) {
   Refusal refusal = RunToExit({"--listen=127.0.0.1:0", "--auth_file=/nonexistent/auth.txt"});
   ExpectOneLineRefusal(refusal, "/nonexistent/auth.txt");

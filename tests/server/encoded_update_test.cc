@@ -47,5 +47,18 @@ TEST(EncodedUpdateCache, AnOlderSnapshotGetsTheNewerEncodingAlreadyCached) {
   EXPECT_EQ(cache.Encode(MakeSnapshot(6)).get(), newer.get());
 }
 
+TEST(EncodedUpdateCache, ANewerGenerationIsEncodedEvenAtALowerVersion) {
+  EncodedUpdateCache cache("m");
+  std::shared_ptr<const EncodedUpdate> before = cache.Encode(MakeSnapshot(7));
+  auto restarted = std::make_shared<Snapshot>(*MakeSnapshot(2));
+  restarted->generation = 1;
+  std::shared_ptr<const EncodedUpdate> after = cache.Encode(restarted);
+  EXPECT_NE(after.get(), before.get());
+  EXPECT_EQ(after->version, 2u);
+  EXPECT_EQ(after->generation, 1u);
+  EXPECT_EQ(Decode(*after).version(), 2u);
+  EXPECT_EQ(cache.Encode(MakeSnapshot(8)).get(), after.get()) << "generation 0 is older";
+}
+
 }  // namespace
 }  // namespace deltaserve::server

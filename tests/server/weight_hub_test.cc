@@ -62,6 +62,19 @@ TEST(WeightHub, OlderVersionsAreIgnored) {
   EXPECT_EQ(hub.latest()->version, 3u);
 }
 
+// A relay whose upstream restarted lower (Snapshot::generation): the newer
+// generation wins whatever its version; within it, versions order as before.
+TEST(WeightHub, ANewerGenerationReplacesAHigherVersion) {
+  WeightHub hub("m", MakeSnapshot(9));
+  auto restarted = std::make_shared<Snapshot>(*MakeSnapshot(0));
+  restarted->generation = 1;
+  hub.Publish(restarted);
+  EXPECT_EQ(hub.latest()->version, 0u);
+  EXPECT_EQ(hub.latest()->generation, 1u);
+  hub.Publish(MakeSnapshot(10));  // Generation 0: older, ignored.
+  EXPECT_EQ(hub.latest()->version, 0u);
+}
+
 TEST(WeightHub, SubscribersArePokedUntilTheySeeTheNewestVersion) {
   WeightHub hub("m", MakeSnapshot(0));
   Recorder recorder(hub);
