@@ -1,0 +1,95 @@
+// WatchPacer: when a WatchParameters stream may start its next write.
+//
+// gRPC completes a write once the bytes fit the receiver's HTTP/2 window, not
+// when the client's application has read them, and a client with gRPC's
+// default settings grows that window (BDP probing) to megabytes: thousands of
+// small updates. A reader slower than the learner then reads a backlog
+// seconds old (docs/reliability.md, "Slow watchers get the newest version").
+// The server cannot see the client's reads; what it can see is writes that do
+// not complete at once because the window is full. So each stream paces
+// itself:
+//
+// - Writes start at least `interval` apart (each writes the newest version;
+//   versions published in between are skipped). The interval starts at 0: a
+//   reader that keeps up gets every version, as before.
+// - kStreak writes in a row that each took longer than kBlocked waited for
+//   the reader (one slow completion can be the machine; a full window delays
+//   every write by about one read of the client). The interval becomes twice
+//   the longest of them (the client's time per read, so the server now writes
+//   at most half as often as the client reads and what the window holds
+//   drains), at most kMax.
+// - The interval then halves every kHalfLife without such a streak: slowly,
+//   so the backlog drains before the pace rises, and a client that speeds up
+//   (or a streak that was the machine's noise) is paced back to 0.
+//
+// Not thread-safe: the owner (WatchReactor) calls it under its mutex.
+#ifndef DELTASERVE_SERVER_SERVICE_WATCH_PACER_H_
+#define DELTASERVE_SERVER_SERVICE_WATCH_PACER_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "absl/time/time.h"
+
+namespace deltaserve::server {
+
+struct WatchPacing {
+  absl::Duration min_interval = MinFromEnv();      // kMin
+  absl::Duration blocked = absl::Milliseconds(2);  // kBlocked
+  int streak = 2;                                  // kStreak
+  absl::Duration max_interval = absl::Milliseconds(250);  // kMax
+  absl::Duration half_life = absl::Seconds(10);           // kHalfLife
+
+  static absl::Duration MinFromEnv() {
+    const char* v = std::getenv("DELTASERVE_WATCH_MIN_US");
+    return absl::Microseconds(v ? std::atoll(v) : 1000);
+  }
+};
+
+class WatchPacer {
+ public:
+  explicit WatchPacer(const WatchPacing& pacing = WatchPacing()) : pacing_(pacing) {}
+
+  // The earliest start of the next write.
+  absl::Time next_write() const { return started_ + interval(started_); }
+
+  // The interval in force at `now`.
+  absl::Duration interval(absl::Time now) const {
+    if (backoff_ <= pacing_.min_interval) return pacing_.min_interval;
+    const double halvings = absl::FDivDuration(now - backed_off_at_, pacing_.half_life);
+    return std::max(pacing_.min_interval,
+                    halvings >= 30 ? absl::ZeroDuration() : backoff_ / std::exp2(halvings));
+  }
+
+  // A write started at `now`.
+  void Started(absl::Time now) { started_ = now; }
+
+  // The write started last completed at `now`.
+  void Done(absl::Time now) {
+    const absl::Duration took = now - started_;
+    if (took <= pacing_.blocked) {
+      streak_ = 0;
+      streak_longest_ = absl::ZeroDuration();
+      return;
+    }
+    streak_longest_ = std::max(streak_longest_, took);
+    if (++streak_ < pacing_.streak) return;
+    backoff_ = std::min(pacing_.max_interval, std::max(2 * streak_longest_, interval(now)));
+    backed_off_at_ = now;
+    streak_ = 0;
+    streak_longest_ = absl::ZeroDuration();
+  }
+
+ private:
+  const WatchPacing pacing_;
+  absl::Time started_ = absl::InfinitePast();
+  absl::Duration backoff_ = absl::ZeroDuration();  // The interval set at backed_off_at_.
+  absl::Time backed_off_at_ = absl::InfinitePast();
+  int streak_ = 0;
+  absl::Duration streak_longest_ = absl::ZeroDuration();
+};
+
+}  // namespace deltaserve::server
+
+#endif  // DELTASERVE_SERVER_SERVICE_WATCH_PACER_H_
