@@ -28,23 +28,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "absl/time/time.h"
 
 namespace deltaserve::server {
 
 struct WatchPacing {
-  absl::Duration min_interval = MinFromEnv();      // kMin
-  absl::Duration blocked = absl::Milliseconds(2);  // kBlocked
-  int streak = 2;                                  // kStreak
+  absl::Duration min_interval = absl::Milliseconds(10);  // kMin
+  absl::Duration blocked = absl::Milliseconds(2);         // kBlocked
+  int streak = 2;                                         // kStreak
   absl::Duration max_interval = absl::Milliseconds(250);  // kMax
   absl::Duration half_life = absl::Seconds(10);           // kHalfLife
-
-  static absl::Duration MinFromEnv() {
-    const char* v = std::getenv("DELTASERVE_WATCH_MIN_US");
-    return absl::Microseconds(v ? std::atoll(v) : 1000);
-  }
 };
 
 class WatchPacer {
