@@ -1,26 +1,27 @@
 // WatchPacer: when a WatchParameters stream may start its next write.
 //
-// gRPC completes a write once the bytes fit the receiver's HTTP/2 window, not
+// gRPC completes a write once its bytes fit the receiver's HTTP/2 window, not
 // when the client's application has read them, and a client with gRPC's
 // default settings grows that window (BDP probing) to megabytes: thousands of
 // small updates. A reader slower than the learner then reads a backlog
 // seconds old (docs/reliability.md, "Slow watchers get the newest version").
-// The server cannot see the client's reads; what it can see is writes that do
-// not complete at once because the window is full. So each stream paces
-// itself:
+// The server cannot see the client's reads, only writes that wait because
+// the window is full, and by then the window holds that backlog. So each
+// stream paces itself:
 //
-// - Writes start at least `interval` apart (each writes the newest version;
-//   versions published in between are skipped). The interval starts at 0: a
-//   reader that keeps up gets every version, as before.
-// - kStreak writes in a row that each took longer than kBlocked waited for
-//   the reader (one slow completion can be the machine; a full window delays
-//   every write by about one read of the client). The interval becomes twice
-//   the longest of them (the client's time per read, so the server now writes
-//   at most half as often as the client reads and what the window holds
-//   drains), at most kMax.
-// - The interval then halves every kHalfLife without such a streak: slowly,
-//   so the backlog drains before the pace rises, and a client that speeds up
-//   (or a streak that was the machine's noise) is paced back to 0.
+// - Writes start at least kMin (10 ms) apart, each with the newest version
+//   (versions published in between are skipped): at most 100 updates a
+//   second per stream, so a default client's window neither grows nor fills
+//   unless its reader takes more than kMin per update. A version published
+//   after a quiet kMin goes out at once.
+// - kStreak writes in a row that each waited more than kBlocked mean the
+//   reader is slower still (one slow completion can be the machine's noise;
+//   a full window delays every write by about one read of the client). The
+//   interval becomes twice the longest of them (the client's time per read,
+//   so the server writes at most half as often as the client reads and what
+//   its window holds drains), at most kMax.
+// - That interval halves every kHalfLife towards kMin: slowly, so the
+//   backlog drains before the pace rises again.
 //
 // Not thread-safe: the owner (WatchReactor) calls it under its mutex.
 #ifndef DELTASERVE_SERVER_SERVICE_WATCH_PACER_H_
@@ -34,7 +35,7 @@
 namespace deltaserve::server {
 
 struct WatchPacing {
-  absl::Duration min_interval = absl::Milliseconds(10);  // kMin
+  absl::Duration min_interval = absl::Milliseconds(10);   // kMin
   absl::Duration blocked = absl::Milliseconds(2);         // kBlocked
   int streak = 2;                                         // kStreak
   absl::Duration max_interval = absl::Milliseconds(250);  // kMax
@@ -69,7 +70,7 @@ class WatchPacer {
     }
     streak_longest_ = std::max(streak_longest_, took);
     if (++streak_ < pacing_.streak) return;
-    backoff_ = std::min(pacing_.max_interval, std::max(2 * streak_longest_, interval(now)));
+    backoff_ = std::min(pacing_.max_interval, 2 * streak_longest_);
     backed_off_at_ = now;
     streak_ = 0;
     streak_longest_ = absl::ZeroDuration();
