@@ -283,7 +283,9 @@ def main():
                         "staleness max %d mean %.1f, %d watch reads" % (
                             pair + 1, which, r["solved"], r["seconds"], r["episodes"],
                             r["aborted"], r["act_lag_max"], r["act_lag_mean"],
-                            r["watch_reads"]))
+                            r["watch_reads"]) +
+                        (" ERROR %s" % r["error"] if "error" in r else "") +
+                        (" WATCH ERROR %s" % r["watch_error"] if "watch_error" in r else ""))
             for which in ("deltaserve", "torch"):
                 rs = runs[which]
                 say("(a) %-10s median %.2f s (%.2f-%.2f), solved %d/%d, ABORTED per run %s" % (

@@ -140,6 +140,7 @@ class Run:
         self.aborted = 0
         self.exhausted = 0
         self.lags = []
+        self.error = None
         self.stop = threading.Event()
 
     def add(self, ret):
@@ -202,9 +203,11 @@ def work(stub, model, weights, seed, run):
             elif e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 with run.lock:
                     run.exhausted += 1
-            else:
+            else:  # anything else ends the run, and is reported
+                with run.lock:
+                    run.error = "SubmitDelta: %s %s" % (e.code(), e.details())
                 run.stop.set()
-                raise
+                return
         run.add(len(actions))
 
 
@@ -261,6 +264,8 @@ def main():
                   "act_lag_max": int(max(lags)), "act_lag_mean": round(float(np.mean(lags)), 1)}
     if weights.error is not None:
         result["watch_error"] = str(weights.error.code())
+    if run.error is not None:
+        result["error"] = run.error
     print(json.dumps(result), flush=True)
     return 0 if result["solved"] else 1
 
