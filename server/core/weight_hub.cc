@@ -13,6 +13,8 @@ WeightHub::Subscription::~Subscription() {
   slot_->on_change = nullptr;
 }
 
+void WeightHub::Subscription::PokeAt(absl::Time when) { hub_->SchedulePoke(slot_, when); }
+
 WeightHub::WeightHub(std::string model, std::shared_ptr<const Snapshot> initial)
     : model_(std::move(model)), latest_(std::move(initial)) {
   notifier_ = std::thread([this] { NotifierLoop(); });
@@ -131,10 +133,26 @@ void WeightHub::Unsubscribe(const Subscription::Slot* slot) {
                slots_.end());
 }
 
+void WeightHub::SchedulePoke(std::shared_ptr<Subscription::Slot> slot, absl::Time when) {
+  absl::MutexLock lock(&mu_);
+  timed_.push(TimedPoke{when, std::move(slot)});  // The notifier re-evaluates its deadline.
+}
+
+std::vector<std::shared_ptr<WeightHub::Subscription::Slot>> WeightHub::TakeDuePokes(
+    absl::Time now) {
+  std::vector<std::shared_ptr<Subscription::Slot>> due;
+  while (!timed_.empty() && timed_.top().when <= now) {
+    due.push_back(timed_.top().slot);
+    timed_.pop();
+  }
+  return due;
+}
+
 // With no subscriber a change waits (undelivered) until one subscribes: a
 // model nobody watches does not wake the notifier at every step.
 bool WeightHub::NotifierHasWork() const {
-  return stopping_ || (changes_ != delivered_ && (!slots_.empty() || !waiters_.empty()));
+  return stopping_ || (changes_ != delivered_ && (!slots_.empty() || !waiters_.empty())) ||
+         (!timed_.empty() && timed_.top().when <= absl::Now());
 }
 
 void WeightHub::NotifierLoop() {
@@ -142,19 +160,35 @@ void WeightHub::NotifierLoop() {
     std::vector<std::shared_ptr<Subscription::Slot>> slots;
     std::vector<WaitDone> reached;
     std::shared_ptr<const Snapshot> newest;
+    std::vector<std::shared_ptr<Subscription::Slot>> due;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &WeightHub::NotifierHasWork));
-      if (changes_ == delivered_) return;  // Stopping, nothing pending.
-      delivered_ = changes_;
-      slots = slots_;
-      reached = TakeWaiters(/*all=*/false);
-      newest = latest_;
+      // Wakes for a change, or at the earliest timed poke (a PokeAt that
+      // makes an earlier one wakes it too: mu_ re-evaluates the condition).
+      for (;;) {
+        const absl::Time deadline = timed_.empty() ? absl::InfiniteFuture() : timed_.top().when;
+        const auto wake = [this, deadline]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return NotifierHasWork() || (!timed_.empty() && timed_.top().when < deadline);
+        };
+        if (!mu_.AwaitWithDeadline(absl::Condition(&wake), deadline) || NotifierHasWork()) break;
+      }
+      due = TakeDuePokes(absl::Now());
+      if (stopping_ && changes_ == delivered_) return;  // Stopping, nothing pending.
+      if (changes_ != delivered_) {
+        delivered_ = changes_;
+        slots = slots_;
+        reached = TakeWaiters(/*all=*/false);
+        newest = latest_;
+      }
     }
     // Outside mu_: each answer is the newest version, whichever step reached it.
     for (WaitDone& done : reached) done(newest);
     // Outside mu_: a callback may call latest() or closed().
     for (const auto& slot : slots) {
+      absl::MutexLock lock(&slot->mu);
+      if (slot->on_change) slot->on_change();
+    }
+    for (const auto& slot : due) {  // A slot whose Subscription is gone has no on_change.
       absl::MutexLock lock(&slot->mu);
       if (slot->on_change) slot->on_change();
     }

@@ -14,6 +14,11 @@
 // version; the notifier thread then calls it with the newest snapshot (not
 // the one that first reached it: never a backlog), and Close() calls every
 // parked one with UNAVAILABLE. The learner still does no per-waiter work.
+//
+// A subscriber may also ask for one poke at a later time
+// (Subscription::PokeAt): the notifier thread keeps those deadlines and calls
+// the subscriber's callback once each is due. The watch streams pace their
+// writes with it without a thread or a gRPC timer of their own.
 #ifndef DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 #define DELTASERVE_SERVER_CORE_WEIGHT_HUB_H_
 
@@ -21,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +51,12 @@ class WeightHub {
     ~Subscription();
     Subscription(const Subscription&) = delete;
     Subscription& operator=(const Subscription&) = delete;
+
+    // Has the notifier thread call on_change once more at `when` (soon after;
+    // at once if it has passed), besides the pokes for changes. Never waits;
+    // may be called from on_change. Calls pending when the Subscription is
+    // destroyed are dropped.
+    void PokeAt(absl::Time when);
 
    private:
     friend class WeightHub;
@@ -137,12 +149,22 @@ class WeightHub {
   // until the destructor, delivering what is pending before it exits.
   void NotifierLoop() ABSL_LOCKS_EXCLUDED(mu_);
   bool NotifierHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SchedulePoke(std::shared_ptr<Subscription::Slot> slot, absl::Time when)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes and returns the timed pokes due at `now`.
+  std::vector<std::shared_ptr<Subscription::Slot>> TakeDuePokes(absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes and returns every waiter (all = true) or those latest_ satisfies.
   std::vector<WaitDone> TakeWaiters(bool all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Waiter {
     uint64_t min_version;
     WaitDone done;
+  };
+  struct TimedPoke {
+    absl::Time when;
+    std::shared_ptr<Subscription::Slot> slot;
+    bool operator>(const TimedPoke& other) const { return when > other.when; }
   };
 
   friend class WatchReactor;  // Only to name mu_ in its lock order.
@@ -160,6 +182,9 @@ class WeightHub {
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;    // Publishes and Close so far.
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // changes_ the notifier has poked for.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Timed pokes (PokeAt), earliest first.
+  std::priority_queue<TimedPoke, std::vector<TimedPoke>, std::greater<TimedPoke>> timed_
+      ABSL_GUARDED_BY(mu_);
 
   std::thread notifier_;  // Last: starts after everything above exists.
 };

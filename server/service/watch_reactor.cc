@@ -33,6 +33,7 @@ WatchReactor::WatchReactor(WeightHub* hub, EncodedUpdateCache* encoder, ModelMet
 void WatchReactor::Advance() {
   std::optional<grpc::Status> finish;
   const grpc::ByteBuffer* write = nullptr;
+  std::optional<absl::Time> poke_at;
   {
     absl::MutexLock lock(&mu_);
     if (finished_ || in_flight_ != nullptr) return;  // Step 2: wait for OnWriteDone.
@@ -42,15 +43,25 @@ void WatchReactor::Advance() {
     } else if (hub_->closed()) {  // Step 6.
       finish = MarkFinished(ToGrpcStatus(ShuttingDown(hub_->model())));
     } else {
-      std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(hub_->latest());
-      if (sent_any_ && latest->generation == sent_generation_ && latest->version <= sent_version_) {
+      std::shared_ptr<const Snapshot> newest = hub_->latest();
+      if (sent_any_ && newest->generation == sent_generation_ && newest->version <= sent_version_) {
         return;
       }
-      sent_any_ = true;
-      sent_version_ = latest->version;
-      sent_generation_ = latest->generation;
-      in_flight_ = std::move(latest);  // Keeps the bytes alive until OnWriteDone.
-      write = &in_flight_->bytes;
+      const absl::Time now = absl::Now();
+      if (sent_any_ && now < pacer_.next_write()) {  // Step 2a: too soon for this reader.
+        if (!(poke_at_ > now && poke_at_ <= pacer_.next_write())) {
+          poke_at_ = pacer_.next_write();
+          poke_at = poke_at_;
+        }
+      } else {
+        std::shared_ptr<const EncodedUpdate> latest = encoder_->Encode(newest);
+        sent_any_ = true;
+        sent_version_ = latest->version;
+        sent_generation_ = latest->generation;
+        in_flight_ = std::move(latest);  // Keeps the bytes alive until OnWriteDone.
+        write = &in_flight_->bytes;
+        pacer_.Started(now);
+      }
     }
   }
   // Not under mu_: OnWriteDone (which takes it) may run inline from here.
@@ -58,7 +69,8 @@ void WatchReactor::Advance() {
     Finish(*std::move(finish));  // May delete this (OnDone) before it returns.
     return;
   }
-  StartWrite(write);
+  if (poke_at) subscription_->PokeAt(*poke_at);  // Step 3a: Advance() again then.
+  if (write != nullptr) StartWrite(write);
 }
 
 grpc::Status WatchReactor::MarkFinished(grpc::Status status) {
@@ -73,6 +85,7 @@ void WatchReactor::OnWriteDone(bool ok) {  // Step 4.
     absl::MutexLock lock(&mu_);
     DELTASERVE_DCHECK(in_flight_ != nullptr, "OnWriteDone without a write in flight");
     in_flight_.reset();
+    pacer_.Done(absl::Now());
     if (!ok) cancelled_ = true;
   }
   Advance();

@@ -36,9 +36,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/core/weight_hub.h"
 #include "deltaserve/server/service/encoded_update.h"
+#include "deltaserve/server/service/watch_pacer.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -79,6 +81,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::StatusCode finish_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNKNOWN;
+  WatchPacer pacer_ ABSL_GUARDED_BY(mu_);
+  // When the timed poke asked for last is due (InfinitePast: none asked for).
+  absl::Time poke_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 // A stream that finishes at once with `status` (e.g. NOT_FOUND); deletes

@@ -1,7 +1,9 @@
 // A watcher slower than the learner receives (nearly) the newest version at
 // every read, not a backlog of old ones: WatchParameters' latest-wins holds
-// end to end because the client's watch channel bounds what the transport
-// buffers for a stream (ClientOptions::watch_window_bytes, CreateWatchChannel).
+// end to end. Our clients bound what the transport buffers for a stream
+// (ClientOptions::watch_window_bytes, CreateWatchChannel); a client with
+// gRPC's default channel settings is paced by the server
+// (server/service/watch_pacer.h), which the DefaultChannel tests check.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -17,6 +19,9 @@
 #include "deltaserve/client/trainer_client.h"
 #include "deltaserve/model/mlp.h"
 #include "deltaserve/tests/client/test_server.h"
+#include "deltaserve/v1/trainer.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 
 namespace deltaserve::client {
@@ -122,6 +127,118 @@ TEST_F(SlowWatcher, ReaderSlowerThanTheLearnerGetsTheNewestVersionNotABacklog) {
   EXPECT_EQ(too_old, 0) << "of " << kJudgedReads << " reads got a version older than the learner's "
                         << kMaxReadsBehind
                         << " reads before: the slow watcher received a backlog, not the newest";
+}
+
+// What a third-party client written from the proto does: the generated stub
+// on a channel with gRPC's default settings (BDP probing grows its windows to
+// megabytes: thousands of small updates), reading slower than the learner
+// steps. Before the server paced its writes this reader was thousands of
+// versions behind; the assertion is on versions: each judged read got a
+// version at least as new as the learner's kMaxDefaultReadsBehind reads
+// before.
+constexpr size_t kMaxDefaultReadsBehind = 8;
+constexpr int kDefaultWarmupReads = 400;  // the window filled at the start drains
+
+TEST_F(SlowWatcher, DefaultChannelReaderSlowerThanTheLearnerGetsTheNewestVersion) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> learner_version{0};
+  std::vector<std::thread> learners;
+  for (int i = 0; i < 2; ++i) {
+    learners.emplace_back([&] { Learn(*client, stop, learner_version); });
+  }
+  auto channel = grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials());
+  auto stub = deltaserve::v1::Trainer::NewStub(channel);
+  grpc::ClientContext context;
+  deltaserve::v1::WatchParametersRequest request;
+  request.set_model(kModelName);
+  auto reader = stub->WatchParameters(&context, request);
+  std::vector<Read> reads;
+  deltaserve::v1::ParameterUpdate update;
+  while (reads.size() < kDefaultWarmupReads + kJudgedReads && reader->Read(&update)) {
+    reads.push_back({update.version(), learner_version.load()});
+    absl::SleepFor(kReadCost);  // the slow reader
+  }
+  stop.store(true);
+  for (std::thread& t : learners) t.join();
+  context.TryCancel();
+  reader->Finish().IgnoreError();
+  auto info = client->GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(reads.size(), kDefaultWarmupReads + kJudgedReads) << "the stream ended early";
+
+  uint64_t max_lag = 0;
+  int too_old = 0;
+  for (size_t i = kDefaultWarmupReads; i < reads.size(); ++i) {
+    const uint64_t lag =
+        reads[i].learner > reads[i].received ? reads[i].learner - reads[i].received : 0;
+    max_lag = std::max(max_lag, lag);
+    if (reads[i].received < reads[i - kMaxDefaultReadsBehind].learner) ++too_old;
+  }
+  std::printf(
+      "default-channel slow watcher: %zu reads; last read got v%llu while the learner was at "
+      "v%llu; after %d warm-up reads lag max %llu versions; server ended at v%llu\n",
+      reads.size(), static_cast<unsigned long long>(reads.back().received),
+      static_cast<unsigned long long>(reads.back().learner), kDefaultWarmupReads,
+      static_cast<unsigned long long>(max_lag), static_cast<unsigned long long>(info->version()));
+  ASSERT_GT(info->version(), 4 * reads.size()) << "the learner was not faster than the reader";
+  EXPECT_EQ(too_old, 0) << "of " << kJudgedReads << " reads got a version older than the learner's "
+                        << kMaxDefaultReadsBehind
+                        << " reads before: a default-settings reader received a backlog";
+}
+
+// Watchers that open a stream and never read (default channel settings) do
+// not stop training: kSteps steps complete before the test's own (generous)
+// deadline, and every stream is still open afterwards (the server neither
+// buffers for them nor ends them). How much they slow the learner is a
+// benchmark, not a test (docs/benchmarks.md, "Fresh weights for
+// default-settings clients"): before the pacing this test passed too, in
+// 9.6 s instead of 1.4 s on a loaded machine.
+TEST_F(SlowWatcher, DefaultChannelWatchersThatNeverReadDoNotStopTraining) {
+  constexpr int kWatchers = 300;
+  constexpr int kChannels = 3;
+  constexpr int kSteps = 3000;
+  constexpr absl::Duration kDeadline = absl::Seconds(60);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < kChannels; ++i) {
+    channels.push_back(grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials()));
+  }
+  struct Watcher {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<deltaserve::v1::ParameterUpdate>> reader;
+  };
+  std::vector<std::unique_ptr<Watcher>> watchers;
+  for (int i = 0; i < kWatchers; ++i) {
+    auto w = std::make_unique<Watcher>();
+    deltaserve::v1::WatchParametersRequest request;
+    request.set_model(kModelName);
+    w->reader = deltaserve::v1::Trainer::NewStub(channels[i % kChannels])
+                    ->WatchParameters(&w->context, request);
+    w->reader->WaitForInitialMetadata();  // the stream is open on the server
+    watchers.push_back(std::move(w));
+  }
+  DeltaSubmission submission;
+  submission.inputs = model::Matrix::Constant(1, kInputDim, 0.25f);
+  submission.deltas = model::Matrix::Constant(1, kOutputDim, 1e-3f);
+  const absl::Time deadline = absl::Now() + kDeadline;
+  int steps = 0;
+  while (steps < kSteps && absl::Now() < deadline) {
+    auto result = client->SubmitDelta(submission);
+    ASSERT_TRUE(result.ok()) << "step " << steps << ": " << result.status();
+    submission.version = result->version;
+    ++steps;
+  }
+  ASSERT_EQ(steps, kSteps) << "only " << steps << " steps before the deadline ("
+                           << absl::FormatDuration(kDeadline) << ") with " << kWatchers
+                           << " watchers that never read";
+  auto info = client->GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_GE(info->version(), static_cast<uint64_t>(kSteps));
+  for (auto& w : watchers) {
+    deltaserve::v1::ParameterUpdate update;
+    ASSERT_TRUE(w->reader->Read(&update)) << "a non-reading watcher's stream was ended";
+    w->context.TryCancel();
+    w->reader->Finish().IgnoreError();
+  }
 }
 
 // The small window never stalls big updates: gRPC widens it for the message

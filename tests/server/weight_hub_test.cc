@@ -146,6 +146,68 @@ TEST(WeightHub, ADroppedSubscriptionIsNoLongerCalled) {
   EXPECT_EQ(dropped.pokes(), pokes);
 }
 
+// A timed poke comes without any publish, not before its time, and once.
+TEST(WeightHub, PokeAtCallsTheSubscriberAtItsTimeWithoutAChange) {
+  WeightHub hub("m", MakeSnapshot(4));
+  absl::Mutex mu;
+  int pokes = 0;          // guarded by mu
+  absl::Time first_poke;  // guarded by mu
+  auto subscription = hub.Subscribe([&] {
+    absl::MutexLock lock(&mu);
+    if (++pokes == 1) first_poke = absl::Now();
+  });
+  ASSERT_TRUE(subscription.ok()) << subscription.status();
+  const absl::Time when = absl::Now() + absl::Milliseconds(20);
+  (*subscription)->PokeAt(when);
+  absl::MutexLock lock(&mu);
+  auto poked = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return pokes >= 1; };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&poked), kWait)) << "the timed poke never came";
+  EXPECT_GE(first_poke, when);
+}
+
+// A later PokeAt for an earlier time is not held up by the pending later one.
+TEST(WeightHub, AnEarlierPokeAtIsNotHeldUpByALaterOne) {
+  WeightHub hub("m", MakeSnapshot(0));
+  absl::Notification poked;
+  auto subscription = hub.Subscribe([&] {
+    if (!poked.HasBeenNotified()) poked.Notify();
+  });
+  ASSERT_TRUE(subscription.ok()) << subscription.status();
+  (*subscription)->PokeAt(absl::Now() + absl::Hours(1));
+  (*subscription)->PokeAt(absl::Now());
+  EXPECT_TRUE(poked.WaitForNotificationWithTimeout(kWait))
+      << "the due poke waited for the one an hour away";
+}
+
+// A poke still pending when its Subscription is destroyed is dropped (the
+// subscriber may be freed right after), and the hub still closes cleanly.
+TEST(WeightHub, APendingPokeOfADroppedSubscriptionIsNeverDelivered) {
+  WeightHub hub("m", MakeSnapshot(0));
+  std::atomic<int> calls{0};
+  auto subscription = hub.Subscribe([&] { ++calls; });
+  ASSERT_TRUE(subscription.ok()) << subscription.status();
+  (*subscription)->PokeAt(absl::Now() + absl::Milliseconds(30));
+  subscription->reset();
+  Recorder other(hub);
+  auto witness = hub.Subscribe(other.Callback());
+  ASSERT_TRUE(witness.ok()) << witness.status();
+  (*witness)->PokeAt(absl::Now() + absl::Milliseconds(60));  // due after the dropped one
+  hub.Publish(MakeSnapshot(1));
+  ASSERT_TRUE(other.AwaitSeen(1));
+  // The notifier handles pokes in time order: once the later one was
+  // delivered, the dropped one's time has passed too.
+  const int before = other.pokes();
+  absl::Notification later;
+  auto last = hub.Subscribe([&] {
+    if (!later.HasBeenNotified()) later.Notify();
+  });
+  ASSERT_TRUE(last.ok()) << last.status();
+  (*last)->PokeAt(absl::Now() + absl::Milliseconds(80));
+  ASSERT_TRUE(later.WaitForNotificationWithTimeout(kWait));
+  EXPECT_GE(other.pokes(), before);
+  EXPECT_EQ(calls.load(), 0) << "a dropped subscription was called";
+}
+
 TEST(WeightHub, CloseTellsSubscribers) {
   WeightHub hub("m", MakeSnapshot(0));
   Recorder recorder(hub);
