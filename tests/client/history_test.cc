@@ -50,7 +50,8 @@ std::unique_ptr<server::DeltaServer> Start(const std::string& state_dir) {
 std::shared_ptr<TrainerClient> Connect(const server::DeltaServer& server) {
   auto connected = TrainerClient::Connect(server.address());
   EXPECT_TRUE(connected.ok()) << connected.status();
-  return connected.ok() ? *connected : nullptr;
+  if (!connected.ok()) return nullptr;
+  return std::shared_ptr<TrainerClient>(*std::move(connected));
 }
 
 class MetricsHistory : public testing::ServerTest {};
