@@ -48,8 +48,10 @@ void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
 
 // Every submission that is not applied is counted by reason before `done`.
 // A relay's model (ServedModel::upstream set) forwards the request as it is.
+// `peer`: the caller's address (ModelMetrics::NoteSubmitter).
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
-                 const deltaserve::v1::SubmitDeltaRequest& request, SubmitDone done);
+                 const deltaserve::v1::SubmitDeltaRequest& request, absl::string_view peer,
+                 SubmitDone done);
 
 // Trainer::InputGradient on the calling thread (read-only, never waits for
 // the learner): `done` is called before this returns.

@@ -11,6 +11,8 @@
 #include "deltaserve/base/address.h"
 #include "deltaserve/base/status_macros.h"
 #include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/history.h"
+#include "deltaserve/server/core/history_sampler.h"
 #include "deltaserve/server/core/log.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/core/model_registry.h"
@@ -88,18 +90,26 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   if (!options.auth_file.empty()) {
     DELTASERVE_ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
   }
-  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
-                              ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
-                                                    options.state_dir, options.state_fs));
+  // The history continues where the last run on this state directory left
+  // it (a bad file: a warning and an empty history, never a failed start).
+  auto history = std::make_unique<History>();
+  std::vector<std::string> model_names;
+  for (const auto& spec : prepared.models()) model_names.push_back(spec.name());
+  if (!model_names.empty()) history->SetDefaultModel(model_names.front());
+  LoadHistories(*history, model_names, options.state_dir, options.state_fs);
+  DELTASERVE_ASSIGN_OR_RETURN(
+      std::unique_ptr<ModelRegistry> models,
+      ModelRegistry::Create(prepared, metrics.get(), options.learner_gate, options.state_dir,
+                            options.state_fs, history.get()));
   if (options.prepare_models) DELTASERVE_RETURN_IF_ERROR(options.prepare_models(models.get()));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
   }
-  std::unique_ptr<DeltaServer> server(
-      new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
-                      prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
-                      std::move(listener), prepared.max_parameter_waiters_per_model()));
+  std::unique_ptr<DeltaServer> server(new DeltaServer(
+      std::move(metrics), std::move(metrics_address), std::move(history), std::move(models),
+      options, prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
+      std::move(listener), prepared.max_parameter_waiters_per_model()));
   DELTASERVE_RETURN_IF_ERROR(server->Bind(prepared));
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
@@ -107,20 +117,23 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
 }
 
 DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
-                         std::unique_ptr<ModelRegistry> models, ServerOptions options,
-                         uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-                         std::unique_ptr<ServerTls> tls,
+                         std::unique_ptr<History> history, std::unique_ptr<ModelRegistry> models,
+                         ServerOptions options, uint32_t max_watchers_per_model,
+                         std::unique_ptr<Authorizer> authorizer, std::unique_ptr<ServerTls> tls,
                          std::unique_ptr<ConnectionListener> listener,
                          uint32_t max_parameter_waiters_per_model)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
+      history_(std::move(history)),
       models_(std::move(models)),
+      sampler_(std::make_unique<HistorySampler>(history_.get(), models_.get(), options_.state_dir,
+                                                options_.state_fs)),
       authorizer_(std::move(authorizer)),
       tls_(std::move(tls)),
       service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
                                                 max_watchers_per_model, authorizer_.get(),
-                                                max_parameter_waiters_per_model)),
+                                                max_parameter_waiters_per_model, history_.get())),
       admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())),
       listener_(std::move(listener)) {}
 
@@ -175,6 +188,7 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
     });
   }
   MarkServing();
+  sampler_->Start();
   return absl::OkStatus();
 }
 
@@ -232,6 +246,7 @@ void DeltaServer::Shutdown() {
   models_->CloseHubs();       // Watch streams and GetParameters long-polls end with UNAVAILABLE ...
   service_->CloseSessions();  // ... so do Session streams ...
   models_->StopTrainers();    // ... and queued submissions and Forwards.
+  sampler_->Stop();           // A last sample, and the history saved.
   if (!models_->AwaitWatchersGone(deadline)) LogWarning("watch streams still open at the deadline");
   if (!service_->AwaitParameterWaitersGone(deadline)) {
     LogWarning("GetParameters long-polls still open at the deadline");

@@ -50,6 +50,8 @@ namespace deltaserve::server {
 
 class Authorizer;
 class ConnectionListener;
+class History;
+class HistorySampler;
 class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
@@ -136,6 +138,10 @@ class DeltaServer {
 
   // The server's metrics (e.g. ServerMetrics::Scrape()). Never null.
   ServerMetrics* metrics() const { return metrics_.get(); }
+  // Every model's metrics history (server/core/history.h): the learners'
+  // per-step series and the once-a-second samples (HistorySampler), loaded
+  // from and saved to --state_dir. Lives as long as the server.
+  const History& history() const { return *history_; }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch and
@@ -170,9 +176,10 @@ class DeltaServer {
 
  private:
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
-              std::unique_ptr<ModelRegistry> models, ServerOptions options,
-              uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-              std::unique_ptr<ServerTls> tls, std::unique_ptr<ConnectionListener> listener,
+              std::unique_ptr<History> history, std::unique_ptr<ModelRegistry> models,
+              ServerOptions options, uint32_t max_watchers_per_model,
+              std::unique_ptr<Authorizer> authorizer, std::unique_ptr<ServerTls> tls,
+              std::unique_ptr<ConnectionListener> listener,
               uint32_t max_parameter_waiters_per_model);
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
@@ -181,7 +188,9 @@ class DeltaServer {
   const ServerOptions options_;
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
   const std::string metrics_address_;
+  const std::unique_ptr<History> history_;  // Outlives the learners that record.
   std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<HistorySampler> sampler_;       // Stopped (and saved) in Shutdown.
   const std::unique_ptr<Authorizer> authorizer_;  // Outlives the services.
   const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.
   std::unique_ptr<TrainerService> service_;

@@ -209,6 +209,22 @@ class FakeTrainerStub : public deltaserve::v1::Trainer::StubInterface {
       grpc::CompletionQueue*) override {
     return nullptr;
   }
+  // Not faked either: GetMetricsHistory.
+  grpc::Status GetMetricsHistory(grpc::ClientContext*,
+                                 const deltaserve::v1::GetMetricsHistoryRequest&,
+                                 deltaserve::v1::GetMetricsHistoryResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "GetMetricsHistory is not faked");
+  }
+  AsyncReader<deltaserve::v1::GetMetricsHistoryResponse>* AsyncGetMetricsHistoryRaw(
+      grpc::ClientContext*, const deltaserve::v1::GetMetricsHistoryRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
+  AsyncReader<deltaserve::v1::GetMetricsHistoryResponse>* PrepareAsyncGetMetricsHistoryRaw(
+      grpc::ClientContext*, const deltaserve::v1::GetMetricsHistoryRequest&,
+      grpc::CompletionQueue*) override {
+    return nullptr;
+  }
   // No Session: async() is null, so TrainerClient::OpenSession fails.
   using SessionStream = grpc::ClientReaderWriterInterface<deltaserve::v1::SessionRequest,
                                                           deltaserve::v1::SessionResponse>;

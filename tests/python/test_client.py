@@ -396,6 +396,32 @@ class PythonCartPoleTest(unittest.TestCase):
         self.assertLess(episodes, 4 * self.EPISODES_PER_THREAD)
 
 
+
+class MetricsHistoryTest(ServerTestCase):
+    """GetMetricsHistory on a server of its own (its steps change no other test's model)."""
+    CONFIG = CONFIG
+
+    def test_get_metrics_history_has_a_point_per_step(self):
+        c = TrainerClient(self.server.address, model="linear", timeout=10.0)
+        self.addCleanup(c.close)
+        before = c.get_metrics_history()
+        steps = len(before.get("loss", []))
+        _, version = c.get_parameters()
+        c.submit_delta(np.ones((1, 4), dtype=np.float32), np.ones((1, 2), dtype=np.float32),
+                       version)
+        history = c.get_metrics_history()
+        self.assertEqual(len(history["loss"]), steps + 1)
+        for name in ("grad_norm", "update_norm", "learning_rate", "rows", "staleness_max"):
+            self.assertEqual(len(history[name]), steps + 1, name)
+        unix_ms, rows = history["rows"][-1]
+        self.assertEqual(rows, 1.0)
+        self.assertEqual(c.get_metrics_history(since_unix_ms=unix_ms).get("rows", []), [])
+        unknown = TrainerClient(self.server.address, model="nope", timeout=10.0)
+        self.addCleanup(unknown.close)
+        with self.assertRaises(deltaserve_client.NotFound):
+            unknown.get_metrics_history()
+
+
 class SlowWatcherTest(ServerTestCase):
     """A watcher slower than the learner gets the newest version, not a backlog."""
     # 3 → 16 tanh → 8 tanh → 2: 218 parameters, one optimizer step per submission.
