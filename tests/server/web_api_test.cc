@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -91,20 +92,22 @@ TEST_F(WebApiTest, CsvHasAHeaderAndOneRowPerPoint) {
   EXPECT_EQ(response.body, absl::StrCat("unix_ms,series,value\n", kNow - 1000, ",loss,1.5\n"));
 }
 
-TEST_F(WebApiTest, NonFiniteValuesAreNullInJsonAndEmptyInCsv) {
-  history_.Record("odd", "x,\"y\"", 5, std::numeric_limits<double>::quiet_NaN());
-  history_.Record("odd", "x,\"y\"", 6, std::numeric_limits<double>::infinity());
-  EXPECT_EQ(Get("/api/history", "model=odd").body,
-            absl::StrCat(R"({"model":"odd","now_ms":)", kNow,
-                         R"(,"series":{"x,\"y\"":[[5,null],[6,null]]}})"));
-  EXPECT_EQ(Get("/api/history.csv", "model=odd").body,
-            "unix_ms,series,value\n5,\"x,\"\"y\"\"\",\n6,\"x,\"\"y\"\"\",\n");
+TEST(WebEncoding, NonFiniteValuesAreNullInJsonAndEmptyInCsv) {
+  const std::map<std::string, std::vector<HistoryPoint>> series = {
+      {"x,\"y\"",
+       {{5, std::numeric_limits<double>::quiet_NaN()},
+        {6, -std::numeric_limits<double>::infinity()},
+        {7, 0.1}}}};
+  EXPECT_EQ(HistoryJson("odd", 9, series),
+            R"({"model":"odd","now_ms":9,"series":{"x,\"y\"":[[5,null],[6,null],[7,0.1]]}})");
+  EXPECT_EQ(HistoryCsv(series),
+            "unix_ms,series,value\n5,\"x,\"\"y\"\"\",\n6,\"x,\"\"y\"\"\",\n"
+            "7,\"x,\"\"y\"\"\",0.1\n");
 }
 
-TEST_F(WebApiTest, NamesAreEscapedToAsciiJson) {
-  history_.Record(std::string("m\x01\xff\"\\", 5), "s", 1, 1.0);
-  const HttpResponse response = Get("/api/models");
-  EXPECT_THAT(response.body, HasSubstr(R"("m\u0001\u00ff\"\\")"));
+TEST(WebEncoding, NamesAreEscapedToAsciiJson) {
+  EXPECT_EQ(ModelsJson({std::string("m\x01\xff\"\\", 5), "b"}),
+            R"({"models":["m\u0001\u00ff\"\\","b"]})");
 }
 
 TEST_F(WebApiTest, BadQueriesGetOneLineErrorsSayingWhatWasExpected) {
