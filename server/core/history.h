@@ -1,17 +1,41 @@
-// STAND-IN (h-web) for h-series' History (/work/api_contract.md): the same
-// interface, so server/web builds and is tested before h-series lands.
-// Replaced by h-series' server/core/history.{h,cc} at merge.
+// History: bounded, downsampled time series per model and series name, for
+// the live views (GetMetricsHistory, `deltaserve-cli top`, the metrics
+// listener's page). docs/operations.md ("Metrics history") lists the series.
+//
+// Every series keeps several resolutions, each a ring of fixed capacity
+// (kHistoryLevels): the last 600 points as recorded (one per optimizer step
+// for the learner's series, one per second for the sampled ones), then
+// averages over 10 s, 1 min, 10 min and 1 h buckets. Every level is fed by
+// every point (a bucket closes when a point falls in a later one), so a
+// series costs at most kHistoryPointsPerSeries points whatever the run's
+// length, and a model at most kMaxHistorySeries series (more names are
+// dropped). Read() returns the raw points, and before the oldest of them
+// the finest coarser level that reaches further back, and so on: a week-long
+// run shows the last minutes at full resolution and the week at 10 min.
+//
+// Values that are not finite are dropped; a time before the series' last
+// point counts as that point's time (a clock step never reorders a series).
+//
+// Thread-safe: one mutex, held for a few map lookups per Record and while
+// Read copies (about 4,000 points per series at most).
 #ifndef DELTASERVE_SERVER_CORE_HISTORY_H_
 #define DELTASERVE_SERVER_CORE_HISTORY_H_
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "deltaserve/server/persist/file_system.h"
 
 namespace deltaserve::server {
 
@@ -20,46 +44,73 @@ struct HistoryPoint {
   double value;
 };
 
+// One resolution: width_ms 0 keeps points as recorded; otherwise the mean
+// (of times and of values) of the points in each aligned bucket of width_ms.
+struct HistoryLevelSpec {
+  int64_t width_ms;
+  size_t capacity;
+};
+inline constexpr std::array<HistoryLevelSpec, 5> kHistoryLevels = {{
+    {0, 600},          // the last 600 points
+    {10'000, 360},     // 10 s buckets: 1 h
+    {60'000, 1440},    // 1 min: 1 day
+    {600'000, 1008},   // 10 min: 7 days
+    {3'600'000, 720},  // 1 h: 30 days
+}};
+inline constexpr size_t kHistoryPointsPerSeries = 600 + 360 + 1440 + 1008 + 720;
+// Series one model may have (the learner's and sampled ones plus up to
+// wire::kMaxMetricNames "client/<name>" ones fit with room to spare).
+inline constexpr size_t kMaxHistorySeries = 128;
+
 class History {
  public:
-  void Record(std::string_view model, std::string_view series, int64_t unix_ms, double value) {
-    absl::MutexLock lock(&mu_);
-    std::deque<HistoryPoint>& points = data_[std::string(model)][std::string(series)];
-    points.push_back({unix_ms, value});
-    if (points.size() > 4096) points.pop_front();
-  }
-  std::vector<std::string> Models() const {
-    absl::MutexLock lock(&mu_);
-    std::vector<std::string> out;
-    for (const auto& [name, series] : data_) out.push_back(name);
-    return out;
-  }
-  std::vector<std::string> Series(std::string_view model) const {
-    absl::MutexLock lock(&mu_);
-    std::vector<std::string> out;
-    auto it = data_.find(std::string(model));
-    if (it == data_.end()) return out;
-    for (const auto& [name, points] : it->second) out.push_back(name);
-    return out;
-  }
+  History();
+  ~History();
+  History(const History&) = delete;
+  History& operator=(const History&) = delete;
+
+  void Record(std::string_view model, std::string_view series, int64_t unix_ms, double value)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Several series of one model at one time, under one lock (the learner's
+  // per-step record).
+  void RecordMany(std::string_view model, int64_t unix_ms,
+                  absl::Span<const std::pair<std::string_view, double>> values)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The model listed first by Models() (the server's default model).
+  void SetDefaultModel(std::string_view model) ABSL_LOCKS_EXCLUDED(mu_);
+  // Models with at least one series: the default model first if known,
+  // else sorted.
+  std::vector<std::string> Models() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::string> Series(std::string_view model) const  // sorted
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Points with unix_ms > since_ms, oldest first, for every series of
+  // `model` (an unknown model -> empty map).
   std::map<std::string, std::vector<HistoryPoint>> Read(std::string_view model,
-                                                        int64_t since_ms) const {
-    absl::MutexLock lock(&mu_);
-    std::map<std::string, std::vector<HistoryPoint>> out;
-    auto it = data_.find(std::string(model));
-    if (it == data_.end()) return out;
-    for (const auto& [name, points] : it->second) {
-      std::vector<HistoryPoint>& dst = out[name];
-      for (const HistoryPoint& p : points) {
-        if (p.unix_ms > since_ms) dst.push_back(p);
-      }
-    }
-    return out;
-  }
+                                                        int64_t since_ms) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Persistence (a deltaserve.v1.MetricsHistory, state.proto). Save writes
+  // `model`'s series to `path` atomically (persist::WriteFileAtomically).
+  // Load replaces `model`'s series by the file's: a missing file leaves it
+  // empty (OK); an unreadable or corrupt one leaves it empty and returns
+  // the error (the caller warns; never fatal).
+  absl::Status Save(std::string_view model, persist::FileSystem& fs, const std::string& path) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Load(std::string_view model, persist::FileSystem& fs, const std::string& path)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  struct SeriesData;  // history.cc
 
  private:
+  using ModelData = std::map<std::string, std::unique_ptr<SeriesData>, std::less<>>;
+  void RecordLocked(ModelData& data, std::string_view series, int64_t unix_ms, double value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ModelData& ModelLocked(std::string_view model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
-  std::map<std::string, std::map<std::string, std::deque<HistoryPoint>>> data_ ABSL_GUARDED_BY(mu_);
+  std::string default_model_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ModelData, std::less<>> models_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace deltaserve::server
