@@ -35,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/server/core/history.h"
 #include "deltaserve/v1/config.pb.h"
 
 namespace grpc {
@@ -131,6 +132,9 @@ class DeltaServer {
   // The server's metrics (e.g. ServerMetrics::Scrape()). Never null.
   ServerMetrics* metrics() const { return metrics_.get(); }
 
+  // The time series the live views read (server/core/history.h).
+  const History& history() const { return history_; }
+
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch and
   // Session streams end with UNAVAILABLE, learners and Forward batchers stop
@@ -167,10 +171,13 @@ class DeltaServer {
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
+  // With a metrics endpoint: the live page and its API there (server/web).
+  void ServeLivePage();
 
   const ServerOptions options_;
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
   const std::string metrics_address_;
+  History history_;
   std::unique_ptr<ModelRegistry> models_;
   const std::unique_ptr<Authorizer> authorizer_;  // Outlives the services.
   const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.
