@@ -29,6 +29,30 @@ absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t 
   return model::CheckFinite(what, Values(m));
 }
 
+// Sums in double, like model::GlobalNorm (the series' helpers).
+double SquaredNorm(absl::Span<const float> a) {
+  const double norm = model::GlobalNorm(a);
+  return norm * norm;
+}
+
+double Dot(absl::Span<const float> a, absl::Span<const float> b) {
+  DELTASERVE_DCHECK(a.size() == b.size());
+  double sum = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * b[i];
+  return sum;
+}
+
+// ‖a − b‖₂.
+double DistanceNorm(absl::Span<const float> a, absl::Span<const float> b) {
+  DELTASERVE_DCHECK(a.size() == b.size());
+  double sum = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    sum += d * d;
+  }
+  return std::sqrt(sum);
+}
+
 }  // namespace
 
 absl::Status ValidateTrainerOptions(const TrainerOptions& options) {
@@ -369,6 +393,7 @@ Trainer::Batch Trainer::TakeBatch() {
 
 void Trainer::LearnerLoop() {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
+  record_series_ = true;  // Restore and replay (before this) record no series.
   for (Batch batch = TakeBatch(); !batch.stopping; batch = TakeBatch()) {
     std::deque<Pending>& pending = batch.pending;
     std::vector<absl::StatusOr<SubmitResult>> results(pending.size(), ShuttingDown(name()));
@@ -501,6 +526,10 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(
   ClearGrad();
   pending_moments_.Clear();
   rows_accumulated_ = 0;
+  // The step in progress is dropped with G: so are its series.
+  step_series_ = StepSeries();
+  noise_scale_.ResetStep();
+  previous_single_ = false;
   ++version_;
   ++steps_since_checkpoint_;
   changed_since_checkpoint_ = true;
@@ -512,6 +541,8 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(
 
 absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
+  // |g|² of this unit, for the noise scale: one pass over g (O(params)).
+  if (SeriesOn()) unit_sq_norm_ = SquaredNorm(submission_grad_);
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
   // While G is all zeros (nothing accumulated since the last step, import or
@@ -534,6 +565,7 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   }
   const uint64_t total = rows_accumulated_ + rows;
   if (total >= options_.samples_per_step) {
+    step_series_.rows = total;
     DELTASERVE_RETURN_IF_ERROR(Step(absl::MakeSpan(submission_grad_), norm));
     ClearGrad();
     rows_accumulated_ = 0;
@@ -541,6 +573,7 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   }
   grad_.swap(submission_grad_);  // G ← G + g.
   grad_zero_ = false;
+  if (SeriesOn()) noise_scale_.AddUnit(unit_sq_norm_, unit_w_, unit_v_);
   rows_accumulated_ = total;
   return false;
 }
@@ -605,9 +638,53 @@ absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
     DELTASERVE_RETURN_IF_ERROR(next->Merge(step_moments_));
     merged = std::move(next);
   }
+  // Series (server/core/noise_scale.h): what needs G before the optimizer
+  // clips it in place, and the parameters before the step. All O(params),
+  // into buffers sized once.
+  const bool series = SeriesOn();
+  const bool single = noise_scale_.units() == 0;  // This unit is the whole step.
+  const bool had_previous = series && single && previous_single_;
+  double pair_dot = 0.0;
+  double learning_rate = 0.0;
+  if (series) {
+    learning_rate = optimizer_->learning_rate();
+    params_before_.assign(params_.begin(), params_.end());
+    if (single) {
+      if (had_previous) pair_dot = Dot(previous_step_grad_, grad);
+      previous_step_grad_.assign(grad.begin(), grad.end());
+      previous_single_ = false;  // Until this step is accepted.
+    }
+  }
   DELTASERVE_ASSIGN_OR_RETURN(const double gradient_norm,
                               optimizer_->Step(absl::MakeSpan(params_), grad, norm));
   if (merged) statistics_ = std::move(merged);
+  if (series) {
+    step_series_.grad_norm = gradient_norm;
+    step_series_.grad_norm_clipped = model::GlobalNorm(grad);
+    step_series_.update_norm = DistanceNorm(params_, params_before_);
+    step_series_.learning_rate = learning_rate;
+    const double sq = norm * norm;
+    noise_scale_.AddUnit(unit_sq_norm_, unit_w_, unit_v_);
+    if (!single) {
+      noise_scale_.EndStep(sq);
+    } else {
+      // One unit: no second batch size within the step. Pair it with the
+      // previous one-unit step (its G and this one as the small batches,
+      // their sum as the big one), then keep it for the next.
+      const double w = noise_scale_.step_w();
+      const double v = noise_scale_.step_v();
+      noise_scale_.ResetStep();
+      if (had_previous) {
+        noise_scale_.AddUnit(previous_sq_, previous_w_, previous_v_);
+        noise_scale_.AddUnit(sq, w, v);
+        noise_scale_.EndStep(previous_sq_ + sq + 2.0 * pair_dot);
+      }
+      previous_single_ = true;
+      previous_sq_ = sq;
+      previous_w_ = w;
+      previous_v_ = v;
+    }
+  }
   ++version_;
   ++steps_since_checkpoint_;
   if (options_.metrics) {
@@ -615,6 +692,25 @@ absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
     options_.metrics->SetLearningRate(optimizer_->learning_rate());
   }
   return absl::OkStatus();
+}
+
+void Trainer::EmitStepSeries() {
+  DELTASERVE_DCHECK_OWNED(learner_owner_);
+  const StepSeries& s = step_series_;
+  const double submissions = static_cast<double>(std::max<uint64_t>(s.submissions, 1));
+  const std::pair<std::string_view, double> values[] = {
+      {"loss", s.loss_sum / submissions},
+      {"grad_norm", s.grad_norm},
+      {"grad_norm_clipped", s.grad_norm_clipped},
+      {"update_norm", s.update_norm},
+      {"learning_rate", s.learning_rate},
+      {"rows", static_cast<double>(s.rows)},
+      {"staleness_mean", static_cast<double>(s.staleness_sum) / submissions},
+      {"staleness_max", static_cast<double>(s.staleness_max)},
+      {"noise_scale", noise_scale_.noise_scale()},  // NaN (none yet): History drops it.
+  };
+  options_.history->RecordMany(name(), absl::ToUnixMillis(absl::Now()), values);
+  step_series_ = StepSeries();
 }
 
 void Trainer::FailAll(std::deque<Pending>& pending, const absl::Status& status) {

@@ -78,8 +78,10 @@
 #include "deltaserve/model/spec.h"
 #include "deltaserve/proto/config_defaults.h"
 #include "deltaserve/server/core/checkpointer.h"
+#include "deltaserve/server/core/history.h"
 #include "deltaserve/server/core/journal_writer.h"
 #include "deltaserve/server/core/metrics.h"
+#include "deltaserve/server/core/noise_scale.h"
 #include "deltaserve/server/core/request_id_window.h"
 #include "deltaserve/server/core/snapshot.h"
 #include "deltaserve/server/persist/file_system.h"
@@ -139,6 +141,12 @@ struct TrainerOptions {
   size_t request_id_window = 10000;
   // Optional (null: record nothing). Must outlive the Trainer.
   ModelMetrics* metrics = nullptr;
+  // Optional (null: no series). Must outlive the Trainer. After each live
+  // optimizer step (not replayed ones) the learner records the step's series
+  // under `name` with one History::RecordMany: loss, grad_norm,
+  // grad_norm_clipped, update_norm, learning_rate, rows, staleness_mean,
+  // staleness_max, noise_scale (docs/operations.md, "Metrics history").
+  History* history = nullptr;
   // Optional seam (see LearnerGate). Null: the learner never waits.
   std::shared_ptr<LearnerGate> gate;
   PersistenceOptions persistence;
@@ -514,6 +522,39 @@ class Trainer {
   uint64_t rows_accumulated_ = 0;
   // The last request_id_window applied ids and their results.
   RequestIdWindow<SubmitResult> applied_ids_;
+  // Per-step series (options_.history only): what the step in progress has
+  // gathered so far; emitted by EmitStepSeries when it steps, dropped by an
+  // import. Live steps only: record_series_ is set when the learner starts.
+  struct StepSeries {
+    double loss_sum = 0.0;
+    uint64_t submissions = 0;
+    uint64_t staleness_sum = 0;
+    uint64_t staleness_max = 0;
+    uint64_t rows = 0;  // Set by Accumulate when it steps; the rest by Step.
+    double grad_norm = 0.0;
+    double grad_norm_clipped = 0.0;
+    double update_norm = 0.0;
+    double learning_rate = 0.0;
+  };
+  bool SeriesOn() const { return options_.history != nullptr && record_series_; }
+  void EmitStepSeries();
+  bool record_series_ = false;
+  StepSeries step_series_;
+  GradientNoiseScale noise_scale_;
+  // The unit (one ApplyScaled) being accumulated: |g|², w, v
+  // (server/core/noise_scale.h).
+  double unit_sq_norm_ = 0.0;
+  double unit_w_ = 0.0;
+  double unit_v_ = 0.0;
+  // Step's scratch: the parameters before the step (update_norm), and the
+  // last one-unit step's G before clipping, its |G|², W and V (paired with
+  // the next one-unit step for the noise scale).
+  std::vector<float> params_before_;
+  std::vector<float> previous_step_grad_;
+  bool previous_single_ = false;
+  double previous_sq_ = 0.0;
+  double previous_w_ = 0.0;
+  double previous_v_ = 0.0;
   // GroupEnd's scratch: the ids of the group it is forming (kept for its
   // buckets).
   absl::flat_hash_set<absl::string_view> group_ids_;

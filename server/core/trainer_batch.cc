@@ -131,8 +131,30 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
     step_moments_ = pending_moments_;
     for (const Submission* s : group) DELTASERVE_RETURN_IF_ERROR(step_moments_.Add(s->inputs));
   }
+  if (SeriesOn()) {
+    // The unit's weights for the noise scale (server/core/noise_scale.h):
+    // each row enters g with c = scale (SUM) or scale/(n·m) (MEAN).
+    unit_w_ = unit_v_ = 0.0;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const double n = static_cast<double>(group[i]->inputs.rows());
+      double c = scales[i];
+      if (options_.surrogate.reduction == model::SurrogateConfig::Reduction::kMean) {
+        c /= n * static_cast<double>(mlp_.output_dim());
+      }
+      unit_w_ += c * n;
+      unit_v_ += c * c * n;
+    }
+  }
   const uint64_t version_before = version_;
   DELTASERVE_ASSIGN_OR_RETURN(const bool stepped, Accumulate(rows));
+  if (SeriesOn()) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      step_series_.loss_sum += losses[i];
+      ++step_series_.submissions;
+      step_series_.staleness_sum += staleness[i];
+      step_series_.staleness_max = std::max(step_series_.staleness_max, staleness[i]);
+    }
+  }
   if (statistics_) {
     if (stepped) {
       pending_moments_.Clear();  // Merged by Step.
@@ -155,6 +177,9 @@ absl::Status Trainer::ApplyScaled(absl::Span<const Submission* const> group,
     results->push_back(std::move(result));
   }
   changed_since_checkpoint_ = true;
+  // After the callbacks' results exist and the metrics are recorded, so the
+  // step's series are in the history before any answer goes out.
+  if (stepped && SeriesOn()) EmitStepSeries();
   return absl::OkStatus();
 }
 
