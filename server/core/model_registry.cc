@@ -10,8 +10,8 @@ namespace deltaserve::server {
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
-    std::shared_ptr<LearnerGate> gate, const std::string& state_dir,
-    persist::FileSystem* state_fs) {
+    std::shared_ptr<LearnerGate> gate, const std::string& state_dir, persist::FileSystem* state_fs,
+    History* history) {
   auto registry = std::unique_ptr<ModelRegistry>(new ModelRegistry());
   for (const deltaserve::v1::ModelSpec& spec : config.models()) {
     DELTASERVE_ASSIGN_OR_RETURN(TrainerOptions options, TrainerOptionsFromProto(spec));
@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     model->metrics = metrics->ForModel(spec.name());
     options.metrics = model->metrics;
     options.gate = gate;
+    options.history = history;
     DELTASERVE_ASSIGN_OR_RETURN(options.persistence,
                                 PersistenceOptionsFromProto(config, spec, state_dir));
     options.persistence.fs = state_fs;

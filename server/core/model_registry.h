@@ -43,10 +43,12 @@ class ModelRegistry {
   // the registry. A non-empty `state_dir` keeps each model's state in
   // state_dir/<name> (restored here; see Trainer::Create for its errors).
   // `state_fs` (null: POSIX) is the file system those directories live on.
+  // `history` (optional, must outlive the registry): each learner records
+  // its per-step series there (TrainerOptions::history).
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
       const deltaserve::v1::ServerConfig& config, ServerMetrics* metrics,
       std::shared_ptr<LearnerGate> gate = nullptr, const std::string& state_dir = "",
-      persist::FileSystem* state_fs = nullptr);
+      persist::FileSystem* state_fs = nullptr, History* history = nullptr);
 
   // "" → the default (first) model; INVALID_ARGUMENT (ModelNameTooLong) for a
   // name over kMaxModelNameBytes, before any comparison; NOT_FOUND

@@ -89,17 +89,20 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   if (!options.auth_file.empty()) {
     DELTASERVE_ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
   }
-  DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<ModelRegistry> models,
-                              ModelRegistry::Create(prepared, metrics.get(), options.learner_gate,
-                                                    options.state_dir, options.state_fs));
+  auto history = std::make_unique<History>();
+  if (prepared.models_size() > 0) history->SetDefaultModel(prepared.models(0).name());
+  DELTASERVE_ASSIGN_OR_RETURN(
+      std::unique_ptr<ModelRegistry> models,
+      ModelRegistry::Create(prepared, metrics.get(), options.learner_gate, options.state_dir,
+                            options.state_fs, history.get()));
   for (const auto& model : models->models()) {
     LogInfo(DescribeModel(model->spec), "; ", model->trainer->mlp().parameter_count(),
             " parameters");
   }
-  std::unique_ptr<DeltaServer> server(
-      new DeltaServer(std::move(metrics), std::move(metrics_address), std::move(models), options,
-                      prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
-                      std::move(listener), prepared.max_parameter_waiters_per_model()));
+  std::unique_ptr<DeltaServer> server(new DeltaServer(
+      std::move(metrics), std::move(metrics_address), std::move(history), std::move(models),
+      options, prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
+      std::move(listener), prepared.max_parameter_waiters_per_model()));
   DELTASERVE_RETURN_IF_ERROR(server->Bind(prepared));
   server->ServeLivePage();
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
@@ -108,14 +111,15 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
 }
 
 DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
-                         std::unique_ptr<ModelRegistry> models, ServerOptions options,
-                         uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-                         std::unique_ptr<ServerTls> tls,
+                         std::unique_ptr<History> history, std::unique_ptr<ModelRegistry> models,
+                         ServerOptions options, uint32_t max_watchers_per_model,
+                         std::unique_ptr<Authorizer> authorizer, std::unique_ptr<ServerTls> tls,
                          std::unique_ptr<ConnectionListener> listener,
                          uint32_t max_parameter_waiters_per_model)
     : options_(std::move(options)),
       metrics_(std::move(metrics)),
       metrics_address_(std::move(metrics_address)),
+      history_(std::move(history)),
       models_(std::move(models)),
       authorizer_(std::move(authorizer)),
       tls_(std::move(tls)),
@@ -135,7 +139,7 @@ DeltaServer::~DeltaServer() {
 void DeltaServer::ServeLivePage() {
   if (metrics_->port() == 0) return;
   web::WebOptions web;
-  web.history = &history_;
+  web.history = history_.get();
   if (authorizer_->enabled()) {
     // The page and its API need what GetModelInfo needs: OBSERVER.
     web.authorize = [authorizer =

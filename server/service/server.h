@@ -133,7 +133,7 @@ class DeltaServer {
   ServerMetrics* metrics() const { return metrics_.get(); }
 
   // The time series the live views read (server/core/history.h).
-  const History& history() const { return history_; }
+  const History& history() const { return *history_; }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
   // stops the learner threads. In order: health → NOT_SERVING, watch and
@@ -164,9 +164,10 @@ class DeltaServer {
 
  private:
   DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string metrics_address,
-              std::unique_ptr<ModelRegistry> models, ServerOptions options,
-              uint32_t max_watchers_per_model, std::unique_ptr<Authorizer> authorizer,
-              std::unique_ptr<ServerTls> tls, std::unique_ptr<ConnectionListener> listener,
+              std::unique_ptr<History> history, std::unique_ptr<ModelRegistry> models,
+              ServerOptions options, uint32_t max_watchers_per_model,
+              std::unique_ptr<Authorizer> authorizer, std::unique_ptr<ServerTls> tls,
+              std::unique_ptr<ConnectionListener> listener,
               uint32_t max_parameter_waiters_per_model);
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
@@ -177,7 +178,7 @@ class DeltaServer {
   const ServerOptions options_;
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
   const std::string metrics_address_;
-  History history_;
+  const std::unique_ptr<History> history_;
   std::unique_ptr<ModelRegistry> models_;
   const std::unique_ptr<Authorizer> authorizer_;  // Outlives the services.
   const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.

@@ -61,7 +61,7 @@ async function getJson(path) {
 function formatValue(v) {
   if (v === null || !isFinite(v)) return '-';
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(3);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return Number(v.toPrecision(4)).toExponential();
   return String(Number(v.toPrecision(4)));
 }
 
@@ -87,11 +87,15 @@ function chartFor(group) {
   const last = document.createElement('span');
   last.className = 'last';
   title.append(name, last);
+  // The series' names and colours (dygraphs' legend; values on hover).
+  const key = document.createElement('div');
+  key.className = 'key';
   const plot = document.createElement('div');
   plot.className = 'empty';
   plot.textContent = 'no points yet';
-  section.append(title, plot);
-  chart = {group: group, section: section, plot: plot, last: last, graph: null, dirty: false};
+  section.append(title, key, plot);
+  chart = {group: group, section: section, plot: plot, last: last, key: key, graph: null,
+           dirty: false};
   charts[group.id] = chart;
   placeChart(chart);
   return chart;
@@ -151,15 +155,22 @@ function draw(chart) {
     plot.className = 'plot';
     chart.section.replaceChild(plot, chart.plot);
     chart.plot = plot;
+    // Series after the first are dashed, so one that equals the first
+    // (the gradient norm with clipping off) still shows.
+    const perSeries = {};
+    group.series.slice(1).forEach((name) => {
+      perSeries[name] = {strokePattern: [6, 3]};
+    });
     chart.graph = new Dygraph(plot, rows, {
       labels: ['time'].concat(group.series),
+      labelsDiv: chart.key,
+      legend: 'always',
       connectSeparatedPoints: true,
       strokeWidth: 1.5,
       drawPoints: rows.length < 40,
       pointSize: 2,
-      labelsSeparateLines: true,
-      legend: 'onmouseover',
-      axes: {y: {axisLabelWidth: 60}},
+      series: perSeries,
+      axes: {y: {axisLabelWidth: 60, axisLabelFormatter: formatValue}},
       colors: ['#1f6fb4', '#e0761a', '#2a9d4b', '#b8336a'],
     });
   } else {
