@@ -293,6 +293,17 @@ absl::StatusOr<std::vector<v1::ModelInfo>> TrainerClient::ListModels() const {
   return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
 }
 
+absl::StatusOr<v1::GetMetricsHistoryResponse> TrainerClient::GetMetricsHistory(
+    const std::string& model, int64_t since_unix_ms) const {
+  v1::GetMetricsHistoryRequest request;
+  request.set_model(model);
+  request.set_since_unix_ms(since_unix_ms);
+  v1::GetMetricsHistoryResponse response;
+  DELTASERVE_RETURN_IF_ERROR(
+      Unary(&v1::Trainer::StubInterface::GetMetricsHistory, request, &response));
+  return response;
+}
+
 absl::Status TrainerClient::WatchParameters(
     const std::string& model, const std::function<bool(Parameters)>& on_update) const {
   grpc::ClientContext context;

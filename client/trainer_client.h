@@ -297,6 +297,13 @@ class TrainerClient {
   // default model first.
   absl::StatusOr<std::vector<deltaserve::v1::ModelInfo>> ListModels() const;
 
+  // The model's metrics history (GetMetricsHistory, OBSERVER): every
+  // series' points newer than `since_unix_ms` (0: all the server keeps),
+  // oldest first; series sorted by name (docs/operations.md, "Metrics
+  // history"). NOT_FOUND for an unknown model.
+  absl::StatusOr<deltaserve::v1::GetMetricsHistoryResponse> GetMetricsHistory(
+      const std::string& model = "", int64_t since_unix_ms = 0) const;
+
   // δᵀ·∂y/∂X (the plain vector-Jacobian product: no surrogate, delta_scale
   // or objective) and y = f(X), both at one version; changes nothing on the
   // server. inputs: [batch × input_dim], deltas: [batch × output_dim].

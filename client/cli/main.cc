@@ -53,6 +53,8 @@ ABSL_FLAG(std::string, input, "",
           "import: the .npz file to read (np.savez layout, as export writes)");
 ABSL_FLAG(std::string, name, "", "token: the principal's name (letters, digits, . _ - @)");
 ABSL_FLAG(std::string, role, "", "token: observer, simulator or admin");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "top: time between refreshes");
+ABSL_FLAG(bool, once, false, "top: print one screen and exit");
 
 namespace deltaserve::client::cli {
 namespace {
@@ -80,6 +82,9 @@ constexpr char kUsage[] =
     "  import   (admin) set the parameters from --input=FILE.npz: a new version, optimizer\n"
     "           state reset; normalizer.* arrays, if present, replace the input statistics\n"
     "  checkpoint  (admin) write a checkpoint now (server needs --state_dir); prints its path\n"
+    "  top      per model (--model: only that one), the newest value of every metrics-history\n"
+    "           series, its change over the last minute and its age, refreshed every\n"
+    "           --interval=2s; --once prints one screen and exits (docs/operations.md)\n"
     "  token    a new random token for --name=NAME --role=observer|simulator|admin: prints\n"
     "           the Principal line for the server's --auth_file, then the token for the\n"
     "           client (--token_file or $DELTASERVE_TOKEN); contacts no server\n"
@@ -321,6 +326,69 @@ int Health(absl::Duration timeout, const ChannelSecurity& security) {
                                                                              : kExitFailure;
 }
 
+// The value of the newest point at or before `unix_ms`, if any.
+std::optional<double> ValueAt(const deltaserve::v1::MetricSeries& series, int64_t unix_ms) {
+  std::optional<double> found;
+  for (int i = 0; i < series.unix_ms_size() && i < series.values_size(); ++i) {
+    if (series.unix_ms(i) > unix_ms) break;
+    found = series.values(i);
+  }
+  return found;
+}
+
+// One screen of `top`: every model's series, newest value, change over the
+// last minute and age. An error ends the screen (and, with --once, the run).
+absl::Status TopScreen(const TrainerClient& client, const std::string& only_model) {
+  std::vector<std::string> names;
+  if (!only_model.empty()) {
+    names.push_back(only_model);
+  } else {
+    auto models = client.ListModels();
+    if (!models.ok()) return models.status();
+    for (const auto& info : *models) names.push_back(info.spec().name());
+  }
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  absl::PrintF("deltaserve top  %s  %s\n", absl::GetFlag(FLAGS_target),
+               absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::Now(), absl::UTCTimeZone()));
+  for (const std::string& name : names) {
+    auto history = client.GetMetricsHistory(name);
+    if (!history.ok()) return history.status();
+    absl::PrintF("\nmodel %s\n", history->model());
+    absl::PrintF("  %-28s %14s %14s %8s\n", "series", "newest", "change 1m", "age");
+    if (history->series().empty()) absl::PrintF("  (no points yet)\n");
+    for (const deltaserve::v1::MetricSeries& series : history->series()) {
+      const int n = std::min(series.unix_ms_size(), series.values_size());
+      if (n == 0) continue;
+      const int64_t newest_ms = series.unix_ms(n - 1);
+      const double newest = series.values(n - 1);
+      const std::optional<double> before = ValueAt(series, newest_ms - 60'000);
+      const std::string change = before ? absl::StrFormat("%+.6g", newest - *before) : "-";
+      const double age = static_cast<double>(std::max<int64_t>(now_ms - newest_ms, 0)) / 1000.0;
+      absl::PrintF("  %-28s %14.6g %14s %7.0fs\n", series.name(), newest, change, age);
+    }
+  }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+int Top(const TrainerClient& client) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (absl::GetFlag(FLAGS_once)) {
+    const absl::Status status = TopScreen(client, model);
+    return status.ok() ? kExitOk : Fail(status);
+  }
+  const absl::Duration interval = std::max(absl::GetFlag(FLAGS_interval), absl::Milliseconds(100));
+  while (true) {
+    absl::PrintF("\033[H\033[2J");  // Home, clear screen.
+    if (const absl::Status status = TopScreen(client, model); !status.ok()) {
+      absl::PrintF("error: %s: %s (retrying)\n", absl::StatusCodeToString(status.code()),
+                   status.message());
+      std::fflush(stdout);
+    }
+    absl::SleepFor(interval);
+  }
+}
+
 int Run(const std::vector<char*>& args) {
   if (args.size() != 2) {
     std::cerr << (args.size() < 2 ? "missing subcommand" : "one subcommand expected") << "\n\n"
@@ -351,6 +419,7 @@ int Run(const std::vector<char*>& args) {
   if (command == "export") return Export(**client);
   if (command == "import") return Import(**client);
   if (command == "checkpoint") return Checkpoint(**client);
+  if (command == "top") return Top(**client);
   std::cerr << "unknown subcommand \"" << command << "\"\n\n" << kUsage << std::endl;
   return kExitUsage;
 }

@@ -22,7 +22,7 @@ namespace {
 constexpr absl::string_view kRpcNames[] = {
     "GetModelInfo",    "Forward",       "SubmitDelta",          "GetParameters",
     "WatchParameters", "Session",       "SessionForward",       "SessionSubmitDelta",
-    "ListModels",      "InputGradient", "SessionInputGradient",
+    "ListModels",      "InputGradient", "SessionInputGradient", "GetMetricsHistory",
 };
 
 constexpr absl::string_view kRejectReasonNames[] = {
@@ -304,6 +304,7 @@ void ModelMetrics::RecordClientMetrics(absl::Span<const ClientMetric> metrics) {
     ClientSeries& series = it->second;
     series.ring[series.total % series.ring.size()] = metric.value;
     ++series.total;
+    series.sum += metric.value;
     series.gauge->Set(series.Mean());
   }
 }
@@ -314,13 +315,39 @@ std::vector<ClientMetricSummary> ModelMetrics::ClientMetrics() const {
   summaries.reserve(client_series_.size());
   for (const auto& [name, series] : client_series_) {
     const uint64_t count = std::min<uint64_t>(series.total, series.ring.size());
-    summaries.push_back(ClientMetricSummary{name, series.Mean(), count, series.total});
+    summaries.push_back(ClientMetricSummary{name, series.Mean(), count, series.total, series.sum});
   }
   return summaries;
 }
 
 void ModelMetrics::AddParameterWaiters(int64_t delta) {
   parameter_waiters_->Increment(static_cast<double>(delta));
+}
+
+int64_t ModelMetrics::watchers() const { return static_cast<int64_t>(watchers_->Value()); }
+
+int64_t ModelMetrics::parameter_waiters() const {
+  return static_cast<int64_t>(parameter_waiters_->Value());
+}
+
+void ModelMetrics::NoteSubmitter(absl::string_view peer) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&submitters_mu_);
+  auto it = submitters_.find(peer);
+  if (it != submitters_.end()) {
+    it->second = now;
+  } else if (submitters_.size() < kMaxSubmitters) {
+    submitters_.emplace(std::string(peer), now);
+  }
+}
+
+int64_t ModelMetrics::RecentSubmitters(absl::Duration window) {
+  const absl::Time cutoff = absl::Now() - window;
+  absl::MutexLock lock(&submitters_mu_);
+  for (auto it = submitters_.begin(); it != submitters_.end();) {
+    it = it->second < cutoff ? submitters_.erase(it) : std::next(it);
+  }
+  return static_cast<int64_t>(submitters_.size());
 }
 
 ServerMetrics::ServerMetrics()

@@ -60,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "deltaserve/proto/client_metrics.h"
 
@@ -96,8 +97,9 @@ enum class Rpc {
   kListModels,  // Names no model: counted under model "" (ServerMetrics::UnknownModel).
   kInputGradient,
   kSessionInputGradient,
+  kGetMetricsHistory,
 };
-inline constexpr int kNumRpcs = static_cast<int>(Rpc::kSessionInputGradient) + 1;
+inline constexpr int kNumRpcs = static_cast<int>(Rpc::kGetMetricsHistory) + 1;
 
 // Status codes counted per rpc: OK .. UNAUTHENTICATED, the canonical codes
 // gRPC and absl share; any other value is counted as UNKNOWN.
@@ -130,6 +132,7 @@ struct ClientMetricSummary {
   double mean = 0.0;   // Of the last `count` reports (what the gauge shows).
   uint64_t count = 0;  // Reports in the mean: min(total, wire::kMetricWindow).
   uint64_t total = 0;  // Reports kept since the server started.
+  double sum = 0.0;    // Of those `total` reports (the history's per-second means).
 };
 
 // Maps a Trainer error to its reason, following docs/architecture.md §6.
@@ -204,6 +207,19 @@ class ModelMetrics {
   // −1 when it ends (answered, cancelled, deadline or shutdown).
   void AddParameterWaiters(int64_t delta);
 
+  // The gauges' current values (the history sampler's once-a-second read).
+  int64_t watchers() const;
+  int64_t parameter_waiters() const;
+
+  // A submission arrived from `peer` (the gRPC peer address of its
+  // connection: a Session stream or a unary caller). One short mutex and a
+  // hash lookup; at most kMaxSubmitters peers are remembered.
+  void NoteSubmitter(absl::string_view peer) ABSL_LOCKS_EXCLUDED(submitters_mu_);
+  // Peers that submitted within `window` before now; forgets older ones
+  // (the "simulators" history series: docs/operations.md).
+  int64_t RecentSubmitters(absl::Duration window) ABSL_LOCKS_EXCLUDED(submitters_mu_);
+  static constexpr size_t kMaxSubmitters = 4096;
+
  private:
   friend class ServerMetrics;
   ModelMetrics() = default;
@@ -213,6 +229,7 @@ class ModelMetrics {
     prometheus::Gauge* gauge = nullptr;
     std::array<double, wire::kMetricWindow> ring{};
     uint64_t total = 0;  // Reports so far; the next goes to ring[total % size].
+    double sum = 0.0;    // Of every report so far.
     double Mean() const;
   };
 
@@ -238,6 +255,8 @@ class ModelMetrics {
   mutable absl::Mutex client_mu_;
   std::map<std::string, ClientSeries, std::less<>> client_series_ ABSL_GUARDED_BY(client_mu_);
   prometheus::Gauge* parameter_waiters_ = nullptr;
+  absl::Mutex submitters_mu_;
+  std::map<std::string, absl::Time, std::less<>> submitters_ ABSL_GUARDED_BY(submitters_mu_);
 };
 
 struct MetricsOptions {

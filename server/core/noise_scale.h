@@ -48,7 +48,7 @@ class GradientNoiseScale {
   double step_v() const { return v_sum_; }
   // Whether estimates have been averaged, and the averages.
   bool has_estimate() const { return steps_ > 0; }
-  double trace_sigma() const { return trace_sigma_; }   // EMA of S
+  double trace_sigma() const { return trace_sigma_; }  // EMA of S
   double gradient_sq() const { return gradient_sq_; }  // EMA of |G|²
   // trace_sigma() / gradient_sq(), in rows; NaN without an estimate or
   // while the average |G|² is not positive (noise dominates: the estimate

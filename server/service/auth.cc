@@ -30,7 +30,7 @@ constexpr absl::string_view kPermissionDenied = "permission_denied";
 v1::Role RequiredRole(absl::string_view method) {
   if (method == kGetModelInfoMethod || method == kForwardMethod || method == kGetParametersMethod ||
       method == kWatchParametersMethod || method == kListModelsMethod ||
-      method == kInputGradientMethod) {
+      method == kInputGradientMethod || method == kGetMetricsHistoryMethod) {
     return v1::OBSERVER;
   }
   if (method == kSubmitDeltaMethod || method == kSessionMethod) return v1::SIMULATOR;

@@ -50,13 +50,15 @@ inline constexpr absl::string_view kWatchParametersMethod =
 inline constexpr absl::string_view kSessionMethod = "/deltaserve.v1.Trainer/Session";
 inline constexpr absl::string_view kListModelsMethod = "/deltaserve.v1.Trainer/ListModels";
 inline constexpr absl::string_view kInputGradientMethod = "/deltaserve.v1.Trainer/InputGradient";
+inline constexpr absl::string_view kGetMetricsHistoryMethod =
+    "/deltaserve.v1.Trainer/GetMetricsHistory";
 inline constexpr absl::string_view kCheckpointMethod = "/deltaserve.v1.Admin/Checkpoint";
 inline constexpr absl::string_view kImportParametersMethod =
     "/deltaserve.v1.Admin/ImportParameters";
 
 // The least role that may call `method` (a full name, e.g. kForwardMethod):
 // OBSERVER for GetModelInfo, GetParameters, WatchParameters, Forward and
-// ListModels and InputGradient;
+// ListModels, InputGradient and GetMetricsHistory;
 // SIMULATOR for SubmitDelta and Session; ADMIN for everything else — every
 // /deltaserve.v1.Admin/ method and any method not named here (deny by
 // default: a new rpc needs ADMIN until it is added to this table).

@@ -50,9 +50,10 @@ void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
 }
 
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
-                 const v1::SubmitDeltaRequest& request, SubmitDone done) {
+                 const v1::SubmitDeltaRequest& request, absl::string_view peer, SubmitDone done) {
   absl::StatusOr<ServedModel*> model = models.Find(request.model());
   ModelMetrics* metrics = model.ok() ? (*model)->metrics : unknown_model;
+  if (model.ok()) metrics->NoteSubmitter(peer);
   auto reject = [metrics](SubmitDone& answer, const absl::Status& status) {
     metrics->RecordSubmissionRejected(RejectReasonFromStatus(status.code()));
     std::move(answer)(metrics, status);

@@ -37,8 +37,10 @@ void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
                   const deltaserve::v1::ForwardRequest& request, ForwardDone done);
 
 // Every submission that is not applied is counted by reason before `done`.
+// `peer`: the caller's address (ModelMetrics::NoteSubmitter).
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
-                 const deltaserve::v1::SubmitDeltaRequest& request, SubmitDone done);
+                 const deltaserve::v1::SubmitDeltaRequest& request, absl::string_view peer,
+                 SubmitDone done);
 
 // Trainer::InputGradient on the calling thread (read-only, never waits for
 // the learner): `done` is called before this returns.

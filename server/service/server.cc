@@ -11,6 +11,8 @@
 #include "deltaserve/base/address.h"
 #include "deltaserve/base/status_macros.h"
 #include "deltaserve/server/core/config.h"
+#include "deltaserve/server/core/history.h"
+#include "deltaserve/server/core/history_sampler.h"
 #include "deltaserve/server/core/log.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/core/model_registry.h"
@@ -89,8 +91,13 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
   if (!options.auth_file.empty()) {
     DELTASERVE_ASSIGN_OR_RETURN(authorizer, Authorizer::FromFile(options.auth_file, metrics.get()));
   }
+  // The history continues where the last run on this state directory left
+  // it (a bad file: a warning and an empty history, never a failed start).
   auto history = std::make_unique<History>();
-  if (prepared.models_size() > 0) history->SetDefaultModel(prepared.models(0).name());
+  std::vector<std::string> model_names;
+  for (const auto& spec : prepared.models()) model_names.push_back(spec.name());
+  if (!model_names.empty()) history->SetDefaultModel(model_names.front());
+  LoadHistories(*history, model_names, options.state_dir, options.state_fs);
   DELTASERVE_ASSIGN_OR_RETURN(
       std::unique_ptr<ModelRegistry> models,
       ModelRegistry::Create(prepared, metrics.get(), options.learner_gate, options.state_dir,
@@ -121,11 +128,13 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
       metrics_address_(std::move(metrics_address)),
       history_(std::move(history)),
       models_(std::move(models)),
+      sampler_(std::make_unique<HistorySampler>(history_.get(), models_.get(), options_.state_dir,
+                                                options_.state_fs)),
       authorizer_(std::move(authorizer)),
       tls_(std::move(tls)),
       service_(std::make_unique<TrainerService>(models_.get(), metrics_.get(),
                                                 max_watchers_per_model, authorizer_.get(),
-                                                max_parameter_waiters_per_model)),
+                                                max_parameter_waiters_per_model, history_.get())),
       admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())),
       listener_(std::move(listener)) {}
 
@@ -201,6 +210,7 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
     });
   }
   MarkServing();
+  sampler_->Start();
   return absl::OkStatus();
 }
 
@@ -246,6 +256,7 @@ void DeltaServer::Shutdown() {
   models_->CloseHubs();       // Watch streams and GetParameters long-polls end with UNAVAILABLE ...
   service_->CloseSessions();  // ... so do Session streams ...
   models_->StopTrainers();    // ... and queued submissions and Forwards.
+  sampler_->Stop();           // A last sample, and the history saved.
   if (!models_->AwaitWatchersGone(deadline)) LogWarning("watch streams still open at the deadline");
   if (!service_->AwaitParameterWaitersGone(deadline)) {
     LogWarning("GetParameters long-polls still open at the deadline");

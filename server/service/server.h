@@ -35,7 +35,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "deltaserve/server/core/history.h"
 #include "deltaserve/v1/config.pb.h"
 
 namespace grpc {
@@ -50,6 +49,8 @@ namespace deltaserve::server {
 
 class Authorizer;
 class ConnectionListener;
+class History;
+class HistorySampler;
 class LearnerGate;
 class ModelRegistry;
 class ServerMetrics;
@@ -131,8 +132,9 @@ class DeltaServer {
 
   // The server's metrics (e.g. ServerMetrics::Scrape()). Never null.
   ServerMetrics* metrics() const { return metrics_.get(); }
-
-  // The time series the live views read (server/core/history.h).
+  // Every model's metrics history (server/core/history.h): the learners'
+  // per-step series and the once-a-second samples (HistorySampler), loaded
+  // from and saved to --state_dir. Lives as long as the server.
   const History& history() const { return *history_; }
 
   // Stops accepting calls; in-flight calls finish or fail with UNAVAILABLE;
@@ -178,8 +180,9 @@ class DeltaServer {
   const ServerOptions options_;
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
   const std::string metrics_address_;
-  const std::unique_ptr<History> history_;
+  const std::unique_ptr<History> history_;  // Outlives the learners that record.
   std::unique_ptr<ModelRegistry> models_;
+  std::unique_ptr<HistorySampler> sampler_;       // Stopped (and saved) in Shutdown.
   const std::unique_ptr<Authorizer> authorizer_;  // Outlives the services.
   const std::unique_ptr<ServerTls> tls_;          // Null: plaintext.
   std::unique_ptr<TrainerService> service_;

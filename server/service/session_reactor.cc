@@ -68,12 +68,13 @@ size_t SessionRegistry::open() const {
 // ---- SessionReactor ----
 
 SessionReactor::SessionReactor(const ModelRegistry* models, ModelMetrics* unknown_model,
-                               SessionRegistry* registry, size_t max_in_flight)
+                               SessionRegistry* registry, size_t max_in_flight, std::string peer)
     : models_(models),
       unknown_model_(unknown_model),
       registry_(registry),
       max_in_flight_(max_in_flight == 0 ? 1 : max_in_flight),
-      start_(Clock::now()) {
+      start_(Clock::now()),
+      peer_(std::move(peer)) {
   const bool open = registry_->Add(this);  // Step 1.
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!open) EndLocked(ServerClosing());
@@ -185,7 +186,7 @@ void SessionReactor::Dispatch(const grpc::ByteBuffer& bytes, Clock::time_point s
       return;
     case v1::SessionRequest::kSubmit:
       StartSubmit(
-          *models_, unknown_model_, request.submit(),
+          *models_, unknown_model_, request.submit(), peer_,
           AnswerTo(id, Rpc::kSessionSubmitDelta, start, &v1::SessionResponse::mutable_submit));
       return;
     case v1::SessionRequest::kInputGradient:

@@ -45,6 +45,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -96,7 +97,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   // server ends every stream and stops the learners and batchers, which
   // answer every call, before destroying them). Deletes itself (step 7).
   SessionReactor(const ModelRegistry* models, ModelMetrics* unknown_model,
-                 SessionRegistry* registry, size_t max_in_flight = kDefaultMaxInFlight);
+                 SessionRegistry* registry, size_t max_in_flight = kDefaultMaxInFlight,
+                 std::string peer = "");
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -148,6 +150,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   SessionRegistry* const registry_;
   const size_t max_in_flight_;
   const Clock::time_point start_;
+  const std::string peer_;  // The client's address (ModelMetrics::NoteSubmitter).
 
   grpc::ByteBuffer read_buffer_;  // Written by gRPC while reading_.
 

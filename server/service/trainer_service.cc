@@ -54,8 +54,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RefuseWatch(ModelMetrics* metrics,
 
 TrainerService::TrainerService(ModelRegistry* models, ServerMetrics* metrics,
                                uint32_t max_watchers_per_model, const Authorizer* authorizer,
-                               uint32_t max_parameter_waiters_per_model)
+                               uint32_t max_parameter_waiters_per_model, const History* history)
     : models_(models),
+      history_(history),
       authorizer_(authorizer),
       unknown_model_(metrics->UnknownModel()),
       max_watchers_per_model_(max_watchers_per_model),
@@ -119,7 +120,7 @@ grpc::ServerUnaryReactor* TrainerService::SubmitDelta(grpc::CallbackServerContex
     return RejectSubmission(reactor, unknown_model_, start, status);
   }
   // Runs on the learner thread (errors: here); rejections are counted there.
-  StartSubmit(*models_, unknown_model_, parsed,
+  StartSubmit(*models_, unknown_model_, parsed, context->peer(),
               [reactor, response, start](ModelMetrics* metrics,
                                          absl::StatusOr<v1::SubmitDeltaResponse> answer) {
                 if (answer.ok()) SerializeResponse(*answer, response);
@@ -175,7 +176,8 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TrainerService::Ses
     unknown_model_->RecordRpc(Rpc::kSession, static_cast<int>(denied.code()), 0.0);
     return new FinishedBidiReactor(ToGrpcStatus(denied));
   }
-  return new SessionReactor(models_, unknown_model_, &sessions_);
+  return new SessionReactor(models_, unknown_model_, &sessions_,
+                            SessionReactor::kDefaultMaxInFlight, context->peer());
 }
 
 grpc::ServerUnaryReactor* TrainerService::ListModels(grpc::CallbackServerContext* context,
@@ -219,6 +221,40 @@ grpc::ServerUnaryReactor* TrainerService::InputGradient(grpc::CallbackServerCont
                                        answer.status());
                      });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* TrainerService::GetMetricsHistory(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* request,
+                                                            grpc::ByteBuffer* response) {
+  const Clock::time_point start = Clock::now();
+  if (absl::Status denied = authorizer_->Authorize(*context, kGetMetricsHistoryMethod);
+      !denied.ok()) {
+    return RecordAndFinish(context->DefaultReactor(), unknown_model_, Rpc::kGetMetricsHistory,
+                           start, denied);
+  }
+  v1::GetMetricsHistoryRequest parsed;
+  absl::StatusOr<ServedModel*> model = ParseAndFind(*request, &parsed);
+  if (model.ok()) {
+    v1::GetMetricsHistoryResponse answer;
+    const std::string& name = (*model)->spec.name();
+    answer.set_model(name);
+    if (history_ != nullptr) {
+      // Read() returns the series sorted by name.
+      for (const auto& [series, points] : history_->Read(name, parsed.since_unix_ms())) {
+        v1::MetricSeries* out = answer.add_series();
+        out->set_name(series);
+        out->mutable_unix_ms()->Reserve(static_cast<int>(points.size()));
+        out->mutable_values()->Reserve(static_cast<int>(points.size()));
+        for (const HistoryPoint& p : points) {
+          out->add_unix_ms(p.unix_ms);
+          out->add_values(p.value);
+        }
+      }
+    }
+    SerializeResponse(answer, response);
+  }
+  return RecordAndFinish(context->DefaultReactor(), MetricsFor(model), Rpc::kGetMetricsHistory,
+                         start, model.status());
 }
 
 void TrainerService::ModelInfo(const ServedModel& model, v1::ModelInfo* response) {

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 
+#include "deltaserve/server/core/history.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/core/model_registry.h"
 #include "deltaserve/server/service/auth.h"
@@ -48,7 +49,8 @@ using RawTrainerService = v1::Trainer::WithRawCallbackMethod_GetModelInfo<
                 v1::Trainer::WithRawCallbackMethod_Session<
                     v1::Trainer::WithRawCallbackMethod_ListModels<
                         v1::Trainer::WithRawCallbackMethod_InputGradient<
-                            v1::Trainer::Service>>>>>>>>;
+                            v1::Trainer::WithRawCallbackMethod_GetMetricsHistory<
+                                v1::Trainer::Service>>>>>>>>>;
 }  // namespace internal
 
 class TrainerService final : public internal::RawTrainerService {
@@ -60,8 +62,11 @@ class TrainerService final : public internal::RawTrainerService {
   // A GetParameters with min_version above the version waits (parked in the
   // model's WeightHub, no thread held); each model takes at most
   // `max_parameter_waiters_per_model` of them (0 = no limit).
+  // `history` (null: GetMetricsHistory answers empty series) must outlive
+  // the service.
   TrainerService(ModelRegistry* models, ServerMetrics* metrics, uint32_t max_watchers_per_model,
-                 const Authorizer* authorizer, uint32_t max_parameter_waiters_per_model = 0);
+                 const Authorizer* authorizer, uint32_t max_parameter_waiters_per_model = 0,
+                 const History* history = nullptr);
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
@@ -87,6 +92,11 @@ class TrainerService final : public internal::RawTrainerService {
   grpc::ServerUnaryReactor* InputGradient(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  // The model's History series (counted under the model, like
+  // GetModelInfo).
+  grpc::ServerUnaryReactor* GetMetricsHistory(grpc::CallbackServerContext* context,
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) override;
 
   // Shutdown: every open Session ends with UNAVAILABLE, and so does every
   // later one at once (server/service/session_reactor.h). Never blocks.
@@ -122,6 +132,7 @@ class TrainerService final : public internal::RawTrainerService {
   }
 
   ModelRegistry* const models_;
+  const History* const history_;
   const Authorizer* const authorizer_;
   ModelMetrics* const unknown_model_;  // Requests naming a model not served.
   const uint32_t max_watchers_per_model_;

@@ -19,6 +19,7 @@
 namespace deltaserve::client {
 namespace {
 
+using ::deltaserve::client::testing::kInputDim;
 using ::deltaserve::client::testing::kModelName;
 using ::deltaserve::client::testing::kOutputDim;
 using ::deltaserve::client::testing::ServerTest;
@@ -185,6 +186,28 @@ TEST_F(Cli, WatchReturnsAfterItsTimeoutWhenNothingTrains) {
                                      " parameters)\n"));
   EXPECT_GE(took, absl::Seconds(2));
   EXPECT_LT(took, absl::Seconds(20)) << "the watch did not end at its --timeout";
+}
+
+// top --once: one screen with the newest value of every series, after two
+// optimizer steps (samples_per_step 1), and exit 0.
+TEST_F(Cli, TopOncePrintsTheNewestValueOfEverySeries) {
+  for (int i = 0; i < 2; ++i) {
+    DeltaSubmission s;
+    s.inputs = model::Matrix::Constant(1, kInputDim, 0.5f);
+    s.deltas = model::Matrix::Ones(1, kOutputDim);
+    ASSERT_TRUE(client->SubmitDelta(s).ok());
+  }
+  const CliRun run = RunCli(absl::StrCat("top --once ", Target()));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, absl::StrCat("model ", kModelName))) << run.output;
+  for (const char* series : {"loss", "grad_norm", "update_norm", "learning_rate", "rows"}) {
+    EXPECT_TRUE(absl::StrContains(run.output, absl::StrCat("  ", series, " "))) << run.output;
+  }
+  // loss: l_s = 0.5 * |ones(2)|^2 = 1 at every step; rows: 1.
+  EXPECT_TRUE(absl::StrContains(run.output, "  rows ")) << run.output;
+  const CliRun unknown = RunCli(absl::StrCat("top --once --model=nope ", Target()));
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
+  EXPECT_TRUE(absl::StrContains(unknown.output, "NOT_FOUND")) << unknown.output;
 }
 
 TEST_F(Cli, HealthIsServingForTheServerAndTheModel) {

@@ -199,6 +199,22 @@ class ClientTest(ServerTestCase):
             self.assertEqual(m, self.client(m.spec.name).get_model_info())
         self.assertEqual(models[0], self.client("").get_model_info())
 
+    def test_get_metrics_history_has_a_point_per_step(self):
+        c = self.client("linear")
+        before = c.get_metrics_history()
+        steps = len(before.get("loss", []))
+        _, version = c.get_parameters()
+        c.submit_delta(np.ones((1, 4), dtype=np.float32), np.ones((1, 2), dtype=np.float32),
+                       version)
+        history = c.get_metrics_history()
+        self.assertEqual(len(history["loss"]), steps + 1)
+        for name in ("grad_norm", "update_norm", "learning_rate", "rows", "staleness_max"):
+            self.assertEqual(len(history[name]), steps + 1, name)
+        unix_ms, rows = history["rows"][-1]
+        self.assertEqual(rows, 1.0)
+        self.assertEqual(c.get_metrics_history(since_unix_ms=unix_ms).get("rows", []), [])
+        self.assert_code(deltaserve_client.NotFound, self.client("nope").get_metrics_history)
+
     def test_get_parameters_with_min_version_waits_for_the_next_step(self):
         c = self.client("linear")
         params, version = c.get_parameters()

@@ -54,6 +54,8 @@ TEST(RequiredRole, FollowsTheDesignAndDeniesUnknownMethodsByDefault) {
   EXPECT_EQ(RequiredRole(kWatchParametersMethod), v1::OBSERVER);
   EXPECT_EQ(RequiredRole(kListModelsMethod), v1::OBSERVER);
   EXPECT_EQ(RequiredRole("/deltaserve.v1.Trainer/ListModels"), v1::OBSERVER);
+  EXPECT_EQ(RequiredRole(kGetMetricsHistoryMethod), v1::OBSERVER);
+  EXPECT_EQ(RequiredRole("/deltaserve.v1.Trainer/GetMetricsHistory"), v1::OBSERVER);
   EXPECT_EQ(RequiredRole(kInputGradientMethod), v1::OBSERVER);
   EXPECT_EQ(RequiredRole(kSubmitDeltaMethod), v1::SIMULATOR);
   EXPECT_EQ(RequiredRole(kSessionMethod), v1::SIMULATOR);

@@ -38,7 +38,8 @@ from deltaserve_client import LocalServer
 
 BIN = os.environ["DELTASERVE_BIN"]
 SIM = os.environ["CARTPOLE_SIM"]
-CONFIG = os.path.join(os.environ["DELTASERVE_CONFIGS"], "cartpole.textproto")
+with open(os.path.join(os.environ["DELTASERVE_CONFIGS"], "cartpole.textproto")) as _f:
+    CONFIG = _f.read()  # LocalServer takes the text
 CHROMIUM = os.environ.get("CHROMIUM", "chromium")
 # Virtual time the page runs for: its first poll is at once, then one every
 # 1.5 s; the data is there before chromium starts.

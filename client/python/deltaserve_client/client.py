@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import (Callable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple,
+from typing import (Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple,
                     TypeVar, Union)
 
 import grpc
@@ -301,6 +301,18 @@ class TrainerClient:
         response = self._call(self._stub.ListModels, trainer_pb2.ListModelsRequest(), timeout,
                               wait_for_ready)
         return list(response.models)
+
+    def get_metrics_history(
+            self, since_unix_ms: int = 0, *, timeout: Optional[float] = None,
+            wait_for_ready: Optional[bool] = None) -> Dict[str, List[Tuple[int, float]]]:
+        """The model's metrics history (GetMetricsHistory, OBSERVER): for every series
+        name (loss, grad_norm, noise_scale, ..., "client/<name>"; docs/operations.md,
+        "Metrics history") its points ``(unix_ms, value)`` newer than
+        ``since_unix_ms``, oldest first."""
+        request = trainer_pb2.GetMetricsHistoryRequest(model=self.model,
+                                                       since_unix_ms=int(since_unix_ms))
+        response = self._call(self._stub.GetMetricsHistory, request, timeout, wait_for_ready)
+        return {s.name: list(zip(s.unix_ms, s.values)) for s in response.series}
 
     def session(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> Session:
         """A Session stream for this client's model: many forward / submit_delta calls
