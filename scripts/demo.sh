@@ -23,6 +23,9 @@
 #                       --submits_in_flight=0 to wait for every SubmitDelta answer; the
 #                       default keeps 1 in flight with roundtrip, 0 with replica)
 #
+# While it trains, the server's live page (every curve, refreshed each 1.5 s)
+# is at the address the demo prints ("demo: live page ..."), on loopback.
+#
 # Exit code 0 only when solved. Everything started here is stopped on exit.
 set -euo pipefail
 
@@ -57,10 +60,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1. The server on an OS-picked loopback port; its stdout says where.
+# 1. The server on an OS-picked loopback port; its stdout says where. Its
+#    metrics endpoint (also loopback, OS-picked) serves the live page.
 start_ns=$(date +%s%N)
-rm -f "${OUT_DIR}/server.log"  # else a previous run's address may be read
-"${server_bin}" --config="${CONFIG}" --listen=127.0.0.1:0 \
+rm -f "${OUT_DIR}/server.log" "${OUT_DIR}/server.err"  # else a previous run's address may be read
+"${server_bin}" --config="${CONFIG}" --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
   >"${OUT_DIR}/server.log" 2>"${OUT_DIR}/server.err" &
 server_pid=$!
 address=""
@@ -73,6 +77,9 @@ done
 [[ -n ${address} ]] || { echo "demo: server did not start" >&2; exit 1; }
 server_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 echo "demo: deltaserve listening on ${address} (started in ${server_ms} ms); config ${CONFIG}"
+# The server logs "live page on http://..." before it prints its address.
+page=$(sed -n 's/.*live page on \(http:[^ ]*\).*/\1/p' "${OUT_DIR}/server.err" | head -n1)
+echo "demo: live page (curves while it trains): ${page:-not available, see ${OUT_DIR}/server.err}"
 fastest=""
 [[ ${TRANSPORT} == session ]] && fastest=" (the fastest path)"
 echo "demo: transport=${TRANSPORT}${fastest}: Forward and SubmitDelta go over" \

@@ -9,7 +9,8 @@
 #          -DDELTASERVE_BUILD_TESTS=OFF -DDELTASERVE_BUILD_BENCHMARKS=OFF
 #   test   build + everything `make test` and `make demo` use: GoogleTest,
 #          gmock, Google Benchmark, clang-14 with libFuzzer and the sanitizer
-#          runtimes, the Python client's packaging tools, plots, the
+#          runtimes, the Python client's packaging tools, plots, chromium
+#          (headless, the live page's browser test), the
 #          container test's engine (podman, netavark + iptables) and tools,
 #          Slurm and munge for the Slurm test
 #   all    the same as test (the default; `make test` and `make demo` use it)
@@ -31,6 +32,12 @@ build_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libeigen3-dev
   prometheus-cpp-dev
+  # The metrics endpoint's HTTP server (/metrics, the live page and its API);
+  # prometheus-cpp-dev pulls it in too, named because deltaserve links it.
+  libcivetweb-dev
+  # The live page's charts: dygraph.min.js and its CSS, built into the binary
+  # (server/web/embed_files.cmake), so the page works air-gapped.
+  libjs-dygraphs
   # TLS certificate checks and token hashing (OpenSSL's libcrypto; libgrpc-dev
   # depends on it too, named here because deltaserve links it directly).
   libssl-dev
@@ -53,6 +60,9 @@ test_packages=(
   python3-venv python3-pip python3-setuptools
   # The demo's learning-curve plot.
   gnuplot-nox
+  # The live page's browser test (tests/web/browser_test.py: headless) and
+  # the README's screenshot of it.
+  chromium
   # TLS test certificates (tests/security, tests/python/test_security.py,
   # scripts/make_secrets.sh for the container test).
   openssl

@@ -1,15 +1,15 @@
 #include "deltaserve/server/core/metrics.h"
 
 #include <algorithm>
-#include <exception>
 #include <iterator>
+#include <mutex>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "civetweb.h"
 #include "deltaserve/base/address.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -356,7 +356,7 @@ ServerMetrics::ServerMetrics()
 
 ServerMetrics::~ServerMetrics() {
   // The endpoint's threads read the registry: stop them first.
-  exposer_.reset();
+  if (http_ != nullptr) mg_stop(http_);
 }
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
@@ -366,23 +366,105 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
   if (absl::Status valid = ValidateListenAddress(options.listen_address); !valid.ok()) {
     return valid;
   }
-  try {
-    // prometheus-cpp reports bind failures (address in use, no such
-    // interface) by throwing from the constructor.
-    metrics->exposer_ = std::make_unique<prometheus::Exposer>(options.listen_address,
-                                                              /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics endpoint cannot listen on ", options.listen_address, ": ", e.what()));
+  static std::once_flag init_once;
+  std::call_once(init_once, [] { mg_init_library(0); });
+  // No document_root: civetweb serves no files, only the handler below.
+  // Two threads, as prometheus-cpp's endpoint had; idle connections are
+  // dropped after 10 s.
+  const char* civet_options[] = {"listening_ports",
+                                 options.listen_address.c_str(),
+                                 "num_threads",
+                                 "2",
+                                 "request_timeout_ms",
+                                 "10000",
+                                 "enable_keep_alive",
+                                 "no",
+                                 nullptr};
+  mg_callbacks callbacks{};
+  // civetweb would print its errors (a bind failure) to stderr: they are
+  // returned below instead.
+  callbacks.log_message = [](const mg_connection*, const char*) { return 1; };
+  mg_init_data init{};
+  init.callbacks = &callbacks;
+  init.user_data = nullptr;
+  init.configuration_options = civet_options;
+  char error_text[256] = {};
+  unsigned error_code = 0;
+  mg_error_data error{};
+  error.code = &error_code;
+  error.text = error_text;
+  error.text_buffer_size = sizeof(error_text);
+  metrics->http_ = mg_start2(&init, &error);
+  if (metrics->http_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("metrics endpoint cannot listen on ",
+                                               options.listen_address, ": ", error_text));
   }
-  metrics->exposer_->RegisterCollectable(metrics->registry_);
-  const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
-  if (ports.empty()) {
+  mg_set_request_handler(metrics->http_, "/", &ServerMetrics::HandleHttp, metrics.get());
+  mg_server_port ports[4] = {};
+  const int count = mg_get_server_ports(metrics->http_, 4, ports);
+  if (count <= 0 || ports[0].port <= 0) {
     return absl::UnavailableError(
         absl::StrCat("metrics endpoint bound no port for ", options.listen_address));
   }
-  metrics->port_ = ports.front();
+  metrics->port_ = ports[0].port;
   return metrics;
+}
+
+void ServerMetrics::SetHttpHandler(HttpHandler handler) {
+  HttpHandler previous;
+  {
+    absl::MutexLock lock(&handler_mu_);  // Waits for the running calls.
+    previous = std::exchange(handler_, std::move(handler));
+  }
+  // `previous` (and what it captured) is destroyed here, outside the lock.
+}
+
+HttpResponse ServerMetrics::Serve(const HttpRequest& request) const {
+  if (request.path == "/metrics") {
+    if (request.method != "GET" && request.method != "HEAD") {
+      return {405, "text/plain; charset=utf-8", "expected GET /metrics\n"};
+    }
+    return {200, "text/plain; version=0.0.4; charset=utf-8", Scrape()};
+  }
+  absl::ReaderMutexLock lock(&handler_mu_);
+  if (!handler_) return {404, "text/plain; charset=utf-8", "not found: expected GET /metrics\n"};
+  return handler_(request);
+}
+
+int ServerMetrics::HandleHttp(mg_connection* connection, void* cbdata) {
+  const auto* self = static_cast<const ServerMetrics*>(cbdata);
+  const mg_request_info* info = mg_get_request_info(connection);
+  HttpRequest request;
+  request.method = info->request_method != nullptr ? info->request_method : "";
+  request.path = info->local_uri != nullptr ? info->local_uri : "";
+  request.query = info->query_string != nullptr ? info->query_string : "";
+  if (const char* authorization = mg_get_header(connection, "Authorization");
+      authorization != nullptr) {
+    request.authorization = authorization;
+  }
+  const HttpResponse response = self->Serve(request);
+  const char* reason = response.status == 200   ? "OK"
+                       : response.status == 400 ? "Bad Request"
+                       : response.status == 401 ? "Unauthorized"
+                       : response.status == 403 ? "Forbidden"
+                       : response.status == 404 ? "Not Found"
+                       : response.status == 405 ? "Method Not Allowed"
+                                                : "Error";
+  // no-store: the page polls; nosniff: bodies are what the type says; the
+  // page's address may carry ?token=, so it is never sent on as a referrer.
+  const std::string head = absl::StrCat(
+      "HTTP/1.1 ", response.status, " ", reason, "\r\nContent-Type: ", response.content_type,
+      "\r\nContent-Length: ", response.body.size(),
+      "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+      "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
+      "Content-Security-Policy: default-src 'self'; style-src 'self' 'unsafe-inline'; "
+      "img-src 'self' data:; frame-ancestors 'none'\r\n"
+      "Connection: close\r\n\r\n");
+  mg_write(connection, head.data(), head.size());
+  if (request.method != "HEAD" && !response.body.empty()) {
+    mg_write(connection, response.body.data(), response.body.size());
+  }
+  return static_cast<int>(response.status);  // Handled (1..999: the status sent).
 }
 
 ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {

@@ -1,7 +1,10 @@
 // ServerMetrics: the trainer process's Prometheus metrics (prometheus-cpp,
 // pull model). With a non-empty MetricsOptions::listen_address an HTTP
-// endpoint serves them at /metrics in Prometheus' text format; with an empty
-// one they are still recorded (Scrape() renders them) but nothing listens.
+// endpoint (civetweb) serves them at /metrics in Prometheus' text format and
+// passes every other path to the handler set with SetHttpHandler (the live
+// page and its JSON API, server/web/web_api.h); with an empty one they are
+// still recorded (Scrape() renders them) but nothing listens. The endpoint's
+// own threads do all of its work: no gRPC thread ever serves HTTP.
 //
 // Hot path: the server resolves each model's metrics once (ForModel at model
 // load) and keeps the ModelMetrics*; every Record/Set call on it then touches
@@ -45,8 +48,10 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,9 +64,11 @@
 #include "absl/types/span.h"
 #include "deltaserve/proto/client_metrics.h"
 
+struct mg_connection;
+struct mg_context;
+
 namespace prometheus {
 class Counter;
-class Exposer;
 template <typename T>
 class Family;
 class Gauge;
@@ -258,6 +265,24 @@ struct MetricsOptions {
   std::string listen_address;
 };
 
+// One request the metrics endpoint passes to the HttpHandler (any path but
+// /metrics). The views are valid only during the call.
+struct HttpRequest {
+  absl::string_view method;                        // "GET", ...
+  absl::string_view path;                          // Decoded path without the query: "/api/models".
+  absl::string_view query;                         // Raw query string without '?' ("" if none).
+  std::optional<absl::string_view> authorization;  // The Authorization header.
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+// Runs on the endpoint's threads, concurrently; must be thread-safe.
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
 class ServerMetrics {
  public:
   // Creates the metric families and, if options.listen_address is set, starts
@@ -300,6 +325,12 @@ class ServerMetrics {
   // "open_files" (too few descriptors left below the open-files limit).
   void RecordConnectionRefused(absl::string_view reason);
 
+  // Serves every path but /metrics with `handler` from now on (an empty
+  // handler: 404 for them, the default). Waits for calls of the previous
+  // handler still running, so whatever it referenced may be destroyed once
+  // this returns (the server clears it before it destroys its parts).
+  void SetHttpHandler(HttpHandler handler) ABSL_LOCKS_EXCLUDED(handler_mu_);
+
   // The TCP port the endpoint is bound to; 0 if it does not listen.
   int port() const { return port_; }
 
@@ -311,10 +342,18 @@ class ServerMetrics {
 
   ServerMetrics();
 
+  // civetweb's request callback (cbdata: the ServerMetrics).
+  static int HandleHttp(mg_connection* connection, void* cbdata);
+  HttpResponse Serve(const HttpRequest& request) const ABSL_LOCKS_EXCLUDED(handler_mu_);
+
   const std::shared_ptr<prometheus::Registry> registry_;
   const std::unique_ptr<Families> families_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  mg_context* http_ = nullptr;  // The endpoint; null if it does not listen.
   int port_ = 0;
+
+  // Held shared while a request runs the handler, exclusively to replace it.
+  mutable absl::Mutex handler_mu_;
+  HttpHandler handler_ ABSL_GUARDED_BY(handler_mu_);
 
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<ModelMetrics>, std::less<>> models_ ABSL_GUARDED_BY(mu_);

@@ -21,6 +21,7 @@
 #include "deltaserve/server/service/connection_listener.h"
 #include "deltaserve/server/service/tls.h"
 #include "deltaserve/server/service/trainer_service.h"
+#include "deltaserve/server/web/web_api.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -111,6 +112,7 @@ absl::StatusOr<std::unique_ptr<DeltaServer>> DeltaServer::Start(
       options, prepared.max_watchers_per_model(), std::move(authorizer), std::move(tls),
       std::move(listener), prepared.max_parameter_waiters_per_model()));
   DELTASERVE_RETURN_IF_ERROR(server->Bind(prepared));
+  server->ServeLivePage();
   LogInfo("serving ", prepared.models_size(), " model(s) on ", server->address(), ", max message ",
           prepared.max_message_bytes(), " bytes");
   return server;
@@ -137,7 +139,28 @@ DeltaServer::DeltaServer(std::unique_ptr<ServerMetrics> metrics, std::string met
       admin_(std::make_unique<AdminService>(models_.get(), authorizer_.get())),
       listener_(std::move(listener)) {}
 
-DeltaServer::~DeltaServer() { Shutdown(); }
+DeltaServer::~DeltaServer() {
+  Shutdown();
+  // The page's handler reads history_ and authorizer_: the endpoint stops
+  // calling it (and running calls end) before they go.
+  metrics_->SetHttpHandler(nullptr);
+}
+
+void DeltaServer::ServeLivePage() {
+  if (metrics_->port() == 0) return;
+  web::WebOptions web;
+  web.history = history_.get();
+  if (authorizer_->enabled()) {
+    // The page and its API need what GetModelInfo needs: OBSERVER.
+    web.authorize = [authorizer =
+                         authorizer_.get()](std::optional<absl::string_view> authorization) {
+      return authorizer->Check(authorization, kGetModelInfoMethod).status();
+    };
+  }
+  // Runs on the endpoint's (civetweb's) threads, never on gRPC's.
+  metrics_->SetHttpHandler(web::MakeWebHandler(std::move(web)));
+  LogInfo("live page on http://", metrics_address_, "/");
+}
 
 absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
   const int max_message_bytes = static_cast<int>(config.max_message_bytes());

@@ -184,6 +184,8 @@ class DeltaServer {
   absl::Status Bind(const deltaserve::v1::ServerConfig& config);
   // Health: SERVING for "", the Trainer service and every model.
   void MarkServing();
+  // With a metrics endpoint: the live page and its API there (server/web).
+  void ServeLivePage();
 
   const ServerOptions options_;
   const std::unique_ptr<ServerMetrics> metrics_;  // Outlives everything that records.
