@@ -78,6 +78,10 @@ test_packages=(
   # commands (sbatch, scontrol, ...), started by the test itself, not by
   # systemd; policy-rc.d below keeps the packages from starting their services.
   slurm-wlm munge
+  # The cost-of-distance benchmark and its test (tools/bench_distance.py):
+  # ip netns, veth pairs and tc (tbf) come from iproute2, which a minimal
+  # Debian does not have.
+  iproute2
   # Optional: faster rebuilds (the image's build stage uses it too).
   ccache
   # The PyTorch references (tools/torch_*.py) and the tests that compare

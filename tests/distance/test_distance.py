@@ -85,10 +85,11 @@ def recv_exactly(sock, n):
     return b"".join(parts)
 
 
-@unittest.skipUnless(FORWARDER, "set DELAY_FORWARDER to the built deltaserve_delay_forwarder")
 class DelayForwarderTest(unittest.TestCase):
 
     def setUp(self):
+        # A missing setting is a broken test setup, never a skip.
+        self.assertTrue(FORWARDER, "set DELAY_FORWARDER to the built deltaserve_delay_forwarder")
         self.assertTrue(os.access(FORWARDER, os.X_OK), "not executable: %s" % FORWARDER)
         self.echo = EchoServer()
         self.addCleanup(self.echo.close)
@@ -166,8 +167,12 @@ def netns_list():
                           check=True).stdout
 
 
-@unittest.skipUnless(BENCH_DISTANCE, "set BENCH_DISTANCE to tools/bench_distance.py")
 class BenchDistanceTest(unittest.TestCase):
+
+    def setUp(self):
+        # A missing setting is a broken test setup, never a skip.
+        for name in ("BENCH_DISTANCE", "DELAY_FORWARDER", "DELTASERVE_BIN", "CARTPOLE_SIM"):
+            self.assertTrue(os.environ.get(name), "set %s (tests/distance/CMakeLists.txt does)" % name)
 
     def test_dry_run_prints_the_plan_and_leaves_no_namespace(self):
         proc = subprocess.run(
