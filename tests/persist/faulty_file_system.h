@@ -1,6 +1,7 @@
 // A FileSystem over the real one that fails on command: the next appends
 // (after writing only part of the data, as a full disk does) or the next
-// fsyncs. For tests of what a full disk or an fsync error does. It also
+// fsyncs. For tests of what a full disk or an fsync error does, and of
+// which files a recovery reads. It also
 // remembers how much of each file an fsync made durable, so a test can cut
 // a copy of the directory to what a power loss would leave.
 #ifndef DELTASERVE_TESTS_PERSIST_FAULTY_FILE_SYSTEM_H_
@@ -10,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -35,6 +37,10 @@ class FaultyFileSystem final : public persist::FileSystem {
     return std::unique_ptr<persist::WritableFile>(new File(this, *std::move(file)));
   }
   absl::StatusOr<std::string> ReadFile(const std::string& path) override {
+    {
+      absl::MutexLock lock(&mu_);
+      read_.push_back(path);
+    }
     return real_->ReadFile(path);
   }
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
@@ -64,6 +70,12 @@ class FaultyFileSystem final : public persist::FileSystem {
     absl::MutexLock lock(&mu_);
     auto waiting = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return syncs_waiting_ > 0; };
     return mu_.AwaitWithTimeout(absl::Condition(&waiting), timeout);
+  }
+
+  // Every path ReadFile was asked for, in order; TakeReads() also forgets them.
+  std::vector<std::string> TakeReads() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(read_, {});
   }
 
   // Bytes of each file written through this file system that its last
@@ -117,6 +129,7 @@ class FaultyFileSystem final : public persist::FileSystem {
 
   absl::Mutex mu_;
   std::map<std::string, uint64_t> durable_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> read_ ABSL_GUARDED_BY(mu_);
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   int syncs_waiting_ ABSL_GUARDED_BY(mu_) = 0;
 

@@ -10,6 +10,7 @@
 
 #include "deltaserve/server/persist/crc32c.h"
 #include "deltaserve/server/persist/journal.h"
+#include "deltaserve/tests/persist/faulty_file_system.h"
 #include "deltaserve/tests/persist/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -242,42 +243,13 @@ TEST_F(ModelStoreTest, KeepsTheNewestCheckpointsAndTheJournalTheOldestNeeds) {
                                    SegmentFileName(7)));
 }
 
-// The real file system, remembering which files were read.
-class ReadRecordingFileSystem final : public FileSystem {
- public:
-  std::vector<std::string> read;
-
-  absl::StatusOr<std::unique_ptr<WritableFile>> CreateFile(const std::string& path) override {
-    return real_->CreateFile(path);
-  }
-  absl::StatusOr<std::string> ReadFile(const std::string& path) override {
-    read.push_back(std::filesystem::path(path).filename().string());
-    return real_->ReadFile(path);
-  }
-  absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) override {
-    return real_->ListDir(dir);
-  }
-  absl::Status Rename(const std::string& from, const std::string& to) override {
-    return real_->Rename(from, to);
-  }
-  absl::Status Remove(const std::string& path) override { return real_->Remove(path); }
-  absl::Status Truncate(const std::string& path, uint64_t size) override {
-    return real_->Truncate(path, size);
-  }
-  absl::Status SyncDir(const std::string& dir) override { return real_->SyncDir(dir); }
-  absl::Status CreateDirs(const std::string& dir) override { return real_->CreateDirs(dir); }
-
- private:
-  FileSystem* const real_ = FileSystem::Default();
-};
-
 // A restart reads the newest checkpoint and the journal after it, not the
 // segments the older kept checkpoints need (they can be most of the
 // directory: restarts took up to a minute reading them). Damage in such a
 // segment cannot lose anything the newest checkpoint holds, so it is no
 // reason to refuse to start.
 TEST_F(ModelStoreTest, SegmentsTheCheckpointHoldsAreNotRead) {
-  ReadRecordingFileSystem fs;
+  testing::FaultyFileSystem fs;  // Only its record of reads is used here.
   auto store = ModelStore::Open(&fs, dir_.path() + "/m", /*keep_checkpoints=*/3);
   ASSERT_TRUE(store.ok()) << store.status();
   WriteAll(Path(SegmentFileName(1)), Records(1, {"a", "b"}));
@@ -287,13 +259,17 @@ TEST_F(ModelStoreTest, SegmentsTheCheckpointHoldsAreNotRead) {
   ASSERT_TRUE((*store)->WriteCheckpoint(Checkpoint(4, 4)).ok());
   WriteAll(Path(SegmentFileName(1)), "not a journal at all");  // Damage the old ones.
   FlipByte(Path(SegmentFileName(3)), kRecordHeaderBytes + 1);
-  fs.read.clear();
+  fs.TakeReads();
   auto r = (*store)->Recover();
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->checkpoint->version(), 4u);
   EXPECT_THAT(Ids(*r), ElementsAre("e", "f"));
   EXPECT_THAT(r->warnings, IsEmpty());
-  EXPECT_THAT(fs.read, ElementsAre(CheckpointFileName(4), SegmentFileName(5)));
+  std::vector<std::string> read;
+  for (const std::string& path : fs.TakeReads()) {
+    read.push_back(std::filesystem::path(path).filename().string());
+  }
+  EXPECT_THAT(read, ElementsAre(CheckpointFileName(4), SegmentFileName(5)));
   EXPECT_EQ(r->next_seq, 7u);
 }
 
