@@ -16,7 +16,11 @@ the simulators):
  2. `scontrol requeue` of array task 1: it runs again (SLURM_RESTART_COUNT=1),
     finishes episodes against the trainer, and the version advances by
     --steps more.
- 3. After scancel, slurm/hetjob.sbatch (trainer + 4 simulators with an episode
+ 3. The array is cancelled; slurm/relay.sbatch runs a relay on node n1 and a
+    new array with DELTASERVE_VIA_RELAY=1 connects to it (the address it wrote
+    to relay.<host>.addr, not the trainer's); the version advances by --steps
+    through the relay.
+ 4. After scancel, slurm/hetjob.sbatch (trainer + 4 simulators with an episode
     budget) restores the trainer from the shared state directory and ends
     COMPLETED with exit code 0.
 
@@ -51,6 +55,9 @@ def free_ports(count):
     finally:
         for s in sockets:
             s.close()
+
+
+RUNNING_STATES = ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "COMPLETING")
 
 
 def wait_for(what, predicate, timeout, interval=0.2):
@@ -323,10 +330,52 @@ def main():
                              reached + args.steps, jobs)
         print(f"task {sims}_1 requeued and rejoined; version {reached} -> {after}", flush=True)
 
-        cluster.run(["scancel", sims, trainer])
-        wait_for("the trainer and simulator jobs to end", cluster.queue_empty, left())
+        # 3. One relay per node: the array is cancelled, slurm/relay.sbatch runs on node n1
+        # and a new array with DELTASERVE_VIA_RELAY=1 reaches the trainer only through it.
+        cluster.run(["scancel", sims])
+        wait_for(f"array {sims} to end", lambda: all(
+            cluster.job(f"{sims}_{i}").get("JobState", "gone") not in RUNNING_STATES
+            for i in (0, 1)), left())
+        before_relay = version()
+        relay = sbatch("--nodes=1", "--nodelist=n1", f"--output={shared}/relay-%j.out",
+                       os.path.join(scripts, "relay.sbatch"))
+        relay_addr_file = os.path.join(shared, f"relay.{socket.gethostname().split('.')[0]}.addr")
 
-        # 3. The heterogeneous job: restores from the shared state, trains, ends cleanly.
+        def relay_serving():
+            cluster.check_daemons()
+            state = cluster.job(relay).get("JobState", "gone")
+            if state not in RUNNING_STATES:
+                raise Failure(f"relay job {relay} is {state}:\n"
+                              + tail(os.path.join(shared, f"relay-{relay}.out")))
+            if not os.path.exists(relay_addr_file):
+                return None
+            with open(relay_addr_file) as f:
+                return f.read().strip()
+        relay_addr = wait_for(f"relay job {relay} to write {relay_addr_file}", relay_serving,
+                              left())
+        with open(os.path.join(shared, "trainer.addr")) as f:
+            trainer_addr = f.read().strip()
+        if relay_addr == trainer_addr:
+            raise Failure(f"the relay's address {relay_addr} is the trainer's")
+        relayed = sbatch("--array=0-1", f"--output={shared}/relayed-%A_%a.out",
+                         "--export=ALL,DELTASERVE_VIA_RELAY=1",
+                         os.path.join(scripts, "simulators.sbatch"), *sim_flags)
+        relayed_jobs = [trainer, relay, f"{relayed}_0", f"{relayed}_1"]
+        through = wait_version(f"the version to reach {before_relay + args.steps} through the "
+                               "relay", before_relay + args.steps, relayed_jobs)
+        for i in (0, 1):
+            with open(os.path.join(shared, f"relayed-{relayed}_{i}.out"), errors="replace") as f:
+                text = f.read()
+            if f"connecting to {relay_addr}" not in text:
+                raise Failure(f"relayed task {i} did not connect to the relay {relay_addr}:\n"
+                              + text[-2000:])
+        print(f"relay job {relay} serving {relay_addr}; array {relayed} through it: version "
+              f"{before_relay} -> {through}", flush=True)
+
+        cluster.run(["scancel", relayed, relay, trainer])
+        wait_for("the trainer, relay and simulator jobs to end", cluster.queue_empty, left())
+
+        # 4. The heterogeneous job: restores from the shared state, trains, ends cleanly.
         het = sbatch(f"--output={shared}/het-%j.out", os.path.join(scripts, "hetjob.sbatch"),
                      *sim_flags, "--episodes=40")
         wait_for(f"heterogeneous job {het} to end",
