@@ -145,6 +145,11 @@ struct ServerMetrics::Families {
                      .Name("deltaserve_watchers")
                      .Help("Open WatchParameters streams.")
                      .Register(registry)),
+        watch_updates(prometheus::BuildCounter()
+                          .Name("deltaserve_watch_updates_total")
+                          .Help("Updates whose write to a WatchParameters stream started "
+                                "(paced: at most 100 a second per stream).")
+                          .Register(registry)),
         parameter_waiters(prometheus::BuildGauge()
                               .Name("deltaserve_parameter_waiters")
                               .Help("GetParameters calls waiting for min_version (long-polls).")
@@ -191,6 +196,7 @@ struct ServerMetrics::Families {
   prometheus::Family<prometheus::Gauge>& learning_rate;
   prometheus::Family<prometheus::Gauge>& queue_depth;
   prometheus::Family<prometheus::Gauge>& watchers;
+  prometheus::Family<prometheus::Counter>& watch_updates;
   prometheus::Family<prometheus::Gauge>& parameter_waiters;
   prometheus::Family<prometheus::Counter>& auth_failures;
   prometheus::Family<prometheus::Counter>& reloads;
@@ -270,6 +276,8 @@ void ModelMetrics::SetLearningRate(double rate) { learning_rate_->Set(rate); }
 void ModelMetrics::SetQueueDepth(int64_t depth) { queue_depth_->Set(static_cast<double>(depth)); }
 
 void ModelMetrics::AddWatchers(int64_t delta) { watchers_->Increment(static_cast<double>(delta)); }
+
+void ModelMetrics::RecordWatchUpdate() { watch_updates_->Increment(); }
 
 double ModelMetrics::ClientSeries::Mean() const {
   const size_t n = total < ring.size() ? static_cast<size_t>(total) : ring.size();
@@ -499,6 +507,7 @@ ModelMetrics* ServerMetrics::ForModel(absl::string_view model) {
   m->learning_rate_ = &f.learning_rate.Add({{"model", name}});
   m->queue_depth_ = &f.queue_depth.Add({{"model", name}});
   m->watchers_ = &f.watchers.Add({{"model", name}});
+  m->watch_updates_ = &f.watch_updates.Add({{"model", name}});
   m->model_ = name;
   m->client_metric_family_ = &f.client_metric;
   for (int i = 0; i < kNumMetricDropReasons; ++i) {

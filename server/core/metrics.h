@@ -28,6 +28,7 @@
 //   learning_rate{model}                      gauge (the next step's rate)
 //   queue_depth{model}                        gauge
 //   watchers{model}                           gauge
+//   watch_updates_total{model}                counter (writes started to watchers)
 //   parameter_waiters{model}                  gauge (GetParameters long-polls waiting)
 //   auth_failures_total{reason,principal}     counter (server-wide)
 //   reloads_total{what,result}                counter (server-wide)
@@ -203,6 +204,8 @@ class ModelMetrics {
   // The current aggregate of every kept name, sorted by name (for a live
   // view; /metrics shows the same means). Holds client_mu_ while it copies.
   std::vector<ClientMetricSummary> ClientMetrics() const ABSL_LOCKS_EXCLUDED(client_mu_);
+  // A WatchParameters stream started writing an update (the initial one too).
+  void RecordWatchUpdate();
   // GetParameters calls parked waiting for min_version: +1 when one parks,
   // −1 when it ends (answered, cancelled, deadline or shutdown).
   void AddParameterWaiters(int64_t delta);
@@ -248,6 +251,7 @@ class ModelMetrics {
   prometheus::Gauge* learning_rate_ = nullptr;
   prometheus::Gauge* queue_depth_ = nullptr;
   prometheus::Gauge* watchers_ = nullptr;
+  prometheus::Counter* watch_updates_ = nullptr;
 
   std::string model_;  // The label value of this model's series.
   prometheus::Family<prometheus::Gauge>* client_metric_family_ = nullptr;

@@ -70,7 +70,10 @@ void WatchReactor::Advance() {
     return;
   }
   if (poke_at) subscription_->PokeAt(*poke_at);  // Step 3a: Advance() again then.
-  if (write != nullptr) StartWrite(write);
+  if (write != nullptr) {
+    metrics_->RecordWatchUpdate();
+    StartWrite(write);
+  }
 }
 
 grpc::Status WatchReactor::MarkFinished(grpc::Status status) {

@@ -18,7 +18,9 @@
 #include "absl/time/time.h"
 #include "deltaserve/client/trainer_client.h"
 #include "deltaserve/model/mlp.h"
+#include "deltaserve/server/core/metrics.h"
 #include "deltaserve/tests/client/test_server.h"
+#include "deltaserve/tests/server/metrics_scrape.h"
 #include "deltaserve/v1/trainer.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -216,10 +218,20 @@ TEST_F(SlowWatcher, DefaultChannelWatchersThatNeverReadDoNotStopTraining) {
     w->reader->WaitForInitialMetadata();  // the stream is open on the server
     watchers.push_back(std::move(w));
   }
+  // Updates written to the watchers so far (each stream's first one, at
+  // least started by now).
+  auto updates_sent = [&] {
+    return server::testing::Sample(server->metrics()->Scrape(), "deltaserve_watch_updates_total",
+                                   {{"model", kModelName}})
+        .value_or(-1.0);
+  };
+  const absl::Time start = absl::Now();          // Before the baseline: every write counted below
+  const double updates_before = updates_sent();  // started after `start`.
+  ASSERT_GE(updates_before, 0.0) << "no deltaserve_watch_updates_total on /metrics";
   DeltaSubmission submission;
   submission.inputs = model::Matrix::Constant(1, kInputDim, 0.25f);
   submission.deltas = model::Matrix::Constant(1, kOutputDim, 1e-3f);
-  const absl::Time deadline = absl::Now() + kDeadline;
+  const absl::Time deadline = start + kDeadline;
   int steps = 0;
   while (steps < kSteps && absl::Now() < deadline) {
     auto result = client->SubmitDelta(submission);
@@ -230,6 +242,19 @@ TEST_F(SlowWatcher, DefaultChannelWatchersThatNeverReadDoNotStopTraining) {
   ASSERT_EQ(steps, kSteps) << "only " << steps << " steps before the deadline ("
                            << absl::FormatDuration(kDeadline) << ") with " << kWatchers
                            << " watchers that never read";
+  // What keeps them cheap: each stream's writes start at least 10 ms apart
+  // (server/service/watch_pacer.h), however fast the learner steps, so in
+  // `elapsed_ms` a stream starts at most elapsed/10 ms + 1 writes (+1 for a
+  // write started before `start` and counted after the baseline). Measured
+  // on a loaded 2-core machine: 22-28k updates against bounds of 24-39k;
+  // with the pacing switched off, 229k against 90k (763 of the 3000
+  // versions per watcher, as fast as the server could write them).
+  const double updates = updates_sent() - updates_before;
+  const double elapsed_ms = absl::ToDoubleMilliseconds(absl::Now() - start);  // After the count.
+  const double bound = kWatchers * (elapsed_ms / 10.0 + 2.0);
+  EXPECT_LE(updates, bound) << kWatchers << " watchers got " << updates << " updates in "
+                            << elapsed_ms << " ms of " << kSteps
+                            << " steps: more than one per 10 ms per stream";
   auto info = client->GetModelInfo();
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_GE(info->version(), static_cast<uint64_t>(kSteps));
