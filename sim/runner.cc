@@ -245,9 +245,19 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
 
 absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
                                  std::map<std::string, double> metrics) {
-  if (options_.submits_in_flight == 0) return Submit(acted, build, metrics).status();
-  DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  if (options_.submits_in_flight == 0) {
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer,
+                                Submit(acted, build, metrics));
+    answered_version_ = std::max(answered_version_, answer.version);
+  } else {
+    DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  }
+  // A replica acts next with the weights of its own newest answer, not older:
+  // its weight push trails the answer (up to the server's watch pacing, 10 ms),
+  // and a simulator that acted on meanwhile sent δs from weights 20-40
+  // versions old, which drove the demo's softmax to saturate (docs/demo.md).
   policy_->AwaitVersion(answered_version_, client_->options().timeout);
+  if (options_.submits_in_flight == 0) return absl::OkStatus();
   in_flight_.push_back(std::async(
       std::launch::async,
       [this, acted, build = std::move(build), metrics = std::move(metrics)]() -> SubmitOutcome {

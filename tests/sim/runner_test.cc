@@ -132,11 +132,13 @@ class SubmitsInFlightTest : public ::testing::TestWithParam<Transport> {
     if (gate_ != nullptr) gate_->Open();  // Nothing stays held when a check failed.
   }
 
-  absl::StatusOr<std::unique_ptr<Runner>> Connect(int submits_in_flight) {
+  absl::StatusOr<std::unique_ptr<Runner>> Connect(int submits_in_flight,
+                                                  const std::string& actions = "roundtrip") {
     RunnerOptions options;
     options.server = server_->address();
     options.transport = GetParam();
     options.submits_in_flight = submits_in_flight;
+    options.actions = actions;
     return Runner::Connect(options);
   }
 
@@ -211,6 +213,33 @@ TEST_P(SubmitsInFlightTest, WithNoneInFlightSubmitAsyncWaitsForTheAnswer) {
   ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
   EXPECT_EQ(runner->counts().submits, 1);
   EXPECT_EQ(runner->submits_in_flight(), 0);
+}
+
+// A replica's weight push trails the SubmitDelta answer (the server paces
+// each watch stream); a simulator that acted on before its replica had the
+// answer's weights sent its next δs from older weights, which made the
+// CartPole demo's policy saturate (docs/demo.md). With none in flight, once
+// SubmitAsync returns the replica acts with the weights of the answer.
+TEST_P(SubmitsInFlightTest, AReplicaActsWithTheWeightsOfItsAnswer) {
+  gate_->Open();
+  auto connected = Connect(0, "replica");
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  std::unique_ptr<Runner>& runner = *connected;
+  const model::Matrix inputs = Inputs(3, 4);
+  model::Matrix outputs;
+  for (int round = 0; round < 10; ++round) {
+    auto acted_version = runner->Act(inputs, &outputs);
+    ASSERT_TRUE(acted_version.ok()) << acted_version.status();
+    ASSERT_TRUE(runner->SubmitAsync({outputs, *acted_version}, Build(inputs)).ok());
+    auto version = runner->Act(inputs, &outputs);  // At once: no time for a late push.
+    ASSERT_TRUE(version.ok()) << version.status();
+    // Nothing else submits: the server's version now is the answer's.
+    auto latest = runner->Fetch(inputs);
+    ASSERT_TRUE(latest.ok()) << latest.status();
+    EXPECT_GT(latest->version, *acted_version) << "round " << round;
+    EXPECT_EQ(*version, latest->version) << "round " << round;
+  }
+  EXPECT_EQ(runner->counts().submits, 10);
 }
 
 TEST_P(SubmitsInFlightTest, ConnectRefusesABoundOutOfRange) {
