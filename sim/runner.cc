@@ -70,7 +70,8 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
       WithBackoff<std::unique_ptr<PolicySource>>(o.retry, &runner->counts_.retries, [&] {
         return MakePolicySource(
             o.actions, client, o.model,
-            [r](const Eigen::Ref<const model::Matrix>& x) { return r->ForwardOnce(x); });
+            [r](const Eigen::Ref<const model::Matrix>& x) { return r->ForwardOnce(x); },
+            o.replica_catch_up);
       }));
   return runner;
 }
@@ -252,10 +253,11 @@ absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionB
   } else {
     DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
   }
-  // A replica acts next with the weights of its own newest answer, not older:
-  // its weight push trails the answer (up to the server's watch pacing, 10 ms),
-  // and a simulator that acted on meanwhile sent δs from weights 20-40
-  // versions old, which drove the demo's softmax to saturate (docs/demo.md).
+  // A replica acts next with the weights of its own newest answer, not older
+  // (fetched, or awaited from the push: options_.replica_catch_up). The push
+  // trails the answer (the server paces each watch stream, 10 ms or more), and
+  // a simulator that acted on meanwhile sent several δs from the same old
+  // weights, which drove the demo's softmax to saturate (docs/demo.md).
   policy_->AwaitVersion(answered_version_, client_->options().timeout);
   if (options_.submits_in_flight == 0) return absl::OkStatus();
   in_flight_.push_back(std::async(

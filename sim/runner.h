@@ -59,6 +59,9 @@ struct RunnerOptions {
   std::string server = "127.0.0.1:50051";  // host:port or unix:PATH
   std::string model;                       // "" = the server's default model
   std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
+  // How a replica gets the weights of a SubmitDelta answer before acting on
+  // (SubmitAsync): fetched by one round trip, or awaited from the push.
+  ReplicaCatchUp replica_catch_up = ReplicaCatchUp::kFetch;
   Transport transport = Transport::kSession;
   // Rows per Forward call when a simulator asks for several at once (its
   // --envs): 0 = all of them in one call; 1 = one call per environment

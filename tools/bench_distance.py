@@ -12,8 +12,9 @@ Parts:
             (unary; Session with 1 and 16 one-row Forwards in flight; replica) and per
             round trip: "lo" (both on loopback, the reference) and 0, 1, 10, 50 ms between
             two network namespaces.
-  demo      the CartPole demo (scripts/demo.sh's defaults: 8 simulators x 4 environments,
-            Session, roundtrip, target 475) across the same distances: seconds to solve.
+  demo      the CartPole demo (scripts/demo.sh: 8 simulators, Session, target 475; its default
+            is 1 environment each acting on a replica, "1:replica"; "4:roundtrip" is the round
+            trip per step) across the same distances: seconds to solve.
   growth    on loopback (no namespaces): server CPU per env step and env steps/s against the
             number of simulators (1 .. 256) and against the model's size (1k .. 10M
             parameters, 8 simulators).
@@ -700,7 +701,7 @@ def main():
     p.add_argument("--rtts", default="lo,0,1,10,50", help="'lo' = loopback, else ms")
     p.add_argument("--combos", dest="combos_text", default=None,
                    help="distance part: SIMS:MODE,... (modes: %s)" % ", ".join(MODES))
-    p.add_argument("--demo-variants", default="4:roundtrip,1:replica",
+    p.add_argument("--demo-variants", default="1:replica,4:roundtrip",
                    help="demo part: ENVS:ACTIONS,... (8 simulators each)")
     p.add_argument("--demo-seeds", default="1", help="demo part: seeds, comma-separated")
     p.add_argument("--demo-time-limit", type=float, default=None,
