@@ -18,6 +18,11 @@
 #                       (one Forward of ENVS rows per step; with
 #                       SIM_ARGS=--rows_per_forward=1, one 1-row Forward per
 #                       environment, all in flight on the Session)
+#   EPISODES_PER_SUBMIT=4 (replica), 2 (roundtrip)
+#                       whole episodes per SubmitDelta (cartpole_sim --episodes_per_submit);
+#                       a replica pays two round trips per submission (SubmitDelta, then
+#                       the answer's weights), so fewer, larger ones halve what distance
+#                       costs it (docs/benchmarks.md, "The cost of distance")
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
 #   TIME_LIMIT=300      seconds of training before giving up
 #   TARGET=475          average return that counts as solved
@@ -41,7 +46,13 @@ ACTIONS=${ACTIONS:-replica}
 TRANSPORT=${TRANSPORT:-session}
 # Several environments per simulator batch the round trip's Forward calls; a
 # replica has none to batch, and its episodes would span submissions.
-if [[ ${ACTIONS} == roundtrip ]]; then ENVS=${ENVS:-4}; else ENVS=${ENVS:-1}; fi
+if [[ ${ACTIONS} == roundtrip ]]; then
+  ENVS=${ENVS:-4}
+  EPISODES_PER_SUBMIT=${EPISODES_PER_SUBMIT:-2}
+else
+  ENVS=${ENVS:-1}
+  EPISODES_PER_SUBMIT=${EPISODES_PER_SUBMIT:-4}
+fi
 SEED=${SEED:-1}
 TIME_LIMIT=${TIME_LIMIT:-300}
 TARGET=${TARGET:-475}
@@ -93,7 +104,8 @@ calls="Forward and SubmitDelta go"
 [[ ${ACTIONS} == replica ]] && calls="SubmitDelta goes (actions from a local replica)"
 echo "demo: transport=${TRANSPORT}${fastest}: ${calls} over" \
      "$([[ ${TRANSPORT} == session ]] && echo "one Session stream per simulator" || echo "one unary RPC each")"
-echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each), actions=${ACTIONS}, seed=${SEED}," \
+echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each, ${EPISODES_PER_SUBMIT} episodes per" \
+     "submission), actions=${ACTIONS}, seed=${SEED}," \
      "target ${TARGET}, time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 2. The simulators, aggregated (progress once a second, CSV of every episode).
@@ -102,7 +114,8 @@ set +e
 "${PYTHON}" "${repo}/sim/run_simulators.py" \
   --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
   --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
-  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" --transport="${TRANSPORT}" ${SIM_ARGS} \
+  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" --transport="${TRANSPORT}" \
+  --episodes_per_submit="${EPISODES_PER_SUBMIT}" ${SIM_ARGS} \
   | tee "${OUT_DIR}/run.log"
 rc=${PIPESTATUS[0]}
 set -e
