@@ -59,7 +59,9 @@ class ReplicaSource final : public PolicySource {
       // 30 ms at a 10 ms round trip, docs/benchmarks.md).
       absl::StatusOr<client::Parameters> fresh =
           client_->GetParameters(replica_->model_name(), min_version);
-      if (fresh.ok()) {
+      // The replica's own size check (client::Replica ignores an update of
+      // the wrong size): such weights are not acted with.
+      if (fresh.ok() && fresh->parameters.size() == replica_->snapshot()->parameters.size()) {
         fetched_ = std::make_shared<const client::Parameters>(*std::move(fresh));
         return;
       }
