@@ -7,13 +7,22 @@
 #
 # Settings (environment variables):
 #   SIMS=8              simulator processes
-#   ACTIONS=roundtrip   roundtrip (a Forward RPC per step) | replica (local weights)
+#   ACTIONS=replica     replica (actions from local weights kept current by the server's
+#                       weight push; after each SubmitDelta answer the simulator fetches
+#                       that version's weights before acting on; only SubmitDelta and that
+#                       fetch cross the network) | roundtrip (a Forward RPC per step)
 #   TRANSPORT=session   session (every Forward and SubmitDelta on one Session stream per
 #                       simulator: the fastest path, docs/benchmarks.md) | unary (an RPC each)
-#   ENVS=4              CartPole environments per simulator, stepped in lockstep
+#   ENVS=1 (replica), 4 (roundtrip)
+#                       CartPole environments per simulator, stepped in lockstep
 #                       (one Forward of ENVS rows per step; with
 #                       SIM_ARGS=--rows_per_forward=1, one 1-row Forward per
 #                       environment, all in flight on the Session)
+#   EPISODES_PER_SUBMIT=4 (replica), 2 (roundtrip)
+#                       whole episodes per SubmitDelta (cartpole_sim --episodes_per_submit);
+#                       a replica pays two round trips per submission (SubmitDelta, then
+#                       the answer's weights), so fewer, larger ones halve what distance
+#                       costs it (docs/benchmarks.md, "The cost of distance")
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
 #   TIME_LIMIT=300      seconds of training before giving up
 #   TARGET=475          average return that counts as solved
@@ -21,7 +30,8 @@
 #   OUT_DIR=out/demo    where curve.csv, curve.png and the logs go
 #   SIM_ARGS=""         extra flags for every cartpole_sim (e.g. --episodes_per_submit=4, or
 #                       --submits_in_flight=0 to wait for every SubmitDelta answer; the
-#                       default keeps 1 in flight with roundtrip, 0 with replica)
+#                       default keeps 1 in flight with roundtrip, 0 with replica; or
+#                       --replica_catch_up=push to wait for the push instead of fetching)
 #
 # While it trains, the server's live page (every curve, refreshed each 1.5 s)
 # is at the address the demo prints ("demo: live page ..."), on loopback.
@@ -32,9 +42,17 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:-${repo}/build}" && pwd)
 SIMS=${SIMS:-8}
-ACTIONS=${ACTIONS:-roundtrip}
+ACTIONS=${ACTIONS:-replica}
 TRANSPORT=${TRANSPORT:-session}
-ENVS=${ENVS:-4}
+# Several environments per simulator batch the round trip's Forward calls; a
+# replica has none to batch, and its episodes would span submissions.
+if [[ ${ACTIONS} == roundtrip ]]; then
+  ENVS=${ENVS:-4}
+  EPISODES_PER_SUBMIT=${EPISODES_PER_SUBMIT:-2}
+else
+  ENVS=${ENVS:-1}
+  EPISODES_PER_SUBMIT=${EPISODES_PER_SUBMIT:-4}
+fi
 SEED=${SEED:-1}
 TIME_LIMIT=${TIME_LIMIT:-300}
 TARGET=${TARGET:-475}
@@ -82,9 +100,12 @@ page=$(sed -n 's/.*live page on \(http:[^ ]*\).*/\1/p' "${OUT_DIR}/server.err" |
 echo "demo: live page (curves while it trains): ${page:-not available, see ${OUT_DIR}/server.err}"
 fastest=""
 [[ ${TRANSPORT} == session ]] && fastest=" (the fastest path)"
-echo "demo: transport=${TRANSPORT}${fastest}: Forward and SubmitDelta go over" \
+calls="Forward and SubmitDelta go"
+[[ ${ACTIONS} == replica ]] && calls="SubmitDelta goes (actions from a local replica)"
+echo "demo: transport=${TRANSPORT}${fastest}: ${calls} over" \
      "$([[ ${TRANSPORT} == session ]] && echo "one Session stream per simulator" || echo "one unary RPC each")"
-echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each), actions=${ACTIONS}, seed=${SEED}," \
+echo "demo: ${SIMS} x cartpole_sim (${ENVS} env each, ${EPISODES_PER_SUBMIT} episodes per" \
+     "submission), actions=${ACTIONS}, seed=${SEED}," \
      "target ${TARGET}, time limit ${TIME_LIMIT} s, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 2. The simulators, aggregated (progress once a second, CSV of every episode).
@@ -93,7 +114,8 @@ set +e
 "${PYTHON}" "${repo}/sim/run_simulators.py" \
   --server="${address}" --sim="${sim_bin}" --num="${SIMS}" --actions="${ACTIONS}" \
   --seed="${SEED}" --target="${TARGET}" --time-limit="${TIME_LIMIT}" \
-  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" --transport="${TRANSPORT}" ${SIM_ARGS} \
+  --csv="${OUT_DIR}/curve.csv" -- --envs="${ENVS}" --transport="${TRANSPORT}" \
+  --episodes_per_submit="${EPISODES_PER_SUBMIT}" ${SIM_ARGS} \
   | tee "${OUT_DIR}/run.log"
 rc=${PIPESTATUS[0]}
 set -e

@@ -27,29 +27,80 @@ class RoundTripSource final : public PolicySource {
 
 class ReplicaSource final : public PolicySource {
  public:
-  explicit ReplicaSource(std::unique_ptr<client::Replica> replica) : replica_(std::move(replica)) {}
+  ReplicaSource(std::unique_ptr<client::Replica> replica,
+                std::shared_ptr<client::TrainerClient> client, ReplicaCatchUp catch_up)
+      : replica_(std::move(replica)), client_(std::move(client)), catch_up_(catch_up) {}
 
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Matrix* outputs) override {
+    if (fetched_ != nullptr && fetched_->version > replica_->version()) {
+      const model::Mlp& mlp = replica_->mlp();
+      if (fetched_->input_statistics == nullptr) {
+        DELTASERVE_RETURN_IF_ERROR(mlp.Forward(fetched_->parameters, inputs, workspace_));
+      } else {
+        DELTASERVE_RETURN_IF_ERROR(fetched_->input_statistics->Normalize(inputs, &normalized_));
+        DELTASERVE_RETURN_IF_ERROR(mlp.Forward(fetched_->parameters, normalized_, workspace_));
+      }
+      *outputs = workspace_.output();
+      return fetched_->version;
+    }
+    fetched_.reset();  // The push has caught up.
     DELTASERVE_ASSIGN_OR_RETURN(uint64_t version, replica_->Forward(inputs, workspace_));
     *outputs = workspace_.output();
     return version;
   }
 
   void AwaitVersion(uint64_t min_version, absl::Duration timeout) override {
-    replica_->WaitForVersion(min_version, timeout);
+    if (replica_->version() >= min_version) return;
+    if (fetched_ != nullptr && fetched_->version >= min_version) return;
+    if (catch_up_ == ReplicaCatchUp::kFetch) {
+      // One round trip, where the push may wait for its stream's next write
+      // (the server paces each watch stream: up to 10 ms on loopback, about
+      // 30 ms at a 10 ms round trip, docs/benchmarks.md).
+      absl::StatusOr<client::Parameters> fresh =
+          client_->GetParameters(replica_->model_name(), min_version);
+      // The replica's own size check (client::Replica ignores an update of
+      // the wrong size): such weights are not acted with.
+      if (fresh.ok() && fresh->parameters.size() == replica_->snapshot()->parameters.size()) {
+        fetched_ = std::make_shared<const client::Parameters>(*std::move(fresh));
+        return;
+      }
+    }
+    replica_->WaitForVersion(min_version, timeout);  // Or later outputs are older: no error.
   }
 
  private:
   std::unique_ptr<client::Replica> replica_;
+  std::shared_ptr<client::TrainerClient> client_;
+  const ReplicaCatchUp catch_up_;
+  // Parameters newer than the replica's, fetched by AwaitVersion; null once
+  // the push has caught up.
+  std::shared_ptr<const client::Parameters> fetched_;
   model::Mlp::Workspace workspace_;
+  model::Matrix normalized_;
 };
 
 }  // namespace
 
+bool AbslParseFlag(absl::string_view text, ReplicaCatchUp* catch_up, std::string* error) {
+  if (text == "fetch") {
+    *catch_up = ReplicaCatchUp::kFetch;
+  } else if (text == "push") {
+    *catch_up = ReplicaCatchUp::kPush;
+  } else {
+    *error = absl::StrCat("expected 'fetch' or 'push', got '", text, "'");
+    return false;
+  }
+  return true;
+}
+
+std::string AbslUnparseFlag(ReplicaCatchUp catch_up) {
+  return catch_up == ReplicaCatchUp::kPush ? "push" : "fetch";
+}
+
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     absl::string_view kind, std::shared_ptr<client::TrainerClient> client, const std::string& model,
-    RoundTrip round_trip) {
+    RoundTrip round_trip, ReplicaCatchUp catch_up) {
   if (kind == "roundtrip") {
     if (round_trip == nullptr) {
       round_trip = [client, model](const Eigen::Ref<const model::Matrix>& inputs) {
@@ -60,8 +111,8 @@ absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
   }
   if (kind == "replica") {
     DELTASERVE_ASSIGN_OR_RETURN(std::unique_ptr<client::Replica> replica,
-                                client::Replica::Create(std::move(client), model));
-    return std::make_unique<ReplicaSource>(std::move(replica));
+                                client::Replica::Create(client, model));
+    return std::make_unique<ReplicaSource>(std::move(replica), std::move(client), catch_up);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--actions must be 'roundtrip' or 'replica', got '", kind, "'"));

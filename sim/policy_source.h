@@ -30,7 +30,8 @@ class PolicySource {
 
   // Waits until the outputs come from version ≥ min_version or `timeout`
   // passes (then later outputs are just older; not an error). A round trip
-  // always answers at the server's latest version: returns at once.
+  // always answers at the server's latest version: returns at once. A
+  // replica behind min_version fetches or awaits it (ReplicaCatchUp).
   virtual void AwaitVersion(uint64_t min_version, absl::Duration timeout) {
     (void)min_version;
     (void)timeout;
@@ -42,12 +43,25 @@ class PolicySource {
 using RoundTrip =
     std::function<absl::StatusOr<client::ForwardResult>(const Eigen::Ref<const model::Matrix>&)>;
 
+// How a replica's AwaitVersion reaches a version its weight push has not
+// brought yet.
+enum class ReplicaCatchUp {
+  kFetch,  // a GetParameters round trip (the weights are acted with until the push catches up)
+  kPush,   // wait for the push (the server paces each watch stream, at least 10 ms apart)
+};
+
+// Abseil flag support: "fetch" or "push".
+bool AbslParseFlag(absl::string_view text, ReplicaCatchUp* catch_up, std::string* error);
+std::string AbslUnparseFlag(ReplicaCatchUp catch_up);
+
 // kind "roundtrip" (a Forward per call: `round_trip`, or TrainerClient::Forward
 // when it is null) or "replica" (a client::Replica of `model`, created here:
-// fails with its status). INVALID_ARGUMENT for any other kind.
+// fails with its status; `catch_up` says how AwaitVersion gets ahead of its
+// push). INVALID_ARGUMENT for any other kind.
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
-    const std::string& model = "", RoundTrip round_trip = nullptr);
+    const std::string& model = "", RoundTrip round_trip = nullptr,
+    ReplicaCatchUp catch_up = ReplicaCatchUp::kFetch);
 
 }  // namespace deltaserve::sim
 

@@ -70,7 +70,8 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Connect(RunnerOptions options) {
       WithBackoff<std::unique_ptr<PolicySource>>(o.retry, &runner->counts_.retries, [&] {
         return MakePolicySource(
             o.actions, client, o.model,
-            [r](const Eigen::Ref<const model::Matrix>& x) { return r->ForwardOnce(x); });
+            [r](const Eigen::Ref<const model::Matrix>& x) { return r->ForwardOnce(x); },
+            o.replica_catch_up);
       }));
   return runner;
 }
@@ -245,9 +246,20 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
 
 absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
                                  std::map<std::string, double> metrics) {
-  if (options_.submits_in_flight == 0) return Submit(acted, build, metrics).status();
-  DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  if (options_.submits_in_flight == 0) {
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer,
+                                Submit(acted, build, metrics));
+    answered_version_ = std::max(answered_version_, answer.version);
+  } else {
+    DELTASERVE_RETURN_IF_ERROR(TakeAnswers(options_.submits_in_flight - 1));
+  }
+  // A replica acts next with the weights of its own newest answer, not older
+  // (fetched, or awaited from the push: options_.replica_catch_up). The push
+  // trails the answer (the server paces each watch stream, 10 ms or more), and
+  // a simulator that acted on meanwhile sent several δs from the same old
+  // weights, which drove the demo's softmax to saturate (docs/demo.md).
   policy_->AwaitVersion(answered_version_, client_->options().timeout);
+  if (options_.submits_in_flight == 0) return absl::OkStatus();
   in_flight_.push_back(std::async(
       std::launch::async,
       [this, acted, build = std::move(build), metrics = std::move(metrics)]() -> SubmitOutcome {

@@ -59,6 +59,9 @@ struct RunnerOptions {
   std::string server = "127.0.0.1:50051";  // host:port or unix:PATH
   std::string model;                       // "" = the server's default model
   std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
+  // How a replica gets the weights of a SubmitDelta answer before acting on
+  // (SubmitAsync): fetched by one round trip, or awaited from the push.
+  ReplicaCatchUp replica_catch_up = ReplicaCatchUp::kFetch;
   Transport transport = Transport::kSession;
   // Rows per Forward call when a simulator asks for several at once (its
   // --envs): 0 = all of them in one call; 1 = one call per environment
@@ -153,9 +156,10 @@ class Runner {
   // must own what it reads. Before returning it waits (up to the client's
   // timeout) until the PolicySource acts with the weights of the newest
   // answer taken, so a simulator on a replica runs ahead of the weights by
-  // the submissions in flight and no more (even so, REINFORCE on a replica
-  // collapsed on some seeds with 1 in flight: docs/demo.md). With
-  // submits_in_flight 0 it is Submit.
+  // the submissions in flight and no more. With submits_in_flight 0 it is
+  // Submit followed by that wait for its own answer's weights (without it a
+  // replica acted on weights up to one watch pacing interval old, and the
+  // CartPole demo's policy saturated on most seeds: docs/demo.md).
   absl::Status SubmitAsync(const client::ForwardResult& acted, SubmissionBuilder build,
                            std::map<std::string, double> metrics = {});
   // Waits for every submission in flight; the first failure among them, if any.

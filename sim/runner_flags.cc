@@ -13,6 +13,11 @@ ABSL_FLAG(deltaserve::sim::Transport, transport, deltaserve::sim::Transport::kSe
 ABSL_FLAG(int, rows_per_forward, 0,
           "rows per Forward call when several environments step at once: 0 = all in one call, "
           "1 = one call per environment (on a Session all in flight together)");
+ABSL_FLAG(deltaserve::sim::ReplicaCatchUp, replica_catch_up,
+          deltaserve::sim::ReplicaCatchUp::kFetch,
+          "with --actions=replica, how the simulator gets the weights of a SubmitDelta answer "
+          "before acting on: 'fetch' (one GetParameters round trip) or 'push' (wait for the "
+          "server's weight push, paced at least 10 ms apart per stream)");
 
 namespace deltaserve::sim {
 
@@ -23,6 +28,7 @@ RunnerOptions RunnerOptionsFromFlags() {
   options.security = client::SecurityOptionsFromFlags();
   options.transport = absl::GetFlag(FLAGS_transport);
   options.rows_per_forward = std::max(0, absl::GetFlag(FLAGS_rows_per_forward));
+  options.replica_catch_up = absl::GetFlag(FLAGS_replica_catch_up);
   return options;
 }
 

@@ -12,8 +12,10 @@ Parts:
             (unary; Session with 1 and 16 one-row Forwards in flight; replica) and per
             round trip: "lo" (both on loopback, the reference) and 0, 1, 10, 50 ms between
             two network namespaces.
-  demo      the CartPole demo (scripts/demo.sh's defaults: 8 simulators x 4 environments,
-            Session, roundtrip, target 475) across the same distances: seconds to solve.
+  demo      the CartPole demo (scripts/demo.sh: 8 simulators, Session, target 475; its default
+            is 1 environment each acting on a replica with 4 episodes per submission,
+            "1:replica+--episodes_per_submit=4"; "4:roundtrip" is the round trip per step)
+            across the same distances: seconds to solve.
   growth    on loopback (no namespaces): server CPU per env step and env steps/s against the
             number of simulators (1 .. 256) and against the model's size (1k .. 10M
             parameters, 8 simulators).
@@ -458,7 +460,8 @@ def part_distance(args, net):
 
 def run_demo(args, net, rtt, seed, variant):
     config = os.path.join(REPO, "configs", "cartpole.textproto")
-    envs, actions = variant
+    envs, label = variant
+    actions, *sim_flags = label.split("+")  # "replica+--replica_catch_up=push": extra flags
     try:
         if rtt == "lo":
             server = Server(args, config, tag="demo_lo")
@@ -473,14 +476,16 @@ def run_demo(args, net, rtt, seed, variant):
         cmd = [PYTHON, os.path.join(REPO, "sim", "run_simulators.py"), "--server=" + target,
                "--sim=" + args.sim, "--num=8", "--actions=" + actions, "--seed=%d" % seed,
                "--target=475", "--time-limit=%g" % args.demo_time_limit, "--quiet", "--",
-               "--envs=%d" % envs, "--transport=session"]
+               "--envs=%d" % envs, "--transport=session"] + sim_flags
         runner = spawn(cmd, ns, stdout=subprocess.PIPE)
         out, _ = runner.communicate(timeout=args.demo_time_limit + 60)
         line = ([l for l in out.splitlines() if l.startswith("result ")] or [""])[-1]
         match = re.search(r"solved=1 train_seconds=([0-9.]+)", line)
         steps = re.search(r" steps=(\d+)", line)
+        startup = re.search(r" startup_seconds=([0-9.]+)", line)
         return (float(match.group(1)) if match else float("inf"),
-                int(steps.group(1)) if steps else 0)
+                int(steps.group(1)) if steps else 0,
+                float(startup.group(1)) if startup else float("nan"))
     finally:
         CLEANUP.stop_all([p for p in CLEANUP.procs])
 
@@ -489,9 +494,9 @@ def part_demo(args, net):
     for seed in args.demo_seeds:
         for variant in args.demo_variants:
             for rtt in args.rtts:
-                t, steps = run_demo(args, net, rtt, seed, variant)
+                t, steps, startup = run_demo(args, net, rtt, seed, variant)
                 record("demo", rtt=rtt, envs=variant[0], actions=variant[1], seed=seed,
-                       train_seconds=t, env_steps=steps)
+                       train_seconds=t, env_steps=steps, startup_seconds=startup)
 
 
 # ---- part: growth -----------------------------------------------------------------------
@@ -700,8 +705,9 @@ def main():
     p.add_argument("--rtts", default="lo,0,1,10,50", help="'lo' = loopback, else ms")
     p.add_argument("--combos", dest="combos_text", default=None,
                    help="distance part: SIMS:MODE,... (modes: %s)" % ", ".join(MODES))
-    p.add_argument("--demo-variants", default="4:roundtrip,1:replica",
-                   help="demo part: ENVS:ACTIONS,... (8 simulators each)")
+    p.add_argument("--demo-variants", default="1:replica+--episodes_per_submit=4,4:roundtrip",
+                   help="demo part: ENVS:ACTIONS,... (8 simulators each); ACTIONS may carry "
+                   "cartpole_sim flags after '+', e.g. 1:replica+--replica_catch_up=push")
     p.add_argument("--demo-seeds", default="1", help="demo part: seeds, comma-separated")
     p.add_argument("--demo-time-limit", type=float, default=None,
                    help="seconds (default 30; --quick: 10)")

@@ -132,11 +132,15 @@ class SubmitsInFlightTest : public ::testing::TestWithParam<Transport> {
     if (gate_ != nullptr) gate_->Open();  // Nothing stays held when a check failed.
   }
 
-  absl::StatusOr<std::unique_ptr<Runner>> Connect(int submits_in_flight) {
+  absl::StatusOr<std::unique_ptr<Runner>> Connect(
+      int submits_in_flight, const std::string& actions = "roundtrip",
+      ReplicaCatchUp catch_up = ReplicaCatchUp::kFetch) {
     RunnerOptions options;
     options.server = server_->address();
     options.transport = GetParam();
     options.submits_in_flight = submits_in_flight;
+    options.actions = actions;
+    options.replica_catch_up = catch_up;
     return Runner::Connect(options);
   }
 
@@ -211,6 +215,51 @@ TEST_P(SubmitsInFlightTest, WithNoneInFlightSubmitAsyncWaitsForTheAnswer) {
   ASSERT_TRUE(runner->SubmitAsync(*acted, Build(inputs)).ok());
   EXPECT_EQ(runner->counts().submits, 1);
   EXPECT_EQ(runner->submits_in_flight(), 0);
+}
+
+// A replica's weight push trails the SubmitDelta answer (the server paces
+// each watch stream); a simulator that acted on before its replica had the
+// answer's weights sent several δs from the same old weights, which made the
+// CartPole demo's policy saturate (docs/demo.md). With none in flight, once
+// SubmitAsync returns the replica acts with the weights of the answer,
+// fetched or awaited from the push.
+TEST_P(SubmitsInFlightTest, AReplicaActsWithTheWeightsOfItsAnswer) {
+  gate_->Open();
+  for (ReplicaCatchUp catch_up : {ReplicaCatchUp::kFetch, ReplicaCatchUp::kPush}) {
+    SCOPED_TRACE(AbslUnparseFlag(catch_up));
+    auto connected = Connect(0, "replica", catch_up);
+    ASSERT_TRUE(connected.ok()) << connected.status();
+    std::unique_ptr<Runner>& runner = *connected;
+    const model::Matrix inputs = Inputs(3, 4);
+    model::Matrix outputs;
+    for (int round = 0; round < 10; ++round) {
+      auto acted_version = runner->Act(inputs, &outputs);
+      ASSERT_TRUE(acted_version.ok()) << acted_version.status();
+      ASSERT_TRUE(runner->SubmitAsync({outputs, *acted_version}, Build(inputs)).ok());
+      auto version = runner->Act(inputs, &outputs);  // At once: no time for a late push.
+      ASSERT_TRUE(version.ok()) << version.status();
+      // Nothing else submits: the server's latest version is the answer's,
+      // and its outputs are the ones the replica acts with.
+      auto latest = runner->Fetch(inputs);
+      ASSERT_TRUE(latest.ok()) << latest.status();
+      EXPECT_GT(latest->version, *acted_version) << "round " << round;
+      EXPECT_EQ(*version, latest->version) << "round " << round;
+      EXPECT_TRUE(outputs.isApprox(latest->outputs, 1e-5f)) << "round " << round;
+    }
+    EXPECT_EQ(runner->counts().submits, 10);
+  }
+}
+
+TEST(ReplicaCatchUpFlag, ParsesItsTwoNamesAndRefusesOthers) {
+  ReplicaCatchUp catch_up = ReplicaCatchUp::kPush;
+  std::string error;
+  EXPECT_TRUE(AbslParseFlag("fetch", &catch_up, &error));
+  EXPECT_EQ(catch_up, ReplicaCatchUp::kFetch);
+  EXPECT_TRUE(AbslParseFlag("push", &catch_up, &error));
+  EXPECT_EQ(catch_up, ReplicaCatchUp::kPush);
+  EXPECT_FALSE(AbslParseFlag("pull", &catch_up, &error));
+  EXPECT_EQ(catch_up, ReplicaCatchUp::kPush);  // Unchanged.
+  EXPECT_NE(error.find("'fetch' or 'push'"), std::string::npos) << error;
 }
 
 TEST_P(SubmitsInFlightTest, ConnectRefusesABoundOutOfRange) {
