@@ -35,11 +35,19 @@ RetryAction RetryActionFor(const absl::Status& status) {
 absl::Status WithBackoff(const RetryPolicy& policy, RetryCounts* counts,
                          absl::FunctionRef<absl::Status()> attempt) {
   absl::Duration wait = policy.initial_backoff;
+  absl::Duration waited;  // The sum of the waits asked for (deterministic, unlike a clock).
   for (int waits = 0;; ++waits) {
     absl::Status status = attempt();
     if (RetryActionFor(status) != RetryAction::kBackoff) return status;
-    if (waits == policy.max_backoffs) return GaveUp(status, "backoffs", waits);
+    if (waited + wait > policy.retry_for) {
+      return GaveUp(
+          status,
+          absl::StrCat("backoffs (", absl::FormatDuration(waited),
+                       " of waiting; --retry_for=", absl::FormatDuration(policy.retry_for), ")"),
+          waits);
+    }
     absl::SleepFor(wait);
+    waited += wait;
     wait = std::min(2 * wait, policy.max_backoff);
     ++counts->backoffs;
   }

@@ -13,7 +13,10 @@
 //   UNAVAILABLE         or the server is unreachable or shutting down: wait
 //                       and send the same request again, with exponential
 //                       backoff (initial_backoff doubling up to max_backoff),
-//                       at most RetryPolicy::max_backoffs times per call.
+//                       while the waits of this call add up to at most
+//                       RetryPolicy::retry_for (--retry_for, default 10 min:
+//                       long enough to ride out a trainer's restart, its
+//                       pod's rescheduling or a Slurm requeue).
 //   anything else       fail: the status is returned unchanged.
 //
 // A spent budget fails too, with the status's code and a message that says
@@ -35,7 +38,9 @@ namespace deltaserve::sim {
 
 struct RetryPolicy {
   int max_refetches = 3;  // ABORTED: refetch-and-resend rounds per submission
-  int max_backoffs = 10;  // RESOURCE_EXHAUSTED / UNAVAILABLE: waits per call
+  // RESOURCE_EXHAUSTED / UNAVAILABLE: the most a call waits in all (the sum
+  // of its backoffs, not counting the tries themselves).
+  absl::Duration retry_for = absl::Minutes(10);
   absl::Duration initial_backoff = absl::Milliseconds(20);
   absl::Duration max_backoff = absl::Seconds(2);
 };
@@ -57,7 +62,8 @@ struct RetryCounts {
 
 // Calls `attempt` until it returns a status that is not kBackoff, waiting
 // between tries as the policy says; returns that status, or the last one
-// (annotated) once max_backoffs waits are spent. Counts waits in *counts.
+// (annotated) once the next wait would take the call's waits past retry_for. Counts waits in
+// *counts.
 absl::Status WithBackoff(const RetryPolicy& policy, RetryCounts* counts,
                          absl::FunctionRef<absl::Status()> attempt);
 

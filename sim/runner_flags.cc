@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/time/time.h"
 #include "deltaserve/client/security_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "deltaserve address (host:port or unix:PATH)");
@@ -19,6 +20,11 @@ ABSL_FLAG(deltaserve::sim::ReplicaCatchUp, replica_catch_up,
           "before acting on: 'fetch' (one GetParameters round trip) or 'push' (wait for the "
           "server's weight push, paced at least 10 ms apart per stream)");
 
+ABSL_FLAG(absl::Duration, retry_for, absl::Minutes(10),
+          "how long one call keeps retrying while the trainer is unreachable or its queue full "
+          "(UNAVAILABLE, RESOURCE_EXHAUSTED), in backoffs of 20 ms doubling to 2 s, before the "
+          "simulator exits with code 1: long enough to ride out a trainer's restart");
+
 namespace deltaserve::sim {
 
 RunnerOptions RunnerOptionsFromFlags() {
@@ -29,6 +35,7 @@ RunnerOptions RunnerOptionsFromFlags() {
   options.transport = absl::GetFlag(FLAGS_transport);
   options.rows_per_forward = std::max(0, absl::GetFlag(FLAGS_rows_per_forward));
   options.replica_catch_up = absl::GetFlag(FLAGS_replica_catch_up);
+  options.retry.retry_for = std::max(absl::ZeroDuration(), absl::GetFlag(FLAGS_retry_for));
   return options;
 }
 

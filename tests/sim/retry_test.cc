@@ -41,7 +41,8 @@ TEST(WithBackoff, RetriesTransientCodesUntilOk) {
 
 TEST(WithBackoff, GivesUpWithTheCodeOnceTheBudgetIsSpent) {
   RetryPolicy policy = FastPolicy();
-  policy.max_backoffs = 2;
+  // Waits of 1, 2 and 4 us fit in 7 us; the next (4 us, the cap) does not.
+  policy.retry_for = absl::Microseconds(7);
   RetryCounts counts;
   int calls = 0;
   const absl::Status status = WithBackoff(policy, &counts, [&] {
@@ -49,8 +50,12 @@ TEST(WithBackoff, GivesUpWithTheCodeOnceTheBudgetIsSpent) {
     return absl::UnavailableError("down");
   });
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(status.message().find("gave up after 2 backoffs"), absl::string_view::npos) << status;
-  EXPECT_EQ(calls, 3);
+  EXPECT_NE(status.message().find("gave up after 3 backoffs (7us of waiting; --retry_for=7us)"),
+            absl::string_view::npos)
+      << status;
+  EXPECT_NE(status.message().find("down"), absl::string_view::npos) << status;
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(counts.backoffs, 3);
 }
 
 TEST(WithBackoff, ReturnsOtherCodesAtOnce) {
