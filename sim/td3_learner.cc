@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>
@@ -332,6 +333,9 @@ class Learner {
       ++result_.env_steps;
       if (r.truncated) {
         on_episode(step + 1, episode_return);
+        // Reported with the actor's next SubmitDelta (the server's /metrics).
+        pending_metrics_ = {{"episode_return", episode_return},
+                            {"episode_length", static_cast<double>(Pendulum::kMaxSteps)}};
         obs = env_.Reset();
         episode_return = 0;
       }
@@ -432,6 +436,8 @@ class Learner {
     s.inputs = std::move(chain.observations);
     s.deltas = Td3ActorDeltas(g.input_gradient.rightCols(kAct), kActionScale);
     s.version = nets_[0].version;
+    s.metrics = std::move(pending_metrics_);
+    pending_metrics_.clear();
     actor_calls_.push_back(session_->SubmitDelta(s, nets_[0].name));
     ++result_.actor_submits;
     return absl::OkStatus();
@@ -486,6 +492,7 @@ class Learner {
   std::deque<CriticCall> critic_calls_;
   std::deque<ActorChain> chains_;
   std::deque<std::future<absl::StatusOr<client::SubmitDeltaResult>>> actor_calls_;
+  std::map<std::string, double> pending_metrics_;
   Td3Result result_;
   // Last: destroyed first, joining its thread while the client is alive.
   std::unique_ptr<ParameterFetcher> fetcher_;

@@ -29,7 +29,8 @@
 // waiting; the loop waits only when more than in_flight steps of critic
 // submissions, or more than in_flight actor steps (gradient + submission),
 // are unanswered. What this changes against the in-process reference:
-// docs/algorithms.md.
+// docs/algorithms.md. The actor's first SubmitDelta after an episode ends
+// carries its episode_return and episode_length (the server's /metrics).
 #ifndef DELTASERVE_SIM_TD3_LEARNER_H_
 #define DELTASERVE_SIM_TD3_LEARNER_H_
 
