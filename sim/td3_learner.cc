@@ -260,13 +260,23 @@ class Learner {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<Td3Result> Run() {
-    std::FILE* csv = nullptr;
-    if (!o_.csv.empty()) {
-      csv = std::fopen(o_.csv.c_str(), "w");
-      if (csv == nullptr) return absl::InvalidArgumentError(absl::StrCat("cannot write ", o_.csv));
-      std::fputs("episode,env_steps,wall_seconds,return,average\n", csv);
+  // Creates the learning-curve CSV (before Connect changes any model).
+  absl::Status OpenCsv() {
+    if (o_.csv.empty()) return absl::OkStatus();
+    csv_ = std::fopen(o_.csv.c_str(), "w");
+    if (csv_ == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot write the CSV file ", o_.csv));
     }
+    std::fputs("episode,env_steps,wall_seconds,return,average\n", csv_);
+    return absl::OkStatus();
+  }
+
+  ~Learner() {
+    if (csv_ != nullptr) std::fclose(csv_);
+  }
+
+  absl::StatusOr<Td3Result> Run() {
+    std::FILE* const csv = csv_;
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = CpuSeconds();
     const auto wall = [&] {
@@ -288,7 +298,6 @@ class Learner {
       }
     });
     if (status.ok()) status = Drain();
-    if (csv != nullptr) std::fclose(csv);
     DELTASERVE_RETURN_IF_ERROR(status);
     result_.seconds = wall();
     result_.cpu_seconds = CpuSeconds() - cpu_start;
@@ -311,7 +320,7 @@ class Learner {
     Pendulum::Observation obs = env_.observation();
     double episode_return = 0;
     std::uniform_real_distribution<double> uniform(-kActionScale, kActionScale);
-    std::normal_distribution<double> normal(0.0, kActionScale * o_.exploration_noise);
+    std::normal_distribution<double> normal(0.0, 1.0);  // scaled below: std 0 is allowed
     model::Matrix one(1, kObs);
     for (int64_t step = 0; step < o_.steps; ++step) {
       double action;
@@ -321,7 +330,8 @@ class Learner {
         for (int c = 0; c < kObs; ++c) one(0, c) = obs[c];
         DELTASERVE_RETURN_IF_ERROR(nets_[0].mlp->Forward(nets_[0].params, one, ws_act_));
         const double mean = ws_act_.output()(0, 0) * kActionScale;
-        action = std::clamp(mean + normal(rng_), -kActionScale, kActionScale);
+        action = std::clamp(mean + kActionScale * o_.exploration_noise * normal(rng_),
+                            -kActionScale, kActionScale);
       }
       const Pendulum::StepResult r = env_.Step(action);
       const Pendulum::Observation next = env_.observation();
@@ -493,6 +503,7 @@ class Learner {
   std::deque<ActorChain> chains_;
   std::deque<std::future<absl::StatusOr<client::SubmitDeltaResult>>> actor_calls_;
   std::map<std::string, double> pending_metrics_;
+  std::FILE* csv_ = nullptr;
   Td3Result result_;
   // Last: destroyed first, joining its thread while the client is alive.
   std::unique_ptr<ParameterFetcher> fetcher_;
@@ -503,6 +514,7 @@ class Learner {
 absl::StatusOr<Td3Result> RunTd3(const Td3Options& options) {
   DELTASERVE_RETURN_IF_ERROR(ValidateTd3Options(options));
   Learner learner(options);
+  DELTASERVE_RETURN_IF_ERROR(learner.OpenCsv());
   DELTASERVE_RETURN_IF_ERROR(learner.Connect());
   return learner.Run();
 }

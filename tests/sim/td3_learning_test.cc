@@ -121,5 +121,17 @@ TEST(Td3Learning, BadOptionsAreRefusedBeforeConnecting) {
   EXPECT_NE(r.status().message().find("policy_delay"), std::string::npos) << r.status();
 }
 
+TEST(Td3Learning, AnUnwritableCsvIsRefusedBeforeAnyModelChanges) {
+  Td3Options o = ShortOptions();
+  auto server = StartServer(Td3ServerConfig(o));
+  ASSERT_NE(server, nullptr);
+  o.server = server->address();
+  o.csv = "/nonexistent-directory/curve.csv";
+  absl::StatusOr<Td3Result> r = RunTd3(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find(o.csv), std::string::npos) << r.status();
+  for (const char* m : {"actor", "q1", "q2"}) EXPECT_EQ(Version(o.server, m), 0u) << m;
+}
+
 }  // namespace
 }  // namespace deltaserve::sim
