@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """TD3 and PPO on Pendulum: the in-process PyTorch references (tools/torch_td3.py,
-tools/torch_ppo.py) against the same algorithms through deltaserve
-(client/python/examples/td3_pendulum.py; for PPO, --ppo-impl cpp (default): the C++ simulators
+tools/torch_ppo.py) against the same algorithms through deltaserve (for TD3, --td3-impl cpp
+(default): the C++ client of sim/td3_sim.cc through tools/td3_cpp.py, or --td3-impl python:
+client/python/examples/td3_pendulum.py; for PPO, --ppo-impl cpp (default): the C++ simulators
 of sim/ppo_sim.cc through tools/ppo_cpp.py, or --ppo-impl python: ppo_pendulum.py),
 interleaved A, B, A, B, ... per seed.
 
@@ -48,7 +49,9 @@ def commands(args):
     return {
         "td3": {"torch": [py, os.path.join(ROOT, "tools", "torch_td3.py")] + td3,
                 "deltaserve": [py, os.path.join(EXAMPLES, "td3_pendulum.py")] + td3
-                + args.td3_extra.split()},
+                + args.td3_extra.split() if args.td3_impl == "python" else
+                [py, os.path.join(ROOT, "tools", "td3_cpp.py")] + td3
+                + (["--sim-flags=" + args.td3_extra] if args.td3_extra else [])},
         "ppo": {"torch": [py, os.path.join(ROOT, "tools", "torch_ppo.py"), "--max-steps",
                           str(args.ppo_max_steps), "--target", str(args.ppo_target)],
                 "deltaserve": ([py, os.path.join(EXAMPLES, "ppo_pendulum.py"), "--envs",
@@ -199,6 +202,11 @@ def report(results, args, machine):
         lines += ["### TD3, %d env steps (hidden 64x64)" % args.td3_steps, "",
                   "Goal: average of the last 10 returns ≥ −200 at 20,000 steps, and wall time "
                   "to 20,000 steps ≤ 1.0× torch's.", "",
+                  "deltaserve here: %s." % " and ".join(sorted({
+                      "the C++ client (`sim/td3_sim.cc`, run by `tools/td3_cpp.py`)"
+                      if "td3_cpp.py" in r["command"] else "the Python example "
+                      "(`client/python/examples/td3_pendulum.py`)"
+                      for r in td3 if r["impl"] == "deltaserve"})), "",
                   "| seed | impl | last-10 average | first avg ≥ −200 at (steps) | wall s | "
                   "CPU s (tree) | load before | steal % |", "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(td3, key=lambda r: (r["seed"], r["impl"] != "torch")):
@@ -301,7 +309,11 @@ def main():
     p.add_argument("--ppo-max-steps", type=int, default=300000)
     p.add_argument("--ppo-target", type=float, default=-250.0)
     p.add_argument("--ppo-envs", type=int, default=8)
-    p.add_argument("--td3-extra", default="", help="more flags for td3_pendulum.py")
+    p.add_argument("--td3-impl", default="cpp", choices=["cpp", "python"],
+                   help="deltaserve TD3: 'cpp', the C++ client (sim/td3_sim.cc through "
+                   "tools/td3_cpp.py), or 'python', client/python/examples/td3_pendulum.py")
+    p.add_argument("--td3-extra", default="",
+                   help="more flags for td3_sim (--td3-impl cpp) or td3_pendulum.py (python)")
     p.add_argument("--ppo-impl", default="cpp", choices=["cpp", "python"],
                    help="deltaserve PPO: 'cpp', the C++ simulators (sim/ppo_sim.cc through "
                    "tools/ppo_cpp.py), or 'python', client/python/examples/ppo_pendulum.py")

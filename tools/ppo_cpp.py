@@ -17,14 +17,8 @@ user+system time, each also printed on its own line before).
 import argparse
 import csv
 import os
-import resource
-import subprocess
-import sys
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.join(ROOT, "client", "python"))
-
-from deltaserve_client import LocalServer  # noqa: E402
+from cpp_sim_server import ROOT, run_with_server
 
 
 def fields(line):
@@ -45,21 +39,10 @@ def main():
     args = p.parse_args()
     with open(args.config) as f:
         config = f.read()
-    server = LocalServer(os.environ.get("DELTASERVE_BIN")
-                         or os.path.join(args.build, "server", "deltaserve"), config)
-    try:
-        cmd = [os.path.join(args.build, "sim", "ppo_sim"), "--server=" + server.address,
-               "--seed=%d" % args.seed, "--max_env_steps=%d" % args.max_steps,
-               "--target=%g" % args.target, "--simulators=%d" % args.simulators] + args.sim_flags.split()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        sim_done = resource.getrusage(resource.RUSAGE_CHILDREN)
-    finally:
-        server.stop()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        print(done.stdout[-3000:], file=sys.stderr)
-        raise SystemExit("%s failed (%d)" % (" ".join(cmd), done.returncode))
+    cmd = [os.path.join(args.build, "sim", "ppo_sim"), "--seed=%d" % args.seed,
+           "--max_env_steps=%d" % args.max_steps, "--target=%g" % args.target,
+           "--simulators=%d" % args.simulators] + args.sim_flags.split()
+    done, sim_cpu, server_cpu = run_with_server(config, cmd, args.build)
     summary = {}
     rows = []
     for line in done.stdout.splitlines():
@@ -76,21 +59,19 @@ def main():
             w = csv.writer(out)
             w.writerow(["episode", "env_steps", "wall_seconds", "return", "average"])
             w.writerows(rows)
-    def cpu(a, b):
-        return (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
-    print("CPU: ppo_sim %.1f s, server %.1f s" % (cpu(before, sim_done), cpu(sim_done, after)))
+    print("CPU: ppo_sim %.1f s, server %.1f s" % (sim_cpu, server_cpu))
     average = float(summary["avg_last20"])
     if int(summary["reached_at_steps"]) >= 0:
         print("PPO seed %d: average of the last 20 returns %.1f >= %.0f after %d env steps, "
               "%.1f s wall, %.1f s CPU" % (args.seed, average, args.target,
                                           int(summary["reached_at_steps"]),
                                           float(summary["reached_at_seconds"]),
-                                          cpu(before, after)), flush=True)
+                                          sim_cpu + server_cpu), flush=True)
     else:
         print("PPO seed %d: target %.0f not reached; average of the last 20 returns %.1f after "
               "%d env steps, %.1f s wall, %.1f s CPU" % (
                   args.seed, args.target, average, int(summary["env_steps"]),
-                  float(summary["seconds"]), cpu(before, after)), flush=True)
+                  float(summary["seconds"]), sim_cpu + server_cpu), flush=True)
 
 
 if __name__ == "__main__":
