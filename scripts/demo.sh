@@ -24,6 +24,8 @@
 #                       the answer's weights), so fewer, larger ones halve what distance
 #                       costs it (docs/benchmarks.md, "The cost of distance")
 #   SEED=1              base seed (simulator i gets SEED*1000+i)
+#   HOLD=0              seconds to keep the server and its live page up after the run
+#                       (training takes well under a second with replica actions)
 #   TIME_LIMIT=300      seconds of training before giving up
 #   TARGET=475          average return that counts as solved
 #   CONFIG=configs/cartpole.textproto
@@ -54,6 +56,8 @@ else
   EPISODES_PER_SUBMIT=${EPISODES_PER_SUBMIT:-4}
 fi
 SEED=${SEED:-1}
+HOLD=${HOLD:-0}
+[[ ${HOLD} =~ ^[0-9]+$ ]] || { echo "demo: HOLD must be a whole number of seconds, got '${HOLD}'" >&2; exit 2; }
 TIME_LIMIT=${TIME_LIMIT:-300}
 TARGET=${TARGET:-475}
 CONFIG=${CONFIG:-${repo}/configs/cartpole.textproto}
@@ -132,5 +136,11 @@ if [[ ${rc} -eq 0 ]]; then
   echo "demo: SOLVED ($(tail -n1 "${OUT_DIR}/run.log"))"
 else
   echo "demo: NOT solved within ${TIME_LIMIT} s ($(tail -n1 "${OUT_DIR}/run.log"))"
+fi
+# Training takes well under a second with replica actions: HOLD keeps the
+# server, and so its live page with the whole run's curves, up a while.
+if ((HOLD > 0)); then
+  echo "demo: the live page stays up for ${HOLD} s (HOLD): ${page:-not available}"
+  sleep "${HOLD}" # What the user asked for: time to look at the page.
 fi
 exit "${rc}"
