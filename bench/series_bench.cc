@@ -34,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
+#include "deltaserve/base/cli.h"
 #include "deltaserve/model/mlp.h"
 #include "deltaserve/server/core/history.h"
 #include "deltaserve/server/core/log.h"
@@ -190,6 +191,7 @@ BENCHMARK(BM_LearnerStep)
 }  // namespace deltaserve::bench
 
 int main(int argc, char** argv) {
+  deltaserve::base::DisableMutexDeadlockDetection();  // As the server's main does.
   deltaserve::server::SetLogLevel(deltaserve::server::LogLevel::kWarning);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -29,45 +29,62 @@ absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t 
   return model::CheckFinite(what, Values(m));
 }
 
-// The series' helpers, each one pass.
+// The series' helpers, in double with four partial sums: a loop summing
+// into one double waits for each add (about 4 cycles per element; Eigen's
+// dot of casts compiles to that too), which on a small model cost more than
+// the rest of the step's series. The sums differ from one running sum only
+// in the last bits.
+template <typename F>
+double Sum4(size_t n, F&& term) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += term(i);
+    s1 += term(i + 1);
+    s2 += term(i + 2);
+    s3 += term(i + 3);
+  }
+  for (; i < n; ++i) s0 += term(i);
+  return (s0 + s1) + (s2 + s3);
+}
 
-// sum ← sum + g (in float, as Eigen's +=), returning |g|² (in double).
+// sum ← sum + g (in float, as Eigen's +=), returning |g|².
 double AddReturningSquaredNorm(absl::Span<float> sum, absl::Span<const float> g) {
   DELTASERVE_DCHECK(sum.size() == g.size());
-  double sq = 0.0;
-  for (size_t i = 0; i < sum.size(); ++i) {
-    const float x = sum[i];
-    sq += static_cast<double>(x) * x;
-    sum[i] = x + g[i];
-  }
+  const float* const gd = g.data();
+  const double sq = Sum4(g.size(), [gd](size_t i) {
+    const double x = gd[i];
+    return x * x;
+  });
+  Eigen::Map<Eigen::VectorXf>(sum.data(), static_cast<Eigen::Index>(sum.size())) +=
+      Eigen::Map<const Eigen::VectorXf>(gd, static_cast<Eigen::Index>(g.size()));
   return sq;
 }
 
-// The step's pass before the optimizer: before ← params, and for the noise
+// The step's work before the optimizer: before ← params, and for the noise
 // scale (server/core/noise_scale.h) G·R, then R ← decay·(R + G).
 double BeforeStep(absl::Span<const float> params, absl::Span<const float> grad,
                   absl::Span<float> before, absl::Span<float> r, float decay) {
   DELTASERVE_DCHECK(params.size() == grad.size() && before.size() == grad.size() &&
                     r.size() == grad.size());
-  double dot = 0.0;
-  for (size_t i = 0; i < grad.size(); ++i) {
-    const float g = grad[i];
-    dot += static_cast<double>(g) * r[i];
-    r[i] = decay * (r[i] + g);
-    before[i] = params[i];
-  }
+  // In float (Eigen's vectorised dot): the noise scale needs no more.
+  Eigen::Map<Eigen::VectorXf> sum(r.data(), static_cast<Eigen::Index>(r.size()));
+  const Eigen::Map<const Eigen::VectorXf> g(grad.data(), sum.size());
+  const double dot = g.dot(sum);
+  sum = decay * (sum + g);
+  std::copy(params.begin(), params.end(), before.begin());
   return dot;
 }
 
-// ‖a − b‖₂.
+// ‖a − b‖₂, in double.
 double DistanceNorm(absl::Span<const float> a, absl::Span<const float> b) {
   DELTASERVE_DCHECK(a.size() == b.size());
-  double sum = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    sum += d * d;
-  }
-  return std::sqrt(sum);
+  const float* const ad = a.data();
+  const float* const bd = b.data();
+  return std::sqrt(Sum4(a.size(), [ad, bd](size_t i) {
+    const double d = static_cast<double>(ad[i]) - bd[i];
+    return d * d;
+  }));
 }
 
 }  // namespace
