@@ -145,7 +145,8 @@ struct TrainerOptions {
   // optimizer step (not replayed ones) the learner records the step's series
   // under `name` with one History::RecordMany: loss, grad_norm,
   // grad_norm_clipped, update_norm, learning_rate, rows, staleness_mean,
-  // staleness_max, noise_scale (docs/operations.md, "Metrics history").
+  // staleness_max, noise_scale (a lower bound on the gradient noise scale,
+  // server/core/noise_scale.h; docs/operations.md, "Metrics history").
   History* history = nullptr;
   // Optional seam (see LearnerGate). Null: the learner never waits.
   std::shared_ptr<LearnerGate> gate;
