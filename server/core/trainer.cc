@@ -48,16 +48,17 @@ double Sum4(size_t n, F&& term) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// sum ← sum + g (in float, as Eigen's +=), returning |g|².
-double AddReturningSquaredNorm(absl::Span<float> sum, absl::Span<const float> g) {
-  DELTASERVE_DCHECK(sum.size() == g.size());
-  const float* const gd = g.data();
-  const double sq = Sum4(g.size(), [gd](size_t i) {
-    const double x = gd[i];
+// unit ← unit + sum (in float, as Eigen's +=), returning |unit|² as it
+// was (the unit's own gradient, before the step's earlier units join it).
+double AddReturningSquaredNorm(absl::Span<float> unit, absl::Span<const float> sum) {
+  DELTASERVE_DCHECK(unit.size() == sum.size());
+  const float* const ud = unit.data();
+  const double sq = Sum4(unit.size(), [ud](size_t i) {
+    const double x = ud[i];
     return x * x;
   });
-  Eigen::Map<Eigen::VectorXf>(sum.data(), static_cast<Eigen::Index>(sum.size())) +=
-      Eigen::Map<const Eigen::VectorXf>(gd, static_cast<Eigen::Index>(g.size()));
+  Eigen::Map<Eigen::VectorXf>(unit.data(), static_cast<Eigen::Index>(unit.size())) +=
+      Eigen::Map<const Eigen::VectorXf>(sum.data(), static_cast<Eigen::Index>(sum.size()));
   return sq;
 }
 
