@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "deltaserve/base/check.h"
 #include "deltaserve/v1/state.pb.h"
 
 namespace deltaserve::server {
@@ -28,12 +29,25 @@ struct LevelRing {
   double open_sum_value = 0.0;
   uint64_t open_count = 0;
 
+  // The open bucket's times [open_start_ms, open_end_ms), kept with
+  // open_bucket so that Add divides only when a bucket closes (an empty
+  // range if they would overflow: Add then always divides).
+  int64_t open_start_ms = 0;
+  int64_t open_end_ms = 0;
+
   void Push(const HistoryPoint& p, size_t capacity) {
     if (ring.size() < capacity) {
       ring.push_back(p);
     } else {
       ring[head] = p;
-      head = (head + 1) % capacity;
+      if (++head == capacity) head = 0;
+    }
+  }
+  void SetOpenBucket(int64_t bucket, int64_t width_ms) {
+    open_bucket = bucket;
+    if (__builtin_mul_overflow(bucket, width_ms, &open_start_ms) ||
+        __builtin_add_overflow(open_start_ms, width_ms, &open_end_ms)) {
+      open_start_ms = open_end_ms = 0;
     }
   }
   // Closed points, oldest first.
@@ -51,6 +65,10 @@ struct History::SeriesData {
   std::array<LevelRing, kHistoryLevels.size()> levels;
   int64_t last_ms = std::numeric_limits<int64_t>::min();
 
+  // The raw ring fills within minutes: sized once, so that recording a
+  // point does not allocate.
+  SeriesData() { levels[0].ring.reserve(kHistoryLevels[0].capacity); }
+
   void Add(int64_t unix_ms, double value) {
     unix_ms = std::max(unix_ms, last_ms);
     last_ms = unix_ms;
@@ -61,14 +79,17 @@ struct History::SeriesData {
         level.Push({unix_ms, value}, spec.capacity);
         continue;
       }
-      const int64_t bucket = FloorDiv(unix_ms, spec.width_ms);
-      if (level.open_count > 0 && bucket != level.open_bucket) {
-        level.Push(level.Open(), spec.capacity);
-        level.open_count = 0;
-        level.open_sum_ms = 0.0;
-        level.open_sum_value = 0.0;
+      // In the open bucket (the usual case): FloorDiv would give open_bucket.
+      if (level.open_count == 0 || unix_ms < level.open_start_ms || unix_ms >= level.open_end_ms) {
+        const int64_t bucket = FloorDiv(unix_ms, spec.width_ms);
+        if (level.open_count > 0 && bucket != level.open_bucket) {
+          level.Push(level.Open(), spec.capacity);
+          level.open_count = 0;
+          level.open_sum_ms = 0.0;
+          level.open_sum_value = 0.0;
+        }
+        level.SetOpenBucket(bucket, spec.width_ms);
       }
-      level.open_bucket = bucket;
       level.open_sum_ms += static_cast<double>(unix_ms);
       level.open_sum_value += value;
       ++level.open_count;
@@ -115,15 +136,44 @@ History::ModelData& History::ModelLocked(std::string_view model) {
   return it->second;
 }
 
+History::SeriesData* History::SeriesLocked(ModelData& data, std::string_view series) {
+  auto it = data.find(series);
+  if (it == data.end()) {
+    if (data.size() >= kMaxHistorySeries) return nullptr;
+    it = data.emplace(std::string(series), std::make_unique<SeriesData>()).first;
+  }
+  return it->second.get();
+}
+
 void History::RecordLocked(ModelData& data, std::string_view series, int64_t unix_ms,
                            double value) {
   if (!std::isfinite(value)) return;
-  auto it = data.find(series);
-  if (it == data.end()) {
-    if (data.size() >= kMaxHistorySeries) return;
-    it = data.emplace(std::string(series), std::make_unique<SeriesData>()).first;
+  if (SeriesData* target = SeriesLocked(data, series)) target->Add(unix_ms, value);
+}
+
+History::Group History::MakeGroup(std::string_view model, std::vector<std::string> names) {
+  Group group;
+  group.model_ = std::string(model);
+  group.slots_.assign(names.size(), nullptr);
+  group.names_ = std::move(names);
+  return group;
+}
+
+void History::RecordGroup(Group& group, int64_t unix_ms, absl::Span<const double> values) {
+  DELTASERVE_DCHECK(values.size() == group.names_.size());
+  absl::MutexLock lock(&mu_);
+  if (group.generation_ != generation_) {
+    group.model_data_ = &ModelLocked(group.model_);
+    std::fill(group.slots_.begin(), group.slots_.end(), nullptr);
+    group.generation_ = generation_;
   }
-  it->second->Add(unix_ms, value);
+  const size_t n = std::min(values.size(), group.names_.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) continue;  // As RecordLocked: not even created.
+    SeriesData*& slot = group.slots_[i];
+    if (slot == nullptr) slot = SeriesLocked(*group.model_data_, group.names_[i]);
+    if (slot != nullptr) slot->Add(unix_ms, values[i]);
+  }
 }
 
 void History::Record(std::string_view model, std::string_view series, int64_t unix_ms,
@@ -216,6 +266,7 @@ absl::Status History::Load(std::string_view model, persist::FileSystem& fs,
     absl::MutexLock lock(&mu_);
     auto it = models_.find(model);
     if (it != models_.end()) models_.erase(it);
+    ++generation_;
   }
   absl::StatusOr<std::string> bytes = fs.ReadFile(path);
   if (absl::IsNotFound(bytes.status())) return absl::OkStatus();
@@ -247,7 +298,7 @@ absl::Status History::Load(std::string_view model, persist::FileSystem& fs,
         }
         if (in.open_count() > 0 && kHistoryLevels[i].width_ms > 0 &&
             std::isfinite(in.open_sum_ms()) && std::isfinite(in.open_sum_value())) {
-          level.open_bucket = in.open_bucket();
+          level.SetOpenBucket(in.open_bucket(), kHistoryLevels[i].width_ms);
           level.open_sum_ms = in.open_sum_ms();
           level.open_sum_value = in.open_sum_value();
           level.open_count = in.open_count();
@@ -259,6 +310,7 @@ absl::Status History::Load(std::string_view model, persist::FileSystem& fs,
   }
   absl::MutexLock lock(&mu_);
   models_[std::string(model)] = std::move(loaded);
+  ++generation_;
   return absl::OkStatus();
 }
 

@@ -29,28 +29,63 @@ absl::Status CheckShape(absl::string_view what, const model::Matrix& m, int64_t 
   return model::CheckFinite(what, Values(m));
 }
 
-// Sums in double, like model::GlobalNorm (the series' helpers).
-double SquaredNorm(absl::Span<const float> a) {
-  const double norm = model::GlobalNorm(a);
-  return norm * norm;
+// The series' helpers, in double with four partial sums: a loop summing
+// into one double waits for each add (about 4 cycles per element; Eigen's
+// dot of casts compiles to that too), which on a small model cost more than
+// the rest of the step's series. The sums differ from one running sum only
+// in the last bits.
+template <typename F>
+double Sum4(size_t n, F&& term) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += term(i);
+    s1 += term(i + 1);
+    s2 += term(i + 2);
+    s3 += term(i + 3);
+  }
+  for (; i < n; ++i) s0 += term(i);
+  return (s0 + s1) + (s2 + s3);
 }
 
-double Dot(absl::Span<const float> a, absl::Span<const float> b) {
-  DELTASERVE_DCHECK(a.size() == b.size());
-  double sum = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) sum += static_cast<double>(a[i]) * b[i];
-  return sum;
+// unit ← unit + sum (in float, as Eigen's +=), returning |unit|² as it
+// was (the unit's own gradient, before the step's earlier units join it).
+double AddReturningSquaredNorm(absl::Span<float> unit, absl::Span<const float> sum) {
+  DELTASERVE_DCHECK(unit.size() == sum.size());
+  const float* const ud = unit.data();
+  const double sq = Sum4(unit.size(), [ud](size_t i) {
+    const double x = ud[i];
+    return x * x;
+  });
+  Eigen::Map<Eigen::VectorXf>(unit.data(), static_cast<Eigen::Index>(unit.size())) +=
+      Eigen::Map<const Eigen::VectorXf>(sum.data(), static_cast<Eigen::Index>(sum.size()));
+  return sq;
 }
 
-// ‖a − b‖₂.
+// The step's work before the optimizer: before ← params, and for the noise
+// scale (server/core/noise_scale.h) G·R, then R ← decay·(R + G).
+double BeforeStep(absl::Span<const float> params, absl::Span<const float> grad,
+                  absl::Span<float> before, absl::Span<float> r, float decay) {
+  DELTASERVE_DCHECK(params.size() == grad.size() && before.size() == grad.size() &&
+                    r.size() == grad.size());
+  // In float (Eigen's vectorised dot): the noise scale needs no more.
+  Eigen::Map<Eigen::VectorXf> sum(r.data(), static_cast<Eigen::Index>(r.size()));
+  const Eigen::Map<const Eigen::VectorXf> g(grad.data(), sum.size());
+  const double dot = g.dot(sum);
+  sum = decay * (sum + g);
+  std::copy(params.begin(), params.end(), before.begin());
+  return dot;
+}
+
+// ‖a − b‖₂, in double.
 double DistanceNorm(absl::Span<const float> a, absl::Span<const float> b) {
   DELTASERVE_DCHECK(a.size() == b.size());
-  double sum = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    sum += d * d;
-  }
-  return std::sqrt(sum);
+  const float* const ad = a.data();
+  const float* const bd = b.data();
+  return std::sqrt(Sum4(a.size(), [ad, bd](size_t i) {
+    const double d = static_cast<double>(ad[i]) - bd[i];
+    return d * d;
+  }));
 }
 
 }  // namespace
@@ -414,6 +449,16 @@ Trainer::Batch Trainer::TakeBatch() {
 void Trainer::LearnerLoop() {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   record_series_ = true;  // Restore and replay (before this) record no series.
+  if (SeriesOn()) {       // Sized once: a step allocates nothing for its series.
+    // A step restored in progress (replayed) has units the noise scale
+    // never saw: it is left out.
+    noise_partial_step_ = !grad_zero_;
+    params_before_.assign(params_.size(), 0.0f);
+    noise_sum_.assign(params_.size(), 0.0f);
+    series_group_ = History::MakeGroup(
+        name(), {"loss", "grad_norm", "grad_norm_clipped", "update_norm", "learning_rate", "rows",
+                 "staleness_mean", "staleness_max", "noise_scale"});
+  }
   for (Batch batch = TakeBatch(); !batch.stopping; batch = TakeBatch()) {
     std::deque<Pending>& pending = batch.pending;
     std::vector<absl::StatusOr<SubmitResult>> results(pending.size(), ShuttingDown(name()));
@@ -548,8 +593,11 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(
   rows_accumulated_ = 0;
   // The step in progress is dropped with G: so are its series.
   step_series_ = StepSeries();
-  noise_scale_.ResetStep();
-  previous_single_ = false;
+  // The gradients before it are of other parameters: the noise scale starts
+  // afresh.
+  noise_scale_.Reset();
+  std::fill(noise_sum_.begin(), noise_sum_.end(), 0.0f);
+  noise_partial_step_ = false;
   ++version_;
   ++steps_since_checkpoint_;
   changed_since_checkpoint_ = true;
@@ -561,18 +609,22 @@ absl::StatusOr<SubmitResult> Trainer::ApplyImport(
 
 absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
-  // |g|² of this unit, for the noise scale: one pass over g (O(params)).
-  if (SeriesOn()) unit_sq_norm_ = SquaredNorm(submission_grad_);
+  const bool series = SeriesOn();
   // G + g, built in submission_grad_ so that G stays as it was until the
   // submission is accepted (a step the optimizer refuses changes nothing).
   // While G is all zeros (nothing accumulated since the last step, import or
   // a restore of a zero G), G + g is g: no pass over G. (The one difference:
   // a −0 in g stays −0 instead of becoming +0: equal values, at most the
-  // sign of a parameter that is exactly zero can differ.)
+  // sign of a parameter that is exactly zero can differ.) With the series,
+  // the same pass takes |g|² for the noise scale.
   if (!grad_zero_) {
-    Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
-                                    static_cast<Eigen::Index>(submission_grad_.size()));
-    sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+    if (series) {
+      unit_sq_norm_ = AddReturningSquaredNorm(absl::MakeSpan(submission_grad_), grad_);
+    } else {
+      Eigen::Map<Eigen::VectorXf> sum(submission_grad_.data(),
+                                      static_cast<Eigen::Index>(submission_grad_.size()));
+      sum += Eigen::Map<const Eigen::VectorXf>(grad_.data(), sum.size());
+    }
   }
   // Refused here, while G is untouched, rather than by the optimizer at the
   // step: a G whose norm overflows would fail every later step. The step
@@ -582,6 +634,16 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
     return absl::InvalidArgumentError(
         "deltas: expected values whose accumulated parameter gradient has a finite norm, got an "
         "overflowing one (values too large?); nothing was applied");
+  }
+  if (series) {
+    // The unit's g·G from |G + g|² = |G|² + 2 g·G + |g|²; the first unit of
+    // a step is G + g itself.
+    if (grad_zero_) {
+      unit_sq_norm_ = norm * norm;
+      unit_dot_ = 0.0;
+    } else {
+      unit_dot_ = 0.5 * (norm * norm - step_sq_norm_ - unit_sq_norm_);
+    }
   }
   const uint64_t total = rows_accumulated_ + rows;
   if (total >= options_.samples_per_step) {
@@ -593,7 +655,10 @@ absl::StatusOr<bool> Trainer::Accumulate(uint64_t rows) {
   }
   grad_.swap(submission_grad_);  // G ← G + g.
   grad_zero_ = false;
-  if (SeriesOn()) noise_scale_.AddUnit(unit_sq_norm_, unit_w_, unit_v_);
+  if (series) {
+    if (!noise_partial_step_) noise_scale_.AddUnit(unit_sq_norm_, unit_dot_, unit_w_, unit_v_);
+    step_sq_norm_ = norm * norm;
+  }
   rows_accumulated_ = total;
   return false;
 }
@@ -658,52 +723,43 @@ absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
     DELTASERVE_RETURN_IF_ERROR(next->Merge(step_moments_));
     merged = std::move(next);
   }
-  // Series (server/core/noise_scale.h): what needs G before the optimizer
-  // clips it in place, and the parameters before the step. All O(params),
-  // into buffers sized once.
+  // Series: what needs G before the optimizer clips it in place, and the
+  // parameters before the step, in one pass into buffers sized once.
   const bool series = SeriesOn();
-  const bool single = noise_scale_.units() == 0;  // This unit is the whole step.
-  const bool had_previous = series && single && previous_single_;
-  double pair_dot = 0.0;
+  double dot_past = 0.0;
   double learning_rate = 0.0;
   if (series) {
     learning_rate = optimizer_->learning_rate();
-    params_before_.assign(params_.begin(), params_.end());
-    if (single) {
-      if (had_previous) pair_dot = Dot(previous_step_grad_, grad);
-      previous_step_grad_.assign(grad.begin(), grad.end());
-      previous_single_ = false;  // Until this step is accepted.
-    }
+    dot_past = BeforeStep(params_, grad, absl::MakeSpan(params_before_), absl::MakeSpan(noise_sum_),
+                          static_cast<float>(noise_scale_.decay()));
   }
-  DELTASERVE_ASSIGN_OR_RETURN(const double gradient_norm,
-                              optimizer_->Step(absl::MakeSpan(params_), grad, norm));
+  absl::StatusOr<double> stepped = optimizer_->Step(absl::MakeSpan(params_), grad, norm);
+  if (!stepped.ok()) {
+    if (series) {  // R took this G: the estimate starts afresh.
+      noise_scale_.Reset();
+      std::fill(noise_sum_.begin(), noise_sum_.end(), 0.0f);
+    }
+    return stepped.status();
+  }
+  const double gradient_norm = *stepped;
   if (merged) statistics_ = std::move(merged);
   if (series) {
     step_series_.grad_norm = gradient_norm;
-    step_series_.grad_norm_clipped = model::GlobalNorm(grad);
+    // The optimizer scales G in place only if it clips (model/optimizer.h):
+    // otherwise G is what `norm` was taken of.
+    const float clip = options_.optimizer.clip_norm;
+    const bool clipped = clip > 0 && static_cast<double>(clip) / (norm + 1e-6) < 1.0;
+    step_series_.grad_norm_clipped = clipped ? model::GlobalNorm(grad) : norm;
     step_series_.update_norm = DistanceNorm(params_, params_before_);
     step_series_.learning_rate = learning_rate;
-    const double sq = norm * norm;
-    noise_scale_.AddUnit(unit_sq_norm_, unit_w_, unit_v_);
-    if (!single) {
-      noise_scale_.EndStep(sq);
+    if (noise_partial_step_) {
+      std::fill(noise_sum_.begin(), noise_sum_.end(), 0.0f);  // R took G: undone.
+      noise_partial_step_ = false;
     } else {
-      // One unit: no second batch size within the step. Pair it with the
-      // previous one-unit step (its G and this one as the small batches,
-      // their sum as the big one), then keep it for the next.
-      const double w = noise_scale_.step_w();
-      const double v = noise_scale_.step_v();
-      noise_scale_.ResetStep();
-      if (had_previous) {
-        noise_scale_.AddUnit(previous_sq_, previous_w_, previous_v_);
-        noise_scale_.AddUnit(sq, w, v);
-        noise_scale_.EndStep(previous_sq_ + sq + 2.0 * pair_dot);
-      }
-      previous_single_ = true;
-      previous_sq_ = sq;
-      previous_w_ = w;
-      previous_v_ = v;
+      noise_scale_.AddUnit(unit_sq_norm_, unit_dot_, unit_w_, unit_v_);
+      noise_scale_.EndStep(dot_past);
     }
+    step_sq_norm_ = 0.0;
   }
   ++version_;
   ++steps_since_checkpoint_;
@@ -718,18 +774,20 @@ void Trainer::EmitStepSeries() {
   DELTASERVE_DCHECK_OWNED(learner_owner_);
   const StepSeries& s = step_series_;
   const double submissions = static_cast<double>(std::max<uint64_t>(s.submissions, 1));
-  const std::pair<std::string_view, double> values[] = {
-      {"loss", s.loss_sum / submissions},
-      {"grad_norm", s.grad_norm},
-      {"grad_norm_clipped", s.grad_norm_clipped},
-      {"update_norm", s.update_norm},
-      {"learning_rate", s.learning_rate},
-      {"rows", static_cast<double>(s.rows)},
-      {"staleness_mean", static_cast<double>(s.staleness_sum) / submissions},
-      {"staleness_max", static_cast<double>(s.staleness_max)},
-      {"noise_scale", noise_scale_.noise_scale()},  // NaN (none yet): History drops it.
+  // In series_group_'s order (LearnerLoop).
+  const double values[] = {
+      s.loss_sum / submissions,
+      s.grad_norm,
+      s.grad_norm_clipped,
+      s.update_norm,
+      s.learning_rate,
+      static_cast<double>(s.rows),
+      static_cast<double>(s.staleness_sum) / submissions,
+      static_cast<double>(s.staleness_max),
+      noise_scale_.noise_scale_lower_bound(),  // NaN (none yet): History drops it.
   };
-  options_.history->RecordMany(name(), absl::ToUnixMillis(absl::Now()), values);
+  // absl::ToUnixMillis(absl::Now()), without building an absl::Time.
+  options_.history->RecordGroup(series_group_, absl::GetCurrentTimeNanos() / 1'000'000, values);
   step_series_ = StepSeries();
 }
 

@@ -145,7 +145,8 @@ struct TrainerOptions {
   // optimizer step (not replayed ones) the learner records the step's series
   // under `name` with one History::RecordMany: loss, grad_norm,
   // grad_norm_clipped, update_norm, learning_rate, rows, staleness_mean,
-  // staleness_max, noise_scale (docs/operations.md, "Metrics history").
+  // staleness_max, noise_scale (a lower bound on the gradient noise scale,
+  // server/core/noise_scale.h; docs/operations.md, "Metrics history").
   History* history = nullptr;
   // Optional seam (see LearnerGate). Null: the learner never waits.
   std::shared_ptr<LearnerGate> gate;
@@ -547,21 +548,24 @@ class Trainer {
   void EmitStepSeries();
   bool record_series_ = false;
   StepSeries step_series_;
+  // The series' storage in options_.history, resolved on the first record.
+  History::Group series_group_;
   GradientNoiseScale noise_scale_;
-  // The unit (one ApplyScaled) being accumulated: |g|², w, v
-  // (server/core/noise_scale.h).
+  // The unit (one ApplyScaled) being accumulated: |g_u|², g_u·G (G: the
+  // step's earlier units), w, v (server/core/noise_scale.h); and |G|² so far.
   double unit_sq_norm_ = 0.0;
+  double unit_dot_ = 0.0;
   double unit_w_ = 0.0;
   double unit_v_ = 0.0;
-  // Step's scratch: the parameters before the step (update_norm), and the
-  // last one-unit step's G before clipping, its |G|², W and V (paired with
-  // the next one-unit step for the noise scale).
+  double step_sq_norm_ = 0.0;
+  // The step in progress began before the learner started (restored and
+  // replayed): the noise scale leaves it out.
+  bool noise_partial_step_ = false;
+  // Step's scratch, sized once: the parameters before the step
+  // (update_norm), and the noise scale's R = Σ decay^age · G over the
+  // earlier steps (zeros until the first).
   std::vector<float> params_before_;
-  std::vector<float> previous_step_grad_;
-  bool previous_single_ = false;
-  double previous_sq_ = 0.0;
-  double previous_w_ = 0.0;
-  double previous_v_ = 0.0;
+  std::vector<float> noise_sum_;
   // GroupEnd's scratch: the ids of the group it is forming (kept for its
   // buckets).
   absl::flat_hash_set<absl::string_view> group_ids_;
