@@ -97,14 +97,20 @@ absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>&
 absl::StatusOr<uint64_t> Replica::Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                           model::Mlp::Workspace& workspace,
                                           model::Matrix& normalized) const {
-  const std::shared_ptr<const Parameters> params = snapshot();
-  if (params->input_statistics == nullptr) {
-    DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, inputs, workspace));
+  return ForwardAt(mlp_, *snapshot(), inputs, workspace, normalized);
+}
+
+absl::StatusOr<uint64_t> Replica::ForwardAt(const model::Mlp& mlp, const Parameters& params,
+                                            const Eigen::Ref<const model::Matrix>& inputs,
+                                            model::Mlp::Workspace& workspace,
+                                            model::Matrix& normalized) {
+  if (params.input_statistics == nullptr) {
+    DELTASERVE_RETURN_IF_ERROR(mlp.Forward(params.parameters, inputs, workspace));
   } else {
-    DELTASERVE_RETURN_IF_ERROR(params->input_statistics->Normalize(inputs, &normalized));
-    DELTASERVE_RETURN_IF_ERROR(mlp_.Forward(params->parameters, normalized, workspace));
+    DELTASERVE_RETURN_IF_ERROR(params.input_statistics->Normalize(inputs, &normalized));
+    DELTASERVE_RETURN_IF_ERROR(mlp.Forward(params.parameters, normalized, workspace));
   }
-  return params->version;
+  return params.version;
 }
 
 std::shared_ptr<const Parameters> Replica::snapshot() const {

@@ -74,6 +74,14 @@ class Replica {
                                    model::Mlp::Workspace& workspace,
                                    model::Matrix& normalized) const;
 
+  // The same at `params` instead of the newest snapshot (e.g. parameters
+  // fetched by GetParameters ahead of the push): the one place a replica's
+  // forward pass applies the input statistics.
+  static absl::StatusOr<uint64_t> ForwardAt(const model::Mlp& mlp, const Parameters& params,
+                                            const Eigen::Ref<const model::Matrix>& inputs,
+                                            model::Mlp::Workspace& workspace,
+                                            model::Matrix& normalized);
+
   // The newest parameters (never null). Holding it keeps them alive and
   // unchanged while the replica moves on.
   std::shared_ptr<const Parameters> snapshot() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -34,15 +34,11 @@ class ReplicaSource final : public PolicySource {
   absl::StatusOr<uint64_t> Forward(const Eigen::Ref<const model::Matrix>& inputs,
                                    model::Matrix* outputs) override {
     if (fetched_ != nullptr && fetched_->version > replica_->version()) {
-      const model::Mlp& mlp = replica_->mlp();
-      if (fetched_->input_statistics == nullptr) {
-        DELTASERVE_RETURN_IF_ERROR(mlp.Forward(fetched_->parameters, inputs, workspace_));
-      } else {
-        DELTASERVE_RETURN_IF_ERROR(fetched_->input_statistics->Normalize(inputs, &normalized_));
-        DELTASERVE_RETURN_IF_ERROR(mlp.Forward(fetched_->parameters, normalized_, workspace_));
-      }
+      DELTASERVE_ASSIGN_OR_RETURN(
+          const uint64_t version,
+          client::Replica::ForwardAt(replica_->mlp(), *fetched_, inputs, workspace_, normalized_));
       *outputs = workspace_.output();
-      return fetched_->version;
+      return version;
     }
     fetched_.reset();  // The push has caught up.
     DELTASERVE_ASSIGN_OR_RETURN(uint64_t version, replica_->Forward(inputs, workspace_));
