@@ -200,8 +200,13 @@ absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<floa
   return Step(params, grad, GlobalNorm(grad));
 }
 
-// norm = ‖g‖₂ (GlobalNorm). With clip_norm c > 0, as
-// torch.nn.utils.clip_grad_norm_: g ← g·min(1, c / (norm + 1e-6)).
+// As torch.nn.utils.clip_grad_norm_: min(1, c / (norm + 1e-6)).
+double Optimizer::ClipScale(float clip_norm, double norm) {
+  if (clip_norm <= 0) return 1.0;
+  return std::min(1.0, static_cast<double>(clip_norm) / (norm + 1e-6));
+}
+
+// norm = ‖g‖₂ (GlobalNorm). With clip_norm c > 0, g ← g·ClipScale(c, norm).
 absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<float> grad,
                                        double norm) {
   if (params.size() != parameter_count_ || grad.size() != parameter_count_) {
@@ -219,12 +224,9 @@ absl::StatusOr<double> Optimizer::Step(absl::Span<float> params, absl::Span<floa
         absl::StrCat("optimizer.schedule: the learning rate of step ", step_count_,
                      " is not finite (gamma > 1 overflowed); parameters unchanged"));
   }
-  if (config_.clip_norm > 0) {
-    const double coef = static_cast<double>(config_.clip_norm) / (norm + 1e-6);
-    if (coef < 1.0) {
-      const float scale = static_cast<float>(coef);
-      for (float& g : grad) g *= scale;
-    }
+  if (const double coef = ClipScale(config_.clip_norm, norm); coef < 1.0) {
+    const float scale = static_cast<float>(coef);
+    for (float& g : grad) g *= scale;
   }
   ++step_count_;
   ++state_step_count_;

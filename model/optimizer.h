@@ -32,6 +32,10 @@ class Optimizer {
   static absl::StatusOr<std::unique_ptr<Optimizer>> Create(const OptimizerConfig& config,
                                                            size_t parameter_count);
 
+  // What Step scales a gradient of norm ‖grad‖₂ = `norm` by:
+  // min(1, clip_norm / (norm + 1e-6)) when clip_norm > 0, else 1.
+  static double ClipScale(float clip_norm, double norm);
+
   // One step. If clip_norm > 0, first scales grad in place by
   // min(1, clip_norm / (‖grad‖₂ + 1e-6)) exactly as
   // torch.nn.utils.clip_grad_norm_ does. Then updates params as the

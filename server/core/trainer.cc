@@ -747,8 +747,7 @@ absl::Status Trainer::Step(absl::Span<float> grad, double norm) {
     step_series_.grad_norm = gradient_norm;
     // The optimizer scales G in place only if it clips (model/optimizer.h):
     // otherwise G is what `norm` was taken of.
-    const float clip = options_.optimizer.clip_norm;
-    const bool clipped = clip > 0 && static_cast<double>(clip) / (norm + 1e-6) < 1.0;
+    const bool clipped = model::Optimizer::ClipScale(options_.optimizer.clip_norm, norm) < 1.0;
     step_series_.grad_norm_clipped = clipped ? model::GlobalNorm(grad) : norm;
     step_series_.update_norm = DistanceNorm(params_, params_before_);
     step_series_.learning_rate = learning_rate;
