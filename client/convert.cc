@@ -1,5 +1,9 @@
 #include "deltaserve/client/convert.h"
 
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
 #include "deltaserve/proto/wire.h"
 
 namespace deltaserve::client::internal {
@@ -30,6 +34,7 @@ v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submission,
     request.mutable_metrics()->insert(submission.metrics.begin(), submission.metrics.end());
   }
   request.set_return_input_gradient(submission.return_input_gradient);
+  request.set_return_parameters(submission.return_parameters);
   return request;
 }
 
@@ -64,6 +69,24 @@ absl::StatusOr<ForwardResult> ForwardResultFrom(const v1::ForwardResponse& respo
   return ForwardResult{*std::move(outputs), response.version()};
 }
 
+absl::StatusOr<Parameters> ParametersFrom(const v1::ParameterUpdate& update) {
+  Parameters params;
+  params.model = update.model();
+  params.version = update.version();
+  params.parameters.assign(update.parameters().begin(), update.parameters().end());
+  if (update.has_input_statistics()) {
+    absl::StatusOr<model::RunningMeanStd> statistics =
+        wire::InputStatisticsFromProto(update.input_statistics());
+    if (!statistics.ok()) {
+      return absl::InternalError(absl::StrCat("the server sent version ", update.version(),
+                                              " of model \"", update.model(), "\" with invalid ",
+                                              statistics.status().message()));
+    }
+    params.input_statistics = std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
+  }
+  return params;
+}
+
 absl::StatusOr<SubmitDeltaResult> SubmitResultFrom(const v1::SubmitDeltaResponse& response) {
   SubmitDeltaResult result;
   result.version = response.version();
@@ -76,6 +99,11 @@ absl::StatusOr<SubmitDeltaResult> SubmitResultFrom(const v1::SubmitDeltaResponse
         wire::MatrixFromProto("server's input_gradient", response.input_gradient());
     if (!gradient.ok()) return absl::InternalError(gradient.status().message());
     result.input_gradient = *std::move(gradient);
+  }
+  if (response.has_parameters()) {
+    absl::StatusOr<Parameters> parameters = ParametersFrom(response.parameters());
+    if (!parameters.ok()) return parameters.status();
+    result.parameters = std::make_shared<const Parameters>(*std::move(parameters));
   }
   return result;
 }

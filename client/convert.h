@@ -24,8 +24,12 @@ deltaserve::v1::SubmitDeltaRequest SubmitRequestFor(const DeltaSubmission& submi
 // contract.
 absl::StatusOr<ForwardResult> ForwardResultFrom(const deltaserve::v1::ForwardResponse& response);
 
-// INTERNAL if a matrix does not have rows·cols values: the server broke the
+// INTERNAL if the input statistics are invalid: the server broke the
 // contract.
+absl::StatusOr<Parameters> ParametersFrom(const deltaserve::v1::ParameterUpdate& update);
+
+// INTERNAL if a matrix does not have rows·cols values, or the parameters'
+// input statistics are invalid: the server broke the contract.
 absl::StatusOr<SubmitDeltaResult> SubmitResultFrom(
     const deltaserve::v1::SubmitDeltaResponse& response);
 

@@ -23,24 +23,6 @@ namespace {
 
 namespace v1 = ::deltaserve::v1;
 
-absl::StatusOr<Parameters> FromProto(const v1::ParameterUpdate& update) {
-  Parameters params;
-  params.model = update.model();
-  params.version = update.version();
-  params.parameters.assign(update.parameters().begin(), update.parameters().end());
-  if (update.has_input_statistics()) {
-    absl::StatusOr<model::RunningMeanStd> statistics =
-        wire::InputStatisticsFromProto(update.input_statistics());
-    if (!statistics.ok()) {
-      return absl::InternalError(absl::StrCat("the server sent version ", update.version(),
-                                              " of model \"", update.model(), "\" with invalid ",
-                                              statistics.status().message()));
-    }
-    params.input_statistics = std::make_shared<const model::RunningMeanStd>(*std::move(statistics));
-  }
-  return params;
-}
-
 grpc::ChannelArguments BaseChannelArguments(int max_message_bytes,
                                             absl::Duration max_reconnect_backoff) {
   grpc::ChannelArguments args;
@@ -283,7 +265,7 @@ absl::StatusOr<Parameters> TrainerClient::GetParameters(grpc::ClientContext* con
   request.set_min_version(min_version);
   v1::ParameterUpdate update;
   DELTASERVE_RETURN_IF_ERROR(FromGrpcStatus(stub_->GetParameters(context, request, &update)));
-  return FromProto(update);
+  return internal::ParametersFrom(update);
 }
 
 absl::StatusOr<std::vector<v1::ModelInfo>> TrainerClient::ListModels() const {
@@ -323,7 +305,7 @@ absl::Status TrainerClient::WatchParameters(
   v1::ParameterUpdate update;
   bool stopped_by_callback = false;
   while (reader->Read(&update)) {
-    absl::StatusOr<Parameters> parameters = FromProto(update);
+    absl::StatusOr<Parameters> parameters = internal::ParametersFrom(update);
     if (!parameters.ok()) {
       context->TryCancel();
       while (reader->Read(&update)) {

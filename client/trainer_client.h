@@ -160,6 +160,22 @@ struct DeltaSubmission {
   // Ask for SubmitDeltaResult::input_gradient (docs/model.md, "Input
   // gradients"). False: the server computes nothing extra.
   bool return_input_gradient = false;
+  // Ask for SubmitDeltaResult::parameters: the model's newest parameters
+  // come back with the answer, so a client acting on its own copy of the
+  // model needs no second round trip to act on the weights its δ made
+  // (docs/reliability.md, "Fresh weights"). Costs the whole parameter
+  // buffer per answer: for small models.
+  bool return_parameters = false;
+};
+
+// A flat parameter buffer (layout as in ModelSpec) and its version.
+struct Parameters {
+  std::string model;  // the resolved model name (never "")
+  uint64_t version = 0;
+  std::vector<float> parameters;
+  // The version's input normalisation statistics (ParameterUpdate.
+  // input_statistics); null when the model does not normalise its inputs.
+  std::shared_ptr<const model::RunningMeanStd> input_statistics;
 };
 
 // The server's answer to a SubmitDelta (see SubmitDeltaResponse).
@@ -173,6 +189,9 @@ struct SubmitDeltaResult {
   // gᵀ·∂y/∂X [batch × input_dim] for this submission's surrogate gradient g
   // (objective sign, delta_scale and mode included, staleness scale not).
   model::Matrix input_gradient = {};
+  // Only when the submission set return_parameters (else null): the newest
+  // parameters when the server answered, parameters->version >= version.
+  std::shared_ptr<const Parameters> parameters = nullptr;
 };
 
 // The read-only vector-Jacobian product of InputGradient, at one version.
@@ -180,16 +199,6 @@ struct InputGradientResult {
   model::Matrix input_gradient;  // δᵀ·∂y/∂X [batch × input_dim]
   model::Matrix outputs;         // y = f(X) [batch × output_dim]
   uint64_t version = 0;          // the version both were computed at
-};
-
-// A flat parameter buffer (layout as in ModelSpec) and its version.
-struct Parameters {
-  std::string model;  // the resolved model name (never "")
-  uint64_t version = 0;
-  std::vector<float> parameters;
-  // The version's input normalisation statistics (ParameterUpdate.
-  // input_statistics); null when the model does not normalise its inputs.
-  std::shared_ptr<const model::RunningMeanStd> input_statistics;
 };
 
 // A WatchParameters stream running on its own thread (TrainerClient::Watch).

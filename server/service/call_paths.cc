@@ -71,10 +71,20 @@ void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
   absl::StatusOr<Submission> submission = SubmissionFromProto(request);
   if (!submission.ok()) return reject(done, submission.status());
   auto shared = std::make_shared<SubmitDone>(std::move(done));
+  ServedModel* served = *model;
+  const bool return_parameters = request.return_parameters();
   const absl::Status queued = (*model)->trainer->Submit(
-      *std::move(submission), [shared, reject, metrics](absl::StatusOr<SubmitResult> result) {
+      *std::move(submission),
+      [shared, reject, metrics, served, return_parameters](absl::StatusOr<SubmitResult> result) {
         if (!result.ok()) return reject(*shared, result.status());
-        std::move (*shared)(metrics, ToProto(*result));
+        v1::SubmitDeltaResponse answer = ToProto(*result);
+        // A step is published before its answers run (server/core/trainer.h),
+        // so the newest snapshot is at least the answer's version.
+        if (return_parameters) {
+          ToParameterUpdate(served->spec.name(), *served->trainer->snapshot(),
+                            answer.mutable_parameters());
+        }
+        std::move (*shared)(metrics, std::move(answer));
       });
   if (!queued.ok()) reject(*shared, queued);
 }

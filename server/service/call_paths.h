@@ -48,7 +48,10 @@ void StartForward(const ModelRegistry& models, ModelMetrics* unknown_model,
 
 // Every submission that is not applied is counted by reason before `done`.
 // A relay's model (ServedModel::upstream set) forwards the request as it is.
-// `peer`: the caller's address (ModelMetrics::NoteSubmitter).
+// `peer`: the caller's address (ModelMetrics::NoteSubmitter). With
+// request.return_parameters, an OK answer carries the newest snapshot's
+// parameters, copied on the thread that answers (the learner's, or the
+// journal's with persistence).
 void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
                  const deltaserve::v1::SubmitDeltaRequest& request, absl::string_view peer,
                  SubmitDone done);

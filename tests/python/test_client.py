@@ -160,6 +160,28 @@ class ClientTest(ServerTestCase):
         fourth = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), version)
         self.assertFalse(third.duplicate or fourth.duplicate)
 
+    def test_a_submission_asking_for_the_parameters_gets_the_ones_it_made(self):
+        # Nothing else submits meanwhile: the answer's weights are the
+        # newest, as get_parameters returns them. ("mlp": plain SGD, so these
+        # steps leave no optimizer state behind for the other tests.)
+        c = self.client("mlp")
+        x = np.ones((1, 3), np.float32)
+        _, v = c.forward(x)
+        plain = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), v)
+        self.assertFalse(plain.HasField("parameters"))
+        asked = c.submit_delta(x, np.full((1, 2), 0.5, np.float32), plain.version,
+                               return_parameters=True)
+        weights, version = convert.parameters_result(asked.parameters)
+        self.assertEqual(version, asked.version)
+        newest, newest_version = c.get_parameters()
+        self.assertEqual(newest_version, version)
+        np.testing.assert_array_equal(weights, newest)
+        with c.session() as s:
+            via_session = s.submit_delta(x, np.full((1, 2), 0.5, np.float32), version,
+                                         return_parameters=True)
+        self.assertEqual(convert.parameters_result(via_session.parameters)[1],
+                         via_session.version)
+
     def test_unknown_model_is_not_found(self):
         c = self.client("no-such-model")
         self.assert_code(deltaserve_client.NotFound, c.get_model_info)

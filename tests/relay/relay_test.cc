@@ -224,16 +224,22 @@ TEST_F(RelayTest, ReadsThroughTheRelayEqualTheUpstreamsBitForBit) {
 TEST_F(RelayTest, SubmitsTrainUpstreamAndARetriedRequestIdAppliesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartUpstream());
   ASSERT_NO_FATAL_FAILURE(StartRelay());
-  auto first = relay_client_->SubmitDelta(Submission(0, "retry-me"));
+  client::DeltaSubmission asking = Submission(0, "retry-me");
+  asking.return_parameters = true;  // The upstream's answer, weights and all.
+  auto first = relay_client_->SubmitDelta(asking);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->version, 1u);
   EXPECT_FALSE(first->duplicate);
   EXPECT_EQ(upstream_client_->GetModelInfo()->version(), 1u);
   const std::vector<float> trained = upstream_client_->GetParameters()->parameters;
+  ASSERT_NE(first->parameters, nullptr);
+  EXPECT_EQ(first->parameters->version, 1u);
+  EXPECT_EQ(first->parameters->parameters, trained);
 
   auto again = relay_client_->SubmitDelta(Submission(0, "retry-me"));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->parameters, nullptr);  // Not asked for this time.
   EXPECT_EQ(again->version, 1u);
   EXPECT_EQ(again->surrogate_loss, first->surrogate_loss);
   EXPECT_EQ(upstream_client_->GetParameters()->parameters, trained);

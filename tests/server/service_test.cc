@@ -202,6 +202,43 @@ TEST_F(ServiceTest, SubmitDeltaAskingForTheInputGradientGetsIt) {
   EXPECT_FALSE(response.has_input_gradient());
 }
 
+// Asked for, an OK answer carries the weights it made: equal to what
+// GetParameters returns at that version (nothing else submits); not asked,
+// nothing. A duplicate carries the newest weights; a refused submission
+// carries nothing and changes nothing.
+TEST_F(ServiceTest, SubmitDeltaAskingForTheParametersGetsTheNewest) {
+  Start(kSmallModel);
+  v1::SubmitDeltaRequest request = OnesRequest();
+  request.set_return_parameters(true);
+  request.set_request_id("with-parameters");
+  v1::SubmitDeltaResponse response;
+  ASSERT_TRUE(Submit(request, &response).ok());
+  ASSERT_TRUE(response.has_parameters());
+  EXPECT_EQ(response.parameters().version(), response.version());
+  EXPECT_EQ(response.parameters().SerializeAsString(), Parameters("m").SerializeAsString());
+
+  v1::SubmitDeltaRequest other = OnesRequest();
+  v1::SubmitDeltaResponse plain;
+  ASSERT_TRUE(Submit(other, &plain).ok());
+  EXPECT_FALSE(plain.has_parameters());
+  EXPECT_GT(plain.version(), response.version());
+
+  v1::SubmitDeltaResponse again;  // The same request_id: a duplicate.
+  ASSERT_TRUE(Submit(request, &again).ok());
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.version(), response.version());
+  EXPECT_EQ(again.parameters().version(), plain.version());
+  EXPECT_EQ(again.parameters().SerializeAsString(), Parameters("m").SerializeAsString());
+
+  v1::SubmitDeltaRequest bad = OnesRequest();
+  bad.set_return_parameters(true);
+  bad.mutable_deltas()->set_data(0, std::numeric_limits<float>::quiet_NaN());
+  v1::SubmitDeltaResponse refused;
+  EXPECT_EQ(Submit(bad, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(refused.has_parameters());
+  EXPECT_EQ(Parameters("m").version(), plain.version());
+}
+
 // l(Θ) = ½‖f(X; Θ) − Y*‖² over a fixed batch.
 double TrueLoss(const v1::ForwardResponse& y, const std::vector<float>& target) {
   double loss = 0;

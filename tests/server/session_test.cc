@@ -204,6 +204,29 @@ TEST_P(SessionTest, InputGradientCallsAnswerLikeTheUnaryRpc) {
   ASSERT_EQ(answers[7].result_case(), v1::SessionResponse::kSubmit);
   EXPECT_EQ(answers[7].submit().input_gradient().rows(), 1u);
   EXPECT_EQ(answers[7].submit().input_gradient().cols(), 4u);
+  EXPECT_FALSE(answers[7].submit().has_parameters());
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A submit asking for the parameters gets the weights its answer's version
+// has, as GetParameters returns them (nothing else submits).
+TEST_P(SessionTest, ASubmitAskingForTheParametersGetsThem) {
+  Start();
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::SubmitDeltaRequest asking = OneRowSubmit();
+  asking.set_return_parameters(true);
+  ASSERT_TRUE(stream->Write(SubmitCall(3, asking)));
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 1);
+  ASSERT_EQ(answers[3].result_case(), v1::SessionResponse::kSubmit);
+  const v1::SubmitDeltaResponse& answer = answers[3].submit();
+  ASSERT_TRUE(answer.has_parameters());
+  EXPECT_EQ(answer.parameters().version(), answer.version());
+  v1::GetParametersRequest request;
+  v1::ParameterUpdate newest;
+  ASSERT_TRUE(stub_->GetParameters(Context().get(), request, &newest).ok());
+  EXPECT_EQ(answer.parameters().SerializeAsString(), newest.SerializeAsString());
   ASSERT_TRUE(stream->WritesDone());
   EXPECT_TRUE(stream->Finish().ok());
 }

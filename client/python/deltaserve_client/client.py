@@ -214,7 +214,8 @@ class TrainerClient:
                      timeout: Optional[float] = None,
                      wait_for_ready: Optional[bool] = None,
                      metrics: Optional[Mapping[str, float]] = None,
-                     return_input_gradient: bool = False
+                     return_input_gradient: bool = False,
+                     return_parameters: bool = False
                      ) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ = ∂loss/∂y for inputs X, whose outputs came from model ``version``.
 
@@ -234,13 +235,19 @@ class TrainerClient:
         ``convert.from_matrix``) is gᵀ·∂y/∂X [n x input_dim] for this submission's
         surrogate gradient g (docs/model.md, "Input gradients"); a duplicate
         carries the original's.
+        return_parameters: True → the response's ``parameters`` is the model's newest
+        ParameterUpdate when the server answered (version >= the response's;
+        ``convert.parameters_result``): a client acting on its own copy of the model
+        acts on the weights its δ made without another round trip. Sends the whole
+        parameter buffer per answer: for small models.
         Returns the deltaserve.v1.SubmitDeltaResponse (version, surrogate_loss,
         staleness, stepped, duplicate) once the δ is applied. Raises Aborted if
         ``version`` is too stale, ResourceExhausted if the learner's queue is full,
         InvalidArgument for bad shapes or non-finite values (nothing is applied then).
         """
         req = submit_delta_request(self.model, inputs, deltas, version, outputs, maximize,
-                                   request_id, metrics, return_input_gradient)
+                                   request_id, metrics, return_input_gradient,
+                                   return_parameters)
         # 100 ms, then 200 ms: the second retry comes after the channel's first
         # reconnect (160-240 ms after a failed connect; initial_reconnect_backoff 200 ms).
         backoff = 0.1

@@ -139,7 +139,8 @@ def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLik
                          outputs: Optional[npt.ArrayLike], maximize: bool,
                          request_id: Optional[str],
                          metrics: Optional[Mapping[str, float]] = None,
-                         return_input_gradient: bool = False) -> trainer_pb2.SubmitDeltaRequest:
+                         return_input_gradient: bool = False,
+                         return_parameters: bool = False) -> trainer_pb2.SubmitDeltaRequest:
     """The SubmitDeltaRequest for δ = ``deltas`` at ``inputs`` (TrainerClient.submit_delta
     describes the arguments); request_id None → a new random one. Raises InvalidArgument
     for metrics that break a rule (check_metrics)."""
@@ -148,7 +149,8 @@ def submit_delta_request(model: str, inputs: npt.ArrayLike, deltas: npt.ArrayLik
         model=model, inputs=to_matrix(inputs), deltas=to_matrix(deltas), version=int(version),
         objective=trainer_pb2.MAXIMIZE if maximize else trainer_pb2.MINIMIZE,
         request_id=request_id if request_id is not None else uuid.uuid4().hex,
-        return_input_gradient=bool(return_input_gradient))
+        return_input_gradient=bool(return_input_gradient),
+        return_parameters=bool(return_parameters))
     if outputs is not None:
         request.outputs.CopyFrom(to_matrix(outputs))
     if checked:

@@ -101,12 +101,14 @@ class Session:
                            outputs: Optional[npt.ArrayLike] = None, maximize: bool = False, *,
                            request_id: Optional[str] = None,
                            metrics: Optional[Mapping[str, float]] = None,
-                           return_input_gradient: bool = False
+                           return_input_gradient: bool = False,
+                           return_parameters: bool = False
                            ) -> Future[trainer_pb2.SubmitDeltaResponse]:
         """Future of the SubmitDeltaResponse, as TrainerClient.submit_delta (no retries).
         Metrics that break a rule raise InvalidArgument here, before anything is sent."""
         submit = submit_delta_request(self._client.model, inputs, deltas, version, outputs,
-                                      maximize, request_id, metrics, return_input_gradient)
+                                      maximize, request_id, metrics, return_input_gradient,
+                                      return_parameters)
         return cast("Future[trainer_pb2.SubmitDeltaResponse]",
                     self._issue(trainer_pb2.SessionRequest(submit=submit), "submit"))
 
@@ -130,11 +132,13 @@ class Session:
                      request_id: Optional[str] = None,
                      timeout: Optional[float] = None,
                      metrics: Optional[Mapping[str, float]] = None,
-                     return_input_gradient: bool = False) -> "trainer_pb2.SubmitDeltaResponse":
+                     return_input_gradient: bool = False,
+                     return_parameters: bool = False) -> "trainer_pb2.SubmitDeltaResponse":
         """Submits δ and blocks until it is applied; see TrainerClient.submit_delta."""
         return self.submit_delta_async(
             inputs, deltas, version, outputs, maximize, request_id=request_id, metrics=metrics,
-            return_input_gradient=return_input_gradient).result(self._timeout(timeout))
+            return_input_gradient=return_input_gradient,
+            return_parameters=return_parameters).result(self._timeout(timeout))
 
     def input_gradient(self, inputs: npt.ArrayLike, deltas: npt.ArrayLike,
                        timeout: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, int]:
