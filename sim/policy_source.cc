@@ -49,15 +49,13 @@ class ReplicaSource final : public PolicySource {
   void AwaitVersion(uint64_t min_version, absl::Duration timeout) override {
     if (replica_->version() >= min_version) return;
     if (fetched_ != nullptr && fetched_->version >= min_version) return;
-    if (catch_up_ == ReplicaCatchUp::kFetch) {
+    if (catch_up_ != ReplicaCatchUp::kPush) {
       // One round trip, where the push may wait for its stream's next write
       // (the server paces each watch stream: up to 10 ms on loopback, about
       // 30 ms at a 10 ms round trip, docs/benchmarks.md).
       absl::StatusOr<client::Parameters> fresh =
           client_->GetParameters(replica_->model_name(), min_version);
-      // The replica's own size check (client::Replica ignores an update of
-      // the wrong size): such weights are not acted with.
-      if (fresh.ok() && fresh->parameters.size() == replica_->snapshot()->parameters.size()) {
+      if (fresh.ok() && Fits(*fresh)) {
         fetched_ = std::make_shared<const client::Parameters>(*std::move(fresh));
         return;
       }
@@ -65,12 +63,27 @@ class ReplicaSource final : public PolicySource {
     replica_->WaitForVersion(min_version, timeout);  // Or later outputs are older: no error.
   }
 
+  bool WantsParameters() const override { return catch_up_ == ReplicaCatchUp::kAnswer; }
+
+  void Offer(std::shared_ptr<const client::Parameters> parameters) override {
+    if (parameters == nullptr || !Fits(*parameters)) return;
+    if (parameters->version <= replica_->version()) return;
+    if (fetched_ != nullptr && parameters->version <= fetched_->version) return;
+    fetched_ = std::move(parameters);
+  }
+
  private:
+  // The replica's own size check (client::Replica ignores an update of the
+  // wrong size): such weights are not acted with.
+  bool Fits(const client::Parameters& parameters) const {
+    return parameters.parameters.size() == replica_->snapshot()->parameters.size();
+  }
+
   std::unique_ptr<client::Replica> replica_;
   std::shared_ptr<client::TrainerClient> client_;
   const ReplicaCatchUp catch_up_;
-  // Parameters newer than the replica's, fetched by AwaitVersion; null once
-  // the push has caught up.
+  // Parameters newer than the replica's, fetched by AwaitVersion or offered
+  // with an answer; null once the push has caught up.
   std::shared_ptr<const client::Parameters> fetched_;
   model::Mlp::Workspace workspace_;
   model::Matrix normalized_;
@@ -79,19 +92,29 @@ class ReplicaSource final : public PolicySource {
 }  // namespace
 
 bool AbslParseFlag(absl::string_view text, ReplicaCatchUp* catch_up, std::string* error) {
-  if (text == "fetch") {
+  if (text == "answer") {
+    *catch_up = ReplicaCatchUp::kAnswer;
+  } else if (text == "fetch") {
     *catch_up = ReplicaCatchUp::kFetch;
   } else if (text == "push") {
     *catch_up = ReplicaCatchUp::kPush;
   } else {
-    *error = absl::StrCat("expected 'fetch' or 'push', got '", text, "'");
+    *error = absl::StrCat("expected 'answer', 'fetch' or 'push', got '", text, "'");
     return false;
   }
   return true;
 }
 
 std::string AbslUnparseFlag(ReplicaCatchUp catch_up) {
-  return catch_up == ReplicaCatchUp::kPush ? "push" : "fetch";
+  switch (catch_up) {
+    case ReplicaCatchUp::kAnswer:
+      return "answer";
+    case ReplicaCatchUp::kFetch:
+      return "fetch";
+    case ReplicaCatchUp::kPush:
+      return "push";
+  }
+  return "answer";
 }
 
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(

@@ -36,6 +36,15 @@ class PolicySource {
     (void)min_version;
     (void)timeout;
   }
+
+  // True if submissions should ask for the newest parameters with their
+  // answer (DeltaSubmission::return_parameters), to be handed to Offer.
+  // Thread-safe.
+  virtual bool WantsParameters() const { return false; }
+
+  // Parameters that came with an answer: acted with from now on while they
+  // are newer than what the source has (ignored otherwise).
+  virtual void Offer(std::shared_ptr<const client::Parameters> parameters) { (void)parameters; }
 };
 
 // One Forward round trip, however it travels (sim::Runner: a Session or a
@@ -46,11 +55,14 @@ using RoundTrip =
 // How a replica's AwaitVersion reaches a version its weight push has not
 // brought yet.
 enum class ReplicaCatchUp {
+  // The weights come with the SubmitDelta answer (return_parameters): no
+  // extra round trip; a GetParameters round trip if an answer lacked them.
+  kAnswer,
   kFetch,  // a GetParameters round trip (the weights are acted with until the push catches up)
   kPush,   // wait for the push (the server paces each watch stream, at least 10 ms apart)
 };
 
-// Abseil flag support: "fetch" or "push".
+// Abseil flag support: "answer", "fetch" or "push".
 bool AbslParseFlag(absl::string_view text, ReplicaCatchUp* catch_up, std::string* error);
 std::string AbslUnparseFlag(ReplicaCatchUp catch_up);
 
@@ -61,7 +73,7 @@ std::string AbslUnparseFlag(ReplicaCatchUp catch_up);
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
     absl::string_view kind, std::shared_ptr<client::TrainerClient> client,
     const std::string& model = "", RoundTrip round_trip = nullptr,
-    ReplicaCatchUp catch_up = ReplicaCatchUp::kFetch);
+    ReplicaCatchUp catch_up = ReplicaCatchUp::kAnswer);
 
 }  // namespace deltaserve::sim
 

@@ -229,9 +229,7 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
     const client::ForwardResult& acted, const SubmissionBuilder& build,
     const std::map<std::string, double>& metrics) {
   const SubmissionBuilder with_metrics = [&](const client::ForwardResult& outputs) {
-    client::DeltaSubmission submission = build(outputs);
-    if (!metrics.empty()) submission.metrics = metrics;
-    return submission;
+    return Complete(build, outputs, metrics);
   };
   SubmitRpcs rpcs;
   rpcs.submit = [&](const client::DeltaSubmission& submission) { return SubmitOnce(submission); };
@@ -241,6 +239,7 @@ absl::StatusOr<client::SubmitDeltaResult> Runner::Submit(
       SubmitWithRetry(options_.retry, rpcs, with_metrics, acted, &counts_.retries));
   ++counts_.submits;
   if (result.stepped) ++counts_.steps;
+  if (result.parameters != nullptr) policy_->Offer(result.parameters);
   return result;
 }
 
@@ -264,9 +263,7 @@ absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionB
       std::launch::async,
       [this, acted, build = std::move(build), metrics = std::move(metrics)]() -> SubmitOutcome {
         const SubmissionBuilder with_metrics = [&](const client::ForwardResult& outputs) {
-          client::DeltaSubmission submission = build(outputs);
-          if (!metrics.empty()) submission.metrics = metrics;
-          return submission;
+          return Complete(build, outputs, metrics);
         };
         // SubmitOnce and ForwardOnce touch only the client (thread-safe) and
         // the Session under session_mu_.
@@ -285,6 +282,20 @@ absl::Status Runner::SubmitAsync(const client::ForwardResult& acted, SubmissionB
 
 absl::Status Runner::Drain() { return TakeAnswers(0); }
 
+client::DeltaSubmission Runner::Complete(const SubmissionBuilder& build,
+                                         const client::ForwardResult& acted,
+                                         const std::map<std::string, double>& metrics) const {
+  client::DeltaSubmission submission = build(acted);
+  if (!metrics.empty()) submission.metrics = metrics;
+  submission.return_parameters = policy_->WantsParameters();
+  return submission;
+}
+
+void Runner::Take(client::SubmitDeltaResult& answer) {
+  answered_version_ = std::max(answered_version_, answer.version);
+  if (answer.parameters != nullptr) policy_->Offer(std::move(answer.parameters));
+}
+
 absl::Status Runner::TakeAnswers(int keep) {
   while (!in_flight_.empty() &&
          (static_cast<int>(in_flight_.size()) > keep ||
@@ -296,7 +307,7 @@ absl::Status Runner::TakeAnswers(int keep) {
     DELTASERVE_RETURN_IF_ERROR(outcome.result.status());
     ++counts_.submits;
     if (outcome.result->stepped) ++counts_.steps;
-    answered_version_ = std::max(answered_version_, outcome.result->version);
+    Take(*outcome.result);
   }
   return absl::OkStatus();
 }

@@ -61,7 +61,7 @@ struct RunnerOptions {
   std::string actions = "roundtrip";       // PolicySource kind: roundtrip | replica
   // How a replica gets the weights of a SubmitDelta answer before acting on
   // (SubmitAsync): fetched by one round trip, or awaited from the push.
-  ReplicaCatchUp replica_catch_up = ReplicaCatchUp::kFetch;
+  ReplicaCatchUp replica_catch_up = ReplicaCatchUp::kAnswer;
   Transport transport = Transport::kSession;
   // Rows per Forward call when a simulator asks for several at once (its
   // --envs): 0 = all of them in one call; 1 = one call per environment
@@ -141,7 +141,9 @@ class Runner {
   // Sends build(acted) with SubmitWithRetry (ABORTED → Fetch the inputs
   // again and send build(fresh)); returns the accepted submission's answer.
   // `metrics` go with every attempt (DeltaSubmission::metrics; the server
-  // keeps those of the one it applies).
+  // keeps those of the one it applies). If the PolicySource wants them
+  // (a replica with ReplicaCatchUp::kAnswer), the submission asks for the
+  // newest parameters and the answer's are offered to it.
   absl::StatusOr<client::SubmitDeltaResult> Submit(
       const client::ForwardResult& acted, const SubmissionBuilder& build,
       const std::map<std::string, double>& metrics = {});
@@ -194,6 +196,14 @@ class Runner {
   // Takes the answers in order of sending while more than `keep` are in
   // flight (waiting for them) or the oldest has one; counts them.
   absl::Status TakeAnswers(int keep);
+  // `build`'s submission for `acted` with `metrics`, asking for the
+  // parameters if the PolicySource wants them. Thread-safe.
+  client::DeltaSubmission Complete(const SubmissionBuilder& build,
+                                   const client::ForwardResult& acted,
+                                   const std::map<std::string, double>& metrics) const;
+  // A SubmitAsync answer taken: its version, and its parameters offered to
+  // the PolicySource.
+  void Take(client::SubmitDeltaResult& answer);
 
   const RunnerOptions options_;
   const std::shared_ptr<client::TrainerClient> client_;

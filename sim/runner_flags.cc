@@ -15,10 +15,11 @@ ABSL_FLAG(int, rows_per_forward, 0,
           "rows per Forward call when several environments step at once: 0 = all in one call, "
           "1 = one call per environment (on a Session all in flight together)");
 ABSL_FLAG(deltaserve::sim::ReplicaCatchUp, replica_catch_up,
-          deltaserve::sim::ReplicaCatchUp::kFetch,
+          deltaserve::sim::ReplicaCatchUp::kAnswer,
           "with --actions=replica, how the simulator gets the weights of a SubmitDelta answer "
-          "before acting on: 'fetch' (one GetParameters round trip) or 'push' (wait for the "
-          "server's weight push, paced at least 10 ms apart per stream)");
+          "before acting on: 'answer' (they come with the answer: return_parameters), 'fetch' "
+          "(one more round trip, GetParameters) or 'push' (wait for the server's weight push, "
+          "paced at least 10 ms apart per stream)");
 
 ABSL_FLAG(absl::Duration, retry_for, absl::Minutes(10),
           "how long one call keeps retrying while the trainer is unreachable or its queue full "

@@ -45,6 +45,13 @@ double ForwardCalls(const server::DeltaServer& server) {
   return calls;
 }
 
+// GetParameters calls the server answered OK for model "m".
+double ParameterFetches(const server::DeltaServer& server) {
+  return server::testing::Sample(server.metrics()->Scrape(), "deltaserve_rpc_requests_total",
+                                 {{"model", "m"}, {"rpc", "GetParameters"}, {"code", "OK"}})
+      .value_or(0);
+}
+
 class RowsPerForwardTest : public ::testing::TestWithParam<std::tuple<Transport, int>> {};
 
 TEST_P(RowsPerForwardTest, PiecesGiveTheOutputsOfOneCallWithEveryRow) {
@@ -134,7 +141,7 @@ class SubmitsInFlightTest : public ::testing::TestWithParam<Transport> {
 
   absl::StatusOr<std::unique_ptr<Runner>> Connect(
       int submits_in_flight, const std::string& actions = "roundtrip",
-      ReplicaCatchUp catch_up = ReplicaCatchUp::kFetch) {
+      ReplicaCatchUp catch_up = ReplicaCatchUp::kAnswer) {
     RunnerOptions options;
     options.server = server_->address();
     options.transport = GetParam();
@@ -222,16 +229,19 @@ TEST_P(SubmitsInFlightTest, WithNoneInFlightSubmitAsyncWaitsForTheAnswer) {
 // answer's weights sent several δs from the same old weights, which made the
 // CartPole demo's policy saturate (docs/demo.md). With none in flight, once
 // SubmitAsync returns the replica acts with the weights of the answer,
-// fetched or awaited from the push.
+// sent with the answer, fetched or awaited from the push. Only the fetch
+// costs GetParameters calls: with kAnswer the weights came with the answers.
 TEST_P(SubmitsInFlightTest, AReplicaActsWithTheWeightsOfItsAnswer) {
   gate_->Open();
-  for (ReplicaCatchUp catch_up : {ReplicaCatchUp::kFetch, ReplicaCatchUp::kPush}) {
+  for (ReplicaCatchUp catch_up :
+       {ReplicaCatchUp::kAnswer, ReplicaCatchUp::kFetch, ReplicaCatchUp::kPush}) {
     SCOPED_TRACE(AbslUnparseFlag(catch_up));
     auto connected = Connect(0, "replica", catch_up);
     ASSERT_TRUE(connected.ok()) << connected.status();
     std::unique_ptr<Runner>& runner = *connected;
     const model::Matrix inputs = Inputs(3, 4);
     model::Matrix outputs;
+    const double fetches_before = ParameterFetches(*server_);
     for (int round = 0; round < 10; ++round) {
       auto acted_version = runner->Act(inputs, &outputs);
       ASSERT_TRUE(acted_version.ok()) << acted_version.status();
@@ -247,19 +257,30 @@ TEST_P(SubmitsInFlightTest, AReplicaActsWithTheWeightsOfItsAnswer) {
       EXPECT_TRUE(outputs.isApprox(latest->outputs, 1e-5f)) << "round " << round;
     }
     EXPECT_EQ(runner->counts().submits, 10);
+    // GetParameters answers are counted before they are sent, and each
+    // fetch was answered before its round went on.
+    const double fetches = ParameterFetches(*server_) - fetches_before;
+    if (catch_up == ReplicaCatchUp::kFetch) {
+      EXPECT_EQ(fetches, 10);
+    } else {
+      EXPECT_EQ(fetches, 0);
+    }
   }
 }
 
-TEST(ReplicaCatchUpFlag, ParsesItsTwoNamesAndRefusesOthers) {
+TEST(ReplicaCatchUpFlag, ParsesItsThreeNamesAndRefusesOthers) {
   ReplicaCatchUp catch_up = ReplicaCatchUp::kPush;
   std::string error;
+  EXPECT_TRUE(AbslParseFlag("answer", &catch_up, &error));
+  EXPECT_EQ(catch_up, ReplicaCatchUp::kAnswer);
+  EXPECT_EQ(AbslUnparseFlag(catch_up), "answer");
   EXPECT_TRUE(AbslParseFlag("fetch", &catch_up, &error));
   EXPECT_EQ(catch_up, ReplicaCatchUp::kFetch);
   EXPECT_TRUE(AbslParseFlag("push", &catch_up, &error));
   EXPECT_EQ(catch_up, ReplicaCatchUp::kPush);
   EXPECT_FALSE(AbslParseFlag("pull", &catch_up, &error));
   EXPECT_EQ(catch_up, ReplicaCatchUp::kPush);  // Unchanged.
-  EXPECT_NE(error.find("'fetch' or 'push'"), std::string::npos) << error;
+  EXPECT_NE(error.find("'answer', 'fetch' or 'push'"), std::string::npos) << error;
 }
 
 TEST_P(SubmitsInFlightTest, ConnectRefusesABoundOutOfRange) {
