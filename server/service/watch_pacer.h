@@ -22,6 +22,14 @@
 //   its window holds drains), at most kMax.
 // - That interval halves every kHalfLife towards kMin: slowly, so the
 //   backlog drains before the pace rises again.
+// - A model's streams share a budget of kFanOut writes a second: with N
+//   watchers each stream's writes start at least N / kFanOut apart (3,000 a
+//   second: 10 ms up to 30 watchers, 100 ms at 300). A write costs the
+//   server's CPU whether or not its client reads it, and a client with
+//   gRPC's default window keeps accepting writes it never reads, so without
+//   a shared budget 300 watchers that never read took a third of a 2-core
+//   machine from the learner (docs/reliability.md). More watchers than the
+//   budget serves fresh enough: relays (docs/operations.md).
 //
 // Not thread-safe: the owner (WatchReactor) calls it under its mutex.
 #ifndef DELTASERVE_SERVER_SERVICE_WATCH_PACER_H_
@@ -29,6 +37,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 
 #include "absl/time/time.h"
 
@@ -40,14 +49,23 @@ struct WatchPacing {
   int streak = 2;                                         // kStreak
   absl::Duration max_interval = absl::Milliseconds(250);  // kMax
   absl::Duration half_life = absl::Seconds(10);           // kHalfLife
+  double fan_out_per_second = 3000;                       // kFanOut, per model
 };
 
 class WatchPacer {
  public:
   explicit WatchPacer(const WatchPacing& pacing = WatchPacing()) : pacing_(pacing) {}
 
-  // The earliest start of the next write.
-  absl::Time next_write() const { return started_ + interval(started_); }
+  // The earliest start of the next write, while `watchers` streams
+  // (this one included) share the model's kFanOut.
+  absl::Time next_write(size_t watchers) const {
+    return started_ + std::max(interval(started_), share(watchers));
+  }
+
+  // The least interval of each of `watchers` streams that share kFanOut.
+  absl::Duration share(size_t watchers) const {
+    return absl::Seconds(static_cast<double>(watchers) / pacing_.fan_out_per_second);
+  }
 
   // The interval in force at `now`.
   absl::Duration interval(absl::Time now) const {

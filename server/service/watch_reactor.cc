@@ -48,9 +48,10 @@ void WatchReactor::Advance() {
         return;
       }
       const absl::Time now = absl::Now();
-      if (sent_any_ && now < pacer_.next_write()) {  // Step 2a: too soon for this reader.
-        if (!(poke_at_ > now && poke_at_ <= pacer_.next_write())) {
-          poke_at_ = pacer_.next_write();
+      const absl::Time next = pacer_.next_write(hub_->subscriber_count());
+      if (sent_any_ && now < next) {  // Step 2a: too soon for this reader.
+        if (!(poke_at_ > now && poke_at_ <= next)) {
+          poke_at_ = next;
           poke_at = poke_at_;
         }
       } else {
