@@ -13,7 +13,12 @@ WeightHub::Subscription::~Subscription() {
   slot_->on_change = nullptr;
 }
 
-void WeightHub::Subscription::PokeAt(absl::Time when) { hub_->SchedulePoke(slot_, when); }
+void WeightHub::Subscription::PokeAt(absl::Time when) {
+  // First: the notifier may skip a change from here on, and the poke that
+  // then delivers it is scheduled next.
+  slot_->quiet_until_ns.store(absl::ToUnixNanos(when), std::memory_order_relaxed);
+  hub_->SchedulePoke(slot_, when);
+}
 
 WeightHub::WeightHub(std::string model, std::shared_ptr<const Snapshot> initial)
     : model_(std::move(model)), latest_(std::move(initial)) {
@@ -161,6 +166,7 @@ void WeightHub::NotifierLoop() {
     std::vector<WaitDone> reached;
     std::shared_ptr<const Snapshot> newest;
     std::vector<std::shared_ptr<Subscription::Slot>> due;
+    bool closed = false;
     {
       absl::MutexLock lock(&mu_);
       // Wakes for a change, or at the earliest timed poke (a PokeAt that
@@ -180,11 +186,15 @@ void WeightHub::NotifierLoop() {
         reached = TakeWaiters(/*all=*/false);
         newest = latest_;
       }
+      closed = closed_;
     }
     // Outside mu_: each answer is the newest version, whichever step reached it.
     for (WaitDone& done : reached) done(newest);
     // Outside mu_: a callback may call latest() or closed().
+    const int64_t now_ns = absl::ToUnixNanos(absl::Now());
     for (const auto& slot : slots) {
+      // A change before a slot's poke is left to the poke (PokeAt).
+      if (!closed && slot->quiet_until_ns.load(std::memory_order_relaxed) > now_ns) continue;
       absl::MutexLock lock(&slot->mu);
       if (slot->on_change) slot->on_change();
     }

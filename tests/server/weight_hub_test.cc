@@ -1,5 +1,6 @@
 #include "deltaserve/server/core/weight_hub.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -163,6 +164,41 @@ TEST(WeightHub, PokeAtCallsTheSubscriberAtItsTimeWithoutAChange) {
   auto poked = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return pokes >= 1; };
   ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&poked), kWait)) << "the timed poke never came";
   EXPECT_GE(first_poke, when);
+}
+
+// A subscriber that asked for a poke later is not called for changes before
+// it (they are left to the poke), while one that did not is; Close() calls it
+// at once all the same.
+TEST(WeightHub, ChangesBeforeAPokeAreLeftToThePokeButCloseIsNot) {
+  WeightHub hub("m", MakeSnapshot(0));
+  absl::Mutex mu;
+  int waiting_calls = 0;   // guarded by mu
+  uint64_t other_saw = 0;  // guarded by mu: the newest version `other` was called for
+  auto waiting = hub.Subscribe([&] {
+    absl::MutexLock lock(&mu);
+    ++waiting_calls;
+  });
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  (*waiting)->PokeAt(absl::Now() + absl::Hours(1));
+  // Subscribed second: in each round of calls it comes after `waiting`.
+  auto other = hub.Subscribe([&] {
+    const uint64_t version = hub.latest()->version;
+    absl::MutexLock lock(&mu);
+    other_saw = std::max(other_saw, version);
+  });
+  ASSERT_TRUE(other.ok()) << other.status();
+  for (uint64_t version = 1; version <= 3; ++version) {
+    hub.Publish(MakeSnapshot(version));
+    absl::MutexLock lock(&mu);
+    auto called = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return other_saw >= version; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&called), kWait)) << "version " << version;
+    EXPECT_EQ(waiting_calls, 0) << "called for version " << version << " before its poke";
+  }
+  hub.Close();
+  absl::MutexLock lock(&mu);
+  auto poked = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return waiting_calls >= 1; };
+  EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&poked), kWait))
+      << "Close() waited for the poke an hour away";
 }
 
 // A later PokeAt for an earlier time is not held up by the pending later one.
