@@ -33,7 +33,8 @@
 #   SIM_ARGS=""         extra flags for every cartpole_sim (e.g. --episodes_per_submit=4, or
 #                       --submits_in_flight=0 to wait for every SubmitDelta answer; the
 #                       default keeps 1 in flight with roundtrip, 0 with replica; or
-#                       --replica_catch_up=push to wait for the push instead of fetching)
+#                       --replica_catch_up=fetch|push to fetch the answer's weights or
+#                       wait for the push instead of taking them from the answer)
 #
 # While it trains, the server's live page (every curve, refreshed each 1.5 s)
 # is at the address the demo prints ("demo: live page ..."), on loopback.
