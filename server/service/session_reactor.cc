@@ -1,6 +1,5 @@
 #include "deltaserve/server/service/session_reactor.h"
 
-#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -128,8 +127,7 @@ SessionReactor::Actions SessionReactor::DecideLocked() {
     writing_ = true;
     actions.write = &writes_.front();
   }
-  if (read_held_ && unanswered_ == 0) read_held_ = false;  // Step 4a: answered.
-  if (!reading_ && !read_closed_ && !dispatching_ && !read_held_ &&
+  if (!reading_ && !read_closed_ && !dispatching_ &&
       unanswered_ + writes_.size() < max_in_flight_) {
     reading_ = true;
     actions.read = true;
@@ -153,9 +151,6 @@ void SessionReactor::OnReadDone(bool ok) {  // Step 2.
       read_closed_ = true;
     } else if (!ending_.has_value()) {
       bytes.Swap(&read_buffer_);
-      // Step 4a: a call that arrives while another is unanswered ends the
-      // pacing.
-      lone_calls_ = unanswered_ == 0 ? std::min(lone_calls_ + 1, kPacedAfter) : 0;
       ++unanswered_;
       dispatching_ = true;
       dispatch = true;
@@ -169,15 +164,6 @@ void SessionReactor::OnReadDone(bool ok) {  // Step 2.
   Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     DELTASERVE_DCHECK(dispatching_);
     dispatching_ = false;
-    // Step 4a: the call went to another thread (it is still unanswered and
-    // nothing is queued); a paced client sends nothing before its answer.
-    if (lone_calls_ >= kPacedAfter && unanswered_ == 1 && writes_.empty() && !writing_) {
-      if (++held_reads_ < kProbeEvery) {
-        read_held_ = true;
-      } else {
-        held_reads_ = 0;  // The probe: read at once.
-      }
-    }
   });
 }
 

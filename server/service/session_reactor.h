@@ -28,18 +28,7 @@
 //      reads the next call if no read is in flight, the client has not
 //      half-closed, the last call read has been dispatched (an answer
 //      computed inline is then written before the next read is asked for,
-//      so both go out in one sendmsg), unanswered + queued < max_in_flight
-//      and the read is not held for the answer (4a).
-//   4a. A paced client: one whose last kPacedAfter calls each arrived with
-//      none of its calls unanswered (it waits for each answer before it
-//      sends the next). When such a client's call goes to another thread
-//      (a SubmitDelta to the learner), the next read waits for its answer:
-//      asked for at once, the read's HTTP/2 WINDOW_UPDATE went out in a
-//      sendmsg of its own, and the answer in another; asked for right after
-//      the answer's write, both go out together. Every kProbeEvery-th such
-//      call reads at once anyway (a probe): a call that arrives while
-//      another is unanswered ends the pacing, so a client that pipelines is
-//      never held to one call at a time.
+//      so both go out in one sendmsg) and unanswered + queued < max_in_flight.
 //   5. Ending: the client cancels (OnCancel or a failed write: CANCELLED),
 //      the server shuts down (Close(): UNAVAILABLE) or a request did not parse
 //      (INVALID_ARGUMENT): nothing more is read or written, answers still to
@@ -103,10 +92,6 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
  public:
   // Calls unanswered or unwritten at once, unless the server says otherwise.
   static constexpr size_t kDefaultMaxInFlight = 128;
-  // Step 4a: calls that arrive alone before the client counts as paced, and
-  // how often a paced client's read is asked for at once.
-  static constexpr uint32_t kPacedAfter = 8;
-  static constexpr uint32_t kProbeEvery = 16;
 
   // `models`, `unknown_model` and `registry` must outlive the reactor (the
   // server ends every stream and stops the learners and batchers, which
@@ -180,12 +165,6 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   // OnReadDone is dispatching the call it read: no next read yet (step 4),
   // and the reactor stays alive until it is done.
   bool dispatching_ ABSL_GUARDED_BY(mu_) = false;
-  // Step 4a: consecutive calls read with none unanswered (saturating), held
-  // reads since the last probe, and whether the next read waits for every
-  // call to be answered.
-  uint32_t lone_calls_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t held_reads_ ABSL_GUARDED_BY(mu_) = 0;
-  bool read_held_ ABSL_GUARDED_BY(mu_) = false;
   int pins_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<grpc::Status> ending_ ABSL_GUARDED_BY(mu_);  // Step 5.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
