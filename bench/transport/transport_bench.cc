@@ -29,7 +29,8 @@
 //   5. SubmitDelta alone (1 row, every one an optimizer step; max_staleness
 //      0), 8 simulators with 1 and 8 calls in flight, unary and Session, vs
 //      the echo floor (whose SubmitDelta answers at once): what the hand-off
-//      to the learner thread and back costs per call.
+//      to the learner thread and back costs per call. --submit_alone picks
+//      the configurations (e.g. session:1 alone, for a profile).
 // The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
 // SGD, one row per call.
 #include <dirent.h>
@@ -82,6 +83,8 @@ ABSL_FLAG(std::string, forward_depths, "0,1,8",
 ABSL_FLAG(std::string, batching_models, "small,large,huge",
           "section 3: models, of small (4 -> 16 -> 2), large (256 -> 1024 -> 1024 -> 16, 1.3M "
           "parameters), huge (1024 -> 4096 -> 2048 -> 16, 12.6M parameters)");
+ABSL_FLAG(std::string, submit_alone, "unary:1,session:1,session:8",
+          "section 5: configurations, comma-separated transport:depth (unary:1, session:n)");
 ABSL_FLAG(std::string, model_extra, "",
           "sections 1-2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
@@ -432,14 +435,30 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
   std::printf(
       "| configuration | calls/s | p50 ms | p99 ms | server CPU us/call | server ctx switches/call "
       "| / echo, same transport |\n|---|---:|---:|---:|---:|---:|---:|\n");
-  for (const auto& [transport, depth] :
-       {std::pair{Transport::kUnary, 1}, std::pair{Transport::kSession, 1},
-        std::pair{Transport::kSession, 8}}) {
+  std::vector<std::pair<Transport, int>> configurations;
+  for (absl::string_view piece : absl::StrSplit(absl::GetFlag(FLAGS_submit_alone), ',')) {
+    const std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(piece, ':');
+    int depth = 0;
+    if ((parts.first != "unary" && parts.first != "session") ||
+        !absl::SimpleAtoi(parts.second, &depth) || depth < 1 ||
+        (parts.first == "unary" && depth != 1)) {
+      std::fprintf(stderr, "--submit_alone: expected unary:1 or session:N (N >= 1), got \"%s\"\n",
+                   std::string(piece).c_str());
+      std::exit(2);
+    }
+    configurations.emplace_back(parts.first == "unary" ? Transport::kUnary : Transport::kSession,
+                                depth);
+  }
+  for (const auto& [transport, depth] : configurations) {
     const std::string name = absl::StrCat(TransportName(transport), ", 8 sims x ", depth);
     const LoadResult floor = RunLoad(*echo, transport, 8, depth, Work::kSubmit);
     const LoadResult got = RunLoad(*real, transport, 8, depth, Work::kSubmit);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
     std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
+    if (floor.server_cpu_us_per_call > 0) {
+      std::printf("| deltaserve %s: server CPU/call / echo's | | | | %.2fx | | |\n", name.c_str(),
+                  got.server_cpu_us_per_call / floor.server_cpu_us_per_call);
+    }
     std::fflush(stdout);
   }
   bool clean = false;

@@ -2,6 +2,7 @@
 // exactly as their unary rpcs would answer them, per-call errors that leave
 // the stream open, flow control against a client that does not read,
 // cancellation, shutdown, metrics — and Forward batching seen from the wire.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -272,6 +273,116 @@ TEST_P(SessionTest, BytesThatAreNotASessionRequestEndTheStreamInvalidArgument) {
   EXPECT_EQ(ReadAnswers(*stream, 1)[1].result_case(), v1::SessionResponse::kForward);
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A client that waits for each answer, whose calls the learner answers,
+// rejects (too stale) or that are rejected at once, and that then pipelines
+// many calls at once and half-closes: every call is answered exactly once,
+// in the learner's order, and the stream ends OK. (Answers from the learner
+// thread start the stream's writes from outside any reaction.)
+TEST_P(SessionTest, OneAtATimeThenPipelinedCallsAreEachAnsweredOnce) {
+  Start("max_staleness: 3");
+  auto context = Context();
+  std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+  v1::SubmitDeltaRequest bad_submit = OneRowSubmit();
+  *bad_submit.mutable_deltas() = WireMatrix(1, 3, {1, 2, 3});
+  uint64_t version = 0;
+  uint64_t id = 0;
+  constexpr int kOneAtATime = 48;
+  for (int i = 0; i < kOneAtATime; ++i, ++id) {
+    // Every 7th call is too stale (the learner rejects it), every 11th has
+    // the wrong shape (rejected before the learner).
+    const bool stale = i % 7 == 6 && version > 3;
+    const bool malformed = i % 11 == 10;
+    ASSERT_TRUE(
+        stream->Write(SubmitCall(id, malformed ? bad_submit : OneRowSubmit(stale ? 0 : version))));
+    std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, 1);
+    ASSERT_EQ(answers.size(), 1u) << "call " << id << " was not answered";
+    const v1::SessionResponse& answer = answers.begin()->second;
+    ASSERT_EQ(answer.id(), id);
+    if (malformed) {
+      ASSERT_EQ(answer.result_case(), v1::SessionResponse::kError) << id;
+      EXPECT_EQ(answer.error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    } else if (stale) {
+      ASSERT_EQ(answer.result_case(), v1::SessionResponse::kError) << id;
+      EXPECT_EQ(answer.error().code(), static_cast<int>(grpc::StatusCode::ABORTED));
+    } else {
+      ASSERT_EQ(answer.result_case(), v1::SessionResponse::kSubmit) << id;
+      EXPECT_EQ(answer.submit().version(), version + 1) << id;
+      EXPECT_TRUE(answer.submit().stepped()) << id;
+      version = answer.submit().version();
+    }
+  }
+  // Pipelined: all written before any answer is read, all at `version`;
+  // the learner applies them in order, so the first four step (staleness
+  // 0..3) and the rest are too stale.
+  constexpr uint64_t kPipelined = 64;
+  const uint64_t first = id;
+  for (uint64_t k = 0; k < kPipelined; ++k) {
+    ASSERT_TRUE(stream->Write(SubmitCall(first + k, OneRowSubmit(version))));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  std::map<uint64_t, v1::SessionResponse> answers = ReadAnswers(*stream, kPipelined);
+  ASSERT_EQ(answers.size(), kPipelined);
+  for (uint64_t k = 0; k < kPipelined; ++k) {
+    const v1::SessionResponse& answer = answers[first + k];
+    if (k < 4) {
+      ASSERT_EQ(answer.result_case(), v1::SessionResponse::kSubmit) << k;
+      EXPECT_EQ(answer.submit().version(), version + k + 1) << k;
+    } else {
+      ASSERT_EQ(answer.result_case(), v1::SessionResponse::kError) << k;
+      EXPECT_EQ(answer.error().code(), static_cast<int>(grpc::StatusCode::ABORTED)) << k;
+    }
+  }
+  v1::SessionResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  const grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(server_->trainer("m")->snapshot()->version, version + 4);
+}
+
+// Many clients at once, each waiting for each answer: every submission is
+// answered exactly once, on its own stream, and each stepped to a version no
+// other one got.
+TEST_P(SessionTest, ConcurrentSessionsGetEverySubmissionAnsweredOnce) {
+  Start();
+  constexpr int kSessions = 8;
+  constexpr int kCalls = 60;
+  std::vector<std::vector<uint64_t>> versions(kSessions);
+  std::vector<std::thread> clients;
+  for (int s = 0; s < kSessions; ++s) {
+    clients.emplace_back([&, s] {
+      auto context = Context();
+      std::unique_ptr<SessionStream> stream = stub_->Session(context.get());
+      for (int i = 0; i < kCalls; ++i) {
+        const uint64_t id = static_cast<uint64_t>(s) * 1000 + static_cast<uint64_t>(i);
+        if (!stream->Write(SubmitCall(id, OneRowSubmit()))) {
+          ADD_FAILURE() << "session " << s << ": write of call " << i << " failed";
+          return;
+        }
+        v1::SessionResponse answer;
+        if (!stream->Read(&answer)) {
+          ADD_FAILURE() << "session " << s << ": call " << i << " was not answered";
+          return;
+        }
+        EXPECT_EQ(answer.id(), id);
+        EXPECT_EQ(answer.result_case(), v1::SessionResponse::kSubmit) << answer.ShortDebugString();
+        versions[static_cast<size_t>(s)].push_back(answer.submit().version());
+      }
+      EXPECT_TRUE(stream->WritesDone());
+      v1::SessionResponse extra;
+      EXPECT_FALSE(stream->Read(&extra)) << "an answer no call asked for";
+      const grpc::Status status = stream->Finish();
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  std::vector<uint64_t> all;
+  for (const std::vector<uint64_t>& v : versions) all.insert(all.end(), v.begin(), v.end());
+  ASSERT_EQ(all.size(), static_cast<size_t>(kSessions * kCalls));
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], i + 1) << "versions 1.." << all.size();
+  EXPECT_EQ(Count("SessionSubmitDelta", "OK"), kSessions * kCalls);
 }
 
 // With the learner held, every submission stays unanswered: the server reads
