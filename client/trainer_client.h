@@ -163,8 +163,8 @@ struct DeltaSubmission {
   // Ask for SubmitDeltaResult::parameters: the model's newest parameters
   // come back with the answer, so a client acting on its own copy of the
   // model needs no second round trip to act on the weights its δ made
-  // (docs/reliability.md, "Fresh weights"). Costs the whole parameter
-  // buffer per answer: for small models.
+  // (docs/operations.md, "Distance: which transport at which round trip").
+  // Costs the whole parameter buffer per answer: for small models.
   bool return_parameters = false;
 };
 
