@@ -469,17 +469,26 @@ class SlowWatcherTest(ServerTestCase):
         x = np.full((1, 3), 0.25, np.float32)
         d = np.full((1, 2), 1e-3, np.float32)
 
+        # A learner that fails ends the watch at once (the test then fails with
+        # its error): without versions the watch would wait for ever. The
+        # deadline bounds the stream all the same.
+        stream = clients[0].watch(timeout=60.0)
+        failures = []
+
         def learn(c):
-            while not stop.is_set():
-                resp = c.submit_delta(x, d, learner[0])
-                with lock:
-                    learner[0] = max(learner[0], int(resp.version))
+            try:
+                while not stop.is_set():
+                    resp = c.submit_delta(x, d, learner[0])
+                    with lock:
+                        learner[0] = max(learner[0], int(resp.version))
+            except Exception as e:  # any error: reported by the test below
+                failures.append(e)
+                stream.cancel()
 
         threads = [threading.Thread(target=learn, args=(c,), daemon=True) for c in clients[1:]]
         for t in threads:
             t.start()
         reads = []  # (version received, learner's version then)
-        stream = clients[0].watch()
         try:
             deadline = time.monotonic() + 30.0
             for _, version in stream:
@@ -488,11 +497,15 @@ class SlowWatcherTest(ServerTestCase):
                     break
                 self.assertLess(time.monotonic(), deadline, "too few updates arrived")
                 time.sleep(self.READ_COST)  # the slow reader
+        except deltaserve_client.DeltaserveError as e:
+            self.fail("the watch ended after %d reads (%r); learner failures: %r"
+                      % (len(reads), e, failures))
         finally:
             stream.cancel()
             stop.set()
             for t in threads:
                 t.join(timeout=10.0)
+        self.assertEqual(failures, [], "a learner thread failed")
         _, server_version = clients[0].get_parameters()
         judged = range(self.WARMUP_READS, len(reads))
         lags = [max(0, reads[i][1] - reads[i][0]) for i in judged]
