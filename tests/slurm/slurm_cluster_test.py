@@ -363,12 +363,28 @@ def main():
         relayed_jobs = [trainer, relay, f"{relayed}_0", f"{relayed}_1"]
         through = wait_version(f"the version to reach {before_relay + args.steps} through the "
                                "relay", before_relay + args.steps, relayed_jobs)
+        # One task can train that far alone, before the other has started (its output
+        # did not exist yet in one CI run): wait for each to say where it connected.
         for i in (0, 1):
-            with open(os.path.join(shared, f"relayed-{relayed}_{i}.out"), errors="replace") as f:
-                text = f.read()
-            if f"connecting to {relay_addr}" not in text:
-                raise Failure(f"relayed task {i} did not connect to the relay {relay_addr}:\n"
-                              + text[-2000:])
+            out = os.path.join(shared, f"relayed-{relayed}_{i}.out")
+
+            def connected(i=i, out=out):
+                cluster.check_daemons()
+                state = cluster.job(f"{relayed}_{i}").get("JobState", "gone")
+                if state not in RUNNING_STATES:
+                    raise Failure(f"relayed task {relayed}_{i} is {state}:\n" + tail(out))
+                if not os.path.exists(out):
+                    return None
+                with open(out, errors="replace") as f:
+                    text = f.read()
+                if f"connecting to {relay_addr}" in text:
+                    return True
+                if "connecting to " in text:
+                    raise Failure(f"relayed task {i} did not connect to the relay {relay_addr}:\n"
+                                  + text[-2000:])
+                return None
+            wait_for(f"relayed task {relayed}_{i} to connect to the relay ({out})", connected,
+                     left())
         print(f"relay job {relay} serving {relay_addr}; array {relayed} through it: version "
               f"{before_relay} -> {through}", flush=True)
 
