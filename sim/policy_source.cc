@@ -91,30 +91,33 @@ class ReplicaSource final : public PolicySource {
 
 }  // namespace
 
+namespace {
+
+// The flag's names, in the enum's order.
+constexpr std::pair<ReplicaCatchUp, absl::string_view> kCatchUpNames[] = {
+    {ReplicaCatchUp::kAnswer, "answer"},
+    {ReplicaCatchUp::kFetch, "fetch"},
+    {ReplicaCatchUp::kPush, "push"},
+};
+
+}  // namespace
+
 bool AbslParseFlag(absl::string_view text, ReplicaCatchUp* catch_up, std::string* error) {
-  if (text == "answer") {
-    *catch_up = ReplicaCatchUp::kAnswer;
-  } else if (text == "fetch") {
-    *catch_up = ReplicaCatchUp::kFetch;
-  } else if (text == "push") {
-    *catch_up = ReplicaCatchUp::kPush;
-  } else {
-    *error = absl::StrCat("expected 'answer', 'fetch' or 'push', got '", text, "'");
-    return false;
+  for (const auto& [value, name] : kCatchUpNames) {
+    if (text == name) {
+      *catch_up = value;
+      return true;
+    }
   }
-  return true;
+  *error = absl::StrCat("expected 'answer', 'fetch' or 'push', got '", text, "'");
+  return false;
 }
 
 std::string AbslUnparseFlag(ReplicaCatchUp catch_up) {
-  switch (catch_up) {
-    case ReplicaCatchUp::kAnswer:
-      return "answer";
-    case ReplicaCatchUp::kFetch:
-      return "fetch";
-    case ReplicaCatchUp::kPush:
-      return "push";
+  for (const auto& [value, name] : kCatchUpNames) {
+    if (value == catch_up) return std::string(name);
   }
-  return "answer";
+  return "answer";  // Not reached: every value is named above.
 }
 
 absl::StatusOr<std::unique_ptr<PolicySource>> MakePolicySource(
