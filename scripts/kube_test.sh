@@ -3,7 +3,9 @@
 # podman's `kube play` (Debian 12: podman 4.3), on the image that
 # scripts/container_test.sh builds (ctest container_image, this test's
 # fixture). The very files of docker/k8s/ are played, none is copied or
-# edited:
+# edited (step 5 derives, at run time, the two files kube play cannot take as
+# shipped: the relay DaemonSet's pod template as a Pod, and simulators.yaml
+# with the relay overlay's patches):
 #   1. makes TLS certificates and tokens (scripts/make_secrets.sh) and stores
 #      them as the two Secrets kustomization.yaml's secretGenerator names,
 #      with the files it lists;
@@ -18,7 +20,14 @@
 #      checks that the new pod restored at least the version the old one had
 #      from the claim, and that every simulator reconnects and training goes
 #      on;
-#   5. removes everything it made (also on failure or Ctrl-C).
+#   5. the relay overlay (docker/k8s/relay): plays the relay DaemonSet's pod
+#      template as this node's relay pod (kube play 4.3 skips DaemonSets) and
+#      the simulators as the overlay's patches make them (dialling the relay,
+#      applied here as kustomize would), checks the relay's readiness probe
+#      (TLS to its clients; TLS and the SIMULATOR token to the trainer), that
+#      the trainer then has one watcher (the relay) and the relay one per
+#      simulator, and that the model trains through the relay;
+#   6. removes everything it made (also on failure or Ctrl-C).
 # What kube play does not do, and how the test stands in for it (the Service,
 # Secrets), is in docs/operations.md, "Kubernetes".
 #
@@ -92,6 +101,13 @@ k8s = sys.argv[1]
 def docs(name):
     with open(os.path.join(k8s, name), encoding="utf-8") as f:
         return [d for d in yaml.safe_load_all(f) if d]
+def selects(service, labels):
+    return all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+def words(probe, what):
+    command = probe.get("exec", {}).get("command", [])
+    if not command or any(not a or a.split() != [a] for a in command):
+        sys.exit("kube_test: %s: expected an exec command of words, got %r" % (what, command))
+    return " ".join(command)
 def one(items, what):
     if len(items) != 1:
         sys.exit("kube_test: expected one %s, found %d" % (what, len(items)))
@@ -100,7 +116,7 @@ trainer = one([d for d in docs("trainer.yaml") if d["kind"] == "Deployment"], "D
 sims = one([d for d in docs("simulators.yaml") if d["kind"] == "Deployment"], "Deployment in simulators.yaml")
 labels = trainer["spec"]["template"]["metadata"]["labels"]
 services = [s["metadata"]["name"] for s in docs("service.yaml") if s["kind"] == "Service"
-            and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+            and selects(s, labels)]
 claims = [d["metadata"]["name"] for d in docs("state.yaml") if d["kind"] == "PersistentVolumeClaim"]
 kustomization = docs("kustomization.yaml")[0]
 volumes = set(claims)
@@ -117,10 +133,26 @@ state_mount = [m["mountPath"] for m in tc["volumeMounts"]
 print("trainer_pod %s-pod-0" % trainer["metadata"]["name"])
 print("trainer_ctr %s-pod-0-%s" % (trainer["metadata"]["name"], tc["name"]))
 print("trainer_grace %d" % trainer["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
-probe = tc.get("startupProbe", {}).get("exec", {}).get("command", [])
-if not probe or any(not a or a.split() != [a] for a in probe):
-    sys.exit("kube_test: trainer.yaml: expected a startupProbe exec command of words, got %r" % probe)
-print("startup_probe %s" % " ".join(probe))
+print("startup_probe %s" % words(tc.get("startupProbe", {}), "trainer.yaml's startupProbe"))
+relay_docs = docs("relay/daemonset.yaml")
+relay = one([d for d in relay_docs if d["kind"] == "DaemonSet"], "DaemonSet in relay/daemonset.yaml")
+rc = one(relay["spec"]["template"]["spec"]["containers"], "relay container")
+relay_labels = relay["spec"]["template"]["metadata"]["labels"]
+relay_services = [s["metadata"]["name"] for s in relay_docs if s["kind"] == "Service"
+                  and selects(s, relay_labels)]
+relay_metrics = [a.rsplit(":", 1)[1] for a in rc.get("args", []) if a.startswith("--metrics_listen=")]
+if len(relay_metrics) != 1:
+    sys.exit("kube_test: relay/daemonset.yaml: expected one --metrics_listen=HOST:PORT, got %r" % relay_metrics)
+# kube play names a Pod's containers POD-CONTAINER; NAME-pod-0 as for a
+# Deployment's first pod: this node's pod of the DaemonSet.
+print("relay_pod %s-pod-0" % relay["metadata"]["name"])
+print("relay_ctr %s-pod-0-%s" % (relay["metadata"]["name"], rc["name"]))
+print("relay_probe %s" % words(rc.get("readinessProbe", {}), "relay/daemonset.yaml's readinessProbe"))
+print("relay_services %s" % " ".join(relay_services))
+print("relay_metrics_port %s" % relay_metrics[0])
+for v in relay["spec"]["template"]["spec"].get("volumes", []):
+    if "secret" in v: volumes.add(v["secret"]["secretName"])
+    if "emptyDir" in v: volumes.add(v["name"])
 print("sim_name %s" % sims["metadata"]["name"])
 print("sim_ctr %s" % one(sims["spec"]["template"]["spec"]["containers"], "simulator container")["name"])
 print("sim_replicas %d" % sims["spec"].get("replicas", 1))
@@ -146,10 +178,16 @@ read -r -a claims <<<"$(fact claims)"
 read -r -a state_mounts <<<"$(fact state_mounts)"
 read -r -a volumes <<<"$(fact volumes)"
 read -r -a secrets <<<"$(fact secrets)"
+relay_pod=$(fact relay_pod)
+relay_ctr=$(fact relay_ctr)
+relay_metrics_port=$(fact relay_metrics_port)
+read -r -a relay_probe <<<"$(fact relay_probe)"
+read -r -a relay_services <<<"$(fact relay_services)"
 ((sim_replicas >= 4)) || fail "simulators.yaml has $sim_replicas replicas; this test wants at least 4"
 ((${#service_names[@]} >= 1)) || fail "no Service in service.yaml selects the trainer's pods"
 ((${#claims[@]} >= 1)) || fail "state.yaml defines no PersistentVolumeClaim"
 ((${#state_mounts[@]} >= 1)) || fail "trainer.yaml mounts no PersistentVolumeClaim"
+((${#relay_services[@]} >= 1)) || fail "no Service in relay/daemonset.yaml selects the relay's pods"
 log "trainer pod $trainer_pod (Service ${service_names[*]}), $sim_replicas $sim_name pods, claims ${claims[*]} at ${state_mounts[*]}"
 
 # The manifests name fixed objects (pods, volumes, Secrets), so runs on one
@@ -167,7 +205,7 @@ previous_image=$(podman image inspect --format '{{.Id}}' "$local_ref" 2>/dev/nul
 # This test's pods, volumes, Secrets and network that exist, as "KIND NAME"
 # lines (one listing per kind: podman calls are slow on a busy machine).
 existing_objects() {
-  local pods=("$trainer_pod") listing n
+  local pods=("$trainer_pod" "$relay_pod") listing n
   for ((i = 0; i < sim_replicas; i++)); do pods+=("$sim_name-pod-$i"); done
   listing=$(podman pod ps --format '{{.Name}}' 2>&1) || { echo "podman pod ps: $listing" >&2; return 1; }
   for n in "${pods[@]}"; do grep -qxF -- "$n" <<<"$listing" && echo "pod $n"; done
@@ -209,7 +247,7 @@ remove_all() {
 }
 dump_logs() {
   local c
-  for c in "$trainer_ctr" $(for ((i = 0; i < sim_replicas; i++)); do echo "$sim_name-pod-$i-$sim_ctr"; done); do
+  for c in "$trainer_ctr" "$relay_ctr" $(for ((i = 0; i < sim_replicas; i++)); do echo "$sim_name-pod-$i-$sim_ctr"; done); do
     echo "----- logs of $c (last 20 lines) -----" >&2
     podman logs --tail 20 "$c" >&2 2>&1 || true
   done
@@ -253,7 +291,9 @@ podman tag "$image" "$local_ref" || fail "cannot tag $image as $local_ref"
 # and writes that text into the pod's files, so each Secret is stored with
 # `podman secret create` from a Secret whose data holds the files' text, the
 # form podman's secret volumes read.
-bash "$repo/scripts/make_secrets.sh" "$work/secrets" >/dev/null 2>&1 || fail "scripts/make_secrets.sh failed"
+# The certificate also names the relay's Service, as relay/daemonset.yaml says.
+bash "$repo/scripts/make_secrets.sh" "$work/secrets" "${relay_services[@]}" >/dev/null 2>&1 ||
+  fail "scripts/make_secrets.sh failed"
 /usr/bin/python3 - "$k8s/kustomization.yaml" "$work" <<'EOF' || fail "cannot make the Secrets of kustomization.yaml (output above)"
 import os, sys, yaml
 kustomization_path, work = sys.argv[1], sys.argv[2]
@@ -287,11 +327,11 @@ for s in "${service_names[@]}"; do trainer_net+=":alias=$s"; done
 
 play() {  # play NETWORK FILE [FLAGS...]
   local out
-  out=$(podman kube play --network "$1" "${@:3}" "$k8s/$2" 2>&1) || { echo "$out" >&2; fail "podman kube play $2 failed (output above)"; }
+  out=$(podman kube play --network "$1" "${@:3}" "$2" 2>&1) || { echo "$out" >&2; fail "podman kube play $2 failed (output above)"; }
 }
-play "$net" state.yaml
+play "$net" "$k8s/state.yaml"
 for c in "${claims[@]}"; do podman volume exists "$c" || fail "state.yaml played, but there is no volume $c"; done
-play_trainer() { play "$trainer_net" trainer.yaml --configmap "$k8s/configmap.yaml"; }
+play_trainer() { play "$trainer_net" "$k8s/trainer.yaml" --configmap "$k8s/configmap.yaml"; }
 play_trainer
 log "played state.yaml and trainer.yaml"
 
@@ -311,23 +351,31 @@ model_version() {
   [[ $v =~ ^[0-9]+$ ]] || { echo "deltaserve-cli info printed no 'version: N' line:" >&2; echo "$out" >&2; return 1; }
   echo "$v"
 }
-metrics() {
-  podman exec "$trainer_ctr" python3 -c \
-    'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode())'
+metrics() {  # metrics [CONTAINER PORT]: the trainer's by default
+  podman exec "${1:-$trainer_ctr}" python3 -c \
+    'import sys, urllib.request; print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())' \
+    "${2:-9464}"
 }
-metric() {  # metric NAME: its value for model "cartpole"
+metric() {  # metric NAME [CONTAINER PORT]: its value for model "cartpole"
   local scrape
-  scrape=$(metrics 2>&1) || { echo "$scrape" | tail -5 >&2; return 1; }
+  scrape=$(metrics "${@:2}" 2>&1) || { echo "$scrape" | tail -5 >&2; return 1; }
   awk -v n="$1" '$1 ~ "^" n "\\{" && /model="cartpole"/ { print $2 }' <<<"$scrape"
 }
 
 # Polls "$@" until it succeeds or $deadline_s passes; fails with the probe's
-# last output, or as soon as the trainer container is not running.
+# last output, as soon as the trainer container is not running, or as soon
+# as a container of steady_ctrs has exited since it was played (restart
+# policy Always restarts it: its RestartCount counts the exits).
+steady_ctrs=()
 wait_for() {
   local what=$1
   shift
-  local until=$((SECONDS + deadline_s)) out state
+  local until=$((SECONDS + deadline_s)) out state c restarts
   until out=$("$@" 2>&1); do
+    for c in "${steady_ctrs[@]}"; do
+      restarts=$(podman inspect -f '{{.RestartCount}}' "$c" 2>&1) || fail "container $c: $restarts"
+      ((restarts == 0)) || fail "container $c exited (restarted $restarts times) while waiting for $what (its log is below)"
+    done
     state=$(podman inspect -f '{{.State.Status}}' "$trainer_ctr" 2>/dev/null || echo gone)
     if ((SECONDS >= until)) || [[ $state != running ]]; then
       echo "----- last output of the probe ($*) -----" >&2
@@ -358,18 +406,19 @@ expect_token_and_tls_required
 v0=$(model_version) || fail "deltaserve-cli info via the Service name gave no model version (output above)"
 
 # --- 3. the simulators ----------------------------------------------------------
-play "$net" simulators.yaml
+play "$net" "$k8s/simulators.yaml"
 for ((i = 0; i < sim_replicas; i++)); do
   podman pod exists "$sim_name-pod-$i" || fail "simulators.yaml played, but there is no pod $sim_name-pod-$i"
 done
 log "played simulators.yaml: $sim_replicas pods"
 
 # Every replica keeps a WatchParameters stream (--actions=replica).
-all_watching() {
+watchers_are() {  # watchers_are N [CONTAINER PORT]: the trainer's by default
   local w
-  w=$(metric deltaserve_watchers) || return 1
-  [[ $w == "$sim_replicas" ]] || { echo "deltaserve_watchers{model=\"cartpole\"} is '$w', expected $sim_replicas"; return 1; }
+  w=$(metric deltaserve_watchers "${@:2}") || return 1
+  [[ $w == "$1" ]] || { echo "deltaserve_watchers{model=\"cartpole\"} of ${2:-$trainer_ctr} is '$w', expected $1"; return 1; }
 }
+all_watching() { watchers_are "$sim_replicas"; }
 version_at_least() {  # version_at_least N
   local v
   v=$(model_version) || return 1
@@ -412,6 +461,81 @@ for ((i = 0; i < sim_replicas; i++)); do
   restarts+=" $(podman inspect -f '{{.RestartCount}}' "$c")"
 done
 log "simulators reconnected (restart counts:$restarts); version $v_restored -> $v_after"
-log "PASS: docker/k8s played by $(podman --version): trainer over TLS with tokens, $sim_replicas simulators trained it ($v0 -> $v_before), the deleted trainer pod's successor restored version $v_restored from claim ${claims[*]} and training went on to $v_after"
+
+# --- 5. the relay overlay -------------------------------------------------------
+# `kubectl apply -k docker/k8s/relay` adds the DaemonSet and replaces the
+# simulators' pods with ones that dial the relay on their node. kube play 4.3
+# skips DaemonSets, so this node's pod of it is played from the DaemonSet's own
+# pod template, and the overlay's JSON patches are applied to simulators.yaml
+# here as kustomize applies them: both files are derived at run time from the
+# shipped ones, never kept as copies.
+/usr/bin/python3 - "$k8s" "$work" "$relay_pod" <<'EOF' || fail "cannot derive the relay overlay's files (output above)"
+import os, sys, yaml
+k8s, work, relay_pod = sys.argv[1:4]
+def docs(path):
+    with open(os.path.join(k8s, path), encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+def stop(why):
+    sys.exit("kube_test: relay/kustomization.yaml: " + why)
+overlay = docs("relay/kustomization.yaml")[0]
+if sorted(overlay["resources"]) != ["../", "daemonset.yaml"]:
+    stop("expected resources ../ and daemonset.yaml, got %r" % overlay["resources"])
+relay = [d for d in docs("relay/daemonset.yaml") if d["kind"] == "DaemonSet"][0]
+pod = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"name": relay_pod, "labels": relay["spec"]["template"]["metadata"]["labels"]},
+       "spec": relay["spec"]["template"]["spec"]}
+with open(os.path.join(work, "relay-pod.yaml"), "w", encoding="utf-8") as f:
+    yaml.safe_dump(pod, f)
+def apply(doc, op):  # RFC 6902 "replace" and "add", the ops an overlay like this uses
+    if op["op"] not in ("replace", "add"):
+        stop("patch op %r is not one this test applies" % op["op"])
+    *parents, last = op["path"].lstrip("/").split("/")
+    for key in parents:
+        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+    if isinstance(doc, list):
+        if op["op"] == "add":
+            doc.insert(len(doc) if last == "-" else int(last), op["value"])
+        else:
+            doc[int(last)] = op["value"]
+    elif op["op"] == "replace" and last not in doc:
+        stop("replace of %s, which simulators.yaml does not have" % op["path"])
+    else:
+        doc[last] = op["value"]
+sims = docs("simulators.yaml")
+for patch in overlay.get("patches", []):
+    target = patch["target"]
+    matched = [d for d in sims
+               if d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]]
+    if len(matched) != 1:
+        stop("the patch for %s %s matches %d documents of simulators.yaml"
+             % (target["kind"], target["name"], len(matched)))
+    for op in yaml.safe_load(patch["patch"]):
+        apply(matched[0], op)
+with open(os.path.join(work, "simulators-relay.yaml"), "w", encoding="utf-8") as f:
+    yaml.safe_dump_all(sims, f)
+EOF
+grep -q -- "--server=${relay_services[0]}:" "$work/simulators-relay.yaml" ||
+  fail "the relay overlay's patches do not point the simulators at ${relay_services[0]}"
+# The Service's name, as for the trainer: an alias of the relay pod.
+relay_net=$net
+for s in "${relay_services[@]}"; do relay_net+=":alias=$s"; done
+play "$relay_net" "$work/relay-pod.yaml"
+steady_ctrs=("$relay_ctr")
+relay_ready() { podman exec "$relay_ctr" "${relay_probe[@]}"; }
+wait_for "the relay's readiness probe to pass (it mirrors the trainer over TLS, with the SIMULATOR token)" relay_ready
+log "relay pod $relay_pod is ready (Service ${relay_services[*]})"
+sim_pods=()
+for ((i = 0; i < sim_replicas; i++)); do sim_pods+=("$sim_name-pod-$i"); done
+podman pod rm -f -t 0 "${sim_pods[@]}" >/dev/null || fail "podman pod rm ${sim_pods[*]} failed"
+play "$net" "$work/simulators-relay.yaml"
+v_relay0=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+wait_for "the relay to be the trainer's only watcher" watchers_are 1
+wait_for "all $sim_replicas simulators to watch the relay" \
+  watchers_are "$sim_replicas" "$relay_ctr" "$relay_metrics_port"
+wait_for "the model version to reach $((v_relay0 + advance)) through the relay" \
+  version_at_least $((v_relay0 + advance))
+v_relayed=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+log "through the relay: the trainer has 1 watcher, the relay $sim_replicas; version $v_relay0 -> $v_relayed"
+log "PASS: docker/k8s played by $(podman --version): trainer over TLS with tokens, $sim_replicas simulators trained it ($v0 -> $v_before), the deleted trainer pod's successor restored version $v_restored from claim ${claims[*]} and training went on to $v_after, and through the relay overlay to $v_relayed"
 exit
 }

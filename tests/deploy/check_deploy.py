@@ -481,6 +481,30 @@ class DeployTest(unittest.TestCase):
                 self.k8s_secret_files(spod, sc, [flags["tls_ca_file"], flags["token_file"]],
                                       "k8s " + sim["metadata"]["name"])
 
+    def test_k8s_relay_uses_tls_and_tokens_from_secrets_on_both_sides(self):
+        """The relay DaemonSet (docker/k8s/relay) serves like the trainer and
+        dials it with the simulators' CA and token; under a read-only root it
+        needs an emptyDir at /tmp for its TLS files (without one it exited at
+        start, found by scripts/kube_test.sh)."""
+        relay = only([d for d in yaml.safe_load_all(read("docker/k8s/relay/daemonset.yaml"))
+                      if d and d["kind"] == "DaemonSet"], "relay DaemonSet")
+        pod = relay["spec"]["template"]["spec"]
+        c = only(pod["containers"], "relay container")
+        flags = flag_map(c["args"])
+        self.assertEqual(port_of(flags["upstream"]), 50051)
+        paths = self.assertServesTlsWithTokens(flags, "k8s relay")
+        paths += [flags["upstream_tls_ca_file"], flags["upstream_token_file"]]
+        self.k8s_secret_files(pod, c, paths, "k8s relay")
+        tmp = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}.get("/tmp")
+        self.assertIsNotNone(tmp, "k8s relay: the server stages TLS files in $TMPDIR; the root "
+                                  "fs is read-only, so /tmp needs a volume")
+        self.assertIn("emptyDir", only([v for v in pod["volumes"] if v["name"] == tmp],
+                                       "volume " + tmp))
+        # kube play 4.3 publishes declared containerPorts on the host, where
+        # the trainer's pod holds the same numbers (docs/operations.md).
+        self.assertNotIn("ports", c, "k8s relay: a declared containerPort collides with the "
+                                     "trainer's when scripts/kube_test.sh plays both on one host")
+
     def test_compose_uses_tls_and_tokens_from_compose_secrets(self):
         services = self.compose["services"]
         declared = self.compose.get("secrets", {})
