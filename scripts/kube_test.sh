@@ -26,7 +26,9 @@
 #      applied here as kustomize would), checks the relay's readiness probe
 #      (TLS to its clients; TLS and the SIMULATOR token to the trainer), that
 #      the trainer then has one watcher (the relay) and the relay one per
-#      simulator, and that the model trains through the relay;
+#      simulator, and that the model trains through the relay; replaces the
+#      trainer pod once more and checks that the relay stays up, watches the
+#      new pod and training goes on through it;
 #   6. removes everything it made (also on failure or Ctrl-C).
 # What kube play does not do, and how the test stands in for it (the Service,
 # Secrets), is in docs/operations.md, "Kubernetes".
@@ -430,25 +432,31 @@ v_before=$(model_version) || fail "deltaserve-cli info gave no model version (ou
 log "$sim_replicas simulators connected; version $v0 -> $v_before"
 
 # --- 4. delete the trainer pod ----------------------------------------------------
-# As `kubectl delete pod`: SIGTERM, SIGKILL after the grace period. The
-# simulators keep running and retry.
-podman pod rm -f -t "$trainer_grace" "$trainer_pod" >/dev/null || fail "podman pod rm $trainer_pod failed"
-podman pod exists "$trainer_pod" && fail "pod $trainer_pod still exists after podman pod rm"
-for c in "${claims[@]}"; do podman volume exists "$c" || fail "the claim's volume $c went with the pod"; done
-log "deleted pod $trainer_pod at version >= $v_before; playing trainer.yaml again"
-play_trainer
-wait_for "the new trainer's startup probe to pass" trainer_started
-trainer_live
-restored=$(podman logs "$trainer_ctr" 2>&1 | grep -m1 'restored version' || true)
-if [[ -z $restored ]]; then
-  podman logs "$trainer_ctr" 2>&1 | tail -20 >&2
-  fail "the new trainer pod logged no 'restored version' line: it did not find the old pod's state in ${state_mounts[*]} (log above)"
-fi
-v_restored=$(sed -n 's/.*restored version \([0-9][0-9]*\).*/\1/p' <<<"$restored")
-[[ $v_restored =~ ^[0-9]+$ ]] || fail "cannot read the version in: $restored"
-((v_restored >= v_before)) ||
-  fail "the new trainer restored version $v_restored, but the deleted one had reached $v_before ($restored)"
-log "new pod: ${restored#*deltaserve: }"
+# As `kubectl delete pod`: SIGTERM, SIGKILL after the grace period; then the
+# new pod, which must restore at least VERSION_REACHED from the claim. Sets
+# v_restored. The trainer's clients keep running and retry.
+replace_trainer_pod() {  # replace_trainer_pod VERSION_REACHED
+  local restored c
+  podman pod rm -f -t "$trainer_grace" "$trainer_pod" >/dev/null || fail "podman pod rm $trainer_pod failed"
+  podman pod exists "$trainer_pod" && fail "pod $trainer_pod still exists after podman pod rm"
+  for c in "${claims[@]}"; do podman volume exists "$c" || fail "the claim's volume $c went with the pod"; done
+  log "deleted pod $trainer_pod at version >= $1; playing trainer.yaml again"
+  play_trainer
+  wait_for "the new trainer's startup probe to pass" trainer_started
+  trainer_live
+  restored=$(podman logs "$trainer_ctr" 2>&1 | grep -m1 'restored version' || true)
+  if [[ -z $restored ]]; then
+    podman logs "$trainer_ctr" 2>&1 | tail -20 >&2
+    fail "the new trainer pod logged no 'restored version' line: it did not find the old pod's state in ${state_mounts[*]} (log above)"
+  fi
+  v_restored=$(sed -n 's/.*restored version \([0-9][0-9]*\).*/\1/p' <<<"$restored")
+  [[ $v_restored =~ ^[0-9]+$ ]] || fail "cannot read the version in: $restored"
+  ((v_restored >= $1)) ||
+    fail "the new trainer restored version $v_restored, but the deleted one had reached $1 ($restored)"
+  log "new pod: ${restored#*deltaserve: }"
+}
+replace_trainer_pod "$v_before"
+v_after_restore=$v_restored
 
 wait_for "all $sim_replicas simulators to watch the new trainer" all_watching
 wait_for "the model version to reach $((v_restored + advance))" version_at_least $((v_restored + advance))
@@ -528,14 +536,25 @@ sim_pods=()
 for ((i = 0; i < sim_replicas; i++)); do sim_pods+=("$sim_name-pod-$i"); done
 podman pod rm -f -t 0 "${sim_pods[@]}" >/dev/null || fail "podman pod rm ${sim_pods[*]} failed"
 play "$net" "$work/simulators-relay.yaml"
+log "replaced the $sim_replicas simulator pods with the overlay's"
 v_relay0=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
 wait_for "the relay to be the trainer's only watcher" watchers_are 1
+log "the relay is the trainer's only watcher"
 wait_for "all $sim_replicas simulators to watch the relay" \
   watchers_are "$sim_replicas" "$relay_ctr" "$relay_metrics_port"
 wait_for "the model version to reach $((v_relay0 + advance)) through the relay" \
   version_at_least $((v_relay0 + advance))
 v_relayed=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
 log "through the relay: the trainer has 1 watcher, the relay $sim_replicas; version $v_relay0 -> $v_relayed"
-log "PASS: docker/k8s played by $(podman --version): trainer over TLS with tokens, $sim_replicas simulators trained it ($v0 -> $v_before), the deleted trainer pod's successor restored version $v_restored from claim ${claims[*]} and training went on to $v_after, and through the relay overlay to $v_relayed"
+# The trainer pod replaced once more, behind the relay: the relay stays up
+# (steady_ctrs), dials the new pod behind the same name and mirrors it again,
+# and its simulators train on without noticing more than a pause.
+replace_trainer_pod "$v_relayed"
+wait_for "the relay to watch the new trainer pod" watchers_are 1
+wait_for "the model version to reach $((v_restored + advance)) through the relay" \
+  version_at_least $((v_restored + advance))
+v_relay_end=$(model_version) || fail "deltaserve-cli info gave no model version (output above)"
+log "the relay reconnected to the new trainer pod; version $v_restored -> $v_relay_end"
+log "PASS: docker/k8s played by $(podman --version): trainer over TLS with tokens, $sim_replicas simulators trained it ($v0 -> $v_before), the deleted trainer pod's successor restored version $v_after_restore from claim ${claims[*]} and training went on to $v_after, through the relay overlay to $v_relayed, and through the relay across another trainer pod replacement to $v_relay_end"
 exit
 }
