@@ -54,6 +54,8 @@ inline constexpr uint32_t kDefaultMaxParameterWaitersPerModel = 1024;
 inline constexpr uint32_t kDefaultMaxConnectionIdleSeconds = 300;
 inline constexpr uint32_t kDefaultMaxConnections = 4096;
 inline constexpr uint32_t kDefaultHandshakeTimeoutSeconds = 20;
+inline constexpr uint32_t kDefaultKeepaliveSeconds = 60;
+inline constexpr uint32_t kDefaultKeepaliveTimeoutSeconds = 20;
 
 // PersistenceConfig.
 inline constexpr deltaserve::v1::PersistenceConfig::Durability kDefaultDurability =

@@ -148,6 +148,12 @@ void FillDefaults(v1::ServerConfig* config) {
   if (config->handshake_timeout_seconds() == 0) {
     config->set_handshake_timeout_seconds(wire::kDefaultHandshakeTimeoutSeconds);
   }
+  if (config->keepalive_seconds() == 0) {
+    config->set_keepalive_seconds(wire::kDefaultKeepaliveSeconds);
+  }
+  if (config->keepalive_timeout_seconds() == 0) {
+    config->set_keepalive_timeout_seconds(wire::kDefaultKeepaliveTimeoutSeconds);
+  }
   v1::PersistenceConfig* p = config->mutable_persistence();
   if (p->durability() == v1::PersistenceConfig::DURABILITY_UNSPECIFIED) {
     p->set_durability(wire::kDefaultDurability);

@@ -183,15 +183,26 @@ absl::Status DeltaServer::Bind(const deltaserve::v1::ServerConfig& config) {
   // gRPC sets SO_REUSEPORT by default: a second server on a taken unix
   // socket would bind too. Off, it fails to bind.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  const auto milliseconds = [](uint32_t seconds) {
+    return static_cast<int>(std::min<uint64_t>(uint64_t{seconds} * 1000, INT32_MAX));
+  };
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-                             static_cast<int>(std::min<uint64_t>(
-                                 uint64_t{config.handshake_timeout_seconds()} * 1000, INT32_MAX)));
+                             milliseconds(config.handshake_timeout_seconds()));
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
-  builder.AddChannelArgument(
-      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-      static_cast<int>(
-          std::min<uint64_t>(uint64_t{config.max_connection_idle_seconds()} * 1000, INT32_MAX)));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             milliseconds(config.max_connection_idle_seconds()));
+  // Pings find clients whose host vanished without a FIN or RST: their
+  // streams would otherwise stay open (and count as watchers) until TCP gives
+  // up, many minutes later, or forever on a connection the server never
+  // writes to. Every connection, with or without calls, and without gRPC's
+  // default cap of 2 pings between data frames (a watch on an idle model
+  // sends none).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, milliseconds(config.keepalive_seconds()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             milliseconds(config.keepalive_timeout_seconds()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.RegisterService(service_.get());
   builder.RegisterService(admin_.get());
   server_ = builder.BuildAndStart();

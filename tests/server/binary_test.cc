@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -364,6 +365,98 @@ TEST(ServerBinary, ClosesIdleConnections) {
   while ((n = read(fd, buffer, sizeof buffer)) > 0) {  // SETTINGS, GOAWAY, then EOF.
   }
   EXPECT_EQ(n, 0) << "the idle connection was not closed within 20 s (errno " << errno << ")";
+  close(fd);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+}
+
+// One HTTP/2 frame read from a raw connection (RFC 9113 §4.1).
+struct Frame {
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  std::string payload;
+};
+constexpr uint8_t kPingFrame = 0x6;
+constexpr uint8_t kAckFlag = 0x1;
+
+// The next frame, or nullopt at EOF, on an error or after the socket's
+// receive timeout.
+std::optional<Frame> ReadFrame(int fd) {
+  const auto read_exactly = [fd](char* out, size_t size) {
+    for (size_t got = 0; got < size;) {
+      const ssize_t n = read(fd, out + got, size - got);
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return true;
+  };
+  unsigned char header[9];
+  if (!read_exactly(reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
+  Frame frame;
+  frame.type = header[3];
+  frame.flags = header[4];
+  frame.payload.resize((size_t{header[0]} << 16) | (size_t{header[1]} << 8) | header[2]);
+  if (!read_exactly(frame.payload.data(), frame.payload.size())) return std::nullopt;
+  return frame;
+}
+
+// A client whose host vanished does not answer pings: its connection (and
+// every watch or Session on it) is closed after keepalive_seconds +
+// keepalive_timeout_seconds, long before max_connection_idle_seconds.
+TEST(ServerBinary, ClosesAConnectionThatDoesNotAnswerItsKeepalivePing) {
+  const std::string path = WriteTinyConfig(
+      "keepalive_silent",
+      "keepalive_seconds: 1 keepalive_timeout_seconds: 1 max_connection_idle_seconds: 3600");
+  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
+  const int fd = ConnectHttp2(port);
+  ASSERT_GE(fd, 0);
+  timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  int pings = 0;
+  std::optional<Frame> frame;
+  while ((frame = ReadFrame(fd)).has_value()) {
+    if (frame->type == kPingFrame && !(frame->flags & kAckFlag)) ++pings;
+  }
+  char byte;
+  const ssize_t n = read(fd, &byte, 1);
+  EXPECT_GE(pings, 1) << "the server sent no keepalive PING";
+  EXPECT_EQ(n, 0) << "the connection that answered no ping was not closed within 20 s (errno "
+                  << errno << ")";
+  close(fd);
+  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
+  const std::string log = ReadAll(child.err);
+  EXPECT_EQ(Wait(child), 0) << log;
+}
+
+// The same settings leave a client that answers its pings connected: three
+// pings answered, and the connection still open.
+TEST(ServerBinary, KeepsAConnectionThatAnswersItsKeepalivePings) {
+  const std::string path = WriteTinyConfig(
+      "keepalive_answered",
+      "keepalive_seconds: 1 keepalive_timeout_seconds: 1 max_connection_idle_seconds: 3600");
+  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
+  const int port = ReadListeningPort(child);
+  ASSERT_GT(port, 0);
+  const int fd = ConnectHttp2(port);
+  ASSERT_GE(fd, 0);
+  timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  int answered = 0;
+  std::optional<Frame> frame;
+  while (answered < 3 && (frame = ReadFrame(fd)).has_value()) {
+    if (frame->type != kPingFrame || (frame->flags & kAckFlag) || frame->payload.size() != 8) {
+      continue;
+    }
+    std::string ack("\x00\x00\x08\x06\x01\x00\x00\x00\x00", 9);
+    ack += frame->payload;
+    ASSERT_EQ(write(fd, ack.data(), ack.size()), static_cast<ssize_t>(ack.size()));
+    ++answered;
+  }
+  EXPECT_EQ(answered, 3) << "the connection ended (or no ping came within 20 s) after " << answered
+                         << " answered pings";
   close(fd);
   ASSERT_EQ(kill(child.pid, SIGTERM), 0);
   const std::string log = ReadAll(child.err);
