@@ -173,8 +173,17 @@ if [[ -n $(hgit status --porcelain --untracked-files=no 2>/dev/null) ]]; then
 fi
 
 # --- 3. mounts ----------------------------------------------------------------
+# As on a booted machine: "/" is a mount point (`ip netns exec` and `ip -n`
+# remount it as a slave: EINVAL on a plain directory), and /sys carries the
+# host's cgroup hierarchies, v1 or v2, as systemd mounts them (slurmd's
+# cgroup plugin refuses to start without them).
+mount_into "$rootfs" --bind "$rootfs"
+# Private: a mount made inside (ip netns's /run/netns) must not propagate to
+# the directory underneath, where it would outlive the run's unmounting.
+mount --make-private "$rootfs"
 mount_into "$rootfs/proc" -t proc proc
-mount_into "$rootfs/sys" -t sysfs sysfs
+mount_into "$rootfs/sys" --rbind /sys
+mount --make-rslave "$rootfs/sys"  # unmounting it must not unmount the host's /sys/*
 mount_into "$rootfs/dev" --rbind /dev
 mount --make-rslave "$rootfs/dev"  # unmounting it must not unmount the host's /dev/*
 if [[ ${FRESH_APT_CACHE:-1} == 1 ]]; then
