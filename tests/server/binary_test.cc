@@ -401,66 +401,73 @@ std::optional<Frame> ReadFrame(int fd) {
   return frame;
 }
 
+// A server that pings every connection after 1 s and closes it 1 s after an
+// unanswered ping (no idle close for an hour), and one raw HTTP/2 connection
+// to it with a 20 s receive timeout. The destructor stops the server, also
+// after an ASSERT has left the test.
+class KeepaliveServer {
+ public:
+  explicit KeepaliveServer(const std::string& name) {
+    const std::string path = WriteTinyConfig(
+        name,
+        "keepalive_seconds: 1 keepalive_timeout_seconds: 1 max_connection_idle_seconds: 3600");
+    child_ = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
+    if (const int port = ReadListeningPort(child_); port > 0) fd_ = ConnectHttp2(port);
+    timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
+    if (fd_ >= 0) setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  ~KeepaliveServer() {
+    if (fd_ >= 0) close(fd_);
+    EXPECT_EQ(kill(child_.pid, SIGTERM), 0);
+    const std::string log = ReadAll(child_.err);
+    EXPECT_EQ(Wait(child_), 0) << log;
+  }
+  KeepaliveServer(const KeepaliveServer&) = delete;
+  KeepaliveServer& operator=(const KeepaliveServer&) = delete;
+
+  int fd() const { return fd_; }
+
+ private:
+  Child child_;
+  int fd_ = -1;
+};
+
 // A client whose host vanished does not answer pings: its connection (and
 // every watch or Session on it) is closed after keepalive_seconds +
 // keepalive_timeout_seconds, long before max_connection_idle_seconds.
 TEST(ServerBinary, ClosesAConnectionThatDoesNotAnswerItsKeepalivePing) {
-  const std::string path = WriteTinyConfig(
-      "keepalive_silent",
-      "keepalive_seconds: 1 keepalive_timeout_seconds: 1 max_connection_idle_seconds: 3600");
-  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
-  const int port = ReadListeningPort(child);
-  ASSERT_GT(port, 0);
-  const int fd = ConnectHttp2(port);
-  ASSERT_GE(fd, 0);
-  timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  KeepaliveServer server("keepalive_silent");
+  ASSERT_GE(server.fd(), 0);
   int pings = 0;
   std::optional<Frame> frame;
-  while ((frame = ReadFrame(fd)).has_value()) {
+  while ((frame = ReadFrame(server.fd())).has_value()) {
     if (frame->type == kPingFrame && !(frame->flags & kAckFlag)) ++pings;
   }
   char byte;
-  const ssize_t n = read(fd, &byte, 1);
+  const ssize_t n = read(server.fd(), &byte, 1);
   EXPECT_GE(pings, 1) << "the server sent no keepalive PING";
   EXPECT_EQ(n, 0) << "the connection that answered no ping was not closed within 20 s (errno "
                   << errno << ")";
-  close(fd);
-  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
-  const std::string log = ReadAll(child.err);
-  EXPECT_EQ(Wait(child), 0) << log;
 }
 
 // The same settings leave a client that answers its pings connected: three
 // pings answered, and the connection still open.
 TEST(ServerBinary, KeepsAConnectionThatAnswersItsKeepalivePings) {
-  const std::string path = WriteTinyConfig(
-      "keepalive_answered",
-      "keepalive_seconds: 1 keepalive_timeout_seconds: 1 max_connection_idle_seconds: 3600");
-  Child child = Spawn({"--config=" + path, "--listen=127.0.0.1:0"});
-  const int port = ReadListeningPort(child);
-  ASSERT_GT(port, 0);
-  const int fd = ConnectHttp2(port);
-  ASSERT_GE(fd, 0);
-  timeval timeout{/*tv_sec=*/20, /*tv_usec=*/0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  KeepaliveServer server("keepalive_answered");
+  ASSERT_GE(server.fd(), 0);
   int answered = 0;
   std::optional<Frame> frame;
-  while (answered < 3 && (frame = ReadFrame(fd)).has_value()) {
+  while (answered < 3 && (frame = ReadFrame(server.fd())).has_value()) {
     if (frame->type != kPingFrame || (frame->flags & kAckFlag) || frame->payload.size() != 8) {
       continue;
     }
     std::string ack("\x00\x00\x08\x06\x01\x00\x00\x00\x00", 9);
     ack += frame->payload;
-    ASSERT_EQ(write(fd, ack.data(), ack.size()), static_cast<ssize_t>(ack.size()));
+    ASSERT_EQ(write(server.fd(), ack.data(), ack.size()), static_cast<ssize_t>(ack.size()));
     ++answered;
   }
   EXPECT_EQ(answered, 3) << "the connection ended (or no ping came within 20 s) after " << answered
                          << " answered pings";
-  close(fd);
-  ASSERT_EQ(kill(child.pid, SIGTERM), 0);
-  const std::string log = ReadAll(child.err);
-  EXPECT_EQ(Wait(child), 0) << log;
 }
 
 TEST(ServerBinary, PrintsTheBoundAddressAndStopsCleanlyOnSigterm) {
