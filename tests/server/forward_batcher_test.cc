@@ -174,6 +174,9 @@ TEST(ForwardBatcher, ConcurrentCallersSeeOutputsOfExactlyTheVersionReported) {
   auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
 
   std::atomic<bool> stop{false};
+  // The callers start once the learner has stepped, so that it steps under
+  // them (started together, 480 calls could end before its first step).
+  absl::Notification stepping;
   std::thread learner_load([&] {
     for (int i = 0; i < 200 && !stop; ++i) {
       Submission s;
@@ -185,8 +188,14 @@ TEST(ForwardBatcher, ConcurrentCallersSeeOutputsOfExactlyTheVersionReported) {
               .ok()) {
         applied.WaitForNotificationWithTimeout(kWait);
       }
+      if (!stepping.HasBeenNotified()) stepping.Notify();
     }
   });
+  if (!stepping.WaitForNotificationWithTimeout(kWait)) {
+    stop = true;
+    learner_load.join();
+    FAIL() << "the learner did not step in " << kWait;
+  }
   constexpr int kCallers = 8;
   constexpr int kCallsEach = 60;
   std::vector<std::vector<std::unique_ptr<Call>>> calls(kCallers);
