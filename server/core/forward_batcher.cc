@@ -1,5 +1,7 @@
 #include "deltaserve/server/core/forward_batcher.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,7 +32,14 @@ ForwardBatcher::ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions op
       options_(options),
       metrics_(metrics),
       macs_per_row_(model::MultiplyAddsPerRow(trainer->mlp().spec())) {
-  if (options_.max_batch_rows > 1) thread_ = std::thread([this] { Loop(); });
+  if (options_.max_batch_rows == 1) return;
+  thread_ = std::thread([this] { Loop(); });
+  const uint32_t gradient_threads = options_.gradient_threads != 0
+                                        ? options_.gradient_threads
+                                        : std::max(1u, std::thread::hardware_concurrency());
+  for (uint32_t i = 0; i < gradient_threads; ++i) {
+    gradient_threads_.emplace_back([this] { GradientLoop(); });
+  }
 }
 
 ForwardBatcher::~ForwardBatcher() { Stop(); }
@@ -41,18 +50,48 @@ bool ForwardBatcher::ComputesInline(Eigen::Index rows) const {
          static_cast<uint64_t>(rows) * macs_per_row_ < options_.min_batch_macs;
 }
 
+bool ForwardBatcher::ComputesGradientInline(Eigen::Index rows) const {
+  // The forward product and the backward one, which costs about as much;
+  // x / k < m is x < k·m without the overflow of k·m.
+  return options_.max_batch_rows == 1 ||
+         2 * static_cast<uint64_t>(rows) * macs_per_row_ / kGradientInlineFactor <
+             options_.min_batch_macs;
+}
+
+namespace {
+
+// RESOURCE_EXHAUSTED for a full queue of `what` requests.
+absl::Status QueueFull(absl::string_view model, absl::string_view what) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("model \"", model, "\": ", ForwardBatcher::kMaxQueuedRequests, " ", what,
+                   " requests already waiting for the batcher; retry later"));
+}
+
+}  // namespace
+
 absl::Status ForwardBatcher::Enqueue(model::Matrix inputs, Done done) {
   DELTASERVE_RETURN_IF_ERROR(trainer_->ValidateForwardInputs(inputs));
   if (ComputesInline(inputs.rows())) return ComputeHere(inputs, std::move(done));
   absl::MutexLock lock(&mu_);
   if (stopping_) return ShuttingDown(trainer_->name());
-  if (queue_.size() >= kMaxQueuedRequests) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("model \"", trainer_->name(), "\": ", kMaxQueuedRequests,
-                     " Forward requests already waiting for the batcher; retry later"));
-  }
+  if (queue_.size() >= kMaxQueuedRequests) return QueueFull(trainer_->name(), "Forward");
   queued_rows_ += static_cast<size_t>(inputs.rows());
   queue_.push_back(Request{std::move(inputs), std::move(done), absl::Now()});
+  return absl::OkStatus();
+}
+
+absl::Status ForwardBatcher::EnqueueInputGradient(model::Matrix inputs, model::Matrix deltas,
+                                                  GradientDone done) {
+  DELTASERVE_RETURN_IF_ERROR(trainer_->ValidateInputGradientRequest(inputs, deltas));
+  absl::ReleasableMutexLock lock(&gradient_mu_);
+  if (gradients_stopping_) return ShuttingDown(trainer_->name());
+  if (ComputesGradientInline(inputs.rows())) {
+    lock.Release();
+    std::move(done)(trainer_->InputGradient(inputs, deltas));
+    return absl::OkStatus();
+  }
+  if (gradients_.size() >= kMaxQueuedRequests) return QueueFull(trainer_->name(), "InputGradient");
+  gradients_.push_back(GradientRequest{std::move(inputs), std::move(deltas), std::move(done)});
   return absl::OkStatus();
 }
 
@@ -81,14 +120,24 @@ void ForwardBatcher::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  {
+    absl::MutexLock lock(&gradient_mu_);
+    gradients_stopping_ = true;
+  }
   std::call_once(join_once_, [this] {
     if (thread_.joinable()) thread_.join();
+    for (std::thread& thread : gradient_threads_) thread.join();
   });
 }
 
 size_t ForwardBatcher::queued() const {
   absl::MutexLock lock(&mu_);
   return queue_.size();
+}
+
+size_t ForwardBatcher::queued_gradients() const {
+  absl::MutexLock lock(&gradient_mu_);
+  return gradients_.size();
 }
 
 void ForwardBatcher::Loop() {
@@ -134,6 +183,32 @@ std::deque<ForwardBatcher::Request> ForwardBatcher::TakeBatch() {
   }
   for (Request& request : abandoned) std::move(request.done)(ShuttingDown(trainer_->name()));
   return batch;
+}
+
+void ForwardBatcher::GradientLoop() {
+  for (;;) {
+    std::optional<GradientRequest> request;
+    std::deque<GradientRequest> abandoned;
+    {
+      absl::MutexLock lock(&gradient_mu_);
+      gradient_mu_.Await(absl::Condition(
+          +[](ForwardBatcher* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->gradient_mu_) {
+            return b->gradients_stopping_ || !b->gradients_.empty();
+          },
+          this));
+      if (gradients_stopping_) {
+        abandoned.swap(gradients_);
+      } else {
+        request = std::move(gradients_.front());
+        gradients_.pop_front();
+      }
+    }
+    if (!request.has_value()) {
+      for (GradientRequest& gone : abandoned) std::move(gone.done)(ShuttingDown(trainer_->name()));
+      return;
+    }
+    std::move(request->done)(trainer_->InputGradient(request->inputs, request->deltas));
+  }
 }
 
 void ForwardBatcher::Run(std::deque<Request>& batch) {

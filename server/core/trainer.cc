@@ -207,10 +207,7 @@ absl::StatusOr<ForwardResult> Trainer::Forward(const model::Matrix& inputs) cons
 
 absl::StatusOr<InputGradientResult> Trainer::InputGradient(const model::Matrix& inputs,
                                                            const model::Matrix& deltas) const {
-  DELTASERVE_RETURN_IF_ERROR(ValidateForwardInputs(inputs));
-  DELTASERVE_RETURN_IF_ERROR(CheckShape("deltas", deltas, inputs.rows(), "one per input row",
-                                        mlp_.output_dim(),
-                                        absl::StrCat("output_dim of model \"", name(), "\"")));
+  DELTASERVE_RETURN_IF_ERROR(ValidateInputGradientRequest(inputs, deltas));
   // One snapshot for both products; its parameters are immutable, so nothing
   // here touches the learner's state.
   std::shared_ptr<const Snapshot> snap = snapshot();
@@ -228,6 +225,13 @@ absl::StatusOr<InputGradientResult> Trainer::InputGradient(const model::Matrix& 
   DELTASERVE_RETURN_IF_ERROR(ToInputGradient(statistics, inputs, &result.input_gradient));
   result.version = snap->version;
   return result;
+}
+
+absl::Status Trainer::ValidateInputGradientRequest(const model::Matrix& inputs,
+                                                   const model::Matrix& deltas) const {
+  DELTASERVE_RETURN_IF_ERROR(ValidateForwardInputs(inputs));
+  return CheckShape("deltas", deltas, inputs.rows(), "one per input row", mlp_.output_dim(),
+                    absl::StrCat("output_dim of model \"", name(), "\""));
 }
 
 absl::Status Trainer::ToInputGradient(const model::RunningMeanStd* statistics,

@@ -264,6 +264,10 @@ class Trainer {
   // Changes nothing.
   absl::StatusOr<InputGradientResult> InputGradient(const model::Matrix& inputs,
                                                     const model::Matrix& deltas) const;
+  // InputGradient's request errors (shapes, rows, non-finite values), before
+  // any math; for callers that queue the request (forward_batcher.h).
+  absl::Status ValidateInputGradientRequest(const model::Matrix& inputs,
+                                            const model::Matrix& deltas) const;
 
   // The pieces of Forward, for callers that batch several requests into one
   // product (server/core/forward_batcher.h):

@@ -98,13 +98,19 @@ void StartInputGradient(const ModelRegistry& models, ModelMetrics* unknown_model
   if (!inputs.ok()) return std::move(done)(metrics, inputs.status());
   absl::StatusOr<model::Matrix> deltas = wire::MatrixFromProto("deltas", request.deltas());
   if (!deltas.ok()) return std::move(done)(metrics, deltas.status());
-  absl::StatusOr<InputGradientResult> result = (*model)->trainer->InputGradient(*inputs, *deltas);
-  if (!result.ok()) return std::move(done)(metrics, result.status());
-  v1::InputGradientResponse response;
-  wire::MatrixToProto(result->input_gradient, response.mutable_input_gradient());
-  wire::MatrixToProto(result->outputs, response.mutable_outputs());
-  response.set_version(result->version);
-  std::move(done)(metrics, std::move(response));
+  // As in StartForward: the shared pointer lets this frame answer a refusal.
+  auto shared = std::make_shared<InputGradientDone>(std::move(done));
+  const absl::Status queued = (*model)->batcher->EnqueueInputGradient(
+      *std::move(inputs), *std::move(deltas),
+      [shared, metrics](absl::StatusOr<InputGradientResult> result) {
+        if (!result.ok()) return std::move(*shared)(metrics, result.status());
+        v1::InputGradientResponse response;
+        wire::MatrixToProto(result->input_gradient, response.mutable_input_gradient());
+        wire::MatrixToProto(result->outputs, response.mutable_outputs());
+        response.set_version(result->version);
+        std::move (*shared)(metrics, std::move(response));
+      });
+  if (!queued.ok()) std::move (*shared)(metrics, queued);
 }
 
 }  // namespace deltaserve::server

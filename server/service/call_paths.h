@@ -56,8 +56,10 @@ void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
                  const deltaserve::v1::SubmitDeltaRequest& request, absl::string_view peer,
                  SubmitDone done);
 
-// Trainer::InputGradient on the calling thread (read-only, never waits for
-// the learner): `done` is called before this returns.
+// Trainer::InputGradient through the model's ForwardBatcher (read-only, never
+// waits for the learner): computed on the calling thread, `done` called
+// before this returns, when it is cheap; otherwise on the batcher thread, so
+// a large model's backward pass never holds a gRPC thread.
 void StartInputGradient(const ModelRegistry& models, ModelMetrics* unknown_model,
                         const deltaserve::v1::InputGradientRequest& request,
                         InputGradientDone done);

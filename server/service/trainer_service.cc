@@ -212,7 +212,8 @@ grpc::ServerUnaryReactor* TrainerService::InputGradient(grpc::CallbackServerCont
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     return RecordAndFinish(reactor, unknown_model_, Rpc::kInputGradient, start, status);
   }
-  // Runs here, on the handler's thread (read-only, from a snapshot).
+  // Answered here when cheap, else from the model's batcher thread (read-only,
+  // from a snapshot), like Forward.
   StartInputGradient(*models_, unknown_model_, parsed,
                      [reactor, response, start](ModelMetrics* metrics,
                                                 absl::StatusOr<v1::InputGradientResponse> answer) {

@@ -40,10 +40,13 @@ inline deltaserve::v1::ServerConfig SmallConfig() {
 // Starts the server in SetUp; `server` and `client` are ready in each test.
 class ServerTest : public ::testing::Test {
  protected:
+  // The configuration SetUp serves.
+  virtual deltaserve::v1::ServerConfig Config() const { return SmallConfig(); }
+
   void SetUp() override {
     server::ServerOptions options;
     options.listen_address = "127.0.0.1:0";
-    auto started = server::DeltaServer::Start(SmallConfig(), options);
+    auto started = server::DeltaServer::Start(Config(), options);
     ASSERT_TRUE(started.ok()) << started.status();
     server = *std::move(started);
     auto connected = TrainerClient::Connect(server->address());

@@ -1,6 +1,7 @@
 // ForwardBatcher: several callers' rows in one product, each caller getting
 // exactly its rows, bit-identical to an unbatched Forward, all from one
-// version; bad requests refused alone; Stop fails what waits.
+// version; bad requests refused alone; Stop fails what waits. Long
+// InputGradient requests run on the batcher's gradient threads, in parallel.
 //
 // Batches are made deterministic without timing: with a long max_queue_delay
 // the batcher holds the oldest request until max_batch_rows rows wait, so
@@ -13,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -45,6 +47,14 @@ TrainerOptions SmallOptions() {
       .Build();
 }
 
+// SmallOptions with another network: `input_dim` → `layers`.
+TrainerOptions Network(int input_dim, std::vector<model::LayerSpec> layers) {
+  TrainerOptions options = SmallOptions();
+  options.mlp.input_dim = input_dim;
+  options.mlp.layers = std::move(layers);
+  return options;
+}
+
 std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options = SmallOptions(),
                                      Trainer::PublishCallback on_publish = nullptr) {
   absl::StatusOr<std::unique_ptr<Trainer>> trainer =
@@ -57,9 +67,10 @@ std::unique_ptr<Trainer> MakeTrainer(TrainerOptions options = SmallOptions(),
 // these small models' requests are batched.
 std::unique_ptr<ForwardBatcher> MakeBatcher(const Trainer* trainer, uint32_t max_batch_rows,
                                             absl::Duration delay, ModelMetrics* metrics = nullptr,
-                                            uint64_t min_batch_macs = 0) {
-  absl::StatusOr<std::unique_ptr<ForwardBatcher>> batcher =
-      ForwardBatcher::Create(trainer, {max_batch_rows, delay, min_batch_macs}, metrics);
+                                            uint64_t min_batch_macs = 0,
+                                            uint32_t gradient_threads = 0) {
+  absl::StatusOr<std::unique_ptr<ForwardBatcher>> batcher = ForwardBatcher::Create(
+      trainer, {max_batch_rows, delay, min_batch_macs, gradient_threads}, metrics);
   EXPECT_TRUE(batcher.ok()) << batcher.status();
   return *std::move(batcher);
 }
@@ -82,6 +93,35 @@ model::Matrix Inputs(int rows, float seed, int cols = 3) {
   model::Matrix m(rows, cols);
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = std::sin(seed + 0.37f * i);
   return m;
+}
+
+// One InputGradient caller: its request, its answer and the thread that gave it.
+struct GradientCall {
+  GradientCall(int rows, float seed) : inputs(Inputs(rows, seed)), deltas(Inputs(rows, -seed, 2)) {}
+  model::Matrix inputs;
+  model::Matrix deltas;
+  absl::StatusOr<InputGradientResult> result = absl::UnknownError("not answered");
+  std::thread::id answered_on;
+  absl::Notification done;
+};
+
+absl::Status EnqueueGradient(ForwardBatcher& batcher, GradientCall& call) {
+  return batcher.EnqueueInputGradient(call.inputs, call.deltas,
+                                      [&call](absl::StatusOr<InputGradientResult> result) {
+                                        call.result = std::move(result);
+                                        call.answered_on = std::this_thread::get_id();
+                                        call.done.Notify();
+                                      });
+}
+
+// The answer has the bits of Trainer::InputGradient at the same version.
+void ExpectSameAsTrainer(const Trainer& trainer, const GradientCall& call) {
+  ASSERT_TRUE(call.result.ok()) << call.result.status();
+  absl::StatusOr<InputGradientResult> alone = trainer.InputGradient(call.inputs, call.deltas);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(call.result->input_gradient, alone->input_gradient);
+  EXPECT_EQ(call.result->outputs, alone->outputs);
+  EXPECT_EQ(call.result->version, alone->version);
 }
 
 // 1 + 2 + ... + 8 = 36 rows from 8 callers, held until they form one batch;
@@ -122,10 +162,8 @@ TEST(ForwardBatcher, CallersInOneBatchGetTheirOwnRowsBitIdenticalToUnbatched) {
 // whole lane groups and a remainder (20 inputs), tiles of units and single
 // units (41, 9), tiles of rows and single rows (36 stacked vs 1–8 alone).
 TEST(ForwardBatcher, CallersInOneBatchOfAWideModelGetTheirOwnRowsBitIdenticalToUnbatched) {
-  TrainerOptions options = SmallOptions();
-  options.mlp.input_dim = 20;
-  options.mlp.layers = {{41, model::Activation::kTanh}, {9, model::Activation::kIdentity}};
-  ExpectOneBatchGivesEachCallerItsOwnBits(std::move(options));
+  ExpectOneBatchGivesEachCallerItsOwnBits(
+      Network(20, {{41, model::Activation::kTanh}, {9, model::Activation::kIdentity}}));
 }
 
 TEST(ForwardBatcher, BatchesHoldAtMostMaxBatchRowsAndARequestNeverSplits) {
@@ -393,12 +431,10 @@ TEST(ForwardBatcher, ByDefaultSmallModelsComputeInlineAndLargeOnesBatch) {
   EXPECT_TRUE((*small_batcher)->ComputesInline(1));
   EXPECT_TRUE((*small_batcher)->ComputesInline(819));   // 65,520 multiply-adds.
   EXPECT_FALSE((*small_batcher)->ComputesInline(820));  // 65,600.
-  TrainerOptions options = SmallOptions();              // 64 → 256 → 256 → 64: 98,304 a row.
-  options.mlp.input_dim = 64;
-  options.mlp.layers = {{256, model::Activation::kTanh},
-                        {256, model::Activation::kTanh},
-                        {64, model::Activation::kIdentity}};
-  auto large = MakeTrainer(std::move(options));
+  // 64 → 256 → 256 → 64: 98,304 a row.
+  auto large = MakeTrainer(Network(64, {{256, model::Activation::kTanh},
+                                        {256, model::Activation::kTanh},
+                                        {64, model::Activation::kIdentity}}));
   auto large_batcher = ForwardBatcher::Create(large.get(), ForwardBatchingOptions{});
   ASSERT_TRUE(large_batcher.ok());
   EXPECT_FALSE((*large_batcher)->ComputesInline(1));
@@ -416,6 +452,205 @@ TEST(ForwardBatcher, CreateRejectsZeroRowsAndBadDelays) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ForwardBatcher::Create(trainer.get(), {8, absl::InfiniteDuration()}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace deltaserve::server
+
+namespace deltaserve::server {
+namespace {
+
+// SmallOptions' model: 80 multiply-adds a row forward, 160 with the backward.
+TEST(ForwardBatcherInputGradient, CheapOnesRunInTheCallersThreadLongOnesOnAGradientThread) {
+  auto trainer = MakeTrainer();
+  // A gradient is inline below 64 × 3 = 192 multiply-adds, a Forward below 3.
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration(),
+                             /*metrics=*/nullptr, /*min_batch_macs=*/3);
+  static_assert(ForwardBatcher::kGradientInlineFactor == 64);
+  EXPECT_TRUE(batcher->ComputesGradientInline(1));   // 160.
+  EXPECT_FALSE(batcher->ComputesGradientInline(2));  // 320.
+  EXPECT_FALSE(batcher->ComputesInline(1));          // A Forward of 80 is stacked.
+  GradientCall cheap(1, 1.0f);
+  ASSERT_TRUE(EnqueueGradient(*batcher, cheap).ok());
+  ASSERT_TRUE(cheap.done.HasBeenNotified());  // Before EnqueueInputGradient returned.
+  EXPECT_EQ(cheap.answered_on, std::this_thread::get_id());
+  ExpectSameAsTrainer(*trainer, cheap);
+  GradientCall costly(5, 2.0f);
+  ASSERT_TRUE(EnqueueGradient(*batcher, costly).ok());
+  ASSERT_TRUE(costly.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_NE(costly.answered_on, std::this_thread::get_id());
+  ExpectSameAsTrainer(*trainer, costly);
+}
+
+// Gradients have threads of their own: one is answered while a Forward
+// waits (60 s) for its batch to fill, and the Forward still waits after it.
+TEST(ForwardBatcherInputGradient, NeitherWaitsForTheOther) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, kHoldForFullBatch);
+  Call held;
+  held.inputs = Inputs(1, 1.0f);
+  ASSERT_TRUE(Enqueue(*batcher, held).ok());
+  GradientCall gradient(3, 3.0f);
+  ASSERT_TRUE(EnqueueGradient(*batcher, gradient).ok());
+  ASSERT_TRUE(gradient.done.WaitForNotificationWithTimeout(kWait))
+      << "the gradient waited for the Forward batch to fill";
+  ExpectSameAsTrainer(*trainer, gradient);
+  EXPECT_FALSE(held.done.HasBeenNotified());
+  EXPECT_EQ(batcher->queued(), 1u);
+  batcher->Stop();
+  EXPECT_EQ(held.result.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// With 2 gradient threads two callers' gradients run at once: each answer
+// waits for the other to begin, which one thread could never do.
+TEST(ForwardBatcherInputGradient, ConcurrentCallersGradientsRunInParallel) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration(),
+                             /*metrics=*/nullptr, /*min_batch_macs=*/0, /*gradient_threads=*/2);
+  absl::Notification entered[2], answered[2];
+  bool saw_the_other[2] = {false, false};
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(batcher
+                    ->EnqueueInputGradient(
+                        Inputs(3, 1.0f + k), Inputs(3, 2.0f, 2),
+                        [&, k](absl::StatusOr<InputGradientResult> result) {
+                          EXPECT_TRUE(result.ok()) << result.status();
+                          entered[k].Notify();
+                          saw_the_other[k] = entered[1 - k].WaitForNotificationWithTimeout(kWait);
+                          answered[k].Notify();
+                        })
+                    .ok());
+  }
+  for (absl::Notification& done : answered) {
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(2 * kWait));
+  }
+  EXPECT_TRUE(saw_the_other[0] && saw_the_other[1]) << "the two gradients ran one after the other";
+}
+
+TEST(ForwardBatcherInputGradient, BadRequestsAreRefusedAtOnceAndNeverQueued) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
+  GradientCall wrong_deltas(3, 1.0f);
+  wrong_deltas.deltas = Inputs(2, 1.0f, 2);  // 2 rows for 3 inputs.
+  absl::Status refused = EnqueueGradient(*batcher, wrong_deltas);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("deltas"));
+  GradientCall wrong_inputs(3, 1.0f);
+  wrong_inputs.inputs = Inputs(3, 1.0f, 4);  // input_dim is 3.
+  EXPECT_EQ(EnqueueGradient(*batcher, wrong_inputs).code(), absl::StatusCode::kInvalidArgument);
+  GradientCall nan(3, 1.0f);
+  nan.deltas(1, 1) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(EnqueueGradient(*batcher, nan).code(), absl::StatusCode::kInvalidArgument);
+  for (GradientCall* call : {&wrong_deltas, &wrong_inputs, &nan}) {
+    EXPECT_FALSE(call->done.HasBeenNotified());
+  }
+  EXPECT_EQ(batcher->queued_gradients(), 0u);
+}
+
+// A batcher with one gradient thread, held by the answer to a first gradient
+// until `release`: what is enqueued after it waits in the queue.
+struct HeldGradientThread {
+  explicit HeldGradientThread(const Trainer* trainer)
+      : batcher(MakeBatcher(trainer, /*max_batch_rows=*/64, absl::ZeroDuration(),
+                            /*metrics=*/nullptr, /*min_batch_macs=*/0, /*gradient_threads=*/1)) {
+    const absl::Status queued = batcher->EnqueueInputGradient(
+        Inputs(3, 9.0f), Inputs(3, 9.0f, 2), [this](absl::StatusOr<InputGradientResult>) {
+          entered.Notify();
+          release.WaitForNotification();
+        });
+    EXPECT_TRUE(queued.ok()) << queued;
+    EXPECT_TRUE(entered.WaitForNotificationWithTimeout(kWait));
+  }
+  ~HeldGradientThread() {
+    if (!release.HasBeenNotified()) release.Notify();
+  }
+  absl::Notification entered, release;
+  std::unique_ptr<ForwardBatcher> batcher;
+};
+
+// The test learns that Stop has begun when Enqueue is refused.
+TEST(ForwardBatcherInputGradient, StopFailsAWaitingOneWithUnavailableAndRefusesNewOnes) {
+  auto trainer = MakeTrainer();
+  HeldGradientThread held(trainer.get());
+  ForwardBatcher& batcher = *held.batcher;
+  GradientCall waiting(3, 1.0f);
+  ASSERT_TRUE(EnqueueGradient(batcher, waiting).ok());
+  EXPECT_EQ(batcher.queued_gradients(), 1u);
+  std::thread stopper([&] { batcher.Stop(); });
+  GradientCall late(3, 2.0f);
+  std::atomic<int> probes_unanswered{0};
+  for (;;) {  // Until Stop has marked the batcher stopping.
+    const absl::Status probe = batcher.EnqueueInputGradient(
+        Inputs(3, 0.0f), Inputs(3, 0.0f, 2), [&](absl::StatusOr<InputGradientResult> r) {
+          if (absl::IsUnavailable(r.status())) --probes_unanswered;
+        });
+    if (probe.ok()) {
+      ++probes_unanswered;
+    } else if (!absl::IsResourceExhausted(probe)) {
+      EXPECT_EQ(probe.code(), absl::StatusCode::kUnavailable) << probe;
+      break;
+    }
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(EnqueueGradient(batcher, late).code(), absl::StatusCode::kUnavailable);
+  held.release.Notify();
+  stopper.join();
+  ASSERT_TRUE(waiting.done.HasBeenNotified());  // Stop returns after the callbacks.
+  EXPECT_EQ(waiting.result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(late.done.HasBeenNotified());
+  EXPECT_EQ(probes_unanswered.load(), 0);
+}
+
+TEST(ForwardBatcherInputGradient, AFullQueueIsResourceExhausted) {
+  auto trainer = MakeTrainer();
+  HeldGradientThread held(trainer.get());
+  for (size_t i = 0; i < ForwardBatcher::kMaxQueuedRequests; ++i) {
+    ASSERT_TRUE(held.batcher
+                    ->EnqueueInputGradient(Inputs(1, 0.0f), Inputs(1, 0.0f, 2),
+                                           [](absl::StatusOr<InputGradientResult>) {})
+                    .ok());
+  }
+  GradientCall refused(1, 1.0f);
+  const absl::Status full = EnqueueGradient(*held.batcher, refused);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("InputGradient requests already waiting"));
+  // Forwards have a queue of their own.
+  Call forward;
+  forward.inputs = Inputs(1, 1.0f);
+  EXPECT_TRUE(Enqueue(*held.batcher, forward).ok());
+  ASSERT_TRUE(forward.done.WaitForNotificationWithTimeout(kWait));
+  held.release.Notify();
+  held.batcher->Stop();
+  EXPECT_FALSE(refused.done.HasBeenNotified());
+}
+
+TEST(ForwardBatcherInputGradient, ByDefaultATd3CriticsBatchIsInlineAndLargerProductsAreNot) {
+  // 4 → 64 → 64 → 1: 4,416 a row.
+  auto small = MakeTrainer(Network(4, {{64, model::Activation::kRelu},
+                                       {64, model::Activation::kRelu},
+                                       {1, model::Activation::kIdentity}}));
+  auto small_batcher = ForwardBatcher::Create(small.get(), ForwardBatchingOptions{});
+  ASSERT_TRUE(small_batcher.ok());
+  EXPECT_TRUE((*small_batcher)->ComputesGradientInline(256));  // 2.3M with the backward.
+  EXPECT_FALSE((*small_batcher)->ComputesInline(256));         // A Forward of 1.1M is stacked.
+  // 64 → 1024 → 1024 → 64: 1.18M a row.
+  auto big = MakeTrainer(Network(64, {{1024, model::Activation::kTanh},
+                                      {1024, model::Activation::kTanh},
+                                      {64, model::Activation::kIdentity}}));
+  auto big_batcher = ForwardBatcher::Create(big.get(), ForwardBatchingOptions{});
+  ASSERT_TRUE(big_batcher.ok());
+  EXPECT_TRUE((*big_batcher)->ComputesGradientInline(1));   // 2.4M.
+  EXPECT_FALSE((*big_batcher)->ComputesGradientInline(2));  // 4.7M of 4.2M.
+}
+
+TEST(ForwardBatcherInputGradient, MaxBatchRowsOneComputesEveryOneInTheCallersThread) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/1, absl::ZeroDuration());
+  EXPECT_TRUE(batcher->ComputesGradientInline(4096));
+  GradientCall call(50, 1.0f);
+  ASSERT_TRUE(EnqueueGradient(*batcher, call).ok());
+  ASSERT_TRUE(call.done.HasBeenNotified());
+  ExpectSameAsTrainer(*trainer, call);
 }
 
 }  // namespace

@@ -527,8 +527,17 @@ TEST(SubmitInputGradientPersistence, ADuplicateAfterACrashOrARestartGetsTheOrigi
 
 // ---- Through a real server on 127.0.0.1:0 with the C++ client ----
 
-class InputGradientServerTest : public client::testing::ServerTest {
+// Each test twice: with the default min_batch_macs this small model's calls
+// are computed in the gRPC reaction; with 1, every Forward and InputGradient
+// is answered from the model's batcher thread.
+class InputGradientServerTest : public client::testing::ServerTest,
+                                public ::testing::WithParamInterface<uint64_t> {
  protected:
+  deltaserve::v1::ServerConfig Config() const override {
+    deltaserve::v1::ServerConfig config = client::testing::SmallConfig();
+    config.mutable_models(0)->set_min_batch_macs(GetParam());
+    return config;
+  }
   model::Matrix X() const {
     model::Matrix x(3, client::testing::kInputDim);
     x << 0.5f, -0.25f, 1.0f, -1.5f, 0.75f, 0.1f, 2.0f, 0.0f, -0.3f;
@@ -551,7 +560,7 @@ class InputGradientServerTest : public client::testing::ServerTest {
   }
 };
 
-TEST_F(InputGradientServerTest, UnaryRpcAnswersTheVjpAndChangesNothing) {
+TEST_P(InputGradientServerTest, UnaryRpcAnswersTheVjpAndChangesNothing) {
   const std::vector<float> before = server->trainer("")->snapshot()->parameters;
   absl::StatusOr<client::InputGradientResult> result = client->InputGradient(X(), D());
   ASSERT_TRUE(result.ok()) << result.status();
@@ -571,7 +580,7 @@ TEST_F(InputGradientServerTest, UnaryRpcAnswersTheVjpAndChangesNothing) {
   EXPECT_THAT(server->metrics()->Scrape(), HasSubstr("rpc=\"InputGradient\""));
 }
 
-TEST_F(InputGradientServerTest, SubmitDeltaReturnsTheInputGradientWhenAsked) {
+TEST_P(InputGradientServerTest, SubmitDeltaReturnsTheInputGradientWhenAsked) {
   client::DeltaSubmission s;
   s.inputs = X();
   s.deltas = D();
@@ -587,7 +596,7 @@ TEST_F(InputGradientServerTest, SubmitDeltaReturnsTheInputGradientWhenAsked) {
   EXPECT_EQ(result->input_gradient.size(), 0);
 }
 
-TEST_F(InputGradientServerTest, SessionServesInputGradientsBesideForwardAndSubmit) {
+TEST_P(InputGradientServerTest, SessionServesInputGradientsBesideForwardAndSubmit) {
   absl::StatusOr<std::unique_ptr<client::Session>> session = client->OpenSession();
   ASSERT_TRUE(session.ok()) << session.status();
   const model::Matrix expected = LocalVjp(D());
@@ -616,6 +625,13 @@ TEST_F(InputGradientServerTest, SessionServesInputGradientsBesideForwardAndSubmi
   EXPECT_EQ(after->version, 1u);  // One row per step: the submit stepped.
   EXPECT_TRUE((*session)->Close().ok());
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, InputGradientServerTest,
+                         ::testing::Values(uint64_t{0}, uint64_t{1}),
+                         [](const ::testing::TestParamInfo<uint64_t>& info) {
+                           return info.param == 0 ? std::string("InTheReaction")
+                                                  : std::string("OnTheBatcherThread");
+                         });
 
 }  // namespace
 }  // namespace deltaserve::server
