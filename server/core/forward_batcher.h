@@ -46,7 +46,7 @@
 // wait for Forward batches, nor Forwards for gradients. Stop() fails a queued
 // gradient like a Forward; max_batch_rows = 1 computes every one inline.
 //
-// No gRPC here; callbacks must not block (they run on the batcher thread).
+// No gRPC here; callbacks must not block (they run on the batcher's threads).
 #ifndef DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_
 #define DELTASERVE_SERVER_CORE_FORWARD_BATCHER_H_
 
