@@ -278,14 +278,16 @@ class ClientTest(ServerTestCase):
                          wait_for_ready=False)
 
     def test_watch_stream_errors_are_mapped(self):
-        stream = self.client("mlp").watch()
+        # A deadline well past what the test takes, so that a server that never
+        # answers fails the test with DeadlineExceeded, not ctest's timeout.
+        stream = self.client("mlp").watch(timeout=60)
         params, version = next(stream)
         self.assertEqual(len(params), 8 * 4 + 5 * 9 + 2 * 6)
         stream.cancel()
         with self.assertRaises(deltaserve_client.Cancelled):
             next(stream)
         with self.assertRaises(deltaserve_client.NotFound):
-            next(self.client("no-such-model").watch())
+            next(self.client("no-such-model").watch(timeout=60))
 
 
 class ConvertTest(unittest.TestCase):
