@@ -4,6 +4,13 @@
 // --input_dim → --output_dim, and Session echoes each call as its answer (one
 // read and one write in flight, like the real server).
 //
+// --handoff: the Session's SubmitDelta calls are answered by one worker
+// thread instead of the reaction that read them, the way the real server
+// hands them to its learner: the reaction queues the call and wakes the
+// worker, which takes every queued call at once and starts each answer's
+// write itself. No step, no metrics, no history: what the hand-off to a
+// thread of the server's own, and back, costs on its own.
+//
 // Weight push floor: a "version" is a ParameterUpdate of --parameters zeros.
 // Every SubmitDelta is a step: it serializes the next version ONCE and starts
 // a write of those bytes on every WatchParameters stream that has none in
@@ -13,7 +20,7 @@
 // Flags as the real binary's where the bench needs them:
 //
 //   deltaserve_echo_server --listen=127.0.0.1:0 [--input_dim=4 --output_dim=2
-//       --parameters=0]
+//       --parameters=0 --handoff]
 //
 // prints "listening on ADDR" and serves until SIGTERM / SIGINT.
 #include <pthread.h>
@@ -25,10 +32,13 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "deltaserve/base/address.h"
@@ -46,6 +56,9 @@ ABSL_FLAG(std::string, log_level, "", "ignored");
 ABSL_FLAG(int, input_dim, 4, "GetModelInfo's input_dim");
 ABSL_FLAG(int, output_dim, 2, "columns of every Forward answer");
 ABSL_FLAG(int, parameters, 0, "length of every ParameterUpdate (WatchParameters, GetParameters)");
+ABSL_FLAG(bool, handoff, false,
+          "answer the Session's SubmitDelta calls on a worker thread (the real server's hand-off "
+          "to its learner, without the step)");
 
 namespace deltaserve::bench {
 namespace {
@@ -60,68 +73,153 @@ void Answer(const v1::ForwardRequest& request, int output_dim, v1::ForwardRespon
   response->set_version(0);
 }
 
+class EchoSession;
+
+// --handoff's worker: one thread, woken per call queued while it sleeps,
+// answering everything queued at once (the learner's TakeBatch).
+class HandoffWorker {
+ public:
+  HandoffWorker() : thread_([this] { Run(); }) {}
+  ~HandoffWorker() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+  HandoffWorker(const HandoffWorker&) = delete;
+  HandoffWorker& operator=(const HandoffWorker&) = delete;
+
+  // `session` stays alive until it has been answered (EchoSession does not
+  // finish with calls unanswered).
+  void Queue(EchoSession* session, uint64_t id) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    queue_.emplace_back(session, id);
+  }
+
+ private:
+  void Run() ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::Mutex mu_;
+  std::vector<std::pair<EchoSession*, uint64_t>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 // Session: a read always in flight (while fewer than kMaxQueued answers
 // wait), one write in flight, answers in arrival order — the real server's
-// shape without its work.
+// shape without its work. With a worker, SubmitDelta calls are answered by
+// it (Deliver) and the session finishes only once none is unanswered.
 class EchoSession final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
  public:
-  explicit EchoSession(int output_dim) : output_dim_(output_dim) { StartRead(&request_); }
+  EchoSession(int output_dim, HandoffWorker* worker) : output_dim_(output_dim), worker_(worker) {
+    StartRead(&request_);
+  }
 
   void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    reading_ = false;
-    if (!ok) {
-      read_closed_ = true;
-    } else {
-      v1::SessionResponse& response = queue_.emplace_back();
-      response.set_id(request_.id());
-      if (request_.has_forward()) {
-        Answer(request_.forward(), output_dim_, response.mutable_forward());
+    Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      reading_ = false;
+      if (!ok) {
+        read_closed_ = true;
+      } else if (worker_ != nullptr && request_.has_submit()) {
+        ++unanswered_;
+        worker_->Queue(this, request_.id());
       } else {
-        response.mutable_submit();
+        v1::SessionResponse& response = queue_.emplace_back();
+        response.set_id(request_.id());
+        if (request_.has_forward()) {
+          Answer(request_.forward(), output_dim_, response.mutable_forward());
+        } else {
+          response.mutable_submit();
+        }
       }
-    }
-    AdvanceLocked();
+    });
   }
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    queue_.pop_front();
-    if (!ok) read_closed_ = true, queue_.clear();
-    AdvanceLocked();
+    Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok) broken_ = read_closed_ = true, queue_.clear();
+    });
   }
   void OnDone() override { delete this; }
+
+  // The worker's answer to call `id` (any thread but a reaction's).
+  void Deliver(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_) {
+    Advance([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      --unanswered_;
+      if (broken_) return;  // A write failed: the client is gone.
+      v1::SessionResponse& response = queue_.emplace_back();
+      response.set_id(id);
+      response.mutable_submit();
+    });
+  }
 
  private:
   static constexpr size_t kMaxQueued = 128;
 
-  // Only ever called from reactions (gRPC threads), so starting operations
-  // under mu_ cannot re-enter it.
-  void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    if (!writing_ && !queue_.empty()) {
-      writing_ = true;
-      StartWrite(&queue_.front());
+  struct Actions {
+    const v1::SessionResponse* write = nullptr;
+    bool read = false;
+    bool finish = false;
+  };
+
+  // Runs update() under mu_, decides the next operations there and starts
+  // them after releasing it; `this` is not touched after a Finish.
+  void Advance(absl::FunctionRef<void()> update) ABSL_LOCKS_EXCLUDED(mu_) {
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      update();
+      if (finished_) return;
+      if (!writing_ && !queue_.empty()) {
+        writing_ = true;
+        actions.write = &queue_.front();
+      }
+      if (!reading_ && !read_closed_ && queue_.size() + unanswered_ < kMaxQueued) {
+        reading_ = true;
+        actions.read = true;
+      }
+      if (read_closed_ && !writing_ && queue_.empty() && !reading_ && unanswered_ == 0) {
+        finished_ = true;
+        actions.finish = true;
+      }
     }
-    if (!reading_ && !read_closed_ && queue_.size() < kMaxQueued) {
-      reading_ = true;
-      StartRead(&request_);
-    }
-    if (read_closed_ && !writing_ && queue_.empty() && !reading_) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
+    if (actions.write != nullptr) StartWrite(actions.write);
+    if (actions.read) StartRead(&request_);
+    if (actions.finish) Finish(grpc::Status::OK);
   }
 
   const int output_dim_;
-  v1::SessionRequest request_;
+  HandoffWorker* const worker_;  // null: every call answered in its reaction
+  v1::SessionRequest request_;   // Written by gRPC while reading_.
   absl::Mutex mu_;
   std::deque<v1::SessionResponse> queue_ ABSL_GUARDED_BY(mu_);
+  size_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;  // Queued to the worker.
   bool reading_ ABSL_GUARDED_BY(mu_) = true;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // A write failed.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+void HandoffWorker::Run() {
+  std::vector<std::pair<EchoSession*, uint64_t>> batch;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](HandoffWorker* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stopping_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // Stopping.
+      batch.swap(queue_);
+    }
+    for (const auto& [session, id] : batch) session->Deliver(id);
+    batch.clear();
+  }
+}
 
 // One version on the wire: a serialized ParameterUpdate, shared (a
 // ByteBuffer's copies share its slices) by every write of it.
@@ -258,8 +356,8 @@ using EchoBase = v1::Trainer::WithRawCallbackMethod_WatchParameters<
 
 class EchoService final : public EchoBase {
  public:
-  EchoService(int input_dim, int output_dim, int parameters)
-      : input_dim_(input_dim), output_dim_(output_dim), push_(parameters) {}
+  EchoService(int input_dim, int output_dim, int parameters, HandoffWorker* worker)
+      : input_dim_(input_dim), output_dim_(output_dim), worker_(worker), push_(parameters) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest*,
@@ -302,12 +400,13 @@ class EchoService final : public EchoBase {
   }
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
       grpc::CallbackServerContext*) override {
-    return new EchoSession(output_dim_);
+    return new EchoSession(output_dim_, worker_);
   }
 
  private:
   const int input_dim_;
   const int output_dim_;
+  HandoffWorker* const worker_;  // null without --handoff
   PushFloor push_;
 };
 
@@ -318,8 +417,12 @@ int Main() {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // Before gRPC starts threads.
+  // Declared first: destroyed (its thread joined) after the server has shut
+  // down, when no session can still queue a call.
+  std::unique_ptr<HandoffWorker> worker;
+  if (absl::GetFlag(FLAGS_handoff)) worker = std::make_unique<HandoffWorker>();
   EchoService service(absl::GetFlag(FLAGS_input_dim), absl::GetFlag(FLAGS_output_dim),
-                      absl::GetFlag(FLAGS_parameters));
+                      absl::GetFlag(FLAGS_parameters), worker.get());
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);

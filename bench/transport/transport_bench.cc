@@ -30,7 +30,10 @@
 //      0), 8 simulators with 1 and 8 calls in flight, unary and Session, vs
 //      the echo floor (whose SubmitDelta answers at once): what the hand-off
 //      to the learner thread and back costs per call. --submit_alone picks
-//      the configurations (e.g. session:1 alone, for a profile).
+//      the configurations (e.g. session:1 alone, for a profile). With
+//      --handoff_floor (the default) the Session rows also measure the echo
+//      with --handoff: the hand-off alone, with no step, so that what the
+//      step costs and what the hand-off costs can be told apart.
 // The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
 // SGD, one row per call.
 #include <dirent.h>
@@ -85,6 +88,9 @@ ABSL_FLAG(std::string, batching_models, "small,large,huge",
           "parameters), huge (1024 -> 4096 -> 2048 -> 16, 12.6M parameters)");
 ABSL_FLAG(std::string, submit_alone, "unary:1,session:1,session:8",
           "section 5: configurations, comma-separated transport:depth (unary:1, session:n)");
+ABSL_FLAG(bool, handoff_floor, true,
+          "section 5: also the echo floor with --handoff (Session SubmitDelta answered by a worker "
+          "thread, as deltaserve's learner answers it, with no step)");
 ABSL_FLAG(std::string, model_extra, "",
           "sections 1-2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
@@ -198,9 +204,10 @@ uint64_t ContextSwitches(pid_t pid) {
 
 // Starts `binary` and waits until it listens; then removes `config` (a
 // WriteConfig file, read by then; "" for none).
-std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config) {
+std::unique_ptr<ServerProcess> Spawn(const std::string& binary, const std::string& config,
+                                     std::vector<std::string> extra_args = {}) {
   absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-      ServerProcess::Start(binary, config, "warning", absl::Seconds(30));
+      ServerProcess::Start(binary, config, "warning", absl::Seconds(30), std::move(extra_args));
   if (!config.empty()) std::remove(config.c_str());
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start %s: %s\n", binary.c_str(),
@@ -427,6 +434,8 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
 
 void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_binary) {
   std::unique_ptr<ServerProcess> echo = Spawn(echo_binary, "");
+  std::unique_ptr<ServerProcess> handoff;
+  if (absl::GetFlag(FLAGS_handoff_floor)) handoff = Spawn(echo_binary, "", {"--handoff"});
   std::unique_ptr<ServerProcess> real =
       Spawn(deltaserve,
             WriteConfig(absl::StrFormat(
@@ -452,17 +461,27 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
   for (const auto& [transport, depth] : configurations) {
     const std::string name = absl::StrCat(TransportName(transport), ", 8 sims x ", depth);
     const LoadResult floor = RunLoad(*echo, transport, 8, depth, Work::kSubmit);
+    // The worker answers Session calls only: a unary row would be the echo's.
+    std::optional<LoadResult> handed_off;
+    if (handoff != nullptr && transport == Transport::kSession) {
+      handed_off = RunLoad(*handoff, transport, 8, depth, Work::kSubmit);
+    }
     const LoadResult got = RunLoad(*real, transport, 8, depth, Work::kSubmit);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
-    std::fputs(Row(absl::StrCat("deltaserve ", name), got, floor.calls_per_second).c_str(), stdout);
-    if (floor.server_cpu_us_per_call > 0) {
-      std::printf("| deltaserve %s: server CPU/call / echo's | | | | %.2fx | | |\n", name.c_str(),
-                  got.server_cpu_us_per_call / floor.server_cpu_us_per_call);
-    }
+    const auto ratio = [&](const std::string& who, const LoadResult& result) {
+      std::fputs(Row(absl::StrCat(who, " ", name), result, floor.calls_per_second).c_str(), stdout);
+      if (floor.server_cpu_us_per_call > 0) {
+        std::printf("| %s %s: server CPU/call / echo's | | | | %.2fx | | |\n", who.c_str(),
+                    name.c_str(), result.server_cpu_us_per_call / floor.server_cpu_us_per_call);
+      }
+    };
+    if (handed_off.has_value()) ratio("echo + hand-off", *handed_off);
+    ratio("deltaserve", got);
     std::fflush(stdout);
   }
   bool clean = false;
   real->Stop(absl::Seconds(15), &clean);
+  if (handoff != nullptr) handoff->Stop(absl::Seconds(15), &clean);
   echo->Stop(absl::Seconds(15), &clean);
 }
 
