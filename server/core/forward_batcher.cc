@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <optional>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "deltaserve/base/check.h"
+#include "deltaserve/base/cpus.h"
 #include "deltaserve/base/status_macros.h"
 #include "deltaserve/server/core/errors.h"
 
@@ -31,15 +33,12 @@ ForwardBatcher::ForwardBatcher(const Trainer* trainer, ForwardBatchingOptions op
     : trainer_(trainer),
       options_(options),
       metrics_(metrics),
-      macs_per_row_(model::MultiplyAddsPerRow(trainer->mlp().spec())) {
+      macs_per_row_(model::MultiplyAddsPerRow(trainer->mlp().spec())),
+      max_gradient_threads_(options_.gradient_threads != 0
+                                ? options_.gradient_threads
+                                : static_cast<uint32_t>(base::UsableCpus())) {
   if (options_.max_batch_rows == 1) return;
   thread_ = std::thread([this] { Loop(); });
-  const uint32_t gradient_threads = options_.gradient_threads != 0
-                                        ? options_.gradient_threads
-                                        : std::max(1u, std::thread::hardware_concurrency());
-  for (uint32_t i = 0; i < gradient_threads; ++i) {
-    gradient_threads_.emplace_back([this] { GradientLoop(); });
-  }
 }
 
 ForwardBatcher::~ForwardBatcher() { Stop(); }
@@ -92,6 +91,23 @@ absl::Status ForwardBatcher::EnqueueInputGradient(model::Matrix inputs, model::M
   }
   if (gradients_.size() >= kMaxQueuedRequests) return QueueFull(trainer_->name(), "InputGradient");
   gradients_.push_back(GradientRequest{std::move(inputs), std::move(deltas), std::move(done)});
+  // A thread for every waiting gradient, up to the cap: one already started
+  // and idle takes it, otherwise a new one does.
+  if (gradients_.size() > idle_gradient_threads_ &&
+      gradient_threads_.size() < max_gradient_threads_) {
+    ++idle_gradient_threads_;
+    try {
+      gradient_threads_.emplace_back([this] { GradientLoop(); });
+    } catch (const std::system_error& error) {  // Out of threads: the ones there are serve.
+      --idle_gradient_threads_;
+      if (gradient_threads_.empty()) {
+        gradients_.pop_back();  // Refused: `done` is not called.
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "model \"", trainer_->name(), "\": cannot start a thread for InputGradient requests (",
+            error.what(), "); retry later"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -120,13 +136,15 @@ void ForwardBatcher::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  std::vector<std::thread> gradient_threads;
   {
     absl::MutexLock lock(&gradient_mu_);
-    gradients_stopping_ = true;
+    gradients_stopping_ = true;  // From now on no thread starts.
+    gradient_threads.swap(gradient_threads_);
   }
+  for (std::thread& thread : gradient_threads) thread.join();
   std::call_once(join_once_, [this] {
     if (thread_.joinable()) thread_.join();
-    for (std::thread& thread : gradient_threads_) thread.join();
   });
 }
 
@@ -138,6 +156,11 @@ size_t ForwardBatcher::queued() const {
 size_t ForwardBatcher::queued_gradients() const {
   absl::MutexLock lock(&gradient_mu_);
   return gradients_.size();
+}
+
+size_t ForwardBatcher::gradient_threads_started() const {
+  absl::MutexLock lock(&gradient_mu_);
+  return gradient_threads_.size();
 }
 
 void ForwardBatcher::Loop() {
@@ -186,11 +209,12 @@ std::deque<ForwardBatcher::Request> ForwardBatcher::TakeBatch() {
 }
 
 void ForwardBatcher::GradientLoop() {
-  for (;;) {
+  for (bool computed = false;; computed = true) {
     std::optional<GradientRequest> request;
     std::deque<GradientRequest> abandoned;
     {
       absl::MutexLock lock(&gradient_mu_);
+      if (computed) ++idle_gradient_threads_;  // Counted as idle when started.
       gradient_mu_.Await(absl::Condition(
           +[](ForwardBatcher* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->gradient_mu_) {
             return b->gradients_stopping_ || !b->gradients_.empty();
@@ -201,6 +225,8 @@ void ForwardBatcher::GradientLoop() {
       } else {
         request = std::move(gradients_.front());
         gradients_.pop_front();
+        DELTASERVE_DCHECK(idle_gradient_threads_ > 0);
+        --idle_gradient_threads_;
       }
     }
     if (!request.has_value()) {

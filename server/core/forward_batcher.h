@@ -39,9 +39,11 @@
 // product is long. One whose forward and backward products together cost
 // fewer than kGradientInlineFactor × min_batch_macs multiply-adds is computed
 // inline (a TD3 critic of 4 → 64 → 64 → 1 at 256 rows: 2.3M); a costlier one
-// is queued for the batcher's gradient threads (one per core by default:
-// concurrent callers' gradients still run in parallel, as they did in gRPC's
-// threads), which compute each alone, so that a large model's backward pass
+// is queued for the batcher's gradient threads (at most one per usable CPU by
+// default, base::UsableCpus: concurrent callers' gradients still run in
+// parallel, as they did in gRPC's threads; a thread starts only when a queued
+// gradient finds none idle, so a model that never gets a long gradient has
+// none), which compute each alone, so that a large model's backward pass
 // never holds a gRPC thread while other calls wait for one. Gradients never
 // wait for Forward batches, nor Forwards for gradients. Stop() fails a queued
 // gradient like a Forward; max_batch_rows = 1 computes every one inline.
@@ -78,8 +80,9 @@ struct ForwardBatchingOptions {
   // A request costing fewer multiply-adds than this is computed inline, in
   // Enqueue (see the file comment); 0 = every request goes to the batcher.
   uint64_t min_batch_macs = wire::kDefaultMinBatchMacs;
-  // Threads computing long InputGradients (see the file comment); 0 = one per
-  // core (std::thread::hardware_concurrency). None with max_batch_rows = 1.
+  // At most this many threads compute long InputGradients (see the file
+  // comment), started as gradients come; 0 = one per CPU this process may use
+  // (base::UsableCpus). None with max_batch_rows = 1.
   uint32_t gradient_threads = 0;
 };
 
@@ -137,6 +140,10 @@ class ForwardBatcher {
   size_t queued() const ABSL_LOCKS_EXCLUDED(mu_);
   // InputGradient requests waiting (not yet taken by a gradient thread).
   size_t queued_gradients() const ABSL_LOCKS_EXCLUDED(gradient_mu_);
+  // Gradient threads started so far (never more than max_gradient_threads()).
+  size_t gradient_threads_started() const ABSL_LOCKS_EXCLUDED(gradient_mu_);
+  // The cap: options().gradient_threads, or base::UsableCpus() for 0.
+  uint32_t max_gradient_threads() const { return max_gradient_threads_; }
 
   // Whether a request of `rows` rows is computed inline by Enqueue.
   bool ComputesInline(Eigen::Index rows) const;
@@ -171,6 +178,7 @@ class ForwardBatcher {
   const ForwardBatchingOptions options_;
   ModelMetrics* const metrics_;
   const uint64_t macs_per_row_;
+  const uint32_t max_gradient_threads_;
 
   // Batcher-thread state.
   model::Matrix stacked_;
@@ -187,11 +195,14 @@ class ForwardBatcher {
   mutable absl::Mutex gradient_mu_;
   std::deque<GradientRequest> gradients_ ABSL_GUARDED_BY(gradient_mu_);
   bool gradients_stopping_ ABSL_GUARDED_BY(gradient_mu_) = false;
+  // Started threads not computing a gradient (waiting, or about to wait).
+  size_t idle_gradient_threads_ ABSL_GUARDED_BY(gradient_mu_) = 0;
+  // Started as gradients come (EnqueueInputGradient); joined by Stop.
+  std::vector<std::thread> gradient_threads_ ABSL_GUARDED_BY(gradient_mu_);
 
   std::once_flag join_once_;
   // Last: they start after everything above exists.
   std::thread thread_;
-  std::vector<std::thread> gradient_threads_;
 };
 
 }  // namespace deltaserve::server

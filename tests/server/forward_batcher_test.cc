@@ -8,6 +8,8 @@
 // enqueueing exactly max_batch_rows rows forms exactly one batch.
 #include "deltaserve/server/core/forward_batcher.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -21,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "deltaserve/base/cpus.h"
 #include "deltaserve/server/core/metrics.h"
 #include "deltaserve/server/core/trainer.h"
 #include "deltaserve/tests/server/metrics_scrape.h"
@@ -622,6 +625,70 @@ TEST(ForwardBatcherInputGradient, AFullQueueIsResourceExhausted) {
   held.release.Notify();
   held.batcher->Stop();
   EXPECT_FALSE(refused.done.HasBeenNotified());
+}
+
+// Gradient threads start as long gradients come, one for each that finds
+// none idle, and never more than the cap: five gradients held in their
+// answers start exactly two threads of two, and the other three wait.
+TEST(ForwardBatcherInputGradient, ThreadsStartAsGradientsComeAndNeverBeyondTheCap) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration(),
+                             /*metrics=*/nullptr, /*min_batch_macs=*/0, /*gradient_threads=*/2);
+  EXPECT_EQ(batcher->max_gradient_threads(), 2u);
+  EXPECT_EQ(batcher->gradient_threads_started(), 0u) << "threads before any gradient came";
+  constexpr int kGradients = 5;
+  absl::Notification release;
+  absl::Notification entered[kGradients], answered[kGradients];
+  for (int k = 0; k < kGradients; ++k) {
+    ASSERT_TRUE(batcher
+                    ->EnqueueInputGradient(Inputs(3, 1.0f + k), Inputs(3, 2.0f, 2),
+                                           [&, k](absl::StatusOr<InputGradientResult> result) {
+                                             EXPECT_TRUE(result.ok()) << result.status();
+                                             entered[k].Notify();
+                                             release.WaitForNotification();
+                                             answered[k].Notify();
+                                           })
+                    .ok());
+  }
+  // The first two are each held by a thread of their own.
+  ASSERT_TRUE(entered[0].WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(entered[1].WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(batcher->gradient_threads_started(), 2u);
+  EXPECT_EQ(batcher->queued_gradients(), 3u);
+  release.Notify();
+  for (absl::Notification& done : answered) {
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  }
+  EXPECT_EQ(batcher->gradient_threads_started(), 2u);
+}
+
+TEST(ForwardBatcherInputGradient, ByDefaultTheCapIsTheCpusThisProcessMayUse) {
+  auto trainer = MakeTrainer();
+  auto batcher = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
+  EXPECT_EQ(batcher->max_gradient_threads(), static_cast<uint32_t>(base::UsableCpus()));
+  EXPECT_EQ(batcher->gradient_threads_started(), 0u);
+  // Pinned to one CPU (as taskset or a cpuset would), whatever the host has.
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  auto pinned = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
+  ASSERT_EQ(sched_setaffinity(0, sizeof all, &all), 0);
+  EXPECT_EQ(pinned->max_gradient_threads(), 1u);
+  // Cheap gradients, computed inline, start none.
+  auto inline_only = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration(),
+                                 /*metrics=*/nullptr, /*min_batch_macs=*/1'000'000);
+  GradientCall cheap(3, 1.0f);
+  ASSERT_TRUE(EnqueueGradient(*inline_only, cheap).ok());
+  ASSERT_TRUE(cheap.done.HasBeenNotified());
+  EXPECT_EQ(inline_only->gradient_threads_started(), 0u);
 }
 
 TEST(ForwardBatcherInputGradient, ByDefaultATd3CriticsBatchIsInlineAndLargerProductsAreNot) {
