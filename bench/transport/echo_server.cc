@@ -48,6 +48,8 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/async_stream.h"
 #include "grpcpp/support/byte_buffer.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "host:port or [IPv6]:port (port 0: the OS picks)");
@@ -56,6 +58,11 @@ ABSL_FLAG(std::string, log_level, "", "ignored");
 ABSL_FLAG(int, input_dim, 4, "GetModelInfo's input_dim");
 ABSL_FLAG(int, output_dim, 2, "columns of every Forward answer");
 ABSL_FLAG(int, parameters, 0, "length of every ParameterUpdate (WatchParameters, GetParameters)");
+ABSL_FLAG(bool, session_cq, false,
+          "serve the Session with gRPC's async API, from one thread that polls its own "
+          "completion queue, reads each call, answers it and writes the answer");
+ABSL_FLAG(bool, session_cq_only, false,
+          "as --session_cq, in a server that serves nothing else (every other method unserved)");
 ABSL_FLAG(bool, handoff, false,
           "answer the Session's SubmitDelta calls on a worker thread (the real server's hand-off "
           "to its learner, without the step)");
@@ -351,13 +358,27 @@ uint64_t PushFloor::Step() {
   return number;
 }
 
+// Every method on the callback API: the plain echo and --handoff.
 using EchoBase = v1::Trainer::WithRawCallbackMethod_WatchParameters<
     v1::Trainer::WithRawCallbackMethod_GetParameters<v1::Trainer::CallbackService>>;
+// The same with the Session on the async API (--session_cq).
+using T = v1::Trainer;
+using CqEchoBase = T::WithCallbackMethod_GetModelInfo<T::WithCallbackMethod_Forward<
+    T::WithCallbackMethod_SubmitDelta<T::WithRawCallbackMethod_GetParameters<
+        T::WithRawCallbackMethod_WatchParameters<T::WithAsyncMethod_Session<
+            T::WithCallbackMethod_InputGradient<T::WithCallbackMethod_ListModels<
+                T::WithCallbackMethod_GetMetricsHistory<T::Service>>>>>>>>>;
 
-class EchoService final : public EchoBase {
+// Every method but the Session, on `Base`; sizes from the flags.
+template <class Base>
+class EchoMethods : public Base {
  public:
-  EchoService(int input_dim, int output_dim, int parameters, HandoffWorker* worker)
-      : input_dim_(input_dim), output_dim_(output_dim), worker_(worker), push_(parameters) {}
+  EchoMethods()
+      : input_dim_(absl::GetFlag(FLAGS_input_dim)),
+        output_dim_(absl::GetFlag(FLAGS_output_dim)),
+        push_(absl::GetFlag(FLAGS_parameters)) {}
+
+  int output_dim() const { return output_dim_; }
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest*,
@@ -398,17 +419,132 @@ class EchoService final : public EchoBase {
                                                               const grpc::ByteBuffer*) override {
     return new PushWatch(&push_);
   }
+
+ protected:
+  const int input_dim_;
+  const int output_dim_;
+  PushFloor push_;
+};
+
+class EchoService final : public EchoMethods<EchoBase> {
+ public:
+  // `worker` (null: none) must outlive the server.
+  explicit EchoService(HandoffWorker* worker) : worker_(worker) {}
+
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse>* Session(
       grpc::CallbackServerContext*) override {
     return new EchoSession(output_dim_, worker_);
   }
 
  private:
-  const int input_dim_;
-  const int output_dim_;
   HandoffWorker* const worker_;  // null without --handoff
-  PushFloor push_;
 };
+
+// --session_cq: the Session on gRPC's async API, every stream served by the
+// one thread that polls `cq`: it reads a call, answers it and starts the
+// answer's write itself, then asks for the next read (one read and one write
+// in flight per stream, answers in arrival order, at most kMaxQueued
+// waiting). What a learner that drives its own streams' I/O would cost.
+//
+// --session_cq_only: the same, in a server with no other method served (every
+// method on the async API, only the Session asked for), so that the thread
+// polling `cq` is the only one gRPC has to poll with.
+template <class Service>
+class CqSession {
+ public:
+  // Asks for the next Session stream; deletes itself when it has ended.
+  CqSession(Service* service, int output_dim, grpc::ServerCompletionQueue* cq)
+      : service_(service), output_dim_(output_dim), cq_(cq) {
+    service_->RequestSession(&context_, &stream_, cq_, cq_, &accepted_);
+  }
+
+  // The event of `tag` (one of this stream's), with gRPC's `ok`.
+  static void Handle(void* tag, bool ok) {
+    auto* event = static_cast<Event*>(tag);
+    event->session->On(event->kind, ok);
+  }
+
+ private:
+  static constexpr size_t kMaxQueued = 128;
+  enum class Kind { kAccepted, kRead, kWritten, kFinished };
+  struct Event {
+    CqSession* session;
+    Kind kind;
+  };
+
+  void On(Kind kind, bool ok) {
+    switch (kind) {
+      case Kind::kAccepted:
+        if (!ok) return delete this;                // The server is shutting down.
+        new CqSession(service_, output_dim_, cq_);  // The next stream.
+        Read();
+        return;
+      case Kind::kRead:
+        reading_ = false;
+        if (!ok) {
+          read_closed_ = true;
+        } else {
+          v1::SessionResponse& response = queue_.emplace_back();
+          response.set_id(request_.id());
+          if (request_.has_forward()) {
+            Answer(request_.forward(), output_dim_, response.mutable_forward());
+          } else {
+            response.mutable_submit();
+          }
+        }
+        break;
+      case Kind::kWritten:
+        writing_ = false;
+        queue_.pop_front();
+        if (!ok) read_closed_ = true, queue_.clear();
+        break;
+      case Kind::kFinished:
+        return delete this;
+    }
+    if (!writing_ && !queue_.empty()) {
+      writing_ = true;
+      stream_.Write(queue_.front(), &written_);
+    }
+    if (!reading_ && !read_closed_ && queue_.size() < kMaxQueued) Read();
+    if (read_closed_ && !reading_ && !writing_ && queue_.empty()) {
+      stream_.Finish(grpc::Status::OK, &finished_);
+    }
+  }
+
+  void Read() {
+    reading_ = true;
+    stream_.Read(&request_, &read_);
+  }
+
+  Service* const service_;
+  const int output_dim_;
+  grpc::ServerCompletionQueue* const cq_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<v1::SessionResponse, v1::SessionRequest> stream_{&context_};
+  v1::SessionRequest request_;
+  std::deque<v1::SessionResponse> queue_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_closed_ = false;
+  Event accepted_{this, Kind::kAccepted};
+  Event read_{this, Kind::kRead};
+  Event written_{this, Kind::kWritten};
+  Event finished_{this, Kind::kFinished};
+};
+
+// Every method on the async API; only the Session is ever asked for.
+using CqOnlyService = T::AsyncService;
+
+// Serves `cq`'s Session streams of `service` until the queue shuts down.
+template <class Service>
+std::thread ServeSessions(Service* service, grpc::ServerCompletionQueue* cq) {
+  new CqSession<Service>(service, absl::GetFlag(FLAGS_output_dim), cq);
+  return std::thread([cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq->Next(&tag, &ok)) CqSession<Service>::Handle(tag, ok);
+  });
+}
 
 int Main() {
   // SIGTERM / SIGINT are taken by sigwait below, not by a handler.
@@ -421,8 +557,16 @@ int Main() {
   // down, when no session can still queue a call.
   std::unique_ptr<HandoffWorker> worker;
   if (absl::GetFlag(FLAGS_handoff)) worker = std::make_unique<HandoffWorker>();
-  EchoService service(absl::GetFlag(FLAGS_input_dim), absl::GetFlag(FLAGS_output_dim),
-                      absl::GetFlag(FLAGS_parameters), worker.get());
+  const bool session_cq_only = absl::GetFlag(FLAGS_session_cq_only);
+  const bool session_cq = absl::GetFlag(FLAGS_session_cq) || session_cq_only;
+  std::unique_ptr<grpc::Service> service;
+  if (session_cq_only) {
+    service = std::make_unique<CqOnlyService>();
+  } else if (session_cq) {
+    service = std::make_unique<EchoMethods<CqEchoBase>>();
+  } else {
+    service = std::make_unique<EchoService>(worker.get());
+  }
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
@@ -433,11 +577,19 @@ int Main() {
     return 2;
   }
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::ServerCompletionQueue> cq;
+  if (session_cq) cq = builder.AddCompletionQueue();
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "deltaserve_echo_server: cannot listen on %s\n", listen.c_str());
     return 2;
+  }
+  std::thread session_thread;
+  if (session_cq_only) {
+    session_thread = ServeSessions(static_cast<CqOnlyService*>(service.get()), cq.get());
+  } else if (session_cq) {
+    session_thread = ServeSessions(static_cast<EchoMethods<CqEchoBase>*>(service.get()), cq.get());
   }
   address->port = static_cast<uint16_t>(port);
   std::printf("listening on %s\n", deltaserve::base::FormatAddress(*address).c_str());
@@ -445,6 +597,10 @@ int Main() {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   server->Shutdown(std::chrono::system_clock::now());
+  if (session_cq) {
+    cq->Shutdown();  // Next returns false once every event is drained.
+    session_thread.join();
+  }
   return 0;
 }
 

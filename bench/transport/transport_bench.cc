@@ -30,10 +30,11 @@
 //      0), 8 simulators with 1 and 8 calls in flight, unary and Session, vs
 //      the echo floor (whose SubmitDelta answers at once): what the hand-off
 //      to the learner thread and back costs per call. --submit_alone picks
-//      the configurations (e.g. session:1 alone, for a profile). With
-//      --handoff_floor (the default) the Session rows also measure the echo
-//      with --handoff: the hand-off alone, with no step, so that what the
-//      step costs and what the hand-off costs can be told apart.
+//      the configurations (e.g. session:1 alone, for a profile). --floors
+//      adds echo variants to the Session rows (default: handoff, the
+//      hand-off to a worker thread alone, with no step, so that what the
+//      step costs and what the hand-off costs can be told apart; see
+//      echo_server.cc for session_cq and session_cq_only).
 // The model for 1–2 (and section 3's first) is 4 → 16 tanh → 2 identity,
 // SGD, one row per call.
 #include <dirent.h>
@@ -88,9 +89,12 @@ ABSL_FLAG(std::string, batching_models, "small,large,huge",
           "parameters), huge (1024 -> 4096 -> 2048 -> 16, 12.6M parameters)");
 ABSL_FLAG(std::string, submit_alone, "unary:1,session:1,session:8",
           "section 5: configurations, comma-separated transport:depth (unary:1, session:n)");
-ABSL_FLAG(bool, handoff_floor, true,
-          "section 5: also the echo floor with --handoff (Session SubmitDelta answered by a worker "
-          "thread, as deltaserve's learner answers it, with no step)");
+ABSL_FLAG(std::string, floors, "handoff",
+          "section 5: echo variants measured beside the echo in the Session rows, "
+          "comma-separated: handoff (SubmitDelta answered by a worker thread, as deltaserve's "
+          "learner answers it, with no step), session_cq (the Session on gRPC's async API, one "
+          "thread reading, answering and writing; the other methods on the callback API), "
+          "session_cq_only (the same in a server serving nothing else); empty: none");
 ABSL_FLAG(std::string, model_extra, "",
           "sections 1-2: extra ModelSpec fields for deltaserve, e.g. \"max_batch_rows: 1\"");
 
@@ -434,8 +438,28 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
 
 void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_binary) {
   std::unique_ptr<ServerProcess> echo = Spawn(echo_binary, "");
-  std::unique_ptr<ServerProcess> handoff;
-  if (absl::GetFlag(FLAGS_handoff_floor)) handoff = Spawn(echo_binary, "", {"--handoff"});
+  struct Floor {
+    std::string name;
+    std::unique_ptr<ServerProcess> server;
+  };
+  std::vector<Floor> floors;
+  for (absl::string_view floor :
+       absl::StrSplit(absl::GetFlag(FLAGS_floors), ',', absl::SkipEmpty())) {
+    const std::pair<absl::string_view, absl::string_view> known[] = {
+        {"handoff", "echo + hand-off"},
+        {"session_cq", "echo (async Session)"},
+        {"session_cq_only", "echo (async only)"}};
+    const auto* found = std::find_if(std::begin(known), std::end(known),
+                                     [&](const auto& k) { return k.first == floor; });
+    if (found == std::end(known)) {
+      std::fprintf(stderr,
+                   "--floors: expected handoff, session_cq or session_cq_only, got \"%s\"\n",
+                   std::string(floor).c_str());
+      std::exit(2);
+    }
+    floors.push_back(
+        {std::string(found->second), Spawn(echo_binary, "", {absl::StrCat("--", found->first)})});
+  }
   std::unique_ptr<ServerProcess> real =
       Spawn(deltaserve,
             WriteConfig(absl::StrFormat(
@@ -461,10 +485,12 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
   for (const auto& [transport, depth] : configurations) {
     const std::string name = absl::StrCat(TransportName(transport), ", 8 sims x ", depth);
     const LoadResult floor = RunLoad(*echo, transport, 8, depth, Work::kSubmit);
-    // The worker answers Session calls only: a unary row would be the echo's.
-    std::optional<LoadResult> handed_off;
-    if (handoff != nullptr && transport == Transport::kSession) {
-      handed_off = RunLoad(*handoff, transport, 8, depth, Work::kSubmit);
+    // The variants differ in the Session only: a unary row would be the echo's.
+    std::vector<LoadResult> variants;
+    if (transport == Transport::kSession) {
+      for (const Floor& floor : floors) {
+        variants.push_back(RunLoad(*floor.server, transport, 8, depth, Work::kSubmit));
+      }
     }
     const LoadResult got = RunLoad(*real, transport, 8, depth, Work::kSubmit);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
@@ -475,13 +501,13 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
                     name.c_str(), result.server_cpu_us_per_call / floor.server_cpu_us_per_call);
       }
     };
-    if (handed_off.has_value()) ratio("echo + hand-off", *handed_off);
+    for (size_t k = 0; k < variants.size(); ++k) ratio(floors[k].name, variants[k]);
     ratio("deltaserve", got);
     std::fflush(stdout);
   }
   bool clean = false;
   real->Stop(absl::Seconds(15), &clean);
-  if (handoff != nullptr) handoff->Stop(absl::Seconds(15), &clean);
+  for (Floor& floor : floors) floor.server->Stop(absl::Seconds(15), &clean);
   echo->Stop(absl::Seconds(15), &clean);
 }
 
