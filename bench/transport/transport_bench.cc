@@ -436,7 +436,9 @@ void SubmitSection(const std::string& deltaserve, const std::string& echo) {
   }
 }
 
-void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_binary) {
+// False if a load got an error or no answer at all (the rows say which).
+bool SubmitAloneSection(const std::string& deltaserve, const std::string& echo_binary) {
+  bool answered = true;
   std::unique_ptr<ServerProcess> echo = Spawn(echo_binary, "");
   struct Floor {
     std::string name;
@@ -494,6 +496,12 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
     }
     const LoadResult got = RunLoad(*real, transport, 8, depth, Work::kSubmit);
     std::fputs(Row(absl::StrCat("echo ", name), floor).c_str(), stdout);
+    for (const LoadResult* result : {&floor, &got}) {
+      answered = answered && result->errors == 0 && result->calls_per_second > 0;
+    }
+    for (const LoadResult& result : variants) {
+      answered = answered && result.errors == 0 && result.calls_per_second > 0;
+    }
     const auto ratio = [&](const std::string& who, const LoadResult& result) {
       std::fputs(Row(absl::StrCat(who, " ", name), result, floor.calls_per_second).c_str(), stdout);
       if (floor.server_cpu_us_per_call > 0) {
@@ -509,6 +517,8 @@ void SubmitAloneSection(const std::string& deltaserve, const std::string& echo_b
   real->Stop(absl::Seconds(15), &clean);
   for (Floor& floor : floors) floor.server->Stop(absl::Seconds(15), &clean);
   echo->Stop(absl::Seconds(15), &clean);
+  if (!answered) std::fprintf(stderr, "section 5: a load got errors or no answers (rows above)\n");
+  return answered;
 }
 
 void BatchingSection(const std::string& deltaserve) {
@@ -825,6 +835,6 @@ int main(int argc, char** argv) {
   if (sections.find('2') != std::string::npos) b::SubmitSection(server, echo);
   if (sections.find('3') != std::string::npos) b::BatchingSection(server);
   if (sections.find('4') != std::string::npos && !b::PushSection(server, echo)) return 1;
-  if (sections.find('5') != std::string::npos) b::SubmitAloneSection(server, echo);
+  if (sections.find('5') != std::string::npos && !b::SubmitAloneSection(server, echo)) return 1;
   return 0;
 }
