@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -19,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "deltaserve/base/status_macros.h"
 #include "deltaserve/client/session.h"
 #include "deltaserve/client/trainer_client.h"
@@ -27,6 +30,7 @@
 #include "deltaserve/sim/algorithms/td3.h"
 #include "deltaserve/sim/envs/pendulum_env.h"
 #include "deltaserve/sim/reporting.h"
+#include "deltaserve/sim/retry.h"
 
 namespace deltaserve::sim {
 
@@ -118,21 +122,28 @@ class ParameterFetcher {
 
   // If a round has answered, moves its parameters (one per model, in the
   // constructor's order) into *out and returns true; starts the next round
-  // unless one is running. The round's error, if it failed.
-  absl::StatusOr<bool> TakeAndRequest(std::vector<client::Parameters>* out) {
+  // unless one is running. The round's error, if it failed, except
+  // UNAVAILABLE (the trainer is away): that round is skipped (false) and
+  // counted in *skipped.
+  absl::StatusOr<bool> TakeAndRequest(std::vector<client::Parameters>* out, int64_t* skipped) {
     absl::MutexLock lock(&mu_);
     bool took = false;
     if (answered_) {
       answered_ = false;
-      DELTASERVE_RETURN_IF_ERROR(status_);
-      *out = std::move(answers_);
-      took = true;
+      if (absl::IsUnavailable(status_)) {
+        ++*skipped;
+      } else {
+        DELTASERVE_RETURN_IF_ERROR(status_);
+        *out = std::move(answers_);
+        took = true;
+      }
     }
     if (!requested_ && !running_) requested_ = true;
     return took;
   }
 
-  // Waits for a running or requested round; its error, if any.
+  // Waits for a running or requested round; its error, if any (UNAVAILABLE
+  // too: the run ends with the trainer away).
   absl::Status Drain() {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
@@ -254,7 +265,7 @@ class Learner {
       }
       net.target = net.params;
     }
-    DELTASERVE_ASSIGN_OR_RETURN(session_, client_->OpenSession(8 * o_.in_flight + 8));
+    DELTASERVE_ASSIGN_OR_RETURN(session_, client_->OpenSession(SessionInFlight()));
     fetcher_ = std::make_unique<ParameterFetcher>(
         client_, std::vector<std::string>{nets_[0].name, nets_[1].name, nets_[2].name});
     return absl::OkStatus();
@@ -296,6 +307,7 @@ class Learner {
         Report("episode %d  steps %d  wall %.1fs  return %.1f  avg%d %.1f\n", episode, steps, t,
                episode_return, o_.window, window_.mean());
       }
+      if (o_.on_episode) o_.on_episode(episode);
     });
     if (status.ok()) status = Drain();
     DELTASERVE_RETURN_IF_ERROR(status);
@@ -306,14 +318,80 @@ class Learner {
   }
 
  private:
+  // Every unanswered call keeps what it sent, to be sent again on a new
+  // Session (Reconnect).
   struct CriticCall {
-    int net;  // 1 or 2
+    int net;                             // 1 or 2
+    client::DeltaSubmission submission;  // with its request_id
     std::future<absl::StatusOr<client::SubmitDeltaResult>> answer;
   };
   struct ActorChain {
     model::Matrix observations;  // s
+    model::Matrix sa;            // the InputGradient's inputs: (s, s_a·π(s))
     std::future<absl::StatusOr<client::InputGradientResult>> gradient;
   };
+  struct ActorCall {
+    client::DeltaSubmission submission;  // with its request_id
+    std::future<absl::StatusOr<client::SubmitDeltaResult>> answer;
+  };
+
+  // Unanswered calls one Session holds at most: more than the loop ever
+  // leaves unanswered (2·in_flight + 2 critic submissions, in_flight + 1
+  // actor steps), so issuing never blocks.
+  size_t SessionInFlight() const { return 8 * static_cast<size_t>(o_.in_flight) + 8; }
+
+  // The answer `*answer` (an element of the call deques) brings. While it is
+  // UNAVAILABLE: Reconnect, which replaces every unanswered call's future,
+  // this one's too, and wait again.
+  template <typename T>
+  absl::StatusOr<T> Await(std::future<absl::StatusOr<T>>* answer) {
+    for (;;) {
+      absl::StatusOr<T> got = answer->get();
+      if (!absl::IsUnavailable(got.status())) {
+        if (got.ok()) outage_start_.reset();
+        return got;
+      }
+      DELTASERVE_RETURN_IF_ERROR(Reconnect(got.status()));
+    }
+  }
+
+  // After an UNAVAILABLE answer `why`: backs off (sim/retry.h's initial and
+  // largest waits), opens a new Session and sends every unanswered call
+  // again on it, SubmitDeltas with their request_id. `why`, annotated, once
+  // the trainer has been unreachable for retry_for.
+  absl::Status Reconnect(const absl::Status& why) {
+    if (o_.retry_for <= absl::ZeroDuration()) return why;
+    const RetryPolicy policy;
+    const absl::Time now = absl::Now();
+    if (!outage_start_.has_value()) {
+      outage_start_ = now;
+      backoff_ = policy.initial_backoff;
+    }
+    const absl::Duration away = now - *outage_start_;
+    if (away + backoff_ > o_.retry_for) {
+      return absl::UnavailableError(absl::StrCat(
+          "the trainer at ", o_.server, " has been unreachable for ", absl::FormatDuration(away),
+          " (retry_for ", absl::FormatDuration(o_.retry_for), "); last: ", why.message()));
+    }
+    absl::SleepFor(backoff_);
+    backoff_ = std::min(2 * backoff_, policy.max_backoff);
+    session_.reset();  // Its unanswered calls have all failed already.
+    DELTASERVE_ASSIGN_OR_RETURN(session_, client_->OpenSession(SessionInFlight()));
+    ++result_.reconnects;
+    for (CriticCall& call : critic_calls_) {
+      call.answer = session_->SubmitDelta(call.submission, nets_[call.net].name);
+    }
+    for (ActorChain& chain : chains_) {
+      chain.gradient =
+          session_->InputGradient(chain.sa, model::Matrix::Ones(o_.batch, 1), nets_[1].name);
+    }
+    for (ActorCall& call : actor_calls_) {
+      call.answer = session_->SubmitDelta(call.submission, nets_[0].name);
+    }
+    result_.resent_calls +=
+        static_cast<int64_t>(critic_calls_.size() + chains_.size() + actor_calls_.size());
+    return absl::OkStatus();
+  }
 
   template <typename Episode>
   absl::Status Loop(Episode&& on_episode) {
@@ -380,7 +458,9 @@ class Learner {
     s.deltas = model::Matrix::Zero(o_.batch, 1);
     for (int k = 1; k <= 2; ++k) {
       s.version = nets_[k].version;
-      critic_calls_.push_back({k, session_->SubmitDelta(s, nets_[k].name)});
+      s.request_id = client::NewRequestId();
+      auto answer = session_->SubmitDelta(s, nets_[k].name);
+      critic_calls_.push_back({k, s, std::move(answer)});
     }
     ++result_.critic_submits;
     while (critic_calls_.size() > static_cast<size_t>(2 * o_.in_flight)) {
@@ -390,10 +470,10 @@ class Learner {
   }
 
   absl::Status TakeCritic() {
-    CriticCall call = std::move(critic_calls_.front());
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer,
+                                Await(&critic_calls_.front().answer));
+    Network& net = nets_[critic_calls_.front().net];
     critic_calls_.pop_front();
-    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer, call.answer.get());
-    Network& net = nets_[call.net];
     net.version = std::max(net.version, answer.version);
     result_.max_critic_staleness = std::max(result_.max_critic_staleness, answer.staleness);
     return absl::OkStatus();
@@ -408,6 +488,7 @@ class Learner {
     const model::Matrix sa = Concat(batch_.observations, a);
     ActorChain chain;
     chain.observations = batch_.observations;
+    chain.sa = sa;
     chain.gradient = session_->InputGradient(sa, model::Matrix::Ones(o_.batch, 1), nets_[1].name);
     chains_.push_back(std::move(chain));
     return PumpActor(/*keep=*/o_.in_flight);
@@ -430,7 +511,7 @@ class Learner {
         DELTASERVE_RETURN_IF_ERROR(TakeActor());
       }
     }
-    while (!actor_calls_.empty() && ready(actor_calls_.front())) {
+    while (!actor_calls_.empty() && ready(actor_calls_.front().answer)) {
       DELTASERVE_RETURN_IF_ERROR(TakeActor());
     }
     return absl::OkStatus();
@@ -439,23 +520,27 @@ class Learner {
   // The oldest chain's gradient (waiting for it) → the actor's SubmitDelta,
   // δ = −s_a·∂Q1/∂a/N.
   absl::Status SubmitActor() {
+    DELTASERVE_ASSIGN_OR_RETURN(const client::InputGradientResult g,
+                                Await(&chains_.front().gradient));
     ActorChain chain = std::move(chains_.front());
     chains_.pop_front();
-    DELTASERVE_ASSIGN_OR_RETURN(const client::InputGradientResult g, chain.gradient.get());
     client::DeltaSubmission s;
     s.inputs = std::move(chain.observations);
     s.deltas = Td3ActorDeltas(g.input_gradient.rightCols(kAct), kActionScale);
     s.version = nets_[0].version;
     s.metrics = std::move(pending_metrics_);
+    s.request_id = client::NewRequestId();
     pending_metrics_.clear();
-    actor_calls_.push_back(session_->SubmitDelta(s, nets_[0].name));
+    auto answer = session_->SubmitDelta(s, nets_[0].name);
+    actor_calls_.push_back({std::move(s), std::move(answer)});
     ++result_.actor_submits;
     return absl::OkStatus();
   }
 
   // The oldest actor SubmitDelta's answer (waiting for it).
   absl::Status TakeActor() {
-    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer, actor_calls_.front().get());
+    DELTASERVE_ASSIGN_OR_RETURN(const client::SubmitDeltaResult answer,
+                                Await(&actor_calls_.front().answer));
     actor_calls_.pop_front();
     nets_[0].version = std::max(nets_[0].version, answer.version);
     result_.max_actor_staleness = std::max(result_.max_actor_staleness, answer.staleness);
@@ -466,7 +551,8 @@ class Learner {
   // next), then θ' ← (1 − τ)·θ' + τ·θ for each model, θ its newest weights.
   absl::Status UpdateTargets() {
     std::vector<client::Parameters> fetched;
-    DELTASERVE_ASSIGN_OR_RETURN(const bool took, fetcher_->TakeAndRequest(&fetched));
+    DELTASERVE_ASSIGN_OR_RETURN(const bool took,
+                                fetcher_->TakeAndRequest(&fetched, &result_.skipped_fetch_rounds));
     if (took) {
       ++result_.fetch_rounds;
       for (int k = 0; k < 3; ++k) {
@@ -501,7 +587,9 @@ class Learner {
   model::Mlp::Workspace ws_act_, ws_pi_, ws_target_actor_, ws_q1_, ws_q2_;
   std::deque<CriticCall> critic_calls_;
   std::deque<ActorChain> chains_;
-  std::deque<std::future<absl::StatusOr<client::SubmitDeltaResult>>> actor_calls_;
+  std::deque<ActorCall> actor_calls_;
+  std::optional<absl::Time> outage_start_;  // First UNAVAILABLE since the last answer.
+  absl::Duration backoff_;                  // Reconnect's next wait.
   std::map<std::string, double> pending_metrics_;
   std::FILE* csv_ = nullptr;
   Td3Result result_;

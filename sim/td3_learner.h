@@ -31,15 +31,26 @@
 // are unanswered. What this changes against the in-process reference:
 // docs/algorithms.md. The actor's first SubmitDelta after an episode ends
 // carries its episode_return and episode_length (the server's /metrics).
+//
+// A trainer that becomes unreachable (restarted, rescheduled, requeued) does
+// not end the run: a call answered UNAVAILABLE makes the learner wait (with
+// sim/retry.h's backoff), open a new Session and send every unanswered call
+// again, each SubmitDelta with the request_id it had, so the server applies
+// none twice; a GetParameters round that fails so is skipped (the targets
+// move towards the weights fetched before). The replay buffer, the targets
+// and the episode go on. Only when the trainer stays unreachable for
+// retry_for in all does the run end with the last UNAVAILABLE.
 #ifndef DELTASERVE_SIM_TD3_LEARNER_H_
 #define DELTASERVE_SIM_TD3_LEARNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "deltaserve/client/channel_security.h"
 
 namespace deltaserve::sim {
@@ -72,9 +83,17 @@ struct Td3Options {
   // reference and the Python example start; false: the server's own.
   bool import_initial_weights = true;
 
+  // How long the run waits for an unreachable trainer before it ends (see the
+  // file comment), counted from the first UNAVAILABLE to the next answer;
+  // 0: the first UNAVAILABLE ends it.
+  absl::Duration retry_for = absl::Minutes(10);
+
   std::string csv;       // learning curve: episode,env_steps,wall_seconds,return,average
   int window = 10;       // returns averaged in the curve and the result
   int print_every = 10;  // episodes between progress lines; 0 = none
+  // Called on the run's thread after each episode with its number (from 1);
+  // the run waits for it. Null: none.
+  std::function<void(int episode)> on_episode;
 };
 
 // INVALID_ARGUMENT saying which option is wrong unless steps, hidden, batch,
@@ -98,12 +117,16 @@ struct Td3Result {
   int64_t fetch_rounds = 0;           // GetParameters rounds taken (three models each)
   uint64_t max_critic_staleness = 0;  // largest staleness a critic answer reported
   uint64_t max_actor_staleness = 0;
+  int64_t reconnects = 0;            // Sessions opened again after UNAVAILABLE
+  int64_t resent_calls = 0;          // calls sent again on them
+  int64_t skipped_fetch_rounds = 0;  // GetParameters rounds lost to UNAVAILABLE
 };
 
 // Trains. Errors: ValidateTd3Options' (before connecting); FAILED_PRECONDITION
 // naming the model if one is missing the shape TD3 on Pendulum needs or a
 // critic's surrogate is not ANCHORED with MEAN reduction (nothing is
-// trained then); otherwise the first failed call's status.
+// trained then); otherwise the first failed call's status (UNAVAILABLE only
+// once the trainer has been unreachable for retry_for).
 absl::StatusOr<Td3Result> RunTd3(const Td3Options& options);
 
 }  // namespace deltaserve::sim

@@ -9,14 +9,17 @@
 //
 // tools/td3_cpp.py does both. --server and the TLS/token flags:
 // sim/runner_flags.h (--model names the actor; --transport and
-// --rows_per_forward are not used: every call goes over one Session).
+// --rows_per_forward are not used: every call goes over one Session;
+// --retry_for is how long the run waits for a trainer that has become
+// unreachable, sim/td3_learner.h).
 //
 // stdout: every --print_every episodes
 //   episode 10  steps 2000  wall 1.2s  return -1234.5  avg10 -1300.2
 // then one line of counts and the summary line (the format of the Python
 // example's and tools/torch_td3.py's, which tools/bench_algorithms.py reads):
 //   counts critic_submits=19000 actor_submits=9500 fetch_rounds=4100
-//          max_critic_staleness=3 max_actor_staleness=2
+//          max_critic_staleness=3 max_actor_staleness=2 reconnects=0
+//          resent_calls=0 skipped_fetch_rounds=0
 //   TD3 (deltaserve, C++) seed 1 hidden 64: average of the last 10 returns
 //          -190.3 after 20000 env steps, 20.1 s wall, 9.0 s CPU
 // (wall and CPU: the training loop, after connecting and importing the
@@ -66,6 +69,7 @@ absl::StatusOr<int> Run() {
   Td3Options o;
   o.server = connection.server;
   o.security = connection.security;
+  o.retry_for = connection.retry.retry_for;
   if (!connection.model.empty()) o.actor_model = connection.model;
   o.q1_model = absl::GetFlag(FLAGS_q1_model);
   o.q2_model = absl::GetFlag(FLAGS_q2_model);
@@ -94,9 +98,9 @@ absl::StatusOr<int> Run() {
   DELTASERVE_ASSIGN_OR_RETURN(const Td3Result r, RunTd3(o));
   Report(
       "counts critic_submits=%d actor_submits=%d fetch_rounds=%d max_critic_staleness=%d "
-      "max_actor_staleness=%d\n",
+      "max_actor_staleness=%d reconnects=%d resent_calls=%d skipped_fetch_rounds=%d\n",
       r.critic_submits, r.actor_submits, r.fetch_rounds, r.max_critic_staleness,
-      r.max_actor_staleness);
+      r.max_actor_staleness, r.reconnects, r.resent_calls, r.skipped_fetch_rounds);
   Report(
       "TD3 (deltaserve, C++) seed %d hidden %d: average of the last %d returns %.1f after %d env "
       "steps, %.1f s wall, %.1f s CPU\n",

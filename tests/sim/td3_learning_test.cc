@@ -19,6 +19,7 @@
 #include "deltaserve/server/core/config.h"
 #include "deltaserve/server/service/server.h"
 #include "deltaserve/sim/td3_learner.h"
+#include "deltaserve/tests/persist/temp_dir.h"
 #include "gtest/gtest.h"
 
 namespace deltaserve::sim {
@@ -159,6 +160,73 @@ TEST(Td3Learning, AnUnwritableCsvIsRefusedBeforeAnyModelChanges) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find(o.csv), std::string::npos) << r.status();
   for (const char* m : {"actor", "q1", "q2"}) EXPECT_EQ(Version(o.server, m), 0u) << m;
+}
+
+// The trainer shuts down in the middle of a run and a new one starts on the
+// same port and state directory: the run reopens its Session, sends its
+// unanswered calls again and ends with every episode, and each model's
+// version is exactly its import plus one step per submission the run made,
+// so no submission was lost or applied twice across the restart.
+TEST(Td3OverARestart, TheRunReconnectsAndNoSubmissionIsLostOrAppliedTwice) {
+  deltaserve::testing::TempDir dir;
+  Td3Options o = ShortOptions();
+  o.steps = 1600;  // 8 episodes.
+  o.learning_starts = 200;
+  auto config = server::ParseServerConfig(Td3ServerConfig(o));
+  ASSERT_TRUE(config.ok()) << config.status();
+  server::ServerOptions options;
+  options.state_dir = dir.path();
+  auto first = server::DeltaServer::Start(*config, options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::unique_ptr<server::DeltaServer> running = *std::move(first);
+  o.server = running->address();
+  uint64_t q1_at_restart = 0;
+  bool restarted = false;
+  o.on_episode = [&](int episode) {
+    if (episode != 4) return;
+    // Calls of this run are in flight now: 4 episodes are 800 steps, 600
+    // of them learning ones.
+    q1_at_restart = Version(o.server, "q1");
+    running.reset();  // Shutdown: the Session ends with UNAVAILABLE.
+    options.listen_address = o.server;
+    auto second = server::DeltaServer::Start(*config, options);
+    ASSERT_TRUE(second.ok()) << second.status();
+    running = *std::move(second);
+    restarted = true;
+  };
+  absl::StatusOr<Td3Result> r = RunTd3(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(restarted);
+  EXPECT_EQ(r->returns.size(), 8u);
+  EXPECT_GE(r->reconnects, 1);
+  EXPECT_EQ(r->critic_submits, o.steps - o.learning_starts);
+  EXPECT_EQ(r->actor_submits, (o.steps - o.learning_starts) / o.policy_delay);
+  EXPECT_GT(q1_at_restart, 1u);
+  const uint64_t q1 = Version(o.server, "q1");
+  EXPECT_GT(q1, q1_at_restart) << "no critic step after the restart";
+  EXPECT_EQ(q1, 1u + static_cast<uint64_t>(r->critic_submits));
+  EXPECT_EQ(Version(o.server, "q2"), 1u + static_cast<uint64_t>(r->critic_submits));
+  EXPECT_EQ(Version(o.server, "actor"), 1u + static_cast<uint64_t>(r->actor_submits));
+  std::printf(
+      "td3 over a restart: %lld reconnects, %lld calls sent again, %lld fetch rounds skipped\n",
+      static_cast<long long>(r->reconnects), static_cast<long long>(r->resent_calls),
+      static_cast<long long>(r->skipped_fetch_rounds));
+}
+
+// With retry_for 0 the first UNAVAILABLE ends the run, with that status.
+TEST(Td3OverARestart, RetryForZeroEndsTheRunAtTheFirstUnavailable) {
+  Td3Options o = ShortOptions();
+  o.steps = 1600;
+  o.learning_starts = 200;
+  o.retry_for = absl::ZeroDuration();
+  auto running = StartServer(Td3ServerConfig(o));
+  ASSERT_NE(running, nullptr);
+  o.server = running->address();
+  o.on_episode = [&](int episode) {
+    if (episode == 2) running.reset();
+  };
+  absl::StatusOr<Td3Result> r = RunTd3(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
 }
 
 }  // namespace
