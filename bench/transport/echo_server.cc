@@ -80,6 +80,18 @@ void Answer(const v1::ForwardRequest& request, int output_dim, v1::ForwardRespon
   response->set_version(0);
 }
 
+// A Session call's answer: a Forward's zeros, or an empty SubmitDelta answer.
+v1::SessionResponse EchoAnswer(const v1::SessionRequest& request, int output_dim) {
+  v1::SessionResponse response;
+  response.set_id(request.id());
+  if (request.has_forward()) {
+    Answer(request.forward(), output_dim, response.mutable_forward());
+  } else {
+    response.mutable_submit();
+  }
+  return response;
+}
+
 class EchoSession;
 
 // --handoff's worker: one thread, woken per call queued while it sleeps,
@@ -132,13 +144,7 @@ class EchoSession final : public grpc::ServerBidiReactor<v1::SessionRequest, v1:
         ++unanswered_;
         worker_->Queue(this, request_.id());
       } else {
-        v1::SessionResponse& response = queue_.emplace_back();
-        response.set_id(request_.id());
-        if (request_.has_forward()) {
-          Answer(request_.forward(), output_dim_, response.mutable_forward());
-        } else {
-          response.mutable_submit();
-        }
+        queue_.push_back(EchoAnswer(request_, output_dim_));
       }
     });
   }
@@ -484,13 +490,7 @@ class CqSession {
         if (!ok) {
           read_closed_ = true;
         } else {
-          v1::SessionResponse& response = queue_.emplace_back();
-          response.set_id(request_.id());
-          if (request_.has_forward()) {
-            Answer(request_.forward(), output_dim_, response.mutable_forward());
-          } else {
-            response.mutable_submit();
-          }
+          queue_.push_back(EchoAnswer(request_, output_dim_));
         }
         break;
       case Kind::kWritten:

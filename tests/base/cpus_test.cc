@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include "deltaserve/tests/support/one_cpu.h"
 #include "gtest/gtest.h"
 
 namespace deltaserve::base {
@@ -27,23 +28,17 @@ TEST(CpusFromCgroupMax, NoQuotaOrAnUnreadableLineIsNoLimit) {
 TEST(UsableCpus, FollowsTheAffinityMask) {
   cpu_set_t all;
   ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-  const int allowed = CPU_COUNT(&all);
-  EXPECT_GE(UsableCpus(), 1);
-  EXPECT_LE(UsableCpus(), allowed);
-
-  // Only the first allowed CPU: one usable, whatever the host has.
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &all)) {
-      CPU_SET(cpu, &one);
-      break;
-    }
+  const int before = UsableCpus();
+  EXPECT_GE(before, 1);
+  EXPECT_LE(before, CPU_COUNT(&all));
+  // Pinned to one CPU: one usable, whatever the host has.
+  int pinned = 0;
+  {
+    deltaserve::testing::PinnedToOneCpu one;
+    pinned = UsableCpus();
   }
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-  const int pinned = UsableCpus();
-  ASSERT_EQ(sched_setaffinity(0, sizeof all, &all), 0);
   EXPECT_EQ(pinned, 1);
+  EXPECT_EQ(UsableCpus(), before) << "the affinity was not restored";
 }
 
 }  // namespace

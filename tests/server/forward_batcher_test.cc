@@ -8,8 +8,6 @@
 // enqueueing exactly max_batch_rows rows forms exactly one batch.
 #include "deltaserve/server/core/forward_batcher.h"
 
-#include <sched.h>
-
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -29,6 +27,7 @@
 #include "deltaserve/tests/server/metrics_scrape.h"
 #include "deltaserve/tests/server/test_util.h"
 #include "deltaserve/tests/server/trainer_options_builder.h"
+#include "deltaserve/tests/support/one_cpu.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -668,19 +667,11 @@ TEST(ForwardBatcherInputGradient, ByDefaultTheCapIsTheCpusThisProcessMayUse) {
   EXPECT_EQ(batcher->max_gradient_threads(), static_cast<uint32_t>(base::UsableCpus()));
   EXPECT_EQ(batcher->gradient_threads_started(), 0u);
   // Pinned to one CPU (as taskset or a cpuset would), whatever the host has.
-  cpu_set_t all;
-  ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &all)) {
-      CPU_SET(cpu, &one);
-      break;
-    }
+  std::unique_ptr<ForwardBatcher> pinned;
+  {
+    deltaserve::testing::PinnedToOneCpu one;
+    pinned = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
   }
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-  auto pinned = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration());
-  ASSERT_EQ(sched_setaffinity(0, sizeof all, &all), 0);
   EXPECT_EQ(pinned->max_gradient_threads(), 1u);
   // Cheap gradients, computed inline, start none.
   auto inline_only = MakeBatcher(trainer.get(), /*max_batch_rows=*/64, absl::ZeroDuration(),
