@@ -53,15 +53,29 @@ std::optional<int> CpusFromCgroupMax(absl::string_view cpu_max) {
   return static_cast<int>(std::min<int64_t>(cpus, INT32_MAX));
 }
 
-int UsableCpus() {
-  int cpus = AffinityCpus();
-  if (std::optional<std::string> path = CgroupPath(); path.has_value()) {
-    std::ifstream in("/sys/fs/cgroup" + *path + "/cpu.max");
+std::optional<int> CpusAllowedByCgroups(const std::string& root, std::string cgroup) {
+  std::optional<int> cpus;
+  // The cgroup and each one above it: a quota on any of them caps it (a
+  // systemd slice, a pod's cgroup above its container's).
+  while (!cgroup.empty() && cgroup != "/") {
+    std::ifstream in(root + cgroup + "/cpu.max");
     std::string line;
     if (std::getline(in, line)) {
       if (std::optional<int> quota = CpusFromCgroupMax(line); quota.has_value()) {
-        cpus = std::min(cpus, *quota);
+        cpus = std::min(cpus.value_or(*quota), *quota);
       }
+    }
+    const size_t slash = cgroup.find_last_of('/');
+    cgroup = slash == 0 || slash == std::string::npos ? "/" : cgroup.substr(0, slash);
+  }
+  return cpus;
+}
+
+int UsableCpus() {
+  int cpus = AffinityCpus();
+  if (std::optional<std::string> cgroup = CgroupPath(); cgroup.has_value()) {
+    if (std::optional<int> quota = CpusAllowedByCgroups("/sys/fs/cgroup", *cgroup)) {
+      cpus = std::min(cpus, *quota);
     }
   }
   return std::max(1, cpus);

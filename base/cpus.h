@@ -8,19 +8,26 @@
 #define DELTASERVE_BASE_CPUS_H_
 
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 
 namespace deltaserve::base {
 
-// At least 1. Reads /proc/self/cgroup and the cgroup's cpu.max once per
-// call; a missing or unreadable file means no quota.
+// At least 1. Reads /proc/self/cgroup and the cpu.max of its cgroup and of
+// every cgroup above it (the smallest quota wins) at each call; a missing or
+// unreadable file means no quota there.
 int UsableCpus();
 
 // The CPUs a cgroup v2 `cpu.max` line ("QUOTA PERIOD", e.g. "150000 100000")
 // allows, rounded up: 2 for that line. nullopt for "max PERIOD" (no quota)
 // or a line that is not two positive integers.
 std::optional<int> CpusFromCgroupMax(absl::string_view cpu_max);
+
+// The smallest quota among `cgroup` ("/a/b", as /proc/self/cgroup names it)
+// and the cgroups above it, read from ROOT/a/b/cpu.max, ROOT/a/cpu.max
+// (ROOT: /sys/fs/cgroup); nullopt if none has one.
+std::optional<int> CpusAllowedByCgroups(const std::string& root, std::string cgroup);
 
 }  // namespace deltaserve::base
 

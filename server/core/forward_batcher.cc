@@ -136,14 +136,18 @@ void ForwardBatcher::Stop() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  std::vector<std::thread> gradient_threads;
   {
     absl::MutexLock lock(&gradient_mu_);
-    gradients_stopping_ = true;  // From now on no thread starts.
-    gradient_threads.swap(gradient_threads_);
+    gradients_stopping_ = true;  // From now on no gradient thread starts.
   }
-  for (std::thread& thread : gradient_threads) thread.join();
+  // Once; a concurrent caller waits here until the threads have exited.
   std::call_once(join_once_, [this] {
+    std::vector<std::thread> gradient_threads;
+    {
+      absl::MutexLock lock(&gradient_mu_);
+      gradient_threads.swap(gradient_threads_);
+    }
+    for (std::thread& thread : gradient_threads) thread.join();
     if (thread_.joinable()) thread_.join();
   });
 }

@@ -2,6 +2,12 @@
 
 #include <sched.h>
 
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "deltaserve/tests/persist/temp_dir.h"
 #include "deltaserve/tests/support/one_cpu.h"
 #include "gtest/gtest.h"
 
@@ -23,6 +29,41 @@ TEST(CpusFromCgroupMax, NoQuotaOrAnUnreadableLineIsNoLimit) {
   EXPECT_EQ(CpusFromCgroupMax("-5 100000"), std::nullopt);
   EXPECT_EQ(CpusFromCgroupMax("100000 0"), std::nullopt);
   EXPECT_EQ(CpusFromCgroupMax("1 2 3"), std::nullopt);
+}
+
+// A cgroup v2 tree in a temporary directory: ROOT/slice/container.
+class CgroupTree : public ::testing::Test {
+ protected:
+  void Write(const std::string& cgroup, const std::string& cpu_max) {
+    std::filesystem::create_directories(dir_.path() + cgroup);
+    std::ofstream(dir_.path() + cgroup + "/cpu.max") << cpu_max << "\n";
+  }
+  std::optional<int> Allowed(const std::string& cgroup) {
+    return CpusAllowedByCgroups(dir_.path(), cgroup);
+  }
+  deltaserve::testing::TempDir dir_;
+};
+
+TEST_F(CgroupTree, TheContainersOwnQuota) {
+  Write("/slice", "max 100000");
+  Write("/slice/container", "150000 100000");
+  EXPECT_EQ(Allowed("/slice/container"), 2);
+}
+
+TEST_F(CgroupTree, AQuotaAboveTheContainerCapsIt) {
+  Write("/slice", "50000 100000");
+  Write("/slice/container", "max 100000");
+  EXPECT_EQ(Allowed("/slice/container"), 1);
+  Write("/slice/container", "400000 100000");
+  EXPECT_EQ(Allowed("/slice/container"), 1);  // The smallest wins.
+}
+
+TEST_F(CgroupTree, NoQuotaAnywhereOrNoFilesIsNoLimit) {
+  Write("/slice", "max 100000");
+  Write("/slice/container", "max 100000");
+  EXPECT_EQ(Allowed("/slice/container"), std::nullopt);
+  EXPECT_EQ(Allowed("/elsewhere/unknown"), std::nullopt);
+  EXPECT_EQ(Allowed("/"), std::nullopt);
 }
 
 TEST(UsableCpus, FollowsTheAffinityMask) {
