@@ -375,7 +375,7 @@ class Learner {
     }
     absl::SleepFor(backoff_);
     backoff_ = std::min(2 * backoff_, policy.max_backoff);
-    session_.reset();  // Its unanswered calls have all failed already.
+    session_.reset();  // Ends the old stream; whatever it left unanswered is sent below.
     DELTASERVE_ASSIGN_OR_RETURN(session_, client_->OpenSession(SessionInFlight()));
     ++result_.reconnects;
     for (CriticCall& call : critic_calls_) {
