@@ -364,16 +364,16 @@ uint64_t PushFloor::Step() {
   return number;
 }
 
+using Trainer = v1::Trainer;
 // Every method on the callback API: the plain echo and --handoff.
-using EchoBase = v1::Trainer::WithRawCallbackMethod_WatchParameters<
-    v1::Trainer::WithRawCallbackMethod_GetParameters<v1::Trainer::CallbackService>>;
+using EchoBase = Trainer::WithRawCallbackMethod_WatchParameters<
+    Trainer::WithRawCallbackMethod_GetParameters<Trainer::CallbackService>>;
 // The same with the Session on the async API (--session_cq).
-using T = v1::Trainer;
-using CqEchoBase = T::WithCallbackMethod_GetModelInfo<T::WithCallbackMethod_Forward<
-    T::WithCallbackMethod_SubmitDelta<T::WithRawCallbackMethod_GetParameters<
-        T::WithRawCallbackMethod_WatchParameters<T::WithAsyncMethod_Session<
-            T::WithCallbackMethod_InputGradient<T::WithCallbackMethod_ListModels<
-                T::WithCallbackMethod_GetMetricsHistory<T::Service>>>>>>>>>;
+using CqEchoBase = Trainer::WithCallbackMethod_GetModelInfo<Trainer::WithCallbackMethod_Forward<
+    Trainer::WithCallbackMethod_SubmitDelta<Trainer::WithRawCallbackMethod_GetParameters<
+        Trainer::WithRawCallbackMethod_WatchParameters<Trainer::WithAsyncMethod_Session<
+            Trainer::WithCallbackMethod_InputGradient<Trainer::WithCallbackMethod_ListModels<
+                Trainer::WithCallbackMethod_GetMetricsHistory<Trainer::Service>>>>>>>>>;
 
 // Every method but the Session, on `Base`; sizes from the flags.
 template <class Base>
@@ -533,7 +533,7 @@ class CqSession {
 };
 
 // Every method on the async API; only the Session is ever asked for.
-using CqOnlyService = T::AsyncService;
+using CqOnlyService = Trainer::AsyncService;
 
 // Serves `cq`'s Session streams of `service` until the queue shuts down.
 template <class Service>

@@ -58,8 +58,9 @@ void StartSubmit(const ModelRegistry& models, ModelMetrics* unknown_model,
 
 // Trainer::InputGradient through the model's ForwardBatcher (read-only, never
 // waits for the learner): computed on the calling thread, `done` called
-// before this returns, when it is cheap; otherwise on the batcher thread, so
-// a large model's backward pass never holds a gRPC thread.
+// before this returns, when it is cheap; otherwise on one of the model's
+// gradient threads, so a large model's backward pass never holds a gRPC
+// thread.
 void StartInputGradient(const ModelRegistry& models, ModelMetrics* unknown_model,
                         const deltaserve::v1::InputGradientRequest& request,
                         InputGradientDone done);

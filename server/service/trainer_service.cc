@@ -212,8 +212,8 @@ grpc::ServerUnaryReactor* TrainerService::InputGradient(grpc::CallbackServerCont
   if (absl::Status status = ParseRequest(*request, &parsed); !status.ok()) {
     return RecordAndFinish(reactor, unknown_model_, Rpc::kInputGradient, start, status);
   }
-  // Answered here when cheap, else from the model's batcher thread (read-only,
-  // from a snapshot), like Forward.
+  // Answered here when cheap, else from one of the model's gradient threads
+  // (read-only, from a snapshot).
   StartInputGradient(*models_, unknown_model_, parsed,
                      [reactor, response, start](ModelMetrics* metrics,
                                                 absl::StatusOr<v1::InputGradientResponse> answer) {

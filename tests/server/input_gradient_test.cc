@@ -528,8 +528,8 @@ TEST(SubmitInputGradientPersistence, ADuplicateAfterACrashOrARestartGetsTheOrigi
 // ---- Through a real server on 127.0.0.1:0 with the C++ client ----
 
 // Each test twice: with the default min_batch_macs this small model's calls
-// are computed in the gRPC reaction; with 1, every Forward and InputGradient
-// is answered from the model's batcher thread.
+// are computed in the gRPC reaction; with 1, every Forward is answered from
+// the model's batcher thread and every InputGradient from a gradient thread.
 class InputGradientServerTest : public client::testing::ServerTest,
                                 public ::testing::WithParamInterface<uint64_t> {
  protected:
@@ -630,7 +630,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, InputGradientServerTest,
                          ::testing::Values(uint64_t{0}, uint64_t{1}),
                          [](const ::testing::TestParamInfo<uint64_t>& info) {
                            return info.param == 0 ? std::string("InTheReaction")
-                                                  : std::string("OnTheBatcherThread");
+                                                  : std::string("OnTheBatcherThreads");
                          });
 
 }  // namespace
